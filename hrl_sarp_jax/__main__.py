@@ -1,0 +1,3 @@
+from hrl_sarp_jax.cli import main
+
+raise SystemExit(main())

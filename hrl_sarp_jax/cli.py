@@ -1,0 +1,230 @@
+"""The ``hrl-sarp`` command (also ``python -m hrl_sarp_jax``).
+
+# HOST ONLY (not jittable)
+Errors print one line and the way out, and exit non-zero; ``--debug`` shows the traceback.
+Heavy imports happen inside the handlers so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from hrl_sarp_jax.errors import HrlSarpError
+
+DEFAULT_MARKET_DIR = Path("data/default")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML preset (e.g. configs/default.yaml); defaults built in")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, repeatable (e.g. --set env.cost.stt_buy=0.001)",
+    )
+
+
+def _load_cfg(args: argparse.Namespace):
+    from hrl_sarp_jax.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _synth_cfg(args: argparse.Namespace):
+    import dataclasses
+
+    cfg = _load_cfg(args).synth
+    changes = {
+        k: v
+        for k, v in {
+            "seed": args.seed,
+            "preset": args.preset,
+            "start": args.start,
+            "end": args.end,
+            "stocks_per_sector": args.stocks_per_sector,
+        }.items()
+        if v is not None
+    }
+    return dataclasses.replace(cfg, **changes)
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from hrl_sarp_jax.data.synthetic import stylized_facts, write_synthetic_market
+
+    cfg = _synth_cfg(args)
+    t0 = time.perf_counter()
+    out = write_synthetic_market(Path(args.out), cfg)
+    print(f"wrote synthetic market ({cfg.preset}, seed {cfg.seed}) to {out} in {time.perf_counter() - t0:.1f}s")
+    if args.report:
+        facts = stylized_facts(out)
+        print(json.dumps(facts, indent=2) if args.json else _format_facts(facts))
+    return 0
+
+
+def _format_facts(facts: dict) -> str:
+    lines = ["stylized facts:"]
+    for k, v in facts.items():
+        lines.append(f"  {k:<40} {v:.4f}" if isinstance(v, float) else f"  {k:<40} {v}")
+    return "\n".join(lines)
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from hrl_sarp_jax.data.validate import validate_market
+
+    cfg = _load_cfg(args).data
+    report = validate_market(Path(args.dir), cfg)
+    if report.problems:
+        print(f"{args.dir}: INVALID, {len(report.problems)} problem(s):", file=sys.stderr)
+        for p in report.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(f"{args.dir}: valid. {report.summary_line()}")
+    for w in report.warnings:
+        print(f"  note: {w}")
+    return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from hrl_sarp_jax.data import importers
+
+    src, out = Path(args.src), Path(args.out)
+    if args.source == "hrl-sarp":
+        importers.import_hrl_sarp(src, out)
+    else:
+        if args.sectors is None:
+            raise HrlSarpError(f"--from {args.source} needs --sectors MAP.csv (columns ticker,sector)")
+        importers.import_table(
+            src,
+            out,
+            layout=args.source,
+            sectors=Path(args.sectors),
+            macro=Path(args.macro) if args.macro else None,
+            index=Path(args.index) if args.index else None,
+        )
+    print(f"imported {src} ({args.source}) into {out}; check it with: hrl-sarp data validate {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job on the embedded default market: synth -> validate -> load -> features."""
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.data.synthetic import write_synthetic_market
+    from hrl_sarp_jax.data.validate import validate_market
+    from hrl_sarp_jax.features.build import build_features, feature_summary
+
+    cfg = _load_cfg(args)
+    market_dir = Path(args.data) if args.data else DEFAULT_MARKET_DIR
+    t0 = time.perf_counter()
+    if args.data is None:
+        print(f"[1/4] generating the embedded default market into {market_dir} ...", flush=True)
+        write_synthetic_market(market_dir, cfg.synth)
+    else:
+        print(f"[1/4] using the market in {market_dir}", flush=True)
+    print("[2/4] validating ...", flush=True)
+    report = validate_market(market_dir, cfg.data)
+    if report.problems:
+        for p in report.problems:
+            print(f"  - {p}", file=sys.stderr)
+        raise HrlSarpError(f"{market_dir} is not a valid market ({len(report.problems)} problems listed above)")
+    print(f"      {report.summary_line()}", flush=True)
+    print("[3/4] loading arrays ...", flush=True)
+    market, meta = load_market(market_dir, cfg.data)
+    print("[4/4] building causal features ...", flush=True)
+    feats = build_features(market, cfg.features)
+    print(feature_summary(market, meta, feats))
+    print(f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hrl_sarp_jax import bench
+
+    runner = {"data": bench.bench_data}.get(args.what)
+    if runner is None:  # pragma: no cover - argparse restricts choices
+        raise HrlSarpError(f"unknown benchmark '{args.what}'")
+    for record in runner(repeats=args.repeats):
+        print(json.dumps(record) if args.json else "  ".join(f"{k}={v}" for k, v in record.items()), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hrl-sarp",
+        description="Hierarchical RL portfolio manager (sector rotation + stock selection) in JAX.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="main job on the embedded default market (or --data DIR)")
+    _add_config_args(p)
+    p.add_argument("--data", default=None, help="use this market folder instead of generating one")
+    p.set_defaults(func=cmd_run)
+
+    data = sub.add_parser("data", help="generate, validate and import markets")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    p = dsub.add_parser("synth", help="write the seeded synthetic NSE-like market")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--preset", choices=["nse", "small"], default=None)
+    p.add_argument("--start", default=None, help="first calendar date, YYYY-MM-DD")
+    p.add_argument("--end", default=None, help="last calendar date, YYYY-MM-DD")
+    p.add_argument("--stocks-per-sector", type=int, default=None)
+    p.add_argument("--report", action="store_true", help="print the market's stylized facts")
+    p.add_argument("--json", action="store_true", help="with --report: print JSON")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = dsub.add_parser("validate", help="check a market folder; lists every problem found")
+    _add_config_args(p)
+    p.add_argument("dir", help="market folder")
+    p.set_defaults(func=cmd_data_validate)
+
+    p = dsub.add_parser("import", help="convert other layouts into the canonical market folder")
+    p.add_argument("--from", dest="source", required=True, choices=["hrl-sarp", "long", "wide"])
+    p.add_argument("src", help="source folder (hrl-sarp) or price table file (long/wide)")
+    p.add_argument("--out", required=True, help="output market folder")
+    p.add_argument("--sectors", default=None, help="CSV with columns ticker,sector (long/wide)")
+    p.add_argument("--macro", default=None, help="optional macro table (date + series)")
+    p.add_argument("--index", default=None, help="optional benchmark table (date, close)")
+    p.set_defaults(func=cmd_data_import)
+
+    p = sub.add_parser("bench", help="benchmarks printing machine-readable figures")
+    p.add_argument("what", choices=["data"])
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HrlSarpError as exc:
+        if args.debug:
+            raise
+        print(f"hrl-sarp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hrl-sarp: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,387 @@
+"""Typed, frozen configuration loaded from YAML presets with dotted overrides.
+
+A preset is a YAML mapping whose keys mirror the dataclasses below. ``smoke.yaml`` may name a
+``base:`` preset it overrides. Unknown keys and wrongly typed values are errors naming the
+dotted key (the original silently ignored its YAML). Nothing is ever written back into a
+config: derived quantities are computed where they are needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hrl_sarp_jax.errors import ConfigError
+
+REGIME_NAMES = ("bull", "bear", "sideways")  # one id convention everywhere: 0 Bull, 1 Bear, 2 Sideways
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The embedded synthetic market (``hrl-sarp data synth``)."""
+
+    preset: str = "nse"
+    """'nse' (11 NSE sectors, real-looking tickers) or 'small' (3 sectors, for tests)."""
+    seed: int = 0
+    start: str = "2012-01-02"
+    end: str = "2024-12-31"
+    stocks_per_sector: int = 5
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a market folder becomes date-aligned arrays."""
+
+    sector_weighting: str = "cap"
+    """Sector panels from member stocks: 'cap' (previous-day market cap) or 'equal'."""
+    ffill_limit: int = 5
+    """Forward-fill at most this many consecutive missing closes (reported), mask the rest."""
+    min_history_days: int = 260
+    """A market with fewer trading days is rejected by validation."""
+    max_stocks: int = 0
+    """Pad the stock axis to this static N_max (0: exactly the number of tickers)."""
+    max_sectors: int = 0
+    """Pad the sector axis to this static S_max (0: exactly the number of sectors)."""
+    val_start: str = "2021-01-01"
+    """First day of the validation split (train is everything before)."""
+    test_start: str = "2023-01-01"
+    """First day of the test split (validation ends the day before)."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Causal feature construction (DESIGN §4)."""
+
+    norm_window: int = 252
+    """Rolling window for z-score normalisation (trailing, includes day t)."""
+    norm_min_periods: int = 20
+    clip: float = 5.0
+    """Normalised features are clipped to [-clip, clip]."""
+    regime_threshold: float = 0.02
+    """Weekly benchmark return above +thr is Bull, below -thr Bear, else Sideways."""
+    regime_source: str = "auto"
+    """'auto' (latent regime when the market has one, else the rule), 'rule' or 'latent'."""
+    corr_window: int = 60
+    corr_threshold: float = 0.3
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Indian delivery-equity costs, as fractions of traded value (defaults: the original's)."""
+
+    stt_buy: float = 0.001
+    stt_sell: float = 0.001
+    stamp_buy: float = 0.00015
+    exchange: float = 0.0000325
+    sebi: float = 0.000001
+    gst: float = 0.18
+    """GST rate applied to brokerage + exchange charge + SEBI fee."""
+    brokerage_pct: float = 0.0
+    brokerage_cap: float = 20.0
+    """Cap in rupees per order on percentage brokerage (0 disables the cap)."""
+    slippage_bps: float = 5.0
+    impact_coef: float = 0.0
+    """Square-root impact: impact = coef * sqrt(trade value / 20-day ADV value)."""
+    adv_window: int = 20
+
+
+@dataclass(frozen=True)
+class ConstraintConfig:
+    max_stock_weight: float = 0.10
+    max_sector_weight: float = 0.35
+    min_cash: float = 0.02
+    max_positions: int = 30
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    derisk_drawdown: float = 0.07
+    rerisk_drawdown: float = 0.03
+    derisked_exposure: float = 0.0
+    cvar_alpha: float = 0.95
+    cvar_budget: float = 0.0
+    """Daily CVaR budget (0 disables CVaR scaling)."""
+    event_reduction: float = 0.5
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward weights (original coefficients, DESIGN §5)."""
+
+    macro_w_macro: float = 0.4
+    macro_w_portfolio: float = 0.3
+    macro_w_regime: float = 0.2
+    macro_w_value: float = 0.1
+    micro_w_micro: float = 0.5
+    micro_w_portfolio: float = 0.3
+    micro_w_value: float = 0.2
+    concentration_penalty: float = 0.1
+    turnover_penalty: float = 0.001
+    regime_correct: float = 0.3
+    regime_wrong: float = -0.1
+    sharpe_w: float = 0.5
+    goal_w: float = 0.3
+    drawdown_w: float = 0.2
+    drawdown_free: float = 0.05
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    initial_value: float = 1.0e7
+    micro_episode_days: int = 126
+    macro_episode_weeks: int = 26
+    return_window: int = 20
+    """Ring buffer of recent returns used by Sharpe/CVaR reward terms."""
+    ruin_value: float = 0.5
+    """Terminate when value falls below this fraction of the initial value."""
+    drawdown_stop: float = 0.0
+    """Terminate at this drawdown (0 disables; the end of data is a truncation)."""
+    cost: CostConfig = field(default_factory=CostConfig)
+    constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+@dataclass(frozen=True)
+class GNNConfig:
+    kind: str = "gcn"
+    """'gcn' or 'gat'."""
+    hidden: int = 32
+    embedding: int = 64
+    layers: int = 2
+    heads: int = 4
+    impl: str = "dense"
+    """'dense' (fast for small S) or 'segment' (message passing, large or sparse graphs)."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    gnn: GNNConfig = field(default_factory=GNNConfig)
+    macro_hidden: tuple[int, ...] = (256, 128, 64)
+    attention_heads: int = 4
+    attention_dim: int = 64
+    goal_embedding: int = 64
+    micro_stock_hidden: tuple[int, ...] = (128, 64)
+    critic_hidden: tuple[int, ...] = (256, 128)
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1.0e-3
+    weight_decay: float = 1.0e-5
+    grad_clip: float = 1.0
+    patience: int = 15
+    w_regime: float = 0.3
+    w_alloc: float = 0.7
+    alloc_temperature: float = 10.0
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    lr: float = 1.5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.15
+    entropy_coef: float = 0.02
+    value_coef: float = 0.3
+    max_grad_norm: float = 0.5
+    epochs: int = 8
+    minibatch_size: int = 64
+    rollout_steps: int = 128
+    num_envs: int = 8
+    warmup_updates: int = 50
+    total_env_steps: int = 70_000
+
+
+@dataclass(frozen=True)
+class TD3Config:
+    actor_lr: float = 1.0e-3
+    critic_lr: float = 1.0e-3
+    gamma: float = 0.99
+    tau: float = 0.005
+    target_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_delay: int = 2
+    max_grad_norm: float = 1.0
+    explore_noise_start: float = 0.3
+    explore_noise_end: float = 0.05
+    batch_size: int = 256
+    buffer_episodes: int = 512
+    her_k: int = 4
+    goal_tolerance: float = 0.1
+    num_envs: int = 8
+    total_env_steps: int = 200_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seeds: int = 1
+    macro_pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    micro_pretrain: PretrainConfig = field(
+        default_factory=lambda: PretrainConfig(epochs=30, lr=5.0e-4, patience=10, alloc_temperature=20.0)
+    )
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    td3: TD3Config = field(default_factory=TD3Config)
+    eval_interval: int = 10
+    keep_latest: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration of a run."""
+
+    seed: int = 0
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    networks: NetworkConfig = field(default_factory=NetworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce a YAML scalar to ``annotation`` or raise a ConfigError naming ``where``."""
+    origin = typing.get_origin(annotation)
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1.0e7" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"config key '{where}': expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{where}': expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{where}': expected true/false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{where}': expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key '{where}': expected a list, got {value!r}")
+        (elem, _ellipsis) = typing.get_args(annotation)
+        return tuple(_check_type(v, elem, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key '{prefix or '<root>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key '{where}{unknown[0]}' (valid keys here: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        annotation = hints[name]
+        dotted = f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _from_dict(annotation, value, dotted)
+        else:
+            kwargs[name] = _check_type(value, annotation, dotted)
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'env.cost.stt_buy=0.001'`` -> ``('env.cost.stt_buy', 0.001)`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
+    return key, value
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found (presets live in configs/)")
+    if path.resolve() in seen:
+        raise ConfigError(f"config file '{path}': 'base:' chain loops back on itself")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    base = data.pop("base", None)
+    if base is not None:
+        base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+        data = _deep_merge(_read_yaml(base_path, (*seen, path.resolve())), data)
+    return data
+
+
+def to_dict(cfg: Any) -> dict:
+    """The config as plain YAML/JSON-serialisable data (tuples become lists)."""
+
+    def conv(x: Any) -> Any:
+        if dataclasses.is_dataclass(x):
+            return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if isinstance(x, tuple):
+            return [conv(v) for v in x]
+        return x
+
+    return conv(cfg)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load ``path`` (or the built-in defaults) and apply ``key=value`` overrides in order."""
+    data = _read_yaml(Path(path)) if path is not None else {}
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    return _from_dict(Config, data, "")
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a Config from ``to_dict`` output (e.g. a run folder's config.yaml)."""
+    return _from_dict(Config, data, "")

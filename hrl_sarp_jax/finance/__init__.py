@@ -1,0 +1,1 @@
+"""finance layer (see DESIGN.md §2)."""
