@@ -1,0 +1,48 @@
+"""FeatureSet: every causal model input for a market, precomputed over the whole panel.
+
+Row t of every input uses only data indexed <= t (see ``data/market.py``); the labels are
+targets and look forward by design. Unavailable inputs are 0 with their mask False, never noise.
+Shapes: T days, N stocks, S sectors, F_s sector features.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import struct
+
+STOCK_FEATURES = (
+    "ret_1d", "ret_5d", "ret_20d",           # log returns
+    "vol_20d",                               # annualised std of 20 daily log returns
+    "rsi_14",                                # Wilder RSI, scaled (RSI - 50) / 50
+    "macd_hist",                             # MACD(12, 26, 9) histogram / close
+    "bb_pctb",                               # Bollinger %B (20, 2), clipped [-0.5, 1.5]
+    "volume_ratio",                          # volume / trailing 20-day mean, capped at 5
+    "delivery_pct",                          # delivery %, / 100
+    "pe_z", "pb_z", "ev_ebitda_z",           # within-sector z-scores (median-centred)
+    "roe", "roce", "leverage", "earnings_growth", "promoter_pledge",
+    "rel_strength_sector",                   # 20-day log return minus its sector's
+    "log_mcap",                              # cross-sectional z-score of log market cap
+    "free_float", "inst_holding_change",
+    "sentiment",
+)
+MACRO_FEATURES = (
+    "vix_z", "vix_chg_1w", "fii_flow_z", "dii_flow_z", "pcr", "usdinr_mom", "crude_regime",
+    "policy_rate", "credit_spread", "yield_slope", "index_ret_4w", "index_vol_4w", "breadth",
+    "fno_oi_chg", "event_flag", "days_to_event", "regime_prev",
+    "portfolio_drawdown",                    # filled by the environment from its own state (0 here)
+)
+NUM_STOCK_FEATURES = len(STOCK_FEATURES)   # 22
+NUM_MACRO_FEATURES = len(MACRO_FEATURES)   # 18
+
+
+@struct.dataclass
+class FeatureSet:
+    stock: jax.Array          # [T, N, 22] float32, normalised and clipped
+    stock_mask: jax.Array     # [T, N, 22] bool: input available at t
+    macro: jax.Array          # [T, 18] float32
+    macro_mask: jax.Array     # [T, 18] bool
+    sector: jax.Array         # [T, S, F_s] float32: GNN node inputs / sector statistics
+    sector_mask: jax.Array    # [T, S] bool
+    adjacency: jax.Array      # [T, S, S] float32: trailing-window |corr| >= threshold, self loops 1
+    regime_label: jax.Array   # [T] int32: regime of the period after t (target), -1 if unknown
+    regime_rule: jax.Array    # [T] int32: realised regime of the week ending at t by the rule, -1 if unknown
