@@ -152,9 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hrl_sarp_jax import bench
+    from hrl_sarp_jax.bench.data import bench_data
 
-    runner = {"data": bench.bench_data}.get(args.what)
+    runner = {"data": bench_data}.get(args.what)
     if runner is None:  # pragma: no cover - argparse restricts choices
         raise HrlSarpError(f"unknown benchmark '{args.what}'")
     for record in runner(repeats=args.repeats):
