@@ -1,0 +1,51 @@
+"""Command line: help on every level, one-line errors with non-zero exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from hrl_sarp_jax.cli import build_parser, main
+
+
+def _subcommands(parser):
+    for action in parser._actions:  # argparse keeps subparsers here
+        if action.__class__.__name__ == "_SubParsersAction":
+            return action.choices
+    return {}
+
+
+def test_help_on_every_level(capsys):
+    parser = build_parser()
+    stack = [((), parser)]
+    seen = 0
+    while stack:
+        path, p = stack.pop()
+        with pytest.raises(SystemExit) as exc:
+            main([*path, "--help"])
+        assert exc.value.code == 0
+        assert "usage: hrl-sarp" in capsys.readouterr().out
+        seen += 1
+        stack.extend(((*path, name), sub) for name, sub in _subcommands(p).items())
+    assert seen >= 6  # root, run, data, data synth/validate/import, bench
+
+
+def test_config_error_is_one_line_and_exit_2(capsys, tmp_path):
+    code = main(["data", "synth", "--out", str(tmp_path), "--set", "synth.nope=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1
+    assert err[0].startswith("hrl-sarp: error: unknown config key 'synth.nope'")
+
+
+def test_missing_market_folder_is_a_clear_error(capsys, tmp_path):
+    code = main(["data", "validate", str(tmp_path / "nowhere")])
+    captured = capsys.readouterr()
+    assert code != 0
+    assert "nowhere" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_import_long_without_sector_map_is_rejected(capsys, tmp_path):
+    code = main(["data", "import", "--from", "long", str(tmp_path / "p.csv"), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "--sectors" in capsys.readouterr().err
