@@ -8,6 +8,8 @@ range fall back to weekdays, with that choice reported by ``calendar_note``.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -26,9 +28,14 @@ def trading_days(start: str, end: str, calendar: str = NSE_CALENDAR) -> np.ndarr
     import exchange_calendars as xc
 
     try:
-        cal = xc.get_calendar(calendar)
-    except Exception as exc:  # exchange_calendars raises its own InvalidCalendarName
-        raise DataError(f"unknown trading calendar '{calendar}' ({exc})") from None
+        with warnings.catch_warnings():
+            # exchange_calendars 4.13 trips a pandas deprecation warning on first use.
+            warnings.simplefilter("ignore")
+            cal = xc.get_calendar(calendar)
+    except xc.errors.InvalidCalendarName:
+        raise DataError(
+            f"unknown trading calendar '{calendar}' (use 'XBOM' for NSE/BSE or 'weekdays')"
+        ) from None
     lo, hi = max(s, cal.first_session), min(e, cal.last_session)
     parts = []
     if s < cal.first_session:
@@ -54,5 +61,5 @@ def week_end_flags(dates: np.ndarray) -> np.ndarray:
     key = iso["year"].to_numpy() * 100 + iso["week"].to_numpy()
     flags = np.zeros(len(d), bool)
     flags[:-1] = key[1:] != key[:-1]
-    flags[-1] = d[-1].dayofweek == 4  # a Friday closes its week
+    flags[-1] = d[-1].day_of_week == 4  # a Friday closes its week
     return flags
