@@ -81,7 +81,10 @@ class CostConfig:
     exchange: float = 0.0000325
     sebi: float = 0.000001
     gst: float = 0.18
-    """GST rate applied to brokerage + exchange charge + SEBI fee."""
+    """GST rate applied to brokerage + exchange charge (+ SEBI fee when ``gst_on_sebi``)."""
+    gst_on_sebi: bool = False
+    """Also levy GST on the SEBI fee (current Indian rules). False reproduces the original's
+    effective rates 0.00168935 buy / 0.00153935 sell."""
     brokerage_pct: float = 0.0
     brokerage_cap: float = 20.0
     """Cap in rupees per order on percentage brokerage (0 disables the cap)."""

@@ -1,0 +1,93 @@
+"""Risk manager: drawdown hysteresis, CVaR budget scaling, event reduction."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.config import RiskConfig
+from hrl_sarp_jax.risk.manager import RiskState, exposure, init_risk_state, risk_params
+
+W = 8
+
+
+@pytest.fixture(scope="module")
+def expo():
+    return jax.jit(exposure)
+
+
+def _no_returns():
+    return jnp.zeros(W, jnp.float32), jnp.zeros(W, bool)
+
+
+def test_drawdown_hysteresis_sequence(expo):
+    p = risk_params(RiskConfig(derisk_drawdown=0.07, rerisk_drawdown=0.03,
+                               derisked_exposure=0.0))
+    r, m = _no_returns()
+    state = init_risk_state()
+    flags, levels = [], []
+    for dd in [0.0, 0.08, 0.05, 0.02, 0.05]:
+        state, level = expo(state, jnp.float32(dd), r, m, jnp.bool_(False), p)
+        flags.append(bool(state.derisked))
+        levels.append(float(level))
+    # 0.08 >= 7% de-risks; 0.05 is inside the band so it stays de-risked; 0.02 <= 3% re-risks;
+    # 0.05 after re-risking is below 7%, so exposure stays on.
+    assert flags == [False, True, True, False, False]
+    assert levels == [1.0, 0.0, 0.0, 1.0, 1.0]
+
+
+def test_derisked_exposure_level(expo):
+    p = risk_params(RiskConfig(derisked_exposure=0.3))
+    r, m = _no_returns()
+    _, level = expo(RiskState(derisked=jnp.bool_(True)), jnp.float32(0.05), r, m,
+                    jnp.bool_(False), p)
+    assert float(level) == pytest.approx(0.3)
+
+
+def test_cvar_budget_scaling_uses_valid_returns_only(expo):
+    p = risk_params(RiskConfig(cvar_alpha=0.8, cvar_budget=0.02))
+    # valid returns [-0.05, 0.01, 0.02, -0.01, 0.0]: k = ceil(0.2 * 5) = 1 -> CVaR = 0.05
+    # exposure = 0.02 / 0.05 = 0.4; the masked -0.5 entries must not count.
+    r = jnp.array([-0.05, 0.01, 0.02, -0.01, 0.0, -0.5, -0.5, -0.5], jnp.float32)
+    m = jnp.array([1, 1, 1, 1, 1, 0, 0, 0], bool)
+    _, level = expo(init_risk_state(), jnp.float32(0.0), r, m, jnp.bool_(False), p)
+    assert float(level) == pytest.approx(0.4, rel=1e-6)
+    # within budget: no scaling
+    p_loose = dataclasses.replace(p, cvar_budget=jnp.float32(0.06))
+    _, level = expo(init_risk_state(), jnp.float32(0.0), r, m, jnp.bool_(False), p_loose)
+    assert float(level) == 1.0
+    # budget 0 disables the CVaR term
+    p_off = dataclasses.replace(p, cvar_budget=jnp.float32(0.0))
+    _, level = expo(init_risk_state(), jnp.float32(0.0), r, m, jnp.bool_(False), p_off)
+    assert float(level) == 1.0
+
+
+def test_event_reduction_combines_multiplicatively(expo):
+    p = risk_params(RiskConfig(cvar_alpha=0.8, cvar_budget=0.02, event_reduction=0.5))
+    r = jnp.array([-0.05, 0.01, 0.02, -0.01, 0.0, 0.0, 0.0, 0.0], jnp.float32)
+    m = jnp.array([1, 1, 1, 1, 1, 0, 0, 0], bool)
+    _, level = expo(init_risk_state(), jnp.float32(0.0), r, m, jnp.bool_(True), p)
+    assert float(level) == pytest.approx(0.4 * 0.5, rel=1e-6)
+    r0, m0 = _no_returns()
+    _, level = expo(init_risk_state(), jnp.float32(0.0), r0, m0, jnp.bool_(True), p)
+    assert float(level) == pytest.approx(0.5)
+
+
+def test_vmap_over_envs_matches_single_calls(expo):
+    p = risk_params(RiskConfig())
+    dd = jnp.array([0.0, 0.08, 0.05], jnp.float32)
+    prev = RiskState(derisked=jnp.array([False, False, True]))
+    r = jnp.asarray(np.random.default_rng(0).normal(0, 0.02, (3, W)), jnp.float32)
+    m = jnp.ones((3, W), bool)
+    ev = jnp.array([False, True, False])
+    bs, bl = jax.vmap(exposure, in_axes=(0, 0, 0, 0, 0, None))(prev, dd, r, m, ev, p)
+    for i in range(3):
+        s, lvl = expo(RiskState(derisked=prev.derisked[i]), dd[i], r[i], m[i], ev[i], p)
+        assert bool(s.derisked) == bool(bs.derisked[i])
+        assert float(lvl) == pytest.approx(float(bl[i]))
+    np.testing.assert_array_equal(np.asarray(bs.derisked), [False, True, True])
+    assert bl.dtype == jnp.float32
