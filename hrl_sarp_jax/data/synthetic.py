@@ -1,0 +1,352 @@
+"""The embedded default market: write a seeded synthetic NSE-like market folder, and measure it.
+
+# HOST ONLY (not jittable)
+The model itself is the pure JAX core in ``synthetic_core`` (vmappable over keys for domain
+randomisation); calibration and tickers live in ``synthetic_presets``. This module adds the
+calendar (XBOM sessions, MPC and budget days, quarterly publication dates), rebuilds prices in
+float64 so that every circuit hit is exact, and writes the canonical files of ``schema``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from hrl_sarp_jax.config import REGIME_NAMES, SynthConfig
+from hrl_sarp_jax.data import io, schema
+from hrl_sarp_jax.data.calendar import NSE_CALENDAR, trading_days
+from hrl_sarp_jax.data.synthetic_core import (
+    EVENT_BUDGET,
+    EVENT_MPC,
+    SynthArrays,
+    SynthParams,
+    SynthShocks,
+    draw_shocks,
+    generate,
+    simulate,
+)
+from hrl_sarp_jax.data.synthetic_presets import (
+    MEAN_DURATION,
+    make_params,
+    preset_sectors,
+    preset_tickers,
+    sector_drift_annual,
+)
+from hrl_sarp_jax.errors import ConfigError, DataError
+
+GENERATOR_VERSION = 1
+INDEX_BASE = 10_000.0
+PUBLICATION_LAG_DAYS = 45
+MPC_MONTHS = (2, 4, 6, 8, 10, 12)
+MPC_DAY_OF_MONTH = 6
+MIN_DAYS = 20
+
+# Two programs rather than one: tests re-simulate edited shocks without another compile.
+# XLA backend optimisation level 0 halves the compile time (seconds on CPU) for a ~30% slower
+# run (a tenth of a second for the default market).
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+draw_shocks_jit = jax.jit(draw_shocks, static_argnums=2)
+simulate_jit = jax.jit(simulate, compiler_options=FAST_COMPILE)
+
+__all__ = [
+    "SynthArrays",
+    "SynthParams",
+    "SynthShocks",
+    "draw_shocks",
+    "event_schedule",
+    "generate",
+    "generate_market",
+    "make_params",
+    "market_frames",
+    "publication_rows",
+    "simulate",
+    "simulate_jit",
+    "stylized_facts",
+    "synth_dates",
+    "write_synthetic_market",
+]
+
+
+# --------------------------------------------------------------------------- calendar
+
+
+def synth_dates(cfg: SynthConfig) -> np.ndarray:
+    """XBOM trading days in [cfg.start, cfg.end] as datetime64[D]; ConfigError if unusable."""
+    for name in ("start", "end"):
+        try:
+            pd.Timestamp(getattr(cfg, name))
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"synth.{name} = {getattr(cfg, name)!r} is not a date (use YYYY-MM-DD)"
+            ) from None
+    if pd.Timestamp(cfg.end) < pd.Timestamp(cfg.start):
+        raise ConfigError(f"synth.end {cfg.end} is before synth.start {cfg.start}")
+    dates = trading_days(cfg.start, cfg.end, NSE_CALENDAR)
+    if len(dates) < MIN_DAYS:
+        raise ConfigError(
+            f"synth.start..synth.end ({cfg.start}..{cfg.end}) has {len(dates)} trading days; "
+            f"widen the range to at least {MIN_DAYS}"
+        )
+    return dates
+
+
+def _first_on_or_after(dates: np.ndarray, day: np.datetime64) -> int | None:
+    i = int(np.searchsorted(dates, day, side="left"))
+    return i if i < len(dates) else None
+
+
+def event_schedule(dates: np.ndarray) -> np.ndarray:
+    """[T] int32 scheduled events, known in advance: 1 MPC (first session on or after the 6th
+    of Feb/Apr/Jun/Aug/Oct/Dec), 2 Union Budget (first session on or after 1 February)."""
+    dates = np.asarray(dates, "datetime64[D]")
+    out = np.zeros(len(dates), np.int32)
+    first_year, last_year = pd.Timestamp(dates[0]).year, pd.Timestamp(dates[-1]).year
+    for year in range(first_year, last_year + 1):
+        for month in MPC_MONTHS:
+            i = _first_on_or_after(dates, np.datetime64(dt.date(year, month, MPC_DAY_OF_MONTH)))
+            if i is not None and pd.Timestamp(dates[i]).month == month:
+                out[i] = EVENT_MPC
+        i = _first_on_or_after(dates, np.datetime64(dt.date(year, 2, 1)))
+        if i is not None and pd.Timestamp(dates[i]).month == 2:
+            out[i] = EVENT_BUDGET
+    return out
+
+
+def publication_rows(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quarterly results: (observation index [Q], publication index [Q]) into ``dates``.
+
+    A quarter's figures are the state on its last session (<= quarter end) and become public on
+    the first session >= quarter end + 45 days. Day 0 also publishes its own state, so every
+    stock has fundamentals from the first day. publication >= observation always.
+    """
+    dates = np.asarray(dates, "datetime64[D]")
+    obs, pub = [0], [0]
+    first, last = pd.Timestamp(dates[0]), pd.Timestamp(dates[-1])
+    for qe in pd.date_range(first, last, freq="QE"):
+        o = int(np.searchsorted(dates, np.datetime64(qe.date()), side="right")) - 1
+        p = _first_on_or_after(
+            dates, np.datetime64((qe + pd.Timedelta(days=PUBLICATION_LAG_DAYS)).date())
+        )
+        if o >= 0 and p is not None:
+            obs.append(o)
+            pub.append(p)
+    return np.asarray(obs, np.int64), np.asarray(pub, np.int64)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def _prices64(a: SynthArrays) -> dict[str, np.ndarray]:
+    """Float64 OHLC [T, N] from the core's log returns, with circuit hits exactly at the band."""
+    band = np.round(np.asarray(a.circuit_band, np.float64), 6)
+    lock = np.asarray(a.circuit_lock)
+    r = np.clip(np.expm1(np.asarray(a.log_return, np.float64)), -band, band)
+    r = np.where(lock > 0, band, np.where(lock < 0, -band, r))
+    price0 = np.round(np.asarray(a.price0, np.float64), 2)
+    close = price0 * np.cumprod(1.0 + r, axis=0)
+    prev = np.vstack([price0[None], close[:-1]])
+    open_ = prev * np.exp(np.asarray(a.gap, np.float64))
+    high = np.maximum(prev * np.exp(np.asarray(a.high_rel, np.float64)), np.maximum(open_, close))
+    low = np.minimum(prev * np.exp(np.asarray(a.low_rel, np.float64)), np.minimum(open_, close))
+    return {"open": open_, "high": high, "low": low, "close": close, "band": band}
+
+
+def market_frames(
+    a: SynthArrays, dates: np.ndarray, tickers: tuple[tuple[str, str], ...]
+) -> dict[str, pd.DataFrame]:
+    """The canonical tables (schema file name -> frame) of one generated market."""
+    t_len, n = np.asarray(a.log_return).shape
+    if len(dates) != t_len or len(tickers) != n:
+        raise DataError(
+            f"market_frames: arrays are [{t_len}, {n}] but got {len(dates)} dates and "
+            f"{len(tickers)} tickers"
+        )
+    px = _prices64(a)
+    shares = np.asarray(a.shares, np.float64)
+    mcap = px["close"] * shares
+    date_col = np.repeat(np.asarray(dates, "datetime64[D]"), n)
+    names = np.array([t for t, _ in tickers], dtype=object)
+    sectors = np.array([s for _, s in tickers], dtype=object)
+    flat = lambda x: np.asarray(x, np.float64).reshape(-1)  # noqa: E731
+    prices = pd.DataFrame(
+        {
+            "date": date_col,
+            "ticker": np.tile(names, t_len),
+            "sector": np.tile(sectors, t_len),
+            "open": flat(px["open"]),
+            "high": flat(px["high"]),
+            "low": flat(px["low"]),
+            "close": flat(px["close"]),
+            "volume": flat(np.maximum(np.round(np.asarray(a.volume, np.float64)), 1.0)),
+            "market_cap": flat(mcap),
+            "circuit_band": np.tile(px["band"], t_len),
+            "delivery_pct": flat(a.delivery_pct),
+        }
+    )
+    macro = pd.DataFrame(np.asarray(a.macro, np.float64), columns=list(schema.MACRO_SERIES))
+    macro.insert(0, "date", dates)
+    obs, pub = publication_rows(dates)
+    fund = np.asarray(a.fundamentals, np.float64)[obs]  # [Q, N, K]
+    fundamentals = pd.DataFrame(
+        fund.reshape(-1, fund.shape[-1]), columns=list(schema.FUNDAMENTAL_FIELDS)
+    )
+    fundamentals.insert(0, "ticker", np.tile(names, len(pub)))
+    fundamentals.insert(0, "date", np.repeat(np.asarray(dates)[pub], n))
+    index = pd.DataFrame({"date": dates, "close": INDEX_BASE * mcap.sum(axis=1) / mcap[0].sum()})
+    sentiment = pd.DataFrame(
+        {"date": date_col, "ticker": np.tile(names, t_len), "score": flat(a.sentiment)}
+    )
+    regimes = pd.DataFrame({"date": dates, "regime": np.asarray(a.regime).astype(np.int8)})
+    return {
+        schema.PRICES_FILE: prices,
+        schema.MACRO_FILE: macro,
+        schema.FUNDAMENTALS_FILE: fundamentals,
+        schema.INDEX_FILE: index,
+        schema.SENTIMENT_FILE: sentiment,
+        schema.REGIMES_FILE: regimes,
+    }
+
+
+def _meta(cfg: SynthConfig, sectors: tuple[str, ...]) -> dict:
+    drift = sector_drift_annual(cfg.preset)
+    return {
+        "market": "synthetic-nse",
+        "currency": "INR",
+        "calendar": NSE_CALENDAR,
+        "sectors": list(sectors),
+        "synthetic": True,
+        "seed": cfg.seed,
+        "preset": cfg.preset,
+        "stocks_per_sector": cfg.stocks_per_sector,
+        "start": cfg.start,
+        "end": cfg.end,
+        "generator_version": GENERATOR_VERSION,
+        "regime_names": list(REGIME_NAMES),
+        "regime_mean_duration_days": dict(zip(REGIME_NAMES, MEAN_DURATION, strict=True)),
+        "sector_drift_annual": {
+            name: {s: round(float(v), 6) for s, v in zip(sectors, drift[r], strict=True)}
+            for r, name in enumerate(REGIME_NAMES)
+        },
+    }
+
+
+def generate_market(key: jax.Array, params: SynthParams, dates: np.ndarray) -> SynthArrays:
+    """One market on ``dates`` (host arrays), through the shared jitted programs."""
+    event_day = jnp.asarray(event_schedule(dates))
+    shocks = draw_shocks_jit(key, params, len(dates))
+    return jax.device_get(simulate_jit(params, shocks, event_day))
+
+
+def write_synthetic_market(out_dir: Path, cfg: SynthConfig) -> Path:
+    """Generate the market described by ``cfg`` and write it as a canonical folder.
+
+    Same cfg (seed included) -> byte-identical files. Returns ``out_dir``.
+    """
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
+        # larger seeds would silently alias smaller ones in a 32-bit jax.random.key
+        raise ConfigError(f"synth.seed must be an integer in [0, 2**32), got {cfg.seed!r}")
+    sectors = preset_sectors(cfg.preset)
+    tickers = preset_tickers(cfg.preset, cfg.stocks_per_sector)
+    dates = synth_dates(cfg)
+    params = make_params(cfg.preset, cfg.stocks_per_sector)
+    arrays = generate_market(jax.random.key(cfg.seed), params, dates)
+    return io.write_market(
+        Path(out_dir), market_frames(arrays, dates, tickers), _meta(cfg, sectors)
+    )
+
+
+# --------------------------------------------------------------------------- stylized facts
+
+
+def _sharpe(r: np.ndarray) -> float:
+    sd = r.std(ddof=1)
+    return float(r.mean() / sd * np.sqrt(252.0)) if sd > 0 else 0.0
+
+
+def _run_lengths(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(value of each run, length of each run) of a 1-D array."""
+    change = np.flatnonzero(np.diff(x)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(x)]])
+    return x[starts], ends - starts
+
+
+def _autocorr(x: np.ndarray, lag: int) -> np.ndarray:
+    """Per-column Pearson autocorrelation at ``lag`` of x [T, N] -> [N]."""
+    a, b = x[lag:] - x[lag:].mean(0), x[:-lag] - x[:-lag].mean(0)
+    return (a * b).sum(0) / np.sqrt((a**2).sum(0) * (b**2).sum(0))
+
+
+def stylized_facts(market_dir: Path) -> dict[str, float | int]:
+    """Stylized facts of a written synthetic market, from its files (pandas/NumPy only).
+
+    Kurtosis is raw Pearson (normal = 3), mean over stocks. Sharpe ratios are daily,
+    annualised by sqrt(252), without costs or risk-free rate. The oracle holds, over each day
+    t -> t+1, equal weights in the top-k sectors (by meta's ``sector_drift_annual``) of the
+    latent regime of day t+1, equal weights within each sector; k = min(3, max(1, S // 3)).
+    """
+    market_dir = Path(market_dir)
+    meta = io.read_meta(market_dir)
+    if "sector_drift_annual" not in meta or not (market_dir / schema.REGIMES_FILE).is_file():
+        raise DataError(
+            f"{market_dir}: stylized_facts needs a synthetic market (meta.json with "
+            "sector_drift_annual and regimes.parquet); write one with `hrl-sarp data synth`"
+        )
+    prices = io.read_table(market_dir / schema.PRICES_FILE)
+    order = list(dict.fromkeys(prices["ticker"]))
+    close = prices.pivot(index="date", columns="ticker", values="close")[order].sort_index()
+    first = prices.drop_duplicates("ticker").set_index("ticker").loc[order]
+    ret = close.pct_change().to_numpy()[1:]  # [T-1, N]
+    sectors = list(meta["sectors"])
+    sec_id = np.array([sectors.index(s) for s in first["sector"]])
+    regimes = io.read_table(market_dir / schema.REGIMES_FILE).sort_values("date")
+    regime = regimes["regime"].to_numpy().astype(np.int64)
+
+    dev = ret - ret.mean(0)
+    kurt = (dev**4).mean(0) / (dev**2).mean(0) ** 2
+    corr = np.corrcoef(ret.T)
+    iu = np.triu_indices(len(order), k=1)
+    same = sec_id[iu[0]] == sec_id[iu[1]]
+    pair_corr = corr[iu]
+
+    ew = ret.mean(1)
+    sector_ret = np.stack([ret[:, sec_id == s].mean(1) for s in range(len(sectors))], axis=1)
+    drift = np.array(
+        [[meta["sector_drift_annual"][name][s] for s in sectors] for name in REGIME_NAMES]
+    )
+    k = min(3, max(1, len(sectors) // 3))
+    top = np.argsort(-drift, axis=1, kind="stable")[:, :k]  # [3, k]
+    oracle = np.take_along_axis(sector_ret, top[regime[1:]], axis=1).mean(1)
+
+    band = first["circuit_band"].to_numpy()
+    hits = np.abs(ret) >= band[None, :] - 1e-9
+    facts: dict[str, float | int] = {
+        "num_days": int(close.shape[0]),
+        "num_stocks": int(close.shape[1]),
+        "num_sectors": len(sectors),
+        "daily_return_kurtosis": float(kurt.mean()),
+    }
+    for lag in range(1, 6):
+        facts[f"abs_return_autocorr_lag{lag}"] = float(_autocorr(np.abs(ret), lag).mean())
+    facts["within_sector_corr"] = float(pair_corr[same].mean()) if same.any() else float("nan")
+    facts["cross_sector_corr"] = float(pair_corr[~same].mean()) if (~same).any() else float("nan")
+    values, lengths = _run_lengths(regime)
+    for r, name in enumerate(REGIME_NAMES):
+        facts[f"regime_mean_duration_days_{name}"] = (
+            float(lengths[values == r].mean()) if (values == r).any() else 0.0
+        )
+    for r, name in enumerate(REGIME_NAMES):
+        facts[f"regime_share_{name}"] = float((regime == r).mean())
+    facts["equal_weight_sharpe"] = _sharpe(ew)
+    facts["oracle_top_k"] = k
+    facts["oracle_sharpe"] = _sharpe(oracle)
+    facts["oracle_minus_equal_weight_sharpe"] = (
+        facts["oracle_sharpe"] - facts["equal_weight_sharpe"]
+    )
+    facts["circuit_hit_share"] = float(hits.mean())
+    return facts

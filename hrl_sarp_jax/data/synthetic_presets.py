@@ -1,0 +1,194 @@
+"""Presets of the embedded synthetic market: sectors, tickers and the model's calibration.
+
+# HOST ONLY (builds parameter arrays with NumPy)
+All rates are annual log-return figures here and converted to daily in ``make_params``.
+Sector order is the original's canonical order (IT, Financials, Auto, ...), see
+``reference/original_hrl_sarp.md`` §2.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+from hrl_sarp_jax.data.synthetic_core import SynthParams
+from hrl_sarp_jax.errors import ConfigError
+
+TRADING_DAYS = 252
+
+# §2.5 universe; invalid symbols replaced by their current names (LT, STLTECH, PVRINOX).
+# fmt: off
+TICKERS: dict[str, tuple[str, ...]] = {
+    "IT": ("TCS", "INFY", "WIPRO", "HCLTECH", "TECHM", "LTIM", "MPHASIS", "COFORGE", "PERSISTENT",
+        "LTTS"),
+    "Financials": ("HDFCBANK", "ICICIBANK", "KOTAKBANK", "SBIN", "AXISBANK", "BAJFINANCE",
+        "BAJAJFINSV", "HDFCLIFE", "SBILIFE", "ICICIGI"),
+    "Auto": ("MARUTI", "TATAMOTORS", "M&M", "BAJAJ-AUTO", "HEROMOTOCO", "EICHERMOT", "ASHOKLEY",
+        "BHARATFORG", "MOTHERSON", "BALKRISIND"),
+    "Pharma": ("SUNPHARMA", "DRREDDY", "CIPLA", "DIVISLAB", "APOLLOHOSP", "BIOCON", "TORNTPHARM",
+        "LUPIN", "ALKEM", "AUROPHARMA"),
+    "FMCG": ("HINDUNILVR", "ITC", "NESTLEIND", "BRITANNIA", "DABUR", "MARICO", "COLPAL",
+        "GODREJCP", "TATACONSUM", "UBL"),
+    "Energy": ("RELIANCE", "ONGC", "BPCL", "IOC", "NTPC", "POWERGRID", "ADANIGREEN", "TATAPOWER",
+        "GAIL", "PETRONET"),
+    "Metals": ("TATASTEEL", "HINDALCO", "JSWSTEEL", "VEDL", "COALINDIA", "NMDC", "SAIL",
+        "NATIONALUM", "HINDZINC", "MOIL"),
+    "Realty": ("DLF", "GODREJPROP", "OBEROIRLTY", "PHOENIXLTD", "PRESTIGE", "BRIGADE", "SOBHA",
+        "SUNTECK", "LODHA", "MAHLIFE"),
+    "Media": ("ZEEL", "SUNTV", "PVRINOX", "NETWORK18", "TV18BRDCST", "NAZARA", "SAREGAMA", "TIPS",
+        "TVTODAY", "NDTV"),
+    "Telecom": ("BHARTIARTL", "IDEA", "TATACOMM", "RAILTEL", "HFCL", "STLTECH", "TEJAS", "ROUTE",
+        "GTPL", "DEN"),
+    "Infra": ("LT", "ADANIPORTS", "ULTRACEMCO", "AMBUJACEM", "SHREECEM", "IRCON", "NBCC", "NCC",
+        "KNR", "PNC"),
+}
+# fmt: on
+
+
+@dataclass(frozen=True)
+class SectorSpec:
+    """One sector's calibration (annual figures; fundamentals are typical levels)."""
+
+    beta: float  # loading on the market factor
+    sigma: float  # sector-specific annual volatility
+    alpha: tuple[float, float, float]  # annual excess drift in (bull, bear, sideways)
+    crash: float  # relative crash severity (1 = average sector)
+    fund: tuple[float, float, float, float, float, float]  # pe, pb, ev_ebitda, roe, roce, d/e
+
+
+# Cyclicals (Auto, Metals, Realty, Financials, Infra, Energy) lead in bulls, defensives
+# (FMCG, Pharma, IT, Telecom) in bears. Crash severities follow the original's covid shock.
+SECTORS: dict[str, SectorSpec] = {
+    "IT": SectorSpec(0.75, 0.14, (-0.07, 0.14, 0.10), 18 / 28.9, (25, 7.0, 17, 26, 32, 0.1)),
+    "Financials": SectorSpec(1.15, 0.12, (0.07, -0.12, 0.03), 35 / 28.9, (18, 2.8, 12, 15, 9, 6.0)),
+    "Auto": SectorSpec(1.10, 0.13, (0.09, -0.10, -0.02), 30 / 28.9, (22, 4.0, 13, 17, 20, 0.6)),
+    "Pharma": SectorSpec(0.60, 0.13, (-0.10, 0.22, 0.08), 10 / 28.9, (28, 4.5, 18, 16, 19, 0.3)),
+    "FMCG": SectorSpec(0.55, 0.10, (-0.10, 0.24, 0.06), 15 / 28.9, (45, 12.0, 30, 30, 38, 0.2)),
+    "Energy": SectorSpec(1.00, 0.13, (0.03, -0.04, 0.00), 40 / 28.9, (12, 1.8, 7, 13, 12, 0.8)),
+    "Metals": SectorSpec(1.35, 0.18, (0.12, -0.16, -0.07), 35 / 28.9, (9, 1.5, 6, 14, 15, 0.9)),
+    "Realty": SectorSpec(1.45, 0.20, (0.12, -0.18, -0.09), 45 / 28.9, (30, 2.5, 20, 9, 11, 0.7)),
+    "Media": SectorSpec(1.10, 0.18, (-0.05, -0.10, -0.06), 40 / 28.9, (25, 3.0, 14, 11, 13, 0.4)),
+    "Telecom": SectorSpec(0.70, 0.15, (-0.07, 0.10, 0.00), 12 / 28.9, (35, 4.0, 10, 8, 9, 1.8)),
+    "Infra": SectorSpec(1.20, 0.13, (0.09, -0.10, -0.03), 38 / 28.9, (20, 3.2, 13, 13, 14, 1.0)),
+}
+
+PRESET_SECTORS: dict[str, tuple[str, ...]] = {
+    "nse": (
+        "IT",
+        "Financials",
+        "Auto",
+        "Pharma",
+        "FMCG",
+        "Energy",
+        "Metals",
+        "Realty",
+        "Media",
+        "Telecom",
+        "Infra",
+    ),
+    "small": ("IT", "FMCG", "Metals"),
+}
+
+# Regime dynamics (0 Bull, 1 Bear, 2 Sideways): mean durations in trading days and where a
+# regime goes when it ends.
+MEAN_DURATION = (90.0, 40.0, 50.0)
+EXIT_SPLIT = ((0.0, 0.35, 0.65), (0.30, 0.0, 0.70), (0.60, 0.40, 0.0))
+MARKET_MU = (0.20, -0.30, 0.04)  # annual log drift of the market factor per regime
+MARKET_SIGMA = (0.12, 0.26, 0.15)  # annual volatility of the market factor per regime
+CRASH_PER_YEAR = (0.025, 1.0, 0.12)  # crash starts per year spent in each regime
+CRASH_TOTAL_DROP = (0.10, 0.25)  # total log drop of an average sector over one crash
+CRASH_DAYS = 5
+IDIO_SIGMA = (0.18, 0.32)  # annual idiosyncratic volatility range across stocks
+IDIO_REGIME_MULT = (1.0, 1.3, 1.05)
+GARCH = ((0.08, 0.90), (0.07, 0.91), (0.07, 0.91))  # (alpha, beta): market, sector, idio
+T_DOF = 5
+VALUE_PREMIUM = 0.025  # extra annual drift per 1 sd of cheapness
+VALUATION_HALF_LIFE_YEARS = 2.0
+BAND_LEVELS = (0.05, 0.10, 0.20)  # NSE price bands
+BAND_PROBS = (0.10, 0.30, 0.60)
+EVENT_VOL_MULT = 1.5
+
+
+def transition_matrix() -> np.ndarray:
+    """[3, 3] daily regime transition matrix with the configured mean durations."""
+    p = np.zeros((3, 3))
+    for i in range(3):
+        stay = 1.0 - 1.0 / MEAN_DURATION[i]
+        p[i] = (1.0 - stay) * np.asarray(EXIT_SPLIT[i])
+        p[i, i] = stay
+    return p
+
+
+def stationary(p: np.ndarray) -> np.ndarray:
+    """[3] stationary distribution of a transition matrix."""
+    w, v = np.linalg.eig(p.T)
+    pi = np.real(v[:, np.argmin(np.abs(w - 1.0))])
+    return pi / pi.sum()
+
+
+def preset_sectors(preset: str) -> tuple[str, ...]:
+    if preset not in PRESET_SECTORS:
+        raise ConfigError(
+            f"synth.preset '{preset}' is unknown (choose one of: {', '.join(PRESET_SECTORS)})"
+        )
+    return PRESET_SECTORS[preset]
+
+
+def preset_tickers(preset: str, stocks_per_sector: int) -> tuple[tuple[str, str], ...]:
+    """((ticker, sector), ...) sector-major. Beyond the 10 real names: ``SYN<SECTOR><k>``."""
+    if stocks_per_sector < 1:
+        raise ConfigError(f"synth.stocks_per_sector must be >= 1, got {stocks_per_sector}")
+    out = []
+    for sector in preset_sectors(preset):
+        names = TICKERS[sector]
+        for k in range(stocks_per_sector):
+            ticker = names[k] if k < len(names) else f"SYN{sector.upper()}{k + 1:03d}"
+            out.append((ticker, sector))
+    return tuple(out)
+
+
+def sector_drift_annual(preset: str) -> np.ndarray:
+    """[3, S] configured expected annual log return of each sector per regime.
+
+    alpha[r, s] + beta[s] * market_mu[r]: what the regime oracle ranks sectors by.
+    """
+    specs = [SECTORS[s] for s in preset_sectors(preset)]
+    alpha = np.array([sp.alpha for sp in specs]).T  # [3, S]
+    beta = np.array([sp.beta for sp in specs])
+    return alpha + np.asarray(MARKET_MU)[:, None] * beta[None, :]
+
+
+def make_params(preset: str, stocks_per_sector: int) -> SynthParams:
+    """SynthParams for a preset (float32 leaves; the sector of each stock as int32)."""
+    sectors = preset_sectors(preset)
+    specs = [SECTORS[s] for s in sectors]
+    d = float(TRADING_DAYS)
+    p = transition_matrix()
+    f32 = lambda x: jnp.asarray(np.asarray(x, np.float64), jnp.float32)  # noqa: E731
+    stock_sector = np.repeat(np.arange(len(sectors)), stocks_per_sector).astype(np.int32)
+    return SynthParams(
+        transition=f32(p),
+        init_probs=f32(stationary(p)),
+        market_mu=f32(np.asarray(MARKET_MU) / d),
+        market_sigma=f32(np.asarray(MARKET_SIGMA) / np.sqrt(d)),
+        sector_alpha=f32(np.array([sp.alpha for sp in specs]).T / d),
+        sector_beta=f32([sp.beta for sp in specs]),
+        sector_sigma=f32(np.array([sp.sigma for sp in specs]) / np.sqrt(d)),
+        sector_fund_base=f32([sp.fund for sp in specs]),
+        crash_profile=f32([sp.crash for sp in specs]),
+        crash_intensity=f32(np.asarray(CRASH_PER_YEAR) / d),
+        crash_size=f32(CRASH_TOTAL_DROP),
+        crash_days=jnp.asarray(CRASH_DAYS, jnp.int32),
+        garch=f32(GARCH),
+        t_dof=T_DOF,
+        idio_sigma=f32(np.asarray(IDIO_SIGMA) / np.sqrt(d)),
+        idio_regime_mult=f32(IDIO_REGIME_MULT),
+        value_premium=f32(VALUE_PREMIUM / d),
+        valuation_rho=f32(0.5 ** (1.0 / (VALUATION_HALF_LIFE_YEARS * d))),
+        band_levels=f32(BAND_LEVELS),
+        band_probs=f32(BAND_PROBS),
+        event_vol_mult=f32(EVENT_VOL_MULT),
+        stock_sector=jnp.asarray(stock_sector),
+    )
