@@ -1,0 +1,85 @@
+"""Shared building blocks: initialisers, masked reductions, the LayerNorm-GELU MLP.
+
+Modules in this package take ONE example (no batch axis); callers add batch axes with
+``jax.vmap(model.apply, in_axes=(None, 0, ...))``. Masks are bool, True = real entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from hrl_sarp_jax.types import Array
+
+SQRT2 = 1.4142135623730951
+
+
+def orthogonal(gain: float) -> nn.initializers.Initializer:
+    """Orthogonal kernel initialiser scaled by ``gain`` (PPO convention: √2 hidden, 0.01 policy)."""
+    return nn.initializers.orthogonal(scale=gain, dtype=jnp.float32)
+
+
+def dense(features: int, gain: float = SQRT2, name: str | None = None) -> nn.Dense:
+    """``nn.Dense`` with orthogonal(gain) kernel, zero bias, float32 params."""
+    return nn.Dense(
+        features,
+        kernel_init=orthogonal(gain),
+        bias_init=nn.initializers.zeros,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+def masked_softmax(logits: Array, mask: Array, axis: int = -1) -> Array:
+    """Softmax over ``axis`` restricted to ``mask``; masked entries get exactly 0.
+
+    An all-masked slice returns all zeros (never NaN), also in the gradient.
+    """
+    neg = jnp.where(mask, logits, -jnp.inf)
+    peak = jnp.max(neg, axis=axis, keepdims=True)
+    peak = jax.lax.stop_gradient(jnp.where(jnp.isfinite(peak), peak, 0.0))
+    # exp(-inf) = 0 with a zero derivative, so masked slots cannot leak NaN into gradients.
+    e = jnp.exp(jnp.where(mask, logits - peak, -jnp.inf))
+    total = jnp.sum(e, axis=axis, keepdims=True)
+    return e / jnp.where(total > 0, total, 1.0)
+
+
+def masked_mean(x: Array, mask: Array) -> Array:
+    """Mean of ``x`` [L, H] over rows where ``mask`` [L] is True -> [H]; zeros if none."""
+    m = mask.astype(x.dtype)[:, None]
+    return jnp.sum(jnp.where(mask[:, None], x, 0.0), axis=0) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def masked_max(x: Array, mask: Array) -> Array:
+    """Max of ``x`` [L, H] over rows where ``mask`` [L] is True -> [H]; zeros if none."""
+    peak = jnp.max(jnp.where(mask[:, None], x, -jnp.inf), axis=0)
+    return jnp.where(jnp.any(mask), peak, 0.0)
+
+
+class MLP(nn.Module):
+    """The original's ``build_mlp``: (Dense -> LayerNorm -> GELU) per hidden width, then an
+    optional final linear layer of width ``out`` (no norm, no activation).
+
+    [..., F] -> [..., out or hidden[-1]]
+    """
+
+    hidden: Sequence[int]
+    out: int | None = None
+    out_gain: float = SQRT2
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        for width in self.hidden:
+            x = dense(width)(x)
+            x = nn.gelu(nn.LayerNorm(param_dtype=jnp.float32)(x), approximate=False)
+        if self.out is not None:
+            x = dense(self.out, self.out_gain)(x)
+        return x
+
+
+def param_count(params) -> int:
+    """Total number of scalar parameters in a pytree."""
+    return int(sum(x.size for x in jax.tree.leaves(params)))

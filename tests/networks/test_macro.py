@@ -1,0 +1,148 @@
+"""Macro actor-critic: Dirichlet concentration, masking, equivariance, init gains, dropout."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.config import GNNConfig
+from hrl_sarp_jax.networks.macro import MacroActorCritic
+
+S, F_S, M, P = 5, 3, 4, 2
+MASK = np.array([True, True, True, True, False])
+
+
+def _inputs(seed: int):
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.3, 1.0, (S, S)) * (rng.uniform(size=(S, S)) > 0.3)
+    adj = np.triu(w, 1)
+    adj = (adj + adj.T + np.eye(S)).astype(np.float32)
+    f = np.float32
+    return (
+        rng.normal(size=M).astype(f),
+        rng.normal(size=(S, F_S)).astype(f),
+        adj,
+        MASK,
+        rng.normal(size=P).astype(f),
+    )
+
+
+@pytest.fixture(scope="module")
+def model(tiny_config):
+    net = MacroActorCritic(tiny_config)
+    # rbg keys compile far faster than threefry for an init this size (test speed only)
+    params = jax.jit(net.init)(jax.random.key(0, impl="rbg"), *_inputs(0))
+    return jax.jit(net.apply, static_argnums=6), params
+
+
+def test_policy_at_init_matches_the_original_concentration(model):
+    apply, params = model
+    pol, value = apply(params, *_inputs(1))
+    alpha = np.asarray(pol.concentration)
+    # sum(alpha) = c + floor * S_valid = 10 + 0.1 * 4
+    np.testing.assert_allclose(alpha.sum(), 10.4, rtol=1e-5)
+    np.testing.assert_allclose(pol.total_concentration, 10.0, rtol=1e-5)
+    assert alpha[4] == 0.0 and pol.mean_weights[4] == 0.0
+    np.testing.assert_allclose(pol.mean_weights.sum(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(pol.mean_weights[:4], 0.25, atol=0.02)  # gain 0.01 -> near uniform
+    assert pol.regime_logits.shape == (3,) and value.shape == ()
+
+
+def test_concentration_formula_and_learnable_total(model):
+    apply, params = model
+    pol, _ = apply(params, *_inputs(2))
+    z = np.asarray(pol.sector_logits)[:4]
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    np.testing.assert_allclose(pol.concentration[:4], 10.0 * p + 0.1, rtol=1e-5)
+    np.testing.assert_allclose(pol.mean_weights[:4], (10.0 * p + 0.1) / 10.4, rtol=1e-5)
+
+    # the total concentration is a parameter: raw = softplus^-1(20) = 20 + log(1 - e^-20)
+    raw = np.float32(20.0 + np.log1p(-np.exp(-20.0)))
+    p20 = jax.tree_util.tree_map_with_path(
+        lambda path, v: raw if "concentration_raw" in jax.tree_util.keystr(path) else v, params
+    )
+    pol20, _ = apply(p20, *_inputs(2))
+    np.testing.assert_allclose(pol20.concentration.sum(), 20.4, rtol=1e-5)
+    np.testing.assert_allclose(pol20.mean_weights[:4], (20.0 * p + 0.1) / 20.4, rtol=1e-5)
+
+
+def test_sector_permutation(model):
+    apply, params = model
+    macro, x, adj, mask, port = _inputs(3)
+    perm = np.array([2, 4, 0, 3, 1])
+    pol, value = apply(params, macro, x, adj, mask, port)
+    pol_p, value_p = apply(params, macro, x[perm], adj[np.ix_(perm, perm)], mask[perm], port)
+    for name in ("concentration", "mean_weights", "sector_logits"):
+        np.testing.assert_allclose(
+            getattr(pol_p, name), np.asarray(getattr(pol, name))[perm], rtol=1e-5, atol=1e-6
+        )
+    np.testing.assert_allclose(pol_p.regime_logits, pol.regime_logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value_p, value, rtol=1e-5, atol=1e-6)
+
+
+def test_padded_sector_is_inert(model):
+    apply, params = model
+    macro, x, adj, mask, port = _inputs(4)
+    x2, adj2 = x.copy(), adj.copy()
+    x2[4] = 50.0
+    adj2[4, :] = adj2[:, 4] = 1.0
+    out, out2 = apply(params, macro, x, adj, mask, port), apply(params, macro, x2, adj2, mask, port)
+    for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(out2), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+
+def test_segment_impl_same_params_same_outputs(model, tiny_config):
+    apply, params = model
+    seg_cfg = dataclasses.replace(
+        tiny_config, gnn=dataclasses.replace(tiny_config.gnn, impl="segment")
+    )
+    ins = _inputs(5)
+    want = apply(params, *ins)
+    got = jax.jit(MacroActorCritic(seg_cfg).apply)(params, *ins)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_vmap_over_batch_equals_single(model):
+    apply, params = model
+    batch = [_inputs(10), _inputs(11)]
+    stacked = [np.stack(xs) for xs in zip(*batch, strict=True)]
+    out = jax.vmap(apply, (None, 0, 0, 0, 0, 0, None))(params, *stacked, True)
+    for b in range(2):
+        single = apply(params, *batch[b])
+        for a, c in zip(jax.tree.leaves(single), jax.tree.leaves(out), strict=True):
+            np.testing.assert_allclose(c[b], a, rtol=1e-5, atol=1e-6)
+
+
+def test_orthogonal_init_gains(model):
+    _, params = model
+    p = params["params"]
+    regime = np.asarray(p["actor"]["regime_head"]["kernel"])  # [8, 3]: orthonormal columns x 0.01
+    np.testing.assert_allclose(regime.T @ regime, 1e-4 * np.eye(3), atol=1e-9)
+    value = np.asarray(p["critic"]["value_head"]["kernel"])  # [8, 1], gain 1
+    np.testing.assert_allclose(np.linalg.norm(value), 1.0, rtol=1e-5)
+    hidden = np.asarray(p["actor"]["trunk"]["mlp"]["Dense_1"]["kernel"])  # [16, 8], gain sqrt 2
+    np.testing.assert_allclose(hidden.T @ hidden, 2.0 * np.eye(8), atol=1e-5)
+    assert not np.any(np.asarray(p["actor"]["trunk"]["mlp"]["Dense_0"]["bias"]))
+
+
+def test_dropout_off_when_deterministic(model, tiny_config):
+    apply, params = model
+    cfg = dataclasses.replace(
+        tiny_config,
+        dropout=0.5,
+        gnn=GNNConfig(kind="gat", hidden=8, embedding=8, layers=2, heads=2),
+    )
+    net = MacroActorCritic(cfg)
+    ins = _inputs(6)
+    want = apply(params, *ins)
+    det = net.apply(params, *ins, True)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(det), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+    noisy = net.apply(params, *ins, False, rngs={"dropout": jax.random.key(1)})
+    assert abs(float(noisy[1]) - float(want[1])) > 1e-6
+    assert jnp.isfinite(noisy[0].concentration).all()
