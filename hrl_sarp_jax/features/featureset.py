@@ -31,8 +31,14 @@ MACRO_FEATURES = (
     "fno_oi_chg", "event_flag", "days_to_event", "regime_prev",
     "portfolio_drawdown",                    # filled by the environment from its own state (0 here)
 )
+SECTOR_FEATURES = (
+    # the original's 8 node statistics over the trailing corr_window daily log returns
+    "mean_ret", "std_ret", "cum_ret", "sharpe", "min_ret", "max_ret", "frac_pos", "median_ret",
+    "rel_strength_13w", "rotation_score", "ret_1w", "ret_4w", "vol_20d", "breadth",
+)  # definitions: features/build.py
 NUM_STOCK_FEATURES = len(STOCK_FEATURES)   # 22
 NUM_MACRO_FEATURES = len(MACRO_FEATURES)   # 18
+NUM_SECTOR_FEATURES = len(SECTOR_FEATURES)  # 14
 
 
 @struct.dataclass

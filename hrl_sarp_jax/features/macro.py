@@ -1,0 +1,163 @@
+"""The 18 macro features [T, 18] from named macro series, the benchmark and market breadth.
+
+Series are looked up by name on the host into a column-index vector (-1 = absent); a missing
+series gives 0 with mask False. Definitions are tabulated in ``features/build.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+from hrl_sarp_jax.data.schema import MACRO_SERIES
+from hrl_sarp_jax.features.featureset import MACRO_FEATURES
+from hrl_sarp_jax.features.rolling import lag, rolling_zscore, run_length, safe_div, window_mean_var
+from hrl_sarp_jax.types import BEAR, BULL, Array
+
+VIX_Z_WINDOW, VIX_Z_MIN = 252, 20
+FLOW_Z_WINDOW, FLOW_Z_MIN = 60, 10
+Z_CLIP = 3.0
+INDEX_WINDOW = 20
+EVENT_FLAG_DAYS = 3
+EVENT_HORIZON = 20
+CRUDE_BINS = (60.0, 80.0, 100.0)
+
+
+def series(table: Array, mask: Array, col: Array) -> tuple[Array, Array]:
+    """Column ``col`` (int32 scalar, traced; -1 = absent) of ``table`` [T, M] -> (x [T], ok [T])."""
+    if table.shape[1] == 0:
+        return jnp.zeros(table.shape[0], jnp.float32), jnp.zeros(table.shape[0], bool)
+    safe = jnp.maximum(col, 0)
+    ok = mask[:, safe] & (col >= 0)
+    return jnp.where(ok, table[:, safe], 0.0).astype(jnp.float32), ok
+
+
+def _pct_change(x: Array, ok: Array, k: int) -> tuple[Array, Array]:
+    prev, prev_ok = lag(x, k), lag(ok, k, False)
+    good = ok & prev_ok & (prev > 0)
+    return jnp.where(good, safe_div(x, prev) - 1.0, 0.0), good
+
+
+def _clip(x: Array, ok: Array, lo: float, hi: float) -> tuple[Array, Array]:
+    return jnp.where(ok, jnp.clip(x, lo, hi), 0.0), ok
+
+
+def index_features(bench_close: Array) -> tuple[Array, Array, Array]:
+    """4-week index log return (clip ±0.3) and vol (20 log returns, ddof 1, ×√252, clip [0, 1])."""
+    run = run_length(bench_close > 0)
+    logc = jnp.log(jnp.where(bench_close > 0, bench_close, 1.0))
+    ok = run >= INDEX_WINDOW + 1
+    ret = jnp.where(ok, jnp.clip(logc - lag(logc, INDEX_WINDOW), -0.3, 0.3), 0.0)
+    r1 = jnp.where(run >= 2, logc - lag(logc, 1), 0.0)
+    std = jnp.sqrt(window_mean_var(r1, INDEX_WINDOW, ddof=1)[1])
+    vol = jnp.where(ok, jnp.clip(std * math.sqrt(252.0), 0.0, 1.0), 0.0)
+    return ret, vol, ok
+
+
+def event_features(schedule: Array, known: Array) -> tuple[Array, Array, Array, Array]:
+    """event_flag and days_to_event from the *published schedule* of event days.
+
+    event_flag[t] = 1 if an event is scheduled on t+1..t+3 (mask: those days' schedule known,
+    or an event found). days_to_event[t] = (first k in 1..20 with an event) / 20, 1 if none in
+    the next 20 days; mask False unless every day up to the event (or all 20) is in the schedule.
+    schedule, known [T] (1 on event days; known where the schedule covers the day).
+    Returns ``(flag, flag_ok, days, days_ok)``, each [T].
+    """
+    num = schedule.shape[0]
+    event = known & (schedule > 0.5)
+    ahead = jnp.arange(num, dtype=jnp.int32)[:, None] + jnp.arange(1, EVENT_HORIZON + 1)[None, :]
+    inside = ahead < num  # [T, H]: schedule days t+1..t+H
+    ev = event[jnp.minimum(ahead, num - 1)] & inside
+    kn = known[jnp.minimum(ahead, num - 1)] & inside
+    flag = ev[:, :EVENT_FLAG_DAYS].any(axis=1)
+    flag_ok = flag | kn[:, :EVENT_FLAG_DAYS].all(axis=1)
+    found = ev.any(axis=1)
+    first = jnp.argmax(ev, axis=1)  # index of the first scheduled event (k - 1)
+    known_before = jnp.concatenate(
+        [jnp.ones((num, 1), bool), jnp.cumprod(kn, axis=1).astype(bool)[:, :-1]], axis=1
+    )  # [T, H]: all schedule days before this one are known
+    found_ok = jnp.take_along_axis(known_before, first[:, None], axis=1)[:, 0]
+    days_ok = jnp.where(found, found_ok, kn.all(axis=1))
+    days = jnp.where(found, (first + 1).astype(jnp.float32) / EVENT_HORIZON, 1.0)
+    return (
+        jnp.where(flag_ok, flag.astype(jnp.float32), 0.0),
+        flag_ok,
+        jnp.where(days_ok, days, 0.0),
+        days_ok,
+    )
+
+
+def macro_features(
+    macro: Array,
+    macro_mask: Array,
+    columns: Array,
+    bench_close: Array,
+    breadth: tuple[Array, Array],
+    regime_rule: Array,
+    norm_window: int,
+    norm_min_periods: int,
+) -> tuple[Array, Array]:
+    """[T, M] series -> ([T, 18] float32, [T, 18] bool) in ``MACRO_FEATURES`` order.
+
+    ``columns`` int32 [len(MACRO_SERIES)]: the column of each ``schema.MACRO_SERIES`` name in
+    ``macro``, -1 where the market lacks it (a traced argument: one compile for any layout).
+    """
+
+    def get(name: str) -> tuple[Array, Array]:
+        return series(macro, macro_mask, columns[MACRO_SERIES.index(name)])
+
+    out: dict[str, tuple[Array, Array]] = {}
+    zscored = (  # feature, series, window, min periods
+        ("vix_z", "vix", VIX_Z_WINDOW, VIX_Z_MIN),
+        ("fii_flow_z", "fii_flow", FLOW_Z_WINDOW, FLOW_Z_MIN),
+        ("dii_flow_z", "dii_flow", FLOW_Z_WINDOW, FLOW_Z_MIN),
+        ("credit_spread", "credit_spread", norm_window, norm_min_periods),
+    )
+    for window in sorted({z[2] for z in zscored}):  # one batched pass per window length
+        group = [z for z in zscored if z[2] == window]
+        cols = [get(z[1]) for z in group]
+        minp = jnp.asarray([z[3] for z in group], jnp.int32)
+        zv, zok = rolling_zscore(
+            jnp.stack([x for x, _ in cols], 1),
+            jnp.stack([o for _, o in cols], 1),
+            window,
+            minp,
+            Z_CLIP,
+            exact=True,  # levels (VIX ~ 15 ± 3, spreads ~ 1.5 ± 0.1): sums of squares would cancel
+        )
+        for i, z in enumerate(group):
+            out[z[0]] = (zv[:, i], zok[:, i])
+    vix, vix_ok = get("vix")
+    out["vix_chg_1w"] = _clip(*_pct_change(vix, vix_ok, 5), -1.0, 1.0)
+    pcr, pcr_ok = get("put_call_ratio")
+    out["pcr"] = _clip(pcr - 1.0, pcr_ok, -1.0, 1.0)
+    fx_chg, fx_ok = _pct_change(*get("usd_inr"), 20)
+    out["usdinr_mom"] = _clip(10.0 * fx_chg, fx_ok, -1.0, 1.0)
+    crude, crude_ok = get("crude")
+    bins = sum((crude >= edge).astype(jnp.float32) for edge in CRUDE_BINS)
+    out["crude_regime"] = (jnp.where(crude_ok, bins / 3.0, 0.0), crude_ok)
+    rate, rate_ok = get("policy_rate")
+    out["policy_rate"] = _clip((rate - 4.0) / 4.0, rate_ok, 0.0, 1.0)
+    gsec, gsec_ok = get("gsec_10y")
+    slope_ok = gsec_ok & rate_ok
+    out["yield_slope"] = (
+        jnp.where(slope_ok, jnp.clip(gsec - rate, -2.0, 4.0) / 4.0, 0.0),
+        slope_ok,
+    )
+    ret4w, vol4w, idx_ok = index_features(bench_close)
+    out["index_ret_4w"] = (ret4w, idx_ok)
+    out["index_vol_4w"] = (vol4w, idx_ok)
+    out["breadth"] = breadth
+    out["fno_oi_chg"] = _clip(*_pct_change(*get("fno_oi"), 5), -1.0, 1.0)
+    flag, flag_ok, days, days_ok = event_features(*get("event_flag"))
+    out["event_flag"] = (flag, flag_ok)
+    out["days_to_event"] = (days, days_ok)
+    prev_ok = regime_rule >= 0
+    signed = jnp.where(regime_rule == BULL, 1.0, jnp.where(regime_rule == BEAR, -1.0, 0.0))
+    out["regime_prev"] = (jnp.where(prev_ok, signed, 0.0), prev_ok)
+    zero = jnp.zeros(macro.shape[0], jnp.float32)
+    out["portfolio_drawdown"] = (zero, zero > 0)
+    values = jnp.stack([out[n][0] for n in MACRO_FEATURES], axis=1).astype(jnp.float32)
+    masks = jnp.stack([out[n][1] for n in MACRO_FEATURES], axis=1)
+    return jnp.where(masks, values, 0.0), masks
