@@ -1,0 +1,115 @@
+"""Reward terms: hand-computed values, the NumPy reference, and the documented bounds."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.config import RewardConfig
+from hrl_sarp_jax.envs import reference as ref
+from hrl_sarp_jax.envs import rewards as rw
+from hrl_sarp_jax.envs.params import reward_params
+
+P = reward_params(RewardConfig())
+W = ref.scalars(P)
+
+
+def test_ring_buffer_keeps_the_last_r_newest_last():
+    buf, cnt = jnp.zeros(3, jnp.float32), jnp.int32(0)
+    for r in (1.0, 2.0, 3.0, 4.0):
+        buf, cnt = rw.push_return(buf, cnt, jnp.float32(r))
+    assert buf.tolist() == [2.0, 3.0, 4.0] and int(cnt) == 3
+    assert rw.buffer_mask(buf, jnp.int32(1)).tolist() == [False, False, True]
+
+
+def test_goal_terms_by_hand():
+    ids = jnp.array([0, 1, 1, 2], jnp.int32)
+    ach = rw.achieved_goal(jnp.array([0.5, 0.25, 0.25, 0.0]), ids, 3, jnp.int32(1))
+    assert ach.tolist() == [0.5, 0.5, 0.0, 0.0, 1.0, 0.0]
+    assert rw.achieved_goal(jnp.zeros(4), ids, 3, jnp.int32(-1)).tolist() == [0.0] * 6
+    goal = jnp.array([1.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    assert float(rw.goal_alignment(ach[:3], goal)) == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+    assert float(rw.goal_alignment(jnp.zeros(3), goal)) == 0.0
+    assert float(rw.goal_reward(ach[:3], goal, P)) == pytest.approx(0.5 * 0.3 / math.sqrt(2),
+                                                                    rel=1e-6)
+
+
+def test_portfolio_reward_by_hand():
+    buf = jnp.array([0.0, 0.0, 0.01, -0.02, 0.03], jnp.float32)
+    out = rw.portfolio_reward(buf, jnp.int32(3), jnp.float32(0.001), P)
+    total = 1.01 * 0.98 * 1.03 - 1.0
+    mdd = 1.0 - 1.01 * 0.98 / 1.01
+    assert float(out["calmar"]) == pytest.approx(total / mdd, rel=1e-5)
+    assert float(out["cvar"]) == pytest.approx(0.02, rel=1e-5)  # k = ceil(0.05 * 3) = 1
+    want = math.tanh(total / mdd) * (1 - 0.02) - 0.001
+    assert float(out["r_portfolio"]) == pytest.approx(want, rel=1e-5)
+
+
+def test_macro_reward_regime_and_alpha_by_hand():
+    call = jnp.array([0.5, 0.3, 0.2], jnp.float32)
+    prev = jnp.array([0.2, 0.3, 0.0], jnp.float32)
+    growth = jnp.array([1.02, 0.99, 1.0], jnp.float32)
+    args = (jnp.zeros(4, jnp.float32), jnp.int32(0), call, prev, growth, jnp.float32(1.005))
+    regimes = {}
+    for label in (-1, 0, 2):
+        _, c = rw.macro_reward(*args, jnp.int32(0), jnp.int32(label), jnp.float32(0.0),
+                               jnp.float32(0.0), P)
+        regimes[label] = float(c["r_regime"])
+    assert regimes == {-1: 0.0, 0: pytest.approx(0.3), 2: pytest.approx(-0.1)}
+    alpha = 0.5 * 0.02 - 0.3 * 0.01 - 0.005
+    assert float(c["alpha"]) == pytest.approx(alpha, abs=1e-7)
+    r_macro = alpha - 0.1 * (0.25 + 0.09 + 0.04) - 0.001 * 0.5
+    assert float(c["r_macro"]) == pytest.approx(r_macro, abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def jit_rewards():
+    micro = jax.jit(lambda *a: rw.micro_reward(*a, P))
+    macro = jax.jit(lambda *a: rw.macro_reward(*a, P))
+    return micro, macro
+
+
+def test_rewards_match_numpy_reference(jit_rewards):
+    """abs 1e-5: the Calmar term divides float32 window returns by a 1% floor."""
+    micro, macro = jit_rewards
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        cnt = int(rng.integers(0, 21))
+        buf = np.zeros(20, np.float32)
+        buf[20 - cnt:] = rng.normal(0.0, 0.02, cnt)
+        ach, goal = rng.dirichlet(np.ones(3)).astype(np.float32), rng.random(6).astype(np.float32)
+        dd, cost, val = (np.float32(x) for x in (rng.uniform(0, 0.3), rng.uniform(0, 0.01),
+                                                  rng.normal(0, 0.01)))
+        r, _ = micro(buf, jnp.int32(cnt), ach, goal, dd, cost, val)
+        want = ref.micro_reward(buf[20 - cnt:].astype(np.float64), ach, goal, dd, cost, val, W)
+        assert float(r) == pytest.approx(want, rel=1e-5, abs=1e-5)
+        call, prev = rng.dirichlet(np.ones(3)).astype(np.float32), rng.random(3).astype(np.float32)
+        growth = (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
+        bench = np.float32(1 + rng.normal(0, 0.02))
+        rc, lab = int(rng.integers(3)), int(rng.integers(-1, 3))
+        r, _ = macro(buf, jnp.int32(cnt), call, prev, growth, bench, jnp.int32(rc), jnp.int32(lab),
+                     cost, val)
+        want = ref.macro_reward(buf[20 - cnt:].astype(np.float64), call, prev, growth, bench, rc,
+                                lab, cost, val, W)
+        assert float(r) == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
+def test_every_component_is_bounded_under_extremes(jit_rewards):
+    micro, macro = jit_rewards
+    crash = np.array([0.9, -0.95] * 10, np.float32)
+    for buf in (crash, -crash, np.full(20, 5.0, np.float32)):
+        r, c = micro(buf, jnp.int32(20), jnp.ones(3), jnp.ones(6), jnp.float32(0.99),
+                     jnp.float32(3.0), jnp.float32(-7.0))
+        assert -0.7 <= float(c["r_micro"]) <= 0.8
+        assert -2.0 <= float(c["r_portfolio"]) <= 1.0 and -1.0 <= float(c["r_value"]) <= 1.0
+        assert -1.45 <= float(r) <= 1.0
+        r, c = macro(buf, jnp.int32(20), jnp.array([1.0, 0, 0]), jnp.array([0, 0, 1.0]),
+                     jnp.array([9.0, 0, 0]), jnp.float32(0.0), jnp.int32(0), jnp.int32(1),
+                     jnp.float32(3.0), jnp.float32(7.0))
+        assert -1.102 - 1e-6 <= float(c["r_macro"]) <= 1.0
+        assert float(c["r_regime"]) == pytest.approx(-0.1)
+        assert -1.1 <= float(r) <= 1.0
