@@ -1,0 +1,238 @@
+"""Generic jit-compiled backtest: one ``lax.scan`` over a date window, the envs' accounting.
+
+A strategy is a *weight function* ``weights_fn(carry, t, view) -> (carry, target [N])``:
+called at the close of each rebalance day t, it returns stock-level target weights (any
+nonnegative scores; they are projected) and may update its own ``carry`` (any pytree: a PRNG
+key, a drift table, an agent's params and goal...). ``view`` is a :class:`DayView` holding the
+market/env arrays (``EnvParams``) and the portfolio *before* trading at t (drifted weights,
+value, peak). A weight function must read rows <= t only (each baseline has a perturbation
+test proving it). Strategies with hyperparameters are frozen dataclasses, so two equal
+instances share one compile (``weights_fn`` is a static argument of the jitted scan).
+
+Per day t = t0 .. t0 + L - 1 of the window (decision at the close of t, earning returns[t+1],
+exactly as the environments; ``envs.common.trade_day``):
+1. on a rebalance day: ``target = weights_fn(...)``, projected with
+   ``risk.constraints.project_weights`` onto the constraints of ``EnvParams.constraints``
+   (stock cap, sector cap, min cash, max positions) over the stocks tradable at t, at the
+   exposure allowed by the risk manager when ``risk_manager=True`` (else exposure 1);
+   otherwise the target is the drifted book itself (no trade, no cost);
+2. ``finance.portfolio_step``: trades against the drifted weights, blocked by
+   ``circuit_lock[t]``, itemised costs with square-root impact on the trailing 20-day ADV
+   (``EnvParams.adv_value[t]``, mean close x volume over days <= t), earn returns[t+1], drift.
+The first day of every window is a rebalance day (the portfolio starts in cash, so day 0
+carries the initial buy). Every strategy therefore runs on the same dates, universe,
+constraints and costs. ``run_backtest`` vmaps over a batch of carries (e.g. seeds).
+
+Shapes: T days, N stocks, S sectors, L window length (static), B batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from hrl_sarp_jax.envs.common import net_return, risk_exposure, trade_day
+from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.envs.rewards import buffer_mask, push_return, sector_weights
+from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.finance.portfolio import PortfolioState
+from hrl_sarp_jax.risk.constraints import project_weights
+from hrl_sarp_jax.risk.manager import init_risk_state
+
+_F32 = jnp.float32
+_I32 = jnp.int32
+
+COST_ITEMS = ("stt", "stamp", "exchange", "sebi", "gst", "brokerage", "slippage", "impact")
+
+
+@struct.dataclass
+class DayView:
+    """What a weight function may look at on day t (rows <= t only, by contract)."""
+
+    params: EnvParams
+    port: PortfolioState     # drifted book at the close of t, before trading
+
+
+WeightsFn = Callable[[Any, jax.Array, DayView], tuple[Any, jax.Array]]
+
+
+@struct.dataclass
+class BacktestResult:
+    """Per-day outputs [L] (or [B, L] batched). Day i is the decision at the close of
+    ``t[i]`` and its outcome on day ``t[i] + 1``."""
+
+    t: jax.Array               # [L] int32 decision day
+    rebalanced: jax.Array      # [L] bool
+    net_return: jax.Array      # [L] gross - costs (fraction of the value before trading)
+    gross_return: jax.Array    # [L] sum(executed weights * returns[t+1])
+    cost_frac: jax.Array       # [L] total cost / value before trading
+    costs: dict                # name -> [L] itemised cost / value before trading (COST_ITEMS)
+    turnover: jax.Array        # [L] one-way 0.5 * sum |executed - drifted|
+    weights: jax.Array         # [L, N] executed weights (after trading at t)
+    sector_weights: jax.Array  # [L, S] executed weights per sector
+    value: jax.Array           # [L] value at the close of t + 1
+    drawdown: jax.Array        # [L] drawdown at the close of t + 1
+    exposure: jax.Array        # [L] allowed exposure (1 without the risk manager)
+
+
+def _scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
+          rebalance: jax.Array, risk_manager: bool, return_window: int):
+    n, s = params.num_stocks, params.num_sectors
+    v0 = jnp.asarray(params.initial_value, _F32)
+    port0 = PortfolioState(weights=jnp.zeros((n,), _F32), value=v0, peak=v0)
+    state0 = (carry0, port0, init_risk_state(), jnp.zeros((return_window,), _F32),
+              jnp.zeros((), _I32))
+
+    def day(state, x):
+        carry, port, risk, buf, cnt = state
+        i, reb = x
+        t = (t0 + i).astype(_I32)
+        if risk_manager:
+            risk2, expo = risk_exposure(risk, port, buf, buffer_mask(buf, cnt), t, params)
+        else:
+            risk2, expo = risk, jnp.ones((), _F32)
+
+        def rebalance_branch(c):
+            c2, target = weights_fn(c, t, DayView(params=params, port=port))
+            target = jnp.maximum(jnp.asarray(target, _F32), 0.0)
+            proj = project_weights(target, params.stock_sector, params.tradable[t], s,
+                                   params.constraints, expo)
+            return c2, proj
+
+        def hold_branch(c):
+            return c, port.weights
+
+        carry2, target = jax.lax.cond(reb, rebalance_branch, hold_branch, carry)
+        port2, info, _ = trade_day(port, target, t, params)
+        net = net_return(info)
+        buf2, cnt2 = push_return(buf, cnt, net)
+        v0 = jnp.where(port.value > 0, port.value, 1.0)
+        out = {
+            "t": t, "rebalanced": reb, "net_return": net,
+            "gross_return": info.gross_return.astype(_F32),
+            "cost_frac": info.cost_frac.astype(_F32),
+            "costs": {k: (getattr(info.costs, k) / v0).astype(_F32) for k in COST_ITEMS},
+            "turnover": info.turnover.astype(_F32), "weights": info.executed_weights,
+            "sector_weights": sector_weights(info.executed_weights, params.stock_sector, s),
+            "value": port2.value.astype(_F32), "drawdown": info.drawdown.astype(_F32),
+            "exposure": expo.astype(_F32),
+        }
+        return (carry2, port2, risk2, buf2, cnt2), out
+
+    length = rebalance.shape[0]
+    xs = (jnp.arange(length, dtype=_I32), jnp.asarray(rebalance, bool).at[0].set(True))
+    (carry_end, _, _, _, _), out = jax.lax.scan(day, state0, xs)
+    return carry_end, BacktestResult(**out)
+
+
+@partial(jax.jit, static_argnames=("weights_fn", "risk_manager", "return_window"))
+def backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
+             rebalance: jax.Array, *, risk_manager: bool = False,
+             return_window: int = 20) -> tuple[Any, BacktestResult]:
+    """Run one strategy over days t0 .. t0 + L - 1 (L = len(rebalance), static).
+
+    Args:
+      weights_fn: static, hashable weight function (module docstring).
+      carry0: its initial carry (pytree).
+      params: EnvParams of the market (``envs.params.make_env_params``).
+      t0: first decision day (int32, traced: one compile serves every window of length L).
+      rebalance: [L] bool rebalance days (day 0 is always forced True); see ``rebalance_mask``.
+      risk_manager: scale the projection budget by ``risk.manager.exposure`` like the envs
+        (drawdown gate, CVaR budget over the last ``return_window`` returns, event days).
+    Requires t0 + L <= T - 1 (the last decision needs returns[t + 1]); checked by
+    ``run_backtest``.
+    Returns: (final carry, BacktestResult with [L] leaves).
+    """
+    return _scan(weights_fn, carry0, params, jnp.asarray(t0, _I32), rebalance, risk_manager,
+                 return_window)
+
+
+@partial(jax.jit, static_argnames=("weights_fn", "risk_manager", "return_window"))
+def backtest_batch(weights_fn: WeightsFn, carries: Any, params: EnvParams, t0: jax.Array,
+                   rebalance: jax.Array, *, risk_manager: bool = False,
+                   return_window: int = 20) -> tuple[Any, BacktestResult]:
+    """``backtest`` vmapped over the leading axis B of ``carries`` (e.g. seeds' keys)."""
+    f = lambda c: _scan(weights_fn, c, params, jnp.asarray(t0, _I32), rebalance,  # noqa: E731
+                        risk_manager, return_window)
+    return jax.vmap(f)(carries)
+
+
+# --------------------------------------------------------------------------- host helpers
+
+
+# HOST ONLY
+def rebalance_mask(schedule: str | int, t0: int, length: int, week_end: np.ndarray,
+                   dates: np.ndarray | None = None) -> np.ndarray:
+    """bool [length]: the rebalance days of decision days t0 .. t0 + length - 1.
+
+    schedule: 'daily'; 'weekly' (the last trading day of each calendar week,
+    ``MarketArrays.week_end``); 'monthly' (the last trading day of each calendar month, needs
+    ``dates``); an int k or 'every:k' (every k-th trading day counted from t0).
+    Day 0 is always a rebalance day (the initial buy).
+    """
+    idx = np.arange(t0, t0 + length)
+    if isinstance(schedule, int | np.integer) or (isinstance(schedule, str)
+                                                  and schedule.startswith("every:")):
+        try:
+            k = int(schedule if not isinstance(schedule, str) else schedule.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"rebalance schedule {schedule!r}: 'every:k' needs an integer k"
+                              ) from None
+        if k < 1:
+            raise ConfigError(f"rebalance schedule {schedule!r}: k must be >= 1")
+        mask = (np.arange(length) % k) == 0
+    elif schedule == "daily":
+        mask = np.ones(length, bool)
+    elif schedule == "weekly":
+        mask = np.asarray(week_end, bool)[idx]
+    elif schedule == "monthly":
+        if dates is None:
+            raise ConfigError("rebalance schedule 'monthly' needs the market's dates")
+        months = np.asarray(dates).astype("datetime64[M]")
+        last = np.r_[months[1:] != months[:-1], True]
+        mask = last[idx]
+    else:
+        raise ConfigError(f"rebalance schedule {schedule!r} is not one of 'daily', 'weekly', "
+                          "'monthly', 'every:k' or an integer k")
+    mask = mask.copy()
+    mask[0] = True
+    return mask
+
+
+# HOST ONLY
+def date_window(dates: np.ndarray, start: str | np.datetime64,
+                end: str | np.datetime64) -> tuple[int, int]:
+    """(t0, length): decisions on trading days t0 .. t0 + length - 1 so that the returns
+    earned fall on days t0 + 1 .. t_end, with t0 the first trading day >= start and t_end the
+    last trading day <= end. ConfigError if fewer than 2 trading days fall in [start, end]."""
+    d = np.asarray(dates).astype("datetime64[D]")
+    s, e = np.datetime64(start, "D"), np.datetime64(end, "D")
+    t0 = int(np.searchsorted(d, s, side="left"))
+    t_end = int(np.searchsorted(d, e, side="right")) - 1
+    if t0 >= len(d) or t_end - t0 < 1:
+        raise ConfigError(f"window {s}..{e} holds fewer than 2 trading days of the market "
+                          f"({d[0]}..{d[-1]})")
+    return t0, t_end - t0
+
+
+# HOST ONLY
+def run_backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: int,
+                 rebalance: np.ndarray, *, batched: bool = False, risk_manager: bool = False,
+                 return_window: int = 20) -> tuple[Any, BacktestResult]:
+    """Checked host entry point: validates the window, runs (batched) and returns host arrays."""
+    length = int(np.asarray(rebalance).shape[0])
+    t_total = int(params.returns.shape[0])
+    if not (t0 >= 0 and length >= 1 and t0 + length <= t_total - 1):
+        raise ConfigError(f"backtest window t0={t0}, length={length} must satisfy "
+                          f"0 <= t0 and t0 + length <= T - 1 = {t_total - 1}")
+    fn = backtest_batch if batched else backtest
+    carry, res = fn(weights_fn, carry0, params, jnp.asarray(t0, _I32),
+                    jnp.asarray(rebalance, bool), risk_manager=risk_manager,
+                    return_window=return_window)
+    return jax.device_get(carry), jax.device_get(res)

@@ -1,0 +1,369 @@
+"""``evaluate_baselines``: every baseline over one window -> the report payload (host side).
+
+The payload is a plain dict (NumPy arrays inside ``series``) that ``evaluation.report`` turns
+into metrics.json / report.md / report.html; ``add_strategy`` plugs in the trained agent
+(``hrl_sarp``, per-seed daily returns) or the flat RL baseline later. Layout:
+
+- ``window``: first decision day, last return day, number of return days L; ``dates`` [L]:
+  the return dates (decision at the close of the previous trading day).
+- ``strategies``: name -> {description, kind, schedule, metrics, series, [seeds]}. ``series``
+  holds per-day arrays: net, gross, cost_frac, costs (itemised), turnover, value, drawdown,
+  sector_weights [L, S] (None for the index). Seeded strategies (``random``) report the
+  *mean over seeds of each metric* in ``metrics``, their dispersion in ``seeds``, and the
+  seed-averaged daily returns (an equal-weight blend of the seed portfolios) in ``series``.
+- ``oracle``: the regime oracle (an upper bound, synthetic markets only) or None + reason.
+- ``tests``: each strategy vs the benchmark (bootstrap CI, JK/Memmel, sign test; per-seed
+  tests for seeded strategies), Holm-adjusted across the family; ``vs_<agent>`` sections are
+  added by ``add_strategy(..., compare=True)``.
+- ``stress``: sector-shock scenarios on each strategy's mean sector allocation, and historical
+  window replays (each window run from cash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace as dc_replace
+from typing import Any
+
+import jax
+import numpy as np
+
+from hrl_sarp_jax.config import Config, to_dict
+from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.envs.params import make_env_params
+from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.evaluation import baselines as bl
+from hrl_sarp_jax.evaluation import metrics as em
+from hrl_sarp_jax.evaluation import stats as st
+from hrl_sarp_jax.evaluation import stress as sx
+from hrl_sarp_jax.evaluation.backtest import date_window, rebalance_mask, run_backtest
+from hrl_sarp_jax.features.featureset import FeatureSet
+
+BENCHMARK = "index_buy_hold"
+SEEDED_METRICS = ("sharpe", "cagr", "ann_return", "ann_vol", "sortino", "calmar",
+                  "max_drawdown", "cvar_95", "turnover", "cost_drag", "alpha", "beta",
+                  "information_ratio", "hit_rate")
+
+
+def _series(res: Any, seed_axis: bool = False) -> dict:
+    g = (lambda x: np.asarray(x, np.float64).mean(0)) if seed_axis else (
+        lambda x: np.asarray(x, np.float64))
+    out = {"net": g(res.net_return), "gross": g(res.gross_return),
+           "cost_frac": g(res.cost_frac), "costs": {k: g(v) for k, v in res.costs.items()},
+           "turnover": g(res.turnover), "value": g(res.value), "drawdown": g(res.drawdown),
+           "sector_weights": g(res.sector_weights)}
+    if seed_axis:  # the blend's own wealth path
+        w = np.cumprod(1.0 + out["net"])
+        out["drawdown"] = 1.0 - w / np.maximum.accumulate(np.r_[1.0, w])[1:]
+        out["value"] = w * np.asarray(res.value)[0, 0] / (1.0 + np.asarray(res.net_return)[0, 0])
+    return out
+
+
+def _metrics_of(series: Mapping, bench: np.ndarray | None, regimes: np.ndarray | None,
+                rf: float) -> dict:
+    return em.strategy_metrics(series["net"], benchmark=bench, turnover=series["turnover"],
+                               costs=series["costs"], cost_frac=series["cost_frac"],
+                               regimes=regimes, rf_annual=rf)
+
+
+def evaluate_baselines(
+    market: MarketArrays,
+    meta: MarketMeta,
+    feats: FeatureSet,
+    cfg: Config,
+    *,
+    split: tuple[str, str] | None = None,
+    seeds: int | Sequence[int] = 5,
+    schedule: str | int = "weekly",
+    rf_annual: float = 0.0,
+    sector_drift: np.ndarray | Mapping | None = None,
+    include: Sequence[str] | None = None,
+    risk_manager: bool = False,
+    stress_limit: float | None = None,
+    bootstrap_num: int = 2000,
+    bootstrap_block: float = 5.0,
+    historical: bool = True,
+) -> dict:
+    """Run every baseline over ``split`` (default: cfg.data.test_start .. the last day) and
+    return the report payload (module docstring).
+
+    Args:
+      seeds: number of seeds (0..k-1) or explicit seeds for the random baseline.
+      schedule: rebalance schedule of the baselines without their own (``BASELINES``).
+      sector_drift: the synthetic generator's drift, [3, S] or meta.json's dict (the whole
+        meta.json or its ``sector_drift_annual``); the oracle runs only when given and the
+        market is synthetic with a latent regime.
+      include: baseline names to run (default all except ``flat_rl``).
+      risk_manager: apply the envs' risk manager exposure to every strategy.
+      stress_limit: drawdown limit of the stress tests (default cfg.env.risk.derisk_drawdown).
+    """
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    start, end = split if split is not None else (cfg.data.test_start, str(dates[-1]))
+    t0, length = date_window(dates, start, end)
+    if t0 + length > market.num_days - 1:
+        raise ConfigError(f"window {start}..{end} runs to the last day of the data")
+    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    limit = float(cfg.env.risk.derisk_drawdown if stress_limit is None else stress_limit)
+    names = list(include) if include is not None else [n for n, s in bl.BASELINES.items()
+                                                       if s.kind != "requires_training"]
+    for n in names:
+        bl.get_baseline(n)
+    params = make_env_params(market, feats, cfg.env)
+    week_end = np.asarray(market.week_end, bool)
+    ret_days = np.arange(t0 + 1, t0 + 1 + length)
+    regimes, regime_source = em.realised_regimes(
+        ret_days, np.asarray(market.latent_regime), np.asarray(feats.regime_rule), week_end)
+    bench = np.asarray(market.benchmark_returns, np.float64)[ret_days]
+    sectors = tuple(meta.sectors)
+
+    drift = None
+    oracle_note = None
+    latent = np.asarray(market.latent_regime)
+    if "oracle" in names:
+        if sector_drift is None:
+            oracle_note = "no sector_drift given (pass meta.json of a synthetic market)"
+        elif not meta.synthetic or not np.any(latent >= 0):
+            oracle_note = "the market is not synthetic / has no latent regime"
+        elif isinstance(sector_drift, Mapping):
+            table = sector_drift.get("sector_drift_annual", sector_drift)
+            drift = bl.sector_drift_matrix({"sector_drift_annual": table}, sectors)
+        else:
+            drift = np.asarray(sector_drift, np.float32)
+
+    def strategy_run(name: str):
+        """(weights_fn, carry, batched, schedule) of a weights baseline."""
+        spec = bl.BASELINES[name]
+        sched = spec.schedule if spec.schedule is not None else schedule
+        if spec.kind == "seeded":
+            keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
+            return spec.make(), keys, True, sched
+        if spec.kind == "oracle":
+            fn = bl.RegimeOracle(bl.oracle_top_k(int(np.sum(np.asarray(market.sector_valid)))))
+            return fn, fn.init_carry(drift, latent), False, sched
+        fn = spec.make()
+        return fn, fn.init_carry(), False, sched
+
+    def run_window(name: str, w0: int, wl: int):
+        fn, carry, batched, sched = strategy_run(name)
+        reb = rebalance_mask(sched, w0, wl, week_end, dates)
+        _, res = run_backtest(fn, carry, params, w0, reb, batched=batched,
+                              risk_manager=risk_manager, return_window=cfg.env.return_window)
+        return res, batched, sched
+
+    strategies: dict[str, dict] = {}
+    oracle = None
+    for name in names:
+        spec = bl.BASELINES[name]
+        if spec.kind == "index":
+            s = bl.index_buy_hold(params, t0, length)
+            series = {k: s[k] for k in ("costs", "turnover", "value", "drawdown", "cost_frac")}
+            series.update(net=s["net_return"], gross=s["gross_return"], sector_weights=None)
+            entry = {"description": spec.description, "kind": spec.kind, "schedule": "none",
+                     "series": series, "metrics": _metrics_of(series, bench, regimes, rf_annual)}
+            strategies[name] = entry
+            continue
+        if spec.kind == "oracle" and drift is None:
+            continue
+        res, batched, sched = run_window(name, t0, length)
+        series = _series(res, seed_axis=batched)
+        entry = {"description": spec.description, "kind": spec.kind, "schedule": str(sched),
+                 "upper_bound": spec.upper_bound, "series": series}
+        if batched:
+            per_seed = []
+            for k in range(len(seeds)):
+                one = _series(jax.tree.map(lambda x, k=k: np.asarray(x)[k], res))
+                per_seed.append(_metrics_of(one, bench, regimes, rf_annual))
+            entry["metrics"] = {m: float(np.mean([p[m] for p in per_seed]))
+                                for m in SEEDED_METRICS}
+            entry["metrics"]["cost_drag_items"] = {
+                c: float(np.mean([p["cost_drag_items"][c] for p in per_seed]))
+                for c in per_seed[0]["cost_drag_items"]}
+            entry["metrics"]["regimes"] = _metrics_of(series, bench, regimes,
+                                                      rf_annual)["regimes"]
+            entry["metrics"]["seed_blend_sharpe"] = _metrics_of(series, bench, None,
+                                                                rf_annual)["sharpe"]
+            entry["seeds"] = {"seeds": seeds, **{m: em.dispersion([p[m] for p in per_seed])
+                                                 for m in SEEDED_METRICS}}
+            entry["per_seed_net"] = np.asarray(res.net_return, np.float64)
+        else:
+            entry["metrics"] = _metrics_of(series, bench, regimes, rf_annual)
+        if spec.kind == "oracle":
+            entry["note"] = ("UPPER BOUND: uses the synthetic market's latent regime of the "
+                             "next day (look-ahead by design); not a strategy")
+            oracle = entry
+        else:
+            strategies[name] = entry
+
+    payload: dict[str, Any] = {
+        "version": 1,
+        "market": {"name": meta.market, "synthetic": bool(meta.synthetic),
+                   "sectors": [s for s in sectors if s], "num_stocks": int(
+                       np.sum(np.asarray(market.stock_valid)))},
+        "window": {"start": str(dates[t0]), "end": str(dates[t0 + length]), "t0": int(t0),
+                   "days": int(length), "first_return_date": str(dates[t0 + 1])},
+        "dates": dates[ret_days],
+        "settings": {"rf_annual": rf_annual, "schedule": str(schedule),
+                     "risk_manager": risk_manager, "stress_limit": limit,
+                     "bootstrap": {"num": bootstrap_num, "mean_block": bootstrap_block},
+                     "constraints": to_dict(cfg.env.constraints), "costs": to_dict(cfg.env.cost)},
+        "seeds": {"random": seeds},
+        "benchmark": BENCHMARK if BENCHMARK in strategies else None,
+        "regimes": {"source": regime_source, "realised": regimes},
+        "strategies": strategies,
+        "oracle": oracle,
+        "oracle_note": oracle_note if oracle is None else None,
+        "requires_trained_run": {
+            "flat_rl": bl.BASELINES["flat_rl"].description,
+            "hrl_sarp": "the hierarchical agent: add with evaluation.evaluate.add_strategy"},
+    }
+    payload["tests"] = {"vs_benchmark": benchmark_tests(payload)} if payload["benchmark"] else {}
+
+    # stress: sector shocks on each strategy's mean executed sector allocation
+    shocks = {}
+    for name, e in [*strategies.items(), *([("oracle", oracle)] if oracle else [])]:
+        sw = e["series"]["sector_weights"]
+        if sw is not None:
+            shocks[name] = sx.sector_shock_stress(np.asarray(sw).mean(0), sectors, limit=limit,
+                                                  value=float(cfg.env.initial_value))
+    hist = {}
+    if historical:
+        for name in [*strategies, *(["oracle"] if oracle else [])]:
+            if bl.BASELINES[name].kind == "index":
+                hist[name] = sx.historical_stress(
+                    lambda w0, wl: bl.index_buy_hold(params, w0, wl)["net_return"], dates,
+                    limit=limit)
+                continue
+
+            def run(w0: int, wl: int, name=name) -> np.ndarray:
+                # one compile per strategy: pad to the main window's length when it fits
+                pad = length if w0 + length <= market.num_days - 1 else wl
+                res, batched, _ = run_window(name, w0, max(pad, wl))
+                net = np.asarray(res.net_return, np.float64)
+                return (net.mean(0) if batched else net)[:wl]
+
+            hist[name] = sx.historical_stress(run, dates, limit=limit)
+    payload["stress"] = {"limit": limit, "sector_shocks": shocks, "historical": hist,
+                         "allocation": "mean executed sector weights over the window"}
+    return payload
+
+
+def benchmark_tests(payload: dict, *, seed: int = 0) -> dict:
+    """Every strategy vs the benchmark: bootstrap CI, JK/Memmel, sign test, per-seed tests,
+    Holm-adjusted across strategies (bootstrap and JK p-values separately)."""
+    strategies = payload["strategies"]
+    bname = payload["benchmark"]
+    b = strategies[bname]["series"]["net"]
+    boot = payload["settings"]["bootstrap"]
+    out: dict[str, Any] = {"against": bname, "pairs": {}}
+    for name, e in strategies.items():
+        if name == bname:
+            continue
+        pair = st.compare(e["series"]["net"], b, seed=seed, num=boot["num"],
+                          mean_block=boot["mean_block"])
+        if "per_seed_net" in e:
+            sh = [em.return_metrics(r)["sharpe"] for r in e["per_seed_net"]]
+            pair["per_seed"] = st.paired_seed_tests(sh, em.return_metrics(b)["sharpe"])
+        out["pairs"][name] = pair
+    if out["pairs"]:
+        out["holm_bootstrap"] = st.holm({k: v["bootstrap"]["p_value"]
+                                         for k, v in out["pairs"].items()})
+        out["holm_jkm"] = st.holm({k: v["jobson_korkie_memmel"]["p_value"]
+                                   for k, v in out["pairs"].items()})
+    return out
+
+
+def add_strategy(
+    payload: dict,
+    name: str,
+    daily_returns: np.ndarray,
+    *,
+    description: str = "",
+    sector_weights: np.ndarray | None = None,
+    turnover: np.ndarray | None = None,
+    cost_frac: np.ndarray | None = None,
+    costs: Mapping[str, np.ndarray] | None = None,
+    regime_calls: np.ndarray | None = None,
+    compare: bool = True,
+    seed: int = 0,
+) -> dict:
+    """Add a trained strategy (e.g. ``hrl_sarp`` or ``flat_rl``) with per-seed daily net
+    returns [K, L] (or [L]) on the payload's dates; optional [K, L, S] / [L, S] sector
+    weights, [K, L] turnover / cost fractions / itemised costs, and regime calls [K, L] or
+    [L] (0 Bull, 1 Bear, 2 Sideways) for the regime plot. With ``compare`` it adds
+    ``tests['vs_<name>']``: the seed-blend vs each baseline (bootstrap, JK/Memmel, sign test),
+    per-seed t/Wilcoxon tests of Sharpe differences, Holm across baselines. Returns a new
+    payload (the input is not modified)."""
+    r = np.atleast_2d(np.asarray(daily_returns, np.float64))
+    days = payload["window"]["days"]
+    if r.shape[1] != days:
+        raise ConfigError(f"add_strategy({name!r}): returns cover {r.shape[1]} days, the "
+                          f"payload's window has {days}")
+    bname = payload.get("benchmark")
+    bench = payload["strategies"][bname]["series"]["net"] if bname else None
+    regimes = payload["regimes"]["realised"]
+    rf = payload["settings"]["rf_annual"]
+    k = r.shape[0]
+
+    def seed_mean(x):
+        """[K, L] per-seed -> [L] mean over seeds; [L] as is."""
+        if x is None:
+            return None
+        x = np.asarray(x, np.float64)
+        return x.mean(0) if x.ndim == 2 else x
+
+    blend = r.mean(0)
+    w = np.cumprod(1.0 + blend)
+    zeros = np.zeros(days)
+    series = {"net": blend, "gross": blend if cost_frac is None else blend + seed_mean(cost_frac),
+              "cost_frac": zeros if cost_frac is None else seed_mean(cost_frac),
+              "costs": {c: seed_mean(v) for c, v in (costs or {}).items()},
+              "turnover": zeros if turnover is None else seed_mean(turnover),
+              "value": w, "drawdown": 1.0 - w / np.maximum.accumulate(np.r_[1.0, w])[1:],
+              "sector_weights": None if sector_weights is None else (
+                  np.asarray(sector_weights).mean(0) if np.ndim(sector_weights) == 3
+                  else np.asarray(sector_weights))}
+    per_seed = [em.strategy_metrics(ri, benchmark=bench, rf_annual=rf) for ri in r]
+    metrics = _metrics_of(series, bench, regimes, rf)
+    if turnover is None:
+        metrics.pop("turnover", None)
+        metrics.pop("turnover_daily", None)
+    if cost_frac is None:
+        metrics.pop("cost_drag", None)
+    entry = {"description": description or name, "kind": "trained", "schedule": "policy",
+             "series": series, "metrics": metrics, "per_seed_net": r,
+             "seeds": {"n": k, **{m: em.dispersion([p[m] for p in per_seed])
+                                  for m in ("sharpe", "cagr", "max_drawdown", "cvar_95")}}}
+    if regime_calls is not None:
+        entry["regime_calls"] = np.atleast_2d(np.asarray(regime_calls))
+    out = dict(payload)
+    out["strategies"] = {**payload["strategies"], name: entry}
+    out["requires_trained_run"] = {kk: v for kk, v in payload.get("requires_trained_run", {}
+                                                                  ).items() if kk != name}
+    if compare:
+        boot = payload["settings"]["bootstrap"]
+        agent_sh = [p["sharpe"] for p in per_seed]
+        pairs = {}
+        for bn, be in payload["strategies"].items():
+            pair = st.compare(blend, be["series"]["net"], seed=seed, num=boot["num"],
+                              mean_block=boot["mean_block"])
+            if "per_seed_net" in be and len(be["per_seed_net"]) == k:
+                other = [em.return_metrics(x)["sharpe"] for x in be["per_seed_net"]]
+            else:
+                other = em.return_metrics(be["series"]["net"])["sharpe"]
+            pair["per_seed"] = st.paired_seed_tests(agent_sh, other)
+            pairs[bn] = pair
+        tests = dict(payload.get("tests", {}))
+        tests[f"vs_{name}"] = {
+            "strategy": name, "pairs": pairs,
+            "holm_bootstrap": st.holm({b: v["bootstrap"]["p_value"] for b, v in pairs.items()}),
+            "holm_jkm": st.holm({b: v["jobson_korkie_memmel"]["p_value"]
+                                 for b, v in pairs.items()}),
+        }
+        out["tests"] = tests
+    return out
+
+
+def with_constraints(cfg: Config, **overrides: Any) -> Config:
+    """``cfg`` with env.constraints fields replaced (e.g. ``max_positions=0``)."""
+    return dc_replace(cfg, env=dc_replace(cfg.env, constraints=dc_replace(
+        cfg.env.constraints, **overrides)))

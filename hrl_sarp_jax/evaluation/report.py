@@ -1,0 +1,413 @@
+"""Evaluation report (host side): metrics.json, report.md and a self-contained report.html.
+
+``write_report(payload, out_dir)`` takes the payload of ``evaluation.evaluate`` (baselines,
+optionally a trained agent added with ``add_strategy``) and writes, atomically
+(``utils.atomic``):
+- ``metrics.json``: ``strategies`` (name -> metrics: sharpe, cagr, max_drawdown, cvar_95,
+  turnover, cost_drag, ...), ``oracle`` (upper bound; synthetic markets), ``tests``
+  (Sharpe-difference tests), ``stress``, ``seeds``, ``window``, ``settings``;
+- ``plots/*.png`` and ``report.md`` (which links them);
+- ``report.html`` with every plot embedded as a base64 PNG data URI (no external files).
+Plots: equity curves, drawdowns, sector allocation over time (stacked areas), realised regimes
+vs the agent's regime calls, rolling Sharpe, cost breakdown, stress results. matplotlib
+(Agg backend) is used only here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hrl_sarp_jax.config import REGIME_NAMES
+from hrl_sarp_jax.evaluation.backtest import COST_ITEMS
+from hrl_sarp_jax.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+PLOTS = ("equity", "drawdown", "sector_allocation", "regimes", "rolling_sharpe", "costs",
+         "stress")
+TABLE_COLUMNS = (("sharpe", "Sharpe", "{:.2f}"), ("cagr", "CAGR", "{:.1%}"),
+                 ("ann_vol", "Vol", "{:.1%}"), ("sortino", "Sortino", "{:.2f}"),
+                 ("max_drawdown", "MaxDD", "{:.1%}"), ("calmar", "Calmar", "{:.2f}"),
+                 ("cvar_95", "CVaR95", "{:.2%}"), ("turnover", "Turnover/yr", "{:.2f}"),
+                 ("cost_drag", "Cost drag/yr", "{:.2%}"), ("alpha", "Alpha", "{:.1%}"),
+                 ("beta", "Beta", "{:.2f}"), ("information_ratio", "IR", "{:.2f}"))
+REGIME_COLORS = ("#2ca02c", "#d62728", "#7f7f7f")
+
+
+def _fmt(v: Any, spec: str) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "—"
+    try:
+        return spec.format(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _all_entries(payload: dict) -> list[tuple[str, dict]]:
+    out = list(payload["strategies"].items())
+    if payload.get("oracle"):
+        out.append(("oracle (upper bound)", payload["oracle"]))
+    return out
+
+
+def metrics_json(payload: dict) -> dict:
+    """The JSON document of metrics.json (no per-day series)."""
+    def strip(e: dict) -> dict:
+        d = {"description": e.get("description"), "kind": e.get("kind"),
+             "schedule": e.get("schedule"), **e["metrics"]}
+        if "seeds" in e:
+            d["seed_dispersion"] = e["seeds"]
+        if e.get("note"):
+            d["note"] = e["note"]
+        return d
+
+    return {
+        "version": payload.get("version", 1),
+        "market": payload["market"], "window": payload["window"],
+        "settings": payload["settings"], "seeds": payload.get("seeds", {}),
+        "benchmark": payload.get("benchmark"),
+        "regime_source": payload["regimes"]["source"],
+        "strategies": {n: strip(e) for n, e in payload["strategies"].items()},
+        "oracle": strip(payload["oracle"]) if payload.get("oracle") else None,
+        "oracle_note": payload.get("oracle_note"),
+        "requires_trained_run": payload.get("requires_trained_run", {}),
+        "tests": payload.get("tests", {}),
+        "stress": payload.get("stress", {}),
+    }
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _dates(payload: dict) -> np.ndarray:
+    return np.asarray(payload["dates"]).astype("datetime64[D]")
+
+
+def make_plots(payload: dict) -> dict[str, bytes]:
+    """name -> PNG bytes for every name in PLOTS (a placeholder panel where data is absent)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    x = _dates(payload)
+    entries = _all_entries(payload)
+    bench = payload.get("benchmark")
+    plots: dict[str, bytes] = {}
+    cmap = plt.get_cmap("tab20")
+    names_all = [*payload["strategies"], "oracle", "oracle (upper bound)"]
+    colors = {n: cmap(i % 20) for i, n in enumerate(names_all)}
+    colors["oracle (upper bound)"] = colors["oracle"] = "gray"
+    if bench:
+        colors[bench] = "black"
+
+    def style(name: str) -> dict:
+        if name == bench:
+            return {"color": "black", "lw": 2.0}
+        if name.startswith("oracle"):
+            return {"ls": "--", "lw": 1.2, "color": "gray"}
+        if payload["strategies"].get(name, {}).get("kind") == "trained":
+            return {"lw": 2.2, "color": colors[name]}
+        return {"lw": 1.0, "color": colors[name]}
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for name, e in entries:
+        ax.plot(x, np.cumprod(1.0 + np.asarray(e["series"]["net"])), label=name, **style(name))
+    ax.set_title("Equity curves (net of costs, start = 1)")
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(alpha=0.3)
+    plots["equity"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for name, e in entries:
+        w = np.cumprod(1.0 + np.asarray(e["series"]["net"]))
+        dd = 1.0 - w / np.maximum.accumulate(np.r_[1.0, w])[1:]
+        ax.plot(x, -dd, label=name, **style(name))
+    ax.set_title("Drawdowns")
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(alpha=0.3)
+    plots["drawdown"] = _png(fig)
+
+    sectors = payload["market"]["sectors"]
+    with_sw = [(n, e) for n, e in payload["strategies"].items()
+               if e["series"].get("sector_weights") is not None]
+    trained = [(n, e) for n, e in with_sw if e.get("kind") == "trained"]
+    show = (trained + [(n, e) for n, e in with_sw if n in ("sector_momentum", "min_variance")])[:3]
+    show = show or with_sw[:1]
+    fig, axes = plt.subplots(max(len(show), 1), 1, figsize=(10, 3 * max(len(show), 1)),
+                             squeeze=False)
+    for ax, (name, e) in zip(axes[:, 0], show, strict=False):
+        sw = np.asarray(e["series"]["sector_weights"])[:, : len(sectors)]
+        ax.stackplot(x, sw.T, labels=sectors)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"Sector allocation: {name}")
+    if show:
+        axes[0, 0].legend(fontsize=6, ncol=6, loc="upper left")
+    else:
+        axes[0, 0].text(0.5, 0.5, "no sector allocations", ha="center")
+    plots["sector_allocation"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 2.6))
+    realised = np.asarray(payload["regimes"]["realised"])
+    for k in range(3):
+        ax.fill_between(x, 0, 1, where=realised == k, color=REGIME_COLORS[k], alpha=0.35,
+                        step="post", label=f"realised {REGIME_NAMES[k]}")
+    calls = [(n, e["regime_calls"]) for n, e in payload["strategies"].items()
+             if e.get("regime_calls") is not None]
+    for n, c in calls:
+        c = np.asarray(c)[0]
+        for k in range(3):
+            ax.fill_between(x, 1.05, 1.6, where=c == k, color=REGIME_COLORS[k], alpha=0.8,
+                            step="post")
+        ax.text(x[0], 1.62, f"{n} regime calls (seed 0)", fontsize=7)
+    ax.set_yticks([])
+    ax.set_title(f"Realised regimes ({payload['regimes']['source']})"
+                 + (" vs regime calls" if calls else ""))
+    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    plots["regimes"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    win = int(min(126, max(10, len(x) // 3)))
+    for name, e in entries:
+        r = np.asarray(e["series"]["net"], np.float64)
+        if r.size <= win:
+            continue
+        c = np.lib.stride_tricks.sliding_window_view(r, win)
+        sd = c.std(axis=1, ddof=1)
+        rs = np.where(sd > 0, c.mean(axis=1) / np.where(sd > 0, sd, 1.0), 0.0) * np.sqrt(252)
+        ax.plot(x[win - 1:], rs, label=name, **style(name))
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_title(f"Rolling {win}-day Sharpe")
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(alpha=0.3)
+    plots["rolling_sharpe"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    names = [n for n, e in entries if e["metrics"].get("cost_drag_items")]
+    bottom = np.zeros(len(names))
+    for item in COST_ITEMS:
+        vals = np.array([dict(entries)[n]["metrics"]["cost_drag_items"].get(item, 0.0)
+                         for n in names])
+        if np.any(vals > 0):
+            ax.bar(names, vals * 100, bottom=bottom * 100, label=item)
+            bottom += vals
+    ax.set_ylabel("% of value per year")
+    ax.set_title("Cost drag by component")
+    ax.tick_params(axis="x", rotation=30, labelsize=7)
+    ax.legend(fontsize=7, ncol=4)
+    plots["costs"] = _png(fig)
+
+    stress = payload.get("stress", {})
+    shocks = stress.get("sector_shocks", {})
+    hist = stress.get("historical", {})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    if shocks:
+        scen = list(next(iter(shocks.values()))["scenarios"])
+        width = 0.8 / len(shocks)
+        for i, (n, s) in enumerate(shocks.items()):
+            axes[0].bar(np.arange(len(scen)) + i * width,
+                        [s["scenarios"][k]["max_drawdown"] * 100 for k in scen], width, label=n,
+                        color=colors.get(n))
+        axes[0].axhline(stress.get("limit", 0.07) * 100, color="red", ls="--", lw=1)
+        axes[0].set_xticks(np.arange(len(scen)) + 0.4, scen, rotation=30, fontsize=7)
+        axes[0].set_ylabel("max drawdown %")
+        axes[0].set_title("Sector-shock scenarios (mean allocation)")
+        axes[0].legend(fontsize=6, ncol=2)
+    if hist:
+        wins = sorted({w for h in hist.values() for w, r in h.items() if "skipped" not in r})
+        width = 0.8 / max(len(hist), 1)
+        for i, (n, h) in enumerate(hist.items()):
+            axes[1].bar(np.arange(len(wins)) + i * width,
+                        [h[w]["max_drawdown"] * 100 if w in h and "skipped" not in h[w] else 0
+                         for w in wins], width, label=n, color=colors.get(n))
+        axes[1].axhline(stress.get("limit", 0.07) * 100, color="red", ls="--", lw=1)
+        axes[1].set_xticks(np.arange(len(wins)) + 0.4, wins, rotation=30, fontsize=7)
+        axes[1].set_title("Historical window replays (from cash)")
+        axes[1].legend(fontsize=6, ncol=2)
+    for ax in axes:
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "not run", ha="center")
+    plots["stress"] = _png(fig)
+    return plots
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _table_rows(payload: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["Strategy", *[c[1] for c in TABLE_COLUMNS]]
+    rows = []
+    for name, e in _all_entries(payload):
+        m = e["metrics"]
+        cells = [_fmt(m.get(k), spec) for k, _, spec in TABLE_COLUMNS]
+        if "seeds" in e and "sharpe" in e["seeds"]:
+            cells[0] += f" ± {e['seeds']['sharpe']['std']:.2f}"
+        rows.append([name, *cells])
+    return header, rows
+
+
+def _test_rows(payload: dict) -> list[tuple[str, list[list[str]]]]:
+    out = []
+    for section, t in payload.get("tests", {}).items():
+        rows = []
+        for name, pair in t.get("pairs", {}).items():
+            bs, jk = pair["bootstrap"], pair["jobson_korkie_memmel"]
+            holm_b = t.get("holm_bootstrap", {}).get(name, {})
+            ps = pair.get("per_seed", {})
+            rows.append([name, f"{bs['diff']:+.2f}", f"[{bs['ci_low']:+.2f}, {bs['ci_high']:+.2f}]",
+                         f"{bs['p_value']:.3f}", _fmt(holm_b.get("p_holm"), "{:.3f}"),
+                         f"{jk['z']:+.2f}", f"{jk['p_value']:.3f}",
+                         f"{pair['sign_test']['p_value']:.3f}",
+                         _fmt(ps.get("t_p_value"), "{:.3f}")])
+        out.append((section, rows))
+    return out
+
+
+TEST_HEADER = ["vs", "ΔSharpe", "bootstrap 95% CI", "p boot", "p Holm", "JK-M z", "p JK-M",
+               "p sign", "p seeds (t)"]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _stress_rows(payload: dict) -> tuple[list[str], list[list[str]]]:
+    shocks = payload.get("stress", {}).get("sector_shocks", {})
+    if not shocks:
+        return [], []
+    scen = list(next(iter(shocks.values()))["scenarios"])
+    header = ["Strategy", *scen, "passed"]
+    rows = []
+    for n, s in shocks.items():
+        rows.append([n, *[f"{s['scenarios'][k]['portfolio_return']:+.1%} / "
+                          f"{s['scenarios'][k]['max_drawdown']:.1%}" for k in scen],
+                     f"{s['summary']['passed']}/{len(scen)}"])
+    return header, rows
+
+
+def _hist_rows(payload: dict) -> tuple[list[str], list[list[str]]]:
+    hist = payload.get("stress", {}).get("historical", {})
+    if not hist:
+        return [], []
+    wins = list(next(iter(hist.values())))
+    header = ["Strategy", *wins]
+    rows = []
+    for n, h in hist.items():
+        rows.append([n, *[("skipped" if "skipped" in h[w] else
+                           f"{h[w]['total_return']:+.1%} / {h[w]['max_drawdown']:.1%}"
+                           f" {'pass' if h[w]['passed'] else 'FAIL'}") for w in wins]])
+    return header, rows
+
+
+def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
+    w, mk = payload["window"], payload["market"]
+    s = payload["settings"]
+    parts = [
+        "# HRL-SARP evaluation report", "",
+        f"Market **{mk['name']}** ({'synthetic' if mk['synthetic'] else 'real'}, "
+        f"{mk['num_stocks']} stocks, {len(mk['sectors'])} sectors). Window: decisions from "
+        f"{w['start']} to the day before {w['end']}, {w['days']} return days. Risk-free "
+        f"{s['rf_annual']:.1%}/yr; baseline schedule {s['schedule']}; risk manager "
+        f"{'on' if s['risk_manager'] else 'off'}; same costs and constraints for all.", "",
+        "## Performance", "",
+        _md_table(*_table_rows(payload)), "",
+    ]
+    if payload.get("oracle"):
+        parts += ["The oracle is an UPPER BOUND that knows the synthetic market's next-day "
+                  "latent regime; it is not a strategy.", ""]
+    elif payload.get("oracle_note"):
+        parts += [f"Oracle not run: {payload['oracle_note']}.", ""]
+    if payload.get("requires_trained_run"):
+        parts += ["Not included (require a trained run): "
+                  + ", ".join(f"`{k}`" for k in payload["requires_trained_run"]) + ".", ""]
+    for section, rows in _test_rows(payload):
+        parts += [f"## Sharpe-difference tests: {section}", "",
+                  "Stationary block bootstrap (Politis-Romano) CI, Jobson-Korkie with Memmel's "
+                  "correction, sign test, Holm-Bonferroni across the family.", "",
+                  _md_table(TEST_HEADER, rows), ""]
+    h, rows = _stress_rows(payload)
+    if rows:
+        parts += ["## Stress scenarios (return / max drawdown)", "", _md_table(h, rows), ""]
+    h, rows = _hist_rows(payload)
+    if rows:
+        parts += ["## Historical windows (return / max drawdown)", "", _md_table(h, rows), ""]
+        if mk["synthetic"]:
+            parts += ["On a synthetic market these are only the calendar windows of the "
+                      "original's crises; the generated data holds no such events.", ""]
+    parts += ["## Plots", ""]
+    parts += [f"![{n}]({f})" for n, f in plot_files.items()]
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(payload: dict, plots: dict[str, bytes]) -> str:
+    w = payload["window"]
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             "<title>HRL-SARP evaluation report</title><style>",
+             "body{font-family:sans-serif;margin:2em;max-width:1200px}",
+             "table{border-collapse:collapse;font-size:12px;margin:1em 0}",
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}",
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}",
+             "</style></head><body>",
+             "<h1>HRL-SARP evaluation report</h1>",
+             f"<p>Market {html.escape(str(payload['market']['name']))}; window "
+             f"{html.escape(w['start'])} .. {html.escape(w['end'])} ({w['days']} days).</p>",
+             "<h2>Performance</h2>", _html_table(*_table_rows(payload))]
+    if payload.get("oracle"):
+        parts.append("<p>The oracle is an UPPER BOUND (knows the next day's latent regime).</p>")
+    for section, rows in _test_rows(payload):
+        parts += [f"<h2>Sharpe-difference tests: {html.escape(section)}</h2>",
+                  _html_table(TEST_HEADER, rows)]
+    h, rows = _stress_rows(payload)
+    if rows:
+        parts += ["<h2>Stress scenarios</h2>", _html_table(h, rows)]
+    h, rows = _hist_rows(payload)
+    if rows:
+        parts += ["<h2>Historical windows</h2>", _html_table(h, rows)]
+    parts.append("<h2>Plots</h2>")
+    for name, png in plots.items():
+        b64 = base64.b64encode(png).decode("ascii")
+        parts.append(f"<h3>{html.escape(name)}</h3><img id='plot-{name}' alt='{name}' "
+                     f"src='data:image/png;base64,{b64}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(payload: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write metrics.json, plots/*.png, report.md and report.html under ``out_dir``."""
+    out = Path(out_dir)
+    plots = make_plots(payload)
+    files: dict[str, Path] = {}
+    plot_files = {}
+    for name, png in plots.items():
+        path = out / "plots" / f"{name}.png"
+        atomic_write_bytes(path, png)
+        plot_files[name] = f"plots/{name}.png"
+        files[f"plot_{name}"] = path
+    atomic_write_json(out / "metrics.json", metrics_json(payload))
+    atomic_write_text(out / "report.md", render_markdown(payload, plot_files))
+    atomic_write_text(out / "report.html", render_html(payload, plots))
+    files.update(metrics=out / "metrics.json", markdown=out / "report.md",
+                 html=out / "report.html")
+    return files

@@ -1,0 +1,85 @@
+"""evaluate_baselines on the tiny market -> write_report: structure, PNGs, HTML."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.config import Config
+from hrl_sarp_jax.evaluation.evaluate import add_strategy, evaluate_baselines
+from hrl_sarp_jax.evaluation.report import PLOTS, write_report
+from tests.evaluation.make_market import ENV_CFG, meta_json
+
+INCLUDE = ("equal_weight", "index_buy_hold", "random", "oracle", "sector_momentum")
+
+
+@pytest.fixture(scope="module")
+def payload(tiny):
+    market, meta, feats, _ = tiny
+    cfg = Config(env=ENV_CFG)
+    return evaluate_baselines(market, meta, feats, cfg, split=("2020-02-03", "2020-06-30"),
+                              seeds=3, sector_drift=meta_json(), include=INCLUDE,
+                              bootstrap_num=200)
+
+
+def test_payload(payload, tiny):
+    market, _meta, *_ = tiny
+    w = payload["window"]
+    assert w["start"] == "2020-02-03" and w["end"] == "2020-06-30"
+    assert len(payload["dates"]) == w["days"] and payload["dates"][0] == np.datetime64(
+        "2020-02-04")
+    assert set(payload["strategies"]) == set(INCLUDE) - {"oracle"}
+    assert payload["oracle"]["upper_bound"] and "UPPER BOUND" in payload["oracle"]["note"]
+    rnd = payload["strategies"]["random"]
+    assert rnd["seeds"]["sharpe"]["n"] == 3 and rnd["per_seed_net"].shape == (3, w["days"])
+    assert "flat_rl" in payload["requires_trained_run"]
+    assert payload["regimes"]["source"] == "latent"
+    # the benchmark's series is the index itself after the first day
+    b = np.asarray(market.benchmark_returns)[w["t0"] + 2: w["t0"] + 1 + w["days"]]
+    np.testing.assert_allclose(payload["strategies"]["index_buy_hold"]["series"]["net"][1:], b)
+    hist = payload["stress"]["historical"]["equal_weight"]
+    assert hist["covid_crash"]["days"] > 40 and "skipped" in hist["ilfs_crisis"]
+    tests = payload["tests"]["vs_benchmark"]
+    assert set(tests["pairs"]) == set(INCLUDE) - {"oracle", "index_buy_hold"}
+    assert "per_seed" in tests["pairs"]["random"]
+
+
+def test_report_files(payload, tmp_path):
+    rng = np.random.default_rng(0)
+    days = payload["window"]["days"]
+    ew = payload["strategies"]["equal_weight"]["series"]
+    agent = ew["net"][None] + rng.normal(0, 0.002, (3, days))
+    full = add_strategy(payload, "hrl_sarp", agent, description="agent (test)",
+                        sector_weights=np.tile(ew["sector_weights"][None], (3, 1, 1)),
+                        turnover=np.full((3, days), 0.01), cost_frac=np.full((3, days), 2e-5),
+                        regime_calls=rng.integers(0, 3, (3, days)))
+    assert "hrl_sarp" not in payload["strategies"]  # the input payload is not modified
+    files = write_report(full, tmp_path / "report")
+    doc = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    for name in (*INCLUDE[:3], "sector_momentum", "hrl_sarp"):
+        m = doc["strategies"][name]
+        for key in ("sharpe", "cagr", "max_drawdown", "cvar_95", "turnover", "cost_drag"):
+            assert isinstance(m[key], float), (name, key)
+    assert doc["oracle"]["sharpe"] is not None and doc["seeds"]["random"] == [0, 1, 2]
+    vs = doc["tests"]["vs_hrl_sarp"]
+    assert set(vs["pairs"]) == set(INCLUDE) - {"oracle"}
+    assert vs["pairs"]["random"]["per_seed"]["n_seeds"] == 3
+    assert set(vs["holm_bootstrap"]) == set(vs["pairs"])
+    assert doc["stress"]["sector_shocks"]["equal_weight"]["summary"]["failed"] >= 0
+    html = files["html"].read_text()
+    md = files["markdown"].read_text()
+    import matplotlib.pyplot as plt
+
+    for name in PLOTS:
+        png = (tmp_path / "report" / "plots" / f"{name}.png").read_bytes()
+        assert plt.imread(io.BytesIO(png), format="png").ndim == 3
+        m = re.search(rf"id='plot-{name}' alt='{name}' src='data:image/png;base64,([^']+)'", html)
+        assert m, name
+        assert base64.b64decode(m.group(1)) == png
+        assert f"plots/{name}.png" in md
+    assert "hrl_sarp" in html and "UPPER BOUND" in md
