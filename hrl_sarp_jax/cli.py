@@ -148,13 +148,132 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- train, inspect
+
+
+def _synth_matches(market_dir: Path, synth) -> bool:
+    """Does ``market_dir`` hold the synthetic market ``synth`` describes (by its meta.json)?"""
+    try:
+        meta = json.loads((market_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    keys = ("seed", "preset", "stocks_per_sector", "start", "end")
+    return all(meta.get(k) == getattr(synth, k) for k in keys)
+
+
+def _train_market(args: argparse.Namespace, cfg) -> Path:
+    """--data DIR, or the embedded default market in data/default (generated when missing or
+    when it was generated from other ``synth.*`` settings)."""
+    from hrl_sarp_jax.data.synthetic import write_synthetic_market
+
+    if args.data is not None:
+        market_dir = Path(args.data)
+        if not market_dir.is_dir():
+            raise HrlSarpError(
+                f"--data {market_dir}: no such market folder; create one with "
+                f"`hrl-sarp data synth --out {market_dir}` or `hrl-sarp data import`")
+        return market_dir
+    market_dir = DEFAULT_MARKET_DIR
+    if not _synth_matches(market_dir, cfg.synth):
+        print(f"generating the embedded default market ({cfg.synth.preset}, seed {cfg.synth.seed}) "
+              f"into {market_dir} ...", flush=True)
+        write_synthetic_market(market_dir, cfg.synth)
+    return market_dir
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run one curriculum phase into checkpoints/<run>/ (phases from training.phases.PHASES)."""
+    import dataclasses
+
+    from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.training.phases import get_phase
+
+    number, spec = get_phase(args.phase)  # unknown / not-yet-built phases fail before any work
+    cfg = _load_cfg(args)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise HrlSarpError(f"--seeds {args.seeds}: give at least 1 seed")
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=args.seeds))
+    market_dir = _train_market(args, cfg)
+    t0 = time.perf_counter()
+    market, meta = load_market(market_dir, cfg.data)
+    feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    print(f"market {market_dir}: {market.num_days} days, {market.num_stocks} stocks, "
+          f"{market.num_sectors} sectors; features in {time.perf_counter() - t0:.1f}s", flush=True)
+    run_dir = Path(args.checkpoints) / args.run
+    ckpt_dir = run_dir / f"phase{number}" / "ckpt"
+    has_steps = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+    if has_steps and not args.resume:
+        raise HrlSarpError(
+            f"phase {number} of run {args.run} already has checkpoints in {ckpt_dir}; "
+            f"pass --resume to continue it, or choose a new --run name")
+    # A run folder that exists but has no checkpoints for this phase is continued with the
+    # new phase (create_run still checks that its config and data fingerprint match).
+    resume = args.resume or (run_dir / "run.json").exists()
+    run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir), resume=resume)
+    print(f"phase {number}: {spec.name}, {cfg.train.seeds} seed(s), run {run.root}", flush=True)
+    with run:
+        result = spec.run(cfg, market, meta, feats, run, resume=args.resume, progress=True)
+    _print_result(result)
+    return 0
+
+
+def _print_result(result) -> None:
+    s = result.summary
+    print(f"phase {result.phase} done: {s.get('epochs')} epochs, {s.get('seeds')} seed(s), "
+          f"{s.get('wall_s')}s (compile {s.get('compile_s')}s)")
+    width = max(len(label) for label, *_ in result.rows) if result.rows else 10
+    print(f"  {'validation metric':<{width}}  {'value':>10}  baseline")
+    for label, value, base_key, base in result.rows:
+        tail = f"{base:.5f} ({base_key})" if base_key else ""
+        print(f"  {label:<{width}}  {value:>10.5f}  {tail}")
+    print(f"summary: {result.summary_path}")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Latest and best steps, content hashes and summaries of a run's phases."""
+    from hrl_sarp_jax.checkpointing import inspect_run
+
+    run_dir = Path(args.checkpoints) / args.run
+    if not run_dir.is_dir():
+        raise HrlSarpError(f"no run folder {run_dir}; check --run and --checkpoints")
+    info = inspect_run(run_dir)
+    if args.phase is not None:
+        name = str(args.phase)
+        if name not in info["phases"]:
+            have = ", ".join(info["phases"]) or "none"
+            raise HrlSarpError(
+                f"run {args.run} has no phase {name} (phases: {have}); train it with "
+                f"`hrl-sarp train --phase {name} --run {args.run}`")
+        info["phases"] = {name: info["phases"][name]}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"run {info['run']} ({info['path']}), data {str(info['data_fingerprint'])[:19]}...")
+    for name, ph in info["phases"].items():
+        latest, best = ph.get("latest") or {}, ph.get("best") or {}
+        print(f"  phase {name}: steps {ph.get('steps')}, latest {ph.get('latest_step')} "
+              f"({str(latest.get('content_hash'))[:19]}..., verified {latest.get('verified')}), "
+              f"best {ph.get('best_step')} by {ph.get('best_metric')} "
+              f"({str(best.get('content_hash'))[:19]}...)")
+    return 0
+
+
 # --------------------------------------------------------------------------- bench
+
+
+def _bench_pretrain(repeats: int):
+    from hrl_sarp_jax.bench.pretrain import bench_pretrain
+
+    return bench_pretrain(repeats=repeats)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.bench.data import bench_data
 
-    runner = {"data": bench_data}.get(args.what)
+    runner = {"data": bench_data, "pretrain": _bench_pretrain}.get(args.what)
     if runner is None:  # pragma: no cover - argparse restricts choices
         raise HrlSarpError(f"unknown benchmark '{args.what}'")
     for record in runner(repeats=args.repeats):
@@ -207,12 +326,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="optional benchmark table (date, close)")
     p.set_defaults(func=cmd_data_import)
 
+    _add_train_parsers(sub)
+
     p = sub.add_parser("bench", help="benchmarks printing machine-readable figures")
-    p.add_argument("what", choices=["data"])
+    p.add_argument("what", choices=["data", "pretrain"])
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--repeats", type=int, default=3)
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+def _add_train_parsers(sub) -> None:
+    p = sub.add_parser("train", help="run a training phase into checkpoints/<run>/")
+    _add_config_args(p)
+    p.add_argument("--phase", required=True, choices=["1", "2", "3", "4", "5", "all"],
+                   help="curriculum phase (1 Macro / 2 Micro supervised pre-training)")
+    p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
+    p.add_argument("--data", default=None,
+                   help="market folder (default: the embedded market in data/default)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="K seeds trained together in one program (sets train.seeds)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the phase from its latest checkpoint")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("inspect", help="describe a run's checkpoints (latest/best step, hashes)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--phase", default=None, help="only this phase")
+    p.add_argument("--checkpoints", default="checkpoints")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_inspect)
 
 
 def _enable_compilation_cache() -> None:

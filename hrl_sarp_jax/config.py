@@ -186,6 +186,11 @@ class PretrainConfig:
     w_regime: float = 0.3
     w_alloc: float = 0.7
     alloc_temperature: float = 10.0
+    class_weights: str = "balanced"
+    """Regime cross-entropy class weights (Phase 1): 'balanced' (n / (3 n_c) from the train
+    split's labels, so a minority regime counts as much as the majority) or 'none'."""
+    chunk_epochs: int = 5
+    """Epochs per compiled call; metrics are logged and a checkpoint is saved after each."""
 
 
 @dataclass(frozen=True)

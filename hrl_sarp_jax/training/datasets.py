@@ -1,0 +1,276 @@
+"""Supervised samples for Phases 1 and 2, split by date, targets from the FOLLOWING period.
+
+# HOST ONLY (not jittable): index selection has data-dependent sizes; the arrays it returns
+# are device arrays consumed by the jitted training programs.
+
+Splits (``cfg.data``): train = days < ``val_start``, validation = ``val_start`` <= days <
+``test_start``, test = the rest (never read here). A sample at decision day t belongs to a
+split only if its whole target horizon lies inside the split too (an embargo): the last
+training sample's target does not peek into the validation period, and no validation target
+reads the test period.
+
+Phase 1 (Macro), one sample per calendar week end t with a known next-period regime:
+  inputs   ``networks.inputs.macro_inputs`` at t with a fixed, honest "current portfolio":
+           equal weight over the valid sectors scaled by 1 - min_cash, cash = min_cash,
+           drawdown 0 (the pre-training policy has no portfolio of its own yet).
+  targets  regime_label[t] (the regime of (t, next week end]); next-week sector returns
+           R_s = prod_{d in (t, w']} (1 + r_{d,s}) - 1 with w' the next week end; the oracle
+           allocation softmax(tau * R) over the sectors valid at t.
+Phase 2 (Micro), one sample per trading day t (goals are drawn per epoch by the trainer):
+  inputs   stock features at t, tradable mask at t, the sector map, current weights = equal
+           weight over tradable stocks scaled by 1 - min_cash (same convention as Phase 1).
+  targets  next-day stock returns r_{t+1}; ``within``: inside each sector, softmax(tau *
+           r_{t+1}) over the sector's tradable stocks (sums to 1 per sector). A goal g turns it
+           into the goal-consistent target g_{s(i)} * within_i (sums to g_s over sector s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from hrl_sarp_jax.config import Config, DataConfig
+from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.errors import ConfigError, DataError
+from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.networks.common import masked_softmax
+from hrl_sarp_jax.networks.inputs import MacroInputs, macro_inputs
+from hrl_sarp_jax.types import NUM_REGIMES, Array
+
+
+@dataclass(frozen=True)
+class Split:
+    """Day-index bounds: train [0, val_start), validation [val_start, test_start)."""
+
+    val_start: int
+    test_start: int
+
+
+def split_days(dates: np.ndarray, cfg: DataConfig) -> Split:
+    """Split day indices by ``cfg.val_start`` / ``cfg.test_start`` (ConfigError if unusable)."""
+    try:
+        val = np.datetime64(cfg.val_start, "D")
+        test = np.datetime64(cfg.test_start, "D")
+    except ValueError as exc:
+        raise ConfigError(f"data.val_start / data.test_start must be YYYY-MM-DD dates ({exc})") \
+            from None
+    if not val < test:
+        raise ConfigError(f"data.val_start={cfg.val_start} must be before data.test_start="
+                          f"{cfg.test_start}")
+    d = np.asarray(dates).astype("datetime64[D]")
+    split = Split(int(np.searchsorted(d, val)), int(np.searchsorted(d, test)))
+    if split.val_start == 0:
+        raise ConfigError(f"data.val_start={cfg.val_start} leaves no training days (the market "
+                          f"starts {d[0]}); set it later")
+    if split.test_start == split.val_start:
+        raise ConfigError(f"no trading days between data.val_start={cfg.val_start} and "
+                          f"data.test_start={cfg.test_start}; widen the validation split")
+    return split
+
+
+def next_week_end_np(week_end: np.ndarray) -> np.ndarray:
+    """int [T]: index of the first week end strictly after t, -1 if none."""
+    we = np.asarray(week_end, bool)
+    num = we.shape[0]
+    idx = np.where(we, np.arange(num), num)
+    first_at_or_after = np.minimum.accumulate(idx[::-1])[::-1]
+    nxt = np.r_[first_at_or_after[1:], num]
+    return np.where(nxt < num, nxt, -1)
+
+
+def compound_returns(returns: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """[B, X] simple returns compounded over days (start, end] of ``returns`` [T, X] (float64)."""
+    logr = np.log1p(np.asarray(returns, np.float64))
+    cum = np.concatenate([np.zeros((1, logr.shape[1])), np.cumsum(logr, axis=0)], axis=0)
+    # cum[k] = sum of logr[0..k-1]; days start+1..end -> cum[end + 1] - cum[start + 1]
+    return np.expm1(cum[np.asarray(end) + 1] - cum[np.asarray(start) + 1])
+
+
+def _in_split(t: np.ndarray, horizon_end: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return (t >= lo) & (horizon_end >= 0) & (horizon_end < hi)
+
+
+# --------------------------------------------------------------------------- Phase 1
+
+
+@struct.dataclass
+class MacroSamples:
+    """Phase-1 samples, leading axis B (weeks)."""
+
+    inputs: MacroInputs      # leaves [B, ...]
+    regime: Array            # [B] int32 target regime of (t, next week end]
+    alloc_target: Array      # [B, S] oracle allocation softmax(tau * R) over valid sectors
+    next_returns: Array      # [B, S] next-week compound sector returns R (0 where invalid)
+    persistence: Array       # [B] int32 regime_rule[t] (the week just ended), -1 unknown
+    day: Array               # [B] int32 decision day t
+
+    @property
+    def size(self) -> int:
+        return int(self.regime.shape[0])
+
+
+def macro_samples(
+    market: MarketArrays, feats: FeatureSet, days: np.ndarray, alloc_temperature: float,
+    min_cash: float,
+) -> MacroSamples:
+    """Phase-1 samples at decision days ``days`` (week ends with a next week end)."""
+    days = np.asarray(days, np.int64)
+    nxt = next_week_end_np(np.asarray(market.week_end))[days]
+    if np.any(nxt < 0):
+        raise DataError("macro_samples: every decision day needs a following week end")
+    mask = np.asarray(feats.sector_mask)[days] & np.asarray(market.sector_valid)[None, :]
+    nxt_ret = compound_returns(np.asarray(market.sector_returns), days, nxt)
+    nxt_ret = np.where(mask, nxt_ret, 0.0).astype(np.float32)
+    mask_j = jnp.asarray(mask)
+    target = jax.vmap(masked_softmax)(alloc_temperature * jnp.asarray(nxt_ret), mask_j)
+    n_valid = np.maximum(mask.sum(1, keepdims=True), 1)
+    current = np.where(mask, (1.0 - min_cash) / n_valid, 0.0).astype(np.float32)
+    idx = jnp.asarray(days)
+    inputs = jax.vmap(macro_inputs)(
+        feats.macro[idx], feats.sector[idx], feats.adjacency[idx], mask_j,
+        jnp.asarray(current), jnp.full(len(days), min_cash, jnp.float32),
+        jnp.zeros(len(days), jnp.float32),
+    )
+    return MacroSamples(
+        inputs=inputs,
+        regime=feats.regime_label[idx].astype(jnp.int32),
+        alloc_target=target.astype(jnp.float32),
+        next_returns=jnp.asarray(nxt_ret),
+        persistence=feats.regime_rule[idx].astype(jnp.int32),
+        day=idx.astype(jnp.int32),
+    )
+
+
+def macro_split_days(market: MarketArrays, feats: FeatureSet, split: Split
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(train days, val days): week ends t with a known label, a valid sector and the whole
+    target week inside the split."""
+    we = np.asarray(market.week_end)
+    t = np.arange(we.shape[0])
+    nxt = next_week_end_np(we)
+    ok = we & (np.asarray(feats.regime_label) >= 0) & (nxt >= 0)
+    ok &= (np.asarray(feats.sector_mask) & np.asarray(market.sector_valid)[None, :]).any(1)
+    train = ok & _in_split(t, nxt, 0, split.val_start)
+    val = ok & _in_split(t, nxt, split.val_start, split.test_start)
+    return np.flatnonzero(train), np.flatnonzero(val)
+
+
+def macro_datasets(market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config
+                   ) -> tuple[MacroSamples, MacroSamples]:
+    """(train, val) Phase-1 samples for ``cfg`` (DataError naming the split if one is empty)."""
+    split = split_days(meta.dates, cfg.data)
+    train_days, val_days = macro_split_days(market, feats, split)
+    _require(train_days, "training", "weeks", cfg, meta)
+    _require(val_days, "validation", "weeks", cfg, meta)
+    p = cfg.train.macro_pretrain
+    mc = cfg.env.constraints.min_cash
+    return (macro_samples(market, feats, train_days, p.alloc_temperature, mc),
+            macro_samples(market, feats, val_days, p.alloc_temperature, mc))
+
+
+def _require(days: np.ndarray, what: str, unit: str, cfg: Config, meta: MarketMeta) -> None:
+    if len(days) == 0:
+        d = np.asarray(meta.dates)
+        raise DataError(
+            f"no {what} {unit} with labels and a full target period (market {d[0]}..{d[-1]}, "
+            f"data.val_start={cfg.data.val_start}, data.test_start={cfg.data.test_start}); "
+            f"move the split dates so each split holds several weeks")
+
+
+# --------------------------------------------------------------------------- Phase 2
+
+
+@struct.dataclass
+class MicroSamples:
+    """Phase-2 samples, leading axis B (days). Goals are drawn by the trainer."""
+
+    stock: Array             # [B, N, 22] stock features at t
+    stock_mask: Array        # [B, N] bool tradable at t
+    stock_sector: Array      # [B, N] int32 (the sector map, repeated per sample)
+    current_weights: Array   # [B, N] equal weight over tradable stocks * (1 - min_cash)
+    within: Array            # [B, N] softmax(tau * r_{t+1}) inside each sector (1 per sector)
+    next_returns: Array      # [B, N] r_{t+1} (0 where not tradable at t)
+    sector_active: Array     # [B, S] bool: the sector has a tradable stock at t
+    day: Array               # [B] int32
+
+    @property
+    def size(self) -> int:
+        return int(self.day.shape[0])
+
+
+def within_sector_softmax(scores: Array, mask: Array, stock_sector: Array, num_sectors: int
+                          ) -> Array:
+    """[N]: softmax of ``scores`` [N] inside each sector over ``mask``-ed stocks (0 elsewhere)."""
+    onehot = (stock_sector[:, None] == jnp.arange(num_sectors)[None, :]) & mask[:, None]  # [N, S]
+    peak = jnp.max(jnp.where(onehot, scores[:, None], -jnp.inf), axis=0)  # [S]
+    peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
+    e = jnp.where(mask, jnp.exp(scores - peak[stock_sector]), 0.0)
+    total = jnp.sum(jnp.where(onehot, e[:, None], 0.0), axis=0)  # [S]
+    return jnp.where(mask, e / jnp.where(total > 0, total, 1.0)[stock_sector], 0.0)
+
+
+def micro_samples(market: MarketArrays, feats: FeatureSet, days: np.ndarray,
+                  alloc_temperature: float, min_cash: float) -> MicroSamples:
+    """Phase-2 samples at decision days ``days`` (each needs day t + 1 in the data)."""
+    days = np.asarray(days, np.int64)
+    if np.any(days + 1 >= market.num_days):
+        raise DataError("micro_samples: every decision day needs a following trading day")
+    num_s = market.num_sectors
+    idx = jnp.asarray(days)
+    sector = jnp.asarray(market.stock_sector, jnp.int32)
+    mask = (market.stock_mask[idx] & market.stock_valid[None, :])
+    nxt = jnp.where(mask, market.returns[idx + 1], 0.0).astype(jnp.float32)
+    within = jax.vmap(within_sector_softmax, in_axes=(0, 0, None, None))(
+        alloc_temperature * nxt, mask, sector, num_s)
+    active = jax.vmap(lambda m: jnp.zeros(num_s, bool).at[sector].max(m))(mask)
+    n_valid = jnp.maximum(mask.sum(1, keepdims=True), 1)
+    current = jnp.where(mask, (1.0 - min_cash) / n_valid, 0.0).astype(jnp.float32)
+    return MicroSamples(
+        stock=feats.stock[idx], stock_mask=mask,
+        stock_sector=jnp.broadcast_to(sector, mask.shape), current_weights=current,
+        within=within.astype(jnp.float32), next_returns=nxt, sector_active=active,
+        day=idx.astype(jnp.int32),
+    )
+
+
+def micro_split_days(market: MarketArrays, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(train days, val days): days t with a tradable stock and day t + 1 inside the split."""
+    t = np.arange(market.num_days)
+    ok = (np.asarray(market.stock_mask) & np.asarray(market.stock_valid)[None, :]).any(1)
+    nxt = np.where(t + 1 < market.num_days, t + 1, -1)
+    train = ok & _in_split(t, nxt, 0, split.val_start)
+    val = ok & _in_split(t, nxt, split.val_start, split.test_start)
+    return np.flatnonzero(train), np.flatnonzero(val)
+
+
+def micro_datasets(market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config
+                   ) -> tuple[MicroSamples, MicroSamples]:
+    split = split_days(meta.dates, cfg.data)
+    train_days, val_days = micro_split_days(market, split)
+    _require(train_days, "training", "days", cfg, meta)
+    _require(val_days, "validation", "days", cfg, meta)
+    p = cfg.train.micro_pretrain
+    mc = cfg.env.constraints.min_cash
+    return (micro_samples(market, feats, train_days, p.alloc_temperature, mc),
+            micro_samples(market, feats, val_days, p.alloc_temperature, mc))
+
+
+def regime_frequencies(labels: Array) -> np.ndarray:
+    """[3] float64 share of each regime among known labels (uniform if none are known)."""
+    lab = np.asarray(labels)
+    lab = lab[lab >= 0]
+    if lab.size == 0:
+        return np.full(NUM_REGIMES, 1.0 / NUM_REGIMES)
+    return np.bincount(lab, minlength=NUM_REGIMES)[:NUM_REGIMES] / lab.size
+
+
+def train_regime_labels(market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config
+                        ) -> np.ndarray:
+    """Known regime labels at the training split's week ends (for goal regimes, class weights)."""
+    split = split_days(meta.dates, cfg.data)
+    train_days, _ = macro_split_days(market, feats, split)
+    return np.asarray(feats.regime_label)[train_days]

@@ -1,0 +1,391 @@
+"""Host loop for the supervised phases: data, compiled epochs, logs, checkpoints, summary.
+
+# HOST ONLY (not jittable)
+``run_pretrain_phase(1 | 2, cfg, market, meta, feats, run)`` builds the phase's samples and
+task, initialises K = cfg.train.seeds seeds (member k from fold_in(key(seed), k)), restores the
+latest checkpoint when the phase has one (resume continues bit-exactly: the epoch key is
+fold_in(seed key, epoch) and the whole state is checkpointed), then calls the compiled
+``chunk_epochs``-epoch program until every seed has early-stopped or run ``epochs`` epochs.
+After each chunk it logs one metrics line per epoch (means over the seeds still training),
+saves a checkpoint (step = epochs run; best-by ``val_loss`` of the current params, mean over
+seeds) and updates the progress bar. At the end the per-seed best parameters (lowest
+validation loss) are evaluated on the validation split next to baselines and written to
+``phase<k>/summary.json``. Downstream phases take ``best_params`` from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from hrl_sarp_jax.checkpointing import PhaseCheckpointer, Run, write_phase_summary
+from hrl_sarp_jax.config import Config, PretrainConfig
+from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.errors import CheckpointError, ConfigError
+from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.training import datasets as ds
+from hrl_sarp_jax.training import pretrain as pt
+from hrl_sarp_jax.types import NUM_REGIMES, PyTree
+
+CHECKPOINT_METRIC = "val_loss"
+
+
+@dataclass
+class Prepared:
+    """Everything one supervised phase needs, built on the host."""
+
+    phase: int
+    task: pt.Task
+    train: PyTree
+    val: PyTree
+    hp: pt.PretrainHParams
+    pcfg: PretrainConfig
+    train_size: int
+    baselines: dict[str, float]
+    info: dict[str, Any]
+    summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]]
+    headline: list[tuple[str, str, str | None]]  # (label, summary key, baseline key)
+
+
+@dataclass
+class PhaseResult:
+    phase: int
+    summary: dict[str, Any]
+    summary_path: Path
+    rows: list[tuple[str, float, str | None, float | None]] = field(default_factory=list)
+
+
+def check_pretrain_config(p: PretrainConfig, where: str) -> None:
+    """ConfigError naming the first out-of-range ``train.<where>.*`` key."""
+    checks = [
+        (p.epochs >= 1, "epochs", "must be >= 1"),
+        (p.batch_size >= 1, "batch_size", "must be >= 1"),
+        (p.lr > 0, "lr", "must be > 0"),
+        (p.weight_decay >= 0, "weight_decay", "must be >= 0"),
+        (p.grad_clip > 0, "grad_clip", "must be > 0"),
+        (p.patience >= 1, "patience", "must be >= 1"),
+        (p.w_regime >= 0 and p.w_alloc >= 0, "w_regime/w_alloc", "must be >= 0"),
+        (p.alloc_temperature > 0, "alloc_temperature", "must be > 0"),
+        (p.class_weights in ("balanced", "none"), "class_weights", "must be 'balanced' or 'none'"),
+        (p.chunk_epochs >= 1, "chunk_epochs", "must be >= 1"),
+    ]
+    for ok, key, msg in checks:
+        if not ok:
+            raise ConfigError(f"config key 'train.{where}.{key}' {msg} "
+                              f"(got {getattr(p, key.split('/')[0])!r})")
+
+
+def root_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(seeds root, data root) for ``cfg.seed``: training streams and data draws (e.g. the
+    fixed validation goals) never share a key."""
+    seeds_root, data_root = jax.random.split(jax.random.key(int(seed)))
+    return seeds_root, data_root
+
+
+def seed_keys(seed: int, count: int) -> jax.Array:
+    """[count] keys, member k = fold_in(seeds root, k): independent of ``count``."""
+    seeds_root, _ = root_keys(seed)
+    return jnp.stack([jax.random.fold_in(seeds_root, k) for k in range(int(count))])
+
+
+# --------------------------------------------------------------------------- Phase 1
+
+
+def _balanced_acc_np(pred: np.ndarray, label: np.ndarray) -> float:
+    rec = [np.mean(pred[label == c] == c) for c in range(NUM_REGIMES) if np.any(label == c)]
+    return float(np.mean(rec)) if rec else float("nan")
+
+
+def macro_baselines(train: ds.MacroSamples, val: ds.MacroSamples) -> dict[str, float]:
+    """Majority class (of the training labels), persistence (regime of the week just ended,
+    majority where unknown), equal weight over valid sectors and the oracle allocation."""
+    y_tr, y = np.asarray(train.regime), np.asarray(val.regime)
+    majority = int(np.argmax(np.bincount(y_tr, minlength=NUM_REGIMES)))
+    maj = np.full_like(y, majority)
+    pers = np.asarray(val.persistence)
+    pers = np.where(pers >= 0, pers, majority)
+    mask = np.asarray(val.inputs.sector_mask)
+    r = np.asarray(val.next_returns, np.float64)
+    ew = (np.where(mask, r, 0).sum(1) / np.maximum(mask.sum(1), 1)).mean()
+    oracle = (np.asarray(val.alloc_target, np.float64) * r).sum(1).mean()
+    return {
+        "majority_class": majority,
+        "majority_baseline_accuracy": float(np.mean(maj == y)),
+        "majority_baseline_balanced_accuracy": _balanced_acc_np(maj, y),
+        "persistence_baseline_accuracy": float(np.mean(pers == y)),
+        "persistence_baseline_balanced_accuracy": _balanced_acc_np(pers, y),
+        "equal_weight_return": float(ew),
+        "oracle_alloc_return": float(oracle),
+    }
+
+
+def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet
+                  ) -> Prepared:
+    p = cfg.train.macro_pretrain
+    check_pretrain_config(p, "macro_pretrain")
+    train, val = ds.macro_datasets(market, meta, feats, cfg)
+    cw = pt.class_weights(np.asarray(train.regime), p.class_weights)
+    hp = pt.PretrainHParams.from_config(p, cw)
+    task, _ = pt.macro_task(cfg.networks, train)
+    dates = np.asarray(meta.dates)
+    label_share = ds.regime_frequencies(train.regime)
+
+    def summarize(m: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {
+            "val_regime_accuracy": float(np.mean(m["regime_accuracy"])),
+            "val_regime_balanced_accuracy": float(np.mean(m["regime_balanced_accuracy"])),
+            "val_alloc_return": float(np.mean(m["alloc_return"])),
+            "val_alloc_kl": float(np.mean(m["alloc_kl"])),
+            "val_regime_loss": float(np.mean(m["regime_loss"])),
+        }
+
+    return Prepared(
+        phase=1, task=task, train=train, val=val, hp=hp, pcfg=p, train_size=train.size,
+        baselines=macro_baselines(train, val),
+        info={
+            "train_samples": train.size, "val_samples": val.size,
+            "train_span": [str(dates[int(train.day[0])]), str(dates[int(train.day[-1])])],
+            "val_span": [str(dates[int(val.day[0])]), str(dates[int(val.day[-1])])],
+            "train_regime_share": label_share.tolist(),
+            "class_weights": cw.tolist(), "class_weighting": p.class_weights,
+            "current_portfolio": "equal weight over valid sectors, cash = min_cash, drawdown 0",
+        },
+        summarize=summarize,
+        headline=[
+            ("regime balanced accuracy", "val_regime_balanced_accuracy",
+             "persistence_baseline_balanced_accuracy"),
+            ("  majority-class baseline", "majority_baseline_balanced_accuracy", None),
+            ("regime accuracy", "val_regime_accuracy", "persistence_baseline_accuracy"),
+            ("next-week allocation return", "val_alloc_return", "equal_weight_return"),
+            ("  oracle allocation return", "oracle_alloc_return", None),
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- Phase 2
+
+
+def micro_baselines(val: pt.MicroBatch) -> dict[str, float]:
+    """1/N over tradable stocks, goal-consistent equal weight (g_s spread evenly inside each
+    sector), the 1/N allocation's goal alignment and the oracle (target) return."""
+    s = val.samples
+    mask = np.asarray(s.stock_mask)
+    r = np.asarray(s.next_returns, np.float64)
+    goal = np.asarray(val.goal, np.float64)
+    sector = np.asarray(s.stock_sector)
+    num_s = goal.shape[1] - NUM_REGIMES
+    n = np.maximum(mask.sum(1, keepdims=True), 1)
+    ew = np.where(mask, 1.0 / n, 0.0)
+    onehot = (sector[..., None] == np.arange(num_s)) & mask[..., None]  # [B, N, S]
+    per_sector = np.maximum(onehot.sum(1), 1)  # [B, S]
+    g = goal[:, :num_s]
+    gew = np.where(mask, np.take_along_axis(g / per_sector, sector, 1), 0.0)
+    target = np.asarray(pt.goal_target(s, val.goal), np.float64)
+    a = np.einsum("bn,bns->bs", ew, onehot)
+    cos = (a * g).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(g, axis=1),
+                                      1e-12)
+    return {
+        "equal_weight_return": float((ew * r).sum(1).mean()),
+        "goal_equal_weight_return": float((gew * r).sum(1).mean()),
+        "equal_weight_goal_alignment": float(cos.mean()),
+        "oracle_return": float((target * r).sum(1).mean()),
+    }
+
+
+def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet
+                  ) -> Prepared:
+    p = cfg.train.micro_pretrain
+    check_pretrain_config(p, "micro_pretrain")
+    train, val = ds.micro_datasets(market, meta, feats, cfg)
+    probs = ds.regime_frequencies(ds.train_regime_labels(market, meta, feats, cfg))
+    _, data_root = root_keys(cfg.seed)
+    val_goals = pt.sample_goals(jax.random.fold_in(data_root, 2), val.sector_active,
+                                jnp.asarray(probs, jnp.float32))
+    val_set = pt.MicroBatch(val, val_goals)
+    task, _ = pt.micro_task(cfg.networks, train)
+    dates = np.asarray(meta.dates)
+
+    def summarize(m: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {
+            "val_goal_alignment": float(np.mean(m["goal_alignment"])),
+            "val_return": float(np.mean(m["return"])),
+            "val_alloc_kl": float(np.mean(m["alloc_kl"])),
+        }
+
+    return Prepared(
+        phase=2, task=task, train=pt.MicroTrainSet(train, jnp.asarray(probs, jnp.float32)),
+        val=val_set, hp=pt.PretrainHParams.from_config(p), pcfg=p, train_size=train.size,
+        baselines=micro_baselines(val_set),
+        info={
+            "train_samples": train.size, "val_samples": val.size,
+            "train_span": [str(dates[int(train.day[0])]), str(dates[int(train.day[-1])])],
+            "val_span": [str(dates[int(val.day[0])]), str(dates[int(val.day[-1])])],
+            "goal_regime_probs": probs.tolist(),
+            "goals": "Dirichlet(1) over sectors with a tradable stock ⊕ regime one-hot; fresh "
+                     "each epoch (training), fixed from the config seed (validation)",
+            "current_weights": "equal weight over tradable stocks * (1 - min_cash)",
+        },
+        summarize=summarize,
+        headline=[
+            ("goal alignment (cosine)", "val_goal_alignment", "equal_weight_goal_alignment"),
+            ("next-day return", "val_return", "equal_weight_return"),
+            ("  goal-consistent equal weight", "goal_equal_weight_return", None),
+            ("  oracle return", "oracle_return", None),
+        ],
+    )
+
+
+PREPARE = {1: prepare_macro, 2: prepare_micro}
+
+
+# --------------------------------------------------------------------------- the host loop
+
+
+def _epoch_records(metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Per-epoch records (means over the seeds active that epoch) from [K, chunk] metrics."""
+    active = metrics["active"]  # [K, C]
+    out = []
+    for e in range(active.shape[1]):
+        on = active[:, e]
+        if not on.any():
+            continue
+        rec: dict[str, Any] = {"epoch": int(metrics["epoch"][on, e].max()),
+                               "seeds_active": int(on.sum())}
+        for k, v in metrics.items():
+            if k in ("active", "epoch"):
+                continue
+            rec[k] = float(np.mean(v[on, e]))
+        if active.shape[0] > 1:
+            rec["val_loss_per_seed"] = [float(x) if a else None
+                                        for x, a in zip(metrics["val_loss"][:, e], on,
+                                                        strict=True)]
+        out.append(rec)
+    return out
+
+
+def run_pretrain_phase(
+    phase: int,
+    cfg: Config,
+    market: MarketArrays,
+    meta: MarketMeta,
+    feats: FeatureSet,
+    run: Run,
+    *,
+    resume: bool = False,
+    epoch_limit: int | None = None,
+    progress: bool = True,
+) -> PhaseResult:
+    """Train Phase ``phase`` (1 or 2) into ``run``; returns the summary and its path.
+
+    ``resume``: continue from the phase's latest checkpoint if it has one (else start).
+    ``epoch_limit``: stop after this many epochs in total (a simulated interruption; the
+    cosine schedule still spans ``epochs``).
+    """
+    t0 = time.perf_counter()
+    prep = PREPARE[phase](cfg, market, meta, feats)
+    p = prep.pcfg
+    seeds = int(cfg.train.seeds)
+    if seeds < 1:
+        raise ConfigError(f"config key 'train.seeds' must be >= 1 (got {seeds})")
+    tx = pt.make_optimizer()
+    spec = pt.EngineSpec(train_size=prep.train_size, batch_size=p.batch_size,
+                         chunk_epochs=min(p.chunk_epochs, p.epochs), total_epochs=p.epochs,
+                         patience=p.patience)
+    init = jax.jit(jax.vmap(lambda k: pt.init_state(prep.task, tx, k)))
+    state = init(seed_keys(cfg.seed, seeds))
+    limit = p.epochs if epoch_limit is None else max(0, min(int(epoch_limit), p.epochs))
+
+    ck = PhaseCheckpointer(run, phase, keep_latest=cfg.train.keep_latest,
+                           best_metric=CHECKPOINT_METRIC, higher_is_better=False)
+    try:
+        resumed_from = None
+        if ck.latest_step() is not None:
+            if not resume:
+                raise CheckpointError(
+                    f"phase {phase} of run {run.name} already has checkpoints "
+                    f"(steps {ck.all_steps()}); pass --resume to continue it or use a new --run")
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+            state, _meta, resumed_from = ck.restore(abstract, "latest")
+        run_chunk = pt.make_run_chunk(prep.task, tx, spec)
+        limit_arr = jnp.asarray(limit, jnp.int32)
+        t_compile = time.perf_counter()
+        compiled = run_chunk.lower(state, prep.hp, prep.train, prep.val, limit_arr).compile()
+        compile_s = time.perf_counter() - t_compile
+
+        def done(s: pt.PretrainState) -> bool:
+            return bool(np.all(np.asarray(s.stopped) | (np.asarray(s.epoch) >= limit)))
+
+        bar = tqdm(total=limit, initial=min(int(np.max(np.asarray(state.epoch))), limit),
+                   desc=f"phase {phase}", unit="epoch", file=sys.stderr, disable=not progress,
+                   leave=False)
+        while not done(state):
+            before = int(np.max(np.asarray(state.epoch)))
+            state, metrics = compiled(state, prep.hp, prep.train, prep.val, limit_arr)
+            metrics = jax.device_get(metrics)
+            for rec in _epoch_records(metrics):
+                epoch = rec.pop("epoch")
+                run.log_metrics(phase, epoch, rec)
+            step = int(np.max(np.asarray(state.epoch)))
+            ck.save(step, state,
+                    metrics={CHECKPOINT_METRIC: float(np.mean(np.asarray(state.last_val))),
+                             "best_val_loss": float(np.mean(np.asarray(state.best_val)))},
+                    meta={"seeds": seeds, "epochs_run": step,
+                          "stopped": np.asarray(state.stopped).tolist()})
+            bar.update(step - before)
+            bar.set_postfix(val_loss=f"{float(np.mean(np.asarray(state.last_val))):.4f}")
+            if step == before:  # every seed stopped inside the chunk: nothing advanced
+                break
+        bar.close()
+        ck.wait_until_finished()
+        best_step = ck.best_step()
+        latest_step = ck.latest_step()
+    finally:
+        ck.close()
+
+    losses, metrics = pt.make_evaluate(prep.task)(state.best_params, prep.hp, prep.val)
+    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    per_seed = {k: v.tolist() for k, v in metrics.items()}
+    per_seed["val_loss"] = np.asarray(losses).tolist()
+    per_seed["best_epoch"] = np.asarray(state.best_epoch).tolist()
+    per_seed["epochs"] = np.asarray(state.epoch).tolist()
+    per_seed["stopped_early"] = np.asarray(state.stopped).tolist()
+    summary: dict[str, Any] = {
+        **prep.summarize(metrics),
+        "val_loss": float(np.mean(np.asarray(losses))),
+        **prep.baselines,
+        "epochs": int(np.max(np.asarray(state.epoch))),
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "compile_s": round(compile_s, 3),
+        "seeds": seeds,
+        "per_seed": per_seed,
+        "resumed_from_step": resumed_from,
+        "latest_step": latest_step,
+        "best_step": best_step,
+        "params_used": "per-seed best_params (lowest validation loss; in every checkpoint)",
+        **prep.info,
+    }
+    path = write_phase_summary(run, phase, summary)
+    rows = [(label, float(summary[key]), base, float(summary[base]) if base else None)
+            for label, key, base in prep.headline]
+    return PhaseResult(phase, summary, path, rows)
+
+
+def restore_phase_state(run: Run, phase: int, cfg: Config, market: MarketArrays,
+                        meta: MarketMeta, feats: FeatureSet, step: int | str | None = None
+                        ) -> tuple[pt.PretrainState, dict, int]:
+    """Restore a supervised phase's checkpointed state (all seeds) for later phases or tests."""
+    prep = PREPARE[phase](cfg, market, meta, feats)
+    tx = pt.make_optimizer()
+    abstract = jax.eval_shape(jax.vmap(lambda k: pt.init_state(prep.task, tx, k)),
+                              seed_keys(cfg.seed, cfg.train.seeds))
+    with PhaseCheckpointer(run, phase, read_only=True) as ck:
+        return ck.restore(abstract, step)

@@ -1,0 +1,149 @@
+"""Supervised samples: targets from the following period, hand-computed oracle, goal-consistent
+micro targets, the date split with its embargo, and causality by perturbation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.config import DataConfig, FeatureConfig
+from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.features.build import build_features
+from hrl_sarp_jax.features.regime import next_week_end
+from hrl_sarp_jax.training import datasets as ds
+from hrl_sarp_jax.training.pretrain import goal_target, sample_goals
+
+
+def test_compound_returns_hand_values():
+    r = np.array([[0.0, 0.0], [0.1, -0.5], [0.2, 1.0], [0.5, 0.0]])
+    got = ds.compound_returns(r, np.array([0, 1, 0]), np.array([2, 3, 3]))
+    # (0, 2]: 1.1*1.2-1 = 0.32, 0.5*2-1 = 0;  (1, 3]: 1.2*1.5-1 = 0.8, 2*1-1 = 1
+    # (0, 3]: 1.1*1.2*1.5-1 = 0.98, 0.5*2*1-1 = 0
+    np.testing.assert_allclose(got, [[0.32, 0.0], [0.8, 1.0], [0.98, 0.0]], atol=1e-12)
+
+
+def test_next_week_end_matches_the_features_helper():
+    rng = np.random.default_rng(0)
+    we = rng.random(50) < 0.25
+    want = np.asarray(next_week_end(jnp.asarray(we)))
+    np.testing.assert_array_equal(ds.next_week_end_np(we), want)
+
+
+def test_oracle_allocation_hand_computed(small_built):
+    built, feats = small_built
+    m = built.market
+    we = np.asarray(m.week_end)
+    t = int(np.flatnonzero(we)[30])  # a week end with every sector's features available
+    nxt = int(ds.next_week_end_np(we)[t])
+    assert np.asarray(feats.sector_mask)[t, :3].all() and not np.asarray(feats.sector_mask)[t, 3]
+    sr = np.asarray(m.sector_returns).copy()
+    sr[t + 1: nxt + 1] = 0.0
+    sr[t + 1, 0] = 0.10   # sector 0 gains 10% over the next week, sector 1 loses 5%
+    sr[nxt, 1] = -0.05
+    market = m.replace(sector_returns=jnp.asarray(sr, jnp.float32))
+    s = ds.macro_samples(market, feats, np.array([t]), alloc_temperature=10.0, min_cash=0.02)
+    # R = [0.10, -0.05, 0, (padding)]; target = softmax(10 R) over the 3 valid sectors
+    e = np.exp([1.0, -0.5, 0.0])
+    np.testing.assert_allclose(s.alloc_target[0], [*(e / e.sum()), 0.0], rtol=1e-5)
+    np.testing.assert_allclose(s.next_returns[0], [0.10, -0.05, 0.0, 0.0], rtol=1e-6)
+    assert int(s.regime[0]) == int(feats.regime_label[t])
+    # the honest "current portfolio": equal weight * (1 - min_cash), cash = min_cash, dd = 0
+    np.testing.assert_allclose(s.inputs.sector_features[0, :3, -1], 0.98, rtol=1e-6)
+    np.testing.assert_allclose(s.inputs.portfolio[0], [0.02, 0.0])
+
+
+def test_micro_target_is_goal_consistent(small_built):
+    built, feats = small_built
+    days = np.arange(60, 200, 7)
+    s = ds.micro_samples(built.market, feats, days, alloc_temperature=20.0, min_cash=0.02)
+    goals = sample_goals(jax.random.key(3), s.sector_active, jnp.array([0.5, 0.2, 0.3]))
+    target = np.asarray(goal_target(s, goals))
+    sector = np.asarray(s.stock_sector)
+    mask = np.asarray(s.stock_mask)
+    num_s = goals.shape[1] - 3
+    g = np.asarray(goals)
+    for b in range(len(days)):
+        for sec in range(num_s):
+            members = (sector[b] == sec) & mask[b]
+            np.testing.assert_allclose(target[b, members].sum(), g[b, sec] * members.any(),
+                                       atol=1e-6)
+            if members.any():  # inside the sector, softmax(20 r_{t+1})
+                r = np.asarray(built.market.returns)[days[b] + 1, members]
+                e = np.exp(20.0 * (r - r.max()))
+                np.testing.assert_allclose(np.asarray(s.within)[b, members], e / e.sum(),
+                                           rtol=2e-5)
+    np.testing.assert_allclose(target.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(g[:, num_s:].sum(1), 1.0)  # a regime one-hot
+    assert set(np.unique(g[:, num_s:])) <= {0.0, 1.0}
+    assert np.all(target[~mask] == 0)
+
+
+def test_split_embargo_keeps_every_target_inside_its_split(small_built):
+    built, feats = small_built
+    dates = np.asarray(built.meta.dates)
+    split = ds.split_days(dates, DataConfig(val_start="2021-07-01", test_start="2021-10-01"))
+    tr, va = ds.macro_split_days(built.market, feats, split)
+    nxt = ds.next_week_end_np(np.asarray(built.market.week_end))
+    assert tr.size > 5 and va.size > 5
+    assert nxt[tr].max() < split.val_start <= va.min()
+    assert nxt[va].max() < split.test_start
+    mtr, mva = ds.micro_split_days(built.market, split)
+    assert mtr.max() + 1 < split.val_start <= mva.min() and mva.max() + 1 < split.test_start
+
+
+def test_split_errors_name_the_key(small_built):
+    dates = np.asarray(small_built[0].meta.dates)
+    with pytest.raises(ConfigError, match=r"data\.val_start"):
+        ds.split_days(dates, DataConfig(val_start="2020-01-01", test_start="2021-06-01"))
+    with pytest.raises(ConfigError, match=r"before data\.test_start"):
+        ds.split_days(dates, DataConfig(val_start="2021-06-01", test_start="2021-03-01"))
+
+
+def _perturb_after(market, t: int, seed: int = 5):
+    """Every price, return and regime after day t redrawn; day <= t untouched."""
+    rng = np.random.default_rng(seed)
+    T = market.num_days
+
+    def redo_close(close, returns, valid):
+        r = np.asarray(returns).copy()
+        r[t + 1:] = np.where(np.asarray(valid)[t + 1:], rng.normal(0, 0.03, r[t + 1:].shape), 0.0)
+        c = np.asarray(close, np.float64).copy()
+        for d in range(t + 1, T):
+            c[d] = np.where(c[d - 1] > 0, c[d - 1] * (1 + r[d]), c[d])
+        return jnp.asarray(c, jnp.float32), jnp.asarray(r, jnp.float32)
+
+    close, ret = redo_close(market.close, market.returns, market.stock_mask)
+    sclose, sret = redo_close(market.sector_close, market.sector_returns, market.sector_mask)
+    bench = np.asarray(market.benchmark_close).copy()
+    bench[t + 1:] *= np.exp(np.cumsum(rng.normal(0, 0.03, T - t - 1)))
+    lat = np.asarray(market.latent_regime).copy()
+    lat[t + 1:] = (lat[t + 1:] + 1) % 3
+    return market.replace(close=close, returns=ret, sector_close=sclose, sector_returns=sret,
+                          benchmark_close=jnp.asarray(bench, jnp.float32),
+                          latent_regime=jnp.asarray(lat))
+
+
+def test_causality_inputs_at_t_unchanged_targets_change(small_built):
+    built, feats = small_built
+    m = built.market
+    t = int(np.flatnonzero(np.asarray(m.week_end))[30])
+    m2 = _perturb_after(m, t)
+    feats2 = build_features(m2, FeatureConfig(), built.meta.macro_names,
+                            built.meta.fundamental_names)
+    a = ds.macro_samples(m, feats, np.array([t]), 10.0, 0.02)
+    b = ds.macro_samples(m2, feats2, np.array([t]), 10.0, 0.02)
+    for x, y in zip(a.inputs, b.inputs, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.allclose(a.next_returns, b.next_returns)
+    assert not np.allclose(a.alloc_target, b.alloc_target)
+    assert int(a.regime[0]) != int(b.regime[0])  # latent regime after t shifted by one
+    np.testing.assert_array_equal(a.persistence, b.persistence)  # the week just ended
+
+    ma = ds.micro_samples(m, feats, np.array([t]), 20.0, 0.02)
+    mb = ds.micro_samples(m2, feats2, np.array([t]), 20.0, 0.02)
+    for name in ("stock", "stock_mask", "stock_sector", "current_weights", "sector_active"):
+        np.testing.assert_array_equal(getattr(ma, name), getattr(mb, name))
+    assert not np.allclose(ma.next_returns, mb.next_returns)
+    assert not np.allclose(ma.within, mb.within)

@@ -1,0 +1,199 @@
+"""Phase-1/2 engine: hand-computed loss pieces, learning where the answer is known,
+early stopping, determinism (same seed bit-identical, seeds differ, vmap == loop)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.checkpointing import content_hash
+from hrl_sarp_jax.config import PretrainConfig
+from hrl_sarp_jax.networks.common import masked_softmax
+from hrl_sarp_jax.networks.inputs import MacroInputs
+from hrl_sarp_jax.training import pretrain as pt
+from hrl_sarp_jax.training.datasets import MacroSamples, MicroSamples, within_sector_softmax
+from hrl_sarp_jax.training.runner import macro_baselines, micro_baselines, seed_keys
+from tests.networks.conftest import TINY
+
+# ------------------------------------------------------------------ hand-computed pieces
+
+
+def test_class_weights_balanced_hand_values():
+    labels = np.array([0] * 6 + [1] * 2 + [2] * 4 + [-1] * 3)
+    # n = 12 known: 12 / (3 * 6), 12 / (3 * 2), 12 / (3 * 4)
+    np.testing.assert_allclose(pt.class_weights(labels, "balanced"), [2 / 3, 2.0, 1.0])
+    np.testing.assert_allclose(pt.class_weights(np.array([0, 0, 2]), "balanced"), [0.5, 0.0, 1.0])
+    np.testing.assert_array_equal(pt.class_weights(labels, "none"), [1, 1, 1])
+
+
+def test_balanced_accuracy_hand_values():
+    label = jnp.array([0, 0, 0, 0, 1, 1, 2, 2])
+    pred = jnp.array([0, 0, 0, 1, 1, 0, 0, 0])
+    # recalls: class 0 3/4, class 1 1/2, class 2 0/2 -> mean 5/12
+    assert float(pt.balanced_accuracy(pred, label)) == pytest.approx(5 / 12)
+    # a class absent from the labels does not count
+    assert float(pt.balanced_accuracy(jnp.array([0, 1]), jnp.array([0, 0]))) == pytest.approx(0.5)
+
+
+def test_kl_to_target_hand_value_and_masking():
+    p = jnp.array([0.5, 0.5, 0.0, 0.0])
+    q = jnp.array([0.25, 0.25, 0.5, 0.0])
+    mask = jnp.array([True, True, True, False])
+    # 0.5 log(0.5/0.25) * 2 = log 2
+    got = pt.kl_to_target(p, jnp.log(jnp.where(mask, q, 1.0)), mask)
+    assert float(got) == pytest.approx(np.log(2.0), rel=1e-6)
+
+
+def test_cosine_scale_and_minibatching():
+    assert float(pt.cosine_scale(0, 10)) == 1.0
+    assert float(pt.cosine_scale(5, 10)) == pytest.approx(0.5)
+    spec = pt.EngineSpec(train_size=10, batch_size=64, chunk_epochs=1, total_epochs=1, patience=1)
+    assert (spec.minibatch, spec.num_minibatches) == (10, 1)  # never zero batches (original bug)
+    spec = pt.EngineSpec(train_size=130, batch_size=64, chunk_epochs=1, total_epochs=1, patience=1)
+    assert (spec.minibatch, spec.num_minibatches) == (64, 2)
+
+
+# ------------------------------------------------------------------ a market with a known answer
+
+S = 3
+
+
+def _signal_samples(n: int, seed: int, probs=(0.6, 0.25, 0.15)) -> MacroSamples:
+    """Week t's macro features one-hot encode the regime c; the sector whose characteristic
+    (node feature 0: -1, 0, +1, like a beta) matches c wins the next week: +3%, others -1%,
+    noise 1%. The actor is permutation-equivariant over sectors, so it can only tell sectors
+    apart by their features, as on a real market (cyclicals are high-beta)."""
+    rng = np.random.default_rng(seed)
+    c = rng.choice(3, size=n, p=probs)
+    macro = rng.normal(0, 0.3, (n, 18)).astype(np.float32)
+    macro[:, :3] = np.eye(3)[c] * 2.0 - 1.0
+    sector = rng.normal(0, 0.3, (n, S, 15)).astype(np.float32)
+    sector[:, :, 0] = np.array([-1.0, 0.0, 1.0]) + rng.normal(0, 0.1, (n, S))
+    r = np.where(np.eye(S)[c] > 0, 0.03, -0.01) + rng.normal(0, 0.01, (n, S))
+    mask = np.ones((n, S), bool)
+    target = jax.vmap(masked_softmax)(50.0 * jnp.asarray(r, jnp.float32), jnp.asarray(mask))
+    inputs = MacroInputs(jnp.asarray(macro), jnp.asarray(sector),
+                         jnp.broadcast_to(jnp.eye(S), (n, S, S)), jnp.asarray(mask),
+                         jnp.tile(jnp.array([0.02, 0.0]), (n, 1)))
+    return MacroSamples(inputs=inputs, regime=jnp.asarray(c, jnp.int32), alloc_target=target,
+                        next_returns=jnp.asarray(r, jnp.float32),
+                        persistence=jnp.asarray(rng.choice(3, size=n), jnp.int32),
+                        day=jnp.arange(n, dtype=jnp.int32))
+
+
+PCFG = PretrainConfig(epochs=40, batch_size=32, lr=3e-3, patience=40)
+
+
+@pytest.fixture(scope="module")
+def macro_setup():
+    train, val = _signal_samples(192, 0), _signal_samples(96, 1)
+    task, _ = pt.macro_task(TINY, train)
+    tx = pt.make_optimizer()
+    hp = pt.PretrainHParams.from_config(PCFG, pt.class_weights(np.asarray(train.regime),
+                                                               "balanced"))
+    return task, tx, hp, train, val
+
+
+def _run(task, tx, spec, hp, train, val, keys, chunks=1, limit=None):
+    init = jax.jit(jax.vmap(lambda k: pt.init_state(task, tx, k)))
+    state = init(keys)
+    chunk = pt.make_run_chunk(task, tx, spec)
+    lim = jnp.asarray(spec.total_epochs if limit is None else limit, jnp.int32)
+    history = []
+    for _ in range(chunks):
+        state, m = chunk(state, hp, train, val, lim)
+        history.append(jax.device_get(m))
+    return state, history
+
+
+def test_phase1_learns_the_signalled_sector_and_regime(macro_setup):
+    task, tx, hp, train, val = macro_setup
+    spec = pt.EngineSpec(train.size, PCFG.batch_size, 20, PCFG.epochs, PCFG.patience)
+    state, _ = _run(task, tx, spec, hp, train, val, seed_keys(0, 1), chunks=2)
+    _, m = pt.make_evaluate(task)(state.best_params, hp, val)
+    base = macro_baselines(train, val)
+    assert base["majority_baseline_balanced_accuracy"] == pytest.approx(1 / 3)
+    assert float(m["regime_balanced_accuracy"][0]) > 0.9
+    assert float(m["alloc_return"][0]) > base["equal_weight_return"] + 0.01
+    assert float(m["alloc_return"][0]) > 0.5 * base["oracle_alloc_return"]
+
+
+def test_determinism_same_seed_bitwise_seeds_differ_vmap_equals_loop(macro_setup):
+    task, tx, hp, train, val = macro_setup
+    spec = pt.EngineSpec(train.size, PCFG.batch_size, 2, PCFG.epochs, PCFG.patience)
+    keys = seed_keys(7, 3)
+    a, _ = _run(task, tx, spec, hp, train, val, keys)
+    b, _ = _run(task, tx, spec, hp, train, val, keys)
+    assert content_hash(a) == content_hash(b)
+    member = lambda s, k: jax.tree.map(lambda x: x[k], s)  # noqa: E731
+    assert content_hash(member(a, 0).params) != content_hash(member(a, 1).params)
+    # vmap == loop: member k of the 3-seed program equals a 1-seed program with key k. Not
+    # bit for bit: XLA:CPU lowers a [3]-batched matmul and a [1]-batched one to different
+    # kernels (summation order), and Adam turns the rounding noise in the (theoretically zero)
+    # gradients of biases feeding a LayerNorm into lr-sized steps of those biases. So the
+    # test compares what the networks compute: per-epoch losses and validation outputs.
+    _, hist_a = _run(task, tx, spec, hp, train, val, keys)
+    evaluate = pt.make_evaluate(task)
+    loss_a, m_a = evaluate(a.params, hp, val)
+    for k in range(3):
+        alone, hist = _run(task, tx, spec, hp, train, val, seed_keys(7, 3)[k:k + 1])
+        np.testing.assert_allclose(hist[0]["val_loss"][0], hist_a[0]["val_loss"][k], rtol=1e-4)
+        loss_k, m_k = evaluate(alone.params, hp, val)
+        np.testing.assert_allclose(loss_k[0], loss_a[k], rtol=1e-4)
+        np.testing.assert_allclose(m_k["alloc_return"][0], m_a["alloc_return"][k], rtol=1e-3)
+        assert int(alone.best_epoch[0]) == int(a.best_epoch[k])
+
+
+def test_early_stopping_freezes_a_seed_that_stops_improving(macro_setup):
+    task, tx, hp, train, val = macro_setup
+    frozen = hp.replace(lr=jnp.float32(0.0))  # nothing moves: val loss constant after epoch 1
+    spec = pt.EngineSpec(train.size, PCFG.batch_size, 5, PCFG.epochs, patience=2)
+    state, hist = _run(task, tx, spec, frozen, train, val, seed_keys(0, 1))
+    np.testing.assert_array_equal(hist[0]["active"][0], [True, True, True, False, False])
+    assert int(state.epoch[0]) == 3 and int(state.best_epoch[0]) == 1
+    assert bool(state.stopped[0])
+    # and an epoch limit stops a run without early stopping: 2 of 5 epochs
+    state, hist = _run(task, tx, spec, hp, train, val, seed_keys(0, 1), limit=2)
+    assert int(state.epoch[0]) == 2 and not bool(state.stopped[0])
+
+
+# ------------------------------------------------------------------ Phase 2 with a known answer
+
+
+def _micro_samples(n: int, seed: int) -> MicroSamples:
+    """6 stocks in 3 sectors (2 each); feature 0 of stock i is its next-day return * 50."""
+    rng = np.random.default_rng(seed)
+    num_n = 6
+    sector = np.repeat(np.arange(S), 2)
+    r = rng.normal(0, 0.02, (n, num_n)).astype(np.float32)
+    stock = rng.normal(0, 0.5, (n, num_n, 22)).astype(np.float32)
+    stock[:, :, 0] = r * 50.0
+    mask = np.ones((n, num_n), bool)
+    sec = jnp.asarray(sector, jnp.int32)
+    within = jax.vmap(within_sector_softmax, in_axes=(0, 0, None, None))(
+        20.0 * jnp.asarray(r), jnp.asarray(mask), sec, S)
+    return MicroSamples(
+        stock=jnp.asarray(stock), stock_mask=jnp.asarray(mask),
+        stock_sector=jnp.broadcast_to(sec, (n, num_n)),
+        current_weights=jnp.full((n, num_n), 0.98 / num_n), within=within,
+        next_returns=jnp.asarray(r), sector_active=jnp.ones((n, S), bool),
+        day=jnp.arange(n, dtype=jnp.int32))
+
+
+def test_phase2_meets_goals_and_picks_the_signalled_stocks():
+    train, val_s = _micro_samples(256, 0), _micro_samples(128, 1)
+    probs = jnp.array([0.5, 0.2, 0.3])
+    val = pt.MicroBatch(val_s, pt.sample_goals(jax.random.key(9), val_s.sector_active, probs))
+    task, _ = pt.micro_task(TINY, train)
+    tx = pt.make_optimizer()
+    p = PretrainConfig(epochs=30, batch_size=32, lr=3e-3, patience=30)
+    hp = pt.PretrainHParams.from_config(p)
+    spec = pt.EngineSpec(train.size, p.batch_size, 30, p.epochs, p.patience)
+    state, _ = _run(task, tx, spec, hp, pt.MicroTrainSet(train, probs), val, seed_keys(0, 1))
+    _, m = pt.make_evaluate(task)(state.best_params, hp, val)
+    base = micro_baselines(val)
+    assert float(m["goal_alignment"][0]) > 0.97 > base["equal_weight_goal_alignment"] + 0.1
+    # stock picking inside the sectors beats spreading each sector's goal weight evenly
+    assert float(m["return"][0]) > base["goal_equal_weight_return"] + 0.002
