@@ -7,8 +7,9 @@ by a cap is redistributed to the other assets and the policy's preferences are k
 KKT form used throughout: x_i = clip(w_i - t_i, 0, c_i) with a threshold t_i. For the
 sector-capped problem t_i = max(tau, theta_s(i)), where theta_s is the threshold that puts sector
 s exactly at its cap on its own, and tau is the global threshold meeting the budget. Thresholds
-are found by bisection with a fixed iteration count, then polished by one exact Newton step on
-the piecewise-linear sum. Shapes: N stocks, S sectors.
+are found by a safeguarded Newton iteration on the piecewise-linear totals (exact
+once a step crosses no breakpoint: typically 2-6 evaluations), with sector sums as masked
+[S, N] reductions and one-hot products, never scatters. Shapes: N stocks, S sectors.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from flax import struct
 from hrl_sarp_jax.config import ConstraintConfig
 
 _F32 = jnp.float32
-_BISECT_ITERS = 32  # brackets of width ~6 shrink below float32 resolution; Newton finishes
+_MAX_ITERS = 64  # safety cap of the Newton loops (typically 2-6 evaluations)
+_TOL = 2e-7      # residual (relative to max(|target|, 1)) at which a threshold is done
 
 
 @struct.dataclass
@@ -40,25 +42,60 @@ def constraint_params(cfg: ConstraintConfig) -> ConstraintParams:
     )
 
 
-def _solve_threshold(total_fn, slope_fn, lo, hi, budget):
-    """Largest-mass threshold t in [lo, hi] with total_fn(t) == budget (nonincreasing total).
+def _newton_threshold(eval_fn, t0, lo, hi, target, f_lo, skip, max_iters: int):
+    """Root t in [lo, hi] of a nonincreasing piecewise-linear total(t) = target.
 
-    If total_fn(lo) < budget (infeasible) returns lo, the allocation of maximal total.
-    Works elementwise on batched lo/hi/budget (e.g. one threshold per sector).
+    Safeguarded Newton: ``eval_fn(t)`` returns (total(t), slope count = number of free items
+    at t). On the right linear piece a Newton step lands on the root (up to rounding), so an
+    element is done once its residual |total(t) - target| <= tol (one more cheap Newton step
+    is still applied) or its next point no longer changes t in float32. A Newton step is only
+    taken if it stays strictly inside the bracket [a, b] (total(a) >= target >= total(b));
+    otherwise the bracket's secant point, and the midpoint every third iteration, so the
+    bracket shrinks whatever happens. The
+    ``while_loop`` stops when every element is done (under vmap: the slowest of the batch;
+    typically 2-6 evaluations) or after ``max_iters`` (the point is then inside the bracket).
+    Elementwise on batched t0 / lo / hi / target; f_lo = total(lo), total(hi) = 0. Elements
+    flagged ``skip`` (e.g. infeasible: f_lo < target) are not iterated.
+    Returns (t, number of evaluations).
     """
-    feasible = total_fn(lo) >= budget
+    tol = _TOL * jnp.maximum(jnp.abs(target), 1.0)
 
-    def body(_, carry):
-        a, b = carry
-        mid = 0.5 * (a + b)
-        go_up = total_fn(mid) >= budget
-        return jnp.where(go_up, mid, a), jnp.where(go_up, b, mid)
+    def cond(c):
+        return (c[0] < max_iters) & ~jnp.all(c[-1])
 
-    t, _ = jax.lax.fori_loop(0, _BISECT_ITERS, body, (lo, hi))
-    # Newton on the linear piece: total(t + d) = total(t) - slope * d.
-    n = jnp.asarray(slope_fn(t), _F32)
-    t_new = t + (total_fn(t) - budget) / jnp.maximum(n, 1.0)
-    return jnp.where(feasible, t_new, lo)
+    def body(c):
+        it, a, b, fa, fb, t, done = c
+        f, n = eval_fn(t)
+        g = f - target                          # > 0: the root lies right of t
+        a2, fa2 = jnp.where(g >= 0, t, a), jnp.where(g >= 0, f, fa)
+        b2, fb2 = jnp.where(g <= 0, t, b), jnp.where(g <= 0, f, fb)
+        cand = t + g / jnp.maximum(n, 1.0)
+        hit = jnp.abs(g) <= tol
+        newton = (n > 0) & (hit | ((cand > a2) & (cand < b2)))
+        sec = a2 + (fa2 - target) * (b2 - a2) / jnp.maximum(fa2 - fb2, 1e-30)
+        sec_ok = (sec > a2) & (sec < b2) & (it % 3 != 2)
+        t_new = jnp.where(newton, cand, jnp.where(hit, t, jnp.where(sec_ok, sec, 0.5 * (a2 + b2))))
+        stuck = t_new == t                      # step below float resolution of t
+        keep = lambda new, old: jnp.where(done, old, new)  # noqa: E731
+        return (it + 1, keep(a2, a), keep(b2, b), keep(fa2, fa), keep(fb2, fb),
+                keep(t_new, t), done | hit | stuck)
+
+    zero = jnp.zeros_like(f_lo)
+    init = (jnp.zeros((), jnp.int32), lo, hi, f_lo, zero, jnp.clip(t0, lo, hi),
+            jnp.asarray(skip, bool))
+    out = jax.lax.while_loop(cond, body, init)
+    return out[5], out[0]
+
+
+def _ramp(d, caps):
+    """clip(d, 0, caps) and the bool 'free' mask (slope -1 in t) of d = w - t."""
+    return jnp.clip(d, 0.0, caps), (d > 0) & (d < caps)
+
+
+def sector_membership(sector_ids: jax.Array, num_sectors: int) -> jax.Array:
+    """float32 [N, S] one-hot sector membership (fixed per market: build it once)."""
+    ids = jnp.asarray(sector_ids, jnp.int32)
+    return (ids[:, None] == jnp.arange(num_sectors, dtype=jnp.int32)[None]).astype(_F32)
 
 
 def project_capped_simplex(w: jax.Array, caps: jax.Array, budget: jax.Array) -> jax.Array:
@@ -69,30 +106,56 @@ def project_capped_simplex(w: jax.Array, caps: jax.Array, budget: jax.Array) -> 
     w = jnp.asarray(w, _F32)
     caps = jnp.maximum(jnp.asarray(caps, _F32), 0.0)
     budget = jnp.asarray(budget, _F32)
-    alloc = lambda t: jnp.clip(w - t, 0.0, caps)  # noqa: E731
-    total = lambda t: jnp.sum(alloc(t))  # noqa: E731
-    slope = lambda t: jnp.sum(((w - t) > 0) & ((w - t) < caps))  # noqa: E731
-    t = _solve_threshold(total, slope, jnp.min(w - caps), jnp.max(w), budget)
-    return jnp.where(budget > 0, alloc(t), 0.0).astype(_F32)
+    live = caps > 0
+    n_live = jnp.maximum(jnp.sum(live).astype(_F32), 1.0)
+    t0 = (jnp.sum(jnp.where(live, w, 0.0)) - budget) / n_live   # exact if nothing clips
+
+    def terms(t):
+        x, free = _ramp(w - t, caps)
+        return jnp.sum(x), jnp.sum(free).astype(_F32)
+
+    lo, top = jnp.min(w - caps), jnp.sum(caps)
+    t, _ = _newton_threshold(terms, t0, lo, jnp.max(w), budget, top, top < budget, _MAX_ITERS)
+    t = jnp.where(top >= budget, t, lo)
+    return jnp.where(budget > 0, jnp.clip(w - t, 0.0, caps), 0.0).astype(_F32)
 
 
 def _top_k_mask(w: jax.Array, valid: jax.Array, k: int) -> jax.Array:
-    """Bool [N]: the k largest valid entries of w (ties by lower index)."""
+    """Bool [N]: the k largest valid entries of w (ties by lower index).
+
+    Sort-free radix select (``lax.top_k`` + a scatter cost ~6x more on CPU under vmap): the
+    k-th largest value is built bit by bit on an order-preserving uint32 key (32 counting
+    passes), then ties at that value are taken in index order (prefix count as a matmul).
+    """
     n = w.shape[0]
     if k <= 0 or k >= n:
         return valid
-    scores = jnp.where(valid, w, -jnp.inf)
-    _, idx = jax.lax.top_k(scores, k)
-    return valid & jnp.zeros((n,), bool).at[idx].set(True)
+    scores = jnp.where(valid, w, -jnp.inf).astype(_F32)
+    scores = jnp.where(scores == 0, 0.0, scores)            # -0.0 -> +0.0 (they tie)
+    bits = jax.lax.bitcast_convert_type(scores, jnp.uint32)
+    sign = jnp.uint32(0x80000000)
+    key = jnp.where(bits >= sign, ~bits, bits | sign)       # float order == uint32 order
+
+    def body(i, kth):
+        cand = kth | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+        return jnp.where(jnp.sum(key >= cand) >= k, cand, kth)
+
+    kth = jax.lax.fori_loop(0, 32, body, jnp.uint32(0))     # largest v: #{key >= v} >= k
+    above, tie = key > kth, key == kth
+    upper = jnp.triu(jnp.ones((n, n), _F32))                # prefix count of ties: tie @ upper
+    first_ties = (tie.astype(_F32) @ upper) <= (k - jnp.sum(above))
+    return valid & (above | (tie & first_ties))
 
 
 def project_weights(
     w: jax.Array,
-    sector_ids: jax.Array,
+    sector_ids: jax.Array | None,
     valid: jax.Array,
     num_sectors: int,
     params: ConstraintParams,
     exposure: jax.Array | float = 1.0,
+    *,
+    membership: jax.Array | None = None,
 ) -> jax.Array:
     """Project stock weights w [N] onto the long-only constraint set; returns [N] float32.
 
@@ -101,41 +164,59 @@ def project_weights(
     caps cannot hold the budget (then, and only then, the rest is cash). At most max_positions
     nonzero: the support is restricted to the max_positions largest valid inputs before the
     (exact) projection on that support.
+    ``membership`` [N, S] float32 (``sector_membership``; fixed per market) may replace
+    ``sector_ids``; sector sums and gathers are then masked reductions and one-hot products
+    (no scatters).
     """
+    return _project_weights(w, sector_ids, valid, num_sectors, params, exposure, membership,
+                            _MAX_ITERS)[0]
+
+
+def _project_weights(w, sector_ids, valid, num_sectors, params, exposure, membership,
+                     max_iters):
+    """project_weights plus the Newton iteration counts (sector level, global level)."""
     w = jnp.asarray(w, _F32)
-    sector_ids = jnp.asarray(sector_ids, jnp.int32)
+    if membership is None:
+        membership = sector_membership(sector_ids, num_sectors)
+    mem = jnp.asarray(membership, _F32)                     # [N, S]
     support = _top_k_mask(w, jnp.asarray(valid, bool), params.max_positions)
     caps = jnp.where(support, params.max_stock_weight, 0.0).astype(_F32)
     budget = jnp.asarray(exposure, _F32) * (1.0 - params.min_cash)
-    sector_cap = params.max_sector_weight
-    seg = lambda v: jax.ops.segment_sum(v, sector_ids, num_segments=num_sectors)  # noqa: E731
-    gather = lambda v: v[sector_ids]  # noqa: E731
+    sector_cap = jnp.asarray(params.max_sector_weight, _F32)
 
-    # Per-sector thresholds theta [S]: sector s alone at its cap.
-    s_total = lambda th: seg(jnp.clip(w - gather(th), 0.0, caps))  # noqa: E731
-    s_slope = lambda th: seg(  # noqa: E731
-        (((w - gather(th)) > 0) & ((w - gather(th)) < caps)).astype(_F32))
-    big = jnp.max(jnp.abs(w)) + 2.0
-    lo_s = jnp.full((num_sectors,), -big, _F32)
-    hi_s = jnp.full((num_sectors,), big, _F32)
-    theta = _solve_threshold(s_total, s_slope, lo_s, hi_s, jnp.broadcast_to(sector_cap,
-                                                                             (num_sectors,)))
-    theta_i = gather(theta)
+    # Per-sector thresholds theta [S]: sector s alone at its cap. Sector sums and the
+    # sector -> stock broadcast are one-hot products (exact: one nonzero term each).
+    def sector_terms(th):
+        x, free = _ramp(w - mem @ th, caps)
+        return x @ mem, free.astype(_F32) @ mem
 
-    # Global threshold tau; a sector uses max(tau, theta_s).
-    alloc = lambda tau: jnp.clip(w - jnp.maximum(tau, theta_i), 0.0, caps)  # noqa: E731
-    total = lambda tau: jnp.sum(alloc(tau))  # noqa: E731
+    room_s = caps @ mem                                     # sector total at theta = -inf
+    n_s = jnp.maximum((caps > 0).astype(_F32) @ mem, 1.0)
+    lo = jnp.min(w - caps) - 1.0
+    hi = jnp.max(w) + 1.0
+    th0 = (jnp.where(caps > 0, w, 0.0) @ mem - sector_cap) / n_s
+    zeros_s = jnp.zeros((num_sectors,), _F32)
+    theta, it_s = _newton_threshold(sector_terms, th0, zeros_s + lo, zeros_s + hi,
+                                    zeros_s + sector_cap, room_s, room_s <= sector_cap,
+                                    max_iters)
+    theta = jnp.where(room_s > sector_cap, theta, lo)       # sector cannot exceed its cap
+    theta_i = mem @ theta                                   # [N]
 
-    def slope(tau):
-        d = w - tau
-        return jnp.sum((theta_i <= tau) & (d > 0) & (d < caps))
+    # Global threshold tau; item i uses max(tau, theta_s(i)).
+    def terms(tau):
+        x, free = _ramp(w - jnp.maximum(tau, theta_i), caps)
+        return jnp.sum(x), jnp.sum(free & (tau > theta_i)).astype(_F32)
 
-    tau = _solve_threshold(total, slope, -big, big, budget)
-    x = alloc(tau)
+    top = terms(lo)[0]                                      # largest feasible total
+    n_live = jnp.maximum(jnp.sum(caps > 0).astype(_F32), 1.0)
+    tau0 = (jnp.sum(jnp.where(caps > 0, w, 0.0)) - budget) / n_live
+    tau, it_g = _newton_threshold(terms, tau0, lo, hi, budget, top, top < budget, max_iters)
+    tau = jnp.where(top >= budget, tau, lo)
+    x = jnp.clip(w - jnp.maximum(tau, theta_i), 0.0, caps)
     # Polish float error so sector sums never exceed the cap.
-    sums = seg(x)
-    x = x * gather(jnp.minimum(1.0, sector_cap / jnp.maximum(sums, 1e-30)))
-    return jnp.where(budget > 0, x, 0.0).astype(_F32)
+    sums = x @ mem
+    x = x * (mem @ jnp.minimum(1.0, sector_cap / jnp.maximum(sums, 1e-30)))
+    return jnp.where(budget > 0, x, 0.0).astype(_F32), it_s, it_g
 
 
 def project_sector_weights(

@@ -184,3 +184,113 @@ def test_max_positions_keeps_the_largest():
     np.testing.assert_array_equal(np.flatnonzero(x), [1, 2, 3])
     # projection of [0.3, 0.1, 0.25] onto the simplex: shift tau = (0.65 - 1) / 3
     np.testing.assert_allclose(x[[1, 2, 3]], np.array([0.3, 0.1, 0.25]) + 0.35 / 3, atol=1e-6)
+
+
+# ---------------------------------------------------------------- Newton iteration counts
+
+
+def _np_project(w, sid, valid, num_sectors, stock_cap, sector_cap, budget):
+    """Exact float64 reference by the KKT thresholds: theta_s per sector, then tau, each by
+    scanning breakpoints of the piecewise-linear totals (no iteration count to tune)."""
+    caps = np.where(valid, stock_cap, 0.0)
+
+    def root(total, bps, target):
+        bps = np.sort(np.unique(np.concatenate([bps, [bps.min() - 1.0, bps.max() + 1.0]])))
+        vals = np.array([total(t) for t in bps])              # nonincreasing
+        if vals[0] < target:
+            return -np.inf
+        j = int(np.searchsorted(-vals, -target))              # first with vals <= target
+        t0, t1, f0, f1 = bps[j - 1], bps[j], vals[j - 1], vals[j]
+        return t1 if f0 == f1 else t0 + (f0 - target) * (t1 - t0) / (f0 - f1)
+
+    theta = np.full(num_sectors, -np.inf)
+    for s in range(num_sectors):
+        m = (sid == s) & (caps > 0)
+        if m.any() and caps[m].sum() > sector_cap:
+            theta[s] = root(lambda t, m=m: np.clip(w[m] - t, 0, caps[m]).sum(),
+                            np.concatenate([w[m], w[m] - caps[m]]), sector_cap)
+    th = theta[sid]
+    total = lambda t: np.clip(w - np.maximum(t, th), 0, caps).sum()  # noqa: E731
+    fin = th[np.isfinite(th)]
+    tau = root(total, np.concatenate([w, w - caps, fin]), budget)
+    return np.clip(w - np.maximum(tau, th), 0, caps)
+
+
+def _hard_cases(rng, b, n):
+    """Realistic and adversarial targets: sparse/flat simplex points, raw reals, heavy ties,
+    all-equal rows, exact breakpoint hits and unnormalised scales."""
+    kinds = [
+        lambda: rng.dirichlet(np.full(n, 0.6)),
+        lambda: rng.dirichlet(np.full(n, 0.1)),
+        lambda: rng.dirichlet(np.full(n, 5.0)),
+        lambda: rng.normal(0.1, 0.3, n),
+        lambda: np.round(rng.dirichlet(np.full(n, 0.6)) * 10) / 10,   # ties, hits caps exactly
+        lambda: np.full(n, 1.0 / n),
+        lambda: np.full(n, rng.uniform(-1, 2)),
+        lambda: np.exp(rng.normal(0, 3, n)) / 10,
+    ]
+    return np.stack([kinds[i % len(kinds)]() for i in range(b)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("max_positions", [0, 7])
+def test_newton_projection_is_exact_and_fast_on_many_cases(max_positions):
+    """Pins exactness (vs a float64 breakpoint-scan KKT reference) at the iteration counts the
+    certified Newton loops actually use, and that those counts stay small (they set the
+    per-step cost under vmap: the batch's slowest element)."""
+    from hrl_sarp_jax.risk.constraints import _project_weights
+
+    n, s, b = 12, 3, 256
+    p = constraint_params(ConstraintConfig(max_stock_weight=0.2, max_sector_weight=0.45,
+                                           min_cash=0.02, max_positions=max_positions))
+    rng = np.random.default_rng(10 + max_positions)
+    w = _hard_cases(rng, b, n)
+    sid = np.tile(np.arange(n) % s, (b, 1)).astype(np.int32)
+    sid[1::2] = rng.integers(0, s, size=(b // 2, n))
+    valid = rng.random((b, n)) > 0.1
+    valid[::5] = True
+    exposure = rng.uniform(0.3, 1.0, size=b).astype(np.float32)
+    f = jax.jit(jax.vmap(lambda w, i, v, e: _project_weights(w, i, v, s, p, e, None, 64)))
+    x, it_s, it_g = (np.asarray(a) for a in f(w, sid, valid, exposure))
+    assert np.all(it_s < 64) and np.all(it_g < 64)          # every case certified
+    assert np.percentile(it_s, 90) <= 6 and np.percentile(it_g, 90) <= 6
+    keep = np.asarray(jax.vmap(lambda w, v: _top_k_mask(w, v, max_positions))(w, valid))
+    for i in range(b):
+        want = _np_project(w[i].astype(float), sid[i], keep[i], s, 0.2, 0.45,
+                           float(exposure[i]) * 0.98)
+        # float32 resolves x = w - t only to ~ulp(max |w|): scale the tolerance with it
+        atol = 2e-6 * max(1.0, float(np.abs(w[i]).max()))
+        np.testing.assert_allclose(x[i], want, atol=atol, err_msg=f"case {i}")
+
+
+def test_membership_argument_matches_sector_ids(params):
+    from hrl_sarp_jax.risk.constraints import sector_membership
+
+    rng = np.random.default_rng(3)
+    w, sid, valid = _random_cases(rng, 1, 9)
+    f = jax.jit(project_weights, static_argnums=3)
+    a = f(w[0], sid[0], valid[0], S, params)
+    b = jax.jit(lambda w, v, m: project_weights(w, None, v, S, params, membership=m))(
+        w[0], valid[0], sector_membership(sid[0], S))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _top_k_mask(w, valid, k):
+    from hrl_sarp_jax.risk.constraints import _top_k_mask as impl
+
+    return impl(w, valid, k)
+
+
+def test_radix_top_k_matches_lax_top_k_with_ties():
+    rng = np.random.default_rng(4)
+    n, k = 16, 5
+    for _ in range(40):
+        w = rng.choice([-0.0, 0.0, 0.1, 0.2, -0.3, 1e-30, np.inf], size=n).astype(np.float32)
+        fresh = rng.random(n) < 0.4                          # some distinct values too
+        w[fresh] = rng.normal(size=int(fresh.sum()))
+        valid = rng.random(n) > 0.3
+        got = np.asarray(jax.jit(_top_k_mask, static_argnums=2)(w, valid, k))
+        scores = np.where(valid, w, -np.inf)
+        order = np.lexsort((np.arange(n), -scores))[:k]      # by value desc, then index
+        want = np.zeros(n, bool)
+        want[order] = True
+        np.testing.assert_array_equal(got, want & valid)

@@ -91,3 +91,40 @@ def test_vmap_over_envs_matches_single_calls(expo):
         assert float(lvl) == pytest.approx(float(bl[i]))
     np.testing.assert_array_equal(np.asarray(bs.derisked), [False, True, True])
     assert bl.dtype == jnp.float32
+
+
+def test_tail_cvar_matches_the_sorting_cvar():
+    from hrl_sarp_jax.finance.metrics import cvar
+    from hrl_sarp_jax.risk.manager import tail_cvar
+
+    rng = np.random.default_rng(5)
+    b, w = 64, 20
+    r = rng.normal(0, 0.02, (b, w)).astype(np.float32)
+    r[::4] = np.round(r[::4], 2)                              # many ties
+    r[1::8] = 0.0                                             # all equal
+    m = rng.random((b, w)) > 0.3
+    m[2::8] = False                                           # empty windows
+    alpha = rng.choice([0.5, 0.8, 0.95, 0.99], size=b).astype(np.float32)
+    got = jax.jit(jax.vmap(tail_cvar))(r, alpha, m)
+    want = jax.jit(jax.vmap(cvar))(r, alpha, m)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-8)
+
+
+def test_disabled_cvar_is_static_and_not_compiled():
+    p_off = risk_params(RiskConfig(cvar_budget=0.0))
+    p_on = risk_params(RiskConfig(cvar_budget=0.02))
+    assert p_off.use_cvar is False and p_on.use_cvar is True
+    assert len(jax.tree.leaves(p_off)) == len(jax.tree.leaves(p_on))   # flag is not a leaf
+    r = jnp.asarray(np.random.default_rng(6).normal(0, 0.05, W), jnp.float32)
+    m = jnp.ones(W, bool)
+    args = (init_risk_state(), jnp.float32(0.0), r, m, jnp.bool_(False))
+    n_eqns = lambda p: len(jax.make_jaxpr(exposure)(*args, p).jaxpr.eqns)  # noqa: E731
+    assert n_eqns(p_off) < n_eqns(p_on) - 10                  # the tail computation is gone
+    # enabled with a zero budget (a sweep value) gives the same level as disabled
+    p_zero = dataclasses.replace(p_on, cvar_budget=jnp.float32(0.0))
+    assert float(exposure(*args, p_zero)[1]) == float(exposure(*args, p_off)[1]) == 1.0
+    # the budget stays a sweepable leaf when enabled
+    budgets = jnp.array([0.0, 0.01, 1.0], jnp.float32)
+    levels = jax.vmap(lambda c: exposure(*args, dataclasses.replace(p_on, cvar_budget=c))[1])(
+        budgets)
+    assert float(levels[0]) == 1.0 and float(levels[1]) < 1.0 and float(levels[2]) == 1.0
