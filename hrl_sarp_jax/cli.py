@@ -270,10 +270,16 @@ def _bench_pretrain(repeats: int):
     return bench_pretrain(repeats=repeats)
 
 
+def _bench_env(repeats: int):
+    from hrl_sarp_jax.bench.env import bench_env
+
+    return bench_env(repeats=repeats)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.bench.data import bench_data
 
-    runner = {"data": bench_data, "pretrain": _bench_pretrain}.get(args.what)
+    runner = {"data": bench_data, "pretrain": _bench_pretrain, "env": _bench_env}.get(args.what)
     if runner is None:  # pragma: no cover - argparse restricts choices
         raise HrlSarpError(f"unknown benchmark '{args.what}'")
     for record in runner(repeats=args.repeats):
@@ -329,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parsers(sub)
 
     p = sub.add_parser("bench", help="benchmarks printing machine-readable figures")
-    p.add_argument("what", choices=["data", "pretrain"])
+    p.add_argument("what", choices=["data", "env", "pretrain"])
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--repeats", type=int, default=3)
     p.set_defaults(func=cmd_bench)
