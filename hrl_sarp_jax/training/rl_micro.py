@@ -1,0 +1,756 @@
+"""Phase 4: Micro TD3 + HER in MicroEnv, goals set each calendar week by a frozen Macro policy
+(or a sampled goal source), as ONE jitted function per chunk.
+
+Outline (``run_chunk``, one seed; vmap it over seeds x hparams, one compile):
+  repeat steps_per_chunk times (lax.scan):
+    a   = masked_softmax(logits_π(s) + σ(updates)·ε)            # exploration in logit space
+    s'  = vmap(env.step)(s, a)  (E envs, gymnax auto-reset; next_obs = final_observation)
+    buffer ← (s, a, r - r_goal, r_goal, s', terminated, truncated, achieved_goal)
+    if stored >= warmup: U times
+        batch = sample(buffer) with a "future" goal of the same episode
+        batch = HER(batch, ratio k/(k+1)): goal rewritten in obs AND next_obs, r_goal recomputed
+        TD3 update (truncation is not termination: only `terminated` stops the bootstrap)
+The original Phase 4 crashed on its first transition (an 11-D achieved goal into a 14-D slot,
+spec §5.6), conditioned the agent on one goal per multi-year episode and rewarded another
+(§11.21), and its HER never wrote the relabelled goal into the state (§11.14).
+
+Observations in the replay buffer are *compact*: ``CompactObs(day, weights, goal)``. The flat
+MicroEnv observation is (stock_features[day], tradable[day], weights, (cash, drawdown), goal),
+so everything the networks read from it is a function of (day, weights, goal) and the market
+arrays in EnvParams; storing the day index instead of [N, 22] features makes a transition ~70x
+smaller (55 stocks: 0.6 kB instead of 11 kB for obs + next_obs). ``expand`` rebuilds the
+network inputs with ``networks.inputs.micro_inputs`` (features ⊕ own-sector goal share ⊕
+current weight), at acting and at training time alike; a test checks it equals the inputs
+built from the env's flat observation. Cash and drawdown are not network inputs.
+
+Host side: ``run_phase4`` (checkpoints, resume, validation, summary) and ``bench_phase4``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from hrl_sarp_jax.agents import buffers
+from hrl_sarp_jax.agents.her import her_ratio_from_k, relabel
+from hrl_sarp_jax.agents.td3 import TD3, TD3Batch, TD3HParams, TD3State, make_td3
+from hrl_sarp_jax.config import Config, NetworkConfig, TD3Config
+from hrl_sarp_jax.envs.micro import MicroEnv, MicroState
+from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
+from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.envs.rewards import goal_reward
+from hrl_sarp_jax.finance.metrics import sharpe
+from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
+from hrl_sarp_jax.networks.macro import MacroActor
+from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
+from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
+
+_F32 = jnp.float32
+_I32 = jnp.int32
+Metrics = dict[str, Array]
+
+CHECKPOINT_METRIC = "val_goal_alignment"
+"""Phase 4's job in the hierarchy is to *execute* the Macro agent's weekly sector calls; return
+is the Macro level's job (Phase 3) and a Micro Sharpe over a 2-year validation window is
+dominated by the market path, while goal alignment measures the skill this phase trains. The
+summary still reports val_sharpe next to the equal-weight Sharpe on the same episodes."""
+
+
+# --------------------------------------------------------------------------- static config
+
+
+@dataclass(frozen=True)
+class Phase4Spec:
+    """Static shape of the Phase-4 program (hashable; changing it recompiles)."""
+
+    num_envs: int = 8
+    """E parallel MicroEnvs (also the number of buffer write heads)."""
+    steps_per_chunk: int = 64
+    """Vector env steps per compiled call (E env-steps each)."""
+    updates_per_step: int = 1
+    """U TD3 updates after each vector env step once the buffer is warm."""
+    batch_size: int = 256
+    buffer_episodes: int = 512
+    """Episode slots C (rounded up to a multiple of num_envs); each holds one whole episode."""
+    warmup_transitions: int = 2_000
+    """Stored transitions before the first update (the actor still acts, with noise)."""
+    num_critics: int = 2
+    policy_delay: int = 2
+    max_grad_norm: float = 1.0
+    explore_decay_updates: int = 100_000
+    eval_episodes: int = 16
+    """Validation episodes, started at evenly spaced days of the validation window."""
+
+    @property
+    def capacity(self) -> int:
+        e = max(int(self.num_envs), 1)
+        return max(e, math.ceil(self.buffer_episodes / e) * e)
+
+    # HOST ONLY
+    @classmethod
+    def from_config(cls, td3: TD3Config, **overrides: Any) -> Phase4Spec:
+        """Spec from ``train.td3`` (num_envs, batch, buffer, delay, clip); the exploration
+        noise decays over the first half of the planned updates. ``overrides`` win."""
+        base = cls()
+        vec_steps = max(1, td3.total_env_steps // max(td3.num_envs, 1))
+        kw: dict[str, Any] = {
+            "num_envs": td3.num_envs, "batch_size": td3.batch_size,
+            "buffer_episodes": td3.buffer_episodes, "policy_delay": td3.policy_delay,
+            "max_grad_norm": td3.max_grad_norm,
+            "explore_decay_updates": max(1, vec_steps * base.updates_per_step // 2),
+        }
+        kw.update(overrides)
+        return cls(**kw)
+
+
+@struct.dataclass
+class Phase4HParams:
+    """Dynamic hyperparameters (float32 leaves; vmappable over a sweep)."""
+
+    td3: TD3HParams
+    her_ratio: Array    # share of replayed samples relabelled with a future goal (k/(k+1))
+
+    # HOST ONLY
+    @classmethod
+    def from_config(cls, cfg: TD3Config) -> Phase4HParams:
+        return cls(td3=TD3HParams.from_config(cfg),
+                   her_ratio=jnp.asarray(her_ratio_from_k(cfg.her_k), _F32))
+
+
+# --------------------------------------------------------------------------- observations
+
+
+class CompactObs(NamedTuple):
+    """What the Micro networks read from a MicroEnv observation (leading axes allowed)."""
+
+    day: Array       # [] int32 decision day t (features and tradable mask are rows t)
+    weights: Array   # [N] current (drifted) stock weights
+    goal: Array      # [G] sector weights ⊕ regime one-hot
+
+
+class MicroInputs(NamedTuple):
+    """Network inputs for one example (leading axes when batched)."""
+
+    stock: Array     # [N, 24] micro_inputs: features ⊕ own-sector goal share ⊕ current weight
+    goal: Array      # [G]
+    mask: Array      # [N] bool tradable
+
+
+def compact_from_state(state: MicroState) -> CompactObs:
+    """The compact observation of a MicroEnv state (what ``env.get_obs`` flattens)."""
+    return CompactObs(state.t.astype(_I32), state.port.weights.astype(_F32),
+                      state.goal.astype(_F32))
+
+
+def compact_from_flat(layout: MicroObsLayout, obs: Array, day: Array) -> CompactObs:
+    """Decode weights and goal from a flat observation [.., D]; ``day`` is not in it."""
+    sl = layout.slices
+    return CompactObs(jnp.asarray(day, _I32), obs[..., sl["weights"]], obs[..., sl["goal"]])
+
+
+def set_compact_goal(obs: CompactObs, goal: Array) -> CompactObs:
+    """HER goal rewrite for compact observations (``envs.obs.set_goal`` for flat ones)."""
+    return obs._replace(goal=jnp.asarray(goal, obs.goal.dtype))
+
+
+def expand(obs: CompactObs, params: EnvParams) -> MicroInputs:
+    """One example's network inputs from the market rows of ``obs.day``."""
+    mask = params.tradable[obs.day]
+    x = micro_inputs(params.stock_features[obs.day], mask, params.stock_sector, obs.goal,
+                     obs.weights)
+    return MicroInputs(x, obs.goal, mask)
+
+
+def expand_batch(obs: CompactObs, params: EnvParams) -> MicroInputs:
+    """``expand`` over a leading batch axis."""
+    return jax.vmap(expand, in_axes=(0, None))(obs, params)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class Networks(NamedTuple):
+    actor: MicroActor
+    critic: MicroCritic
+
+
+def make_networks(net: NetworkConfig) -> Networks:
+    return Networks(MicroActor(net), MicroCritic(net))
+
+
+def _td3(nets: Networks, spec: Phase4Spec) -> TD3:
+    """TD3 on batched MicroInputs: actor -> (logits [B, N], mask), critic -> q [B]."""
+    actor, critic = nets
+
+    def actor_apply(params: Params, inp: MicroInputs) -> tuple[Array, Array]:
+        pol = jax.vmap(lambda x, g, m: actor.apply(params, x, g, m))(*inp)
+        return pol.logits, inp.mask
+
+    def critic_apply(params: Params, inp: MicroInputs, action: Array) -> Array:
+        return jax.vmap(lambda x, g, m, a: critic.apply(params, x, g, a, m))(
+            inp.stock, inp.goal, inp.mask, action)
+
+    def actor_init(key: PRNGKey, inp: MicroInputs) -> Params:
+        return actor.init(key, inp.stock[0], inp.goal[0], inp.mask[0])
+
+    def critic_init(key: PRNGKey, inp: MicroInputs, action: Array) -> Params:
+        return critic.init(key, inp.stock[0], inp.goal[0], action[0], inp.mask[0])
+
+    return make_td3(actor_apply, critic_apply, actor_init=actor_init, critic_init=critic_init,
+                    num_critics=spec.num_critics, policy_delay=spec.policy_delay,
+                    max_grad_norm=spec.max_grad_norm,
+                    explore_decay_updates=spec.explore_decay_updates)
+
+
+def actor_weights(nets: Networks, actor_params: Params, inp: MicroInputs) -> Array:
+    """Deterministic weights [B, N] of the actor on batched inputs."""
+    return jax.vmap(lambda x, g, m: nets.actor.apply(actor_params, x, g, m).weights)(*inp)
+
+
+# --------------------------------------------------------------------------- state
+
+
+@struct.dataclass
+class Phase4State:
+    """One seed's Phase-4 state (leading axis K when vmapped)."""
+
+    agent: TD3State
+    buffer: buffers.EpisodeBufferState
+    env_state: MicroState        # [E]
+    ep_return: Array             # [E] float32 return of each env's running episode
+    ep_length: Array             # [E] int32
+    env_steps: Array             # [] int32 transitions collected so far
+    episodes: Array              # [] int32 finished episodes
+    key: Array                   # [2] uint32 raw key data (checkpointable)
+
+
+class Phase4(NamedTuple):
+    """Pure functions of Phase 4 (jit / vmap them on the host)."""
+
+    init: Callable[..., Phase4State]
+    run_chunk: Callable[[Phase4State, EnvParams, Phase4HParams], tuple[Phase4State, Metrics]]
+    evaluate: Callable[..., Metrics]
+    td3: TD3
+    spec: Phase4Spec
+    nets: Networks
+
+
+def _example_transition(n: int, g: int) -> buffers.Transition:
+    obs = CompactObs(jnp.zeros((), _I32), jnp.zeros((n,), _F32), jnp.zeros((g,), _F32))
+    z = jnp.zeros((), _F32)
+    f = jnp.zeros((), bool)
+    return buffers.Transition(obs, jnp.zeros((n,), _F32), z, z, obs, f, f, jnp.zeros((g,), _F32))
+
+
+def replay_batch(buf: buffers.EpisodeBufferState, key: PRNGKey, env_params: EnvParams,
+                 hp: Phase4HParams, batch_size: int) -> TD3Batch:
+    """Sample B transitions, HER-relabel a ``hp.her_ratio`` share with a future achieved goal of
+    the same episode (goal rewritten in obs and next_obs, goal reward recomputed with
+    ``envs.rewards.goal_reward``) and expand them into the TD3 batch the update consumes."""
+    sample_key, her_key = jax.random.split(key)
+    sampled = buffers.sample(buf, sample_key, batch_size)
+    s = env_params.num_sectors
+    rp = env_params.reward
+    tr = relabel(sampled.transition, her_key, future_goals=sampled.future_goal,
+                 goal_reward_fn=lambda achieved, goal: goal_reward(achieved[..., :s], goal, rp),
+                 set_goal_fn=set_compact_goal, her_ratio=hp.her_ratio)
+    return TD3Batch(expand_batch(tr.obs, env_params), tr.action, tr.total_reward,
+                    expand_batch(tr.next_obs, env_params), tr.terminated)
+
+
+# --------------------------------------------------------------------------- the factory
+
+
+def make_phase4(env: MicroEnv, nets: Networks, spec: Phase4Spec) -> Phase4:
+    """Build Phase 4's pure ``init``, ``run_chunk`` and ``evaluate``.
+
+    init(key, env_params, actor_params=None) -> Phase4State; ``actor_params`` (e.g. the
+      Phase-2 best actor) replaces the random actor and its target.
+    run_chunk(state, env_params, hp) -> (state, metrics [steps_per_chunk]).
+    evaluate(actor_params, env_params, key) -> validation metrics (deterministic actor).
+    """
+    td3 = _td3(nets, spec)
+    n, s = env.num_stocks, env.num_sectors
+    g = s + NUM_REGIMES
+    layout = env.layout
+    e_num = spec.num_envs
+
+    def init(key: PRNGKey, env_params: EnvParams, actor_params: Params | None = None
+             ) -> Phase4State:
+        agent_key, env_key, loop_key = jax.random.split(key, 3)
+        _, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(env_key, e_num), env_params)
+        example = expand_batch(jax.tree.map(lambda x: x[:1], compact_from_state(env_state)),
+                               env_params)
+        agent = td3.init(agent_key, example, jnp.full((1, n), 1.0 / n, _F32))
+        if actor_params is not None:  # Adam moments are zeros either way
+            agent = agent.replace(actor_params=actor_params, actor_target=actor_params)
+        buf = buffers.init(_example_transition(n, g), capacity_episodes=spec.capacity,
+                           max_len=env_params.max_steps_in_episode, num_heads=e_num)
+        return Phase4State(
+            agent=agent, buffer=buf, env_state=env_state,
+            ep_return=jnp.zeros((e_num,), _F32), ep_length=jnp.zeros((e_num,), _I32),
+            env_steps=jnp.zeros((), _I32), episodes=jnp.zeros((), _I32),
+            key=jax.random.key_data(loop_key),
+        )
+
+    def one_update(agent: TD3State, buf, key: PRNGKey, env_params: EnvParams,
+                   hp: Phase4HParams) -> tuple[TD3State, Metrics]:
+        batch_key, update_key = jax.random.split(key)
+        batch = replay_batch(buf, batch_key, env_params, hp, spec.batch_size)
+        return td3.update(agent, batch, update_key, hp.td3)
+
+    def env_step(state: Phase4State, key: PRNGKey, env_params: EnvParams, hp: Phase4HParams
+                 ) -> tuple[Phase4State, Metrics]:
+        act_key, step_key, update_key = jax.random.split(key, 3)
+        obs = compact_from_state(state.env_state)
+        action = td3.act(state.agent, expand_batch(obs, env_params), act_key, hp.td3, True)
+        _, env_state, reward, term, trunc, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(step_key, e_num), state.env_state, action, env_params)
+        r_goal = goal_reward(info["achieved_sector_weights"], info["goal"], env_params.reward)
+        next_obs = compact_from_flat(layout, info["final_observation"], obs.day + 1)
+        tr = buffers.Transition(
+            obs=obs, action=action, reward=(reward - r_goal).astype(_F32),
+            goal_reward=r_goal.astype(_F32), next_obs=next_obs, terminated=term,
+            truncated=trunc, achieved_goal=info["achieved_goal"].astype(_F32))
+        buf = buffers.add_step(state.buffer, tr)
+
+        def updates(agent: TD3State) -> tuple[TD3State, Metrics]:
+            def body(a, k):
+                return one_update(a, buf, k, env_params, hp)
+            agent, m = jax.lax.scan(body, agent, jax.random.split(update_key,
+                                                                  spec.updates_per_step))
+            return agent, jax.tree.map(jnp.mean, m)
+
+        def no_updates(agent: TD3State) -> tuple[TD3State, Metrics]:
+            _, m = jax.eval_shape(updates, agent)
+            return agent, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), m)
+
+        warm = buffers.num_transitions(buf) >= spec.warmup_transitions
+        agent, td3_metrics = jax.lax.cond(warm, updates, no_updates, state.agent)
+        done = term | trunc
+        ep_return = state.ep_return + reward
+        ep_length = state.ep_length + 1
+        finished = done.astype(_F32)
+        metrics = {
+            "reward": jnp.mean(reward),
+            "goal_alignment": jnp.mean(info["reward_components"]["goal"]),
+            "cost_frac": jnp.mean(info["cost_frac"]),
+            "turnover": jnp.mean(info["turnover"]),
+            "net_return": jnp.mean(info["net_return"]),
+            "episodes_done": jnp.sum(finished),
+            "episode_return_sum": jnp.sum(finished * ep_return),
+            "episode_length_sum": jnp.sum(finished * ep_length.astype(_F32)),
+            "updating": warm.astype(_F32),
+            **td3_metrics,
+        }
+        new = state.replace(
+            agent=agent, buffer=buf, env_state=env_state,
+            ep_return=jnp.where(done, 0.0, ep_return).astype(_F32),
+            ep_length=jnp.where(done, 0, ep_length).astype(_I32),
+            env_steps=state.env_steps + e_num,
+            episodes=state.episodes + jnp.sum(done).astype(_I32),
+        )
+        return new, metrics
+
+    def run_chunk(state: Phase4State, env_params: EnvParams, hp: Phase4HParams
+                  ) -> tuple[Phase4State, Metrics]:
+        key = jax.random.wrap_key_data(state.key)
+        next_key, chunk_key = jax.random.split(key)
+
+        def body(st, k):
+            return env_step(st, k, env_params, hp)
+
+        state, metrics = jax.lax.scan(body, state,
+                                      jax.random.split(chunk_key, spec.steps_per_chunk))
+        return state.replace(key=jax.random.key_data(next_key)), metrics
+
+    def evaluate(actor_params: Params, env_params: EnvParams, key: PRNGKey) -> Metrics:
+        """Deterministic actor vs equal weight on ``spec.eval_episodes`` episodes started at
+        evenly spaced days of [start_lo, start_hi]; goals from the env's goal source driven by
+        ``key`` (pass a key no training stream uses: held-out goals)."""
+        m = spec.eval_episodes
+        frac = jnp.linspace(0.0, 1.0, m, dtype=_F32)
+        span = (env_params.start_hi - env_params.start_lo).astype(_F32)
+        starts = env_params.start_lo + jnp.round(frac * span).astype(_I32)
+        length = env_params.max_steps_in_episode
+
+        def policy_weights(st: MicroState, p: EnvParams) -> Array:
+            inp = expand_batch(jax.tree.map(lambda x: x[None], compact_from_state(st)), p)
+            return actor_weights(nets, actor_params, inp)[0]
+
+        def equal_weight(st: MicroState, p: EnvParams) -> Array:
+            tradable = p.tradable[st.t].astype(_F32)
+            return tradable / jnp.maximum(jnp.sum(tradable), 1.0)
+
+        def episode(start: Array, ep_key: PRNGKey, policy) -> Metrics:
+            p = env_params.replace(start_lo=start, start_hi=start)
+            reset_key, steps_key = jax.random.split(ep_key)
+            _, st0 = env.reset(reset_key, p)
+
+            def body(carry, k):
+                st, alive = carry
+                _, st2, _, term, trunc, info = env.step(k, st, policy(st, p), p)
+                out = {"net_return": info["net_return"], "goal": info["reward_components"]["goal"],
+                       "cost_frac": info["cost_frac"], "turnover": info["turnover"],
+                       "alive": alive}
+                return (st2, alive & ~(term | trunc)), out
+
+            _, out = jax.lax.scan(body, (st0, jnp.ones((), bool)),
+                                  jax.random.split(steps_key, length))
+            return out
+
+        ep_keys = jax.random.split(key, m)
+        agent_out = jax.vmap(lambda st, k: episode(st, k, policy_weights))(starts, ep_keys)
+        ew_out = jax.vmap(lambda st, k: episode(st, k, equal_weight))(starts, ep_keys)
+        alive = agent_out["alive"].reshape(-1)
+        days = jnp.maximum(jnp.sum(alive.astype(_F32)), 1.0)
+
+        def mean(x: Array) -> Array:
+            return jnp.sum(jnp.where(alive, x.reshape(-1), 0.0)) / days
+
+        ew_alive = ew_out["alive"].reshape(-1)
+        return {
+            "val_sharpe": sharpe(agent_out["net_return"].reshape(-1), 252, mask=alive),
+            "val_equal_weight_sharpe": sharpe(ew_out["net_return"].reshape(-1), 252,
+                                              mask=ew_alive),
+            "val_goal_alignment": mean(agent_out["goal"]),
+            "val_equal_weight_goal_alignment": mean(ew_out["goal"]),
+            "val_cost_frac": mean(agent_out["cost_frac"]),
+            "val_turnover": mean(agent_out["turnover"]),
+            "val_mean_daily_return": mean(agent_out["net_return"]),
+            "val_days": jnp.sum(alive.astype(_I32)),
+        }
+
+    return Phase4(init, run_chunk, evaluate, td3, spec, nets)
+
+
+# --------------------------------------------------------------------------- frozen Macro
+
+
+def macro_goal_fn(net: NetworkConfig, num_sectors: int, sector_features: int
+                  ) -> Callable[[Params, Array], Array]:
+    """A MicroEnv 'policy' goal source: flat macro obs [D_M] (F_s = ``sector_features`` per
+    sector) -> Macro action [S+3] =
+    deterministic sector weights (Dirichlet mean) ⊕ regime probabilities, from MacroActor
+    params (the env projects the weights and one-hots the regime argmax)."""
+    actor = MacroActor(net)
+    layout = MacroObsLayout(num_sectors, sector_features)
+
+    def goal_fn(params: Params, obs: Array) -> Array:
+        inp = macro_inputs_from_views(layout.unflatten(obs))
+        pol = actor.apply(params, *inp)
+        return jnp.concatenate([pol.mean_weights, jax.nn.softmax(pol.regime_logits)])
+
+    return goal_fn
+
+
+# --------------------------------------------------------------------------- host side
+
+
+def stack_hparams(hp: Phase4HParams, count: int) -> Phase4HParams:
+    """The same hparams repeated on a leading [K] axis (one member per seed)."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (count, *jnp.shape(x))), hp)
+
+
+def phase4_keys(seed: int, count: int) -> tuple[Array, Array]:
+    """HOST ONLY: ([K] training keys, validation-goal key) from ``cfg.seed``. Member k is
+    fold_in(train root, k) whatever K is; validation goals come from a separate stream, so the
+    goals the agent is validated on are never the ones it trained on."""
+    train_root, eval_root = jax.random.split(jax.random.fold_in(jax.random.key(int(seed)), 4))
+    keys = jnp.stack([jax.random.fold_in(train_root, k) for k in range(int(count))])
+    return keys, eval_root
+
+
+@dataclass
+class Phase4Setup:
+    """Everything the Phase-4 host loop needs (HOST ONLY)."""
+
+    p4: Phase4
+    env: MicroEnv
+    train_params: EnvParams
+    val_params: EnvParams
+    hp: Phase4HParams
+    info: dict[str, Any]
+
+
+# HOST ONLY
+def split_bounds(meta: Any, cfg: Config, num_days: int) -> tuple[int, int]:
+    """(validation start, test start) day indices from ``cfg.data``."""
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    val = int(np.searchsorted(dates, np.datetime64(cfg.data.val_start, "D")))
+    test = int(np.searchsorted(dates, np.datetime64(cfg.data.test_start, "D")))
+    if not 0 < val < test <= num_days:
+        raise ValueError(f"data.val_start={cfg.data.val_start} / data.test_start="
+                         f"{cfg.data.test_start} leave no training or validation days")
+    return val, test
+
+
+# HOST ONLY
+def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
+                 macro_params: Params | None = None, spec: Phase4Spec | None = None
+                 ) -> Phase4Setup:
+    """Train / validation env params (goal source: the frozen Macro when ``macro_params`` is
+    given, else 'sampled'), the Phase-4 functions and hparams."""
+    val_start, test_start = split_bounds(meta, cfg, market.num_days)
+    n, s = market.num_stocks, market.num_sectors
+    f_s = int(feats.sector.shape[-1])
+    if macro_params is None:
+        env = MicroEnv(n, s, return_window=cfg.env.return_window, goal_source="sampled")
+    else:
+        env = MicroEnv(n, s, return_window=cfg.env.return_window, goal_source="policy",
+                       goal_fn=macro_goal_fn(cfg.networks, s, f_s))
+    train_params = MicroEnv.make_params(market, feats, cfg.env, split=(0, val_start - 1),
+                                        policy_params=macro_params)
+    val_params = MicroEnv.make_params(market, feats, cfg.env, split=(val_start, test_start - 1),
+                                      policy_params=macro_params)
+    spec = spec or Phase4Spec.from_config(cfg.train.td3)
+    p4 = make_phase4(env, make_networks(cfg.networks), spec)
+    dates = np.asarray(meta.dates)
+    info = {
+        "goal_source": "phase3_macro" if macro_params is not None else "sampled",
+        "train_span": [str(dates[0]), str(dates[val_start - 1])],
+        "val_span": [str(dates[val_start]), str(dates[test_start - 1])],
+        "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
+    }
+    return Phase4Setup(p4, env, train_params, val_params, Phase4HParams.from_config(
+        cfg.train.td3), info)
+
+
+# HOST ONLY
+def load_phase3_macro(run: Any, cfg: Config, market: Any, meta: Any, feats: Any
+                      ) -> tuple[Params | None, dict[str, Any]]:
+    """The Phase-3 best MacroActor params (frozen goal source), or None with the reason."""
+    if not (run.phase_dir(3) / "ckpt").is_dir():
+        return None, {"phase3": "no checkpoint: sampled goals"}
+    from hrl_sarp_jax.checkpointing import read_phase_summary, restore_best
+    from hrl_sarp_jax.errors import CheckpointError, ConfigError
+    from hrl_sarp_jax.training import rl_macro
+
+    summary = read_phase_summary(run, 3) or {}
+    seeds = int(summary.get("seeds", cfg.train.seeds))
+    try:
+        setup = rl_macro.setup_phase3(cfg, market, meta, feats)
+        init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
+        abstract = jax.eval_shape(init, rl_macro.phase3_keys(cfg.seed, seeds),
+                                  rl_macro.stack_hparams(setup.hp, seeds), setup.train_params,
+                                  rl_macro.cur.stage_starts(0, setup.windows))
+        state, _meta, step = restore_best(run, 3, abstract)
+    except (CheckpointError, ConfigError, ValueError) as exc:
+        return None, {"phase3": f"not restored ({exc}); sampled goals"}
+    per_seed = (summary.get("per_seed") or {}).get("val_sharpe")
+    k = int(np.nanargmax(np.asarray(per_seed, float))) if per_seed else 0
+    actor = {"params": jax.tree.map(lambda x: x[k], state.train.params["params"]["actor"])}
+    return actor, {"phase3": f"MacroActor of seed {k} from best step {step} (frozen)"}
+
+
+# HOST ONLY
+def load_phase2_actor(run: Any, cfg: Config, market: Any, meta: Any, feats: Any
+                      ) -> tuple[Params | None, dict[str, Any]]:
+    """The Phase-2 best MicroActor params (initial actor), or None with the reason."""
+    from hrl_sarp_jax.training import rl_macro
+
+    return rl_macro.load_phase2_micro(run, cfg, market, meta, feats)
+
+
+def _chunk_record(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Means over seeds and steps of [K, steps] metrics; episode returns over finished ones."""
+    rec: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if k in ("episodes_done", "episode_return_sum", "episode_length_sum"):
+            continue
+        if k in ("critic_loss", "actor_loss", "q_mean", "target_mean", "critic_grad_norm",
+                 "explore_noise"):
+            on = metrics["updating"] > 0
+            rec[k] = float(np.mean(v[on])) if on.any() else None
+        else:
+            rec[k] = float(np.mean(v))
+    n = float(np.sum(metrics["episodes_done"]))
+    rec["episodes_finished"] = int(n)
+    rec["episode_return"] = float(np.sum(metrics["episode_return_sum"]) / n) if n else None
+    return rec
+
+
+# HOST ONLY
+def run_phase4(
+    run: Any,
+    cfg: Config,
+    market: Any,
+    meta: Any,
+    feats: Any,
+    *,
+    seeds: int | None = None,
+    resume: bool = False,
+    total_env_steps: int | None = None,
+    eval_every_chunks: int | None = None,
+    chunk_limit: int | None = None,
+    spec: Phase4Spec | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train Phase 4 into ``run``, write ``phase4/summary.json`` and return the summary.
+
+    K = ``seeds`` (default ``cfg.train.seeds``) seeds in one vmapped program. The actor starts
+    from the Phase-2 best actor when Phase 2 has a checkpoint; the goal source is the Phase-3
+    best Macro actor (frozen) when Phase 3 has one, else 'sampled' (recorded in the summary).
+    Every ``eval_every_chunks`` chunks (default ``cfg.train.eval_interval``): a validation on
+    held-out goals, metrics lines and a checkpoint (latest-N + best by mean
+    ``val_goal_alignment``, see CHECKPOINT_METRIC). ``resume`` continues bit-exactly from the
+    latest checkpoint (the whole state: networks, optimisers, buffer, envs, keys).
+    ``chunk_limit`` stops after that many chunks in total (a simulated interruption).
+    """
+    from hrl_sarp_jax.checkpointing import PhaseCheckpointer, write_phase_summary
+    from hrl_sarp_jax.errors import CheckpointError, ConfigError
+
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    k = int(cfg.train.seeds if seeds is None else seeds)
+    if k < 1:
+        raise ConfigError(f"Phase 4 needs at least one seed (got {k})")
+    ck = PhaseCheckpointer(run, 4, keep_latest=cfg.train.keep_latest,
+                           best_metric=CHECKPOINT_METRIC)
+    try:
+        if ck.latest_step() is not None and not resume:
+            raise CheckpointError(
+                f"phase 4 of run {run.name} already has checkpoints (steps {ck.all_steps()}); "
+                f"pass --resume to continue it or use a new --run")
+        macro, macro_info = load_phase3_macro(run, cfg, market, meta, feats)
+        actor, actor_info = load_phase2_actor(run, cfg, market, meta, feats)
+        setup = setup_phase4(cfg, market, meta, feats, macro_params=macro, spec=spec)
+        p4, sp = setup.p4, setup.p4.spec
+        hp = stack_hparams(setup.hp, k)
+        train_keys, eval_key = phase4_keys(cfg.seed, k)
+        init = jax.jit(jax.vmap(p4.init, in_axes=(0, None, None)))
+        chunk = jax.jit(jax.vmap(p4.run_chunk, in_axes=(0, None, 0)))
+        evaluate = jax.jit(jax.vmap(p4.evaluate, in_axes=(0, None, None)))
+        state = init(train_keys, setup.train_params, actor)
+        resumed_from = None
+        if ck.latest_step() is not None:
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+            state, _saved, resumed_from = ck.restore(abstract, "latest")
+        t_c = time.perf_counter()
+        chunk = chunk.lower(state, setup.train_params, hp).compile()
+        compile_s = time.perf_counter() - t_c
+        budget = int(cfg.train.td3.total_env_steps if total_env_steps is None
+                     else total_env_steps)
+        per_chunk = sp.num_envs * sp.steps_per_chunk
+        total_chunks = max(1, math.ceil(budget / per_chunk))
+        limit = total_chunks if chunk_limit is None else min(total_chunks, int(chunk_limit))
+        every = max(1, int(cfg.train.eval_interval if eval_every_chunks is None
+                           else eval_every_chunks))
+        say(f"phase 4: {k} seed(s), {total_chunks} chunks of {per_chunk} env steps, goals "
+            f"{setup.info['goal_source']}, compiled in {compile_s:.1f}s")
+        done = int(np.max(np.asarray(state.env_steps))) // per_chunk
+        last_eval: dict[str, Any] | None = None
+        train_s = 0.0
+        while done < limit:
+            t_run = time.perf_counter()
+            state, metrics = chunk(state, setup.train_params, hp)
+            metrics = {m: np.asarray(v) for m, v in jax.device_get(metrics).items()}
+            train_s += time.perf_counter() - t_run
+            done += 1
+            env_steps = int(np.max(np.asarray(state.env_steps)))
+            run.log_metrics(4, env_steps, {"kind": "train", **_chunk_record(metrics)})
+            if done % every == 0 or done == limit:
+                ev = {m: np.asarray(v) for m, v in jax.device_get(
+                    evaluate(state.agent.actor_params, setup.val_params, eval_key)).items()}
+                last_eval = {m: float(np.mean(v)) for m, v in ev.items()}
+                last_eval["per_seed"] = {m: v.tolist() for m, v in ev.items()}
+                run.log_metrics(4, env_steps, {"kind": "eval", **{m: v for m, v in
+                                                                  last_eval.items()
+                                                                  if m != "per_seed"}})
+                ck.save(env_steps, state,
+                        metrics={m: v for m, v in last_eval.items() if m != "per_seed"},
+                        meta={"seeds": k, "chunks": done, **setup.info})
+                say(f"phase 4: {env_steps} env steps/seed, val goal alignment "
+                    f"{last_eval['val_goal_alignment']:.3f}, val Sharpe "
+                    f"{last_eval['val_sharpe']:.2f} (equal weight "
+                    f"{last_eval['val_equal_weight_sharpe']:.2f})")
+        ck.wait_until_finished()
+        best_step, latest_step = ck.best_step(), ck.latest_step()
+    finally:
+        ck.close()
+    if last_eval is None:  # resumed at the limit: evaluate the restored state
+        ev = {m: np.asarray(v) for m, v in jax.device_get(
+            evaluate(state.agent.actor_params, setup.val_params, eval_key)).items()}
+        last_eval = {m: float(np.mean(v)) for m, v in ev.items()}
+        last_eval["per_seed"] = {m: v.tolist() for m, v in ev.items()}
+    env_steps = int(np.max(np.asarray(state.env_steps)))
+    summary = {
+        **{m: v for m, v in last_eval.items() if m != "per_seed"},
+        "per_seed": last_eval["per_seed"],
+        "env_steps": int(np.sum(np.asarray(state.env_steps))),
+        "env_steps_per_seed": env_steps,
+        "updates_per_seed": int(np.max(np.asarray(state.agent.step))),
+        "episodes": int(np.sum(np.asarray(state.episodes))),
+        "seeds": k,
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "train_s": round(train_s, 3),
+        "compile_s": round(compile_s, 3),
+        "resumed_from_step": resumed_from,
+        "best_step": best_step,
+        "latest_step": latest_step,
+        "best_metric": CHECKPOINT_METRIC,
+        **macro_info, **actor_info, **setup.info,
+    }
+    write_phase_summary(run, 4, summary)
+    return summary
+
+
+# HOST ONLY
+def bench_phase4(
+    cfg: Config,
+    market: Any,
+    meta: Any,
+    feats: Any,
+    *,
+    seeds: Sequence[int] = (1, 8),
+    spec: Phase4Spec | None = None,
+    chunks: int = 2,
+) -> dict[str, Any]:
+    """Env-steps/s WITH learning (every chunk step updates: the buffer is warmed first) for 1
+    and K vmapped seeds, compile seconds, and the replay settings that go with the figures."""
+    base = spec or Phase4Spec.from_config(cfg.train.td3)
+    sp = Phase4Spec(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                       "warmup_transitions": 1})
+    setup = setup_phase4(cfg, market, meta, feats, spec=sp)
+    out: dict[str, Any] = {
+        "device": jax.devices()[0].device_kind, "num_stocks": market.num_stocks,
+        "num_sectors": market.num_sectors, "num_envs": sp.num_envs,
+        "steps_per_chunk": sp.steps_per_chunk, "updates_per_step": sp.updates_per_step,
+        "batch_size": sp.batch_size,
+        "replay_ratio": sp.updates_per_step * sp.batch_size / sp.num_envs,
+        "runs": [],
+    }
+    for k in seeds:
+        keys, _ = phase4_keys(cfg.seed, k)
+        hp = stack_hparams(setup.hp, k)
+        init = jax.jit(jax.vmap(setup.p4.init, in_axes=(0, None)))
+        state = init(keys, setup.train_params)
+        t0 = time.perf_counter()
+        chunk = jax.jit(jax.vmap(setup.p4.run_chunk, in_axes=(0, None, 0))).lower(
+            state, setup.train_params, hp).compile()
+        compile_s = time.perf_counter() - t0
+        state, _ = chunk(state, setup.train_params, hp)  # warm: fills the buffer a little
+        jax.block_until_ready(state)
+        t1 = time.perf_counter()
+        for _ in range(chunks):
+            state, m = chunk(state, setup.train_params, hp)
+        jax.block_until_ready(state)
+        dt = time.perf_counter() - t1
+        steps = k * chunks * sp.num_envs * sp.steps_per_chunk
+        out["runs"].append({
+            "seeds": k, "compile_s": round(compile_s, 2),
+            "env_steps_per_s": round(steps / dt, 1),
+            "updates_per_s": round(k * chunks * sp.steps_per_chunk * sp.updates_per_step / dt, 2),
+            "updating": float(np.mean(np.asarray(m["updating"]))),
+        })
+    return out
