@@ -222,7 +222,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_result(result) -> None:
     s = result.summary
-    print(f"phase {result.phase} done: {s.get('epochs')} epochs, {s.get('seeds')} seed(s), "
+    done = f"{s['epochs']} epochs" if "epochs" in s else f"{s.get('updates')} updates"
+    print(f"phase {result.phase} done: {done}, {s.get('seeds')} seed(s), "
           f"{s.get('wall_s')}s (compile {s.get('compile_s')}s)")
     width = max(len(label) for label, *_ in result.rows) if result.rows else 10
     print(f"  {'validation metric':<{width}}  {'value':>10}  baseline")

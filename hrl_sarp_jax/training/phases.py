@@ -32,6 +32,14 @@ PHASES: dict[int, PhaseSpec] = {
     2: PhaseSpec("Micro supervised pre-training", partial(run_pretrain_phase, 2)),
 }
 
+def _run_phase3(*args, **kwargs) -> PhaseResult:
+    from hrl_sarp_jax.training.rl_macro import run_phase3_entry  # heavy: imported on use
+
+    return run_phase3_entry(*args, **kwargs)
+
+
+PHASES[3] = PhaseSpec("Macro PPO with the Micro agent frozen", _run_phase3)
+
 _PLANNED = {3: "Macro PPO with the Micro agent frozen", 4: "Micro TD3+HER with the Macro agent "
             "frozen", 5: "joint fine-tuning"}
 
@@ -43,7 +51,7 @@ def get_phase(phase: str | int) -> tuple[int, PhaseSpec]:
         missing = [k for k in _PLANNED if k not in PHASES]
         raise PhaseNotAvailableError(
             f"--phase all is not implemented yet (phases {', '.join(map(str, missing))} are "
-            f"missing); run --phase 1 and --phase 2 one at a time")
+            f"missing); run the phases one at a time")
     if not text.isdigit() or int(text) not in {*PHASES, *_PLANNED}:
         raise PhaseNotAvailableError(
             f"unknown phase {phase!r}; choose one of {', '.join(ALL_PHASES)}")

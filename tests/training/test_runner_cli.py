@@ -83,7 +83,7 @@ def test_cli_train_inspect_and_errors(smoke_market, tmp_path, capsys):
     assert main([*args, "--resume"]) == 0
     assert "4 epochs" in capsys.readouterr().out
 
-    for phase in ("3", "all"):
+    for phase in ("4", "all"):
         assert main([*args[:2], phase, *args[3:]]) == 2
         err = capsys.readouterr().err
         assert "not implemented yet" in err and "Traceback" not in err
