@@ -168,8 +168,9 @@ def make_env_params(
 
     weekly: episode length counts calendar weeks (MacroEnv, default cfg.macro_episode_weeks)
     rather than days (MicroEnv / HierarchicalEnv, default cfg.micro_episode_days).
-    start: the episode start window (days); default [t_lo, the last start leaving a full
-    episode before t_hi] (clamped to t_lo when the split is shorter than one episode).
+    start: the episode start window (days); default [first usable day >= t_lo (a valid sector
+    and a tradable stock), the last start leaving a full episode before t_hi] (clamped to the
+    first usable day when the split is shorter than one episode).
     """
     t_total = market.num_days
     t_lo, t_hi = split if split is not None else (0, t_total - 1)
@@ -188,17 +189,25 @@ def make_env_params(
         raise ConfigError(f"episode length must be >= 1, got {steps}")
     week_end = np.asarray(market.week_end, bool)
     w_idx, w_before, max_week = week_arrays(week_end)
+    tradable = np.asarray(market.stock_mask, bool) & np.asarray(market.stock_valid, bool)[None]
     if start is None:
+        # Never start inside the features' warm-up: with no valid sector the Macro's Dirichlet
+        # has zero components (0/0 weights) and with no tradable stock there is nothing to hold.
+        usable = np.flatnonzero(np.asarray(feats.sector_mask, bool).any(1) & tradable.any(1))
+        usable = usable[(usable >= t_lo) & (usable <= t_hi)]
+        if usable.size == 0:
+            raise ConfigError(f"split ({t_lo}, {t_hi}) has no day with a valid sector and a "
+                              "tradable stock (the feature warm-up covers it); use a longer split")
+        lo = int(usable[0])
         if weekly:
             ends = np.flatnonzero(week_end[: t_hi + 1])
-            ends = ends[ends >= t_lo]
+            ends = ends[ends >= lo]
             last = ends.size - 1 - steps
-            start = (t_lo, int(ends[last]) if last >= 0 else t_lo)
+            start = (lo, int(ends[last]) if last >= 0 else lo)
         else:
-            start = (t_lo, max(t_lo, t_hi - steps))
+            start = (lo, max(lo, t_hi - steps))
     if weekly and not week_end[t_lo: t_hi].any():
         raise ConfigError(f"split ({t_lo}, {t_hi}) holds no week end before its last day")
-    tradable = np.asarray(market.stock_mask, bool) & np.asarray(market.stock_valid, bool)[None]
     adv = trailing_adv(np.asarray(market.close), np.asarray(market.volume), tradable,
                        cfg.cost.adv_window)
     f32 = lambda x: jnp.asarray(x, _F32)  # noqa: E731

@@ -573,16 +573,6 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
                                         policy_params=policy_params)
     val_params = MacroEnv.make_params(market, feats, cfg.env, split=(val_start, test_start - 1),
                                       policy_params=policy_params)
-    # Episodes must not start inside the features' warm-up, where no sector is valid: a
-    # Dirichlet over zero valid sectors samples 0/0 = NaN weights, which poison the portfolio,
-    # the rewards and the PPO update.
-    valid_days = np.flatnonzero(np.asarray(feats.sector_mask).any(axis=-1))
-    if valid_days.size == 0 or int(valid_days[0]) > int(train_params.start_hi):
-        raise ConfigError("phase 3: no training start day has a valid sector (the feature warm-up "
-                          "covers the whole training window); use a longer market or an earlier "
-                          "data.val_start")
-    first_valid = max(int(train_params.start_lo), int(valid_days[0]))
-    train_params = train_params.replace(start_lo=jnp.asarray(first_valid, _I32))
     regime, source = cur.regime_for_curriculum(np.asarray(market.latent_regime),
                                                np.asarray(feats.regime_rule))
     windows, cinfo = cur.build_stage_windows(
