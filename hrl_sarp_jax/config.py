@@ -231,6 +231,20 @@ class TD3Config:
 
 
 @dataclass(frozen=True)
+class JointConfig:
+    """Phase 5: alternating fine-tuning of both agents (per round: Macro PPO updates with the
+    current Micro as allocator, then Micro TD3+HER with the current Macro setting goals)."""
+
+    rounds: int = 4
+    macro_env_steps: int = 8_192
+    """Macro (weekly) env steps per seed per round."""
+    micro_env_steps: int = 16_384
+    """Micro (daily) env steps per seed per round."""
+    lr_scale: float = 0.1
+    """Every learning rate of Phases 3-4 times this (the original's intended 0.1)."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     seeds: int = 1
     macro_pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -239,6 +253,7 @@ class TrainConfig:
     )
     ppo: PPOConfig = field(default_factory=PPOConfig)
     td3: TD3Config = field(default_factory=TD3Config)
+    joint: JointConfig = field(default_factory=JointConfig)
     eval_interval: int = 10
     keep_latest: int = 3
 
@@ -393,3 +408,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 def config_from_dict(data: dict) -> Config:
     """Rebuild a Config from ``to_dict`` output (e.g. a run folder's config.yaml)."""
     return _from_dict(Config, data, "")
+
+
+def load_config_sections(
+    path: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+    sections: tuple[str, ...] = (),
+) -> tuple[Config, dict[str, Any]]:
+    """``load_config`` for presets that carry extra top-level sections (e.g. ``sweep:``).
+
+    The preset is resolved (``base:`` chain), the ``key=value`` overrides are applied (so
+    ``sweep.seeds=3`` works too), then each top-level key named in ``sections`` is taken out
+    and returned raw in a dict (absent sections are left out); the rest must be a valid Config.
+    """
+    data = _read_yaml(Path(path)) if path is not None else {}
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    extra = {name: data.pop(name) for name in sections if name in data}
+    return _from_dict(Config, data, ""), extra

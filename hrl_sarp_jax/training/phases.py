@@ -2,8 +2,8 @@
 
 # HOST ONLY (not jittable)
 Each entry is ``PhaseSpec(name, run)`` with ``run(cfg, market, meta, feats, run, *, resume,
-epoch_limit, progress) -> PhaseResult``. Phases 3-5 (PPO, TD3+HER, joint fine-tuning) register
-here when they exist; until then ``get_phase`` says so in one line.
+epoch_limit, progress) -> PhaseResult`` (``epoch_limit``: epochs for 1-2, updates for 3, chunks
+for 4, rounds for 5 -- a simulated interruption in tests).
 """
 
 from __future__ import annotations
@@ -38,26 +38,36 @@ def _run_phase3(*args, **kwargs) -> PhaseResult:
     return run_phase3_entry(*args, **kwargs)
 
 
-PHASES[3] = PhaseSpec("Macro PPO with the Micro agent frozen", _run_phase3)
+def _run_phase4(*args, **kwargs) -> PhaseResult:
+    from hrl_sarp_jax.training.rl_micro import run_phase4_entry
 
-_PLANNED = {3: "Macro PPO with the Micro agent frozen", 4: "Micro TD3+HER with the Macro agent "
-            "frozen", 5: "joint fine-tuning"}
+    return run_phase4_entry(*args, **kwargs)
+
+
+def _run_phase5(*args, **kwargs) -> PhaseResult:
+    from hrl_sarp_jax.training.joint import run_phase5_entry
+
+    return run_phase5_entry(*args, **kwargs)
+
+
+PHASES[3] = PhaseSpec("Macro PPO with the Micro agent frozen", _run_phase3)
+PHASES[4] = PhaseSpec("Micro TD3+HER with the Macro agent frozen", _run_phase4)
+PHASES[5] = PhaseSpec("alternating joint fine-tuning of both agents", _run_phase5)
+
+
+def get_phases(phase: str | int) -> list[tuple[int, PhaseSpec]]:
+    """[(number, spec)] to run for ``phase`` ('1'..'5', or 'all' = 1..5 in order)."""
+    text = str(phase)
+    if text == "all":
+        return [(k, PHASES[k]) for k in sorted(PHASES)]
+    if not text.isdigit() or int(text) not in PHASES:
+        raise PhaseNotAvailableError(
+            f"unknown phase {phase!r}; choose one of {', '.join(ALL_PHASES)}")
+    return [(int(text), PHASES[int(text)])]
 
 
 def get_phase(phase: str | int) -> tuple[int, PhaseSpec]:
-    """(number, spec) for ``phase`` ('1'..'5' or 'all'); PhaseNotAvailableError if not built yet."""
-    text = str(phase)
-    if text == "all":
-        missing = [k for k in _PLANNED if k not in PHASES]
-        raise PhaseNotAvailableError(
-            f"--phase all is not implemented yet (phases {', '.join(map(str, missing))} are "
-            f"missing); run the phases one at a time")
-    if not text.isdigit() or int(text) not in {*PHASES, *_PLANNED}:
-        raise PhaseNotAvailableError(
-            f"unknown phase {phase!r}; choose one of {', '.join(ALL_PHASES)}")
-    k = int(text)
-    if k not in PHASES:
-        raise PhaseNotAvailableError(
-            f"phase {k} ({_PLANNED[k]}) is not implemented yet; available phases: "
-            f"{', '.join(str(p) for p in sorted(PHASES))}")
-    return k, PHASES[k]
+    """(number, spec) of one phase ('1'..'5'); 'all' is ``get_phases``'s job."""
+    if str(phase) == "all":
+        raise PhaseNotAvailableError("--phase all runs several phases: use get_phases")
+    return get_phases(phase)[0]

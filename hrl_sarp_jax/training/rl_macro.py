@@ -758,6 +758,8 @@ def run_phase3(
     rule: cur.CurriculumRule = cur.DEFAULT_RULE,
     total_env_steps: int | None = None,
     log: Callable[[str], None] | None = None,
+    hparams: PPOHParams | None = None,
+    member_keys: jax.Array | None = None,
 ) -> dict[str, Any]:
     """Train Phase 3 into ``run``, write ``phase3/summary.json`` and return the summary.
 
@@ -770,12 +772,21 @@ def run_phase3(
     from the latest checkpoint (the whole state, keys included, and the curriculum position are
     saved). ``update_limit`` stops after that many updates in total (a simulated interruption;
     the learning-rate schedule still spans the full budget).
+
+    ``hparams`` (leaves [K], e.g. a sweep's settings × seeds) replaces K copies of
+    ``cfg.train.ppo``; ``member_keys`` [K] replaces ``phase3_keys(cfg.seed, K)`` (a sweep gives
+    every setting the same seed keys). A resume must pass the same ones.
     """
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     k = int(cfg.train.seeds if seeds is None else seeds)
     if k < 1:
         raise ConfigError(f"Phase 3 needs at least one seed (got {k})")
+    for what, tree in (("hparams", hparams), ("member_keys", member_keys)):
+        leads = {tuple(jnp.shape(x)[:1]) for x in jax.tree.leaves(tree)}
+        if tree is not None and leads != {(k,)}:
+            raise ConfigError(f"run_phase3: {what} must have a leading axis of {k} members "
+                              f"(one per seed), got leading shapes {sorted(leads)}")
     ck = PhaseCheckpointer(run, PHASE, keep_latest=cfg.train.keep_latest, best_metric=BEST_METRIC)
     try:
         if ck.latest_step() is not None and not resume:
@@ -786,7 +797,8 @@ def run_phase3(
         setup = setup_phase3(cfg, market, meta, feats, micro_params=micro, rule=rule,
                              total_env_steps=total_env_steps)
         spec = setup.p3.spec
-        hp = stack_hparams(setup.hp, k)
+        hp = stack_hparams(setup.hp, k) if hparams is None else jax.tree.map(
+            lambda x: jnp.asarray(x, _F32), hparams)
         init, chunk, evaluate, compile_s = compile_programs(setup, k)
         say(f"phase 3: {k} seed(s), {spec.total_updates} updates of {spec.steps_per_update} "
             f"env steps, allocator {setup.info['allocator']}, compiled in {compile_s:.1f}s")
@@ -795,8 +807,8 @@ def run_phase3(
         stage_updates = 0
         history: list[list[int]] = [[0, stage]]
         start_info: dict[str, Any] = dict(micro_info)
-        state = init(phase3_keys(cfg.seed, k), hp, setup.train_params,
-                     cur.stage_starts(stage, setup.windows))
+        state = init(phase3_keys(cfg.seed, k) if member_keys is None else member_keys, hp,
+                     setup.train_params, cur.stage_starts(stage, setup.windows))
         resumed_from = None
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)

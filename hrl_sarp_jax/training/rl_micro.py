@@ -754,3 +754,23 @@ def bench_phase4(
             "updating": float(np.mean(np.asarray(m["updating"]))),
         })
     return out
+
+
+# HOST ONLY
+def run_phase4_entry(cfg: Config, market: Any, meta: Any, feats: Any, run: Any, *,
+                     resume: bool = False, epoch_limit: int | None = None,
+                     progress: bool = True) -> Any:
+    """``run_phase4`` with the phase registry's signature (``epoch_limit`` = chunk limit)."""
+    import sys
+
+    from hrl_sarp_jax.training.runner import PhaseResult
+
+    say = (lambda msg: print(msg, file=sys.stderr)) if progress else None
+    s = run_phase4(run, cfg, market, meta, feats, resume=resume, chunk_limit=epoch_limit,
+                   log=say)
+    rows = [("goal alignment (held-out goals)", float(s["val_goal_alignment"]),
+             "val_equal_weight_goal_alignment", float(s["val_equal_weight_goal_alignment"])),
+            ("validation Sharpe (daily, annualised)", float(s["val_sharpe"]),
+             "val_equal_weight_sharpe", float(s["val_equal_weight_sharpe"])),
+            ("cost per day (fraction of value)", float(s["val_cost_frac"]), None, None)]
+    return PhaseResult(4, s, run.phase_dir(4) / "summary.json", rows)

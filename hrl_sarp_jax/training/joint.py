@@ -1,0 +1,468 @@
+"""Phase 5: alternating joint fine-tuning of the Macro (PPO) and Micro (TD3+HER) agents.
+
+# HOST ONLY (the compiled programs are Phase 3's and Phase 4's own chunk functions)
+Both agents act on one accounting (``envs.common``): MacroEnv runs the *current* Micro actor
+daily inside each week as its allocator, and MicroEnv takes its weekly goals from the *current*
+Macro actor. Each round, per seed k (K seeds vmapped, seed k's Macro paired with seed k's
+Micro through per-seed ``EnvParams.policy_params``):
+
+  1. Macro block: PPO updates of Macro_k in MacroEnv with Micro_k frozen as the allocator;
+  2. Micro block: TD3+HER updates of Micro_k in MicroEnv with Macro_k (just updated) setting
+     goals;
+  3. validation: the hierarchy (Macro_k + Micro_k) on the validation window, deterministic,
+     against the equal-weight allocation on the same episodes; a checkpoint of both states
+     (latest-N + best by mean ``val_sharpe``).
+
+Learning rates are Phases 3-4's times ``train.joint.lr_scale`` (0.1, the original's intended
+value), with a fresh warmup + cosine PPO schedule over Phase 5's updates (Phase 3's schedule
+ended at its floor). Both agents start from their phase's best checkpoint; the Micro replay
+buffer, env states and keys carry over from Phase 4. Episode starts use the whole training
+window (the curriculum's 'mixed' stage). ``--resume`` continues bit-exactly from the latest round.
+
+The original's Phase 5 was a stub; its unused implementation could never reach a Macro step
+(reference §5.7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hrl_sarp_jax.checkpointing import PhaseCheckpointer, read_phase_summary, write_phase_summary
+from hrl_sarp_jax.config import Config
+from hrl_sarp_jax.data.loader import MarketArrays, MarketMeta
+from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.errors import CheckpointError, ConfigError
+from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training import rl_macro, rl_micro
+from hrl_sarp_jax.types import Params, PyTree
+
+PHASE = 5
+BEST_METRIC = "val_sharpe"
+JOINT_STAGE = cur.STAGE_NAMES.index("mixed")
+"""Episodes start at any week end of the training window (the original forced its 'hard'
+stage here; fine-tuning on crash windows only would bias both agents toward them)."""
+_I32 = jnp.int32
+
+
+# --------------------------------------------------------------------------- per-seed params
+
+
+def seed_axes(params: EnvParams) -> EnvParams:
+    """``in_axes`` for EnvParams whose ``policy_params`` carry a leading seed axis [K] (the
+    market arrays are shared, not copied K times)."""
+    axes = jax.tree.map(lambda _: None, params)
+    return axes.replace(policy_params=jax.tree.map(lambda _: 0, params.policy_params))
+
+
+def with_policy(params: EnvParams, policy_params: PyTree) -> EnvParams:
+    return params.replace(policy_params=policy_params)
+
+
+def micro_policy_params(micro_actor: Params, stock_sector: np.ndarray, k: int) -> PyTree:
+    """MacroEnv allocator params for K seeds: ``{"actor": [K] MicroActor, "stock_sector":
+    [K, N]}``."""
+    sector = jnp.broadcast_to(jnp.asarray(stock_sector, _I32), (k, len(stock_sector)))
+    return {"actor": micro_actor, "stock_sector": sector}
+
+
+def macro_actor_of(state3: rl_macro.Phase3State) -> Params:
+    """The MacroActor half of (stacked) MacroActorCritic params."""
+    return {"params": state3.train.params["params"]["actor"]}
+
+
+def _first(tree: PyTree) -> PyTree:
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def _take(tree: PyTree, index: np.ndarray) -> PyTree:
+    return jax.tree.map(lambda x: jnp.asarray(x)[index], tree)
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclasses.dataclass
+class Phase5Setup:
+    """Programs, env params and hparams of Phase 5 (HOST ONLY)."""
+
+    s3: rl_macro.Phase3Setup
+    s4: rl_micro.Phase4Setup
+    seeds: int
+    macro_chunks_per_round: int
+    micro_chunks_per_round: int
+    rounds: int
+    hp3: Any
+    hp4: Any
+    programs: dict[str, Callable]
+    starts: cur.StartSet
+
+
+def _check_joint(cfg: Config) -> None:
+    j = cfg.train.joint
+    for name in ("rounds", "macro_env_steps", "micro_env_steps"):
+        if int(getattr(j, name)) < 1:
+            raise ConfigError(f"config key 'train.joint.{name}' must be >= 1 "
+                              f"(got {getattr(j, name)})")
+    if not 0.0 < float(j.lr_scale) <= 10.0:
+        raise ConfigError(f"config key 'train.joint.lr_scale' must be in (0, 10] "
+                          f"(got {j.lr_scale})")
+
+
+def _scaled_hparams(cfg: Config, s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup, k: int):
+    scale = jnp.float32(cfg.train.joint.lr_scale)
+    hp3 = rl_macro.stack_hparams(s3.hp.replace(lr=s3.hp.lr * scale), k)
+    td3 = s4.hp.td3.replace(actor_lr=s4.hp.td3.actor_lr * scale,
+                            critic_lr=s4.hp.td3.critic_lr * scale)
+    hp4 = rl_micro.stack_hparams(s4.hp.replace(td3=td3), k)
+    return hp3, hp4
+
+
+def setup_phase5(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+                 example_micro: Params, example_macro: Params, seeds: int) -> Phase5Setup:
+    """Build Phase 5's programs. ``example_*``: one seed's actor params (shapes only matter)."""
+    _check_joint(cfg)
+    j, k = cfg.train.joint, int(seeds)
+    ppo = cfg.train.ppo
+    macro_updates = max(1, math.ceil(j.macro_env_steps / ppo.rollout_steps))
+    cfg3 = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                              eval_interval=macro_updates))
+    s3 = rl_macro.setup_phase3(cfg3, market, meta, feats, micro_params=example_micro,
+                               total_env_steps=macro_updates * ppo.rollout_steps * j.rounds)
+    s4 = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=example_macro)
+    sp4 = s4.p4.spec
+    micro_chunks = max(1, math.ceil(j.micro_env_steps / (sp4.num_envs * sp4.steps_per_chunk)))
+    hp3, hp4 = _scaled_hparams(cfg, s3, s4, k)
+    starts = cur.stage_starts(JOINT_STAGE, s3.windows)
+    return Phase5Setup(s3, s4, k, 1, micro_chunks, int(j.rounds), hp3, hp4,
+                       _programs(s3, s4), starts)
+
+
+def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, Callable]:
+    """Phase 3's and Phase 4's pure functions vmapped over seeds, env params mapped on
+    ``policy_params`` only (jit caches one executable per shape)."""
+    p3, p4 = s3.p3, s4.p4
+    ax3, ax4 = seed_axes(s3.train_params), seed_axes(s4.train_params)
+
+    def init3(keys, hp, env_params, starts):
+        def one(args):
+            key, h, pp = args
+            return p3.init(key, h, with_policy(env_params, pp), starts)
+        return jax.lax.map(one, (keys, hp, env_params.policy_params))
+
+    return {
+        "init3": jax.jit(init3),
+        "chunk3": jax.jit(jax.vmap(p3.run_chunk, in_axes=(0, ax3, 0, None))),
+        "eval3": jax.jit(jax.vmap(p3.evaluate, in_axes=(0, ax3, None, None))),
+        "init4": jax.jit(jax.vmap(p4.init, in_axes=(0, ax4))),
+        "chunk4": jax.jit(jax.vmap(p4.run_chunk, in_axes=(0, ax4, 0))),
+        "eval4": jax.jit(jax.vmap(p4.evaluate, in_axes=(0, ax4, None))),
+    }
+
+
+# --------------------------------------------------------------------------- restoring
+
+
+def _abstract(tree: PyTree) -> PyTree:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+def restore_phase3_state(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                         feats: FeatureSet) -> tuple[rl_macro.Phase3State, dict[str, Any]]:
+    """Phase 3's best state (all its seeds) or a CheckpointError saying to train Phase 3."""
+    if not (run.phase_dir(3) / "ckpt").is_dir():
+        raise CheckpointError(f"phase 5 needs phase 3 of run {run.name}: run `hrl-sarp train "
+                              f"--phase 3 --run {run.name}` first")
+    summary = read_phase_summary(run, 3) or {}
+    k3 = int(summary.get("seeds", cfg.train.seeds))
+    s3 = rl_macro.setup_phase3(cfg, market, meta, feats)
+    init = jax.vmap(s3.p3.init, in_axes=(0, 0, None, None))
+    abstract = jax.eval_shape(init, rl_macro.phase3_keys(cfg.seed, k3),
+                              rl_macro.stack_hparams(s3.hp, k3), s3.train_params,
+                              cur.stage_starts(0, s3.windows))
+    with PhaseCheckpointer(run, 3, read_only=True) as ck:
+        state, _meta, step = ck.restore(abstract, "best")
+    return state, {"phase3": f"best step {step} ({k3} seed(s))"}
+
+
+def restore_phase4_state(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                         feats: FeatureSet, example_macro: Params
+                         ) -> tuple[rl_micro.Phase4State, dict[str, Any]]:
+    """Phase 4's best state (all its seeds: actor, critics, optimisers, replay buffer)."""
+    if not (run.phase_dir(4) / "ckpt").is_dir():
+        raise CheckpointError(f"phase 5 needs phase 4 of run {run.name}: run `hrl-sarp train "
+                              f"--phase 4 --run {run.name}` first")
+    summary = read_phase_summary(run, 4) or {}
+    k4 = int(summary.get("seeds", cfg.train.seeds))
+    s4 = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=example_macro)
+    keys, _ = rl_micro.phase4_keys(cfg.seed, k4)
+    abstract = jax.eval_shape(jax.vmap(s4.p4.init, in_axes=(0, None)), keys, s4.train_params)
+    with PhaseCheckpointer(run, 4, read_only=True) as ck:
+        state, _meta, step = ck.restore(abstract, "best")
+    return state, {"phase4": f"best step {step} ({k4} seed(s))"}
+
+
+def _pair(state: PyTree, have: int, k: int) -> tuple[PyTree, str]:
+    """State with K members: member k is saved member k mod ``have``."""
+    if have == k:
+        return state, "seed k from seed k"
+    return _take(state, np.arange(k) % have), f"seed k from seed k mod {have}"
+
+
+def fresh_ppo_optimizer(state3: rl_macro.Phase3State, template: rl_macro.Phase3State
+                        ) -> rl_macro.Phase3State:
+    """``state3`` (Phase 3's) with Phase 5's optimiser (``template.train.tx``: a new warmup +
+    cosine schedule) and zeroed counters; the injected lr / clip norm from ``template``."""
+    ts = template.train
+    params = state3.train.params
+    opt = jax.vmap(ts.tx.init)(params)
+    opt = rl_macro._copy_injected(ts.opt_state, opt)
+    train = ts.replace(params=params, opt_state=opt, step=jnp.zeros_like(ts.step))
+    return state3.replace(train=train, update=jnp.zeros_like(state3.update),
+                          env_steps=jnp.zeros_like(state3.env_steps))
+
+
+# --------------------------------------------------------------------------- host loop
+
+
+def _initial_states(setup: Phase5Setup, cfg: Config, state3_saved, state4_saved):
+    """Phase 5's starting (macro, micro) states from the saved Phase 3 / 4 states."""
+    k, pr = setup.seeds, setup.programs
+    micro_pp = micro_policy_params(state4_saved.agent.actor_params,
+                                   np.asarray(setup.s3.train_params.stock_sector), k)
+    train3 = with_policy(setup.s3.train_params, micro_pp)
+    template = pr["init3"](rl_macro.phase3_keys(cfg.seed + 5, k), setup.hp3, train3,
+                           setup.starts)
+    state3 = fresh_ppo_optimizer(state3_saved, template)
+    state3 = state3.replace(env=template.env, obs=template.obs, ep_return=template.ep_return,
+                            ep_length=template.ep_length, key=template.key)
+    state4 = state4_saved.replace(env_steps=jnp.zeros_like(state4_saved.env_steps))
+    return state3, state4
+
+
+def _compile(setup: Phase5Setup, state3, state4) -> float:
+    """Compile the four programs ahead of time (replacing the jitted ones in ``setup``);
+    returns the seconds spent."""
+    pr, k = setup.programs, setup.seeds
+    t0 = time.perf_counter()
+    sector = np.asarray(setup.s3.train_params.stock_sector)
+    pp3 = micro_policy_params(state4.agent.actor_params, sector, k)
+    pp4 = macro_actor_of(state3)
+    pr["chunk3"] = pr["chunk3"].lower(state3, with_policy(setup.s3.train_params, pp3),
+                                      setup.hp3, setup.starts).compile()
+    pr["eval3"] = pr["eval3"].lower(state3.train.params, with_policy(setup.s3.val_params, pp3),
+                                    setup.s3.eval_days, jax.random.key(0)).compile()
+    pr["chunk4"] = pr["chunk4"].lower(state4, with_policy(setup.s4.train_params, pp4),
+                                      setup.hp4).compile()
+    pr["eval4"] = pr["eval4"].lower(state4.agent.actor_params,
+                                    with_policy(setup.s4.val_params, pp4),
+                                    jax.random.key(0)).compile()
+    return time.perf_counter() - t0
+
+
+def _round(setup: Phase5Setup, state3, state4):
+    """One round: the Macro block (with the current Micro), then the Micro block (with the
+    just-updated Macro). Returns the new states and the metrics of both blocks."""
+    pr, k = setup.programs, setup.seeds
+    micro_pp = micro_policy_params(state4.agent.actor_params,
+                                   np.asarray(setup.s3.train_params.stock_sector), k)
+    train3 = with_policy(setup.s3.train_params, micro_pp)
+    m3 = []
+    for _ in range(setup.macro_chunks_per_round):
+        state3, m = pr["chunk3"](state3, train3, setup.hp3, setup.starts)
+        m3.append(jax.device_get(m))
+    train4 = with_policy(setup.s4.train_params, macro_actor_of(state3))
+    m4 = []
+    for _ in range(setup.micro_chunks_per_round):
+        state4, m = pr["chunk4"](state4, train4, setup.hp4)
+        m4.append(jax.device_get(m))
+    return state3, state4, m3, m4
+
+
+def _validate(setup: Phase5Setup, state3, state4, key) -> dict[str, np.ndarray]:
+    pr, k = setup.programs, setup.seeds
+    micro_pp = micro_policy_params(state4.agent.actor_params,
+                                   np.asarray(setup.s3.val_params.stock_sector), k)
+    ev3 = pr["eval3"](state3.train.params, with_policy(setup.s3.val_params, micro_pp),
+                      setup.s3.eval_days, key)
+    ev4 = pr["eval4"](state4.agent.actor_params,
+                      with_policy(setup.s4.val_params, macro_actor_of(state3)), key)
+    ev3 = {m: np.asarray(v) for m, v in jax.device_get(ev3).items()}
+    ev4 = {m: np.asarray(v) for m, v in jax.device_get(ev4).items()}
+    return {
+        "val_sharpe": ev3["val_sharpe"], "val_sharpe_std": ev3["val_sharpe_std"],
+        "val_equal_weight_sharpe": ev3["val_equal_weight_sharpe"],
+        "val_return": ev3["val_return"], "val_equal_weight_return": ev3["val_equal_weight_return"],
+        "val_max_drawdown": ev3["val_max_drawdown"],
+        "val_regime_accuracy": ev3["val_regime_accuracy"],
+        "val_goal_alignment": ev4["val_goal_alignment"],
+        "val_daily_sharpe": ev4["val_sharpe"],
+        "val_daily_equal_weight_sharpe": ev4["val_equal_weight_sharpe"],
+        "val_cost_frac": ev4["val_cost_frac"],
+    }
+
+
+def _block_record(metrics: list[dict], prefix: str) -> dict[str, float]:
+    rec: dict[str, float] = {}
+    for name in ("reward", "net_return", "cost_frac", "turnover", "policy_loss", "value_loss",
+                 "entropy", "critic_loss", "actor_loss", "goal_alignment"):
+        vals = [np.asarray(m[name]) for m in metrics if name in m]
+        if vals:
+            rec[f"{prefix}{name}"] = float(np.mean(np.concatenate([v.ravel() for v in vals])))
+    return rec
+
+
+def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+               *, seeds: int | None = None, resume: bool = False, round_limit: int | None = None,
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train Phase 5 into ``run``, write ``phase5/summary.json`` and return the summary.
+
+    ``round_limit`` stops after that many rounds in total (a simulated interruption)."""
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    k = int(cfg.train.seeds if seeds is None else seeds)
+    if k < 1:
+        raise ConfigError(f"Phase 5 needs at least one seed (got {k})")
+    ck = PhaseCheckpointer(run, PHASE, keep_latest=cfg.train.keep_latest, best_metric=BEST_METRIC)
+    try:
+        if ck.latest_step() is not None and not resume:
+            raise CheckpointError(
+                f"phase 5 of run {run.name} already has checkpoints (steps {ck.all_steps()}); "
+                f"pass --resume to continue it or use a new --run")
+        saved3, info3 = restore_phase3_state(run, cfg, market, meta, feats)
+        k3 = int(jax.tree.leaves(saved3)[0].shape[0])
+        example_macro = _first(macro_actor_of(saved3))
+        saved4, info4 = restore_phase4_state(run, cfg, market, meta, feats, example_macro)
+        k4 = int(jax.tree.leaves(saved4)[0].shape[0])
+        saved3, how3 = _pair(saved3, k3, k)
+        saved4, how4 = _pair(saved4, k4, k)
+        setup = setup_phase5(cfg, market, meta, feats, _first(saved4.agent.actor_params),
+                             example_macro, k)
+        state3, state4 = _initial_states(setup, cfg, saved3, saved4)
+        del saved3, saved4
+        done = 0
+        resumed_from = None
+        if ck.latest_step() is not None:
+            abstract = _abstract({"macro": state3, "micro": state4})
+            both, saved, resumed_from = ck.restore(abstract, "latest")
+            state3, state4 = both["macro"], both["micro"]
+            done = int(saved.get("user", {}).get("round", resumed_from))
+            say(f"phase 5: resumed after round {done}")
+        compile_s = _compile(setup, state3, state4)
+        limit = setup.rounds if round_limit is None else min(setup.rounds, int(round_limit))
+        sp3, sp4 = setup.s3.p3.spec, setup.s4.p4.spec
+        macro_steps = setup.macro_chunks_per_round * sp3.updates_per_chunk * sp3.steps_per_update
+        micro_steps = setup.micro_chunks_per_round * sp4.num_envs * sp4.steps_per_chunk
+        say(f"phase 5: {k} seed(s), {setup.rounds} rounds of {macro_steps} Macro (weekly) + "
+            f"{micro_steps} Micro (daily) env steps per seed, lr x {cfg.train.joint.lr_scale}, "
+            f"compiled in {compile_s:.1f}s")
+        eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
+        last: dict[str, np.ndarray] | None = None
+        first_call_s = None
+        while done < limit:
+            t_r = time.perf_counter()
+            state3, state4, m3, m4 = _round(setup, state3, state4)
+            done += 1
+            last = _validate(setup, state3, state4, eval_key)
+            if first_call_s is None:
+                first_call_s = time.perf_counter() - t_r
+            means = {m: float(np.mean(v)) for m, v in last.items()}
+            run.log_metrics(PHASE, done, {**_block_record(m3, "macro_"),
+                                          **_block_record(m4, "micro_"), **means,
+                                          "val_sharpe_per_seed": last["val_sharpe"].tolist(),
+                                          "eval": True})
+            ck.save(done, {"macro": state3, "micro": state4},
+                    metrics={BEST_METRIC: means["val_sharpe"],
+                             "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
+                             "val_goal_alignment": means["val_goal_alignment"]},
+                    meta={"round": done, "seeds": k})
+            say(f"phase 5: round {done}/{setup.rounds} val_sharpe {means['val_sharpe']:.3f} "
+                f"(equal weight {means['val_equal_weight_sharpe']:.3f}), goal alignment "
+                f"{means['val_goal_alignment']:.3f}")
+        ck.wait_until_finished()
+        best_step, latest_step = ck.best_step(), ck.latest_step()
+    finally:
+        ck.close()
+    if last is None:
+        last = _validate(setup, state3, state4, eval_key)
+    means = {m: float(np.mean(v)) for m, v in last.items()}
+    env3 = int(np.sum(np.asarray(state3.env_steps)))
+    env4 = int(np.sum(np.asarray(state4.env_steps)))
+    summary = {
+        **means,
+        "per_seed": {m: v.tolist() for m, v in last.items()},
+        "env_steps": env3 + env4,
+        "macro_env_steps": env3,
+        "micro_env_steps": env4,
+        "rounds": done,
+        "seeds": k,
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "compile_s": round(compile_s, 3),
+        "first_round_s": None if first_call_s is None else round(first_call_s, 3),
+        "lr_scale": float(cfg.train.joint.lr_scale),
+        "best_step": best_step,
+        "latest_step": latest_step,
+        "resumed_from_step": resumed_from,
+        "best_metric": BEST_METRIC,
+        "pairing": {"phase3": how3, "phase4": how4},
+        **info3, **info4,
+        "val_span": setup.s3.info["val_span"],
+    }
+    write_phase_summary(run, PHASE, summary)
+    return summary
+
+
+def run_phase5_entry(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+                     run: Any, *, resume: bool = False, epoch_limit: int | None = None,
+                     progress: bool = True) -> Any:
+    """``run_phase5`` with the phase registry's signature (``epoch_limit`` = round limit)."""
+    from hrl_sarp_jax.training.runner import PhaseResult
+
+    say = (lambda msg: print(msg, file=sys.stderr)) if progress else None
+    s = run_phase5(run, cfg, market, meta, feats, resume=resume, round_limit=epoch_limit,
+                   log=say)
+    rows = [("hierarchy validation Sharpe (weekly)", s["val_sharpe"], "val_equal_weight_sharpe",
+             s["val_equal_weight_sharpe"]),
+            ("validation total return", s["val_return"], "val_equal_weight_return",
+             s["val_equal_weight_return"]),
+            ("Micro goal alignment", s["val_goal_alignment"], None, None)]
+    return PhaseResult(PHASE, s, run.phase_dir(PHASE) / "summary.json", rows)
+
+
+# --------------------------------------------------------------------------- for evaluation
+
+
+def load_phase5_policy(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                       feats: FeatureSet, which: str = "best") -> Any:
+    """The Phase-5 (``which``: 'best' or 'latest') Macro and Micro actors of every seed, as a
+    ``training.policy.TrainedPolicy``."""
+    from hrl_sarp_jax.training.policy import TrainedPolicy
+
+    summary = read_phase_summary(run, PHASE) or {}
+    k = int(summary.get("seeds", cfg.train.seeds))
+    s3 = rl_macro.setup_phase3(cfg, market, meta, feats)
+    abstract3 = jax.eval_shape(jax.vmap(s3.p3.init, in_axes=(0, 0, None, None)),
+                               rl_macro.phase3_keys(cfg.seed, k),
+                               rl_macro.stack_hparams(s3.hp, k), s3.train_params,
+                               cur.stage_starts(0, s3.windows))
+    example_macro = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                                 macro_actor_of(abstract3))
+    s4 = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=example_macro)
+    keys, _ = rl_micro.phase4_keys(cfg.seed, k)
+    abstract4 = jax.eval_shape(jax.vmap(s4.p4.init, in_axes=(0, None)), keys, s4.train_params)
+    with PhaseCheckpointer(run, PHASE, read_only=True) as ck:
+        both, _meta, step = ck.restore(_abstract({"macro": abstract3, "micro": abstract4}),
+                                       which)
+    return TrainedPolicy(macro_actor=macro_actor_of(both["macro"]),
+                         micro_actor=both["micro"].agent.actor_params, seeds=k,
+                         source={"macro": f"phase 5 {which} step {step}",
+                                 "micro": f"phase 5 {which} step {step}"})

@@ -1,0 +1,553 @@
+"""Vectorized hyperparameter sweeps: settings × seeds of Phase 3 (Macro PPO) as ONE program.
+
+Outline:
+  settings ← grid (product of value lists, the last key varying fastest)
+             | random (``samples`` keyed draws: uniform, log_uniform or choice per key)
+  member m = setting m // K, seed m % K             (K = ``sweep.seeds``; M settings)
+  hparams[m] = cfg.train.ppo ⊕ settings[m // K]     (PPOHParams leaves [M·K])
+  key[m]     = phase3_keys(cfg.seed, K)[m % K]      (common random numbers: every setting sees
+                                                     the same K seeds)
+  run_phase3(M·K members)  → one compiled, vmapped program; per-member validation metrics
+  ranking: settings by mean validation Sharpe over their K seeds (std / min / max over seeds)
+
+Only *dynamic* hyperparameters (the leaves of ``PPOHParams``) can be swept this way: a static
+setting (network sizes, num_envs, rollout length, epochs ...) changes array shapes or the
+program and needs a compile of its own, i.e. a separate ``hrl-sarp train`` run.
+
+The curriculum is shared by all members (its start days are not vmapped), so by default the
+sweep promotes stages on the update schedule only (``curriculum: schedule``): a promotion on the
+validation Sharpe of the members' mean would let one setting change what another trains on.
+
+Outputs under ``<run>/sweep/``: ``sweep.json`` (the parsed sweep and its settings),
+``results.json`` (one record per member), ``ranking.json`` / ``ranking.md`` and ``best/``, a run
+folder whose Phase 3 holds the best setting's K seeds (its config carries the best values, so
+``hrl-sarp train --phase 4 --checkpoints <run>/sweep --run best`` continues from it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import math
+import shutil
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hrl_sarp_jax.agents.ppo import PPOHParams
+from hrl_sarp_jax.checkpointing import (
+    PhaseCheckpointer,
+    Run,
+    create_run,
+    write_phase_summary,
+)
+from hrl_sarp_jax.config import Config, TrainConfig, load_config_sections
+from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.errors import CheckpointError, ConfigError
+from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training import rl_macro as rm
+from hrl_sarp_jax.utils.atomic import atomic_write_json, atomic_write_text
+
+SECTION = "sweep"
+PHASES = (3,)
+METHODS = ("grid", "random")
+DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
+CURRICULA = ("schedule", "off")
+SECTION_KEYS = ("phase", "method", "samples", "seeds", "params", "curriculum")
+DYNAMIC = tuple(f.name for f in dataclasses.fields(PPOHParams))
+"""The sweepable Phase-3 hyperparameters (``PPOHParams`` leaves), named ``ppo.<field>``."""
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    # field: (low, high, low inclusive)
+    "lr": (0.0, math.inf, False),
+    "clip_eps": (0.0, math.inf, False),
+    "entropy_coef": (0.0, math.inf, True),
+    "value_coef": (0.0, math.inf, True),
+    "gamma": (0.0, 1.0, False),
+    "gae_lambda": (0.0, 1.0, True),
+    "max_grad_norm": (0.0, math.inf, False),
+}
+_SAMPLING_STREAM = 104_729
+"""fold_in tag of the random-search key (distinct from the phase keys fold_in(seed, 1..5))."""
+METRICS = ("val_sharpe", "val_equal_weight_sharpe", "val_return", "val_max_drawdown")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    """One swept hyperparameter: ``name`` is ``ppo.<PPOHParams field>``.
+
+    kind 'values' (grid list or random ``choice``) uses ``values``; 'uniform' and
+    'log_uniform' draw from [low, high].
+    """
+
+    name: str
+    kind: str
+    values: tuple[float, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+
+    @property
+    def field(self) -> str:
+        return self.name.split(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed ``sweep:`` section."""
+
+    phase: int
+    method: str
+    seeds: int
+    """K: seeds per setting."""
+    samples: int
+    """Settings drawn by the random method (0 for grid)."""
+    params: tuple[ParamSpace, ...]
+    curriculum: str = "schedule"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+
+def _where(*parts: str) -> str:
+    return ".".join((SECTION, *parts))
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"config key '{where}': expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _int(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"config key '{where}': expected an integer >= {minimum}, "
+                          f"got {value!r}")
+    return value
+
+
+def _config_field(path: str) -> bool:
+    """Does the dotted ``path`` name a field (leaf or section) of ``Config``?"""
+    node: Any = Config
+    for part in path.split("."):
+        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
+            return False
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            return False
+        node = hints[part]
+    return True
+
+
+def canonical_name(name: Any) -> str:
+    """``'ppo.lr'`` / ``'train.ppo.lr'`` -> ``'ppo.lr'``; anything not sweepable is a
+    ConfigError that says why (a static setting, not a Phase-3 hyperparameter, or unknown)."""
+    where = _where("params", str(name))
+    dynamic = ", ".join(f"ppo.{d}" for d in DYNAMIC)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"config key '{where}': a swept key must be a dotted name like "
+                          f"'ppo.lr' (sweepable: {dynamic})")
+    short = name.removeprefix("train.")
+    if short.startswith("ppo.") and short.removeprefix("ppo.") in DYNAMIC:
+        return short
+    in_train = short.split(".")[0] in typing.get_type_hints(TrainConfig)
+    full = f"train.{short}" if in_train else name
+    if not _config_field(full):
+        raise ConfigError(f"config key '{where}': unknown hyperparameter '{name}' "
+                          f"(sweepable: {dynamic})")
+    if full.startswith(("train.ppo.", "networks.")):
+        raise ConfigError(
+            f"config key '{where}': '{name}' is a static setting (it changes array shapes "
+            f"or the compiled program, so every value needs its own compile); a sweep "
+            f"varies only dynamic hyperparameters ({dynamic}). Sweep it with separate "
+            f"`hrl-sarp train --set {full}=...` runs instead")
+    raise ConfigError(
+        f"config key '{where}': '{name}' is not a Phase-3 PPO hyperparameter, so it cannot "
+        f"be vmapped in this sweep (sweepable: {dynamic}); use separate `hrl-sarp train "
+        f"--set {full}=...` runs instead")
+
+
+def _check_value(field: str, value: float, where: str) -> float:
+    lo, hi, lo_inclusive = _BOUNDS[field]
+    ok = (value >= lo if lo_inclusive else value > lo) and value <= hi
+    if not ok:
+        left = "[" if lo_inclusive else "("
+        raise ConfigError(f"config key '{where}': {value!r} is outside the valid range "
+                          f"{left}{lo}, {hi}] of ppo.{field}")
+    return value
+
+
+def _parse_param(method: str, raw_name: Any, raw: Any) -> ParamSpace:
+    name = canonical_name(raw_name)
+    field = name.split(".", 1)[1]
+    where = _where("params", str(raw_name))
+    if isinstance(raw, list | tuple):
+        if not raw:
+            raise ConfigError(f"config key '{where}': give at least one value")
+        values = tuple(_check_value(field, _number(v, f"{where}[{i}]"), f"{where}[{i}]")
+                       for i, v in enumerate(raw))
+        return ParamSpace(name, "values", values)
+    if method == "grid":
+        raise ConfigError(f"config key '{where}': method 'grid' needs a list of values, got "
+                          f"{raw!r} (use method: random for uniform/log_uniform/choice)")
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        raise ConfigError(f"config key '{where}': expected a list of values or one of "
+                          f"{{uniform: [lo, hi]}}, {{log_uniform: [lo, hi]}}, "
+                          f"{{choice: [v1, v2, ...]}}, got {raw!r}")
+    (dist, args), = raw.items()
+    sub = f"{where}.{dist}"
+    if dist not in DISTRIBUTIONS:
+        raise ConfigError(f"config key '{sub}': unknown distribution (use one of "
+                          f"{', '.join(DISTRIBUTIONS)})")
+    if not isinstance(args, list | tuple) or not args:
+        raise ConfigError(f"config key '{sub}': expected a list, got {args!r}")
+    if dist == "choice":
+        return _parse_param(method, raw_name, list(args))
+    if len(args) != 2:
+        raise ConfigError(f"config key '{sub}': expected [low, high], got {args!r}")
+    lo, hi = (_check_value(field, _number(v, f"{sub}[{i}]"), f"{sub}[{i}]")
+              for i, v in enumerate(args))
+    if not lo < hi:
+        raise ConfigError(f"config key '{sub}': low {lo} must be below high {hi}")
+    if dist == "log_uniform" and lo <= 0.0:
+        raise ConfigError(f"config key '{sub}': log_uniform needs low > 0, got {lo}")
+    return ParamSpace(name, dist, (), lo, hi)
+
+
+def parse_sweep(section: Any, *, default_seeds: int = 1) -> SweepSpec:
+    """Parse a ``sweep:`` mapping (see ``configs/sweep_smoke.yaml``) into a SweepSpec.
+
+    Keys: ``phase`` (3), ``method`` ('grid' | 'random'), ``samples`` (random only), ``seeds``
+    (K per setting, default ``default_seeds``), ``curriculum`` ('schedule' | 'off') and
+    ``params``: ``ppo.<field>`` -> list of values (grid or random), or for random one of
+    ``{uniform: [lo, hi]}``, ``{log_uniform: [lo, hi]}``, ``{choice: [...]}``.
+    """
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"config key '{SECTION}': expected a mapping, got {section!r}")
+    unknown = sorted(set(map(str, section)) - set(SECTION_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key '{_where(unknown[0])}' (valid keys here: "
+                          f"{', '.join(sorted(SECTION_KEYS))})")
+    phase = section.get("phase", 3)
+    if phase not in PHASES or isinstance(phase, bool):
+        raise ConfigError(f"config key '{_where('phase')}': only phase 3 (Macro PPO) can be "
+                          f"swept for now, got {phase!r}")
+    method = section.get("method", "grid")
+    if method not in METHODS:
+        raise ConfigError(f"config key '{_where('method')}': expected one of "
+                          f"{', '.join(METHODS)}, got {method!r}")
+    seeds = _int(section.get("seeds", default_seeds), _where("seeds"), 1)
+    curriculum = section.get("curriculum", "schedule")
+    if curriculum not in CURRICULA:
+        raise ConfigError(f"config key '{_where('curriculum')}': expected one of "
+                          f"{', '.join(CURRICULA)}, got {curriculum!r}")
+    if method == "random":
+        if "samples" not in section:
+            raise ConfigError(f"config key '{_where('samples')}' is missing: method 'random' "
+                              f"needs the number of settings to draw (e.g. samples: 8)")
+        samples = _int(section["samples"], _where("samples"), 1)
+    else:
+        if "samples" in section:
+            raise ConfigError(f"config key '{_where('samples')}' only applies to method "
+                              f"'random'; remove it (a grid has one setting per combination)")
+        samples = 0
+    params = section.get("params")
+    if not isinstance(params, Mapping) or not params:
+        raise ConfigError(f"config key '{_where('params')}': expected a non-empty mapping "
+                          f"from a hyperparameter (e.g. ppo.lr) to its values")
+    parsed = tuple(_parse_param(method, k, v) for k, v in params.items())
+    names = [p.name for p in parsed]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"config key '{_where('params')}': '{dup[0]}' is given twice")
+    return SweepSpec(int(phase), str(method), seeds, samples, parsed, str(curriculum))
+
+
+# HOST ONLY
+def load_sweep_config(path: str | Path | None, overrides: Sequence[str] = ()
+                      ) -> tuple[Config, SweepSpec]:
+    """The run's Config (the preset without its ``sweep:`` section) and the parsed sweep."""
+    cfg, extra = load_config_sections(path, tuple(overrides), (SECTION,))
+    if SECTION not in extra:
+        raise ConfigError(f"config '{path}' has no '{SECTION}:' section; add one "
+                          f"(see configs/sweep_smoke.yaml)")
+    return cfg, parse_sweep(extra[SECTION], default_seeds=cfg.train.seeds)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _round(x: float, lo: float, hi: float) -> float:
+    """Six significant digits (readable tables, exact in a YAML), kept inside [lo, hi]."""
+    return min(max(float(f"{x:.6g}"), lo), hi)
+
+
+# HOST ONLY
+def sweep_settings(spec: SweepSpec, seed: int) -> list[dict[str, float]]:
+    """The M settings, each ``{name: value}`` in ``spec.params`` order.
+
+    Grid: the product of the value lists, the last key varying fastest. Random: setting s draws
+    param p from key fold_in(fold_in(fold_in(key(seed), stream), s), p), so a setting does not
+    depend on ``samples`` (more samples extend the list) and the training keys are untouched.
+    """
+    if spec.method == "grid":
+        combos = itertools.product(*(p.values for p in spec.params))
+        return [dict(zip(spec.names, c, strict=True)) for c in combos]
+    root = jax.random.fold_in(jax.random.key(int(seed)), _SAMPLING_STREAM)
+    out = []
+    for s in range(spec.samples):
+        setting = {}
+        for i, p in enumerate(spec.params):
+            key = jax.random.fold_in(jax.random.fold_in(root, s), i)
+            if p.kind == "values":
+                setting[p.name] = p.values[int(jax.random.randint(key, (), 0, len(p.values)))]
+                continue
+            u = float(jax.random.uniform(key, (), jnp.float32))
+            if p.kind == "uniform":
+                x = p.low + u * (p.high - p.low)
+            else:
+                x = math.exp(math.log(p.low) + u * (math.log(p.high) - math.log(p.low)))
+            setting[p.name] = _round(x, p.low, p.high)
+        out.append(setting)
+    return out
+
+
+# HOST ONLY
+def member_hparams(base: PPOHParams, settings: Sequence[Mapping[str, float]], seeds: int
+                   ) -> PPOHParams:
+    """PPOHParams with leaves [M·K] float32: member m = ``base`` with settings[m // K] applied."""
+    def leaf(field: str) -> jax.Array:
+        default = float(np.asarray(getattr(base, field)))
+        per_setting = [float(s.get(f"ppo.{field}", default)) for s in settings]
+        return jnp.asarray(np.repeat(np.asarray(per_setting, np.float32), seeds), jnp.float32)
+    return PPOHParams(**{f: leaf(f) for f in DYNAMIC})
+
+
+# HOST ONLY
+def member_keys(seed: int, num_settings: int, seeds: int) -> jax.Array:
+    """[M·K] keys: member m gets seed key m % K of ``phase3_keys(seed, K)``, the same for every
+    setting (common random numbers), so settings differ only by their hyperparameters."""
+    return rm.phase3_keys(seed, seeds)[np.arange(int(num_settings) * seeds) % seeds]
+
+
+def settings_config(cfg: Config, setting: Mapping[str, float], seeds: int) -> Config:
+    """``cfg`` with a setting's values in ``train.ppo`` and ``train.seeds = seeds``."""
+    ppo = dataclasses.replace(cfg.train.ppo, **{n.split(".", 1)[1]: float(v)
+                                                for n, v in setting.items()})
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=ppo, seeds=seeds))
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def rank_settings(settings: Sequence[Mapping[str, float]],
+                  per_member: Mapping[str, Sequence[float]], seeds: int) -> list[dict[str, Any]]:
+    """Settings best first by the mean validation Sharpe over their K seeds.
+
+    ``per_member``: metric -> [M·K] values (member m = setting m // K, seed m % K); must hold
+    ``val_sharpe``. Each entry: rank (1 = best), setting index, params, and for val_sharpe the
+    mean, std (population, ddof 0), min and max over seeds plus the per-seed values; the other
+    metrics' means over seeds. Non-finite seeds are ignored by the statistics; a setting with
+    no finite seed ranks last. Ties keep the setting order.
+    """
+    m = len(settings)
+    table = {k: np.asarray(v, np.float64).reshape(m, seeds) for k, v in per_member.items()}
+    out = []
+    for i, setting in enumerate(settings):
+        sharpe = table["val_sharpe"][i]
+        ok = sharpe[np.isfinite(sharpe)]
+        rec: dict[str, Any] = {"setting": i, "params": dict(setting)}
+        if ok.size:
+            rec.update(val_sharpe_mean=float(ok.mean()), val_sharpe_std=float(ok.std()),
+                       val_sharpe_min=float(ok.min()), val_sharpe_max=float(ok.max()))
+        else:
+            rec.update(val_sharpe_mean=None, val_sharpe_std=None, val_sharpe_min=None,
+                       val_sharpe_max=None)
+        rec["val_sharpe_per_seed"] = [_finite(x) for x in sharpe]
+        rec["finite_seeds"] = int(ok.size)
+        for k, v in table.items():
+            if k != "val_sharpe":
+                good = v[i][np.isfinite(v[i])]
+                rec[f"{k}_mean"] = float(good.mean()) if good.size else None
+        out.append(rec)
+    out.sort(key=lambda r: (r["val_sharpe_mean"] is None, -(r["val_sharpe_mean"] or 0.0),
+                            r["setting"]))
+    for rank, rec in enumerate(out, 1):
+        rec["rank"] = rank
+    return out
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def ranking_markdown(ranking: Sequence[Mapping[str, Any]], names: Sequence[str], *,
+                     seeds: int, title: str = "Sweep ranking") -> str:
+    """The ranking as a Markdown table (one row per setting, best first)."""
+    head = ["rank", "setting", *names, "val Sharpe mean", "std", "min", "max",
+            "equal-weight Sharpe", "val return", "val max DD"]
+    lines = [f"# {title}", "",
+             f"Settings ranked by the mean validation Sharpe (weekly, annualised) over {seeds} "
+             f"seed(s); std is the population std over seeds. Every setting trained on the "
+             f"same seeds (common random numbers).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in ranking:
+        row = [str(r["rank"]), str(r["setting"]), *(f"{r['params'][n]:.6g}" for n in names),
+               _fmt(r["val_sharpe_mean"]), _fmt(r["val_sharpe_std"]), _fmt(r["val_sharpe_min"]),
+               _fmt(r["val_sharpe_max"]), _fmt(r.get("val_equal_weight_sharpe_mean")),
+               _fmt(r.get("val_return_mean")), _fmt(r.get("val_max_drawdown_mean"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- host loop
+
+
+def _spec_record(spec: SweepSpec, settings: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    return {"spec": dataclasses.asdict(spec), "settings": [dict(s) for s in settings]}
+
+
+def curriculum_rule(spec: SweepSpec) -> cur.CurriculumRule:
+    """'schedule': the default stages, promoted on the update schedule only (the same for every
+    member); 'off': the mixed stage throughout."""
+    if spec.curriculum == "off":
+        return dataclasses.replace(cur.DEFAULT_RULE, enabled=False)
+    never = tuple(math.inf for _ in cur.DEFAULT_RULE.promote_sharpe)
+    return dataclasses.replace(cur.DEFAULT_RULE, promote_sharpe=never)
+
+
+# HOST ONLY (not jittable)
+def run_sweep(
+    run: Run,
+    cfg: Config,
+    spec: SweepSpec,
+    market: MarketArrays,
+    meta: MarketMeta,
+    feats: FeatureSet,
+    *,
+    resume: bool = False,
+    update_limit: int | None = None,
+    total_env_steps: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train every setting × seed of ``spec`` as one Phase-3 program into ``run`` and write
+    ``<run>/sweep/`` (see the module docstring). Returns {"results", "ranking", "best",
+    "paths", "phase3"} (phase3: run_phase3's summary)."""
+    say = log or (lambda _msg: None)
+    settings = sweep_settings(spec, cfg.seed)
+    m, k = len(settings), spec.seeds
+    out_dir = run.root / SECTION
+    record = _spec_record(spec, settings)
+    spec_path = out_dir / "sweep.json"
+    if spec_path.is_file():
+        saved = json.loads(spec_path.read_text())
+        if saved != json.loads(json.dumps(record)):
+            raise ConfigError(f"config key '{SECTION}': differs from the sweep saved in "
+                              f"{spec_path}; rerun it with the same sweep or use a new --run")
+        if not resume:
+            raise CheckpointError(f"run {run.name} already holds this sweep ({spec_path}); "
+                                  f"pass --resume to continue it, or choose a new --run name")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(spec_path, record)
+    say(f"sweep: {m} setting(s) × {k} seed(s) = {m * k} members in one program "
+        f"({spec.method}: {', '.join(spec.names)})")
+
+    hp = member_hparams(PPOHParams.from_config(cfg.train.ppo), settings, k)
+    keys = member_keys(cfg.seed, m, k)
+    summary = rm.run_phase3(run, cfg, market, meta, feats, seeds=m * k, resume=resume,
+                            update_limit=update_limit, rule=curriculum_rule(spec),
+                            total_env_steps=total_env_steps, log=say, hparams=hp,
+                            member_keys=keys)
+    per_member = {name: [float(x) for x in summary["per_seed"][name]] for name in METRICS}
+    results = []
+    for i in range(m * k):
+        rec: dict[str, Any] = {"member": i, "setting": i // k, "seed": i % k,
+                               "params": dict(settings[i // k])}
+        rec.update({name: per_member[name][i] for name in METRICS})
+        rec["env_steps"] = int(summary["env_steps_per_seed"])
+        results.append(rec)
+    ranking = rank_settings(settings, per_member, k)
+    paths = {"results": out_dir / "results.json", "ranking_json": out_dir / "ranking.json",
+             "ranking_md": out_dir / "ranking.md", "sweep": spec_path}
+    atomic_write_json(paths["results"], results)
+    atomic_write_json(paths["ranking_json"], ranking)
+    atomic_write_text(paths["ranking_md"], ranking_markdown(
+        ranking, spec.names, seeds=k, title=f"Sweep ranking: run {run.name}, phase 3, "
+        f"{summary['updates']} updates, {summary['env_steps_per_seed']} env steps per seed"))
+    best = ranking[0]
+    paths["best_run"] = save_best_setting(run, cfg, spec, settings, best["setting"], summary,
+                                          market, meta, feats, total_env_steps=total_env_steps)
+    say(f"sweep: best setting {best['setting']} {best['params']} val_sharpe mean "
+        f"{_fmt(best['val_sharpe_mean'])} over {k} seed(s)")
+    return {"results": results, "ranking": ranking, "best": best,
+            "paths": {n: Path(p) for n, p in paths.items()}, "phase3": summary}
+
+
+# HOST ONLY
+def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
+                      settings: Sequence[Mapping[str, float]], best: int,
+                      summary: Mapping[str, Any], market: MarketArrays, meta: MarketMeta,
+                      feats: FeatureSet, *, total_env_steps: int | None = None) -> Path:
+    """Copy setting ``best``'s K seeds of the sweep's latest Phase-3 checkpoint into a run
+    folder ``<run>/sweep/best`` (config = ``cfg`` with the setting's values and train.seeds=K,
+    phase3/ckpt + phase3/summary.json), replacing any earlier one. Returns its path."""
+    m, k = len(settings), spec.seeds
+    setup = rm.setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
+    init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
+    abstract = jax.eval_shape(init, member_keys(cfg.seed, m, k),
+                              member_hparams(setup.hp, settings, k), setup.train_params,
+                              cur.stage_starts(0, setup.windows))
+    with PhaseCheckpointer(run, rm.PHASE, read_only=True) as ck:
+        state, saved, step = ck.restore(abstract, "latest")
+    members = np.arange(best * k, (best + 1) * k)
+    state = jax.tree.map(lambda x: x[members], state)
+    per_seed = {name: list(v)[best * k:(best + 1) * k]
+                for name, v in summary["per_seed"].items()}
+    means = {name: float(np.nanmean(np.asarray(v, np.float64))) if v else None
+             for name, v in per_seed.items()}
+    best_cfg = settings_config(cfg, settings[best], k)
+    folder = run.root / SECTION / "best"
+    if folder.exists():
+        shutil.rmtree(folder)
+    best_run = create_run(run.root / SECTION, "best", best_cfg, run.data_fingerprint,
+                          resume=False, tensorboard=False)
+    origin = {"sweep_run": run.name, "setting": best, "params": dict(settings[best]),
+              "members": members.tolist()}
+    with PhaseCheckpointer(best_run, rm.PHASE, keep_latest=cfg.train.keep_latest,
+                           best_metric=rm.BEST_METRIC) as out:
+        out.save(int(step), state,
+                 metrics={rm.BEST_METRIC: means["val_sharpe"],
+                          "val_equal_weight_sharpe": means["val_equal_weight_sharpe"]},
+                 meta={**saved.get("user", {}), "seeds": k, "sweep": origin})
+    best_summary = {
+        **{key: v for key, v in summary.items() if not key.startswith("val_")},
+        **{key: v for key, v in means.items() if key in summary},
+        "seeds": k,
+        "env_steps": int(summary["env_steps_per_seed"]) * k,
+        "per_seed": per_seed,
+        "best_step": int(step),
+        "latest_step": int(step),
+        "best_val_sharpe": means["val_sharpe"],
+        "sweep": origin,
+        "params_used": "the sweep's final params of this setting's seeds",
+    }
+    write_phase_summary(best_run, rm.PHASE, best_summary)
+    return best_run.root

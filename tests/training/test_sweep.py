@@ -1,0 +1,329 @@
+"""Vectorized sweeps (training.sweep): parsing, settings × seeds members, ranking maths, and one
+tiny end-to-end sweep (one compiled program) checked against what run_phase3 logged."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.agents.ppo import PPOHParams
+from hrl_sarp_jax.checkpointing import PhaseCheckpointer, create_run, open_run, read_phase_summary
+from hrl_sarp_jax.config import PPOConfig, load_config_sections
+from hrl_sarp_jax.errors import CheckpointError, ConfigError
+from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training import rl_macro as rm
+from hrl_sarp_jax.training import sweep as sw
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def grid(params, seeds=2, **extra):
+    return sw.parse_sweep({"phase": 3, "method": "grid", "seeds": seeds, "params": params,
+                           **extra})
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_grid_is_the_product_in_key_order_with_the_last_key_fastest():
+    spec = grid({"ppo.lr": [1e-3, "3e-4"], "train.ppo.entropy_coef": [0.0, 0.01, 0.02]})
+    assert spec.names == ("ppo.lr", "ppo.entropy_coef")     # train.ppo.x is the same as ppo.x
+    settings = sw.sweep_settings(spec, seed=0)
+    assert settings == [{"ppo.lr": lr, "ppo.entropy_coef": e}
+                        for lr in (1e-3, 3e-4) for e in (0.0, 0.01, 0.02)]
+    assert sw.sweep_settings(spec, seed=7) == settings       # a grid ignores the seed
+
+
+def test_random_search_is_keyed_reproducible_and_within_bounds():
+    section = {"method": "random", "samples": 24, "seeds": 3, "params": {
+        "ppo.lr": {"log_uniform": [1e-5, 1e-2]},
+        "ppo.gamma": {"uniform": [0.9, 0.999]},
+        "ppo.clip_eps": {"choice": [0.1, 0.2, 0.3]}}}
+    spec = sw.parse_sweep(section)
+    a, b = sw.sweep_settings(spec, 0), sw.sweep_settings(spec, 0)
+    assert a == b and len(a) == 24
+    other = sw.sweep_settings(spec, 1)
+    assert [s["ppo.lr"] for s in other] != [s["ppo.lr"] for s in a]
+    lrs = np.array([s["ppo.lr"] for s in a])
+    gammas = np.array([s["ppo.gamma"] for s in a])
+    assert np.all((lrs >= 1e-5) & (lrs <= 1e-2)) and np.all((gammas >= 0.9) & (gammas <= 0.999))
+    # log-uniform: the draws spread over the decades, not piled up near the top
+    assert np.sum(lrs < 1e-4) >= 3 and np.sum(lrs > 1e-3) >= 3
+    assert {s["ppo.clip_eps"] for s in a} == {0.1, 0.2, 0.3}
+    assert all(float(f"{x:.6g}") == x for x in lrs)           # six significant digits
+    # a setting does not depend on how many are drawn (more samples extend the list)
+    fewer = sw.sweep_settings(dataclasses.replace(spec, samples=5), 0)
+    assert fewer == a[:5]
+
+
+@pytest.mark.parametrize(("name", "static"), [
+    ("ppo.num_envs", True), ("ppo.rollout_steps", True), ("train.ppo.epochs", True),
+    ("networks.macro_hidden", True), ("networks.gnn.hidden", True),
+    ("td3.actor_lr", False), ("env.cost.stt_buy", False)])
+def test_static_or_foreign_settings_are_rejected_with_the_reason(name, static):
+    with pytest.raises(ConfigError) as err:
+        grid({name: [1, 2]})
+    msg = str(err.value)
+    assert f"'sweep.params.{name}'" in msg and "ppo.lr" in msg and "--set" in msg
+    if static:
+        assert "static setting" in msg and "its own compile" in msg
+    else:
+        assert "not a Phase-3 PPO hyperparameter" in msg
+
+
+@pytest.mark.parametrize(("section", "match"), [
+    ({"params": {"ppo.lr": [1e-3]}, "trials": 3}, r"unknown config key 'sweep\.trials'"),
+    ({"params": {"ppo.learning_rate": [1e-3]}}, r"unknown hyperparameter 'ppo\.learning_rate'"),
+    ({"params": {"ppo.gamma": [1.5]}}, r"sweep\.params\.ppo\.gamma\[0\].*outside"),
+    ({"params": {"ppo.lr": [0.0]}}, r"outside the valid range \(0\.0"),
+    ({"params": {"ppo.lr": {"uniform": [1e-4, 1e-3]}}}, "needs a list of values"),
+    ({"method": "random", "params": {"ppo.lr": [1e-3]}}, r"'sweep\.samples' is missing"),
+    ({"method": "random", "samples": 2, "params": {"ppo.lr": {"normal": [0, 1]}}},
+     "unknown distribution"),
+    ({"method": "random", "samples": 2, "params": {"ppo.lr": {"log_uniform": [0.0, 1.0]}}},
+     "outside the valid range"),
+    ({"method": "random", "samples": 2, "params": {"ppo.lr": {"uniform": [1e-3, 1e-4]}}},
+     "must be below"),
+    ({"method": "bayes", "params": {"ppo.lr": [1e-3]}}, r"'sweep\.method'"),
+    ({"phase": 4, "params": {"ppo.lr": [1e-3]}}, "only phase 3"),
+    ({"seeds": 0, "params": {"ppo.lr": [1e-3]}}, r"'sweep\.seeds'.*>= 1"),
+    ({"params": {}}, r"'sweep\.params'.*non-empty"),
+    ({"params": {"ppo.lr": [1e-3], "train.ppo.lr": [1e-4]}}, "given twice"),
+    ({"curriculum": "shared", "params": {"ppo.lr": [1e-3]}}, r"'sweep\.curriculum'"),
+])
+def test_bad_sections_name_the_key(section, match):
+    with pytest.raises(ConfigError, match=match):
+        sw.parse_sweep(section)
+
+
+def test_sweep_presets_load_and_the_sweep_section_is_kept_out_of_the_run_config():
+    cfg, spec = sw.load_sweep_config(ROOT / "configs/sweep_smoke.yaml")
+    assert spec.method == "grid" and spec.seeds == 2 and spec.curriculum == "schedule"
+    assert sw.sweep_settings(spec, cfg.seed) == [
+        {"ppo.lr": 1e-3, "ppo.entropy_coef": 0.0}, {"ppo.lr": 1e-3, "ppo.entropy_coef": 0.02},
+        {"ppo.lr": 3e-4, "ppo.entropy_coef": 0.0}, {"ppo.lr": 3e-4, "ppo.entropy_coef": 0.02}]
+    assert cfg.synth.preset == "small" and cfg.networks.macro_hidden == (16, 8)  # base: chain
+    _, more = sw.load_sweep_config(ROOT / "configs/sweep_smoke.yaml", ["sweep.seeds=3"])
+    assert more.seeds == 3
+    gpu_cfg, gpu = sw.load_sweep_config(ROOT / "configs/sweep_ppo.yaml")
+    assert len(sw.sweep_settings(gpu, 0)) == 18 and gpu.seeds == 4
+    assert gpu_cfg.train.ppo == PPOConfig()
+    with pytest.raises(ConfigError, match="no 'sweep:' section"):
+        sw.load_sweep_config(ROOT / "configs/smoke.yaml")
+    plain, extra = load_config_sections(ROOT / "configs/smoke.yaml", (), ("sweep",))
+    assert extra == {} and plain.synth.preset == "small"
+
+
+# --------------------------------------------------------------------------- members
+
+
+def test_members_are_settings_major_with_the_same_seed_keys_for_every_setting():
+    base = PPOHParams.from_config(PPOConfig())
+    settings = [{"ppo.lr": 1e-3, "ppo.gamma": 0.9}, {"ppo.lr": 2e-4, "ppo.gamma": 0.97}]
+    hp = sw.member_hparams(base, settings, seeds=3)
+    # member m = setting m // 3, seed m % 3
+    np.testing.assert_array_equal(hp.lr, np.float32([1e-3] * 3 + [2e-4] * 3))
+    np.testing.assert_array_equal(hp.gamma, np.float32([0.9] * 3 + [0.97] * 3))
+    np.testing.assert_array_equal(hp.clip_eps, np.full(6, np.float32(0.15)))  # base values
+    np.testing.assert_array_equal(hp.max_grad_norm, np.full(6, np.float32(0.5)))
+    assert all(x.dtype == np.float32 and x.shape == (6,) for x in jax.tree.leaves(hp))
+    keys = jax.random.key_data(sw.member_keys(5, 2, 3))
+    seed_keys = jax.random.key_data(rm.phase3_keys(5, 3))
+    np.testing.assert_array_equal(keys, np.concatenate([seed_keys, seed_keys]))
+    cfg = sw.settings_config(load_config_sections(None)[0], settings[1], 3)
+    assert cfg.train.ppo.lr == 2e-4 and cfg.train.ppo.gamma == 0.97 and cfg.train.seeds == 3
+
+
+def test_curriculum_rule_promotes_on_the_schedule_only():
+    rule = sw.curriculum_rule(grid({"ppo.lr": [1e-3]}))
+    # a huge validation Sharpe does not promote; the update schedule does
+    assert not cur.promote(0, 1e9, 1000, 1, 100, rule)
+    assert cur.promote(0, -1.0, 1, 20, 100, rule)
+    off = sw.curriculum_rule(grid({"ppo.lr": [1e-3]}, curriculum="off"))
+    assert cur.initial_stage(off) == 1 and not cur.promote(1, 1e9, 1000, 99, 100, off)
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def test_ranking_statistics_and_order_match_numpy():
+    rng = np.random.default_rng(0)
+    m, k = 5, 3
+    sharpe = rng.normal(size=(m, k))
+    sharpe[3, 1] = np.nan                                   # one failed seed
+    sharpe[4] = np.nan                                      # a setting with no finite seed
+    ret = rng.normal(size=(m, k))
+    settings = [{"ppo.lr": float(i)} for i in range(m)]
+    ranking = sw.rank_settings(settings, {"val_sharpe": sharpe.ravel(),
+                                          "val_return": ret.ravel()}, k)
+    means = np.nanmean(sharpe[:4], axis=1)
+    expected = [int(i) for i in np.argsort(-means, kind="stable")] + [4]
+    assert [r["setting"] for r in ranking] == expected
+    assert [r["rank"] for r in ranking] == [1, 2, 3, 4, 5]
+    for r in ranking[:4]:
+        row = sharpe[r["setting"]]
+        ok = row[np.isfinite(row)]
+        assert r["val_sharpe_mean"] == pytest.approx(ok.mean(), abs=1e-12)
+        assert r["val_sharpe_std"] == pytest.approx(np.std(ok), abs=1e-12)
+        assert (r["val_sharpe_min"], r["val_sharpe_max"]) == (ok.min(), ok.max())
+        assert r["val_return_mean"] == pytest.approx(ret[r["setting"]].mean(), abs=1e-12)
+        assert r["params"] == settings[r["setting"]]
+    three = next(r for r in ranking if r["setting"] == 3)
+    assert three["finite_seeds"] == 2 and three["val_sharpe_per_seed"][1] is None
+    assert ranking[-1]["val_sharpe_mean"] is None and ranking[-1]["finite_seeds"] == 0
+    md = sw.ranking_markdown(ranking, ["ppo.lr"], seeds=k)
+    rows = [ln for ln in md.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
+    assert len(rows) == m and rows[0].startswith(f"| 1 | {expected[0]} |")
+    assert f"{ranking[0]['val_sharpe_mean']:.4f}" in rows[0] and "n/a" in rows[-1]
+
+
+def test_run_phase3_rejects_member_arrays_of_the_wrong_size(tmp_path):
+    from tests.training.test_rl_macro import host_inputs
+
+    cfg, market, meta, feats = host_inputs()
+    run = create_run(tmp_path, "bad", cfg, "fp", resume=False)
+    hp = sw.member_hparams(PPOHParams.from_config(cfg.train.ppo), [{"ppo.lr": 1e-3}], 3)
+    with pytest.raises(ConfigError, match=r"hparams must have a leading axis of 2 members"):
+        rm.run_phase3(run, cfg, market, meta, feats, seeds=2, hparams=hp)
+    with pytest.raises(ConfigError, match="member_keys must have a leading axis of 4"):
+        rm.run_phase3(run, cfg, market, meta, feats, seeds=4, member_keys=rm.phase3_keys(0, 2))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """3 settings × 2 seeds in one program on the probe market: settings 0 and 2 are equal."""
+    from tests.training.test_rl_macro import host_inputs
+
+    cfg, market, meta, feats = host_inputs()
+    ppo = dataclasses.replace(cfg.train.ppo, total_env_steps=32, epochs=1)   # 2 updates
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=ppo,
+                                                             eval_interval=2))
+    spec = grid({"ppo.lr": [3e-3, 1e-5, 3e-3]}, seeds=2)
+    run = create_run(tmp_path_factory.mktemp("sweep"), "tiny", cfg, "fp", resume=False)
+    lines: list[str] = []
+    out = sw.run_sweep(run, cfg, spec, market, meta, feats, log=lines.append)
+    return out, run, cfg, spec, (market, meta, feats), lines
+
+
+def test_sweep_writes_one_record_per_member_equal_to_what_phase3_logged(tiny_sweep):
+    out, run, _cfg, _spec, _, lines = tiny_sweep
+    paths = out["paths"]
+    assert paths["results"] == run.root / "sweep" / "results.json"
+    results = json.loads(paths["results"].read_text())
+    assert len(results) == 6 == out["phase3"]["seeds"]
+    assert [(r["setting"], r["seed"]) for r in results] == [(s, j) for s in range(3)
+                                                           for j in range(2)]
+    assert [r["params"]["ppo.lr"] for r in results] == [3e-3, 3e-3, 1e-5, 1e-5, 3e-3, 3e-3]
+    assert all(r["env_steps"] == 32 for r in results)
+    # the metrics line of the last evaluation and the Phase-3 summary, member by member
+    last_eval = [r for r in run.read_metrics() if r["phase"] == 3 and r.get("eval")][-1]
+    per_seed = read_phase_summary(run, 3)["per_seed"]
+    for r in results:
+        m = r["member"]
+        assert r["val_sharpe"] == pytest.approx(last_eval["val_sharpe_per_seed"][m], abs=0)
+        for key in sw.METRICS:
+            assert r[key] == per_seed[key][m]
+    assert np.isfinite([r["val_sharpe"] for r in results]).all()
+    assert any("6 members in one program" in ln for ln in lines)
+
+
+def test_identical_settings_give_identical_per_seed_results(tiny_sweep):
+    out, *_ = tiny_sweep
+    res = {(r["setting"], r["seed"]): r for r in out["results"]}
+    for j in range(2):
+        for key in sw.METRICS:
+            assert res[(0, j)][key] == res[(2, j)][key]      # bit-equal: same seed keys
+    # ... while another learning rate on the same seed learns something else, and the two
+    # seeds of one setting differ
+    assert res[(0, 0)]["val_sharpe"] != res[(1, 0)]["val_sharpe"]
+    assert res[(0, 0)]["val_sharpe"] != res[(0, 1)]["val_sharpe"]
+
+
+def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
+    out, run, cfg, spec, (market, meta, feats), _ = tiny_sweep
+    ranking = json.loads(out["paths"]["ranking_json"].read_text())
+    sharpe = np.array([r["val_sharpe"] for r in out["results"]]).reshape(3, 2)
+    assert [r["setting"] for r in ranking] == list(np.argsort(-sharpe.mean(1), kind="stable"))
+    assert ranking[0]["val_sharpe_mean"] == pytest.approx(sharpe.mean(1).max(), abs=1e-9)
+    assert ranking[0]["val_sharpe_std"] == pytest.approx(sharpe[ranking[0]["setting"]].std(),
+                                                         abs=1e-9)
+    md = out["paths"]["ranking_md"].read_text()
+    assert "| rank | setting | ppo.lr |" in md and md.count("\n| ") == 1 + 3
+    # best/: a run folder whose config holds the best values and whose Phase 3 holds that
+    # setting's two seeds, equal to those members of the sweep's final state
+    best = ranking[0]["setting"]
+    best_run = open_run(out["paths"]["best_run"])
+    assert best_run.config.train.ppo.lr == sw.sweep_settings(spec, 0)[best]["ppo.lr"]
+    assert best_run.config.train.seeds == 2
+    summary = read_phase_summary(best_run, 3)
+    assert summary["seeds"] == 2 and summary["sweep"]["setting"] == best
+    assert summary["per_seed"]["val_sharpe"] == [r["val_sharpe"] for r in out["results"]
+                                                 if r["setting"] == best]
+    assert summary["val_sharpe"] == pytest.approx(ranking[0]["val_sharpe_mean"], abs=1e-9)
+    setup = rm.setup_phase3(cfg, market, meta, feats)
+    init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
+    starts = cur.stage_starts(0, setup.windows)
+
+    def latest(r, members):
+        abstract = jax.eval_shape(init, sw.member_keys(cfg.seed, members // 2, 2),
+                                  rm.stack_hparams(setup.hp, members), setup.train_params,
+                                  starts)
+        with PhaseCheckpointer(r, 3, read_only=True) as ck:
+            return ck.restore(abstract, "latest")
+
+    full, _, step = latest(run, 6)
+    kept, meta_b, step_b = latest(best_run, 2)
+    assert step == step_b == 2 and meta_b["user"]["sweep"]["members"] == [2 * best, 2 * best + 1]
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(kept), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[2 * best: 2 * best + 2], b)
+    # Phase 4 of the best run finds its Macro actor
+    from hrl_sarp_jax.training.rl_micro import load_phase3_macro
+
+    actor, info = load_phase3_macro(best_run, best_run.config, market, meta, feats)
+    assert actor is not None and info["phase3"].startswith("MacroActor of seed")
+
+
+def test_a_finished_sweep_is_not_overwritten(tiny_sweep):
+    out, run, cfg, spec, (market, meta, feats), _ = tiny_sweep
+    before = out["paths"]["results"].read_text()
+    with pytest.raises(CheckpointError, match="--resume"):
+        sw.run_sweep(run, cfg, spec, market, meta, feats)
+    other = grid({"ppo.lr": [1e-3, 1e-4]}, seeds=2)
+    with pytest.raises(ConfigError, match="differs from the sweep saved"):
+        sw.run_sweep(run, cfg, other, market, meta, feats, resume=True)
+    assert out["paths"]["results"].read_text() == before
+    saved = json.loads((run.root / "sweep" / "sweep.json").read_text())
+    assert saved["settings"] == [{"ppo.lr": 3e-3}, {"ppo.lr": 1e-5}, {"ppo.lr": 3e-3}]
+    assert math.isclose(saved["spec"]["params"][0]["values"][1], 1e-5)
+
+
+def test_cli_registers_the_sweep_command():
+    from hrl_sarp_jax.cli import build_parser, cmd_sweep
+
+    args = build_parser().parse_args(["sweep", "--config", "configs/sweep_smoke.yaml",
+                                      "--run", "s", "--data", "d", "--set", "sweep.seeds=1"])
+    assert args.func is cmd_sweep and args.run == "s" and args.overrides == ["sweep.seeds=1"]
+    assert args.checkpoints == "checkpoints" and not args.resume
+
+
+@pytest.mark.slow
+def test_cli_sweep_on_the_smoke_market(tmp_path, smoke_market, capsys):
+    from hrl_sarp_jax.cli import main
+
+    market_dir = smoke_market[0]
+    rc = main(["sweep", "--config", str(ROOT / "configs/sweep_smoke.yaml"), "--data",
+               str(market_dir), "--run", "cli", "--checkpoints", str(tmp_path)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    results = json.loads((tmp_path / "cli" / "sweep" / "results.json").read_text())
+    assert len(results) == 8 and "| rank | setting | ppo.lr | ppo.entropy_coef |" in printed
+    assert (tmp_path / "cli" / "sweep" / "best" / "phase3" / "summary.json").is_file()
