@@ -6,6 +6,7 @@ Modules in this package take ONE example (no batch axis); callers add batch axes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -17,9 +18,48 @@ from hrl_sarp_jax.types import Array
 SQRT2 = 1.4142135623730951
 
 
+def orthonormal_columns(z: Array) -> Array:
+    """Q of the thin QR of ``z`` [M, N] (M >= N) with a positive diagonal of R: Gram-Schmidt,
+    each column orthogonalised twice ("twice is enough"), in plain array ops.
+
+    Why not ``jnp.linalg.qr``: under ``vmap`` (K seeds, K critics) it becomes a batched LAPACK
+    call that jaxlib 0.10.2 parallelises over the CPU's intra-op thread pool from inside that
+    same pool; two such calls running at once on a 2-thread pool wait on each other forever
+    (observed: every worker parked, ``jax::ParallelBatchMap`` in ``BlockingCounter::Wait``).
+    """
+    m, n = z.shape
+    cols = jnp.arange(n)
+
+    def body(j: Array, q: Array) -> Array:
+        v = q[:, j]
+        earlier = (cols < j).astype(q.dtype)
+        for _ in range(2):
+            v = v - q @ ((q.T @ v) * earlier)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, n, body, z)
+
+
 def orthogonal(gain: float) -> nn.initializers.Initializer:
-    """Orthogonal kernel initialiser scaled by ``gain`` (PPO convention: √2 hidden, 0.01 policy)."""
-    return nn.initializers.orthogonal(scale=gain, dtype=jnp.float32)
+    """Orthogonal kernel initialiser scaled by ``gain`` (PPO convention: √2 hidden, 0.01 policy).
+
+    Same draw and same matrix as ``nn.initializers.orthogonal(scale=gain)`` (Q of the QR of a
+    normal matrix, signs fixed by R's diagonal; a test compares them) but LAPACK-free, see
+    ``orthonormal_columns``.
+    """
+
+    def init(key: Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> Array:
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal initialiser needs a 2D+ shape, got {tuple(shape)}")
+        n_cols = int(shape[-1])
+        n_rows = int(math.prod(shape)) // n_cols
+        big, small = max(n_rows, n_cols), min(n_rows, n_cols)
+        z = jax.random.normal(key, (big, small), jnp.float32)
+        q = orthonormal_columns(z)
+        q = q.T if n_rows < n_cols else q
+        return (jnp.float32(gain) * q.reshape(shape)).astype(dtype)
+
+    return init
 
 
 def dense(features: int, gain: float = SQRT2, name: str | None = None) -> nn.Dense:
