@@ -133,12 +133,16 @@ def make_td3(
     policy_delay: int = 2,
     max_grad_norm: float = 1.0,
     explore_decay_updates: int = 100_000,
+    actor_warmup_updates: int = 0,
 ) -> TD3:
     """Build TD3's pure ``init``, ``act`` and ``update`` around the given networks.
 
     init(key, obs [B, ...], action [B, N]) -> TD3State (K independent critic inits).
     act(state, obs, key, hp, explore) -> weights [B, N]; ``explore`` is a static bool.
     update(state, batch, key, hp) -> (state, metrics).
+    ``actor_warmup_updates``: the actor (and its target) stays frozen for the first that many
+    updates while the critics learn (the critic target still follows every ``policy_delay``
+    updates) -- a pre-trained actor is not pushed around by a random critic.
     """
     if num_critics < 1:
         raise ValueError("num_critics must be ≥ 1")
@@ -172,7 +176,7 @@ def make_td3(
         q1_params = jax.tree.map(lambda x: x[0], critic_params)
         return -jnp.mean(critic_apply(q1_params, obs, masked_softmax(logits, mask)))
 
-    def actor_and_targets(state: TD3State, obs: PyTree, hp: TD3HParams) -> tuple[TD3State, Array]:
+    def actor_and_target(state: TD3State, obs: PyTree, hp: TD3HParams) -> tuple[TD3State, Array]:
         loss, grads = jax.value_and_grad(actor_loss)(state.actor_params, state.critic_params, obs)
         opt_state = set_injected(state.actor_opt_state, learning_rate=hp.actor_lr)
         updates, opt_state = actor_tx.update(grads, opt_state, state.actor_params)
@@ -180,11 +184,12 @@ def make_td3(
         state = state.replace(
             actor_params=actor_params, actor_opt_state=opt_state,
             actor_target=optax.incremental_update(actor_params, state.actor_target, hp.tau),
-            critic_target=optax.incremental_update(
-                state.critic_params, state.critic_target, hp.tau
-            ),
         )
         return state, loss
+
+    def critic_target_step(state: TD3State, hp: TD3HParams) -> TD3State:
+        return state.replace(critic_target=optax.incremental_update(
+            state.critic_params, state.critic_target, hp.tau))
 
     def update(
         state: TD3State, batch: TD3Batch, key: PRNGKey, hp: TD3HParams
@@ -208,13 +213,15 @@ def make_td3(
             critic_params=optax.apply_updates(state.critic_params, updates),
             critic_opt_state=opt_state, step=step,
         )
-        do_actor = (step % policy_delay) == 0
+        delayed = (step % policy_delay) == 0
+        do_actor = delayed & (step > actor_warmup_updates)
         state, a_loss = jax.lax.cond(
             do_actor,
-            lambda s: actor_and_targets(s, batch.obs, hp),
+            lambda s: actor_and_target(s, batch.obs, hp),
             lambda s: (s, jnp.zeros((), jnp.float32)),
             state,
         )
+        state = jax.lax.cond(delayed, lambda s: critic_target_step(s, hp), lambda s: s, state)
         metrics = {
             "critic_loss": c_loss,
             "actor_loss": a_loss,

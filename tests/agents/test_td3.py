@@ -147,6 +147,30 @@ def test_delayed_actor_and_polyak_targets(td3_k3):
     )
 
 
+def test_actor_warmup_freezes_the_actor_but_not_the_critic_target():
+    td3 = make_td3(_actor_apply, _critic_apply, actor_init=_actor_init, critic_init=_critic_init,
+                   num_critics=2, policy_delay=2, actor_warmup_updates=4)
+    batch = TD3Batch(obs=jnp.ones((4, 2)), action=jnp.full((4, 3), 1 / 3),
+                     reward=jnp.array([1.0, 0.0, 2.0, -1.0]), next_obs=jnp.ones((4, 2)),
+                     terminated=jnp.zeros(4, bool))
+    s0 = td3.init(jax.random.key(0), batch.obs, batch.action)
+    update = jax.jit(td3.update)
+    hp = _hp(tau=0.25)
+    s, flags = s0, []
+    for k in range(6):
+        prev = s
+        s, m = update(s, batch, jax.random.key(10 + k), hp)
+        flags.append(float(m["actor_updated"]))
+        if k + 1 in (2, 4):   # delayed steps inside the warmup: critic target only
+            np.testing.assert_array_equal(s.actor_params["l"], s0.actor_params["l"])
+            np.testing.assert_array_equal(s.actor_target["l"], s0.actor_target["l"])
+            np.testing.assert_allclose(
+                s.critic_target["w"], 0.25 * s.critic_params["w"] + 0.75 * prev.critic_target["w"],
+                rtol=1e-6)
+    assert flags == [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]   # first actor step: update 6 (> 4, even)
+    assert not np.allclose(s.actor_params["l"], s0.actor_params["l"])
+
+
 def test_critic_gradient_is_globally_clipped(td3_k3):
     _, update, batch, state = td3_k3
     big = batch._replace(reward=batch.reward * 1e4)
