@@ -106,7 +106,11 @@ class ConstraintConfig:
 class RiskConfig:
     derisk_drawdown: float = 0.07
     rerisk_drawdown: float = 0.03
-    derisked_exposure: float = 0.0
+    derisked_exposure: float = 0.5
+    """Gross exposure while de-risked. Not 0 (the original's 'flatten to cash'): an all-cash
+    book's drawdown can never recover to ``rerisk_drawdown``, so the gate would hold cash for
+    ever after the first 7% drawdown (every strategy in a backtest, and the rest of every
+    training episode)."""
     cvar_alpha: float = 0.95
     cvar_budget: float = 0.0
     """Daily CVaR budget (0 disables CVaR scaling)."""
@@ -225,6 +229,8 @@ class TD3Config:
     batch_size: int = 256
     buffer_episodes: int = 512
     her_k: int = 4
+    actor_warmup_updates: int = 0
+    """Updates during which only the critics learn (the actor, e.g. Phase 2's, stays as is)."""
     goal_tolerance: float = 0.1
     num_envs: int = 8
     total_env_steps: int = 200_000

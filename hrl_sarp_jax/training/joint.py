@@ -321,6 +321,21 @@ def _block_record(metrics: list[dict], prefix: str) -> dict[str, float]:
     return rec
 
 
+def _save_round(run: Any, ck: PhaseCheckpointer, done: int, state3, state4,
+                last: dict[str, np.ndarray], m3: list, m4: list, k: int) -> dict[str, float]:
+    """Log the round's metrics and checkpoint both states; returns the validation means."""
+    means = {m: float(np.mean(v)) for m, v in last.items()}
+    run.log_metrics(PHASE, done, {**_block_record(m3, "macro_"), **_block_record(m4, "micro_"),
+                                  **means, "val_sharpe_per_seed": last["val_sharpe"].tolist(),
+                                  "eval": True})
+    ck.save(done, {"macro": state3, "micro": state4},
+            metrics={BEST_METRIC: means["val_sharpe"],
+                     "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
+                     "val_goal_alignment": means["val_goal_alignment"]},
+            meta={"round": done, "seeds": k})
+    return means
+
+
 def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
                *, seeds: int | None = None, resume: bool = False, round_limit: int | None = None,
                log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -368,6 +383,12 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
         last: dict[str, np.ndarray] | None = None
         first_call_s = None
+        if resumed_from is None and limit > 0:
+            # round 0 = Phases 3-4's agents: 'best' never falls below the un-fine-tuned pair
+            last = _validate(setup, state3, state4, eval_key)
+            _save_round(run, ck, 0, state3, state4, last, [], [], k)
+            say(f"phase 5: before fine-tuning val_sharpe {float(np.mean(last['val_sharpe'])):.3f}"
+                f" (equal weight {float(np.mean(last['val_equal_weight_sharpe'])):.3f})")
         while done < limit:
             t_r = time.perf_counter()
             state3, state4, m3, m4 = _round(setup, state3, state4)
@@ -375,16 +396,7 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             last = _validate(setup, state3, state4, eval_key)
             if first_call_s is None:
                 first_call_s = time.perf_counter() - t_r
-            means = {m: float(np.mean(v)) for m, v in last.items()}
-            run.log_metrics(PHASE, done, {**_block_record(m3, "macro_"),
-                                          **_block_record(m4, "micro_"), **means,
-                                          "val_sharpe_per_seed": last["val_sharpe"].tolist(),
-                                          "eval": True})
-            ck.save(done, {"macro": state3, "micro": state4},
-                    metrics={BEST_METRIC: means["val_sharpe"],
-                             "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
-                             "val_goal_alignment": means["val_goal_alignment"]},
-                    meta={"round": done, "seeds": k})
+            means = _save_round(run, ck, done, state3, state4, last, m3, m4, k)
             say(f"phase 5: round {done}/{setup.rounds} val_sharpe {means['val_sharpe']:.3f} "
                 f"(equal weight {means['val_equal_weight_sharpe']:.3f}), goal alignment "
                 f"{means['val_goal_alignment']:.3f}")

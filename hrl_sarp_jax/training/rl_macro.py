@@ -615,9 +615,9 @@ def _init_seeds(init: Callable[..., Phase3State], keys: Array, hp: PPOHParams,
                 env_params: EnvParams, starts: cur.StartSet) -> Phase3State:
     """K seeds' initial states, one after another (``lax.map``), stacked [K].
 
-    Not ``vmap``: on jax 0.10.2 CPU, ``jit(vmap(MacroActorCritic(NetworkConfig()).init))``
-    over 2+ keys never finishes (1 key, or tiny networks, are fine); a sequential map gives
-    the same per-seed values (each member is initialised from its own key either way).
+    (Written as a map when ``jit(vmap(init))`` over 2+ seeds hung on jax 0.10.2 CPU; the cause
+    was the orthogonal initialiser's batched LAPACK QR deadlocking the intra-op thread pool,
+    fixed in ``networks.common.orthogonal``. A sequential map gives the same per-seed values.)
     """
     return jax.lax.map(lambda kh: init(kh[0], kh[1], env_params, starts), (keys, hp))
 
@@ -829,6 +829,18 @@ def run_phase3(
                                                                     spec.total_updates)
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
         last_eval: dict[str, np.ndarray] | None = None
+        if resumed_from is None and limit > 0:
+            # update 0 = the starting policy (Phase 1's actor): 'best' never falls below it
+            ev = {key: np.asarray(v) for key, v in jax.device_get(
+                evaluate(state.train.params, setup.val_params, setup.eval_days, eval_key)).items()}
+            rec = _eval_record(ev)
+            run.log_metrics(PHASE, 0, {**rec, "stage": stage, "eval": True})
+            ck.save(0, state, metrics={BEST_METRIC: rec["val_sharpe"],
+                                       "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"]},
+                    meta={"stage": stage, "stage_updates": stage_updates,
+                          "stage_history": history, "seeds": k, "start_info": start_info})
+            say(f"phase 3: before training val_sharpe {rec['val_sharpe']:.3f} (equal weight "
+                f"{rec['val_equal_weight_sharpe']:.3f})")
         while int(np.max(np.asarray(state.update))) < limit:
             done_before = int(np.max(np.asarray(state.update)))
             ran_stage = stage

@@ -86,6 +86,8 @@ class Phase4Spec:
     policy_delay: int = 2
     max_grad_norm: float = 1.0
     explore_decay_updates: int = 100_000
+    actor_warmup_updates: int = 0
+    """TD3 updates before the actor first moves (critics only; see agents.td3.make_td3)."""
     eval_episodes: int = 16
     """Validation episodes, started at evenly spaced days of the validation window."""
 
@@ -106,6 +108,7 @@ class Phase4Spec:
             "buffer_episodes": td3.buffer_episodes, "policy_delay": td3.policy_delay,
             "max_grad_norm": td3.max_grad_norm,
             "explore_decay_updates": max(1, vec_steps * base.updates_per_step // 2),
+            "actor_warmup_updates": int(td3.actor_warmup_updates),
         }
         kw.update(overrides)
         return cls(**kw)
@@ -207,7 +210,8 @@ def _td3(nets: Networks, spec: Phase4Spec) -> TD3:
     return make_td3(actor_apply, critic_apply, actor_init=actor_init, critic_init=critic_init,
                     num_critics=spec.num_critics, policy_delay=spec.policy_delay,
                     max_grad_norm=spec.max_grad_norm,
-                    explore_decay_updates=spec.explore_decay_updates)
+                    explore_decay_updates=spec.explore_decay_updates,
+                    actor_warmup_updates=spec.actor_warmup_updates)
 
 
 def actor_weights(nets: Networks, actor_params: Params, inp: MicroInputs) -> Array:
@@ -580,6 +584,16 @@ def _chunk_record(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
     return rec
 
 
+def _evaluate_record(evaluate: Callable, state: Phase4State, setup: Phase4Setup,
+                     key: Array) -> dict[str, Any]:
+    """Validation means over seeds, plus ``per_seed`` lists."""
+    ev = {m: np.asarray(v) for m, v in jax.device_get(
+        evaluate(state.agent.actor_params, setup.val_params, key)).items()}
+    rec: dict[str, Any] = {m: float(np.mean(v)) for m, v in ev.items()}
+    rec["per_seed"] = {m: v.tolist() for m, v in ev.items()}
+    return rec
+
+
 # HOST ONLY
 def run_phase4(
     run: Any,
@@ -651,6 +665,16 @@ def run_phase4(
         done = int(np.max(np.asarray(state.env_steps))) // per_chunk
         last_eval: dict[str, Any] | None = None
         train_s = 0.0
+        if resumed_from is None and limit > 0:
+            # step 0 = the starting actor (Phase 2's): 'best' never falls below it
+            last_eval = _evaluate_record(evaluate, state, setup, eval_key)
+            run.log_metrics(4, 0, {"kind": "eval", **{m: v for m, v in last_eval.items()
+                                                       if m != "per_seed"}})
+            ck.save(0, state, metrics={m: v for m, v in last_eval.items() if m != "per_seed"},
+                    meta={"seeds": k, "chunks": 0, **setup.info})
+            say(f"phase 4: before training, val goal alignment "
+                f"{last_eval['val_goal_alignment']:.3f} (equal weight "
+                f"{last_eval['val_equal_weight_goal_alignment']:.3f})")
         while done < limit:
             t_run = time.perf_counter()
             state, metrics = chunk(state, setup.train_params, hp)
@@ -660,10 +684,7 @@ def run_phase4(
             env_steps = int(np.max(np.asarray(state.env_steps)))
             run.log_metrics(4, env_steps, {"kind": "train", **_chunk_record(metrics)})
             if done % every == 0 or done == limit:
-                ev = {m: np.asarray(v) for m, v in jax.device_get(
-                    evaluate(state.agent.actor_params, setup.val_params, eval_key)).items()}
-                last_eval = {m: float(np.mean(v)) for m, v in ev.items()}
-                last_eval["per_seed"] = {m: v.tolist() for m, v in ev.items()}
+                last_eval = _evaluate_record(evaluate, state, setup, eval_key)
                 run.log_metrics(4, env_steps, {"kind": "eval", **{m: v for m, v in
                                                                   last_eval.items()
                                                                   if m != "per_seed"}})
@@ -679,10 +700,7 @@ def run_phase4(
     finally:
         ck.close()
     if last_eval is None:  # resumed at the limit: evaluate the restored state
-        ev = {m: np.asarray(v) for m, v in jax.device_get(
-            evaluate(state.agent.actor_params, setup.val_params, eval_key)).items()}
-        last_eval = {m: float(np.mean(v)) for m, v in ev.items()}
-        last_eval["per_seed"] = {m: v.tolist() for m, v in ev.items()}
+        last_eval = _evaluate_record(evaluate, state, setup, eval_key)
     env_steps = int(np.max(np.asarray(state.env_steps)))
     summary = {
         **{m: v for m, v in last_eval.items() if m != "per_seed"},
