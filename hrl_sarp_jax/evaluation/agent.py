@@ -1,0 +1,215 @@
+"""The trained hierarchical policy as a backtest weight function (``HierarchicalStrategy``).
+
+At the close of each decision day t of the window (``evaluation.backtest``; run it with a
+*daily* rebalance mask, the Micro agent acts every day, see ``run_agent``):
+1. on a calendar week end (``params.week_end[t]``), and on the window's first day (the book
+   starts in cash and needs a goal), the Macro agent decides: the flat Macro observation is
+   ``envs.common.macro_obs(port, t, params)``, exactly what ``HierarchicalEnv`` builds at that
+   point (the drifted book before trading), read through ``envs.obs.MacroObsLayout`` and
+   ``networks.inputs.macro_inputs_from_views``; the deterministic action is the Dirichlet mean
+   sector weights ⊕ the regime probabilities, and the goal is
+   ``envs.common.macro_action_to_goal`` of it (projected sector weights ⊕ one-hot argmax
+   regime), as in Phases 4-5 (``training.rl_micro.macro_goal_fn``);
+2. every day the Micro actor maps ``envs.common.micro_obs(port, goal, t, params)`` (read
+   through ``MicroObsLayout`` and ``networks.inputs.micro_inputs_from_views``, as Phase 3's
+   frozen allocator does) to stock weights (its masked softmax, deterministic); the backtest
+   projects them with the env's constraints (and the risk manager's exposure when asked).
+
+The carry (``AgentCarry``, batched over K seeds by ``backtest.run_backtest(batched=True)``)
+holds the seed's Macro and Micro actor params, the goal in force, and per-day logs of the goal,
+the regime probabilities and whether the Macro decided that day, so that the caller gets
+``regime_calls`` [K, L] and a decision log (``decision_records``). The Macro observation is a
+function of (port, t, params) only, so no other state is needed.
+
+Shapes: T days, N stocks, S sectors, G = S + 3 goal, L window length, K seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from hrl_sarp_jax.config import REGIME_NAMES, NetworkConfig
+from hrl_sarp_jax.envs import common
+from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
+from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.evaluation.backtest import BacktestResult, DayView, run_backtest
+from hrl_sarp_jax.finance.portfolio import PortfolioState
+from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs_from_views
+from hrl_sarp_jax.networks.macro import MacroActor
+from hrl_sarp_jax.networks.micro import MicroActor
+from hrl_sarp_jax.types import NUM_REGIMES, Array, Params
+
+_F32 = jnp.float32
+_I32 = jnp.int32
+
+
+@struct.dataclass
+class AgentCarry:
+    """One seed's carry (leading axis K when batched). Day i of the logs is decision day
+    t0 + i."""
+
+    macro_params: Params     # MacroActor params ({"params": ...})
+    micro_params: Params     # MicroActor params ({"params": ...})
+    t0: Array                # int32 first decision day of the window
+    goal: Array              # [G] the goal in force (sector weights ⊕ regime one-hot)
+    goals: Array             # [L, G] goal in force at each decision day
+    regime_probs: Array      # [L, 3] the Macro's regime probabilities (0 on non-decision days)
+    macro_step: Array        # [L] bool: the Macro decided that day
+
+
+@dataclass(frozen=True)
+class HierarchicalStrategy:
+    """Deterministic hierarchical policy: ``__call__(carry, t, view) -> (carry, weights [N])``
+    (module docstring). Frozen and hashable: equal network configs share one compile."""
+
+    networks: NetworkConfig
+
+    # -- the two levels (pure, one example)
+    def macro_decision(self, macro_params: Params, port: PortfolioState, t: Array,
+                       params: EnvParams) -> tuple[Array, Array]:
+        """(goal [G], regime probabilities [3]) of the Macro agent at the close of t."""
+        layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim)
+        obs = common.macro_obs(port, t, params)
+        pol = MacroActor(self.networks).apply(
+            macro_params, *macro_inputs_from_views(layout.unflatten(obs)))
+        probs = jax.nn.softmax(pol.regime_logits).astype(_F32)
+        action = jnp.concatenate([pol.mean_weights, probs])
+        return common.macro_action_to_goal(action, params), probs
+
+    def micro_weights(self, micro_params: Params, port: PortfolioState, goal: Array, t: Array,
+                      params: EnvParams) -> Array:
+        """Stock weights [N] of the Micro actor for ``goal`` at the close of t."""
+        layout = MicroObsLayout(params.num_stocks, params.num_sectors)
+        views = layout.unflatten(common.micro_obs(port, goal, t, params))
+        x = micro_inputs_from_views(views, params.stock_sector)
+        return MicroActor(self.networks).apply(micro_params, x, views["goal"],
+                                               views["stock_mask"] > 0).weights
+
+    # -- the weight function
+    def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
+        params, port = view.params, view.port
+        i = (t - carry.t0).astype(_I32)
+        decide = params.week_end[t] | (i == 0)
+
+        def macro(c: AgentCarry) -> tuple[Array, Array]:
+            return self.macro_decision(c.macro_params, port, t, params)
+
+        def keep(c: AgentCarry) -> tuple[Array, Array]:
+            return c.goal, jnp.zeros((NUM_REGIMES,), _F32)
+
+        goal, probs = jax.lax.cond(decide, macro, keep, carry)
+        weights = self.micro_weights(carry.micro_params, port, goal, t, params)
+        carry = carry.replace(goal=goal, goals=carry.goals.at[i].set(goal),
+                              regime_probs=carry.regime_probs.at[i].set(probs),
+                              macro_step=carry.macro_step.at[i].set(decide))
+        return carry, weights
+
+    def init_carry(self, macro_params: Params, micro_params: Params, params: EnvParams,
+                   t0: int, length: int) -> AgentCarry:
+        """One seed's carry for decision days t0 .. t0 + length - 1."""
+        g = params.num_sectors + NUM_REGIMES
+        return AgentCarry(
+            macro_params=macro_params, micro_params=micro_params,
+            t0=jnp.asarray(t0, _I32), goal=jnp.asarray(params.fixed_goal, _F32),
+            goals=jnp.zeros((length, g), _F32),
+            regime_probs=jnp.zeros((length, NUM_REGIMES), _F32),
+            macro_step=jnp.zeros((length,), bool))
+
+    def init_carries(self, macro_params: Params, micro_params: Params, params: EnvParams,
+                     t0: int, length: int) -> AgentCarry:
+        """K seeds' carries from params stacked on a leading [K] axis (both the same K)."""
+        km = _leading(macro_params, "macro_params")
+        kn = _leading(micro_params, "micro_params")
+        if km != kn:
+            raise ConfigError(f"HierarchicalStrategy: {km} Macro seeds but {kn} Micro seeds; "
+                              "pair them first (training.policy.pair_seeds)")
+        one = self.init_carry(jax.tree.map(lambda x: x[0], macro_params),
+                              jax.tree.map(lambda x: x[0], micro_params), params, t0, length)
+        rest = jax.tree.map(lambda x: jnp.broadcast_to(x, (km, *jnp.shape(x))),
+                            one.replace(macro_params=None, micro_params=None))
+        return rest.replace(macro_params=macro_params, micro_params=micro_params)
+
+
+def _leading(tree: Params, name: str) -> int:
+    sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(tree) if np.ndim(x) > 0}
+    if len(sizes) != 1:
+        raise ConfigError(f"{name}: expected every leaf stacked on one leading seed axis, got "
+                          f"leading sizes {sorted(sizes)}")
+    return sizes.pop()
+
+
+# --------------------------------------------------------------------------- host helpers
+
+
+# HOST ONLY
+def run_agent(networks: NetworkConfig, macro_params: Params, micro_params: Params,
+              params: EnvParams, t0: int, length: int, *, risk_manager: bool = True,
+              return_window: int = 20) -> tuple[AgentCarry, BacktestResult]:
+    """Backtest the policy of K seeds (params stacked [K]) over decision days
+    t0 .. t0 + length - 1, trading every day (the Micro agent's schedule). ``risk_manager``
+    scales each day's budget by the envs' risk manager (the HierarchicalEnv always does).
+    Returns host arrays: (carry with [K, L] logs, BacktestResult with [K, L] leaves)."""
+    strategy = HierarchicalStrategy(networks)
+    carries = strategy.init_carries(macro_params, micro_params, params, t0, length)
+    return run_backtest(strategy, carries, params, t0, np.ones(length, bool), batched=True,
+                        risk_manager=risk_manager, return_window=return_window)
+
+
+def regime_calls(carry: AgentCarry) -> np.ndarray:
+    """int [.., L] regime call in force each day (argmax of the goal's one-hot; 0 Bull,
+    1 Bear, 2 Sideways)."""
+    goals = np.asarray(carry.goals)
+    return np.argmax(goals[..., goals.shape[-1] - NUM_REGIMES:], axis=-1)
+
+
+# HOST ONLY
+def decision_records(carry: AgentCarry, result: BacktestResult, dates: np.ndarray,
+                     tickers: tuple[str, ...] | list[str], sectors: tuple[str, ...] | list[str],
+                     *, seeds: list[int] | None = None, top: int = 5) -> list[dict[str, Any]]:
+    """The decision log of a batched ``run_agent``: per seed, one record per Macro decision
+    ({"kind": "macro", "date", "seed", "sector_weights": {sector: w}, "regime",
+    "regime_probs": {regime: p}}) and one per day ({"kind": "micro", "date", "seed",
+    "top_weights": {ticker: w} (the ``top`` largest executed weights, after constraints and
+    circuit locks), "cash"}); ordered by date, then seed, macro before micro. ``dates`` are
+    the market's dates (decision day t is dates[t]); sectors / tickers named "" (padding) are
+    skipped."""
+    days = np.asarray(result.t)
+    weights = np.asarray(result.weights, np.float64)
+    goals = np.asarray(carry.goals, np.float64)
+    probs = np.asarray(carry.regime_probs, np.float64)
+    steps = np.asarray(carry.macro_step, bool)
+    calls = regime_calls(carry)
+    k_num, length = days.shape[:2]
+    seeds = list(range(k_num)) if seeds is None else list(seeds)
+    s = goals.shape[-1] - NUM_REGIMES
+    named_s = [j for j in range(s) if j < len(sectors) and sectors[j]]
+    named_n = np.asarray([j for j in range(weights.shape[-1]) if j < len(tickers) and tickers[j]],
+                         int)
+    out: list[dict[str, Any]] = []
+    for i in range(length):
+        for k in range(k_num):
+            date = str(np.asarray(dates)[int(days[k, i])].astype("datetime64[D]"))
+            if steps[k, i]:
+                out.append({
+                    "kind": "macro", "date": date, "seed": seeds[k],
+                    "sector_weights": {sectors[j]: round(float(goals[k, i, j]), 6)
+                                       for j in named_s},
+                    "regime": REGIME_NAMES[int(calls[k, i])],
+                    "regime_probs": {REGIME_NAMES[r]: round(float(probs[k, i, r]), 6)
+                                     for r in range(NUM_REGIMES)},
+                })
+            w = weights[k, i]
+            order = named_n[np.argsort(-w[named_n], kind="stable")][:top]
+            out.append({
+                "kind": "micro", "date": date, "seed": seeds[k],
+                "top_weights": {tickers[j]: round(float(w[j]), 6) for j in order if w[j] > 0},
+                "cash": round(float(1.0 - w.sum()), 6),
+            })
+    return out

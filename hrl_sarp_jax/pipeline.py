@@ -1,0 +1,255 @@
+"""End-to-end jobs that span training and evaluation (host side): ``evaluate_run``.
+
+# HOST ONLY (not jittable)
+``evaluate_run`` = restore -> backtest -> baselines -> stats -> report, the ``hrl-sarp
+evaluate`` command:
+1. the run's trained policy (``training.policy.load_policy``: Phase 5, else Phases 3/1 for
+   the Macro agent and 4/2 for the Micro agent, K seeds);
+2. every baseline over the window (``evaluation.evaluate.evaluate_baselines``), with the
+   regime oracle (an upper bound) when the market folder's meta.json holds the synthetic
+   generator's ``sector_drift_annual``;
+3. the agent, one backtest per seed vmapped (``evaluation.agent.run_agent``): same dates,
+   universe, constraints, costs and risk manager as the baselines and as training;
+4. ``checkpoints/<run>/report/``: metrics.json, report.md, report.html, plots/ and
+   decisions.jsonl (every weekly Macro decision and daily Micro book), written atomically.
+Windows (``split``): 'test' = data.test_start .. the last day; 'val' = data.val_start .. the
+last day before data.test_start; 'START:END' = ISO dates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hrl_sarp_jax.checkpointing import Run
+from hrl_sarp_jax.config import Config
+from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.envs.params import make_env_params
+from hrl_sarp_jax.errors import ConfigError, DataError
+from hrl_sarp_jax.evaluation.agent import decision_records, regime_calls, run_agent
+from hrl_sarp_jax.evaluation.evaluate import add_strategy, evaluate_baselines
+from hrl_sarp_jax.evaluation.flat_policy import flat_daily_returns
+from hrl_sarp_jax.evaluation.report import write_report
+from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.training.policy import load_policy
+from hrl_sarp_jax.utils.atomic import atomic_write_text
+
+AGENT = "hrl_sarp"
+FLAT = "flat_rl"
+REPORT_DIR = "report"
+DECISIONS_FILE = "decisions.jsonl"
+TABLE_METRICS = ("sharpe", "cagr", "max_drawdown")
+
+
+def resolve_split(split: str | None, cfg: Config, meta: MarketMeta) -> tuple[str, str, str]:
+    """(label, start, end) ISO dates of an evaluation window (module docstring)."""
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    text = "test" if split is None else str(split).strip()
+    if text == "test":
+        return "test", cfg.data.test_start, str(dates[-1])
+    if text == "val":
+        before = dates[dates < np.datetime64(cfg.data.test_start, "D")]
+        if before.size == 0:
+            raise ConfigError(f"--split val: no trading day before data.test_start="
+                              f"{cfg.data.test_start}; use --split START:END")
+        return "val", cfg.data.val_start, str(before[-1])
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, end = (np.datetime64(p.strip(), "D") for p in parts)
+    except ValueError:
+        raise ConfigError(f"--split {text!r}: expected 'test', 'val' or START:END ISO dates "
+                          f"(e.g. 2020-07-01:2020-12-31)") from None
+    if start >= end:
+        raise ConfigError(f"--split {text!r}: START must be before END")
+    return text, str(start), str(end)
+
+
+def synthetic_drift(market_dir: str | Path | None) -> dict | None:
+    """meta.json's ``sector_drift_annual`` of a synthetic market folder (for the oracle), or
+    None when the folder has none."""
+    if market_dir is None:
+        return None
+    path = Path(market_dir) / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); regenerate the market or remove the "
+                        f"file") from exc
+    table = doc.get("sector_drift_annual")
+    return {"sector_drift_annual": table} if isinstance(table, dict) else None
+
+
+def _table(payload: dict) -> list[tuple[str, float | None, float | None, float | None]]:
+    rows = []
+    entries = [(AGENT, payload["strategies"][AGENT])] if AGENT in payload["strategies"] else []
+    entries += [(n, e) for n, e in payload["strategies"].items() if n != AGENT]
+    if payload.get("oracle"):
+        entries.append(("oracle (upper bound)", payload["oracle"]))
+    for name, e in entries:
+        m = e["metrics"]
+        rows.append((name, *(None if m.get(k) is None else float(m[k]) for k in TABLE_METRICS)))
+    return rows
+
+
+# HOST ONLY
+def evaluate_run(
+    run: Run,
+    cfg: Config,
+    market: MarketArrays,
+    meta: MarketMeta,
+    feats: FeatureSet,
+    *,
+    split: str | None = "test",
+    market_dir: str | Path | None = None,
+    seeds_for_random: int | Sequence[int] = 5,
+    risk_manager: bool = True,
+    include: Sequence[str] | None = None,
+    bootstrap_num: int = 2000,
+    historical: bool = True,
+    out_dir: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the run's trained policy on ``split`` and write its report (module docstring).
+
+    Args:
+      run: the run folder (``checkpointing.open_run``); cfg: its config.
+      market, meta, feats: the market the run was trained on (or one of the same shapes).
+      split: 'test' (default), 'val' or 'START:END'.
+      market_dir: the market folder (its meta.json enables the regime oracle).
+      seeds_for_random: seeds of the random baseline (a count or explicit seeds).
+      risk_manager: scale every strategy's budget by the envs' risk manager, as the
+        HierarchicalEnv does in training (agent and baselines alike).
+      include / bootstrap_num / historical: passed to ``evaluate_baselines``.
+      out_dir: report folder (default ``<run>/report``).
+    Returns {"report_dir", "files", "decisions", "table": [(strategy, sharpe, cagr,
+    max_drawdown)], "window", "split", "policy", "seeds"}.
+    """
+    say = log or (lambda _msg: None)
+    label, start, end = resolve_split(split, cfg, meta)
+    policy = load_policy(run, cfg, market, meta, feats)
+    say(f"policy: {policy.seeds} seed(s); macro {policy.source.get('macro', 'phase 5')}; "
+        f"micro {policy.source.get('micro', 'phase 5')}")
+    say(f"baselines over {start} .. {end} ...")
+    payload = evaluate_baselines(
+        market, meta, feats, cfg, split=(start, end), seeds=seeds_for_random,
+        sector_drift=synthetic_drift(market_dir), include=include, risk_manager=risk_manager,
+        bootstrap_num=bootstrap_num, historical=historical)
+    t0, length = int(payload["window"]["t0"]), int(payload["window"]["days"])
+    say(f"agent: {policy.seeds} seed(s) over {length} days ...")
+    params = make_env_params(market, feats, cfg.env)
+    carry, res = run_agent(cfg.networks, policy.macro_actor, policy.micro_actor, params, t0,
+                           length, risk_manager=risk_manager,
+                           return_window=cfg.env.return_window)
+    payload = add_strategy(
+        payload, AGENT, np.asarray(res.net_return, np.float64),
+        description=f"HRL-SARP agent (run {run.name}, {policy.seeds} seed(s))",
+        sector_weights=np.asarray(res.sector_weights, np.float64),
+        turnover=np.asarray(res.turnover, np.float64),
+        cost_frac=np.asarray(res.cost_frac, np.float64),
+        costs={c: np.asarray(v, np.float64) for c, v in res.costs.items()},
+        regime_calls=regime_calls(carry), seed=int(cfg.seed))
+    if (run.phase_dir("flat_policy") / "ckpt").is_dir():
+        say("flat RL baseline: the run's trained flat PPO agent over the same window ...")
+        flat = flat_daily_returns(run, cfg, market, meta, feats, t0, length,
+                                  risk_manager=risk_manager)
+        payload = add_strategy(
+            payload, FLAT, flat["daily_returns"],
+            description=f"flat single-level PPO over stocks ({flat['seeds']} seed(s), same "
+                        f"env-step budget as Phase 3, weekly rebalancing)",
+            sector_weights=flat["sector_weights"], turnover=flat["turnover"],
+            cost_frac=flat["cost_frac"], costs=flat["costs"], compare=False)
+        payload = add_strategy(  # re-add the agent so its tests include the flat baseline
+            payload, AGENT, np.asarray(res.net_return, np.float64),
+            description=payload["strategies"][AGENT]["description"],
+            sector_weights=np.asarray(res.sector_weights, np.float64),
+            turnover=np.asarray(res.turnover, np.float64),
+            cost_frac=np.asarray(res.cost_frac, np.float64),
+            costs={c: np.asarray(v, np.float64) for c, v in res.costs.items()},
+            regime_calls=regime_calls(carry), seed=int(cfg.seed))
+    else:
+        say("flat RL baseline: not trained in this run (`hrl-sarp train --phase flat`); "
+            "listed as requiring a trained run")
+    payload["settings"] = {**payload["settings"], "split": label,
+                           "policy": {"run": run.name, "seeds": policy.seeds,
+                                      **{k: str(v) for k, v in policy.source.items()}}}
+    report_dir = Path(out_dir) if out_dir is not None else run.root / REPORT_DIR
+    files = write_report(payload, report_dir)
+    records = decision_records(carry, res, meta.dates, meta.tickers, meta.sectors)
+    decisions = report_dir / DECISIONS_FILE
+    atomic_write_text(decisions, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
+    return {"report_dir": report_dir, "files": files, "decisions": decisions,
+            "table": _table(payload), "window": payload["window"], "split": label,
+            "policy": dict(policy.source), "seeds": policy.seeds}
+
+
+# HOST ONLY
+def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_name: str, *,
+             split: str = "test", log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The README's first command: validate and load ``market_dir``, build the features, train
+    Phases 1-5 into ``checkpoints/<run_name>`` (K = ``cfg.train.seeds`` seeds each), then
+    ``evaluate_run`` on ``split``. An existing run folder is continued: finished phases are
+    restored, not retrained, and an interrupted one resumes from its latest checkpoint (a
+    different config or market is refused by ``create_run``). Returns ``evaluate_run``'s
+    result plus ``phases`` (each phase's summary)."""
+    import time
+
+    from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.data.validate import validate_market
+    from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES
+
+    say = log or (lambda _msg: None)
+    market_dir = Path(market_dir)
+    t0 = time.perf_counter()
+    report = validate_market(market_dir, cfg.data)
+    if report.problems:
+        listed = "; ".join(str(p) for p in report.problems[:5])
+        raise DataError(f"{market_dir} is not a valid market ({len(report.problems)} "
+                        f"problem(s)): {listed}; run `hrl-sarp data validate {market_dir}`")
+    market, meta = load_market(market_dir, cfg.data)
+    feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    say(f"[data] {market.num_days} days, {market.num_stocks} stocks, {market.num_sectors} "
+        f"sectors; validated, loaded and features built in {time.perf_counter() - t0:.1f}s")
+    root = Path(checkpoints)
+    resume = (root / run_name / "run.json").exists()
+    run = create_run(root, run_name, cfg, data_fingerprint(market_dir), resume=resume)
+    summaries: dict[int, dict] = {}
+    with run:
+        for k in sorted(PHASES):
+            spec = PHASES[k]
+            done = read_phase_summary(run, k)
+            t_k = time.perf_counter()
+            if done is not None:
+                say(f"[phase {k}/5] {spec.name}: already trained (summary found), kept")
+                summaries[k] = done
+                continue
+            say(f"[phase {k}/5] {spec.name}, {cfg.train.seeds} seed(s) ...")
+            result = spec.run(cfg, market, meta, feats, run, resume=True, progress=True)
+            summaries[k] = result.summary
+            say(f"[phase {k}/5] done in {time.perf_counter() - t_k:.0f}s: "
+                + ", ".join(f"{label} {value:.4g}" + (f" (baseline {base:.4g})" if base_key
+                                                      else "")
+                            for label, value, base_key, base in result.rows[:2]))
+        flat = FLAT_PHASE
+        if read_phase_summary(run, flat.number) is None:
+            t_k = time.perf_counter()
+            say(f"[baseline] {flat.name}, {cfg.train.seeds} seed(s) ...")
+            result = flat.run(cfg, market, meta, feats, run, resume=True, progress=True)
+            summaries[flat.number] = result.summary
+            say(f"[baseline] done in {time.perf_counter() - t_k:.0f}s")
+        say("[evaluate] every baseline and the agent on the same window ...")
+        t_e = time.perf_counter()
+        out = evaluate_run(run, cfg, market, meta, feats, split=split, market_dir=market_dir,
+                           log=lambda msg: say(f"[evaluate] {msg}"))
+        say(f"[evaluate] done in {time.perf_counter() - t_e:.0f}s")
+    out["phases"] = summaries
+    return out

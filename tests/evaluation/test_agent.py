@@ -1,0 +1,209 @@
+"""HierarchicalStrategy: equal to stepping the HierarchicalEnv in a Python loop, causal, and the
+goal moves only when the Macro agent decides (week ends and the window's first day)."""
+
+from __future__ import annotations
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.config import CostConfig, EnvConfig, NetworkConfig, RiskConfig
+from hrl_sarp_jax.envs.hierarchical import HierarchicalEnv
+from hrl_sarp_jax.envs.obs import MacroObsLayout
+from hrl_sarp_jax.envs.params import make_env_params
+from hrl_sarp_jax.evaluation.agent import decision_records, regime_calls, run_agent
+from hrl_sarp_jax.networks.gnn import GNNConfig
+from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
+from hrl_sarp_jax.networks.macro import MacroActor
+from hrl_sarp_jax.networks.micro import MicroActor
+from hrl_sarp_jax.training import rl_macro, rl_micro
+from tests.envs.make_inputs import make_dates, make_inputs
+
+T, N, S, FS, K, L = 200, 8, 3, 4, 2, 40
+NET = NetworkConfig(gnn=GNNConfig(hidden=8, embedding=8, heads=2), macro_hidden=(16, 8),
+                    attention_heads=2, attention_dim=8, goal_embedding=8,
+                    micro_stock_hidden=(16, 8), critic_hidden=(16, 8))
+# every accounting branch on: capped brokerage, impact, de-risking on drawdown, CVaR, events
+ENV = EnvConfig(cost=CostConfig(brokerage_pct=0.0003, brokerage_cap=20.0, impact_coef=0.1),
+                risk=RiskConfig(derisk_drawdown=0.03, rerisk_drawdown=0.015,
+                                derisked_exposure=0.5, cvar_budget=0.02, event_reduction=0.5))
+
+
+def _jitter(params, key, scale):
+    """Tiny random nets are nearly uniform; push them so decisions differ by day and seed."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(tree, [x + scale * jax.random.normal(k, x.shape, x.dtype)
+                                     for x, k in zip(leaves, keys, strict=True)])
+
+
+@pytest.fixture(scope="module")
+def world():
+    market, feats = make_inputs(num_days=T, num_stocks=N, num_sectors=S, sector_features=FS,
+                                seed=3)
+    params = make_env_params(market, feats, ENV)
+    layout = MacroObsLayout(S, FS)
+    ex_macro = macro_inputs_from_views(layout.unflatten(jnp.zeros(layout.size, jnp.float32)))
+    goal0 = jnp.zeros(S + 3, jnp.float32)
+    ex_micro = (micro_inputs(jnp.zeros((N, 22)), jnp.ones(N, bool), params.stock_sector, goal0,
+                             jnp.zeros(N)), goal0, jnp.ones(N, bool))
+    macro, micro = [], []
+    for k in range(K):
+        km, kn, jm, jn = jax.random.split(jax.random.key(10 + k), 4)
+        macro.append(_jitter(MacroActor(NET).init(km, *ex_macro), jm, 0.5))
+        micro.append(_jitter(MicroActor(NET).init(kn, *ex_micro), jn, 0.5))
+    stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
+    week_end = np.asarray(market.week_end)
+    return types.SimpleNamespace(p=params, macro=stack(macro), micro=stack(micro),
+                                 week_end=week_end)
+
+
+def _run(world, t0, params=None):
+    return run_agent(NET, world.macro, world.micro, world.p if params is None else params, t0, L,
+                     risk_manager=True, return_window=ENV.return_window)
+
+
+def _first_week_end(week_end, at_least):
+    return int(np.flatnonzero(week_end[at_least:])[0]) + at_least
+
+
+def test_equals_stepping_the_hierarchical_env_in_a_python_loop(world):
+    """Reference: HierarchicalEnv.step_env day by day from a reset at a week end, the Macro
+    action from training's goal source (rl_micro.macro_goal_fn) on the env's own macro
+    observation, the Micro action from Phase 3's frozen allocator (rl_macro.micro_allocator)
+    on env.micro_obs_for. Same goals, regime calls, trades, costs, values, exposures."""
+    p, macro, micro, week_end = world.p, world.macro, world.micro, world.week_end
+    t0 = _first_week_end(week_end, 60)
+    carry, res = _run(world, t0)
+
+    env = HierarchicalEnv(N, S, FS, return_window=ENV.return_window)
+    goal_fn = rl_micro.macro_goal_fn(NET, S, FS)
+    allocate = rl_macro.micro_allocator(NET, N, S)
+
+    @jax.jit
+    def ref_step(state, macro_params, micro_params):
+        obs = env.get_obs(state, p)
+        a_macro = goal_fn(macro_params, obs["macro"])
+        a_micro = allocate({"actor": micro_params, "stock_sector": p.stock_sector},
+                           env.micro_obs_for(obs, a_macro, p))
+        _, state2, _, _, info = env.step_env(jax.random.key(0), state,
+                                             {"macro": a_macro, "micro": a_micro}, p)
+        return state2, info
+
+    for k in range(K):
+        mk, nk = (jax.tree.map(lambda x, k=k: x[k], tree) for tree in (macro, micro))
+        _, state = env.reset_env(jax.random.key(1), p.replace(start_lo=t0, start_hi=t0))
+        assert int(state.t) == t0
+        ref = []
+        for _ in range(L):
+            state, info = ref_step(state, mk, nk)
+            ref.append(jax.device_get(info))
+        stacked = {key: np.stack([r[key] for r in ref]) for key in
+                   ("goal", "is_macro_step", "executed_weights", "net_return", "value",
+                    "exposure", "cost_frac", "day")}
+        np.testing.assert_array_equal(np.asarray(res.t[k]), stacked["day"])
+        np.testing.assert_array_equal(np.asarray(carry.macro_step[k]), stacked["is_macro_step"])
+        np.testing.assert_allclose(np.asarray(carry.goals[k]), stacked["goal"], atol=1e-6)
+        np.testing.assert_array_equal(regime_calls(carry)[k],
+                                      np.argmax(stacked["goal"][:, S:], -1))
+        np.testing.assert_allclose(np.asarray(res.weights[k]), stacked["executed_weights"],
+                                   atol=1e-6)
+        np.testing.assert_allclose(np.asarray(res.net_return[k]), stacked["net_return"],
+                                   atol=1e-7)
+        np.testing.assert_allclose(np.asarray(res.cost_frac[k]), stacked["cost_frac"],
+                                   rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(res.value[k]), stacked["value"], rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(res.exposure[k]), stacked["exposure"], rtol=1e-5)
+    # the test has teeth: the two seeds decide differently, and both regimes and weeks vary
+    assert not np.allclose(np.asarray(carry.goals[0]), np.asarray(carry.goals[1]))
+    assert np.asarray(carry.macro_step).sum() == K * week_end[t0: t0 + L].sum()
+
+
+def test_decisions_never_read_rows_after_the_decision_day(world):
+    """Perturb every market/feature row > tc (the calendar stays): goals, regime calls and
+    executed weights of days <= tc are unchanged, later ones change."""
+    p, week_end = world.p, world.week_end
+    t0 = _first_week_end(week_end, 60)
+    tc = t0 + 17
+    base_carry, base = _run(world, t0)
+
+    rng = np.random.default_rng(0)
+    late = np.arange(T) > tc
+
+    def bend(x):
+        x = np.asarray(x)
+        m = late.reshape(-1, *([1] * (x.ndim - 1)))
+        if x.dtype == bool:
+            new = rng.random(x.shape) < 0.5
+        elif np.issubdtype(x.dtype, np.integer):
+            new = rng.integers(-1, 3, x.shape).astype(x.dtype)
+        else:
+            new = (x + rng.normal(0, 0.05 + np.abs(x).mean(), x.shape)).astype(x.dtype)
+        return jnp.asarray(np.where(m, new, x))
+
+    fields = ("returns", "circuit_lock", "tradable", "adv_value", "sector_returns",
+              "benchmark_returns", "stock_features", "macro_features", "sector_features",
+              "sector_mask", "adjacency", "regime_label")
+    bent = p.replace(**{f: bend(getattr(p, f)) for f in fields})
+    carry, res = _run(world, t0, bent)
+    ic = tc - t0
+    np.testing.assert_array_equal(np.asarray(carry.goals)[:, : ic + 1],
+                                  np.asarray(base_carry.goals)[:, : ic + 1])
+    np.testing.assert_array_equal(np.asarray(res.weights)[:, : ic + 1],
+                                  np.asarray(base.weights)[:, : ic + 1])
+    np.testing.assert_array_equal(np.asarray(res.net_return)[:, :ic],
+                                  np.asarray(base.net_return)[:, :ic])
+    assert not np.allclose(np.asarray(res.weights)[:, ic + 1:],
+                           np.asarray(base.weights)[:, ic + 1:])
+
+
+def test_goal_changes_only_when_the_macro_decides(world):
+    """A window opening mid-week: the Macro decides on day 0 (the book starts in cash) and at
+    every week end, never in between; the decision log follows the carry and the result."""
+    week_end = world.week_end
+    t0 = int(np.flatnonzero(~week_end[61:])[0]) + 61
+    carry, res = _run(world, t0)
+    days = np.arange(t0, t0 + L)
+    expected = week_end[days].copy()
+    expected[0] = True
+    steps = np.asarray(carry.macro_step)
+    np.testing.assert_array_equal(steps, np.broadcast_to(expected, (K, L)))
+    goals = np.asarray(carry.goals)
+    changed = np.any(goals[:, 1:] != goals[:, :-1], axis=-1)
+    assert not np.any(changed & ~steps[:, 1:])
+    assert changed.sum() >= 2  # the goal does move at week ends
+    # goals: projected sector weights (sector cap, budget 1 - min_cash) ⊕ a regime one-hot
+    cons = ENV.constraints
+    assert np.all(goals[..., :S] <= cons.max_sector_weight + 1e-5)
+    np.testing.assert_allclose(goals[..., :S].sum(-1), 1.0 - cons.min_cash, atol=1e-5)
+    np.testing.assert_array_equal(goals[..., S:].sum(-1), 1.0)
+
+    dates = make_dates(T, 3)
+    tickers = (*(f"T{i}" for i in range(N - 1)), "")
+    sectors = ("IT", "FMCG", "Metals")
+    recs = decision_records(carry, res, dates, tickers, sectors, seeds=[7, 8], top=3)
+    macro_recs = [r for r in recs if r["kind"] == "macro"]
+    micro_recs = [r for r in recs if r["kind"] == "micro"]
+    assert len(macro_recs) == steps.sum() and len(micro_recs) == K * L
+    first = macro_recs[0]
+    assert first["date"] == str(dates[t0]) and first["seed"] == 7
+    np.testing.assert_allclose([first["sector_weights"][s] for s in sectors], goals[0, 0, :S],
+                               atol=1e-6)
+    assert first["regime"] == ("bull", "bear", "sideways")[int(np.argmax(goals[0, 0, S:]))]
+    m = micro_recs[-1]  # last day, seed index 1
+    w = np.asarray(res.weights)[1, -1]
+    top = np.argsort(-w[: N - 1], kind="stable")[:3]
+    assert list(m["top_weights"]) == [tickers[j] for j in top if w[j] > 0]
+    np.testing.assert_allclose(m["cash"], 1.0 - w.sum(), atol=1e-6)
+    assert m["date"] == str(dates[t0 + L - 1]) and m["seed"] == 8
+
+
+def test_mismatched_seed_stacks_are_refused(world):
+    one = jax.tree.map(lambda x: x[:1], world.micro)
+    from hrl_sarp_jax.errors import HrlSarpError
+
+    with pytest.raises(HrlSarpError, match="2 Macro seeds but 1 Micro"):
+        run_agent(NET, world.macro, one, world.p, 70, L)

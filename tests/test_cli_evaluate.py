@@ -1,0 +1,164 @@
+"""``hrl-sarp evaluate`` on a run trained in-process (Phases 1-2, smoke preset): the report's
+agent numbers are those of stepping the HierarchicalEnv with the restored policy, the decision
+log is complete, and bad input is one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, open_run
+from hrl_sarp_jax.cli import main
+from hrl_sarp_jax.envs.hierarchical import HierarchicalEnv
+from hrl_sarp_jax.envs.params import make_env_params
+from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.pipeline import resolve_split
+from hrl_sarp_jax.training import rl_macro, rl_micro
+from hrl_sarp_jax.training.policy import load_policy
+from hrl_sarp_jax.training.runner import run_pretrain_phase
+from tests.training.conftest import smoke_cfg
+
+BASELINES = ("equal_weight", "index_buy_hold", "random", "sector_momentum", "oracle")
+
+
+@pytest.fixture(scope="module")
+def smoke_market(tmp_path_factory):
+    """(market_dir, market, meta, feats, cfg): tests/training's smoke market, tiny networks."""
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.data.synthetic import write_synthetic_market
+    from hrl_sarp_jax.features.build import build_features
+
+    cfg = smoke_cfg()
+    out = write_synthetic_market(tmp_path_factory.mktemp("smoke") / "market", cfg.synth)
+    market, meta = load_market(out, cfg.data)
+    feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    return out, market, meta, feats, cfg
+
+
+@pytest.fixture(scope="module")
+def trained(smoke_market, tmp_path_factory):
+    market_dir, market, meta, feats, cfg = smoke_market
+    root = tmp_path_factory.mktemp("ckpts")
+    run = create_run(root, "ev", cfg, data_fingerprint(market_dir), resume=False)
+    for phase in (1, 2):
+        run_pretrain_phase(phase, cfg, market, meta, feats, run, progress=False)
+    return root
+
+
+def _env_reference(cfg, market, meta, feats, run, t0: int, length: int) -> dict:
+    """Net returns and goals of the restored policy stepped through HierarchicalEnv from a
+    reset at the week end t0, with training's own policy glue (single seed)."""
+    policy = load_policy(run, cfg, market, meta, feats)
+    seed0 = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731
+    macro, micro = seed0(policy.macro_actor), seed0(policy.micro_actor)
+    n, s, f_s = market.num_stocks, market.num_sectors, int(feats.sector.shape[-1])
+    p = make_env_params(market, feats, cfg.env)
+    env = HierarchicalEnv(n, s, f_s, return_window=cfg.env.return_window)
+    goal_fn = rl_micro.macro_goal_fn(cfg.networks, s, f_s)
+    allocate = rl_macro.micro_allocator(cfg.networks, n, s)
+
+    @jax.jit
+    def step(state):
+        obs = env.get_obs(state, p)
+        a_macro = goal_fn(macro, obs["macro"])
+        a_micro = allocate({"actor": micro, "stock_sector": p.stock_sector},
+                           env.micro_obs_for(obs, a_macro, p))
+        _, state2, _, _, info = env.step_env(jax.random.key(0), state,
+                                             {"macro": a_macro, "micro": a_micro}, p)
+        return state2, (info["net_return"], info["goal"], info["is_macro_step"])
+
+    _, state = env.reset_env(jax.random.key(0), p.replace(start_lo=t0, start_hi=t0))
+    out = []
+    for _ in range(length):
+        state, rec = step(state)
+        out.append(jax.device_get(rec))
+    net, goal, macro_step = (np.stack(x) for x in zip(*out, strict=True))
+    return {"net": net.astype(np.float64), "goal": goal, "macro_step": macro_step}
+
+
+def test_evaluate_writes_the_report_of_the_trained_policy(trained, smoke_market, capsys):
+    market_dir, market, meta, feats, cfg = smoke_market
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    week_end = np.asarray(market.week_end, bool)
+    # open the window on a week end so that the env reference's first step is a Macro step
+    t0 = int(np.flatnonzero(week_end & (dates >= np.datetime64(cfg.data.test_start)))[0])
+    split = f"{dates[t0]}:{dates[-1]}"
+    args = ["evaluate", "--run", "ev", "--data", str(market_dir), "--checkpoints", str(trained),
+            "--split", split, "--bootstrap", "100", "--random-seeds", "2",
+            "--baselines", ",".join(BASELINES)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"on {split} ({dates[t0]} .. {dates[-1]}" in out
+    assert "hrl_sarp" in out and "oracle (upper bound)" in out and "decisions:" in out
+
+    report = trained / "ev" / "report"
+    doc = json.loads((report / "metrics.json").read_text())
+    days = doc["window"]["days"]
+    assert doc["window"]["t0"] == t0 and days == len(dates) - 1 - t0
+    assert doc["settings"]["split"] == split and doc["settings"]["risk_manager"] is True
+    assert doc["settings"]["policy"]["macro"].startswith("phase 1")
+    assert doc["settings"]["policy"]["micro"].startswith("phase 2")
+    assert doc["oracle"] is not None  # the smoke market is synthetic: its meta.json drift
+    assert set(doc["strategies"]) == {*BASELINES, "hrl_sarp"} - {"oracle"}
+    assert set(doc["tests"]["vs_hrl_sarp"]["pairs"]) == set(doc["strategies"]) - {"hrl_sarp"}
+    agent = doc["strategies"]["hrl_sarp"]
+
+    # the report's agent = the policy stepped through the training env, same accounting
+    run = open_run(trained / "ev")
+    ref = _env_reference(cfg, market, meta, feats, run, t0, days)
+    r = ref["net"]
+    sharpe = r.mean() / r.std(ddof=1) * np.sqrt(252)
+    wealth = np.cumprod(1 + r)
+    mdd = np.max(1 - wealth / np.maximum.accumulate(np.r_[1.0, wealth])[1:])
+    np.testing.assert_allclose(agent["sharpe"], sharpe, rtol=1e-4)
+    np.testing.assert_allclose(agent["max_drawdown"], mdd, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(agent["total_return"], wealth[-1] - 1, rtol=1e-4, atol=1e-6)
+
+    lines = [json.loads(x) for x in (report / "decisions.jsonl").read_text().splitlines()]
+    macro = [x for x in lines if x["kind"] == "macro"]
+    micro = [x for x in lines if x["kind"] == "micro"]
+    assert len(micro) == days and {x["seed"] for x in lines} == {0}
+    assert [x["date"] for x in macro] == [str(dates[t0 + i]) for i in range(days)
+                                          if ref["macro_step"][i]]
+    sectors = [s for s in meta.sectors if s]
+    for x, g in zip(macro, ref["goal"][ref["macro_step"]], strict=True):
+        assert list(x["sector_weights"]) == sectors and x["regime"] in ("bull", "bear",
+                                                                        "sideways")
+        np.testing.assert_allclose([x["sector_weights"][s] for s in sectors],
+                                   g[: len(sectors)], atol=2e-6)
+        assert x["regime"] == ("bull", "bear", "sideways")[int(np.argmax(g[len(sectors):]))]
+    assert all(len(x["top_weights"]) <= 5 and set(x["top_weights"]) <= set(meta.tickers)
+               for x in micro)
+    for name in ("report.md", "report.html", "plots/equity.png"):
+        assert (report / name).is_file()
+
+
+def test_evaluate_bad_input_is_one_clear_line(trained, smoke_market, capsys):
+    market_dir = smoke_market[0]
+    base = ["evaluate", "--data", str(market_dir), "--checkpoints", str(trained)]
+    cases = [(["--run", "nope"], "no run folder"),
+             (["--run", "ev", "--split", "2020-13-01:2020-12-31"], "--split"),
+             (["--run", "ev", "--split", "2020-12-31:2020-07-01"], "START must be before END"),
+             (["--run", "ev", "--random-seeds", "0"], "--random-seeds"),
+             (["--run", "ev", "--baselines", "equal_weight,flat_rl"], "['flat_rl']")]
+    for extra, needle in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0], err
+
+
+def test_resolve_split(smoke_market):
+    _, _, meta, _, cfg = smoke_market
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    assert resolve_split(None, cfg, meta) == ("test", cfg.data.test_start, str(dates[-1]))
+    label, start, end = resolve_split("val", cfg, meta)
+    last_val = dates[dates < np.datetime64(cfg.data.test_start)][-1]
+    assert (label, start, end) == ("val", cfg.data.val_start, str(last_val))
+    assert resolve_split(" 2020-07-06:2020-09-30 ", cfg, meta)[1:] == ("2020-07-06",
+                                                                       "2020-09-30")
+    for bad in ("train", "2020-07-06", "a:b:c", "2020-07-06:2020-07-01"):
+        with pytest.raises(ConfigError, match="--split"):
+            resolve_split(bad, cfg, meta)
