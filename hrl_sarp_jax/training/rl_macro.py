@@ -64,6 +64,7 @@ from hrl_sarp_jax.networks.inputs import (
 from hrl_sarp_jax.networks.macro import MacroActor, MacroActorCritic, MacroCritic
 from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey, PyTree
 
 PHASE = 3
@@ -631,11 +632,15 @@ _COMPILED: dict[tuple, tuple[Callable, Callable, Callable, float]] = {}
 
 
 # HOST ONLY
-def compile_programs(setup: Phase3Setup, seeds: int) -> tuple[Callable, Callable, Callable, float]:
+def compile_programs(setup: Phase3Setup, seeds: int, mesh: Any = None
+                     ) -> tuple[Callable, Callable, Callable, float]:
     """(init, run_chunk, evaluate) jitted and vmapped over K seeds (hparams per seed), and the
     seconds spent compiling run_chunk ahead of time (0 when this process already compiled the
-    same program)."""
-    key = (setup.p3, int(seeds), _signature(setup.train_params), _signature(setup.windows))
+    same program). ``mesh``: a ``training.sharding`` seed mesh; run_chunk is then compiled for
+    the seed axis split over its devices (inputs must be placed with ``shard_seeds``)."""
+    devices = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
+    key = (setup.p3, int(seeds), _signature(setup.train_params), _signature(setup.windows),
+           devices)
     if key in _COMPILED:
         init, chunk, evaluate, _ = _COMPILED[key]
         return init, chunk, evaluate, 0.0
@@ -646,8 +651,12 @@ def compile_programs(setup: Phase3Setup, seeds: int) -> tuple[Callable, Callable
     hp = stack_hparams(setup.hp, seeds)
     starts = cur.stage_starts(0, setup.windows)
     abstract = jax.eval_shape(init, phase3_keys(0, seeds), hp, setup.train_params, starts)
+    train_params = setup.train_params
+    if mesh is not None:
+        abstract, hp = shard_seeds((abstract, hp), mesh)
+        train_params, starts = replicate((train_params, starts), mesh)
     t0 = time.perf_counter()
-    chunk = chunk.lower(abstract, setup.train_params, hp, starts).compile()
+    chunk = chunk.lower(abstract, train_params, hp, starts).compile()
     _COMPILED[key] = (init, chunk, evaluate, time.perf_counter() - t0)
     return _COMPILED[key]
 
@@ -799,9 +808,11 @@ def run_phase3(
         spec = setup.p3.spec
         hp = stack_hparams(setup.hp, k) if hparams is None else jax.tree.map(
             lambda x: jnp.asarray(x, _F32), hparams)
-        init, chunk, evaluate, compile_s = compile_programs(setup, k)
-        say(f"phase 3: {k} seed(s), {spec.total_updates} updates of {spec.steps_per_update} "
-            f"env steps, allocator {setup.info['allocator']}, compiled in {compile_s:.1f}s")
+        mesh = seed_mesh_for(k)
+        init, chunk, evaluate, compile_s = compile_programs(setup, k, mesh)
+        say(f"phase 3: {k} seed(s) on {mesh.size} device(s), {spec.total_updates} updates of "
+            f"{spec.steps_per_update} env steps, allocator {setup.info['allocator']}, "
+            f"compiled in {compile_s:.1f}s")
 
         stage = cur.initial_stage(rule)
         stage_updates = 0
@@ -827,6 +838,7 @@ def run_phase3(
                     start_info["phase1"] = "Phase-1 actor does not fit the network; random init"
         limit = spec.total_updates if update_limit is None else min(int(update_limit),
                                                                     spec.total_updates)
+        state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
         last_eval: dict[str, np.ndarray] | None = None
         if resumed_from is None and limit > 0:

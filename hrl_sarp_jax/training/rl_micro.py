@@ -51,6 +51,7 @@ from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
 from hrl_sarp_jax.networks.macro import MacroActor
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
+from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
 
 _F32 = jnp.float32
@@ -650,6 +651,8 @@ def run_phase4(
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
             state, _saved, resumed_from = ck.restore(abstract, "latest")
+        mesh = seed_mesh_for(k)
+        state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
         t_c = time.perf_counter()
         chunk = chunk.lower(state, setup.train_params, hp).compile()
         compile_s = time.perf_counter() - t_c
