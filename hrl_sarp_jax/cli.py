@@ -117,35 +117,50 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- pipeline
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """The main job on the embedded default market: synth -> validate -> load -> features."""
-    from hrl_sarp_jax.data.loader import load_market
-    from hrl_sarp_jax.data.synthetic import write_synthetic_market
-    from hrl_sarp_jax.data.validate import validate_market
-    from hrl_sarp_jax.features.build import build_features, feature_summary
+QUICK_PRESET = "quick.yaml"
 
-    cfg = _load_cfg(args)
-    market_dir = Path(args.data) if args.data else DEFAULT_MARKET_DIR
+
+def _preset_path(name: str) -> Path:
+    """configs/NAME next to the package (editable install / source tree), else in the cwd."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (root / "configs" / name).is_file():
+            return root / "configs" / name
+    raise HrlSarpError(f"preset configs/{name} not found next to the package or in "
+                       f"{Path.cwd()}; pass --config FILE")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job: market -> features -> Phases 1-5 -> flat RL baseline -> evaluation
+    against every baseline -> report (pipeline.main_job)."""
+    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.pipeline import main_job
+
+    config = Path(args.config) if args.config else _preset_path(QUICK_PRESET)
+    cfg = load_config(config, args.overrides)
+    market_dir = _train_market(args, cfg)
     t0 = time.perf_counter()
-    if args.data is None:
-        print(f"[1/4] generating the embedded default market into {market_dir} ...", flush=True)
-        write_synthetic_market(market_dir, cfg.synth)
-    else:
-        print(f"[1/4] using the market in {market_dir}", flush=True)
-    print("[2/4] validating ...", flush=True)
-    report = validate_market(market_dir, cfg.data)
-    if report.problems:
-        for p in report.problems:
-            print(f"  - {p}", file=sys.stderr)
-        raise HrlSarpError(f"{market_dir} is not a valid market ({len(report.problems)} problems listed above)")
-    print(f"      {report.summary_line()}", flush=True)
-    print("[3/4] loading arrays ...", flush=True)
-    market, meta = load_market(market_dir, cfg.data)
-    print("[4/4] building causal features ...", flush=True)
-    feats = build_features(market, cfg.features)
-    print(feature_summary(market, meta, feats))
-    print(f"done in {time.perf_counter() - t0:.1f}s")
+    print(f"main job: config {config}, market {market_dir}, run {Path(args.checkpoints) / args.run}",
+          flush=True)
+    out = main_job(cfg, market_dir, args.checkpoints, args.run, split=args.split,
+                   log=lambda msg: print(msg, flush=True))
+    w = out["window"]
+    print(f"\nout of sample: {w['start']} .. {w['end']} ({w['days']} trading days), "
+          f"{out['seeds']} seed(s), net of costs")
+    _print_table(out["table"])
+    print(f"report: {out['files']['html']}")
+    print(f"        {out['files']['markdown']}")
+    print(f"        {out['files']['metrics']}")
+    print(f"done in {time.perf_counter() - t0:.0f}s")
     return 0
+
+
+def _print_table(table) -> None:
+    width = max(len(row[0]) for row in table)
+    print(f"  {'strategy':<{width}}  {'Sharpe':>7}  {'CAGR':>8}  {'MaxDD':>7}")
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for name, sharpe, cagr, mdd in table:
+        print(f"  {name:<{width}}  {fmt(sharpe, '>7.2f')}  {fmt(cagr, '>8.1%')}  "
+              f"{fmt(mdd, '>7.1%')}")
 
 
 # --------------------------------------------------------------------------- train, inspect
@@ -188,9 +203,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
-    from hrl_sarp_jax.training.phases import get_phase
+    from hrl_sarp_jax.training.phases import get_phases
 
-    number, spec = get_phase(args.phase)  # unknown / not-yet-built phases fail before any work
+    todo = get_phases(args.phase)  # unknown phases fail before any work
     cfg = _load_cfg(args)
     if args.seeds is not None:
         if args.seeds < 1:
@@ -203,28 +218,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"market {market_dir}: {market.num_days} days, {market.num_stocks} stocks, "
           f"{market.num_sectors} sectors; features in {time.perf_counter() - t0:.1f}s", flush=True)
     run_dir = Path(args.checkpoints) / args.run
-    ckpt_dir = run_dir / f"phase{number}" / "ckpt"
-    has_steps = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
-    if has_steps and not args.resume:
-        raise HrlSarpError(
-            f"phase {number} of run {args.run} already has checkpoints in {ckpt_dir}; "
-            f"pass --resume to continue it, or choose a new --run name")
+    for number, _spec in todo:
+        ckpt_dir = run_dir / f"phase{number}" / "ckpt"
+        has_steps = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+        if has_steps and not args.resume:
+            raise HrlSarpError(
+                f"phase {number} of run {args.run} already has checkpoints in {ckpt_dir}; "
+                f"pass --resume to continue it, or choose a new --run name")
     # A run folder that exists but has no checkpoints for this phase is continued with the
     # new phase (create_run still checks that its config and data fingerprint match).
     resume = args.resume or (run_dir / "run.json").exists()
     run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir), resume=resume)
-    print(f"phase {number}: {spec.name}, {cfg.train.seeds} seed(s), run {run.root}", flush=True)
     with run:
-        result = spec.run(cfg, market, meta, feats, run, resume=args.resume, progress=True)
-    _print_result(result)
+        for number, spec in todo:
+            print(f"phase {number}: {spec.name}, {cfg.train.seeds} seed(s), run {run.root}",
+                  flush=True)
+            result = spec.run(cfg, market, meta, feats, run, resume=args.resume, progress=True)
+            _print_result(result)
     return 0
 
 
 def _print_result(result) -> None:
     s = result.summary
-    done = f"{s['epochs']} epochs" if "epochs" in s else f"{s.get('updates')} updates"
-    print(f"phase {result.phase} done: {done}, {s.get('seeds')} seed(s), "
-          f"{s.get('wall_s')}s (compile {s.get('compile_s')}s)")
+    unit = next((u for u in ("epochs", "updates", "rounds") if u in s), None)
+    done = f"{s[unit]} {unit}" if unit else f"{s.get('env_steps')} env steps"
+    compiled = f" (compile {s['compile_s']}s)" if s.get("compile_s") is not None else ""
+    print(f"phase {result.phase} done: {done}, {s.get('seeds')} seed(s), {s.get('wall_s')}s"
+          f"{compiled}")
     width = max(len(label) for label, *_ in result.rows) if result.rows else 10
     print(f"  {'validation metric':<{width}}  {'value':>10}  baseline")
     for label, value, base_key, base in result.rows:
@@ -277,10 +297,19 @@ def _bench_env(repeats: int):
     return bench_env(repeats=repeats)
 
 
+def _bench_rl(repeats: int):
+    """Phases 3 and 4 (RLBenchSizes' defaults); one timed run per seed count, so ``repeats``
+    does not apply."""
+    from hrl_sarp_jax.bench.rl import bench_rl
+
+    return bench_rl(repeats=repeats)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.bench.data import bench_data
 
-    runner = {"data": bench_data, "pretrain": _bench_pretrain, "env": _bench_env}.get(args.what)
+    runner = {"data": bench_data, "pretrain": _bench_pretrain, "env": _bench_env,
+              "rl": _bench_rl}.get(args.what)
     if runner is None:  # pragma: no cover - argparse restricts choices
         raise HrlSarpError(f"unknown benchmark '{args.what}'")
     for record in runner(repeats=args.repeats):
@@ -297,11 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hierarchical RL portfolio manager (sector rotation + stock selection) in JAX.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    _add_distributed_args(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="main job on the embedded default market (or --data DIR)")
+    p = sub.add_parser("run", help="the main job: train Phases 1-5 and evaluate against every "
+                                   "baseline on the embedded default market (or --data DIR)")
     _add_config_args(p)
     p.add_argument("--data", default=None, help="use this market folder instead of generating one")
+    p.add_argument("--run", default="main", help="run name under --checkpoints (default main); "
+                                                 "an existing run is continued")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.add_argument("--split", default="test", help="evaluation window: test (default), val or "
+                                                   "START:END")
     p.set_defaults(func=cmd_run)
 
     data = sub.add_parser("data", help="generate, validate and import markets")
@@ -334,9 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_import)
 
     _add_train_parsers(sub)
+    _add_eval_parsers(sub)
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks printing machine-readable figures")
-    p.add_argument("what", choices=["data", "env", "pretrain"])
+    p.add_argument("what", choices=["data", "env", "pretrain", "rl"])
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--repeats", type=int, default=3)
     p.set_defaults(func=cmd_bench)
@@ -346,8 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train_parsers(sub) -> None:
     p = sub.add_parser("train", help="run a training phase into checkpoints/<run>/")
     _add_config_args(p)
-    p.add_argument("--phase", required=True, choices=["1", "2", "3", "4", "5", "all"],
-                   help="curriculum phase (1 Macro / 2 Micro supervised pre-training)")
+    p.add_argument("--phase", required=True, choices=["1", "2", "3", "4", "5", "all", "flat"],
+                   help="curriculum phase: 1 Macro / 2 Micro supervised pre-training, 3 Macro PPO, "
+                        "4 Micro TD3+HER, 5 joint fine-tuning, all = 1..5 in order; flat = "
+                        "the flat single-level PPO baseline the evaluation compares against")
     p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
     p.add_argument("--data", default=None,
                    help="market folder (default: the embedded market in data/default)")
@@ -364,6 +404,129 @@ def _add_train_parsers(sub) -> None:
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_inspect)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Settings × seeds of a ``sweep:`` preset as one vmapped Phase-3 program (training.sweep)."""
+    from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.training.sweep import load_sweep_config, run_sweep
+
+    cfg, spec = load_sweep_config(args.config, args.overrides)
+    market_dir = _train_market(args, cfg)
+    t0 = time.perf_counter()
+    market, meta = load_market(market_dir, cfg.data)
+    feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    print(f"market {market_dir}: {market.num_days} days, {market.num_stocks} stocks, "
+          f"{market.num_sectors} sectors; features in {time.perf_counter() - t0:.1f}s", flush=True)
+    run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir),
+                     resume=args.resume)
+    with run:
+        out = run_sweep(run, cfg, spec, market, meta, feats, resume=args.resume,
+                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(out["paths"]["ranking_md"].read_text(), end="")
+    s = out["phase3"]
+    print(f"sweep done: {len(out['results'])} members, {s['updates']} updates, "
+          f"{s['wall_s']}s (compile {s['compile_s']}s)")
+    for name in ("results", "ranking_json", "ranking_md", "best_run"):
+        print(f"{name}: {out['paths'][name]}")
+    return 0
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="grid/random search over dynamic PPO hyperparameters x "
+                                     "seeds as one vmapped program (Phase 3)")
+    _add_config_args(p)
+    p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
+    p.add_argument("--data", default=None,
+                   help="market folder (default: the embedded market in data/default)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep from its latest checkpoint")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Restore a run's trained policy, backtest it next to every baseline on a window and write
+    checkpoints/<run>/report/ (pipeline.evaluate_run)."""
+    from hrl_sarp_jax.checkpointing import CONFIG_FILE, data_fingerprint, open_run
+    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.pipeline import evaluate_run
+
+    run_dir = Path(args.checkpoints) / args.run
+    if not (run_dir / "run.json").is_file():
+        raise HrlSarpError(f"no run folder {run_dir}; check --run and --checkpoints, or train "
+                           f"one with `hrl-sarp train --phase 1 --run {args.run}`")
+    if args.random_seeds < 1:
+        raise HrlSarpError(f"--random-seeds {args.random_seeds}: give at least 1 seed")
+    if args.bootstrap < 1:
+        raise HrlSarpError(f"--bootstrap {args.bootstrap}: give at least 1 resample")
+    include = None
+    if args.baselines is not None:
+        from hrl_sarp_jax.evaluation.baselines import BASELINES
+
+        include = [b.strip() for b in args.baselines.split(",") if b.strip()]
+        usable = [n for n, spec in BASELINES.items() if spec.kind != "requires_training"]
+        unknown = [b for b in include if b not in usable]
+        if unknown or not include:
+            raise HrlSarpError(f"--baselines {args.baselines!r}: unknown or untrained baseline(s) "
+                               f"{unknown}; choose from {', '.join(usable)}")
+    run = open_run(run_dir)
+    # the run's resolved config unless --config is given; --set applies on top of either
+    cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
+    market_dir = _train_market(args, cfg)
+    if run.data_fingerprint and data_fingerprint(market_dir) != run.data_fingerprint:
+        print(f"note: {market_dir} is not the market run {args.run} was trained on (its data "
+              f"fingerprint differs)", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    market, meta = load_market(market_dir, cfg.data)
+    feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    with run:
+        out = evaluate_run(run, cfg, market, meta, feats, split=args.split,
+                           market_dir=market_dir, seeds_for_random=args.random_seeds,
+                           risk_manager=not args.no_risk_manager,
+                           bootstrap_num=args.bootstrap,
+                           include=include,
+                           log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    w = out["window"]
+    print(f"evaluated run {args.run} on {out['split']} ({w['start']} .. {w['end']}, "
+          f"{w['days']} days, {out['seeds']} seed(s)) in {time.perf_counter() - t0:.1f}s")
+    width = max(len(row[0]) for row in out["table"])
+    print(f"  {'strategy':<{width}}  {'Sharpe':>7}  {'CAGR':>8}  {'MaxDD':>7}")
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for name, sharpe, cagr, mdd in out["table"]:
+        print(f"  {name:<{width}}  {fmt(sharpe, '>7.2f')}  {fmt(cagr, '>8.1%')}  "
+              f"{fmt(mdd, '>7.1%')}")
+    for key in ("metrics", "markdown", "html"):
+        print(f"{key}: {out['files'][key]}")
+    print(f"decisions: {out['decisions']}")
+    return 0
+
+
+def _add_eval_parsers(sub) -> None:
+    p = sub.add_parser("evaluate", help="backtest a trained run against the baselines and write "
+                                        "its report (checkpoints/<run>/report/)")
+    _add_config_args(p)
+    p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
+    p.add_argument("--data", default=None,
+                   help="market folder (default: the embedded market in data/default)")
+    p.add_argument("--split", default="test",
+                   help="window: test (data.test_start .. end), val (data.val_start .. the day "
+                        "before data.test_start) or START:END dates (default test)")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.add_argument("--random-seeds", type=int, default=5,
+                   help="seeds of the random baseline (default 5)")
+    p.add_argument("--no-risk-manager", action="store_true",
+                   help="full exposure for every strategy (default: the envs' risk manager, "
+                        "as in training)")
+    p.add_argument("--bootstrap", type=int, default=2000,
+                   help="block-bootstrap resamples of the Sharpe-difference tests (default 2000)")
+    p.add_argument("--baselines", default=None, metavar="NAME,NAME",
+                   help="only these baselines (default: every one that needs no training)")
+    p.set_defaults(func=cmd_evaluate)
 
 
 def _enable_compilation_cache() -> None:
@@ -386,11 +549,44 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def _add_distributed_args(parser: argparse.ArgumentParser) -> None:
+    """Global multi-host options (before the command: ``hrl-sarp --distributed train ...``)."""
+    g = parser.add_argument_group("multi-host (jax.distributed)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-process JAX run before the command (also: "
+                        "HRL_SARP_DISTRIBUTED=1)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="process 0's address (default: $JAX_COORDINATOR_ADDRESS, or detected "
+                        "under Slurm / Open MPI / TPU)")
+    g.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="number of processes (default: $JAX_NUM_PROCESSES, or detected)")
+    g.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's index 0..N-1 (default: $JAX_PROCESS_ID, or detected)")
+
+
+def _init_distributed(args: argparse.Namespace) -> None:
+    """--distributed (or HRL_SARP_DISTRIBUTED=1): jax.distributed.initialize, before any other
+    JAX work."""
+    from hrl_sarp_jax.training.sharding import (
+        distributed_requested,
+        maybe_initialize_distributed,
+    )
+
+    if not (args.distributed or distributed_requested()):
+        if args.coordinator or args.num_processes is not None or args.process_id is not None:
+            raise HrlSarpError("--coordinator / --num-processes / --process-id only apply "
+                               "with --distributed; add --distributed (before the command)")
+        return
+    maybe_initialize_distributed(True, coordinator_address=args.coordinator,
+                                 num_processes=args.num_processes, process_id=args.process_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _enable_compilation_cache()
     try:
+        _init_distributed(args)
         return int(args.func(args) or 0)
     except HrlSarpError as exc:
         if args.debug:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from hrl_sarp_jax.errors import HrlSarpError
 from hrl_sarp_jax.training.runner import PhaseResult, run_pretrain_phase
 
-ALL_PHASES = ("1", "2", "3", "4", "5", "all")
+ALL_PHASES = ("1", "2", "3", "4", "5", "all", "flat")
 
 
 class PhaseNotAvailableError(HrlSarpError):
@@ -55,11 +55,30 @@ PHASES[4] = PhaseSpec("Micro TD3+HER with the Macro agent frozen", _run_phase4)
 PHASES[5] = PhaseSpec("alternating joint fine-tuning of both agents", _run_phase5)
 
 
-def get_phases(phase: str | int) -> list[tuple[int, PhaseSpec]]:
-    """[(number, spec)] to run for ``phase`` ('1'..'5', or 'all' = 1..5 in order)."""
+def _run_flat(*args, **kwargs) -> PhaseResult:
+    from hrl_sarp_jax.training.flat import run_flat_entry
+
+    return run_flat_entry(*args, **kwargs)
+
+
+class FlatPhase(NamedTuple):
+    number: str
+    name: str
+    run: Callable[..., PhaseResult]
+
+
+FLAT_PHASE = FlatPhase("flat", "flat single-level PPO baseline (no hierarchy)", _run_flat)
+"""The evaluation's flat RL baseline, trained into ``phaseflat/`` of the same run (not one of
+the curriculum phases; ``--phase all`` does not include it, the main job does)."""
+
+
+def get_phases(phase: str | int) -> list[tuple[int | str, PhaseSpec | FlatPhase]]:
+    """[(number, spec)] to run for ``phase`` ('1'..'5', 'all' = 1..5 in order, or 'flat')."""
     text = str(phase)
     if text == "all":
         return [(k, PHASES[k]) for k in sorted(PHASES)]
+    if text == FLAT_PHASE.number:
+        return [(FLAT_PHASE.number, FLAT_PHASE)]
     if not text.isdigit() or int(text) not in PHASES:
         raise PhaseNotAvailableError(
             f"unknown phase {phase!r}; choose one of {', '.join(ALL_PHASES)}")
