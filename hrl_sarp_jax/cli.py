@@ -147,6 +147,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nout of sample: {w['start']} .. {w['end']} ({w['days']} trading days), "
           f"{out['seeds']} seed(s), net of costs")
     _print_table(out["table"])
+    verdict = json.loads(Path(out["files"]["metrics"]).read_text()).get("verdict") or {}
+    for note in verdict.get("diagnostics", []):
+        print(f"  * {note}")
     print(f"report: {out['files']['html']}")
     print(f"        {out['files']['markdown']}")
     print(f"        {out['files']['metrics']}")
@@ -371,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parsers(sub)
     _add_eval_parsers(sub)
+    _add_explain_parser(sub)
     _add_sweep_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks printing machine-readable figures")
@@ -527,6 +531,70 @@ def _add_eval_parsers(sub) -> None:
     p.add_argument("--baselines", default=None, metavar="NAME,NAME",
                    help="only these baselines (default: every one that needs no training)")
     p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Integrated-gradient attributions of a run's Macro and Micro decisions at one date
+    (pipeline.explain_run); text, or one JSON object with --json."""
+    from hrl_sarp_jax.checkpointing import CONFIG_FILE, data_fingerprint, open_run
+    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.evaluation.explain import format_explanation
+    from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.pipeline import explain_run
+
+    run_dir = Path(args.checkpoints) / args.run
+    if not (run_dir / "run.json").is_file():
+        raise HrlSarpError(f"no run folder {run_dir}; check --run and --checkpoints, or train "
+                           f"one with `hrl-sarp train --phase 1 --run {args.run}`")
+    for name, value in (("--top", args.top), ("--steps", args.steps), ("--stocks", args.stocks)):
+        if value < 1:
+            raise HrlSarpError(f"{name} {value}: give at least 1")
+    run = open_run(run_dir)
+    cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
+    market_dir = _train_market(args, cfg)
+    if run.data_fingerprint and data_fingerprint(market_dir) != run.data_fingerprint:
+        print(f"note: {market_dir} is not the market run {args.run} was trained on (its data "
+              f"fingerprint differs)", file=sys.stderr, flush=True)
+    market, meta = load_market(market_dir, cfg.data)
+    feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    with run:
+        doc = explain_run(run, cfg, market, meta, feats, date=args.date, seed=args.seed,
+                          top=args.top, steps=args.steps, stocks=args.stocks,
+                          from_backtest=args.from_backtest,
+                          risk_manager=not args.no_risk_manager,
+                          log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(json.dumps(doc, indent=2, allow_nan=False) if args.json else format_explanation(doc))
+    return 0
+
+
+def _add_explain_parser(sub) -> None:
+    p = sub.add_parser("explain", help="integrated-gradient attributions of a trained run's "
+                                       "Macro and Micro decisions at one date")
+    _add_config_args(p)
+    p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
+    p.add_argument("--date", required=True,
+                   help="decision date YYYY-MM-DD (a non-trading day means the previous "
+                        "trading day)")
+    p.add_argument("--seed", type=int, default=0, help="policy seed to explain (default 0)")
+    p.add_argument("--top", type=int, default=10,
+                   help="drivers listed per decision, by |attribution| (default 10)")
+    p.add_argument("--stocks", type=int, default=5,
+                   help="Micro: explain the weights of this many most weighted stocks "
+                        "(default 5)")
+    p.add_argument("--steps", type=int, default=64,
+                   help="integration steps along the path from the zero baseline (default 64)")
+    p.add_argument("--from-backtest", action="store_true",
+                   help="explain with the book the agent holds at the date (its own backtest "
+                        "since the start of the window holding it) instead of a flat, all-cash "
+                        "book")
+    p.add_argument("--no-risk-manager", action="store_true",
+                   help="with --from-backtest: full exposure in that backtest")
+    p.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
+    p.add_argument("--data", default=None,
+                   help="market folder (default: the embedded market in data/default)")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.set_defaults(func=cmd_explain)
 
 
 def _enable_compilation_cache() -> None:

@@ -54,6 +54,92 @@ def _all_entries(payload: dict) -> list[tuple[str, dict]]:
     return out
 
 
+AGENT = "hrl_sarp"
+CLASSICAL_KINDS = ("weights", "index")
+"""Strategy kinds that count as the 'classical baselines' the agent must beat (the random
+portfolios, the flat RL agent and the oracle are reported but are not classical)."""
+
+
+def _ann_sharpe(r: np.ndarray, periods: int = 252) -> float:
+    r = np.asarray(r, np.float64)
+    sd = float(np.std(r, ddof=1)) if r.size > 1 else 0.0
+    return float(np.mean(r) / sd * np.sqrt(periods)) if sd > 0 else float("nan")
+
+
+def verdict(payload: dict, agent: str = AGENT) -> dict | None:
+    """Did the agent beat the best classical baseline, and what do the diagnostics say?
+
+    Returns None without the agent. Keys: agent / best classical / oracle Sharpe, the share of
+    the oracle's edge over the best classical baseline the agent captured, the bootstrap CI of
+    the Sharpe difference vs that baseline (when tested), gross-of-cost Sharpes, turnover and
+    cost drag next to the classical median, ``beats_best_classical`` and plain-text
+    ``diagnostics``."""
+    st = payload["strategies"]
+    if agent not in st:
+        return None
+    classical = {n: e for n, e in st.items() if e.get("kind") in CLASSICAL_KINDS}
+    if not classical:
+        return None
+    best = max(classical, key=lambda n: classical[n]["metrics"]["sharpe"])
+    a, b = st[agent]["metrics"], classical[best]["metrics"]
+    out: dict[str, Any] = {
+        "agent": agent, "agent_sharpe": a["sharpe"], "best_classical": best,
+        "best_classical_sharpe": b["sharpe"],
+        "agent_sharpe_per_seed": st[agent].get("seeds", {}).get("sharpe"),
+    }
+    pair = payload.get("tests", {}).get(f"vs_{agent}", {}).get("pairs", {}).get(best)
+    if pair:
+        boot = pair["bootstrap"]
+        out["sharpe_diff_vs_best"] = boot.get("diff", a["sharpe"] - b["sharpe"])
+        out["sharpe_diff_ci95"] = [boot["ci_low"], boot["ci_high"]]
+        out["p_value_bootstrap"] = boot.get("p_value")
+    if payload.get("oracle"):
+        o = payload["oracle"]["metrics"]["sharpe"]
+        out["oracle_sharpe"] = o
+        edge = o - b["sharpe"]
+        out["oracle_edge_captured"] = (a["sharpe"] - b["sharpe"]) / edge if edge > 0 else None
+    gross = {n: _ann_sharpe(e["series"]["gross"]) for n, e in st.items()
+             if e.get("series", {}).get("gross") is not None}
+    out["agent_gross_sharpe"] = gross.get(agent)
+    out["best_classical_gross_sharpe"] = gross.get(best)
+    med = lambda key: float(np.median([e["metrics"].get(key) or 0.0  # noqa: E731
+                                       for e in classical.values()]))
+    out["agent_turnover"], out["classical_median_turnover"] = a.get("turnover"), med("turnover")
+    out["agent_cost_drag"], out["classical_median_cost_drag"] = (a.get("cost_drag"),
+                                                                  med("cost_drag"))
+    ci = out.get("sharpe_diff_ci95")
+    out["beats_best_classical"] = bool(a["sharpe"] > b["sharpe"]
+                                       and (ci is None or ci[0] > 0))
+    notes = []
+    if out["beats_best_classical"]:
+        notes.append(f"{agent} beats the best classical baseline ({best}) and the bootstrap "
+                     f"CI of the Sharpe difference excludes 0.")
+    elif a["sharpe"] > b["sharpe"]:
+        notes.append(f"{agent} has a higher Sharpe than {best}, but the difference is not "
+                     f"significant (bootstrap CI includes 0): no clear win.")
+    else:
+        notes.append(f"{agent} does NOT beat the best classical baseline ({best}: Sharpe "
+                     f"{b['sharpe']:.2f} vs {a['sharpe']:.2f}).")
+    drag, mdrag = out["agent_cost_drag"] or 0.0, out["classical_median_cost_drag"]
+    if drag > 2.0 * max(mdrag, 1e-9):
+        notes.append(f"Costs: turnover {out['agent_turnover']:.1f}/yr vs a classical median of "
+                     f"{out['classical_median_turnover']:.1f}/yr costs {drag:.1%}/yr (median "
+                     f"{mdrag:.1%}); gross of costs its Sharpe is "
+                     f"{(out['agent_gross_sharpe'] or float('nan')):.2f} vs "
+                     f"{(out['best_classical_gross_sharpe'] or float('nan')):.2f}. The daily "
+                     f"Micro re-allocation churns: a no-trade band or a larger turnover penalty "
+                     f"in the Micro reward is the first lever.")
+    disp = st[agent].get("seeds", {}).get("sharpe") or {}
+    if disp.get("std", 0.0) > 0.3:
+        notes.append(f"Seeds disagree (Sharpe std {disp['std']:.2f} over {disp.get('n')} "
+                     f"seeds): the training budget is too small for a stable policy.")
+    if out.get("oracle_edge_captured") is not None:
+        notes.append(f"Share of the oracle's edge over {best} captured: "
+                     f"{out['oracle_edge_captured']:.0%}.")
+    out["diagnostics"] = notes
+    return out
+
+
 def metrics_json(payload: dict) -> dict:
     """The JSON document of metrics.json (no per-day series)."""
     def strip(e: dict) -> dict:
@@ -77,6 +163,7 @@ def metrics_json(payload: dict) -> dict:
         "requires_trained_run": payload.get("requires_trained_run", {}),
         "tests": payload.get("tests", {}),
         "stress": payload.get("stress", {}),
+        "verdict": verdict(payload),
     }
 
 
@@ -327,6 +414,9 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
         "## Performance", "",
         _md_table(*_table_rows(payload)), "",
     ]
+    v = verdict(payload)
+    if v is not None:
+        parts += ["## Verdict", "", *[f"- {n}" for n in v["diagnostics"]], ""]
     if payload.get("oracle"):
         parts += ["The oracle is an UPPER BOUND that knows the synthetic market's next-day "
                   "latent regime; it is not a strategy.", ""]
@@ -374,6 +464,10 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
              f"<p>Market {html.escape(str(payload['market']['name']))}; window "
              f"{html.escape(w['start'])} .. {html.escape(w['end'])} ({w['days']} days).</p>",
              "<h2>Performance</h2>", _html_table(*_table_rows(payload))]
+    v = verdict(payload)
+    if v is not None:
+        parts += ["<h2>Verdict</h2><ul>"] + [f"<li>{html.escape(n)}</li>"
+                                             for n in v["diagnostics"]] + ["</ul>"]
     if payload.get("oracle"):
         parts.append("<p>The oracle is an UPPER BOUND (knows the next day's latent regime).</p>")
     for section, rows in _test_rows(payload):

@@ -83,3 +83,33 @@ def test_report_files(payload, tmp_path):
         assert base64.b64decode(m.group(1)) == png
         assert f"plots/{name}.png" in md
     assert "hrl_sarp" in html and "UPPER BOUND" in md
+
+
+def test_verdict_names_the_best_classical_baseline_and_the_cost_diagnosis(payload):
+    from hrl_sarp_jax.evaluation.report import verdict
+
+    days = payload["window"]["days"]
+    ew = payload["strategies"]["equal_weight"]["series"]["net"]
+    # an agent that is equal weight minus 30 bp of costs a day from heavy trading
+    agent = np.tile(ew[None] - 0.003, (3, 1))
+    full = add_strategy(payload, "hrl_sarp", agent, turnover=np.full((3, days), 0.5),
+                        cost_frac=np.full((3, days), 0.003))
+    v = verdict(full)
+    classical = {n: e["metrics"]["sharpe"] for n, e in full["strategies"].items()
+                 if e["kind"] in ("weights", "index")}
+    best = max(classical, key=classical.get)
+    assert v["best_classical"] == best and v["best_classical_sharpe"] == classical[best]
+    assert v["beats_best_classical"] is False
+    assert any("does NOT beat" in n for n in v["diagnostics"])
+    assert any(n.startswith("Costs:") for n in v["diagnostics"])
+    # gross of its costs the agent is equal weight exactly
+    ew_sh = float(np.mean(ew) / np.std(ew, ddof=1) * np.sqrt(252))
+    np.testing.assert_allclose(v["agent_gross_sharpe"], ew_sh, rtol=1e-9)
+    edge = full["oracle"]["metrics"]["sharpe"] - classical[best]
+    if edge > 0:
+        np.testing.assert_allclose(v["oracle_edge_captured"],
+                                   (full["strategies"]["hrl_sarp"]["metrics"]["sharpe"]
+                                    - classical[best]) / edge)
+    else:   # no edge over the best baseline on this window: no share to report
+        assert v["oracle_edge_captured"] is None
+    assert verdict(payload) is None   # no agent, no verdict
