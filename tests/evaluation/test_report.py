@@ -113,3 +113,41 @@ def test_verdict_names_the_best_classical_baseline_and_the_cost_diagnosis(payloa
     else:   # no edge over the best baseline on this window: no share to report
         assert v["oracle_edge_captured"] is None
     assert verdict(payload) is None   # no agent, no verdict
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser",
+                                                        "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium on this machine (Debian: apt "
+                                                "install chromium)")
+def test_report_html_renders_in_headless_chromium(payload, tmp_path):
+    """A real browser parses report.html, decodes every embedded PNG and draws the page."""
+    import subprocess
+
+    files = write_report(payload, tmp_path / "report")
+    page = files["html"].read_text()
+    probe = ("<script>document.body.setAttribute('data-images-ok', [...document.images]"
+             ".filter(i => i.complete && i.naturalWidth > 0).length);"
+             "document.body.setAttribute('data-tables', document.querySelectorAll('table')"
+             ".length);</script></body>")
+    probed = tmp_path / "probe.html"
+    probed.write_text(page.replace("</body>", probe))
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+            "--virtual-time-budget=5000", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*base, "--dump-dom", probed.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    n_img = len(re.findall(r"<img ", page))
+    assert n_img == len(PLOTS)
+    assert f'data-images-ok="{n_img}"' in dom
+    assert int(re.search(r'data-tables="(\d+)"', dom).group(1)) >= 2
+    shot = tmp_path / "shot.png"
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,2000",
+                    files["html"].as_uri()], capture_output=True, timeout=120)
+    import matplotlib.pyplot as plt
+
+    img = plt.imread(shot)
+    assert img.shape[0] >= 1000 and float(np.std(img[..., :3])) > 0.05   # not a blank page
