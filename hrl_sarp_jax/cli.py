@@ -373,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_import)
 
     _add_train_parsers(sub)
+    _add_backtest_parser(sub)
     _add_eval_parsers(sub)
     _add_explain_parser(sub)
     _add_sweep_parser(sub)
@@ -408,6 +409,125 @@ def _add_train_parsers(sub) -> None:
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_inspect)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Walk-forward backtest (pipeline.walk_forward): per fold, train on its training window,
+    select on its validation window, evaluate on its test window only; stitch the test windows
+    into one out-of-sample report in checkpoints/<run>/report/."""
+    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.pipeline import parse_walk_forward_phases, walk_forward, whole_months
+
+    if not args.walk_forward:
+        raise HrlSarpError("backtest: add --walk-forward (the only backtest mode for now); the "
+                           "single-window backtest of a trained run is `hrl-sarp evaluate --run "
+                           "NAME [--split START:END]`")
+    missing = [f"--{k.replace('_', '-')}" for k in ("train_years", "val_years", "test_years")
+               if getattr(args, k) is None]
+    if missing:
+        raise HrlSarpError(f"backtest --walk-forward needs {', '.join(missing)} (years in whole "
+                           f"months, e.g. --train-years 3 --val-years 1 --test-years 0.5)")
+    for key in ("train_years", "val_years", "test_years"):  # bad input fails before any work
+        whole_months(getattr(args, key), f"--{key.replace('_', '-')}")
+    if args.folds is not None and args.folds < 1:
+        raise HrlSarpError(f"--folds {args.folds}: give at least 1 fold (or leave it out for "
+                           f"every fold that fits)")
+    if args.random_seeds < 1:
+        raise HrlSarpError(f"--random-seeds {args.random_seeds}: give at least 1 seed")
+    if args.bootstrap < 1:
+        raise HrlSarpError(f"--bootstrap {args.bootstrap}: give at least 1 resample")
+    parse_walk_forward_phases(args.phases)
+    include = None
+    if args.baselines is not None:
+        from hrl_sarp_jax.evaluation.baselines import BASELINES
+
+        include = [b.strip() for b in args.baselines.split(",") if b.strip()]
+        usable = [n for n, spec in BASELINES.items() if spec.kind != "requires_training"]
+        unknown = [b for b in include if b not in usable]
+        if unknown or not include:
+            raise HrlSarpError(f"--baselines {args.baselines!r}: unknown or untrained baseline(s) "
+                               f"{unknown}; choose from {', '.join(usable)}")
+    config = Path(args.config) if args.config else _preset_path(QUICK_PRESET)
+    cfg = load_config(config, args.overrides)
+    market_dir = _train_market(args, cfg)
+    t0 = time.perf_counter()
+    print(f"walk-forward backtest: config {config}, market {market_dir}, run "
+          f"{Path(args.checkpoints) / args.run}", flush=True)
+    out = walk_forward(cfg, market_dir, args.checkpoints, args.run,
+                       train_years=args.train_years, val_years=args.val_years,
+                       test_years=args.test_years, expanding=args.expanding, folds=args.folds,
+                       phases=args.phases, seeds_for_random=args.random_seeds,
+                       risk_manager=not args.no_risk_manager, include=include,
+                       bootstrap_num=args.bootstrap, log=lambda msg: print(msg, flush=True))
+    print(f"\nfolds ({'expanding' if args.expanding else 'rolling'}):")
+    for f in out["folds"]:
+        print(f"  {f['name']}: train {f['train_start']} .. {f['val_start']}, validate .. "
+              f"{f['test_start']}, test {f['eval_start']} .. {f['eval_end']} "
+              f"({f['test_days']} days)")
+    w = out["window"]
+    print(f"out of sample (stitched): {w['start']} .. {w['end']} ({w['days']} trading days), "
+          f"{out['seeds']} seed(s), net of costs")
+    _print_table(out["table"])
+    for key in ("html", "markdown", "metrics"):
+        print(f"{key}: {out['files'][key]}")
+    print(f"decisions: {out['decisions']}")
+    print(f"done in {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+def _add_backtest_parser(sub) -> None:
+    p = sub.add_parser(
+        "backtest", help="walk-forward backtest: train and test fold by fold on rolling (or "
+                         "expanding) windows, one stitched out-of-sample report",
+        description="Fold i trains on [D0 + iC, D0 + A + iC) (rolling; --expanding: from the "
+                    "first day D0), validates on the next B years and tests on the next C "
+                    "years (A, B, C = --train-years, --val-years, --test-years; D0 = the "
+                    "market's first day). Fold i+1's test window starts where fold i's ends, so "
+                    "the test windows are disjoint and consecutive and their returns stitch "
+                    "into one series. No look-ahead: each fold is its own run "
+                    "checkpoints/<run>/fold<i>/ (base config with the fold's data.val_start / "
+                    "data.test_start), trained only on days before its validation start, "
+                    "checkpoints selected on its validation window, and its test window read "
+                    "only by the evaluation. The config has no training start, so a rolling "
+                    "fold trains (and is evaluated) on the market sliced from its training "
+                    "start (features keep their causal history). Folds run one after another "
+                    "(window lengths differ, so they are not one vmapped program); running "
+                    "again continues the same folds. Default config: configs/quick.yaml (as "
+                    "`hrl-sarp run`).")
+    _add_config_args(p)
+    p.add_argument("--walk-forward", action="store_true",
+                   help="required: the walk-forward mode (the single-window backtest of a "
+                        "trained run is `hrl-sarp evaluate`)")
+    p.add_argument("--train-years", type=float, default=None, metavar="A",
+                   help="training span in years, whole months (rolling: every fold's; "
+                        "expanding: the first fold's)")
+    p.add_argument("--val-years", type=float, default=None, metavar="B",
+                   help="validation span (model selection) in years, whole months")
+    p.add_argument("--test-years", type=float, default=None, metavar="C",
+                   help="test span in years, whole months; also the step between folds")
+    p.add_argument("--expanding", action="store_true",
+                   help="expanding training windows from the market's first day (default: "
+                        "rolling windows of --train-years)")
+    p.add_argument("--folds", type=int, default=None, metavar="N",
+                   help="only the last N folds that fit (default: every fold that fits)")
+    p.add_argument("--phases", default="all",
+                   help="phases to train per fold: all (1-5 and the flat RL baseline, default) "
+                        "or a comma list of 1,2,3,4,5,flat (e.g. 1,2: the pre-trained agents)")
+    p.add_argument("--run", default="walk_forward",
+                   help="run name under --checkpoints (default walk_forward); an existing one "
+                        "is continued")
+    p.add_argument("--data", default=None,
+                   help="market folder (default: the embedded market in data/default)")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.add_argument("--random-seeds", type=int, default=5,
+                   help="seeds of the random baseline (default 5)")
+    p.add_argument("--no-risk-manager", action="store_true",
+                   help="full exposure for every strategy (default: the envs' risk manager)")
+    p.add_argument("--bootstrap", type=int, default=2000,
+                   help="block-bootstrap resamples of the Sharpe-difference tests (default 2000)")
+    p.add_argument("--baselines", default=None, metavar="NAME,NAME",
+                   help="only these baselines (default: every one that needs no training)")
+    p.set_defaults(func=cmd_backtest)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -547,9 +667,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not (run_dir / "run.json").is_file():
         raise HrlSarpError(f"no run folder {run_dir}; check --run and --checkpoints, or train "
                            f"one with `hrl-sarp train --phase 1 --run {args.run}`")
-    for name, value in (("--top", args.top), ("--steps", args.steps), ("--stocks", args.stocks)):
-        if value < 1:
-            raise HrlSarpError(f"{name} {value}: give at least 1")
     run = open_run(run_dir)
     cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
     market_dir = _train_market(args, cfg)
@@ -560,7 +677,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
     with run:
         doc = explain_run(run, cfg, market, meta, feats, date=args.date, seed=args.seed,
-                          top=args.top, steps=args.steps, stocks=args.stocks,
+                          top=args.top, steps=args.steps, tolerance=args.tolerance,
+                          max_steps=args.max_steps, stocks=args.stocks,
                           from_backtest=args.from_backtest,
                           risk_manager=not args.no_risk_manager,
                           log=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -584,6 +702,11 @@ def _add_explain_parser(sub) -> None:
                         "(default 5)")
     p.add_argument("--steps", type=int, default=64,
                    help="integration steps along the path from the zero baseline (default 64)")
+    p.add_argument("--tolerance", type=float, default=0.01,
+                   help="double the steps until the attributions of every output sum to "
+                        "f(x) - f(0) within this fraction (default 0.01; 0 = fixed --steps)")
+    p.add_argument("--max-steps", type=int, default=4096,
+                   help="cap of that refinement (default 4096)")
     p.add_argument("--from-backtest", action="store_true",
                    help="explain with the book the agent holds at the date (its own backtest "
                         "since the start of the window holding it) instead of a flat, all-cash "

@@ -116,6 +116,7 @@ def evaluate_run(
     historical: bool = True,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    return_payload: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the run's trained policy on ``split`` and write its report (module docstring).
 
@@ -129,8 +130,9 @@ def evaluate_run(
         HierarchicalEnv does in training (agent and baselines alike).
       include / bootstrap_num / historical: passed to ``evaluate_baselines``.
       out_dir: report folder (default ``<run>/report``).
+      return_payload: also return the report payload (per-day series) as ``"payload"``.
     Returns {"report_dir", "files", "decisions", "table": [(strategy, sharpe, cagr,
-    max_drawdown)], "window", "split", "policy", "seeds"}.
+    max_drawdown)], "window", "split", "policy", "seeds"} (+ "payload").
     """
     say = log or (lambda _msg: None)
     label, start, end = resolve_split(split, cfg, meta)
@@ -148,6 +150,19 @@ def evaluate_run(
     carry, res = run_agent(cfg.networks, policy.macro_actor, policy.micro_actor, params, t0,
                            length, risk_manager=risk_manager,
                            return_window=cfg.env.return_window)
+    if (run.phase_dir("flat_policy") / "ckpt").is_dir():
+        say("flat RL baseline: the run's trained flat PPO agent over the same window ...")
+        flat = flat_daily_returns(run, cfg, market, meta, feats, t0, length,
+                                  risk_manager=risk_manager)
+        payload = add_strategy(  # before the agent, so the agent's tests include it
+            payload, FLAT, flat["daily_returns"],
+            description=f"flat single-level PPO over stocks ({flat['seeds']} seed(s), same "
+                        f"env-step budget as Phase 3, weekly rebalancing)",
+            sector_weights=flat["sector_weights"], turnover=flat["turnover"],
+            cost_frac=flat["cost_frac"], costs=flat["costs"], compare=False)
+    else:
+        say("flat RL baseline: not trained in this run (`hrl-sarp train --phase flat`); "
+            "listed as requiring a trained run")
     payload = add_strategy(
         payload, AGENT, np.asarray(res.net_return, np.float64),
         description=f"HRL-SARP agent (run {run.name}, {policy.seeds} seed(s))",
@@ -156,27 +171,6 @@ def evaluate_run(
         cost_frac=np.asarray(res.cost_frac, np.float64),
         costs={c: np.asarray(v, np.float64) for c, v in res.costs.items()},
         regime_calls=regime_calls(carry), seed=int(cfg.seed))
-    if (run.phase_dir("flat_policy") / "ckpt").is_dir():
-        say("flat RL baseline: the run's trained flat PPO agent over the same window ...")
-        flat = flat_daily_returns(run, cfg, market, meta, feats, t0, length,
-                                  risk_manager=risk_manager)
-        payload = add_strategy(
-            payload, FLAT, flat["daily_returns"],
-            description=f"flat single-level PPO over stocks ({flat['seeds']} seed(s), same "
-                        f"env-step budget as Phase 3, weekly rebalancing)",
-            sector_weights=flat["sector_weights"], turnover=flat["turnover"],
-            cost_frac=flat["cost_frac"], costs=flat["costs"], compare=False)
-        payload = add_strategy(  # re-add the agent so its tests include the flat baseline
-            payload, AGENT, np.asarray(res.net_return, np.float64),
-            description=payload["strategies"][AGENT]["description"],
-            sector_weights=np.asarray(res.sector_weights, np.float64),
-            turnover=np.asarray(res.turnover, np.float64),
-            cost_frac=np.asarray(res.cost_frac, np.float64),
-            costs={c: np.asarray(v, np.float64) for c, v in res.costs.items()},
-            regime_calls=regime_calls(carry), seed=int(cfg.seed))
-    else:
-        say("flat RL baseline: not trained in this run (`hrl-sarp train --phase flat`); "
-            "listed as requiring a trained run")
     payload["settings"] = {**payload["settings"], "split": label,
                            "policy": {"run": run.name, "seeds": policy.seeds,
                                       **{k: str(v) for k, v in policy.source.items()}}}
@@ -185,9 +179,12 @@ def evaluate_run(
     records = decision_records(carry, res, meta.dates, meta.tickers, meta.sectors)
     decisions = report_dir / DECISIONS_FILE
     atomic_write_text(decisions, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
-    return {"report_dir": report_dir, "files": files, "decisions": decisions,
-            "table": _table(payload), "window": payload["window"], "split": label,
-            "policy": dict(policy.source), "seeds": policy.seeds}
+    out = {"report_dir": report_dir, "files": files, "decisions": decisions,
+           "table": _table(payload), "window": payload["window"], "split": label,
+           "policy": dict(policy.source), "seeds": policy.seeds}
+    if return_payload:
+        out["payload"] = payload
+    return out
 
 
 # HOST ONLY
@@ -253,3 +250,116 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
         say(f"[evaluate] done in {time.perf_counter() - t_e:.0f}s")
     out["phases"] = summaries
     return out
+
+
+# HOST ONLY
+def explain_run(
+    run: Run,
+    cfg: Config,
+    market: MarketArrays,
+    meta: MarketMeta,
+    feats: FeatureSet,
+    *,
+    date: str,
+    seed: int = 0,
+    top: int = 10,
+    steps: int = 64,
+    tolerance: float = 0.01,
+    max_steps: int = 4096,
+    stocks: int = 5,
+    from_backtest: bool = False,
+    risk_manager: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Integrated-gradient attributions of the run's decisions at ``date`` (``hrl-sarp
+    explain``; method and conventions in ``evaluation.explain``).
+
+    The policy is the run's trained one (``training.policy.load_policy``), seed ``seed``. The
+    book at the date: all cash with drawdown 0 (default: the book the agent holds on the
+    first day of any backtest, where the Macro also decides), or with ``from_backtest`` the
+    drifted book the agent itself holds at the close of the date, from its own daily backtest
+    (risk manager as ``risk_manager``) since the start of the evaluation window holding the
+    date (test: data.test_start, val: data.val_start, else the first day of the data); then the
+    Macro decides at the date only on a week end (or the window's first day) and the Micro
+    acts on the goal in force. A non-trading date is moved to the previous trading day (the
+    ``note`` says so); a date outside the data is a ConfigError. Each level's integration
+    starts at ``steps`` and doubles up to ``max_steps`` until its completeness error is within
+    ``tolerance`` (0: no refinement; ``evaluation.explain.explain_decision``).
+    Returns ``evaluation.explain.explanation_record``'s dict plus run, date, requested_date,
+    note, t, seed, seeds, policy, method, book, macro_when and micro_goal_source.
+    """
+    import jax
+
+    from hrl_sarp_jax.evaluation import explain as ex
+
+    say = log or (lambda _msg: None)
+    for name, value in (("--top", top), ("--steps", steps), ("--stocks", stocks)):
+        if int(value) < 1:
+            raise ConfigError(f"{name} {value}: give at least 1")
+    if int(max_steps) < int(steps):
+        raise ConfigError(f"--max-steps {max_steps}: must be at least --steps ({steps})")
+    if not 0.0 <= float(tolerance) < 1.0:
+        raise ConfigError(f"--tolerance {tolerance}: give a fraction in [0, 1) (0.01 = 1%; 0 "
+                          f"disables the refinement)")
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    t, note = ex.resolve_date(date, dates)
+    if note:
+        say(f"note: {note}")
+    policy = load_policy(run, cfg, market, meta, feats)
+    if not 0 <= int(seed) < policy.seeds:
+        raise ConfigError(f"--seed {seed}: run {run.name}'s policy has {policy.seeds} seed(s); "
+                          f"give a seed in 0..{policy.seeds - 1}")
+    pick = lambda tree: jax.tree.map(lambda x: np.asarray(x)[int(seed)], tree)  # noqa: E731
+    macro_p, micro_p = pick(policy.macro_actor), pick(policy.micro_actor)
+    params = make_env_params(market, feats, cfg.env)
+    week_end = bool(np.asarray(market.week_end)[t])
+    if from_backtest:
+        t0 = ex.window_start(dates, t, cfg.data.val_start, cfg.data.test_start)
+        say(f"book: the agent's own backtest from {dates[t0]} to {dates[t]} ...")
+        port, goal_in_force = ex.backtest_book(
+            cfg.networks, macro_p, micro_p, params, t0, t, risk_manager=risk_manager,
+            return_window=cfg.env.return_window)
+        decides = week_end or t == t0
+        description = (f"the agent's own drifted book at the close of {dates[t]}, before "
+                       f"trading, from its daily backtest since {dates[t0]}")
+        if decides:
+            when = (f"its decision at the close of {dates[t]}, "
+                    + ("a week end" if week_end else "the window's first day"))
+            goal_source = f"acting on the Macro's goal decided at {dates[t]}"
+        else:
+            past = [u for u in range(t0, t) if u == t0 or bool(np.asarray(market.week_end)[u])]
+            when = (f"what it would decide at the close of {dates[t]}; it decides on week ends "
+                    f"and {dates[t]} is not one")
+            goal_source = f"acting on the goal in force since {dates[past[-1]]}"
+    else:
+        t0, port, goal_in_force, decides = None, None, None, True
+        description = "flat: all cash, drawdown 0 (the book of a backtest's first day)"
+        when = (f"its decision at the close of {dates[t]} from a flat book; it acts on week ends "
+                f"and {dates[t]} is {'' if week_end else 'not '}one")
+        goal_source = f"acting on the Macro's goal at {dates[t]}"
+    say(f"integrated gradients of both agents at {dates[t]} ({steps} steps, refined up to "
+        f"{max_steps} until complete within {tolerance:.1%}) ...")
+    mac, mic, used = ex.explain_decision(
+        cfg.networks, macro_p, micro_p, params, t, port=port, goal_in_force=goal_in_force,
+        macro_decides=decides, stocks=int(stocks), steps=int(steps),
+        tolerance=float(tolerance), max_steps=int(max_steps))
+    doc = ex.explanation_record(mac, mic, tickers=meta.tickers, sectors=meta.sectors,
+                                top=int(top), stock_sector=np.asarray(market.stock_sector))
+    doc["completeness"]["within_tolerance"] = (
+        None if tolerance <= 0 else doc["completeness"]["max_relative_error"] <= tolerance)
+    book = ex.flat_book(params) if port is None else port
+    value, peak = float(np.asarray(book.value)), float(np.asarray(book.peak))
+    cash = 1.0 - float(np.asarray(book.weights, np.float64).sum())
+    return {
+        "run": run.name, "date": str(dates[t]), "requested_date": str(date), "note": note,
+        "t": int(t), "seed": int(seed), "seeds": int(policy.seeds),
+        "policy": {k: str(v) for k, v in policy.source.items()},
+        "method": {"kind": "integrated_gradients", "path": "graded trapezoid", "steps": used,
+                   "tolerance": float(tolerance), "max_steps": int(max_steps),
+                   "baseline": "zeros (normalised features: 0 = typical)",
+                   "held_fixed": "book (weights, cash, drawdown), sector graph, masks, goal"},
+        "book": {"kind": "backtest" if from_backtest else "flat", "description": description,
+                 "window_start": None if t0 is None else str(dates[t0]), "cash": cash,
+                 "drawdown": 1.0 - value / peak if peak > 0 else 0.0, "value": value},
+        "macro_when": when, "micro_goal_source": goal_source, **doc,
+    }
