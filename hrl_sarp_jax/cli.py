@@ -412,11 +412,11 @@ def _add_train_parsers(sub) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    """Walk-forward backtest (pipeline.walk_forward): per fold, train on its training window,
+    """Walk-forward backtest (walk_forward.walk_forward): per fold, train on its training window,
     select on its validation window, evaluate on its test window only; stitch the test windows
     into one out-of-sample report in checkpoints/<run>/report/."""
     from hrl_sarp_jax.config import load_config
-    from hrl_sarp_jax.pipeline import parse_walk_forward_phases, walk_forward, whole_months
+    from hrl_sarp_jax.walk_forward import parse_walk_forward_phases, walk_forward, whole_months
 
     if not args.walk_forward:
         raise HrlSarpError("backtest: add --walk-forward (the only backtest mode for now); the "

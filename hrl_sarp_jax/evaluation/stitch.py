@@ -1,6 +1,6 @@
 """Stitch the report payloads of consecutive evaluation windows into one payload (host side).
 
-A walk-forward backtest (``pipeline.walk_forward``) evaluates fold i's model on its own test
+A walk-forward backtest (``walk_forward.walk_forward``) evaluates fold i's model on its own test
 window only; ``stitch_payloads`` joins the folds' out-of-sample payloads
 (``evaluation.evaluate`` layout) into ONE payload over the union of the windows, which
 ``evaluation.report.write_report`` turns into the usual metrics.json / report.md / report.html.
