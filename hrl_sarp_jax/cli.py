@@ -618,12 +618,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     w = out["window"]
     print(f"evaluated run {args.run} on {out['split']} ({w['start']} .. {w['end']}, "
           f"{w['days']} days, {out['seeds']} seed(s)) in {time.perf_counter() - t0:.1f}s")
-    width = max(len(row[0]) for row in out["table"])
-    print(f"  {'strategy':<{width}}  {'Sharpe':>7}  {'CAGR':>8}  {'MaxDD':>7}")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    for name, sharpe, cagr, mdd in out["table"]:
-        print(f"  {name:<{width}}  {fmt(sharpe, '>7.2f')}  {fmt(cagr, '>8.1%')}  "
-              f"{fmt(mdd, '>7.1%')}")
+    _print_table(out["table"])
     for key in ("metrics", "markdown", "html"):
         print(f"{key}: {out['files'][key]}")
     print(f"decisions: {out['decisions']}")
