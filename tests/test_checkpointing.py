@@ -213,9 +213,14 @@ def _three_steps(run, phase=1, big=False):
 
 def test_damaged_newest_step_falls_back_with_warning(run):
     mk, abstract, ck_dir = _three_steps(run)
-    big = _data_files(ck_dir / "3")[-1]
-    big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])  # truncated data
-    (ck_dir / "2" / "state" / "manifest.ocdbt").unlink()  # missing file
+    # Damage every data file of a step: TensorStore caches OCDBT B-tree nodes per process
+    # (orbax's 100 MB cache pool), so damage to one file or the manifest alone can be served
+    # from that cache in a long test session; a new process would see it.
+    for f in _data_files(ck_dir / "3"):
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # truncated data
+    (ck_dir / "2" / "state" / "manifest.ocdbt").unlink()  # missing files
+    for f in _data_files(ck_dir / "2"):
+        f.unlink()
 
     with ck.PhaseCheckpointer(run, 1) as ckpt:
         assert ckpt.latest_step() == 3  # orbax still names the damaged step

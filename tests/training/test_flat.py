@@ -200,6 +200,7 @@ def test_equal_weight_evaluation_matches_stepping_the_env_by_hand(probe, validat
 # --------------------------------------------------------------------------- PPO plumbing
 
 
+@pytest.mark.slow  # keeps the default run short on 2 cores
 def test_rollout_bootstraps_truncation_from_the_final_observation():
     env_cfg = dataclasses.replace(PROBE_ENV, macro_episode_weeks=3)
     _market, _feats, env, params, prog = setup(1, num_envs=4, rollout_len=8, env_cfg=env_cfg)
@@ -268,6 +269,7 @@ def _latest_state(run, cfg, market, meta, feats):
         return ck.restore(abstract, "latest")
 
 
+@pytest.mark.slow  # keeps the default run short on 2 cores
 def test_run_flat_budget_resume_summary_and_saved_policy(tmp_path):
     cfg, market, meta, feats = host_inputs()
     # compile the K = 2 programs once with cheap XLA options; run_flat reuses them
@@ -325,6 +327,7 @@ def test_run_flat_budget_resume_summary_and_saved_policy(tmp_path):
                               market, meta, feats, t0, length)
 
 
+@pytest.mark.slow  # keeps the default run short on 2 cores
 def test_backtest_of_the_policy_is_the_envs_accounting():
     # Daily returns of the backtest (FlatPolicyFn, weekly rebalancing) compounded over a week
     # equal FlatEnv's weekly net return for the same policy from the same week-end start.

@@ -157,6 +157,7 @@ SMALL_SPEC = rm.Phase4Spec(num_envs=2, steps_per_chunk=8, updates_per_step=1, ba
                            buffer_episodes=4, warmup_transitions=6, eval_episodes=2)
 
 
+@pytest.mark.slow  # keeps the default run short on 2 cores
 def test_vmap_over_seeds_equals_a_loop_and_seeds_differ(env, train_params):
     p4 = rm.make_phase4(env, rm.make_networks(TINY_NET), SMALL_SPEC)
     keys, _ = rm.phase4_keys(0, 2)
