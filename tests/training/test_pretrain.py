@@ -120,6 +120,7 @@ def test_phase1_learns_the_signalled_sector_and_regime(macro_setup):
     assert float(m["alloc_return"][0]) > 0.5 * base["oracle_alloc_return"]
 
 
+@pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
 def test_determinism_same_seed_bitwise_seeds_differ_vmap_equals_loop(macro_setup):
     task, tx, hp, train, val = macro_setup
     spec = pt.EngineSpec(train.size, PCFG.batch_size, 2, PCFG.epochs, PCFG.patience)

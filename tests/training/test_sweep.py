@@ -214,6 +214,7 @@ def tiny_sweep(tmp_path_factory):
     return out, run, cfg, spec, (market, meta, feats), lines
 
 
+@pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
 def test_sweep_writes_one_record_per_member_equal_to_what_phase3_logged(tiny_sweep):
     out, run, _cfg, _spec, _, lines = tiny_sweep
     paths = out["paths"]
@@ -236,6 +237,7 @@ def test_sweep_writes_one_record_per_member_equal_to_what_phase3_logged(tiny_swe
     assert any("6 members in one program" in ln for ln in lines)
 
 
+@pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
 def test_identical_settings_give_identical_per_seed_results(tiny_sweep):
     out, *_ = tiny_sweep
     res = {(r["setting"], r["seed"]): r for r in out["results"]}
@@ -248,6 +250,7 @@ def test_identical_settings_give_identical_per_seed_results(tiny_sweep):
     assert res[(0, 0)]["val_sharpe"] != res[(0, 1)]["val_sharpe"]
 
 
+@pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
 def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
     out, run, cfg, spec, (market, meta, feats), _ = tiny_sweep
     ranking = json.loads(out["paths"]["ranking_json"].read_text())
@@ -292,6 +295,7 @@ def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
     assert actor is not None and info["phase3"].startswith("MacroActor of seed")
 
 
+@pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
 def test_a_finished_sweep_is_not_overwritten(tiny_sweep):
     out, run, cfg, spec, (market, meta, feats), _ = tiny_sweep
     before = out["paths"]["results"].read_text()
