@@ -64,6 +64,7 @@ from hrl_sarp_jax.training.rl_macro import (
     MIN_LR_SCALE,
     WEEKS_PER_YEAR,
     Phase3Spec,
+    _eval_record,
     _mean_records,
     _signature,
     _split_bounds,
@@ -487,13 +488,6 @@ def compile_programs(setup: FlatSetup, seeds: int, *,
     ).compile(compiler_options=compiler_options)
     _COMPILED[key] = (init, chunk, evaluate_, time.perf_counter() - t0)
     return _COMPILED[key]
-
-
-def _eval_record(ev: dict[str, np.ndarray]) -> dict[str, Any]:
-    rec: dict[str, Any] = {k: float(np.mean(v)) for k, v in ev.items()
-                           if k.startswith("val_") and np.ndim(v) == 1}
-    rec["val_sharpe_per_seed"] = [float(x) for x in ev["val_sharpe"]]
-    return rec
 
 
 # HOST ONLY (not jittable)
