@@ -184,11 +184,7 @@ def restore_phase3_state(run: Any, cfg: Config, market: MarketArrays, meta: Mark
                               f"--phase 3 --run {run.name}` first")
     summary = read_phase_summary(run, 3) or {}
     k3 = int(summary.get("seeds", cfg.train.seeds))
-    s3 = rl_macro.setup_phase3(cfg, market, meta, feats)
-    init = jax.vmap(s3.p3.init, in_axes=(0, 0, None, None))
-    abstract = jax.eval_shape(init, rl_macro.phase3_keys(cfg.seed, k3),
-                              rl_macro.stack_hparams(s3.hp, k3), s3.train_params,
-                              cur.stage_starts(0, s3.windows))
+    abstract = rl_macro.abstract_state(cfg, market, meta, feats, k3)
     with PhaseCheckpointer(run, 3, read_only=True) as ck:
         state, _meta, step = ck.restore(abstract, "best")
     return state, {"phase3": f"best step {step} ({k3} seed(s))"}
@@ -461,11 +457,7 @@ def load_phase5_policy(run: Any, cfg: Config, market: MarketArrays, meta: Market
 
     summary = read_phase_summary(run, PHASE) or {}
     k = int(summary.get("seeds", cfg.train.seeds))
-    s3 = rl_macro.setup_phase3(cfg, market, meta, feats)
-    abstract3 = jax.eval_shape(jax.vmap(s3.p3.init, in_axes=(0, 0, None, None)),
-                               rl_macro.phase3_keys(cfg.seed, k),
-                               rl_macro.stack_hparams(s3.hp, k), s3.train_params,
-                               cur.stage_starts(0, s3.windows))
+    abstract3 = rl_macro.abstract_state(cfg, market, meta, feats, k)
     example_macro = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                                  macro_actor_of(abstract3))
     s4 = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=example_macro)

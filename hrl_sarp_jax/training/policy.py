@@ -84,11 +84,7 @@ def load_phase3_macro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
 
     seeds = _seeds_of(run, 3, cfg)
     try:
-        setup = rl_macro.setup_phase3(cfg, market, meta, feats)
-        init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
-        abstract = jax.eval_shape(init, rl_macro.phase3_keys(cfg.seed, seeds),
-                                  rl_macro.stack_hparams(setup.hp, seeds), setup.train_params,
-                                  rl_macro.cur.stage_starts(0, setup.windows))
+        abstract = rl_macro.abstract_state(cfg, market, meta, feats, seeds)
         state, _meta, step = restore_best(run, 3, abstract)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise _restore_failed(run, 3, exc) from exc

@@ -662,6 +662,17 @@ def compile_programs(setup: Phase3Setup, seeds: int, mesh: Any = None
 
 
 # HOST ONLY
+def abstract_state(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+                   seeds: int) -> Phase3State:
+    """Shapes and dtypes of a K-seed Phase3State (the restore target of Phase 3's
+    checkpoints; the allocator does not change them)."""
+    setup = setup_phase3(cfg, market, meta, feats)
+    init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
+    return jax.eval_shape(init, phase3_keys(cfg.seed, seeds), stack_hparams(setup.hp, seeds),
+                          setup.train_params, cur.stage_starts(0, setup.windows))
+
+
+# HOST ONLY
 def load_phase2_micro(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
                       feats: FeatureSet) -> tuple[Params | None, dict[str, Any]]:
     """The Phase-2 Micro actor (best checkpoint; the seed with the lowest validation loss), or
