@@ -55,6 +55,10 @@ class MacroTrunk(nn.Module):
     ) -> tuple[Array, Array]:
         cfg = self.config
         mask = sector_mask.astype(bool)
+        if cfg.sector_embedding > 0:
+            table = self.param("sector_embedding", nn.initializers.normal(1.0),
+                               (sector_features.shape[-2], cfg.sector_embedding), jnp.float32)
+            sector_features = jnp.concatenate([sector_features.astype(jnp.float32), table], -1)
         nodes = SectorGNN(cfg.gnn, cfg.dropout, name="gnn")(
             sector_features, graph, mask, deterministic
         )

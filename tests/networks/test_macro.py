@@ -70,18 +70,42 @@ def test_concentration_formula_and_learnable_total(model):
     np.testing.assert_allclose(pol20.mean_weights[:4], (20.0 * p + 0.1) / 20.4, rtol=1e-5)
 
 
+def _permute_sector_embeddings(params, perm):
+    """Rows of every learnable sector-embedding table reordered like the sectors."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, v: v[perm] if "sector_embedding" in jax.tree_util.keystr(path) else v, params
+    )
+
+
 def test_sector_permutation(model):
+    # Equivariant once the sector-identity embeddings travel with their sectors.
     apply, params = model
     macro, x, adj, mask, port = _inputs(3)
     perm = np.array([2, 4, 0, 3, 1])
     pol, value = apply(params, macro, x, adj, mask, port)
-    pol_p, value_p = apply(params, macro, x[perm], adj[np.ix_(perm, perm)], mask[perm], port)
+    params_p = _permute_sector_embeddings(params, perm)
+    pol_p, value_p = apply(params_p, macro, x[perm], adj[np.ix_(perm, perm)], mask[perm], port)
     for name in ("concentration", "mean_weights", "sector_logits"):
         np.testing.assert_allclose(
             getattr(pol_p, name), np.asarray(getattr(pol, name))[perm], rtol=1e-5, atol=1e-6
         )
     np.testing.assert_allclose(pol_p.regime_logits, pol.regime_logits, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(value_p, value, rtol=1e-5, atol=1e-6)
+
+
+def test_sector_embedding_lets_the_policy_tell_identical_sectors_apart(model, tiny_config):
+    apply, params = model
+    macro, x, adj, mask, port = _inputs(5)
+    x_same = np.repeat(x[:1], S, axis=0)  # every sector shows the same features
+    adj_full = np.ones((S, S), np.float32)
+    logits = np.asarray(apply(params, macro, x_same, adj_full, mask, port)[0].sector_logits)[:4]
+    assert np.ptp(logits) > 1e-4  # identity is visible through the embedding
+
+    flat = MacroActorCritic(dataclasses.replace(tiny_config, sector_embedding=0))
+    p0 = jax.jit(flat.init)(jax.random.key(0, impl="rbg"), *_inputs(0))
+    assert "sector_embedding" not in jax.tree_util.keystr(p0)
+    logits0 = np.asarray(flat.apply(p0, macro, x_same, adj_full, mask, port)[0].sector_logits)
+    np.testing.assert_allclose(logits0[:4], logits0[0], rtol=1e-5, atol=1e-7)  # equivariant
 
 
 def test_padded_sector_is_inert(model):

@@ -6,6 +6,8 @@ Shape-only (jax.eval_shape), so nothing is computed.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -54,9 +56,12 @@ def test_pinned_counts_of_the_redesigned_networks():
     assert _count(SectorGNN(GNNConfig(kind="gat")), ((S, F_S), f32), ((S, S), f32)) == 17_632
     # GNN 10,912 + pool 16,768 + MLP from 18 + 64 + 12 = 94 inputs (24,320 + 512 + 32,896 + 256
     # + 8,256 + 128 + 4,160 = 70,528) + sector query 4,160 + regime head 195 + concentration 1
-    assert _count(MacroActor(CFG), *MACRO_IN) == 102_564
-    # GNN + pool + MLP as above + value head 65
-    assert _count(MacroCritic(CFG), *MACRO_IN) == 98_273
+    # + the sector embedding table 11 x 8 = 88 and its 8 x 32 = 256 extra first-layer weights
+    assert _count(MacroActor(CFG), *MACRO_IN) == 102_564 + 88 + 256
+    no_identity = dataclasses.replace(CFG, sector_embedding=0)
+    assert _count(MacroActor(no_identity), *MACRO_IN) == 102_564
+    # GNN + pool + MLP as above + value head 65 (+ its own embedding table and weights)
+    assert _count(MacroCritic(CFG), *MACRO_IN) == 98_273 + 88 + 256
     # per critic: goal 5,376 + stock MLP on 22 + 2 + 64 inputs (11,392 + 256 + 8,256 + 128)
     # + head on mean ⊕ max 128 (33,024 + 512 + 32,896 + 256 + 129) = 92,225; two of them
     assert _count(MicroCritics(CFG), *MICRO_IN, ((N,), f32), ((N,), b)) == 184_450
