@@ -100,6 +100,10 @@ class ConstraintConfig:
     max_sector_weight: float = 0.35
     min_cash: float = 0.02
     max_positions: int = 30
+    rebalance_threshold: float = 0.05
+    """No-trade band: a rebalance whose turnover ½Σ|target - drifted| is below this is skipped
+    and the drifted book is held (the original's ``rebalance_threshold`` 0.05, whose check
+    raised AttributeError). Applies to every strategy alike; 0 trades on every decision."""
 
 
 @dataclass(frozen=True)

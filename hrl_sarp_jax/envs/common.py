@@ -86,15 +86,23 @@ def equal_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams
     return per[params.stock_sector] * valid
 
 
+def hold_within_band(drifted: jax.Array, target: jax.Array, threshold: jax.Array) -> jax.Array:
+    """``drifted`` [A] if ½Σ|target - drifted| < threshold, else ``target`` [A]."""
+    small = 0.5 * jnp.sum(jnp.abs(target - drifted)) < threshold
+    return jnp.where(small, drifted, target)
+
+
 def trade_day(
     port: PortfolioState, target: jax.Array, t: jax.Array, params: EnvParams
 ) -> tuple[PortfolioState, StepInfo, jax.Array]:
-    """Rebalance to target [N] at the close of t, earn returns[t+1].
+    """Rebalance to target [N] at the close of t, earn returns[t+1]; a rebalance with turnover
+    below ``constraints.rebalance_threshold`` is skipped (the drifted book is held).
 
     Returns (new portfolio, StepInfo, value_return): value_return = sum of w_exec * r over value
     stocks (pe_z[t] < -0.5). Use ``net_return`` below for returns, not ``info.net_return``.
     """
     r = params.returns[t + 1]
+    target = hold_within_band(port.weights, target, params.constraints.rebalance_threshold)
     port2, info = portfolio_step(port, target, r, params.circuit_lock[t], params.adv_value[t],
                                  params.cost)
     value = params.stock_features[t, :, PE_Z_INDEX] < VALUE_PE_Z

@@ -84,6 +84,13 @@ def execute(drifted: np.ndarray, target: np.ndarray, lock: np.ndarray) -> np.nda
     return drifted + buys - sells
 
 
+def hold_within_band(drifted: np.ndarray, target: np.ndarray, threshold) -> np.ndarray:
+    """No-trade band: the drifted book if ½Σ|target - drifted| < threshold, else the target."""
+    if 0.5 * np.abs(target - drifted).sum() < float(np.asarray(threshold)):
+        return drifted.copy()
+    return target
+
+
 class Book:
     """Drifted weights, value and peak; ``trade`` = one close-to-close day."""
 
@@ -221,6 +228,7 @@ class _Base:
         return e
 
     def day(self, target: np.ndarray, t: int) -> tuple[dict, float]:
+        target = hold_within_band(self.book.w, target, self.p.constraints.rebalance_threshold)
         info = self.book.trade(target, self.ret[t + 1], self.lock[t], self.adv[t], self.cp)
         value = self.stock_f[t, :, PE_Z] < VALUE_THR
         value_ret = float(np.sum(info["exec"] * self.ret[t + 1] * value))

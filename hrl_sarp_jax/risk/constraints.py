@@ -30,6 +30,7 @@ class ConstraintParams:
     max_stock_weight: jax.Array   # float32 scalar
     max_sector_weight: jax.Array  # float32 scalar
     min_cash: jax.Array           # float32 scalar
+    rebalance_threshold: jax.Array  # float32 scalar: skip rebalances with smaller turnover
     max_positions: int = struct.field(pytree_node=False, default=0)  # <= 0: no limit
 
 
@@ -38,7 +39,8 @@ def constraint_params(cfg: ConstraintConfig) -> ConstraintParams:
     f = lambda x: jnp.asarray(x, _F32)  # noqa: E731
     return ConstraintParams(
         max_stock_weight=f(cfg.max_stock_weight), max_sector_weight=f(cfg.max_sector_weight),
-        min_cash=f(cfg.min_cash), max_positions=int(cfg.max_positions),
+        min_cash=f(cfg.min_cash), rebalance_threshold=f(cfg.rebalance_threshold),
+        max_positions=int(cfg.max_positions),
     )
 
 

@@ -35,6 +35,7 @@ def _numpy_replay(fn, params, t0, reb):
                                      np.float32(book.peak)), np.float64)
             target = ref.project_stocks(target, np.asarray(params.stock_sector),
                                         np.asarray(params.tradable[t]), s, params.constraints, 1.0)
+            target = ref.hold_within_band(book.w, target, params.constraints.rebalance_threshold)
         else:
             target = book.w.copy()
         rows.append(book.trade(target, ref._np(params.returns[t + 1]),
@@ -104,7 +105,9 @@ def test_risk_manager_scales_exposure(tiny, weekly):
     *_, params = tiny
     cfg = dataclasses.replace(ENV_CFG.risk, derisk_drawdown=0.01, rerisk_drawdown=0.005,
                               derisked_exposure=0.5, event_reduction=0.0)
-    p2 = params.replace(risk=risk_params(cfg))
+    # band 0: every daily decision trades, so exposure shows in the weights the same day
+    p2 = params.replace(risk=risk_params(cfg),
+                        constraints=params.constraints.replace(rebalance_threshold=0.0))
     daily = np.ones(LENGTH, bool)
     _, res = run_backtest(bl.EqualWeight(), (), p2, T0, daily, risk_manager=True)
     half = res.exposure == 0.5
@@ -136,3 +139,42 @@ def test_schedules_and_windows(tiny):
         date_window(meta.dates, "2030-01-01", "2030-02-01")
     with pytest.raises(ConfigError, match="T - 1"):
         run_backtest(bl.EqualWeight(), (), params, 250, np.ones(10, bool))
+
+
+def test_no_trade_band_holds_small_rebalances(tiny):
+    # Daily equal weight: drift away from 1/N is small day to day, so with a 5% band most days
+    # hold the drifted book (no turnover, no cost); with band 0 every day trades.
+    *_, params = tiny
+    daily = np.ones(LENGTH, bool)
+    band = params.replace(constraints=params.constraints.replace(rebalance_threshold=0.05))
+    free = params.replace(constraints=params.constraints.replace(rebalance_threshold=0.0))
+    _, held = run_backtest(bl.EqualWeight(), (), band, T0, daily)
+    _, every = run_backtest(bl.EqualWeight(), (), free, T0, daily)
+    skipped = held.turnover == 0
+    assert skipped.mean() > 0.5 and (every.turnover[1:] > 0).mean() > 0.9
+    assert np.all(held.cost_frac[skipped] == 0)
+    assert held.turnover[~skipped].min() >= 0.05 - 1e-6  # only trades past the band happen
+    # after the first day's buy-in: less turnover (0.68x on this market) and less cost (0.93x:
+    # the square-root impact charges the larger catch-up trades more per unit traded)
+    assert held.turnover[1:].sum() < 0.8 * every.turnover[1:].sum()
+    assert held.cost_frac[1:].sum() < every.cost_frac[1:].sum()
+    # a held day's book is yesterday's drifted book
+    r = np.asarray(params.returns)[T0 + 1: T0 + 1 + LENGTH]
+    drifted = held.weights * (1 + r) / (1 + held.net_return)[:, None]
+    i = np.flatnonzero(skipped[1:]) + 1
+    np.testing.assert_allclose(held.weights[i], drifted[i - 1], atol=1e-5)
+
+
+def test_hold_within_band_hand_values():
+    import jax.numpy as jnp
+
+    from hrl_sarp_jax.envs.common import hold_within_band
+
+    drifted = jnp.array([0.30, 0.30, 0.38])
+    near = jnp.array([0.32, 0.28, 0.38])   # turnover 0.02
+    far = jnp.array([0.40, 0.20, 0.38])    # turnover 0.10
+    np.testing.assert_array_equal(hold_within_band(drifted, near, 0.05), drifted)
+    np.testing.assert_array_equal(hold_within_band(drifted, far, 0.05), far)
+    np.testing.assert_array_equal(hold_within_band(drifted, near, 0.0), near)
+    np.testing.assert_array_equal(ref.hold_within_band(np.asarray(drifted), np.asarray(near),
+                                                       0.05), np.asarray(drifted))

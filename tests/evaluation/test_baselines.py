@@ -76,6 +76,7 @@ def test_oracle_reads_only_the_next_regime(tiny, weekly):
     np.testing.assert_array_equal(drift, DRIFT)
     latent = np.asarray(market.latent_regime)
     daily = np.ones(LENGTH, bool)
+    params = params.replace(constraints=params.constraints.replace(rebalance_threshold=0.0))
     _, a = run_backtest(fn, fn.init_carry(drift, latent), params, T0, daily)
     lat2 = latent.copy()
     lat2[CUT + 2:] = (lat2[CUT + 2:] + 1) % 3
@@ -177,7 +178,8 @@ def test_min_variance_matches_scipy():
     cov = (a @ a.T / 8 + np.diag(rng.uniform(0.2, 2.0, 8))) * 1e-4
     sector = np.array([0, 0, 0, 1, 1, 1, 2, 2], np.int32)
     cons = ConstraintParams(max_stock_weight=jnp.float32(0.3), max_sector_weight=jnp.float32(0.5),
-                            min_cash=jnp.float32(0.02), max_positions=0)
+                            min_cash=jnp.float32(0.02), rebalance_threshold=jnp.float32(0.0),
+                            max_positions=0)
     active = np.ones(8, bool)
     active[5] = False
     w = np.asarray(jax.jit(lambda c: bl.min_variance_weights(c, jnp.asarray(active),

@@ -31,7 +31,8 @@ def _np_attention(p, x, mask):
         return t @ np.asarray(p[name]["kernel"]) + np.asarray(p[name]["bias"])
 
     xm = np.where(mask[:, None], x, 0.0)
-    q, k, v = (proj(n, xm).reshape(L, HEADS, DIM // HEADS) for n in ("query", "key", "value"))
+    qkv = proj("qkv", xm)  # columns: Q | K | V
+    q, k, v = (qkv[:, i * DIM:(i + 1) * DIM].reshape(L, HEADS, DIM // HEADS) for i in range(3))
     out = np.zeros((L, HEADS, DIM // HEADS))
     for h in range(HEADS):
         logits = q[:, h] @ k[:, h].T / np.sqrt(DIM // HEADS)
@@ -81,3 +82,14 @@ def test_dropout_only_when_not_deterministic(pool, x):
     np.testing.assert_array_equal(det, plain)
     stoch = net.apply(params, x, MASK, False, rngs={"dropout": jax.random.key(3)})
     assert np.abs(np.asarray(stoch) - np.asarray(plain)).max() > 1e-4
+
+
+def test_fused_qkv_kernel_starts_as_three_orthogonal_blocks():
+    net = MaskedSelfAttention(16, 4)
+    p = net.init(jax.random.key(3), jnp.ones((5, 16)), jnp.ones(5, bool))["params"]
+    kernel = np.asarray(p["qkv"]["kernel"])
+    assert kernel.shape == (16, 48)
+    blocks = [kernel[:, i * 16:(i + 1) * 16] for i in range(3)]
+    for b in blocks:  # each block orthogonal with gain 1, like a separate Dense would be
+        np.testing.assert_allclose(b.T @ b, np.eye(16), atol=1e-5)
+    assert not np.allclose(blocks[0], blocks[1])  # independent draws
