@@ -204,6 +204,10 @@ class PretrainConfig:
     """τ of the oracle allocation target softmax(τ · next-period returns). Phase 1: at τ = 10
     the target was almost uniform (weekly sector returns are ~1%) and the head learned 1/N;
     at τ = 50 the allocation beats 1/N on validation (docs/status.md)."""
+    target_horizon: int = 1
+    """Phase 2 only: the target ranks stocks inside each sector by their compound return over
+    the next H trading days (1: next day, the original's). Phase 1's target is the next week.
+    H = 5 did not reduce the main job's turnover (docs/status.md)."""
     class_weights: str = "balanced"
     """Regime cross-entropy class weights (Phase 1): 'balanced' (n / (3 n_c) from the train
     split's labels, so a minority regime counts as much as the majority) or 'none'."""

@@ -7,6 +7,12 @@ runs it ``repeats`` times and reports the median: ``epoch_s`` = chunk time / epo
 ``compile_s`` = lowering + XLA compile, ``wall_s`` = compile + every timed call. One extra
 Phase-1 line reproduces the original's workload (2,349 samples, batch 64; the default
 market's training weeks tiled to that size) next to its 0.21 s/epoch.
+
+Roofline fields: ``step_mflop`` = XLA's flop count of one minibatch step (forward, backward,
+optimizer) for one seed, ``achieved_gflops`` = step_mflop x minibatches x seeds / epoch_s,
+``matmul_peak_gflops`` = a large float32 matmul on the same machine in the same run, and
+``epoch_s_at_peak`` = the epoch time if every step ran at that peak: no implementation of these
+networks can beat it on this machine.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from hrl_sarp_jax.bench.data import _machine
 from hrl_sarp_jax.config import Config
@@ -34,6 +41,40 @@ ORIGINAL_PHASE1_EPOCH_S = 0.21  # PyTorch, original_hrl_sarp.md §12
 def _tile(tree: Any, size: int) -> Any:
     """Leading axis repeated cyclically to ``size`` rows."""
     return jax.tree.map(lambda x: x[jnp.arange(size) % x.shape[0]], tree)
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a float32 [size, size] @ [size, size] matmul (median of ``repeats``)."""
+    a = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        jax.block_until_ready(f(a))
+        times.append(time.perf_counter() - t)
+    return 2.0 * size**3 / statistics.median(times) / 1e9
+
+
+def step_mflop(prep: runner.Prepared) -> float:
+    """XLA's flop count (millions) of one training minibatch step of one seed."""
+    tx = pt.make_optimizer()
+    state = pt.init_state(prep.task, tx, runner.seed_keys(0, 1)[0])
+    spec = pt.EngineSpec(train_size=prep.train_size, batch_size=prep.pcfg.batch_size,
+                         chunk_epochs=1, total_epochs=1, patience=1)
+    data = prep.task.epoch_data(jax.random.key(0), prep.train)
+    batch = jax.tree.map(lambda x: x[: spec.minibatch], data)
+
+    def step(params, opt, batch, key):
+        grads = jax.grad(lambda p: prep.task.loss(p, prep.hp, batch, key)[0])(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt
+
+    compiled = jax.jit(step).lower(state.params, state.opt_state, batch,
+                                   jax.random.key(1)).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", float("nan"))) / 1e6
 
 
 def time_phase(prep: runner.Prepared, seeds: int, epochs: int, repeats: int, seed: int = 0
@@ -73,19 +114,32 @@ def bench_pretrain(repeats: int = 3, cfg: Config | None = None,
 
     cfg = cfg or Config()
     ctx = _machine()
+    peak = round(matmul_peak_gflops(), 1)
     with tempfile.TemporaryDirectory(prefix="hrl_sarp_bench_") as tmp:
         out = write_synthetic_market(Path(tmp) / "market", cfg.synth)
         market, meta = load_market(out, cfg.data)
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
     preps = {k: runner.PREPARE[k](cfg, market, meta, feats) for k in (1, 2)}
+
+    def roofline(rec: dict[str, Any], prep: runner.Prepared) -> dict[str, Any]:
+        mflop = step_mflop(prep)
+        work = mflop * 1e6 * rec["minibatches_per_epoch"] * rec["seeds"]
+        return {"step_mflop": round(mflop, 2),
+                "achieved_gflops": round(work / max(rec["epoch_s"], 1e-12) / 1e9, 1),
+                "matmul_peak_gflops": peak, "epoch_s_at_peak": round(work / (peak * 1e9), 6)}
+
     for phase in (1, 2):
         for seeds in seed_counts:
-            yield {**time_phase(preps[phase], seeds, epochs, repeats), **ctx}
+            rec = time_phase(preps[phase], seeds, epochs, repeats)
+            yield {**rec, **roofline(rec, preps[phase]), **ctx}
     p1 = preps[1]
     big = dataclasses.replace(p1, train=_tile(p1.train, ORIGINAL_PHASE1_SAMPLES),
                               train_size=ORIGINAL_PHASE1_SAMPLES,
                               pcfg=dataclasses.replace(p1.pcfg, batch_size=64))
     rec = time_phase(big, 1, epochs, repeats)
+    rec.update(roofline(rec, big))
     yield {**rec, "workload": "original phase 1 (2,349 samples, batch 64)",
            "original_epoch_s": ORIGINAL_PHASE1_EPOCH_S,
-           "speedup": round(ORIGINAL_PHASE1_EPOCH_S / max(rec["epoch_s"], 1e-9), 1), **ctx}
+           "speedup": round(ORIGINAL_PHASE1_EPOCH_S / max(rec["epoch_s"], 1e-9), 2),
+           "max_speedup_at_peak": round(ORIGINAL_PHASE1_EPOCH_S / rec["epoch_s_at_peak"], 1),
+           **ctx}

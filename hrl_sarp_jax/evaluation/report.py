@@ -127,8 +127,12 @@ def verdict(payload: dict, agent: str = AGENT) -> dict | None:
                      f"{mdrag:.1%}); gross of costs its Sharpe is "
                      f"{(out['agent_gross_sharpe'] or float('nan')):.2f} vs "
                      f"{(out['best_classical_gross_sharpe'] or float('nan')):.2f}. The daily "
-                     f"Micro re-allocation churns: a no-trade band or a larger turnover penalty "
-                     f"in the Micro reward is the first lever.")
+                     f"Micro re-allocation churns: a wider no-trade band "
+                     f"(env.constraints.rebalance_threshold) is the first lever.")
+    ga, gb = out["agent_gross_sharpe"], out["best_classical_gross_sharpe"]
+    if not out["beats_best_classical"] and ga is not None and gb is not None and ga < gb:
+        notes.append(f"Gross of costs it still trails {best} (Sharpe {ga:.2f} vs {gb:.2f}): "
+                     f"the allocation itself, not only its costs, loses.")
     disp = st[agent].get("seeds", {}).get("sharpe") or {}
     if disp.get("std", 0.0) > 0.3:
         notes.append(f"Seeds disagree (Sharpe std {disp['std']:.2f} over {disp.get('n')} "

@@ -32,8 +32,9 @@ def _stacked_orthogonal(blocks: int, gain: float) -> Callable[..., Array]:
 
 
 class MaskedSelfAttention(nn.Module):
-    """Multi-head self-attention: Q, K, V = Dense(dim) (one fused 'qkv' Dense, split into ``heads``), softmax(QKᵀ/√d)
-    over valid keys, dropout on the weights, output Dense back to the input width D.
+    """Multi-head self-attention: Q, K, V = Dense(dim) (one fused 'qkv' Dense; split into
+    ``heads``), softmax(QKᵀ/√d) over valid keys, dropout on the weights, output Dense back to
+    the input width D.
 
     [L, D], [L] -> [L, D]; rows at masked positions are 0.
     Projections use orthogonal gain 1 (the original's √2 doubles the QKᵀ logits at init).

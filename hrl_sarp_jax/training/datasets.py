@@ -19,9 +19,11 @@ Phase 1 (Macro), one sample per calendar week end t with a known next-period reg
 Phase 2 (Micro), one sample per trading day t (goals are drawn per epoch by the trainer):
   inputs   stock features at t, tradable mask at t, the sector map, current weights = equal
            weight over tradable stocks scaled by 1 - min_cash (same convention as Phase 1).
-  targets  next-day stock returns r_{t+1}; ``within``: inside each sector, softmax(tau *
-           r_{t+1}) over the sector's tradable stocks (sums to 1 per sector). A goal g turns it
+  targets  stock returns over the next H = ``target_horizon`` days, R_i = prod_{k=1..H}
+           (1 + r_{t+k,i}) - 1 (H = 1: next day); ``within``: inside each sector, softmax(tau *
+           R) over the sector's tradable stocks at t (sums to 1 per sector). A goal g turns it
            into the goal-consistent target g_{s(i)} * within_i (sums to g_s over sector s).
+           ``next_returns`` (the reported realised return) stays r_{t+1}.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ class MicroSamples:
     stock_mask: Array        # [B, N] bool tradable at t
     stock_sector: Array      # [B, N] int32 (the sector map, repeated per sample)
     current_weights: Array   # [B, N] equal weight over tradable stocks * (1 - min_cash)
-    within: Array            # [B, N] softmax(tau * r_{t+1}) inside each sector (1 per sector)
+    within: Array            # [B, N] softmax(tau * R_{t,H}) inside each sector (1 per sector)
     next_returns: Array      # [B, N] r_{t+1} (0 where not tradable at t)
     sector_active: Array     # [B, S] bool: the sector has a tradable stock at t
     day: Array               # [B] int32
@@ -214,18 +216,24 @@ def within_sector_softmax(scores: Array, mask: Array, stock_sector: Array, num_s
 
 
 def micro_samples(market: MarketArrays, feats: FeatureSet, days: np.ndarray,
-                  alloc_temperature: float, min_cash: float) -> MicroSamples:
-    """Phase-2 samples at decision days ``days`` (each needs day t + 1 in the data)."""
+                  alloc_temperature: float, min_cash: float, horizon: int = 1) -> MicroSamples:
+    """Phase-2 samples at decision days ``days`` (each needs day t + horizon in the data)."""
     days = np.asarray(days, np.int64)
-    if np.any(days + 1 >= market.num_days):
-        raise DataError("micro_samples: every decision day needs a following trading day")
+    if horizon < 1:
+        raise DataError(f"micro_samples: target horizon must be >= 1 day, got {horizon}")
+    if np.any(days + horizon >= market.num_days):
+        raise DataError(f"micro_samples: every decision day needs {horizon} following trading "
+                        "day(s)")
     num_s = market.num_sectors
     idx = jnp.asarray(days)
     sector = jnp.asarray(market.stock_sector, jnp.int32)
     mask = (market.stock_mask[idx] & market.stock_valid[None, :])
     nxt = jnp.where(mask, market.returns[idx + 1], 0.0).astype(jnp.float32)
+    ahead = idx[:, None] + jnp.arange(1, horizon + 1)[None, :]  # [B, H]
+    compound = jnp.prod(1.0 + market.returns[ahead], axis=1) - 1.0  # [B, N]
+    score = jnp.where(mask, compound, 0.0).astype(jnp.float32)
     within = jax.vmap(within_sector_softmax, in_axes=(0, 0, None, None))(
-        alloc_temperature * nxt, mask, sector, num_s)
+        alloc_temperature * score, mask, sector, num_s)
     active = jax.vmap(lambda m: jnp.zeros(num_s, bool).at[sector].max(m))(mask)
     n_valid = jnp.maximum(mask.sum(1, keepdims=True), 1)
     current = jnp.where(mask, (1.0 - min_cash) / n_valid, 0.0).astype(jnp.float32)
@@ -237,11 +245,13 @@ def micro_samples(market: MarketArrays, feats: FeatureSet, days: np.ndarray,
     )
 
 
-def micro_split_days(market: MarketArrays, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """(train days, val days): days t with a tradable stock and day t + 1 inside the split."""
+def micro_split_days(market: MarketArrays, split: Split, horizon: int = 1
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(train days, val days): days t with a tradable stock and day t + horizon inside the
+    split."""
     t = np.arange(market.num_days)
     ok = (np.asarray(market.stock_mask) & np.asarray(market.stock_valid)[None, :]).any(1)
-    nxt = np.where(t + 1 < market.num_days, t + 1, -1)
+    nxt = np.where(t + horizon < market.num_days, t + horizon, -1)
     train = ok & _in_split(t, nxt, 0, split.val_start)
     val = ok & _in_split(t, nxt, split.val_start, split.test_start)
     return np.flatnonzero(train), np.flatnonzero(val)
@@ -250,13 +260,13 @@ def micro_split_days(market: MarketArrays, split: Split) -> tuple[np.ndarray, np
 def micro_datasets(market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config
                    ) -> tuple[MicroSamples, MicroSamples]:
     split = split_days(meta.dates, cfg.data)
-    train_days, val_days = micro_split_days(market, split)
+    p = cfg.train.micro_pretrain
+    train_days, val_days = micro_split_days(market, split, p.target_horizon)
     _require(train_days, "training", "days", cfg, meta)
     _require(val_days, "validation", "days", cfg, meta)
-    p = cfg.train.micro_pretrain
     mc = cfg.env.constraints.min_cash
-    return (micro_samples(market, feats, train_days, p.alloc_temperature, mc),
-            micro_samples(market, feats, val_days, p.alloc_temperature, mc))
+    return (micro_samples(market, feats, train_days, p.alloc_temperature, mc, p.target_horizon),
+            micro_samples(market, feats, val_days, p.alloc_temperature, mc, p.target_horizon))
 
 
 def regime_frequencies(labels: Array) -> np.ndarray:

@@ -105,6 +105,9 @@ def test_verdict_names_the_best_classical_baseline_and_the_cost_diagnosis(payloa
     # gross of its costs the agent is equal weight exactly
     ew_sh = float(np.mean(ew) / np.std(ew, ddof=1) * np.sqrt(252))
     np.testing.assert_allclose(v["agent_gross_sharpe"], ew_sh, rtol=1e-9)
+    # the "still trails gross of costs" note appears exactly when the gross Sharpes say so
+    trails = v["agent_gross_sharpe"] < v["best_classical_gross_sharpe"]
+    assert any("Gross of costs it still trails" in n for n in v["diagnostics"]) == trails
     edge = full["oracle"]["metrics"]["sharpe"] - classical[best]
     if edge > 0:
         np.testing.assert_allclose(v["oracle_edge_captured"],

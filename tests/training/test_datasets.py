@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hrl_sarp_jax.config import DataConfig, FeatureConfig
-from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.errors import ConfigError, DataError
 from hrl_sarp_jax.features.build import build_features
 from hrl_sarp_jax.features.regime import next_week_end
 from hrl_sarp_jax.training import datasets as ds
@@ -91,6 +91,26 @@ def test_split_embargo_keeps_every_target_inside_its_split(small_built):
     assert nxt[va].max() < split.test_start
     mtr, mva = ds.micro_split_days(built.market, split)
     assert mtr.max() + 1 < split.val_start <= mva.min() and mva.max() + 1 < split.test_start
+    htr, hva = ds.micro_split_days(built.market, split, horizon=5)
+    assert htr.max() + 5 < split.val_start <= hva.min() and hva.max() + 5 < split.test_start
+    assert htr.max() == mtr.max() - 4
+
+
+def test_micro_target_over_a_horizon_compounds_the_next_days(small_built):
+    built, feats = small_built
+    days = np.array([60, 97, 150])
+    s = ds.micro_samples(built.market, feats, days, 20.0, 0.02, horizon=5)
+    ret, sector = np.asarray(built.market.returns, np.float64), np.asarray(s.stock_sector)[0]
+    for b, t in enumerate(days):
+        compound = np.prod(1.0 + ret[t + 1: t + 6], axis=0) - 1.0
+        members = (sector == 0) & np.asarray(s.stock_mask)[b]
+        e = np.exp(20.0 * (compound[members] - compound[members].max()))
+        np.testing.assert_allclose(np.asarray(s.within)[b, members], e / e.sum(), rtol=5e-5)
+        np.testing.assert_allclose(s.next_returns[b], np.where(s.stock_mask[b], ret[t + 1], 0),
+                                   rtol=1e-6)  # the reported return stays next-day
+    with pytest.raises(DataError, match="5 following"):
+        ds.micro_samples(built.market, feats, np.array([built.market.num_days - 3]), 20.0, 0.02,
+                         horizon=5)
 
 
 def test_split_errors_name_the_key(small_built):

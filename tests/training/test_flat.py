@@ -42,6 +42,7 @@ TINY = NetworkConfig(attention_dim=8, attention_heads=2, goal_embedding=8,
 PROBE_ENV = EnvConfig(
     macro_episode_weeks=8,
     constraints=ConstraintConfig(max_stock_weight=1.0, max_sector_weight=1.0, min_cash=0.0,
+                                 rebalance_threshold=0.0,
                                  max_positions=0),
     risk=RiskConfig(derisk_drawdown=1.0, rerisk_drawdown=0.99, event_reduction=0.0),
 )

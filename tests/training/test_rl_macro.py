@@ -39,10 +39,11 @@ TINY = NetworkConfig(gnn=GNNConfig(hidden=8, embedding=8, heads=2), macro_hidden
                      attention_dim=8, attention_heads=2, goal_embedding=8,
                      micro_stock_hidden=(8,))
 # The probe answer (everything in one sector) must be reachable: no caps, no cash floor, no
-# de-risking, no concentration penalty (it would argue for diversification).
+# no-trade band, no de-risking, no concentration penalty (it would argue for diversification).
 PROBE_ENV = EnvConfig(
     macro_episode_weeks=8,
-    constraints=ConstraintConfig(max_stock_weight=1.0, max_sector_weight=1.0, min_cash=0.0),
+    constraints=ConstraintConfig(max_stock_weight=1.0, max_sector_weight=1.0, min_cash=0.0,
+                                 rebalance_threshold=0.0),
     risk=RiskConfig(derisk_drawdown=1.0, rerisk_drawdown=0.99),
     reward=RewardConfig(concentration_penalty=0.0),
 )
@@ -197,14 +198,22 @@ def test_vmap_over_seeds_and_hparams_equals_a_python_loop(small):
         for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(pick(start_both)), strict=True):
             np.testing.assert_array_equal(a, b)
         one, m_one = single_chunk(start, params, hp_i, starts)
-        np.testing.assert_allclose(m_one["reward"], m_both["reward"][i], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(m_one["reward"], m_both["reward"][i], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(m_one["pg_loss"][0], m_both["pg_loss"][i, 0], rtol=1e-5)
         np.testing.assert_array_equal(m_one["lr"], m_both["lr"][i])
         new, old = jax.tree.leaves(one.train.params), jax.tree.leaves(start.train.params)
         moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                     for a, b in zip(new, old, strict=True))
         assert moved > 1e-3
-        for a, b in zip(new, jax.tree.leaves(pick(both.train.params)), strict=True):
+        # The key bias (middle third of a fused qkv bias) cannot change any output: softmax is
+        # invariant to q·b_k, a constant over keys. Its gradient is pure rounding noise, which
+        # Adam scales to lr-sized steps, so it is left out of the comparison.
+        flat_both = jax.tree_util.tree_leaves_with_path(pick(both.train.params))
+        for a, (path, b) in zip(new, flat_both, strict=True):
+            a, b = np.asarray(a), np.asarray(b)
+            if "qkv" in jax.tree_util.keystr(path) and a.ndim == 1:
+                third = a.shape[0] // 3
+                a, b = np.delete(a, np.s_[third:2 * third]), np.delete(b, np.s_[third:2 * third])
             np.testing.assert_allclose(a, b, rtol=0, atol=0.02 * moved)
         assert int(one.env_steps) == 2 * 16
     # different seeds (and hparams) give different parameters and different experience

@@ -38,7 +38,8 @@ TINY_NET = NetworkConfig(attention_dim=8, attention_heads=1, goal_embedding=8,
 # the reward is dominated by the goal term, with the cost term kept.
 PROBE_ENV = EnvConfig(
     micro_episode_days=20,
-    constraints=ConstraintConfig(max_stock_weight=1.0, max_sector_weight=1.0, min_cash=0.0),
+    constraints=ConstraintConfig(max_stock_weight=1.0, max_sector_weight=1.0, min_cash=0.0,
+                                 rebalance_threshold=0.0),
     risk=RiskConfig(derisk_drawdown=1.0, rerisk_drawdown=0.5, event_reduction=0.0),
     reward=RewardConfig(micro_w_micro=1.0, goal_w=1.0, sharpe_w=0.0, drawdown_w=0.0,
                         micro_w_portfolio=0.5, micro_w_value=0.0),
