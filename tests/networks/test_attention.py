@@ -31,8 +31,10 @@ def _np_attention(p, x, mask):
         return t @ np.asarray(p[name]["kernel"]) + np.asarray(p[name]["bias"])
 
     xm = np.where(mask[:, None], x, 0.0)
-    qkv = proj("qkv", xm)  # columns: Q | K | V
-    q, k, v = (qkv[:, i * DIM:(i + 1) * DIM].reshape(L, HEADS, DIM // HEADS) for i in range(3))
+    qkv = xm @ np.asarray(p["qkv"]["kernel"])  # columns: Q | K | V; no key bias
+    bias = (np.asarray(p["query_bias"]), np.zeros(DIM), np.asarray(p["value_bias"]))
+    q, k, v = ((qkv[:, i * DIM:(i + 1) * DIM] + bias[i]).reshape(L, HEADS, DIM // HEADS)
+               for i in range(3))
     out = np.zeros((L, HEADS, DIM // HEADS))
     for h in range(HEADS):
         logits = q[:, h] @ k[:, h].T / np.sqrt(DIM // HEADS)

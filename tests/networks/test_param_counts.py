@@ -42,12 +42,14 @@ MICRO_IN = (((N, NUM_STOCK_FEATURES), f32), ((G,), f32))
 def test_blocks_shared_with_the_original_have_its_counts():
     # original §4.7: GCN 8 -> 32 -> 64 + readout = 288 + 64 + 2112 + 128 + 2 * 4160
     assert _count(SectorGNN(GNNConfig()), ((S, F_S), f32), ((S, S), f32)) == 10_912
-    # original §4.1: 4 * (64 * 64 + 64) + LayerNorm 128
-    assert _count(SetAttentionPool(64, 4), ((S, 64), f32), ((S,), b)) == 16_768
+    # original §4.1: 4 * (64 * 64 + 64) + LayerNorm 128 = 16,768, less its key bias (64), which
+    # softmax ignores
+    assert _count(SetAttentionPool(64, 4), ((S, 64), f32), ((S,), b)) == 16_768 - 64
     # original §4.4: 14 * 64 + 64 + 128 + 64 * 64 + 64 + 128
     assert _count(GoalEncoder(64), ((G,), f32)) == 5_376
     # original §4.5: 58,753 minus the 16,768 of the attention module it never called
-    assert _count(MicroActor(CFG), *MICRO_IN, ((N,), b)) == 41_985
+    # (its attention, too, without the key bias)
+    assert _count(MicroActor(CFG), *MICRO_IN, ((N,), b)) == 41_985 - 64
 
 
 def test_pinned_counts_of_the_redesigned_networks():
@@ -57,11 +59,12 @@ def test_pinned_counts_of_the_redesigned_networks():
     # GNN 10,912 + pool 16,768 + MLP from 18 + 64 + 12 = 94 inputs (24,320 + 512 + 32,896 + 256
     # + 8,256 + 128 + 4,160 = 70,528) + sector query 4,160 + regime head 195 + concentration 1
     # + the sector embedding table 11 x 8 = 88 and its 8 x 32 = 256 extra first-layer weights
-    assert _count(MacroActor(CFG), *MACRO_IN) == 102_564 + 88 + 256
+    # - the pool's key bias 64
+    assert _count(MacroActor(CFG), *MACRO_IN) == 102_564 + 88 + 256 - 64
     no_identity = dataclasses.replace(CFG, sector_embedding=0)
-    assert _count(MacroActor(no_identity), *MACRO_IN) == 102_564
+    assert _count(MacroActor(no_identity), *MACRO_IN) == 102_564 - 64
     # GNN + pool + MLP as above + value head 65 (+ its own embedding table and weights)
-    assert _count(MacroCritic(CFG), *MACRO_IN) == 98_273 + 88 + 256
+    assert _count(MacroCritic(CFG), *MACRO_IN) == 98_273 + 88 + 256 - 64
     # per critic: goal 5,376 + stock MLP on 22 + 2 + 64 inputs (11,392 + 256 + 8,256 + 128)
     # + head on mean ⊕ max 128 (33,024 + 512 + 32,896 + 256 + 129) = 92,225; two of them
     assert _count(MicroCritics(CFG), *MICRO_IN, ((N,), f32), ((N,), b)) == 184_450

@@ -198,22 +198,14 @@ def test_vmap_over_seeds_and_hparams_equals_a_python_loop(small):
         for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(pick(start_both)), strict=True):
             np.testing.assert_array_equal(a, b)
         one, m_one = single_chunk(start, params, hp_i, starts)
-        np.testing.assert_allclose(m_one["reward"], m_both["reward"][i], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(m_one["reward"], m_both["reward"][i], rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(m_one["pg_loss"][0], m_both["pg_loss"][i, 0], rtol=1e-5)
         np.testing.assert_array_equal(m_one["lr"], m_both["lr"][i])
         new, old = jax.tree.leaves(one.train.params), jax.tree.leaves(start.train.params)
         moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                     for a, b in zip(new, old, strict=True))
         assert moved > 1e-3
-        # The key bias (middle third of a fused qkv bias) cannot change any output: softmax is
-        # invariant to q·b_k, a constant over keys. Its gradient is pure rounding noise, which
-        # Adam scales to lr-sized steps, so it is left out of the comparison.
-        flat_both = jax.tree_util.tree_leaves_with_path(pick(both.train.params))
-        for a, (path, b) in zip(new, flat_both, strict=True):
-            a, b = np.asarray(a), np.asarray(b)
-            if "qkv" in jax.tree_util.keystr(path) and a.ndim == 1:
-                third = a.shape[0] // 3
-                a, b = np.delete(a, np.s_[third:2 * third]), np.delete(b, np.s_[third:2 * third])
+        for a, b in zip(new, jax.tree.leaves(pick(both.train.params)), strict=True):
             np.testing.assert_allclose(a, b, rtol=0, atol=0.02 * moved)
         assert int(one.env_steps) == 2 * 16
     # different seeds (and hparams) give different parameters and different experience
