@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from hrl_sarp_jax.config import ConstraintConfig
+from hrl_sarp_jax.errors import ConfigError
 
 _F32 = jnp.float32
 _MAX_ITERS = 64  # safety cap of the Newton loops (typically 2-6 evaluations)
@@ -36,6 +37,12 @@ class ConstraintParams:
 
 # HOST ONLY
 def constraint_params(cfg: ConstraintConfig) -> ConstraintParams:
+    buy_in = 0.5 * (1.0 - cfg.min_cash)  # turnover of the first buy from an all-cash book
+    if not 0.0 <= cfg.rebalance_threshold < buy_in:
+        raise ConfigError(
+            f"env.constraints.rebalance_threshold = {cfg.rebalance_threshold} must be in "
+            f"[0, {buy_in:g}): at or above ½(1 - min_cash) an all-cash book never buys; use 0 to "
+            f"trade on every decision")
     f = lambda x: jnp.asarray(x, _F32)  # noqa: E731
     return ConstraintParams(
         max_stock_weight=f(cfg.max_stock_weight), max_sector_weight=f(cfg.max_sector_weight),

@@ -294,3 +294,14 @@ def test_radix_top_k_matches_lax_top_k_with_ties():
         want = np.zeros(n, bool)
         want[order] = True
         np.testing.assert_array_equal(got, want & valid)
+
+
+def test_rebalance_threshold_out_of_range_names_the_key():
+    from hrl_sarp_jax.errors import ConfigError
+
+    # at min_cash 0.02 the first buy from cash has turnover 0.49: a band that wide never buys
+    for bad in (-0.01, 0.49, 0.8):
+        with pytest.raises(ConfigError, match=r"env\.constraints\.rebalance_threshold"):
+            constraint_params(ConstraintConfig(rebalance_threshold=bad))
+    ok = constraint_params(ConstraintConfig(rebalance_threshold=0.0))
+    assert float(ok.rebalance_threshold) == 0.0
