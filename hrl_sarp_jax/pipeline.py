@@ -188,6 +188,20 @@ def evaluate_run(
 
 
 # HOST ONLY
+def load_valid_market(market_dir: Path, cfg: Config) -> tuple[MarketArrays, MarketMeta]:
+    """(MarketArrays, MarketMeta) of a market folder that passes validation; DataError listing
+    the first problems otherwise."""
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.data.validate import validate_market
+
+    report = validate_market(market_dir, cfg.data)
+    if report.problems:
+        listed = "; ".join(str(p) for p in report.problems[:5])
+        raise DataError(f"{market_dir} is not a valid market ({len(report.problems)} "
+                        f"problem(s)): {listed}; run `hrl-sarp data validate {market_dir}`")
+    return load_market(market_dir, cfg.data)
+
+
 def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_name: str, *,
              split: str = "test", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The README's first command: validate and load ``market_dir``, build the features, train
@@ -199,20 +213,13 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
     import time
 
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
-    from hrl_sarp_jax.data.loader import load_market
-    from hrl_sarp_jax.data.validate import validate_market
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES
 
     say = log or (lambda _msg: None)
     market_dir = Path(market_dir)
     t0 = time.perf_counter()
-    report = validate_market(market_dir, cfg.data)
-    if report.problems:
-        listed = "; ".join(str(p) for p in report.problems[:5])
-        raise DataError(f"{market_dir} is not a valid market ({len(report.problems)} "
-                        f"problem(s)): {listed}; run `hrl-sarp data validate {market_dir}`")
-    market, meta = load_market(market_dir, cfg.data)
+    market, meta = load_valid_market(market_dir, cfg)
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
     say(f"[data] {market.num_days} days, {market.num_stocks} stocks, {market.num_sectors} "
         f"sectors; validated, loaded and features built in {time.perf_counter() - t0:.1f}s")

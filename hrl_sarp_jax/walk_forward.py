@@ -300,24 +300,17 @@ def walk_forward(
     walk_forward.json path), "mode"}.
     """
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
-    from hrl_sarp_jax.data.loader import load_market
-    from hrl_sarp_jax.data.validate import validate_market
     from hrl_sarp_jax.evaluation.report import write_report
     from hrl_sarp_jax.evaluation.stitch import stitch_payloads
     from hrl_sarp_jax.features.build import build_features
-    from hrl_sarp_jax.pipeline import _table, evaluate_run
+    from hrl_sarp_jax.pipeline import _table, evaluate_run, load_valid_market
 
     say = log or (lambda _msg: None)
     chosen = parse_walk_forward_phases(phases)
     mode = "expanding" if expanding else "rolling"
     market_dir = Path(market_dir)
     t_start = time.perf_counter()
-    report = validate_market(market_dir, cfg.data)
-    if report.problems:
-        listed = "; ".join(str(p) for p in report.problems[:5])
-        raise DataError(f"{market_dir} is not a valid market ({len(report.problems)} "
-                        f"problem(s)): {listed}; run `hrl-sarp data validate {market_dir}`")
-    market, meta = load_market(market_dir, cfg.data)
+    market, meta = load_valid_market(market_dir, cfg)
     plan_folds = walk_forward_folds(meta.dates, train_years, val_years, test_years,
                                     expanding=expanding, folds=folds)
     root = Path(checkpoints) / run_name

@@ -162,3 +162,13 @@ def test_resolve_split(smoke_market):
     for bad in ("train", "2020-07-06", "a:b:c", "2020-07-06:2020-07-01"):
         with pytest.raises(ConfigError, match="--split"):
             resolve_split(bad, cfg, meta)
+
+
+def test_an_invalid_market_folder_is_refused_with_its_problems(tmp_path):
+    from hrl_sarp_jax.config import Config
+    from hrl_sarp_jax.errors import DataError
+    from hrl_sarp_jax.pipeline import load_valid_market
+
+    with pytest.raises(DataError, match=r"not a valid market \(2 problem\(s\)\): prices\.parquet.*"
+                                        r"run `hrl-sarp data validate"):
+        load_valid_market(tmp_path, Config())
