@@ -55,7 +55,7 @@ class MaskedSelfAttention(nn.Module):
         mask = mask.astype(bool)
         x = jnp.where(mask[:, None], x, 0.0)
         # One [D, 3·dim] projection instead of three: a third of the small matmul calls, which
-        # dominate on CPU at these sizes (the set attention pool ran 1.45x faster). No key bias:
+        # dominate on CPU at these sizes (docs/benchmarks.md). No key bias:
         # q·b_k is the same for every key, so softmax ignores it (its gradient is rounding noise).
         qkv = nn.Dense(3 * self.dim, use_bias=False, kernel_init=_stacked_orthogonal(3, 1.0),
                        param_dtype=jnp.float32, name="qkv")(x)
