@@ -10,6 +10,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from hrl_sarp_jax.checkpointing import open_run
 from hrl_sarp_jax.cli import main
@@ -53,6 +54,7 @@ def _policy_seed0(trained_root, smoke):
     return first(policy.macro_actor), first(policy.micro_actor), policy
 
 
+@pytest.mark.slow  # cold-cache CI time; attributions are tested in tests/evaluation/test_explain.py
 def test_explain_prints_named_drivers_and_json(trained, smoke_market, capsys):
     market_dir, market, meta, feats, cfg = smoke_market
     t = _test_week_end(market, meta, cfg)

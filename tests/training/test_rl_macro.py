@@ -155,6 +155,7 @@ def test_probe_persistent_drift_concentrates_on_the_good_sector(drift_probe):
     assert r[-5:].mean() > r[:3].mean() + 0.1          # it got there by learning
 
 
+@pytest.mark.slow  # cold-cache CI time; the persistent-drift probe still runs by default
 def test_probe_policy_switches_with_the_macro_signal():
     market, feats, env, params, p3, state, _ = train_probe("flip", updates=40)
     days = cur.window_week_ends(np.asarray(market.week_end), 0, T - 10)
@@ -378,6 +379,8 @@ def _latest_state(run, cfg, market, meta, feats):
         return ck.restore(abstract, "latest")
 
 
+# Slow for cold-cache CI time: Phase-1 resume runs by default, phase-all resume with -m slow.
+@pytest.mark.slow
 def test_run_phase3_resumes_exactly_and_writes_its_summary(tmp_path):
     cfg, market, meta, feats = host_inputs()
     lines: list[str] = []
