@@ -16,6 +16,16 @@
 - ``sign_test``: ``scipy.stats.binomtest`` on the signs of paired differences (the original
   called the removed ``binom_test`` and crashed); zeros are dropped.
 - ``holm``: Holm-Bonferroni step-down adjusted p-values across a family of tests.
+- ``paired_over_markets``: paired differences d_k = a_k - b_k of one number per market (e.g. the
+  net Sharpe of two strategies on K generated markets): mean, sd (ddof 1), the Student
+  t-interval mean +- t_{1-alpha/2, K-1} sd / sqrt(K), the two-sided one-sample t-test of
+  E[d] = 0 and the count of markets where a wins. Markets are the independent units (DESIGN.md
+  section 10), so this is the interval that judges a design, not a bootstrap over days.
+- ``ratio_of_means_bootstrap``: mean(num) / mean(den) over K markets (a ratio of means, not a
+  mean of per-market ratios, which explodes where a denominator is near 0), e.g. the share of
+  the oracle's gain over equal weight that the agent captures; percentile CI from a paired
+  bootstrap over markets (the same resampled index for num and den; Efron & Tibshirani 1993,
+  ch. 13), seeded ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
@@ -145,3 +155,94 @@ def compare(a: np.ndarray, b: np.ndarray, *, seed: int = 0, num: int = 2000,
     return {"bootstrap": sharpe_diff_bootstrap(a, b, num=num, mean_block=mean_block, seed=seed),
             "jobson_korkie_memmel": jobson_korkie_memmel(a, b),
             "sign_test": sign_test(a, b)}
+
+
+def _paired_vectors(a, b, names: tuple[str, str], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """a, b as float64 [K] (K >= 1, finite, the same length) or a one-line ValueError."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    for arr, name in ((x, names[0]), (y, names[1])):
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"{what}: {name} must be a 1-D array with one value per market, "
+                             f"got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what}: {name} holds NaN or inf; drop those markets from both "
+                             f"{names[0]} and {names[1]} first")
+    if x.shape != y.shape:
+        raise ValueError(f"{what}: {names[0]} and {names[1]} must be paired (the same markets), "
+                         f"got lengths {x.size} and {y.size}")
+    return x, y
+
+
+def _check_alpha(alpha: float, what: str) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"{what}: alpha must be in (0, 1), e.g. 0.05 for a 95% interval, "
+                         f"got {alpha}")
+
+
+def paired_over_markets(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> dict:
+    """Paired comparison over K markets of two strategies' per-market numbers a, b [K].
+
+    d = a - b. Returns {"mean", "sd" (ddof 1), "ci95": [lo, hi], "wins", "n", "p_value",
+    "significant", "alpha"}: ci95 is the 1 - alpha Student t-interval over markets
+    mean +- t_{1 - alpha/2, K-1} sd / sqrt(K) (95% at the default alpha); p_value the
+    two-sided one-sample t-test of E[d] = 0 (``scipy.stats.ttest_1samp``); wins the number of
+    markets with a > b; significant whether the interval excludes 0. With K = 1 there is no
+    spread: sd, the interval and the p-value are None and significant is False. With sd = 0
+    (every market the same difference) the interval is [mean, mean] and the p-value the t-test's
+    limit: 0.0 when mean != 0, 1.0 when mean == 0.
+    """
+    what = "paired_over_markets"
+    _check_alpha(alpha, what)
+    x, y = _paired_vectors(a, b, ("a", "b"), what)
+    d = x - y
+    k = int(d.size)
+    mean = float(d.mean())
+    out: dict = {"mean": mean, "sd": None, "ci95": [None, None], "wins": int(np.sum(x > y)),
+                 "n": k, "p_value": None, "significant": False, "alpha": alpha}
+    if k < 2:
+        return out
+    sd = float(d.std(ddof=1))
+    half = float(sps.t.ppf(1.0 - alpha / 2.0, k - 1)) * sd / np.sqrt(k)
+    lo, hi = float(mean - half), float(mean + half)
+    if sd > 0:
+        p = float(sps.ttest_1samp(d, 0.0).pvalue)
+    else:
+        p = 0.0 if mean != 0 else 1.0
+    out.update(sd=sd, ci95=[lo, hi], p_value=p, significant=bool(lo > 0 or hi < 0))
+    return out
+
+
+def ratio_of_means_bootstrap(num: Sequence[float], den: Sequence[float], num_boot: int = 2000,
+                             alpha: float = 0.05, seed: int = 0) -> dict:
+    """mean(num) / mean(den) over K markets with a paired percentile bootstrap CI.
+
+    num, den float [K] (e.g. agent - equal weight and oracle - equal weight per market). Each of
+    ``num_boot`` resamples draws K market indices with replacement (one index vector for both
+    num and den) from ``numpy.random.default_rng(seed)``. Returns {"value", "ci95": [lo, hi],
+    "n", "alpha", "num_boot", "seed", "undefined_resamples"}: the percentile interval at
+    alpha / 2 and 1 - alpha / 2 over the resamples whose mean(den) is not 0 (their count of
+    those left out is ``undefined_resamples``). value and the interval are None when
+    mean(den) is 0.
+    """
+    what = "ratio_of_means_bootstrap"
+    _check_alpha(alpha, what)
+    if isinstance(num_boot, bool) or not isinstance(num_boot, int | np.integer) or num_boot < 1:
+        raise ValueError(f"{what}: num_boot must be a positive integer (e.g. 2000), "
+                         f"got {num_boot!r}")
+    x, y = _paired_vectors(num, den, ("num", "den"), what)
+    k = int(x.size)
+    out: dict = {"value": None, "ci95": [None, None], "n": k, "alpha": alpha,
+                 "num_boot": int(num_boot), "seed": seed, "undefined_resamples": 0}
+    if y.mean() == 0:
+        return out
+    out["value"] = float(x.mean() / y.mean())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, k, size=(int(num_boot), k))
+    top, bottom = x[idx].mean(axis=1), y[idx].mean(axis=1)
+    ok = bottom != 0
+    ratios = top[ok] / bottom[ok]
+    out["undefined_resamples"] = int(np.sum(~ok))
+    if ratios.size:
+        lo, hi = np.quantile(ratios, [alpha / 2.0, 1.0 - alpha / 2.0])
+        out["ci95"] = [float(lo), float(hi)]
+    return out
