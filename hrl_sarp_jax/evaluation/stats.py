@@ -204,10 +204,8 @@ def paired_over_markets(a: Sequence[float], b: Sequence[float], alpha: float = 0
     sd = float(d.std(ddof=1))
     half = float(sps.t.ppf(1.0 - alpha / 2.0, k - 1)) * sd / np.sqrt(k)
     lo, hi = float(mean - half), float(mean + half)
-    if sd > 0:
-        p = float(sps.ttest_1samp(d, 0.0).pvalue)
-    else:
-        p = 0.0 if mean != 0 else 1.0
+    limit = 0.0 if mean != 0 else 1.0                  # the t-test's limit as sd -> 0
+    p = float(sps.ttest_1samp(d, 0.0).pvalue) if sd > 0 else limit
     out.update(sd=sd, ci95=[lo, hi], p_value=p, significant=bool(lo > 0 or hi < 0))
     return out
 
