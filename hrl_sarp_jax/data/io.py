@@ -38,6 +38,12 @@ def _to_table(name: str, df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(df[[f.name for f in fields]], schema=pa.schema(fields), preserve_index=False)
 
 
+def as_read_back(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """The frame ``read_table`` returns for ``df`` written by ``write_table`` as ``name``,
+    without the Parquet bytes (same canonical cast; Parquet stores an Arrow table losslessly)."""
+    return _to_table(name, df).to_pandas()
+
+
 def write_table(path: Path, name: str, df: pd.DataFrame) -> None:
     """Write one canonical file (``name`` is e.g. ``prices.parquet``) atomically and deterministically."""
     table = _to_table(name, df)
@@ -92,3 +98,21 @@ def read_meta(market_dir: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise DataError(f"{path}: must hold a JSON object")
     return meta
+
+
+MARKET_IDENTITY_KEYS = ("seed", "preset", "stocks_per_sector", "start", "end",
+                        "generator_version")
+
+
+def market_identity(market_dir: Path) -> dict[str, Any]:
+    """What a run records about the market it trains on: the folder, whether it is synthetic,
+    and for a generated market the generator settings that reproduce it (meta.json)."""
+    path = Path(market_dir) / schema.META_FILE
+    try:
+        meta = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
+    out: dict[str, Any] = {"path": str(market_dir), "synthetic": bool(meta.get("synthetic"))}
+    if out["synthetic"]:
+        out.update({k: meta.get(k) for k in MARKET_IDENTITY_KEYS})
+    return out

@@ -9,7 +9,11 @@ float64 so that every circuit hit is exact, and writes the canonical files of ``
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -17,8 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from hrl_sarp_jax.config import REGIME_NAMES, SynthConfig
+from hrl_sarp_jax.config import REGIME_NAMES, DataConfig, SynthConfig
 from hrl_sarp_jax.data import io, schema
+from hrl_sarp_jax.data.loader import build_market_arrays
+from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.data.validate import check_tables
 from hrl_sarp_jax.data.calendar import NSE_CALENDAR, trading_days
 from hrl_sarp_jax.data.synthetic_core import (
     EVENT_BUDGET,
@@ -37,7 +44,7 @@ from hrl_sarp_jax.data.synthetic_presets import (
     preset_tickers,
     sector_drift_annual,
 )
-from hrl_sarp_jax.errors import ConfigError, DataError
+from hrl_sarp_jax.errors import ConfigError, DataError, ValidationError
 
 GENERATOR_VERSION = 1
 INDEX_BASE = 10_000.0
@@ -61,6 +68,10 @@ __all__ = [
     "event_schedule",
     "generate",
     "generate_market",
+    "synthetic_markets",
+    "synthetic_meta",
+    "preset_hash",
+    "synthetic_market_arrays",
     "make_params",
     "market_frames",
     "publication_rows",
@@ -212,7 +223,9 @@ def market_frames(
     }
 
 
-def _meta(cfg: SynthConfig, sectors: tuple[str, ...]) -> dict:
+def synthetic_meta(cfg: SynthConfig, sectors: tuple[str, ...] | None = None) -> dict:
+    """meta.json of the market ``cfg`` describes (generator settings, sector drift table)."""
+    sectors = preset_sectors(cfg.preset) if sectors is None else sectors
     drift = sector_drift_annual(cfg.preset)
     return {
         "market": "synthetic-nse",
@@ -242,21 +255,66 @@ def generate_market(key: jax.Array, params: SynthParams, dates: np.ndarray) -> S
     return jax.device_get(simulate_jit(params, shocks, event_day))
 
 
+def _check_seed(seed: object, what: str = "synth.seed") -> None:
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        # larger seeds would silently alias smaller ones in a 32-bit jax.random.key
+        raise ConfigError(f"{what} must be an integer in [0, 2**32), got {seed!r}")
+
+
+def preset_hash(cfg: SynthConfig) -> str:
+    """sha256 of the generator's parameters for ``cfg`` (preset, stocks per sector) and its
+    version: two evaluations on markets with equal hashes and seeds saw the same process."""
+    h = hashlib.sha256(f"hrl-sarp-synth-v{GENERATOR_VERSION}:{cfg.preset}:"
+                       f"{cfg.stocks_per_sector}:{cfg.start}:{cfg.end}".encode())
+    for leaf in jax.tree.leaves(make_params(cfg.preset, cfg.stocks_per_sector)):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
+def synthetic_markets(cfg: SynthConfig, data_cfg: DataConfig, seeds: list[int]
+                      ) -> Iterator[tuple[int, MarketArrays, MarketMeta]]:
+    """(seed, arrays, meta) of the market ``write_synthetic_market`` writes for each seed of
+    ``seeds`` (``cfg`` gives everything else), built in memory: bit-identical to loading that
+    folder. Each market goes through the same compiled generator as ``data synth`` (a
+    vmapped generator is a different program whose float32 rounding grows through the
+    GARCH/AR(1) recursions to 1e-3 relative in some macro series)."""
+    for s in seeds:
+        _check_seed(s, "market seed")
+    dates = synth_dates(cfg)
+    params = make_params(cfg.preset, cfg.stocks_per_sector)
+    for s in seeds:
+        one = dataclasses.replace(cfg, seed=int(s))
+        arrays = generate_market(jax.random.key(int(s)), params, dates)
+        yield (int(s), *synthetic_market_arrays(arrays, one, data_cfg, dates))
+
+
+def synthetic_market_arrays(a: SynthArrays, cfg: SynthConfig, data_cfg: DataConfig,
+                            dates: np.ndarray) -> tuple[MarketArrays, MarketMeta]:
+    """One generated market (``a`` from ``generate_market``, ``cfg.seed`` its seed) as the loader
+    would build it from the folder ``write_synthetic_market`` writes: the same tables, the
+    same validation and ``build_market_arrays``, only without the Parquet bytes."""
+    tables = market_frames(a, dates, preset_tickers(cfg.preset, cfg.stocks_per_sector))
+    read = {name: io.as_read_back(name, df) for name, df in tables.items()}
+    meta = json.loads(json.dumps(synthetic_meta(cfg), default=str))
+    report, frames = check_tables(read, meta, data_cfg)
+    if report.problems:
+        raise ValidationError(report.problems)
+    return build_market_arrays(frames, data_cfg, source=f"synthetic seed {cfg.seed}")
+
+
 def write_synthetic_market(out_dir: Path, cfg: SynthConfig) -> Path:
     """Generate the market described by ``cfg`` and write it as a canonical folder.
 
     Same cfg (seed included) -> byte-identical files. Returns ``out_dir``.
     """
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed < 2**32:
-        # larger seeds would silently alias smaller ones in a 32-bit jax.random.key
-        raise ConfigError(f"synth.seed must be an integer in [0, 2**32), got {cfg.seed!r}")
+    _check_seed(cfg.seed)
     sectors = preset_sectors(cfg.preset)
     tickers = preset_tickers(cfg.preset, cfg.stocks_per_sector)
     dates = synth_dates(cfg)
     params = make_params(cfg.preset, cfg.stocks_per_sector)
     arrays = generate_market(jax.random.key(cfg.seed), params, dates)
     return io.write_market(
-        Path(out_dir), market_frames(arrays, dates, tickers), _meta(cfg, sectors)
+        Path(out_dir), market_frames(arrays, dates, tickers), synthetic_meta(cfg, sectors)
     )
 
 

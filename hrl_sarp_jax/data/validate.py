@@ -133,6 +133,11 @@ def _read(path: Path, rep: _Report, required: bool) -> pd.DataFrame | None:
         rep.problem(name, None, f"cannot be read ({exc})",
                     "rewrite the file as Parquet (pandas.DataFrame.to_parquet)")
         return None
+    return _as_table(name, df, rep)
+
+
+def _as_table(name: str, df: pd.DataFrame, rep: _Report) -> pd.DataFrame | None:
+    """A read frame with ``date`` as a column and a fresh index; None (reported) if empty."""
     if "date" not in df.columns and df.index.name == "date":
         df = df.reset_index()
     df = df.reset_index(drop=True)
@@ -558,6 +563,35 @@ def check_market(market_dir: Path, cfg: DataConfig) -> tuple[ValidationReport, M
     except DataError as exc:
         rep.problem(schema.META_FILE, None, f"unparsable ({exc})", "fix the JSON or delete it")
         meta = {}
+    tables = {name: _read(market_dir / name, rep, required=name in schema.REQUIRED_FILES)
+              for name in _TABLE_FILES}
+    return _check_tables(tables, meta, cfg, rep)
+
+
+def check_tables(tables: dict[str, pd.DataFrame], meta: dict[str, Any],
+                 cfg: DataConfig) -> tuple[ValidationReport, MarketFrames]:
+    """``check_market`` of a market held in memory: ``tables`` maps canonical file names to
+    frames as ``io.read_table`` would return them (``io.as_read_back``), ``meta`` is meta.json's
+    content. Same checks, same frames as writing the folder and checking it."""
+    rep = _Report()
+    read = {}
+    for name in _TABLE_FILES:
+        if name in tables:
+            read[name] = _as_table(name, tables[name], rep)
+        else:
+            read[name] = None
+            if name in schema.REQUIRED_FILES:
+                rep.problem(name, None, "required table is missing",
+                            f"give {name} (see hrl_sarp_jax/data/schema.py)")
+    return _check_tables(read, meta, cfg, rep)
+
+
+_TABLE_FILES = (schema.PRICES_FILE, schema.MACRO_FILE, schema.INDEX_FILE,
+                schema.FUNDAMENTALS_FILE, schema.SENTIMENT_FILE, schema.REGIMES_FILE)
+
+
+def _check_tables(tables: dict[str, pd.DataFrame | None], meta: dict[str, Any], cfg: DataConfig,
+                  rep: _Report) -> tuple[ValidationReport, MarketFrames]:
     calendar = meta.get("calendar", cal.NSE_CALENDAR)
     if not isinstance(calendar, str):
         rep.problem(schema.META_FILE, "calendar", f"must be a string, got {calendar!r}",
@@ -565,7 +599,7 @@ def check_market(market_dir: Path, cfg: DataConfig) -> tuple[ValidationReport, M
         calendar = cal.NSE_CALENDAR
     frames = MarketFrames(meta=meta, calendar=calendar, sector_order=[])
 
-    raw = _read(market_dir / schema.PRICES_FILE, rep, required=True)
+    raw = tables[schema.PRICES_FILE]
     prices = _check_prices(raw, cfg, frames, rep) if raw is not None else None
     frames.prices = prices
     tickers = span = first_price = None
@@ -575,7 +609,7 @@ def check_market(market_dir: Path, cfg: DataConfig) -> tuple[ValidationReport, M
             first_price = prices["date"].min()
             span = (first_price, prices["date"].max())
 
-    macro = _read(market_dir / schema.MACRO_FILE, rep, required=True)
+    macro = tables[schema.MACRO_FILE]
     if macro is not None:
         frames.macro = _check_macro(macro, first_price, rep)
     checks = {
@@ -587,15 +621,15 @@ def check_market(market_dir: Path, cfg: DataConfig) -> tuple[ValidationReport, M
     attrs = {schema.INDEX_FILE: "index", schema.FUNDAMENTALS_FILE: "fundamentals",
              schema.SENTIMENT_FILE: "sentiment", schema.REGIMES_FILE: "regimes"}
     for name, check in checks.items():
-        df = _read(market_dir / name, rep, required=False)
+        df = tables[name]
         if df is not None:
             setattr(frames, attrs[name], check(df))
 
     summary: dict[str, Any] = {
         "calendar": calendar,
         "macro_series": 0 if frames.macro is None else frames.macro.shape[1] - 1,
-        "fundamentals": (market_dir / schema.FUNDAMENTALS_FILE).is_file(),
-        "index": (market_dir / schema.INDEX_FILE).is_file(),
+        "fundamentals": tables[schema.FUNDAMENTALS_FILE] is not None,
+        "index": tables[schema.INDEX_FILE] is not None,
     }
     if prices is not None and len(prices):
         summary.update(
