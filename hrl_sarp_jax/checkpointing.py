@@ -406,8 +406,13 @@ def create_run(
     *,
     resume: bool,
     tensorboard: bool | None = None,
+    market: Mapping | None = None,
 ) -> Run:
     """Create ``root/run_name`` for a new run, or reopen it when ``resume`` is set.
+
+    ``market``: what the run trains on (``data.io.market_identity``), kept in run.json as
+    ``market`` so that evaluation can tell in-sample markets apart (added on resume when the
+    run has none yet).
 
     - New folder: writes ``run.json`` and ``config.yaml`` atomically.
     - Existing folder without ``resume``: refused (its checkpoints would be mixed with the new
@@ -442,6 +447,8 @@ def create_run(
                                   f"it, or choose a new --run name")
         _repair_jsonl(run_dir / METRICS_FILE)
         info = {**info, "resumed_at": _now()}
+        if market is not None and "market" not in info:
+            info["market"] = dict(market)
         if jax.process_index() == 0:
             atomic_write_json(run_dir / RUN_FILE, info)
         return Run(run_dir, info, saved_cfg, tensorboard=tensorboard)
@@ -452,6 +459,8 @@ def create_run(
         "data_fingerprint": data_fingerprint,
         "created_at": _now(),
     }
+    if market is not None:
+        info["market"] = dict(market)
     if jax.process_index() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         # config first: a folder with run.json always has its config.

@@ -213,6 +213,7 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
     import time
 
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
+    from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES
 
@@ -225,7 +226,8 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
         f"sectors; validated, loaded and features built in {time.perf_counter() - t0:.1f}s")
     root = Path(checkpoints)
     resume = (root / run_name / "run.json").exists()
-    run = create_run(root, run_name, cfg, data_fingerprint(market_dir), resume=resume)
+    run = create_run(root, run_name, cfg, data_fingerprint(market_dir), resume=resume,
+                     market=market_identity(market_dir))
     summaries: dict[int, dict] = {}
     with run:
         for k in sorted(PHASES):

@@ -300,6 +300,7 @@ def walk_forward(
     walk_forward.json path), "mode"}.
     """
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
+    from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.evaluation.report import write_report
     from hrl_sarp_jax.evaluation.stitch import stitch_payloads
     from hrl_sarp_jax.features.build import build_features
@@ -347,7 +348,8 @@ def walk_forward(
              f"{np.asarray(mt.dates)[0]} ({m.num_days} days)")
         t_f = time.perf_counter()
         resume = (root / name / "run.json").exists()
-        run = create_run(root, name, fcfg, data_fingerprint(market_dir), resume=resume)
+        run = create_run(root, name, fcfg, data_fingerprint(market_dir), resume=resume,
+                         market=market_identity(market_dir))
         with run:
             summaries = _train_fold(run, fcfg, m, mt, ft, chosen, fsay)
             out = evaluate_run(run, fcfg, m, mt, ft, split=f["eval_split"],
