@@ -95,7 +95,9 @@ class HierarchicalStrategy:
     # -- the weight function
     def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
         params, port = view.params, view.port
-        i = (t - carry.t0).astype(_I32)
+        # the window's day from the backtest (never batched over seeds or markets), so the
+        # Macro's cond stays a branch under vmap instead of running every day
+        i = jnp.asarray(view.i, _I32)
         decide = params.week_end[t] | (i == 0)
 
         def macro(c: AgentCarry) -> tuple[Array, Array]:
@@ -135,6 +137,21 @@ class HierarchicalStrategy:
         rest = jax.tree.map(lambda x: jnp.broadcast_to(x, (km, *jnp.shape(x))),
                             one.replace(macro_params=None, micro_params=None))
         return rest.replace(macro_params=macro_params, micro_params=micro_params)
+
+
+@dataclass(frozen=True)
+class EnsembleStrategy:
+    """The seed ensemble as one strategy: every seed's Macro and Micro act on the ensemble's
+    own book (each seed keeps its goal), and the target is the mean of the seeds' Micro
+    weights [N]; the backtest then applies the same projection, support rule and no-trade
+    band as to any strategy. Carry: ``HierarchicalStrategy.init_carries`` (leading [K])."""
+
+    networks: NetworkConfig
+
+    def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
+        seed = HierarchicalStrategy(self.networks)
+        carry, weights = jax.vmap(seed, in_axes=(0, None, None))(carry, t, view)
+        return carry, weights.mean(0)
 
 
 def _leading(tree: Params, name: str) -> int:

@@ -57,6 +57,7 @@ class DayView:
 
     params: EnvParams
     port: PortfolioState     # drifted book at the close of t, before trading
+    i: Any = 0               # int32 day of the window (0 = its first day); never batched
 
 
 WeightsFn = Callable[[Any, jax.Array, DayView], tuple[Any, jax.Array]]
@@ -81,8 +82,11 @@ class BacktestResult:
     exposure: jax.Array        # [L] allowed exposure (1 without the risk manager)
 
 
-def _scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
-          rebalance: jax.Array, risk_manager: bool, return_window: int):
+def backtest_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
+                  rebalance: jax.Array, risk_manager: bool, return_window: int
+                  ) -> tuple[Any, BacktestResult]:
+    """The traced body of ``backtest`` (one strategy, one market, one carry), for callers that
+    vmap it over other axes (``backtest_batch``: carries; ``evaluation.markets``: markets)."""
     n, s = params.num_stocks, params.num_sectors
     v0 = jnp.asarray(params.initial_value, _F32)
     port0 = PortfolioState(weights=jnp.zeros((n,), _F32), value=v0, peak=v0)
@@ -99,7 +103,7 @@ def _scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
             risk2, expo = risk, jnp.ones((), _F32)
 
         def rebalance_branch(c):
-            c2, target = weights_fn(c, t, DayView(params=params, port=port))
+            c2, target = weights_fn(c, t, DayView(params=params, port=port, i=i))
             target = jnp.maximum(jnp.asarray(target, _F32), 0.0)
             proj = project_weights(target, params.stock_sector, params.tradable[t], s,
                                    params.constraints, expo)
@@ -149,7 +153,7 @@ def backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Arra
     ``run_backtest``.
     Returns: (final carry, BacktestResult with [L] leaves).
     """
-    return _scan(weights_fn, carry0, params, jnp.asarray(t0, _I32), rebalance, risk_manager,
+    return backtest_scan(weights_fn, carry0, params, jnp.asarray(t0, _I32), rebalance, risk_manager,
                  return_window)
 
 
@@ -158,8 +162,8 @@ def backtest_batch(weights_fn: WeightsFn, carries: Any, params: EnvParams, t0: j
                    rebalance: jax.Array, *, risk_manager: bool = False,
                    return_window: int = 20) -> tuple[Any, BacktestResult]:
     """``backtest`` vmapped over the leading axis B of ``carries`` (e.g. seeds' keys)."""
-    f = lambda c: _scan(weights_fn, c, params, jnp.asarray(t0, _I32), rebalance,  # noqa: E731
-                        risk_manager, return_window)
+    f = lambda c: backtest_scan(weights_fn, c, params, jnp.asarray(t0, _I32),  # noqa: E731
+                                rebalance, risk_manager, return_window)
     return jax.vmap(f)(carries)
 
 
