@@ -15,6 +15,9 @@ from pathlib import Path
 
 from hrl_sarp_jax.errors import HrlSarpError
 
+DEFAULT_MARKET_SEED = 1000
+"""First market seed of ``evaluate --markets`` (tuning range 1000-8999, docs/evaluation.md)."""
+
 DEFAULT_MARKET_DIR = Path("data/default")
 
 
@@ -204,6 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
+    from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.training.phases import get_phases
@@ -231,7 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A run folder that exists but has no checkpoints for this phase is continued with the
     # new phase (create_run still checks that its config and data fingerprint match).
     resume = args.resume or (run_dir / "run.json").exists()
-    run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir), resume=resume)
+    run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir), resume=resume,
+                     market=market_identity(market_dir))
     with run:
         for number, spec in todo:
             print(f"phase {number}: {spec.name}, {cfg.train.seeds} seed(s), run {run.root}",
@@ -533,8 +538,10 @@ def _add_backtest_parser(sub) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Settings × seeds of a ``sweep:`` preset as one vmapped Phase-3 program (training.sweep)."""
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
+    from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.evaluation.overfitting import selection_overfitting
     from hrl_sarp_jax.training.sweep import load_sweep_config, run_sweep
 
     cfg, spec = load_sweep_config(args.config, args.overrides)
@@ -545,10 +552,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"market {market_dir}: {market.num_days} days, {market.num_stocks} stocks, "
           f"{market.num_sectors} sectors; features in {time.perf_counter() - t0:.1f}s", flush=True)
     run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir),
-                     resume=args.resume)
+                     resume=args.resume, market=market_identity(market_dir))
     with run:
+        # training may not import evaluation (sibling layers): the CLI passes the statistics
         out = run_sweep(run, cfg, spec, market, meta, feats, resume=args.resume,
-                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+                        overfitting=selection_overfitting)
     print(out["paths"]["ranking_md"].read_text(), end="")
     s = out["phase3"]
     print(f"sweep done: {len(out['results'])} members, {s['updates']} updates, "
@@ -601,6 +610,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = open_run(run_dir)
     # the run's resolved config unless --config is given; --set applies on top of either
     cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
+    if args.markets is not None:
+        return _evaluate_markets(args, run, cfg, include)
+    for flag, value in (("--market-seed", args.market_seed), ("--preset", args.preset),
+                        ("--chunk", args.chunk), ("--json", args.json or None)):
+        if value is not None:
+            raise HrlSarpError(f"{flag} applies to many-market evaluation; add --markets K")
     market_dir = _train_market(args, cfg)
     if run.data_fingerprint and data_fingerprint(market_dir) != run.data_fingerprint:
         print(f"note: {market_dir} is not the market run {args.run} was trained on (its data "
@@ -625,6 +640,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
+    """``evaluate --markets K``: the run judged on K generated markets (many_markets)."""
+    from hrl_sarp_jax.many_markets import evaluate_markets
+
+    if args.data is not None:
+        raise HrlSarpError("--data: many-market evaluation generates its markets; leave out "
+                           "--data (or leave out --markets to evaluate on that folder)")
+    with run:
+        out = evaluate_markets(
+            run, cfg, markets=args.markets,
+            market_seed=DEFAULT_MARKET_SEED if args.market_seed is None else args.market_seed,
+            preset=args.preset, split=args.split, chunk=args.chunk or 8,
+            random_seeds=args.random_seeds, risk_manager=not args.no_risk_manager,
+            include=include, bootstrap_num=args.bootstrap,
+            log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    doc = out["metrics"]
+    if args.json:
+        keep = ("run", "split", "window", "seeds", "in_sample", "paired", "oracle_share",
+                "paired_ensemble", "best_classical", "verdict", "summary", "seconds", "warnings")
+        print(json.dumps({k: doc[k] for k in keep}, allow_nan=False))
+        return 0
+    seeds = doc["seeds"]["markets"]
+    print(f"evaluated run {args.run} on {len(seeds)} market(s) (seeds {seeds[0]}..{seeds[-1]}), "
+          f"{doc['split']} window {doc['window']['start']} .. {doc['window']['end']} in "
+          f"{doc['seconds']:.1f}s")
+    width = max(len(n) for n in doc["paired"])
+    print(f"  {'agent minus':<{width}}  {'mean':>6}  {'95% interval':>16}  ahead")
+    for name, p in doc["paired"].items():
+        lo, hi = p["ci95"]
+        ci = "-" if lo is None else f"[{lo:+.2f}, {hi:+.2f}]"
+        print(f"  {name:<{width}}  {p['mean']:>+6.2f}  {ci:>16}  {p['wins']}/{p['n']}")
+    for key in ("metrics", "markdown", "html"):
+        print(f"{key}: {out['files'][key]}")
+    return 0
+
+
 def _add_eval_parsers(sub) -> None:
     p = sub.add_parser("evaluate", help="backtest a trained run against the baselines and write "
                                         "its report (checkpoints/<run>/report/)")
@@ -645,6 +696,19 @@ def _add_eval_parsers(sub) -> None:
                    help="block-bootstrap resamples of the Sharpe-difference tests (default 2000)")
     p.add_argument("--baselines", default=None, metavar="NAME,NAME",
                    help="only these baselines (default: every one that needs no training)")
+    g = p.add_argument_group("many markets (docs/evaluation.md)")
+    g.add_argument("--markets", type=int, default=None, metavar="K",
+                   help="judge the run on K generated markets instead of one market folder; "
+                        "report in checkpoints/<run>/report-markets/")
+    g.add_argument("--market-seed", type=int, default=None, metavar="S",
+                   help=f"first market seed (markets S .. S+K-1; default "
+                        f"{DEFAULT_MARKET_SEED}, the tuning range; 9000-9999 is reserved for "
+                        f"judgement)")
+    g.add_argument("--preset", choices=["nse", "small"], default=None,
+                   help="generator preset (default: the run's own market's)")
+    g.add_argument("--chunk", type=int, default=None, metavar="C",
+                   help="markets per batched program (memory bound; default 8)")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
 

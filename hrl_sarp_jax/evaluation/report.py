@@ -174,7 +174,7 @@ def metrics_json(payload: dict) -> dict:
 # --------------------------------------------------------------------------- plots
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -220,7 +220,7 @@ def make_plots(payload: dict) -> dict[str, bytes]:
     ax.set_title("Equity curves (net of costs, start = 1)")
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3)
-    plots["equity"] = _png(fig)
+    plots["equity"] = png_bytes(fig)
 
     fig, ax = plt.subplots(figsize=(10, 4))
     for name, e in entries:
@@ -230,7 +230,7 @@ def make_plots(payload: dict) -> dict[str, bytes]:
     ax.set_title("Drawdowns")
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3)
-    plots["drawdown"] = _png(fig)
+    plots["drawdown"] = png_bytes(fig)
 
     sectors = payload["market"]["sectors"]
     with_sw = [(n, e) for n, e in payload["strategies"].items()
@@ -249,7 +249,7 @@ def make_plots(payload: dict) -> dict[str, bytes]:
         axes[0, 0].legend(fontsize=6, ncol=6, loc="upper left")
     else:
         axes[0, 0].text(0.5, 0.5, "no sector allocations", ha="center")
-    plots["sector_allocation"] = _png(fig)
+    plots["sector_allocation"] = png_bytes(fig)
 
     fig, ax = plt.subplots(figsize=(10, 2.6))
     realised = np.asarray(payload["regimes"]["realised"])
@@ -268,7 +268,7 @@ def make_plots(payload: dict) -> dict[str, bytes]:
     ax.set_title(f"Realised regimes ({payload['regimes']['source']})"
                  + (" vs regime calls" if calls else ""))
     ax.legend(fontsize=7, ncol=3, loc="lower right")
-    plots["regimes"] = _png(fig)
+    plots["regimes"] = png_bytes(fig)
 
     fig, ax = plt.subplots(figsize=(10, 4))
     win = int(min(126, max(10, len(x) // 3)))
@@ -284,7 +284,7 @@ def make_plots(payload: dict) -> dict[str, bytes]:
     ax.set_title(f"Rolling {win}-day Sharpe")
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3)
-    plots["rolling_sharpe"] = _png(fig)
+    plots["rolling_sharpe"] = png_bytes(fig)
 
     fig, ax = plt.subplots(figsize=(10, 4))
     names = [n for n, e in entries if e["metrics"].get("cost_drag_items")]
@@ -299,7 +299,7 @@ def make_plots(payload: dict) -> dict[str, bytes]:
     ax.set_title("Cost drag by component")
     ax.tick_params(axis="x", rotation=30, labelsize=7)
     ax.legend(fontsize=7, ncol=4)
-    plots["costs"] = _png(fig)
+    plots["costs"] = png_bytes(fig)
 
     stress = payload.get("stress", {})
     shocks = stress.get("sector_shocks", {})
@@ -331,7 +331,7 @@ def make_plots(payload: dict) -> dict[str, bytes]:
     for ax in axes:
         if not ax.has_data():
             ax.text(0.5, 0.5, "not run", ha="center")
-    plots["stress"] = _png(fig)
+    plots["stress"] = png_bytes(fig)
     return plots
 
 
@@ -371,7 +371,7 @@ TEST_HEADER = ["vs", "ΔSharpe", "bootstrap 95% CI", "p boot", "p Holm", "JK-M z
                "p sign", "p seeds (t)"]
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -416,7 +416,7 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
         f"{s['rf_annual']:.1%}/yr; baseline schedule {s['schedule']}; risk manager "
         f"{'on' if s['risk_manager'] else 'off'}; same costs and constraints for all.", "",
         "## Performance", "",
-        _md_table(*_table_rows(payload)), "",
+        md_table(*_table_rows(payload)), "",
     ]
     v = verdict(payload)
     if v is not None:
@@ -433,13 +433,13 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
         parts += [f"## Sharpe-difference tests: {section}", "",
                   "Stationary block bootstrap (Politis-Romano) CI, Jobson-Korkie with Memmel's "
                   "correction, sign test, Holm-Bonferroni across the family.", "",
-                  _md_table(TEST_HEADER, rows), ""]
+                  md_table(TEST_HEADER, rows), ""]
     h, rows = _stress_rows(payload)
     if rows:
-        parts += ["## Stress scenarios (return / max drawdown)", "", _md_table(h, rows), ""]
+        parts += ["## Stress scenarios (return / max drawdown)", "", md_table(h, rows), ""]
     h, rows = _hist_rows(payload)
     if rows:
-        parts += ["## Historical windows (return / max drawdown)", "", _md_table(h, rows), ""]
+        parts += ["## Historical windows (return / max drawdown)", "", md_table(h, rows), ""]
         if mk["synthetic"]:
             parts += ["On a synthetic market these are only the calendar windows of the "
                       "original's crises; the generated data holds no such events.", ""]
@@ -448,7 +448,7 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
+def html_table(header: list[str], rows: list[list[str]]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                    for r in rows)
@@ -467,7 +467,7 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
              "<h1>HRL-SARP evaluation report</h1>",
              f"<p>Market {html.escape(str(payload['market']['name']))}; window "
              f"{html.escape(w['start'])} .. {html.escape(w['end'])} ({w['days']} days).</p>",
-             "<h2>Performance</h2>", _html_table(*_table_rows(payload))]
+             "<h2>Performance</h2>", html_table(*_table_rows(payload))]
     v = verdict(payload)
     if v is not None:
         parts += ["<h2>Verdict</h2><ul>"] + [f"<li>{html.escape(n)}</li>"
@@ -476,13 +476,13 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
         parts.append("<p>The oracle is an UPPER BOUND (knows the next day's latent regime).</p>")
     for section, rows in _test_rows(payload):
         parts += [f"<h2>Sharpe-difference tests: {html.escape(section)}</h2>",
-                  _html_table(TEST_HEADER, rows)]
+                  html_table(TEST_HEADER, rows)]
     h, rows = _stress_rows(payload)
     if rows:
-        parts += ["<h2>Stress scenarios</h2>", _html_table(h, rows)]
+        parts += ["<h2>Stress scenarios</h2>", html_table(h, rows)]
     h, rows = _hist_rows(payload)
     if rows:
-        parts += ["<h2>Historical windows</h2>", _html_table(h, rows)]
+        parts += ["<h2>Historical windows</h2>", html_table(h, rows)]
     parts.append("<h2>Plots</h2>")
     for name, png in plots.items():
         b64 = base64.b64encode(png).decode("ascii")
