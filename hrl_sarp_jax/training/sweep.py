@@ -9,6 +9,9 @@ Outline:
                                                      the same K seeds)
   run_phase3(M·K members)  → one compiled, vmapped program; per-member validation metrics
   ranking: settings by mean validation Sharpe over their K seeds (std / min / max over seeds)
+  overfitting of that choice: every member's final policy walks the whole validation split once
+             (weekly net returns); over the settings' seed-mean weekly series, the PBO by CSCV
+             and the deflated Sharpe of the best setting with trials = M (``overfitting_block``)
 
 Only *dynamic* hyperparameters (the leaves of ``PPOHParams``) can be swept this way: a static
 setting (network sizes, num_envs, rollout length, epochs ...) changes array shapes or the
@@ -19,9 +22,26 @@ sweep promotes stages on the update schedule only (``curriculum: schedule``): a 
 validation Sharpe of the members' mean would let one setting change what another trains on.
 
 Outputs under ``<run>/sweep/``: ``sweep.json`` (the parsed sweep and its settings),
-``results.json`` (one record per member), ``ranking.json`` / ``ranking.md`` and ``best/``, a run
-folder whose Phase 3 holds the best setting's K seeds (its config carries the best values, so
-``hrl-sarp train --phase 4 --checkpoints <run>/sweep --run best`` continues from it).
+``results.json`` (one record per member, with its weekly validation returns),
+``ranking.json`` ({"trials": M, "seeds", "members", "overfitting", "ranking": [...]}) /
+``ranking.md`` and ``best/``, a run folder whose Phase 3 holds the best setting's K seeds (its
+config carries the best values, so ``hrl-sarp train --phase 4 --checkpoints <run>/sweep --run
+best`` continues from it).
+
+Overfitting of the selection. The ranking's validation Sharpe is a mean over overlapping
+``eval_weeks``-week episodes, which are no return series. So after training each member's final
+policy (deterministic, as in the evaluation) walks the validation split once, from its first
+evaluation start day to its end, as ONE episode: weekly net returns [W] per member
+(``validation_walk``; its first ``eval_weeks`` weeks are the first validation episode). Rows of
+the PBO matrix are these W weeks, columns the M settings (each the mean over its K seeds'
+weekly returns); ``overfitting_block`` hands the matrix and the chosen setting (rank 1) to the
+``overfitting`` callback, ``evaluation.overfitting.selection_overfitting``: PBO by CSCV
+(min(16, W) blocks of whole weeks) and the deflated Sharpe of the chosen setting's series with
+trials = M (the configurations this sweep evaluated on validation; runs before it are not
+counted) and V = the variance of the M settings' weekly Sharpe ratios. The callback is passed in
+by the CLI: ``training`` and ``evaluation`` are sibling layers that do not import each other.
+The validation split judged the selection, so these numbers say how much the ranking can be
+trusted, not how the best setting will do on test.
 """
 
 from __future__ import annotations
@@ -35,6 +55,7 @@ import shutil
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +99,10 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
 _SAMPLING_STREAM = 104_729
 """fold_in tag of the random-search key (distinct from the phase keys fold_in(seed, 1..5))."""
 METRICS = ("val_sharpe", "val_equal_weight_sharpe", "val_return", "val_max_drawdown")
+WEEKLY = "val_weekly_returns"
+"""results.json key: a member's weekly net returns on the validation walk."""
+WEEKS_PER_YEAR = 52
+PBO_SPLITS = 16
 
 
 # --------------------------------------------------------------------------- parsing
@@ -399,16 +424,39 @@ def _fmt(x: Any) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
+def overfitting_line(block: Mapping[str, Any]) -> str:
+    """One sentence for ranking.md from an ``overfitting_block``."""
+    trials = block["trials"]
+    if block.get("pbo") is None and block.get("dsr") is None:
+        why = "; ".join(block.get("notes", [])) or "not computed"
+        return f"Overfitting of the selection among {trials} settings: not computed ({why})."
+    parts = []
+    if block.get("pbo") is not None:
+        d = block["pbo_detail"]
+        parts.append(f"PBO {block['pbo']:.2f} over {trials} settings (CSCV, {d['splits']} "
+                     f"blocks of {d['block_rows']} week(s))")
+    if block.get("dsr") is not None:
+        parts.append(f"deflated Sharpe of the best {block['dsr']:.2f} (trials {trials}; "
+                     f"annualised Sharpe {block['dsr_detail']['sharpe_annual']:.2f} over "
+                     f"{block['dsr_detail']['n']} weeks)")
+    notes = "".join(f" Note: {n}." for n in block.get("notes", []))
+    return (f"{'; '.join(parts)}. Rows: {block['rows']}.{notes}")
+
+
 def ranking_markdown(ranking: Sequence[Mapping[str, Any]], names: Sequence[str], *,
-                     seeds: int, title: str = "Sweep ranking") -> str:
-    """The ranking as a Markdown table (one row per setting, best first)."""
+                     seeds: int, title: str = "Sweep ranking",
+                     overfitting: Mapping[str, Any] | None = None) -> str:
+    """The ranking as a Markdown table (one row per setting, best first), preceded by the
+    ``overfitting_line`` when ``overfitting`` is given."""
     head = ["rank", "setting", *names, "val Sharpe mean", "std", "min", "max",
             "equal-weight Sharpe", "val return", "val max DD"]
     lines = [f"# {title}", "",
              f"Settings ranked by the mean validation Sharpe (weekly, annualised) over {seeds} "
              f"seed(s); std is the population std over seeds. Every setting trained on the "
-             f"same seeds (common random numbers).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"same seeds (common random numbers).", ""]
+    if overfitting is not None:
+        lines += [overfitting_line(overfitting), ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in ranking:
         row = [str(r["rank"]), str(r["setting"]), *(f"{r['params'][n]:.6g}" for n in names),
                _fmt(r["val_sharpe_mean"]), _fmt(r["val_sharpe_std"]), _fmt(r["val_sharpe_min"]),
@@ -416,6 +464,68 @@ def ranking_markdown(ranking: Sequence[Mapping[str, Any]], names: Sequence[str],
                _fmt(r.get("val_return_mean")), _fmt(r.get("val_max_drawdown_mean"))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def seed_mean_weekly(results: Sequence[Mapping[str, Any]], num_settings: int, seeds: int
+                     ) -> np.ndarray:
+    """float64 [W, M]: column s = the mean over setting s's K seeds of their weekly validation
+    returns (``results`` records' ``val_weekly_returns``, member m = setting m // K)."""
+    by_member = sorted(results, key=lambda r: r["member"])
+    if [r["member"] for r in by_member] != list(range(num_settings * seeds)) or any(
+            r["setting"] != r["member"] // seeds for r in by_member):
+        raise ValueError(f"results must hold members 0..{num_settings * seeds - 1} with "
+                         f"setting = member // {seeds}")
+    lengths = {len(r[WEEKLY]) for r in by_member}
+    if len(lengths) != 1:
+        raise ValueError(f"results: every member's {WEEKLY} must cover the same weeks, got "
+                         f"lengths {sorted(lengths)}")
+    weekly = np.asarray([r[WEEKLY] for r in by_member], np.float64)        # [M·K, W]
+    return weekly.reshape(num_settings, seeds, -1).mean(axis=1).T
+
+
+def overfitting_block(results: Sequence[Mapping[str, Any]], best_setting: int,
+                      num_settings: int, seeds: int,
+                      overfitting: Callable[..., dict] | None, *,
+                      walk: Mapping[str, Any] | None = None,
+                      splits: int = PBO_SPLITS) -> dict[str, Any]:
+    """ranking.json's "overfitting": the selection of ``best_setting`` among the M settings,
+    judged on their seed-mean weekly validation returns (``seed_mean_weekly``) by the
+    ``overfitting`` callback (``evaluation.overfitting.selection_overfitting``: PBO by CSCV,
+    deflated Sharpe with trials = M). Without a callback, or with non-finite returns, only the
+    bookkeeping is filled in and ``notes`` says why. ``walk``: the walk's span (for the text).
+    """
+    matrix = seed_mean_weekly(results, num_settings, seeds)
+    weeks = int(matrix.shape[0])
+    span = "" if walk is None else f", {walk['start']} to {walk['end']}"
+    block: dict[str, Any] = {
+        "trials": num_settings,
+        "trials_counted": f"{num_settings} setting(s) of this sweep evaluated on validation "
+                          f"(each the mean of its {seeds} seed(s)); earlier runs not counted",
+        "selected_setting": int(best_setting),
+        "rows": f"{weeks} weekly net returns of one continuous deterministic walk through the "
+                f"validation split{span}, the mean over each setting's {seeds} seed(s)",
+        "weeks": weeks, "periods_per_year": WEEKS_PER_YEAR,
+        "pbo": None, "pbo_detail": None, "dsr": None, "dsr_detail": None, "sr_variance": None,
+        "notes": [],
+    }
+    if overfitting is None:
+        block["notes"].append("no overfitting callback was given (the CLI passes "
+                              "evaluation.overfitting.selection_overfitting)")
+        return block
+    bad = sorted(int(j) for j in np.flatnonzero(~np.all(np.isfinite(matrix), axis=0)))
+    if bad:
+        block["notes"].append(f"settings {bad} have non-finite weekly returns")
+        return block
+    res = overfitting(matrix, int(best_setting), splits=splits, periods=WEEKS_PER_YEAR)
+    if res["pbo"] is not None:
+        detail = {k: v for k, v in res["pbo"].items() if k != "logits"}
+        detail["logit_median"] = float(np.median(res["pbo"]["logits"]))
+        block.update(pbo=res["pbo"]["pbo"], pbo_detail=detail)
+    if res["dsr"] is not None:
+        block.update(dsr=res["dsr"]["dsr"], dsr_detail=res["dsr"])
+    block["sr_variance"] = res["sr_variance"]
+    block["notes"].extend(res["notes"])
+    return block
 
 
 # --------------------------------------------------------------------------- host loop
@@ -434,6 +544,79 @@ def curriculum_rule(spec: SweepSpec) -> cur.CurriculumRule:
     return dataclasses.replace(cur.DEFAULT_RULE, promote_sharpe=never)
 
 
+def validation_walk(p3: rm.Phase3, weeks: int, params: Any, env_params: Any, key: jax.Array
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One deterministic episode (Dirichlet mean ⊕ argmax regime, as ``rl_macro.evaluate``)
+    from ``env_params.start_lo``, ``weeks`` (static) steps: (weekly net return [W] (0 after the
+    episode ends), live [W] bool, ended: bool, whether the episode ended within the W steps).
+    Pure; vmap it over members' params."""
+    obs, st = p3.env.reset_env(key, env_params)
+
+    def step(carry, _):
+        obs, st, done = carry
+        pol = rm.actor_apply(p3.net.config, p3.env.layout, params, obs[None])
+        action = rm.env_action(pol.mean_weights[0], jnp.argmax(pol.regime_logits[0]))
+        obs2, st2, _, term, info = p3.env.step_env(key, st, action, env_params)
+        trunc = p3.env.is_truncated(st2, env_params)
+        keep = lambda a, b: jnp.where(done, a, b)  # noqa: E731
+        carry = (keep(obs, obs2), jax.tree.map(keep, st, st2), done | term | trunc)
+        return carry, (jnp.where(done, 0.0, info["net_return"]), ~done)
+
+    (_, _, ended), (r, live) = jax.lax.scan(step, (obs, st, jnp.zeros((), bool)), None,
+                                            length=weeks)
+    return r, live, ended
+
+
+def _latest_state(run: Run, cfg: Config, setup: rm.Phase3Setup,
+                  settings: Sequence[Mapping[str, float]], seeds: int):
+    """(state, saved, step) of the sweep's latest Phase-3 checkpoint (all M·K members)."""
+    m = len(settings)
+    init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
+    abstract = jax.eval_shape(init, member_keys(cfg.seed, m, seeds),
+                              member_hparams(setup.hp, settings, seeds), setup.train_params,
+                              cur.stage_starts(0, setup.windows))
+    with PhaseCheckpointer(run, rm.PHASE, read_only=True) as ck:
+        return ck.restore(abstract, "latest")
+
+
+# HOST ONLY
+def validation_weekly_returns(run: Run, cfg: Config, spec: SweepSpec,
+                              settings: Sequence[Mapping[str, float]], market: MarketArrays,
+                              meta: MarketMeta, feats: FeatureSet, *,
+                              total_env_steps: int | None = None) -> dict[str, Any]:
+    """Every member's final policy (the latest checkpoint) on one ``validation_walk`` through
+    the validation split, from its first evaluation start day (``eval_start_days[0]``) to its
+    last week end, with the run's allocator (Phase 2's Micro actor when it has one).
+
+    Returns {"returns": float64 [M·K, W], "live": bool [M·K, W], "ended": bool [M·K],
+    "start", "end" (dates), "weeks": W, "step": the checkpoint's update}. W counts the week ends
+    after the start day up to the split's last day, so the walk ends there (``ended``) unless a
+    member is ruined first (its later weeks are 0 and not live).
+    """
+    k = spec.seeds
+    micro, _ = rm.load_phase2_micro(run, cfg, market, meta, feats)
+    setup = rm.setup_phase3(cfg, market, meta, feats, micro_params=micro,
+                            rule=curriculum_rule(spec), total_env_steps=total_env_steps)
+    state, _, step = _latest_state(run, cfg, setup, settings, k)
+    day0, t_hi = int(setup.eval_days[0]), int(setup.val_params.t_hi)
+    week_end = np.asarray(market.week_end, bool)
+    weeks = int(week_end[day0 + 1: t_hi + 1].sum())
+    if weeks < 1:
+        raise ConfigError(f"the validation split holds no full week after its first start day "
+                          f"{meta.dates[day0]}; move data.test_start later")
+    ends = np.flatnonzero(week_end[: t_hi + 1])
+    params = setup.val_params.replace(start_lo=jnp.int32(day0), start_hi=jnp.int32(day0),
+                                      max_steps_in_episode=weeks + 1)
+    key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + rm.PHASE)
+    # one step more than the weeks left: only the end of the split (or ruin) ends the episode
+    walk = jax.jit(jax.vmap(partial(validation_walk, setup.p3, weeks), in_axes=(0, None, None)))
+    r, live, ended = jax.device_get(walk(state.train.params, params, key))
+    dates = np.asarray(meta.dates)
+    return {"returns": np.asarray(r, np.float64), "live": np.asarray(live, bool),
+            "ended": np.asarray(ended, bool), "start": str(dates[day0]),
+            "end": str(dates[ends[-1]]), "weeks": weeks, "step": int(step)}
+
+
 # HOST ONLY (not jittable)
 def run_sweep(
     run: Run,
@@ -447,10 +630,13 @@ def run_sweep(
     update_limit: int | None = None,
     total_env_steps: int | None = None,
     log: Callable[[str], None] | None = None,
+    overfitting: Callable[..., dict] | None = None,
 ) -> dict[str, Any]:
     """Train every setting × seed of ``spec`` as one Phase-3 program into ``run`` and write
-    ``<run>/sweep/`` (see the module docstring). Returns {"results", "ranking", "best",
-    "paths", "phase3"} (phase3: run_phase3's summary)."""
+    ``<run>/sweep/`` (see the module docstring). ``overfitting``: the PBO / deflated-Sharpe
+    function of the selection (``evaluation.overfitting.selection_overfitting``, passed in by
+    the CLI; None leaves ranking.json's "overfitting" without statistics). Returns {"results",
+    "ranking", "overfitting", "best", "paths", "phase3"} (phase3: run_phase3's summary)."""
     say = log or (lambda _msg: None)
     settings = sweep_settings(spec, cfg.seed)
     m, k = len(settings), spec.seeds
@@ -484,20 +670,34 @@ def run_sweep(
         rec.update({name: per_member[name][i] for name in METRICS})
         rec["env_steps"] = int(summary["env_steps_per_seed"])
         results.append(rec)
+    walk = validation_weekly_returns(run, cfg, spec, settings, market, meta, feats,
+                                     total_env_steps=total_env_steps)
+    for rec, weekly, live in zip(results, walk["returns"], walk["live"], strict=True):
+        rec[WEEKLY] = [float(x) for x in weekly]
+        rec["val_walk_live_weeks"] = int(live.sum())
     ranking = rank_settings(settings, per_member, k)
+    walk_info = {key: walk[key] for key in ("start", "end", "weeks", "step")}
+    block = overfitting_block(results, ranking[0]["setting"], m, k, overfitting, walk=walk_info)
+    block["walk"] = {**walk_info, "ended_in_window": bool(walk["ended"].all())}
+    if not walk["ended"].all() or not walk["live"].all():
+        block["notes"].append("some members' walks ended early (ruin); their later weeks "
+                              "count as 0 return")
     paths = {"results": out_dir / "results.json", "ranking_json": out_dir / "ranking.json",
              "ranking_md": out_dir / "ranking.md", "sweep": spec_path}
     atomic_write_json(paths["results"], results)
-    atomic_write_json(paths["ranking_json"], ranking)
+    atomic_write_json(paths["ranking_json"], {"trials": m, "seeds": k, "members": m * k,
+                                              "overfitting": block, "ranking": ranking})
     atomic_write_text(paths["ranking_md"], ranking_markdown(
         ranking, spec.names, seeds=k, title=f"Sweep ranking: run {run.name}, phase 3, "
-        f"{summary['updates']} updates, {summary['env_steps_per_seed']} env steps per seed"))
+        f"{summary['updates']} updates, {summary['env_steps_per_seed']} env steps per seed",
+        overfitting=block))
     best = ranking[0]
     paths["best_run"] = save_best_setting(run, cfg, spec, settings, best["setting"], summary,
                                           market, meta, feats, total_env_steps=total_env_steps)
     say(f"sweep: best setting {best['setting']} {best['params']} val_sharpe mean "
         f"{_fmt(best['val_sharpe_mean'])} over {k} seed(s)")
-    return {"results": results, "ranking": ranking, "best": best,
+    say(f"sweep: {overfitting_line(block)}")
+    return {"results": results, "ranking": ranking, "overfitting": block, "best": best,
             "paths": {n: Path(p) for n, p in paths.items()}, "phase3": summary}
 
 
@@ -509,14 +709,9 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     """Copy setting ``best``'s K seeds of the sweep's latest Phase-3 checkpoint into a run
     folder ``<run>/sweep/best`` (config = ``cfg`` with the setting's values and train.seeds=K,
     phase3/ckpt + phase3/summary.json), replacing any earlier one. Returns its path."""
-    m, k = len(settings), spec.seeds
+    k = spec.seeds
     setup = rm.setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
-    init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
-    abstract = jax.eval_shape(init, member_keys(cfg.seed, m, k),
-                              member_hparams(setup.hp, settings, k), setup.train_params,
-                              cur.stage_starts(0, setup.windows))
-    with PhaseCheckpointer(run, rm.PHASE, read_only=True) as ck:
-        state, saved, step = ck.restore(abstract, "latest")
+    state, saved, step = _latest_state(run, cfg, setup, settings, k)
     members = np.arange(best * k, (best + 1) * k)
     state = jax.tree.map(lambda x: x[members], state)
     per_seed = {name: list(v)[best * k:(best + 1) * k]

@@ -16,6 +16,7 @@ from hrl_sarp_jax.agents.ppo import PPOHParams
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, create_run, open_run, read_phase_summary
 from hrl_sarp_jax.config import PPOConfig, load_config_sections
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
+from hrl_sarp_jax.evaluation import overfitting as of
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training import sweep as sw
@@ -183,6 +184,59 @@ def test_ranking_statistics_and_order_match_numpy():
     assert f"{ranking[0]['val_sharpe_mean']:.4f}" in rows[0] and "n/a" in rows[-1]
 
 
+def _weekly_results(m, k, weeks, seed=0):
+    """Hand-made results.json records: member i = setting i // k, seed i % k, with weekly
+    validation returns; setting 1 has a real edge."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(m * k):
+        r = rng.normal(0.002 if i // k == 1 else 0.0, 0.02, weeks)
+        out.append({"member": i, "setting": i // k, "seed": i % k,
+                    "params": {"ppo.lr": float(i // k)}, sw.WEEKLY: r.tolist()})
+    return out
+
+
+def test_overfitting_block_is_computed_from_the_members_weekly_records():
+    m, k, weeks = 5, 3, 40
+    results = _weekly_results(m, k, weeks)
+    # the seed-mean series of each setting, straight from the records
+    series = np.stack([np.mean([results[s * k + j][sw.WEEKLY] for j in range(k)], axis=0)
+                       for s in range(m)], axis=1)
+    np.testing.assert_allclose(sw.seed_mean_weekly(results[::-1], m, k), series, rtol=1e-15)
+    block = sw.overfitting_block(results, 1, m, k, of.selection_overfitting,
+                                 walk={"start": "2021-01-08", "end": "2021-10-08"})
+    pbo = of.pbo_cscv(series, splits=16)                      # 40 weeks -> 16 blocks of 2
+    assert block["pbo"] == pbo["pbo"] and block["pbo_detail"]["splits"] == 16
+    assert block["pbo_detail"]["block_rows"] == 2 and block["pbo_detail"]["rows_used"] == 32
+    assert block["pbo_detail"]["logit_median"] == np.median(pbo["logits"])
+    sharpes = series.mean(0) / series.std(0, ddof=1)
+    dsr = of.deflated_sharpe(series[:, 1], trials=m, sr_variance=np.var(sharpes, ddof=1),
+                             periods=52)
+    assert block["dsr"] == pytest.approx(dsr["dsr"], rel=1e-12)
+    assert block["dsr_detail"]["sharpe_annual"] == pytest.approx(sharpes[1] * np.sqrt(52))
+    assert (block["trials"], block["selected_setting"], block["weeks"]) == (m, 1, weeks)
+    assert "2021-01-08 to 2021-10-08" in block["rows"] and block["notes"] == []
+    line = sw.overfitting_line(block)
+    assert line.startswith(f"PBO {pbo['pbo']:.2f} over 5 settings (CSCV, 16 blocks of 2 "
+                           f"week(s)); deflated Sharpe of the best {dsr['dsr']:.2f} (trials 5;")
+    ranking = sw.rank_settings([r["params"] for r in results[::k]],
+                               {"val_sharpe": np.arange(m * k, dtype=float)}, k)
+    md = sw.ranking_markdown(ranking, ["ppo.lr"], seeds=k, overfitting=block)
+    assert line in md.splitlines()
+    # without the callback (training cannot import evaluation) only the bookkeeping is there
+    bare = sw.overfitting_block(results, 1, m, k, None)
+    assert bare["trials"] == m and bare["pbo"] is None and bare["dsr"] is None
+    assert "no overfitting callback" in bare["notes"][0]
+    assert "not computed (no overfitting callback" in sw.overfitting_line(bare)
+    results[4][sw.WEEKLY][3] = float("nan")                   # member 4 = setting 1
+    assert sw.overfitting_block(results, 1, m, k, of.selection_overfitting)["notes"] == [
+        "settings [1] have non-finite weekly returns"]
+    with pytest.raises(ValueError, match="same weeks"):
+        sw.seed_mean_weekly([*results[:-1], {**results[-1], sw.WEEKLY: [0.0]}], m, k)
+    with pytest.raises(ValueError, match=r"members 0\.\.14"):
+        sw.seed_mean_weekly(results[:-1], m, k)
+
+
 def test_run_phase3_rejects_member_arrays_of_the_wrong_size(tmp_path):
     from tests.training.test_rl_macro import host_inputs
 
@@ -210,7 +264,8 @@ def tiny_sweep(tmp_path_factory):
     spec = grid({"ppo.lr": [3e-3, 1e-5, 3e-3]}, seeds=2)
     run = create_run(tmp_path_factory.mktemp("sweep"), "tiny", cfg, "fp", resume=False)
     lines: list[str] = []
-    out = sw.run_sweep(run, cfg, spec, market, meta, feats, log=lines.append)
+    out = sw.run_sweep(run, cfg, spec, market, meta, feats, log=lines.append,
+                       overfitting=of.selection_overfitting)
     return out, run, cfg, spec, (market, meta, feats), lines
 
 
@@ -253,7 +308,9 @@ def test_identical_settings_give_identical_per_seed_results(tiny_sweep):
 @pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
 def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
     out, run, cfg, spec, (market, meta, feats), _ = tiny_sweep
-    ranking = json.loads(out["paths"]["ranking_json"].read_text())
+    doc = json.loads(out["paths"]["ranking_json"].read_text())
+    assert (doc["trials"], doc["seeds"], doc["members"]) == (3, 2, 6)
+    ranking = doc["ranking"]
     sharpe = np.array([r["val_sharpe"] for r in out["results"]]).reshape(3, 2)
     assert [r["setting"] for r in ranking] == list(np.argsort(-sharpe.mean(1), kind="stable"))
     assert ranking[0]["val_sharpe_mean"] == pytest.approx(sharpe.mean(1).max(), abs=1e-9)
@@ -261,6 +318,7 @@ def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
                                                          abs=1e-9)
     md = out["paths"]["ranking_md"].read_text()
     assert "| rank | setting | ppo.lr |" in md and md.count("\n| ") == 1 + 3
+    assert sw.overfitting_line(doc["overfitting"]) in md.splitlines()
     # best/: a run folder whose config holds the best values and whose Phase 3 holds that
     # setting's two seeds, equal to those members of the sweep's final state
     best = ranking[0]["setting"]
@@ -293,6 +351,42 @@ def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
 
     actor, info = load_phase3_macro(best_run, best_run.config, market, meta, feats)
     assert actor is not None and info["phase3"].startswith("MacroActor of seed")
+
+
+@pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
+def test_overfitting_block_of_a_sweep_walks_the_whole_validation_split(tiny_sweep):
+    out, run, cfg, spec, (market, meta, feats), _ = tiny_sweep
+    doc = json.loads(out["paths"]["ranking_json"].read_text())
+    block = doc["overfitting"]
+    results = json.loads(out["paths"]["results"].read_text())
+    weekly = np.array([r[sw.WEEKLY] for r in results])                  # [6, W]
+    walk = block["walk"]
+    # the walk runs from the first evaluation start day to the split's last week end, every
+    # week live (no member is ruined on the probe market) and the episode ends in the window
+    setup = rm.setup_phase3(cfg, market, meta, feats)
+    assert walk["start"] == setup.info["eval_start_days"][0] and walk["ended_in_window"]
+    week_end = np.asarray(market.week_end, bool)
+    day0, t_hi = int(setup.eval_days[0]), int(setup.val_params.t_hi)
+    assert weekly.shape == (6, walk["weeks"]) == (6, week_end[day0 + 1:t_hi + 1].sum())
+    assert all(r["val_walk_live_weeks"] == walk["weeks"] for r in results)
+    # the block is the callback on the records' seed-mean series, the best setting selected
+    series = weekly.reshape(3, 2, -1).mean(1).T
+    expected = of.selection_overfitting(series, doc["ranking"][0]["setting"], periods=52)
+    assert block["pbo"] == expected["pbo"]["pbo"] and block["trials"] == 3
+    assert block["dsr"] == expected["dsr"]["dsr"]
+    assert block["selected_setting"] == doc["ranking"][0]["setting"]
+    # settings 0 and 2 are the same setting on the same seeds: the same weekly returns
+    np.testing.assert_array_equal(series[:, 0], series[:, 2])
+    # its first eval_weeks weeks are the first validation episode: the same Sharpe as
+    # rl_macro.evaluate's episode 0 on the final params (two XLA programs: float32 rounding)
+    state, _, _ = sw._latest_state(run, cfg, setup, sw.sweep_settings(spec, cfg.seed), 2)
+    evaluate = jax.jit(jax.vmap(setup.p3.evaluate, in_axes=(0, None, None, None)))
+    ev = evaluate(state.train.params, setup.val_params, setup.eval_days, jax.random.key(0))
+    w = setup.p3.spec.eval_weeks
+    first = weekly[:, :w]
+    ours = first.mean(1) / first.std(1, ddof=1) * np.sqrt(52)
+    np.testing.assert_allclose(ours, np.asarray(ev["episode_sharpe"])[:, 0], rtol=2e-4,
+                               atol=1e-5)
 
 
 @pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
@@ -330,4 +424,8 @@ def test_cli_sweep_on_the_smoke_market(tmp_path, smoke_market, capsys):
     printed = capsys.readouterr().out
     results = json.loads((tmp_path / "cli" / "sweep" / "results.json").read_text())
     assert len(results) == 8 and "| rank | setting | ppo.lr | ppo.entropy_coef |" in printed
+    # the CLI hands the sweep the overfitting statistics (training cannot import evaluation)
+    block = json.loads((tmp_path / "cli" / "sweep" / "ranking.json").read_text())["overfitting"]
+    assert block["trials"] == 4 and block["pbo"] is not None and block["dsr"] is not None
+    assert f"PBO {block['pbo']:.2f} over 4 settings (CSCV, " in printed
     assert (tmp_path / "cli" / "sweep" / "best" / "phase3" / "summary.json").is_file()
