@@ -12,6 +12,7 @@ import pytest
 
 from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, open_run
 from hrl_sarp_jax.cli import main
+from hrl_sarp_jax.data.io import market_identity
 from hrl_sarp_jax.envs.hierarchical import HierarchicalEnv
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import ConfigError
@@ -42,7 +43,8 @@ def smoke_market(tmp_path_factory):
 def trained(smoke_market, tmp_path_factory):
     market_dir, market, meta, feats, cfg = smoke_market
     root = tmp_path_factory.mktemp("ckpts")
-    run = create_run(root, "ev", cfg, data_fingerprint(market_dir), resume=False)
+    run = create_run(root, "ev", cfg, data_fingerprint(market_dir), resume=False,
+                     market=market_identity(market_dir))
     for phase in (1, 2):
         run_pretrain_phase(phase, cfg, market, meta, feats, run, progress=False)
     return root
@@ -172,3 +174,85 @@ def test_an_invalid_market_folder_is_refused_with_its_problems(tmp_path):
     with pytest.raises(DataError, match=r"not a valid market \(2 problem\(s\)\): prices\.parquet.*"
                                         r"run `hrl-sarp data validate"):
         load_valid_market(tmp_path, Config())
+
+
+def test_one_generated_market_agrees_with_evaluating_its_folder(trained, smoke_market,
+                                                                tmp_path):
+    """``evaluate --markets 1 --market-seed X`` = ``evaluate`` on the folder ``data synth
+    --seed X`` writes: the market is built bit-identically, the backtests are other programs
+    (vmapped over markets), so classical Sharpes agree to 1e-3 and the agent's to 0.02."""
+    from hrl_sarp_jax.many_markets import evaluate_markets
+    from hrl_sarp_jax.pipeline import evaluate_run
+
+    market_dir, market, meta, feats, cfg = smoke_market
+    run = open_run(trained / "ev")
+    single = evaluate_run(run, cfg, market, meta, feats, split="test", market_dir=market_dir,
+                          include=BASELINES, historical=False, bootstrap_num=50,
+                          seeds_for_random=2, out_dir=tmp_path / "one", return_payload=True)
+    out = evaluate_markets(run, cfg, markets=1, market_seed=cfg.synth.seed, include=BASELINES,
+                           random_seeds=2, bootstrap_num=50, out_dir=tmp_path / "many")
+    doc = out["metrics"]
+    rec = doc["markets"][0]["strategies"]
+    payload = single["payload"]
+    assert doc["window"]["start"] == payload["window"]["start"]
+    assert doc["window"]["days"] == payload["window"]["days"]
+    for name in ("equal_weight", "index_buy_hold", "sector_momentum", "random"):
+        np.testing.assert_allclose(rec[name]["sharpe"],
+                                   payload["strategies"][name]["metrics"]["sharpe"], atol=1e-3)
+        np.testing.assert_allclose(rec[name]["turnover"],
+                                   payload["strategies"][name]["metrics"]["turnover"],
+                                   rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(rec["oracle"]["sharpe"], payload["oracle"]["metrics"]["sharpe"],
+                               atol=1e-3)
+    per_seed = [em_sharpe(r) for r in payload["strategies"]["hrl_sarp"]["per_seed_net"]]
+    np.testing.assert_allclose(rec["hrl_sarp"]["seeds"]["sharpe"], per_seed, atol=0.02)
+    # the training market itself: flagged in sample, with a warning
+    assert doc["in_sample"] is True and doc["in_sample_seeds"] == [cfg.synth.seed]
+    assert any("in sample" in w for w in out["warnings"])
+    assert set(doc["paired"]) == set(rec) - {"hrl_sarp"}
+    for name in ("metrics.json", "report.md", "report.html", "plots/delta_sharpe.png"):
+        assert (tmp_path / "many" / name).is_file()
+
+
+def em_sharpe(r) -> float:
+    r = np.asarray(r, np.float64)
+    return float(r.mean() / r.std(ddof=1) * np.sqrt(252))
+
+
+def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_market,
+                                                                  capsys, monkeypatch):
+    import hrl_sarp_jax.many_markets as mm
+
+    base = ["evaluate", "--run", "ev", "--checkpoints", str(trained), "--bootstrap", "50",
+            "--random-seeds", "2", "--baselines", ",".join(BASELINES)]
+    # a stand-in judgement range, so that the test never touches the real one (9000-9999)
+    monkeypatch.setattr(mm, "JUDGEMENT_SEEDS", range(7, 8))
+    assert main([*base, "--markets", "1", "--market-seed", "7", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["seeds"]["markets"] == [7] and doc["in_sample"] is False
+    assert doc["best_classical"] in BASELINES
+    lines = (trained / "ev" / "judgement.jsonl").read_text().splitlines()
+    line = json.loads(lines[-1])
+    assert line["run"] == "ev" and line["seeds"] == [7, 7] and len(line["config_hash"]) == 64
+    assert line["result"]["equal_weight"]["n"] == 1
+    written = json.loads((trained / "ev" / "report-markets" / "metrics.json").read_text())
+    assert written["judgement_range"] is True and written["seconds"] > 0
+
+    cases = [(["--markets", "0"], "--markets 0"),
+             (["--market-seed", "3"], "--market-seed applies to many-market evaluation"),
+             (["--markets", "2", "--data", str(smoke_market[0])], "--data")]
+    for extra, needle in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0], err
+    # a run trained on a real market needs --preset
+    run_json = trained / "ev" / "run.json"
+    saved = run_json.read_text()
+    info = json.loads(saved)
+    run_json.write_text(json.dumps({**info, "market": {"path": "x", "synthetic": False}}))
+    try:
+        assert main([*base, "--markets", "2"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--preset" in err[0] and "real market" in err[0], err
+    finally:
+        run_json.write_text(saved)
