@@ -29,6 +29,7 @@ Shapes: T days, N stocks, S sectors, L window length (static), B batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -80,6 +81,8 @@ class BacktestResult:
     value: jax.Array           # [L] value at the close of t + 1
     drawdown: jax.Array        # [L] drawdown at the close of t + 1
     exposure: jax.Array        # [L] allowed exposure (1 without the risk manager)
+    target: jax.Array          # [L, N] the strategy's own target (nonnegative, before the
+                               # projection) on rebalance days, 0 on the others
 
 
 def backtest_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
@@ -103,16 +106,16 @@ def backtest_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax
             risk2, expo = risk, jnp.ones((), _F32)
 
         def rebalance_branch(c):
-            c2, target = weights_fn(c, t, DayView(params=params, port=port, i=i))
-            target = jnp.maximum(jnp.asarray(target, _F32), 0.0)
-            proj = project_weights(target, params.stock_sector, params.tradable[t], s,
+            c2, raw = weights_fn(c, t, DayView(params=params, port=port, i=i))
+            raw = jnp.maximum(jnp.asarray(raw, _F32), 0.0)
+            proj = project_weights(raw, params.stock_sector, params.tradable[t], s,
                                    params.constraints, expo)
-            return c2, proj
+            return c2, proj, raw
 
         def hold_branch(c):
-            return c, port.weights
+            return c, port.weights, jnp.zeros_like(port.weights)
 
-        carry2, target = jax.lax.cond(reb, rebalance_branch, hold_branch, carry)
+        carry2, target, raw = jax.lax.cond(reb, rebalance_branch, hold_branch, carry)
         port2, info, _ = trade_day(port, target, t, params)
         net = net_return(info)
         buf2, cnt2 = push_return(buf, cnt, net)
@@ -125,7 +128,7 @@ def backtest_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax
             "turnover": info.turnover.astype(_F32), "weights": info.executed_weights,
             "sector_weights": sector_weights(info.executed_weights, params.stock_sector, s),
             "value": port2.value.astype(_F32), "drawdown": info.drawdown.astype(_F32),
-            "exposure": expo.astype(_F32),
+            "exposure": expo.astype(_F32), "target": raw,
         }
         return (carry2, port2, risk2, buf2, cnt2), out
 
@@ -240,3 +243,13 @@ def run_backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: int,
                     jnp.asarray(rebalance, bool), risk_manager=risk_manager,
                     return_window=return_window)
     return jax.device_get(carry), jax.device_get(res)
+
+
+@dataclass(frozen=True)
+class ReplayTargets:
+    """Open-loop replay of recorded targets: carry = [L, N] targets (``BacktestResult.target``
+    of an earlier run on the same window and rebalance days); returns row ``view.i``."""
+
+    def __call__(self, targets: jax.Array, t: jax.Array, view: DayView
+                 ) -> tuple[jax.Array, jax.Array]:
+        return targets, targets[jnp.asarray(view.i, _I32)]

@@ -178,3 +178,25 @@ def test_hold_within_band_hand_values():
     np.testing.assert_array_equal(hold_within_band(drifted, near, 0.0), near)
     np.testing.assert_array_equal(ref.hold_within_band(np.asarray(drifted), np.asarray(near),
                                                        0.05), np.asarray(drifted))
+
+
+def test_replaying_recorded_targets_reproduces_the_run(tiny, weekly):
+    """ReplayTargets fed a run's own raw targets trades exactly as that run (another program:
+    float32 tolerance); without the risk manager the same targets give another path."""
+    from hrl_sarp_jax.evaluation.backtest import ReplayTargets, run_backtest
+    from hrl_sarp_jax.evaluation.baselines import InverseVol
+    from tests.evaluation.conftest import T0
+
+    _, _, _, params = tiny
+    fn = InverseVol()
+    _, res = run_backtest(fn, fn.init_carry(), params, T0, weekly, risk_manager=True)
+    target = np.asarray(res.target)
+    reb = np.asarray(weekly).copy()
+    reb[0] = True
+    assert np.all(target[~reb] == 0) and np.all(target[reb].sum(1) > 0)
+    _, again = run_backtest(ReplayTargets(), target, params, T0, weekly, risk_manager=True)
+    np.testing.assert_allclose(again.net_return, res.net_return, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(again.weights, res.weights, rtol=1e-5, atol=1e-8)
+    _, free = run_backtest(ReplayTargets(), target, params, T0, weekly, risk_manager=False)
+    assert np.min(free.exposure) == 1.0 and np.min(res.exposure) < 1.0
+    assert not np.allclose(free.net_return, res.net_return)
