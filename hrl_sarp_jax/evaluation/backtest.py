@@ -81,6 +81,7 @@ class BacktestResult:
     value: jax.Array           # [L] value at the close of t + 1
     drawdown: jax.Array        # [L] drawdown at the close of t + 1
     exposure: jax.Array        # [L] allowed exposure (1 without the risk manager)
+    drifted: jax.Array         # [L, N] the drifted book at the close of t, before trading
     target: jax.Array          # [L, N] the strategy's own target (nonnegative, before the
                                # projection) on rebalance days, 0 on the others
 
@@ -129,6 +130,7 @@ def backtest_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax
             "sector_weights": sector_weights(info.executed_weights, params.stock_sector, s),
             "value": port2.value.astype(_F32), "drawdown": info.drawdown.astype(_F32),
             "exposure": expo.astype(_F32), "target": raw,
+            "drifted": port.weights.astype(_F32),
         }
         return (carry2, port2, risk2, buf2, cnt2), out
 
