@@ -23,6 +23,15 @@ The first day of every window is a rebalance day (the portfolio starts in cash, 
 carries the initial buy). Every strategy therefore runs on the same dates, universe,
 constraints and costs. ``run_backtest`` vmaps over a batch of carries (e.g. seeds).
 
+The book (``BookState``: the drifted weights, value and peak, the risk manager's state and
+its buffer of recent net returns) starts by default in cash (``cash_book``: zero weights,
+value = peak = ``initial_value``, not de-risked, an empty buffer). A caller may pass another
+starting book ``book0`` and ask for the book at the end of the window (``return_book``): a
+walk-forward backtest carries each strategy's book from one fold into the next
+(``walk_forward``), so day 0 of the next window trades from the carried book to the new
+target (the switch) instead of buying in from cash. The default start builds the cash book
+inside the trace exactly as before, so a window started from cash is the same program.
+
 Shapes: T days, N stocks, S sectors, L window length (static), B batch.
 """
 
@@ -44,7 +53,7 @@ from hrl_sarp_jax.envs.rewards import buffer_mask, push_return, sector_weights
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.risk.constraints import project_weights
-from hrl_sarp_jax.risk.manager import init_risk_state
+from hrl_sarp_jax.risk.manager import RiskState, init_risk_state
 
 _F32 = jnp.float32
 _I32 = jnp.int32
@@ -62,6 +71,27 @@ class DayView:
 
 
 WeightsFn = Callable[[Any, jax.Array, DayView], tuple[Any, jax.Array]]
+
+
+@struct.dataclass
+class BookState:
+    """What the backtest's scan carries besides the strategy's carry: the book at the close
+    before trading (leading axis B when batched)."""
+
+    port: PortfolioState     # weights [N] drifted, value, peak
+    risk: RiskState          # the risk manager's state (de-risked flag)
+    returns: jax.Array       # [R] float32 recent daily net returns, newest last
+    count: jax.Array         # int32 valid entries of ``returns`` (<= R)
+
+
+def cash_book(num_stocks: int, initial_value: Any, return_window: int) -> BookState:
+    """All cash: zero weights [num_stocks], value = peak = ``initial_value``, not de-risked,
+    an empty return buffer [return_window] (the default start of every backtest)."""
+    v0 = jnp.asarray(initial_value, _F32)
+    return BookState(port=PortfolioState(weights=jnp.zeros((num_stocks,), _F32), value=v0,
+                                         peak=v0),
+                     risk=init_risk_state(), returns=jnp.zeros((return_window,), _F32),
+                     count=jnp.zeros((), _I32))
 
 
 @struct.dataclass
@@ -87,15 +117,26 @@ class BacktestResult:
 
 
 def backtest_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
-                  rebalance: jax.Array, risk_manager: bool, return_window: int
-                  ) -> tuple[Any, BacktestResult]:
+                  rebalance: jax.Array, risk_manager: bool, return_window: int,
+                  book0: BookState | None = None) -> tuple[Any, BacktestResult]:
     """The traced body of ``backtest`` (one strategy, one market, one carry), for callers that
-    vmap it over other axes (``backtest_batch``: carries; ``evaluation.markets``: markets)."""
+    vmap it over other axes (``backtest_batch``: carries; ``evaluation.markets``: markets).
+    ``book0``: the starting book (None: ``cash_book``)."""
+    carry_end, res, _ = backtest_scan_book(weights_fn, carry0, params, t0, rebalance,
+                                           risk_manager, return_window, book0)
+    return carry_end, res
+
+
+def backtest_scan_book(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
+                       rebalance: jax.Array, risk_manager: bool, return_window: int,
+                       book0: BookState | None = None
+                       ) -> tuple[Any, BacktestResult, BookState]:
+    """``backtest_scan`` that also returns the book at the end of the window (after the last
+    day's trade and drift: what the next window starts from)."""
     n, s = params.num_stocks, params.num_sectors
-    v0 = jnp.asarray(params.initial_value, _F32)
-    port0 = PortfolioState(weights=jnp.zeros((n,), _F32), value=v0, peak=v0)
-    state0 = (carry0, port0, init_risk_state(), jnp.zeros((return_window,), _F32),
-              jnp.zeros((), _I32))
+    if book0 is None:
+        book0 = cash_book(n, params.initial_value, return_window)
+    state0 = (carry0, book0.port, book0.risk, book0.returns, book0.count)
 
     def day(state, x):
         carry, port, risk, buf, cnt = state
@@ -136,14 +177,17 @@ def backtest_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax
 
     length = rebalance.shape[0]
     xs = (jnp.arange(length, dtype=_I32), jnp.asarray(rebalance, bool).at[0].set(True))
-    (carry_end, _, _, _, _), out = jax.lax.scan(day, state0, xs)
-    return carry_end, BacktestResult(**out)
+    (carry_end, port_end, risk_end, buf_end, cnt_end), out = jax.lax.scan(day, state0, xs)
+    return carry_end, BacktestResult(**out), BookState(port=port_end, risk=risk_end,
+                                                       returns=buf_end, count=cnt_end)
 
 
-@partial(jax.jit, static_argnames=("weights_fn", "risk_manager", "return_window"))
+@partial(jax.jit, static_argnames=("weights_fn", "risk_manager", "return_window",
+                                   "return_book"))
 def backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
              rebalance: jax.Array, *, risk_manager: bool = False,
-             return_window: int = 20) -> tuple[Any, BacktestResult]:
+             return_window: int = 20, book0: BookState | None = None,
+             return_book: bool = False) -> tuple:
     """Run one strategy over days t0 .. t0 + L - 1 (L = len(rebalance), static).
 
     Args:
@@ -154,22 +198,29 @@ def backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Arra
       rebalance: [L] bool rebalance days (day 0 is always forced True); see ``rebalance_mask``.
       risk_manager: scale the projection budget by ``risk.manager.exposure`` like the envs
         (drawdown gate, CVaR budget over the last ``return_window`` returns, event days).
+      book0: the starting book (None: all cash, ``cash_book``).
+      return_book: also return the book at the end of the window.
     Requires t0 + L <= T - 1 (the last decision needs returns[t + 1]); checked by
     ``run_backtest``.
-    Returns: (final carry, BacktestResult with [L] leaves).
+    Returns: (final carry, BacktestResult with [L] leaves) (+ the end BookState).
     """
-    return backtest_scan(weights_fn, carry0, params, jnp.asarray(t0, _I32), rebalance, risk_manager,
-                 return_window)
+    out = backtest_scan_book(weights_fn, carry0, params, jnp.asarray(t0, _I32), rebalance,
+                             risk_manager, return_window, book0)
+    return out if return_book else out[:2]
 
 
-@partial(jax.jit, static_argnames=("weights_fn", "risk_manager", "return_window"))
+@partial(jax.jit, static_argnames=("weights_fn", "risk_manager", "return_window",
+                                   "return_book"))
 def backtest_batch(weights_fn: WeightsFn, carries: Any, params: EnvParams, t0: jax.Array,
                    rebalance: jax.Array, *, risk_manager: bool = False,
-                   return_window: int = 20) -> tuple[Any, BacktestResult]:
-    """``backtest`` vmapped over the leading axis B of ``carries`` (e.g. seeds' keys)."""
-    f = lambda c: backtest_scan(weights_fn, c, params, jnp.asarray(t0, _I32),  # noqa: E731
-                                rebalance, risk_manager, return_window)
-    return jax.vmap(f)(carries)
+                   return_window: int = 20, book0: BookState | None = None,
+                   return_book: bool = False) -> tuple:
+    """``backtest`` vmapped over the leading axis B of ``carries`` (e.g. seeds' keys) and of
+    ``book0`` (each path its own starting book; None: every path from cash)."""
+    f = lambda c, b: backtest_scan_book(  # noqa: E731
+        weights_fn, c, params, jnp.asarray(t0, _I32), rebalance, risk_manager, return_window, b)
+    out = jax.vmap(f)(carries, book0)
+    return out if return_book else out[:2]
 
 
 # --------------------------------------------------------------------------- host helpers
@@ -231,20 +282,46 @@ def date_window(dates: np.ndarray, start: str | np.datetime64,
 
 
 # HOST ONLY
+def check_book(book: BookState, num_stocks: int, return_window: int, batch: int | None,
+               what: str = "book0") -> None:
+    """ConfigError (one line, naming ``what``) unless ``book`` is a book of ``num_stocks``
+    stocks and a [return_window] buffer, with a leading axis of ``batch`` paths when batched
+    (None: unbatched)."""
+    lead = () if batch is None else (int(batch),)
+    want = {"weights": (*lead, int(num_stocks)), "value": lead, "peak": lead,
+            "returns": (*lead, int(return_window)), "count": lead}
+    got = {"weights": np.shape(book.port.weights), "value": np.shape(book.port.value),
+           "peak": np.shape(book.port.peak), "returns": np.shape(book.returns),
+           "count": np.shape(book.count)}
+    bad = [f"{k} {got[k]} (expected {want[k]})" for k in want if tuple(got[k]) != want[k]]
+    if bad:
+        paths = "unbatched" if batch is None else f"{batch} path(s)"
+        raise ConfigError(f"{what}: the starting book does not fit this backtest ({num_stocks} "
+                          f"stocks, {paths}): {', '.join(bad)}; carry a book from a backtest "
+                          f"of the same market, strategy and seeds")
+
+
+# HOST ONLY
 def run_backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: int,
                  rebalance: np.ndarray, *, batched: bool = False, risk_manager: bool = False,
-                 return_window: int = 20) -> tuple[Any, BacktestResult]:
-    """Checked host entry point: validates the window, runs (batched) and returns host arrays."""
+                 return_window: int = 20, book0: BookState | None = None,
+                 return_book: bool = False) -> tuple:
+    """Checked host entry point: validates the window (and ``book0``), runs (batched) and
+    returns host arrays: (carry, result), plus the end book with ``return_book``."""
     length = int(np.asarray(rebalance).shape[0])
     t_total = int(params.returns.shape[0])
     if not (t0 >= 0 and length >= 1 and t0 + length <= t_total - 1):
         raise ConfigError(f"backtest window t0={t0}, length={length} must satisfy "
                           f"0 <= t0 and t0 + length <= T - 1 = {t_total - 1}")
+    if book0 is not None:
+        lead = jax.tree.leaves(carry0)
+        batch = int(np.shape(lead[0])[0]) if batched and lead else None
+        check_book(book0, params.num_stocks, return_window, batch)
     fn = backtest_batch if batched else backtest
-    carry, res = fn(weights_fn, carry0, params, jnp.asarray(t0, _I32),
-                    jnp.asarray(rebalance, bool), risk_manager=risk_manager,
-                    return_window=return_window)
-    return jax.device_get(carry), jax.device_get(res)
+    out = fn(weights_fn, carry0, params, jnp.asarray(t0, _I32), jnp.asarray(rebalance, bool),
+             risk_manager=risk_manager, return_window=return_window, book0=book0,
+             return_book=return_book)
+    return tuple(jax.device_get(x) for x in out)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import numpy as np
 import pytest
@@ -200,3 +202,141 @@ def test_replaying_recorded_targets_reproduces_the_run(tiny, weekly):
     _, free = run_backtest(ReplayTargets(), target, params, T0, weekly, risk_manager=False)
     assert np.min(free.exposure) == 1.0 and np.min(res.exposure) < 1.0
     assert not np.allclose(free.net_return, res.net_return)
+
+
+# --------------------------------------------------------------------------- carried books
+
+
+def _leaves_equal(a, b) -> None:
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_an_explicit_cash_book_is_the_default_start_exactly(tiny, weekly):
+    """book0 = cash_book(...) and the default start give bit-identical results (and asking
+    for the end book changes nothing), single and batched."""
+    from hrl_sarp_jax.evaluation.backtest import cash_book
+
+    *_, params = tiny
+    fn = bl.InverseVol()
+    cash = cash_book(params.num_stocks, params.initial_value, 20)
+    _, default = run_backtest(fn, (), params, T0, weekly, risk_manager=True)
+    _, explicit = run_backtest(fn, (), params, T0, weekly, risk_manager=True, book0=cash)
+    _, with_book, end = run_backtest(fn, (), params, T0, weekly, risk_manager=True,
+                                     return_book=True)
+    _leaves_equal(default, explicit)
+    _leaves_equal(default, with_book)
+    # the end book is the last day's book after its trade and drift
+    assert float(end.port.value) == float(default.value[-1])
+    assert int(end.count) == 20
+    np.testing.assert_array_equal(end.returns, default.net_return[-20:])
+    r = np.asarray(params.returns, np.float64)[T0 + LENGTH]
+    drifted = default.weights[-1] * (1 + r) / (1 + default.net_return[-1])
+    np.testing.assert_allclose(end.port.weights, drifted, rtol=2e-5, atol=1e-7)
+
+    keys = jax.vmap(jax.random.key)(np.arange(3, dtype=np.uint32))
+    books = jax.tree.map(lambda x: np.broadcast_to(x, (3, *np.shape(x))), cash)
+    _, d3 = run_backtest(bl.RandomDirichlet(), keys, params, T0, weekly, batched=True)
+    _, e3, end3 = run_backtest(bl.RandomDirichlet(), keys, params, T0, weekly, batched=True,
+                               book0=books, return_book=True)
+    _leaves_equal(d3, e3)
+    np.testing.assert_array_equal(end3.port.value, d3.value[:, -1])
+
+
+def test_carrying_the_book_across_a_split_is_the_unsplit_backtest(tiny):
+    """Daily inverse-vol with the risk manager over [T0, T0 + LENGTH) equals the same run
+    split in two windows, the second started from the first's end book: weights, value, peak,
+    the de-risk flag and the return buffer all carry over (float32, another program)."""
+    *_, params = tiny
+    fn, split = bl.InverseVol(), 150
+    _, whole = run_backtest(fn, (), params, T0, np.ones(LENGTH, bool), risk_manager=True)
+    _, first, book = run_backtest(fn, (), params, T0, np.ones(split, bool), risk_manager=True,
+                                  return_book=True)
+    _, second = run_backtest(fn, (), params, T0 + split, np.ones(LENGTH - split, bool),
+                             risk_manager=True, book0=book)
+    _, fresh = run_backtest(fn, (), params, T0 + split, np.ones(LENGTH - split, bool),
+                            risk_manager=True)
+    assert bool(book.risk.derisked)  # the split falls in a de-risked stretch
+    for key in ("net_return", "turnover", "cost_frac", "value", "drawdown", "exposure"):
+        joined = np.r_[getattr(first, key), getattr(second, key)]
+        np.testing.assert_allclose(joined, getattr(whole, key), rtol=1e-5, atol=1e-7,
+                                   err_msg=key)
+    np.testing.assert_allclose(np.r_[first.weights, second.weights], whole.weights, atol=1e-6)
+    # from cash the second window buys in again at full exposure: another path
+    assert fresh.turnover[0] > 0.4 and fresh.exposure[0] == 1.0 > second.exposure[0]
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """Target weights: all in stock ``stock`` (with ``rest`` in stock ``other``)."""
+
+    stock: int
+    other: int = 0
+    rest: float = 0.0
+
+    def __call__(self, carry, t, view):
+        w = np.zeros(view.params.num_stocks, np.float32)
+        w[self.other] += self.rest
+        w[self.stock] += 1.0 - self.rest
+        return carry, jax.numpy.asarray(w)
+
+
+def test_a_carried_single_stock_book_trades_only_the_difference(tiny):
+    """One stock held at 100% (caps lifted, no min cash, 5% no-trade band, small impact): after the
+    boundary the same target keeps the drifted book with no trade and no cost; a new target
+    (half in another stock) trades exactly carried -> target, checked against the NumPy
+    reference book started from the carried book; from cash the same target buys in."""
+    from hrl_sarp_jax.envs.params import make_env_params
+    from tests.evaluation.make_market import make_market, with_constraints
+
+    market, _, feats = make_market()
+    params = make_env_params(market, feats, with_constraints(
+        max_stock_weight=1.0, max_sector_weight=1.0, min_cash=0.0, max_positions=9))
+    # less impact: the buy-in's cost (~1%) leaves the drifted book inside the band
+    params = params.replace(cost=params.cost.replace(impact_coef=np.float32(0.01)))
+    j, k, split, rest = 0, 4, 100, 0.5
+    t1 = T0 + split
+    lock = np.asarray(params.circuit_lock)[t1]
+    assert lock[j] == 0 and lock[k] == 0
+    _, a, book = run_backtest(_Hold(j), (), params, T0, np.ones(split, bool), return_book=True)
+    assert a.turnover[0] == pytest.approx(0.5) and np.all(a.turnover[1:] == 0)
+    w = np.asarray(book.port.weights)
+    assert w[j] > 1.0 and np.all(np.delete(w, j) == 0)  # the buy-in's cost came out of cash
+
+    _, same = run_backtest(_Hold(j), (), params, t1, np.ones(30, bool), book0=book)
+    assert same.turnover[0] == 0 and same.cost_frac[0] == 0
+    np.testing.assert_array_equal(same.weights[0], w)           # holds the drifted book
+    r = np.asarray(params.returns, np.float64)[t1 + 1]
+    np.testing.assert_allclose(same.net_return[0], w[j] * r[j], rtol=1e-5)
+
+    _, switch = run_backtest(_Hold(k, j, rest), (), params, t1, np.ones(30, bool), book0=book)
+    _, cash = run_backtest(_Hold(k, j, rest), (), params, t1, np.ones(30, bool))
+    ref_book = ref.Book(params.num_stocks, float(book.port.value))
+    ref_book.w, ref_book.peak = w.astype(np.float64), float(book.port.peak)
+    target = np.zeros(params.num_stocks)
+    target[k], target[j] = 1.0 - rest, rest
+    row = ref_book.trade(target, r, lock, ref._np(params.adv_value[t1]),
+                         ref.scalars(params.cost))
+    np.testing.assert_allclose(switch.turnover[0], row["turnover"], rtol=1e-5)
+    np.testing.assert_allclose(switch.turnover[0], 0.5 * ((w[j] - rest) + (1 - rest)),
+                               rtol=1e-5)   # sell the excess of j, buy k: by hand
+    np.testing.assert_allclose(switch.cost_frac[0], row["cost_frac"], rtol=1e-3)
+    np.testing.assert_allclose(switch.net_return[0], row["net"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(switch.value[0], ref_book.value,
+                               rtol=1e-5)
+    # from cash: buy both legs (turnover 0.5), a different cost
+    assert cash.turnover[0] == pytest.approx(0.5) and cash.cost_frac[0] != switch.cost_frac[0]
+
+
+def test_a_book_of_the_wrong_shape_is_one_clear_error(tiny, weekly):
+    from hrl_sarp_jax.evaluation.backtest import cash_book
+
+    *_, params = tiny
+    small = cash_book(params.num_stocks - 1, params.initial_value, 20)
+    with pytest.raises(ConfigError, match=r"book0: the starting book does not fit") as err:
+        run_backtest(bl.EqualWeight(), (), params, T0, weekly, book0=small)
+    assert "weights (9,) (expected (10,))" in str(err.value) and "\n" not in str(err.value)
+    keys = jax.vmap(jax.random.key)(np.arange(2, dtype=np.uint32))
+    with pytest.raises(ConfigError, match=r"2 path\(s\).*value \(\) \(expected \(2,\)\)"):
+        run_backtest(bl.RandomDirichlet(), keys, params, T0, weekly, batched=True,
+                     book0=cash_book(params.num_stocks, params.initial_value, 20))
