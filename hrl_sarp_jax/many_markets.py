@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.checkpointing import Run
@@ -40,11 +41,12 @@ from hrl_sarp_jax.data.synthetic import (
 )
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.evaluation import attribution as ea
 from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation import markets as mk
 from hrl_sarp_jax.evaluation import metrics as em
 from hrl_sarp_jax.evaluation.agent import EnsembleStrategy, HierarchicalStrategy, regime_calls
-from hrl_sarp_jax.evaluation.backtest import date_window, rebalance_mask
+from hrl_sarp_jax.evaluation.backtest import ReplayTargets, date_window, rebalance_mask
 from hrl_sarp_jax.evaluation.flat_policy import SCHEDULE as FLAT_SCHEDULE
 from hrl_sarp_jax.evaluation.flat_policy import FlatPolicyFn, load_flat_policy
 from hrl_sarp_jax.evaluation.markets_report import write_markets_report
@@ -148,12 +150,27 @@ def _record_of(name: str, metrics: dict[str, np.ndarray], c: int, seeded: bool) 
     return rec
 
 
+def _mean_or_none(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
 def _regime_record(carry: Any, realised: np.ndarray, c: int) -> dict:
     """The agent's regime calls in force each day vs the realised regime, per seed."""
     calls = regime_calls(jax.tree.map(lambda x: np.asarray(x)[c], carry))  # [K, L]
     ok = realised >= 0
     acc = [float(np.mean(k[ok] == realised[ok])) if ok.any() else None for k in calls]
     return {"accuracy": acc, "days": int(ok.sum())}
+
+
+def _attribution_record(res: Any, norisk: Any, params: Any, c: int) -> dict:
+    """The agent's attribution by decision level in market c (mean over its seeds)."""
+    pick = lambda tree, k: jax.tree.map(lambda x: np.asarray(x)[c, k], tree)  # noqa: E731
+    blocks = [ea.backtest_attribution(
+        pick(res, k), params.returns, params.tradable, np.asarray(params.stock_sector),
+        params.num_sectors, res_norisk=None if norisk is None else pick(norisk, k))
+        for k in range(np.shape(res.net_return)[1])]
+    return ea.mean_attribution(blocks)
 
 
 # HOST ONLY
@@ -257,6 +274,13 @@ def evaluate_markets(
         "verdict": mk.verdicts(paired["pairs"], AGENT),
         "verdict_ensemble": mk.verdicts(paired_ens["pairs"], ENSEMBLE),
         "summary": summary,
+        "attribution": {
+            "strategy": AGENT, "over": "mean over markets of each market's mean over seeds",
+            **{k: v for k, v in ea.mean_attribution([r["attribution"] for r in records]
+                                                    ).items() if k != "n"}},
+        "regime_call": {"accuracy_mean": _mean_or_none(
+            [a for r in records for a in r["regime"]["accuracy"]]),
+            "labels": "latent regime of each return day vs the call in force"},
         "strategies": {s.name: {"kind": s.kind, "schedule": str(s.schedule),
                                 "description": s.description} for s in strategies},
         "depends_on": {
@@ -307,6 +331,14 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
     results = mk.run_chunk(strategies, params, t0, length, rebalance,
                            risk_manager=risk_manager, return_window=cfg.env.return_window)
     metrics = {name: mk.result_metrics(res) for name, (_, res) in results.items()}
+    agent_res = results[AGENT][1]
+    norisk = None
+    if risk_manager:  # the agent's raw targets replayed without the risk manager (open loop)
+        stacked, axes = mk.stack_params(params)
+        _, norisk = jax.device_get(mk.backtest_markets(
+            ReplayTargets(), agent_res.target, stacked, jnp.asarray(t0, jnp.int32),
+            jnp.ones(length, bool), axes=axes, seeded=True, carry_axis=0,
+            risk_manager=False, return_window=cfg.env.return_window))
     out = []
     for c, seed in enumerate(seeds):
         rec: dict[str, Any] = {"seed": int(seed), "strategies": {}}
@@ -321,5 +353,6 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
             "gross_sharpe": em.return_metrics(idx["gross_return"])["sharpe"]}
         realised, _ = em.realised_regimes(ret_days, latent[c], None, np.zeros(1, bool))
         rec["regime"] = _regime_record(results[AGENT][0], realised, c)
+        rec["attribution"] = _attribution_record(agent_res, norisk, params[c], c)
         out.append(rec)
     return out

@@ -30,8 +30,13 @@ from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import ConfigError, DataError
-from hrl_sarp_jax.evaluation.agent import decision_records, regime_calls, run_agent
-from hrl_sarp_jax.evaluation.evaluate import add_strategy, evaluate_baselines
+from hrl_sarp_jax.evaluation.agent import (
+    decision_records,
+    regime_call_scores,
+    regime_calls,
+    run_agent,
+)
+from hrl_sarp_jax.evaluation.evaluate import add_strategy, evaluate_baselines, strategy_attribution
 from hrl_sarp_jax.evaluation.flat_policy import flat_daily_returns
 from hrl_sarp_jax.evaluation.report import write_report
 from hrl_sarp_jax.features.featureset import FeatureSet
@@ -171,6 +176,11 @@ def evaluate_run(
         cost_frac=np.asarray(res.cost_frac, np.float64),
         costs={c: np.asarray(v, np.float64) for c, v in res.costs.items()},
         regime_calls=regime_calls(carry), seed=int(cfg.seed))
+    agent = payload["strategies"][AGENT]
+    agent["attribution"] = strategy_attribution(
+        res, params, t0, np.ones(length, bool), batched=True, risk_manager=risk_manager,
+        return_window=cfg.env.return_window)
+    agent["regime_call"] = regime_call_scores(carry, np.asarray(params.regime_label))
     payload["settings"] = {**payload["settings"], "split": label,
                            "policy": {"run": run.name, "seeds": policy.seeds,
                                       **{k: str(v) for k, v in policy.source.items()}}}

@@ -136,6 +136,23 @@ def test_evaluate_writes_the_report_of_the_trained_policy(trained, smoke_market,
                for x in micro)
     for name in ("report.md", "report.html", "plots/equity.png"):
         assert (report / name).is_file()
+    # attribution by decision level: the layers add up to the net excess over the
+    # equal-weight benchmark; net Sharpe is the seed's own
+    for name in ("hrl_sarp", "equal_weight", "sector_momentum"):
+        a = doc["strategies"][name]["attribution"]
+        parts = sum(a[k] for k in ("allocation", "selection", "interaction", "residual",
+                                   "costs"))
+        np.testing.assert_allclose(parts, a["total_excess_net"], atol=1e-9)
+        assert a["costs"] < 0 and abs(a["residual"]) < 1e-4 and a["risk_manager"] is not None
+        tov = a["turnover_by_source"]
+        np.testing.assert_allclose(sum(tov[k] for k in ("exposure", "macro", "support",
+                                                         "micro")), tov["total"], rtol=1e-9)
+    np.testing.assert_allclose(doc["strategies"]["hrl_sarp"]["attribution"]["sharpe_net"],
+                               sharpe, rtol=1e-4)
+    rc = doc["strategies"]["hrl_sarp"]["regime_call"]
+    assert rc["calls"] == int(ref["macro_step"].sum()) and 0 <= rc["accuracy"] <= 1
+    md = (report / "report.md").read_text()
+    assert "## Attribution by decision level" in md and "## Turnover by source" in md
 
 
 def test_evaluate_bad_input_is_one_clear_line(trained, smoke_market, capsys):
@@ -212,6 +229,11 @@ def test_one_generated_market_agrees_with_evaluating_its_folder(trained, smoke_m
     assert set(doc["paired"]) == set(rec) - {"hrl_sarp"}
     for name in ("metrics.json", "report.md", "report.html", "plots/delta_sharpe.png"):
         assert (tmp_path / "many" / name).is_file()
+    # the agent's attribution in the market = the single-market report's (mean over seeds)
+    one = payload["strategies"]["hrl_sarp"]["attribution"]
+    many = doc["markets"][0]["attribution"]
+    for key in ("allocation", "selection", "costs", "risk_manager", "total_excess_net"):
+        np.testing.assert_allclose(many[key], one[key], atol=2e-3)
 
 
 def em_sharpe(r) -> float:

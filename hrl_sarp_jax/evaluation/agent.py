@@ -39,7 +39,7 @@ from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import ConfigError
-from hrl_sarp_jax.evaluation.backtest import BacktestResult, DayView, run_backtest
+from hrl_sarp_jax.evaluation.backtest import BacktestResult, BookState, DayView, run_backtest
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs_from_views
 from hrl_sarp_jax.networks.macro import MacroActor
@@ -168,15 +168,20 @@ def _leading(tree: Params, name: str) -> int:
 # HOST ONLY
 def run_agent(networks: NetworkConfig, macro_params: Params, micro_params: Params,
               params: EnvParams, t0: int, length: int, *, risk_manager: bool = True,
-              return_window: int = 20) -> tuple[AgentCarry, BacktestResult]:
+              return_window: int = 20, book0: BookState | None = None,
+              return_book: bool = False) -> tuple:
     """Backtest the policy of K seeds (params stacked [K]) over decision days
     t0 .. t0 + length - 1, trading every day (the Micro agent's schedule). ``risk_manager``
     scales each day's budget by the envs' risk manager (the HierarchicalEnv always does).
-    Returns host arrays: (carry with [K, L] logs, BacktestResult with [K, L] leaves)."""
+    ``book0``: each seed's starting book (leading [K]; None: cash), e.g. the book its seed
+    ended the previous walk-forward fold with; the Macro decides on day 0 either way.
+    Returns host arrays: (carry with [K, L] logs, BacktestResult with [K, L] leaves), plus
+    the end books [K] with ``return_book``."""
     strategy = HierarchicalStrategy(networks)
     carries = strategy.init_carries(macro_params, micro_params, params, t0, length)
     return run_backtest(strategy, carries, params, t0, np.ones(length, bool), batched=True,
-                        risk_manager=risk_manager, return_window=return_window)
+                        risk_manager=risk_manager, return_window=return_window, book0=book0,
+                        return_book=return_book)
 
 
 def regime_calls(carry: AgentCarry) -> np.ndarray:
@@ -184,6 +189,29 @@ def regime_calls(carry: AgentCarry) -> np.ndarray:
     1 Bear, 2 Sideways)."""
     goals = np.asarray(carry.goals)
     return np.argmax(goals[..., goals.shape[-1] - NUM_REGIMES:], axis=-1)
+
+
+def regime_call_scores(carry: AgentCarry, regime_label: np.ndarray) -> dict:
+    """The Macro's regime calls on its decision days against the realised regime after each
+    (``regime_label[t]``, the label Phase 1 learns), per seed of a batched carry
+    (``evaluation.attribution.regime_scores``: accuracy, balanced accuracy, Brier), and their
+    mean over seeds."""
+    from hrl_sarp_jax.evaluation.attribution import regime_scores
+
+    steps = np.asarray(carry.macro_step, bool)
+    probs = np.asarray(carry.regime_probs, np.float64)
+    t0 = np.asarray(carry.t0).reshape(-1)
+    per_seed = []
+    for k in range(steps.shape[0]):
+        days = int(t0[k]) + np.flatnonzero(steps[k])
+        p = probs[k][steps[k]]
+        p = p / p.sum(-1, keepdims=True)
+        per_seed.append(regime_scores(np.argmax(p, -1), np.asarray(regime_label)[days], p))
+    mean = {m: (float(np.mean([x[m] for x in per_seed])) if all(
+        x[m] is not None for x in per_seed) else None)
+            for m in ("accuracy", "balanced_accuracy", "brier")}
+    return {**mean, "calls": int(steps[0].sum()), "per_seed": per_seed,
+            "labels": "realised regime after each decision (features.regime_label)"}
 
 
 # HOST ONLY

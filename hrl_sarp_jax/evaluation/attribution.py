@@ -435,3 +435,54 @@ def regime_scores(calls, labels, probs=None, num_classes: int = 3) -> dict:
         onehot = np.eye(num_classes)[y]
         out["brier"] = float(np.mean(np.sum((p[keep] - onehot) ** 2, axis=1)))
     return out
+
+
+# ---------------------------------------------------------------------------- from a backtest
+
+def backtest_attribution(res, returns, tradable, stock_sector, num_sectors: int, *,
+                         res_norisk=None, periods: int = PERIODS) -> dict:
+    """The report's attribution block of one backtest path (``evaluation.backtest``'s
+    BacktestResult with [L] leaves, host arrays): ``decision_attribution`` of its executed
+    book (decision day t earns ``returns[t + 1]``, the benchmark's universe is
+    ``tradable[t]``), the risk-manager effect when ``res_norisk`` (the same raw targets
+    replayed without the risk manager, open loop: ``ReplayTargets``) is given, the turnover by
+    source without day 0 (the first buy from cash), and gross vs net Sharpe.
+    returns / tradable [T, N] and stock_sector [N] are the market's (EnvParams)."""
+    from hrl_sarp_jax.finance import metrics as fm
+
+    t = np.asarray(res.t, np.int64)
+    r = np.asarray(returns, np.float64)[t + 1]
+    active = np.asarray(tradable, bool)[t]
+    out = decision_attribution(
+        np.asarray(res.weights, np.float64), r, stock_sector, active,
+        np.asarray(res.gross_return, np.float64), np.asarray(res.net_return, np.float64),
+        w_norisk=None if res_norisk is None else np.asarray(res_norisk.weights, np.float64),
+        net_norisk=None if res_norisk is None else np.asarray(res_norisk.net_return,
+                                                               np.float64),
+        num_sectors=num_sectors)
+    out["turnover_by_source"] = (
+        turnover_by_source(np.asarray(res.drifted, np.float64)[1:],
+                           np.asarray(res.weights, np.float64)[1:], stock_sector,
+                           num_sectors=num_sectors, periods=periods)
+        if t.size > 1 else None)
+    out["sharpe_gross"] = float(fm.sharpe(np.asarray(res.gross_return, np.float32), periods))
+    out["sharpe_net"] = float(fm.sharpe(np.asarray(res.net_return, np.float32), periods))
+    return out
+
+
+ATTRIBUTION_KEYS = ("allocation", "selection", "interaction", "costs", "risk_manager",
+                    "residual", "total_excess_net", "sharpe_gross", "sharpe_net")
+
+
+def mean_attribution(blocks: list[dict]) -> dict:
+    """The mean over seeds (or markets) of the headline numbers of ``backtest_attribution``
+    blocks, the turnover by source averaged the same way; ``n`` blocks."""
+    out: dict = {"n": len(blocks), "rule": blocks[0]["rule"]}
+    for k in ATTRIBUTION_KEYS:
+        vals = [b[k] for b in blocks if b.get(k) is not None]
+        out[k] = float(np.mean(vals)) if vals else None
+    tov = [b["turnover_by_source"] for b in blocks if b.get("turnover_by_source")]
+    out["turnover_by_source"] = None if not tov else {
+        "rule": tov[0]["rule"],
+        **{k: float(np.mean([x[k] for x in tov])) for k in (*TURNOVER_SOURCES, "total")}}
+    return out

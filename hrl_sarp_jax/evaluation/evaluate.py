@@ -32,11 +32,18 @@ from hrl_sarp_jax.config import Config, to_dict
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.evaluation import attribution as ea
+from hrl_sarp_jax.evaluation import backtest as bt
 from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation import metrics as em
 from hrl_sarp_jax.evaluation import stats as st
 from hrl_sarp_jax.evaluation import stress as sx
-from hrl_sarp_jax.evaluation.backtest import date_window, rebalance_mask, run_backtest
+from hrl_sarp_jax.evaluation.backtest import (
+    ReplayTargets,
+    date_window,
+    rebalance_mask,
+    run_backtest,
+)
 from hrl_sarp_jax.features.featureset import FeatureSet
 
 BENCHMARK = "index_buy_hold"
@@ -66,6 +73,28 @@ def _metrics_of(series: Mapping, bench: np.ndarray | None, regimes: np.ndarray |
                                regimes=regimes, rf_annual=rf)
 
 
+def _index_carried(s: Mapping, book: Any) -> dict:
+    """``baselines.index_buy_hold``'s series over a window the index position is carried
+    into (``book.port``: value and peak at its start): no entry buy, so net = gross, no cost,
+    no turnover; value and drawdown continue the carried path."""
+    net = np.asarray(s["gross_return"], np.float64)
+    zero = np.zeros_like(net)
+    value = float(np.asarray(book.port.value)) * np.cumprod(1.0 + net)
+    peak = np.maximum.accumulate(np.r_[float(np.asarray(book.port.peak)), value])[1:]
+    return {**s, "net_return": net, "cost_frac": zero, "turnover": zero.copy(),
+            "costs": {k: zero.copy() for k in s["costs"]}, "value": value,
+            "drawdown": 1.0 - value / peak}
+
+
+def _index_end_book(s: Mapping, return_window: int) -> Any:
+    """The index position at the end of the window: a ``backtest.BookState`` of one asset
+    (weights [1] = 1, all in the index) with the path's last value and its peak."""
+    value, dd = float(s["value"][-1]), float(s["drawdown"][-1])
+    book = bt.cash_book(1, value, return_window)
+    return jax.device_get(book.replace(port=book.port.replace(
+        weights=np.ones(1, np.float32), peak=np.float32(value / (1.0 - dd)))))
+
+
 def evaluate_baselines(
     market: MarketArrays,
     meta: MarketMeta,
@@ -83,6 +112,8 @@ def evaluate_baselines(
     bootstrap_num: int = 2000,
     bootstrap_block: float = 5.0,
     historical: bool = True,
+    start_books: Mapping[str, Any] | None = None,
+    return_books: bool = False,
 ) -> dict:
     """Run every baseline over ``split`` (default: cfg.data.test_start .. the last day) and
     return the report payload (module docstring).
@@ -96,6 +127,12 @@ def evaluate_baselines(
       include: baseline names to run (default all except ``flat_rl``).
       risk_manager: apply the envs' risk manager exposure to every strategy.
       stress_limit: drawdown limit of the stress tests (default cfg.env.risk.derisk_drawdown).
+      start_books: strategy name -> ``backtest.BookState`` to start from instead of cash (a
+        walk-forward fold carries the previous fold's end books; ``random``'s has a leading
+        seed axis; the index's is one asset, its value and peak: no entry buy). Names left
+        out start from cash; the window is then marked ``window.start_book = 'carried'``.
+      return_books: add ``end_books``: strategy name -> its book at the end of the window
+        (host arrays), the next window's ``start_books``.
     """
     dates = np.asarray(meta.dates).astype("datetime64[D]")
     start, end = split if split is not None else (cfg.data.test_start, str(dates[-1]))
@@ -108,6 +145,11 @@ def evaluate_baselines(
                                                        if s.kind != "requires_training"]
     for n in names:
         bl.get_baseline(n)
+    books0 = dict(start_books or {})
+    if sorted(set(books0) - set(names)):
+        raise ConfigError(f"start_books: {sorted(set(books0) - set(names))} are not among the "
+                          f"strategies evaluated {names}; pass books of those only")
+    end_books: dict[str, Any] = {}
     params = make_env_params(market, feats, cfg.env)
     week_end = np.asarray(market.week_end, bool)
     ret_days = np.arange(t0 + 1, t0 + 1 + length)
@@ -143,12 +185,17 @@ def evaluate_baselines(
         fn = spec.make()
         return fn, fn.init_carry(), False, sched
 
-    def run_window(name: str, w0: int, wl: int):
+    def run_window(name: str, w0: int, wl: int, book0: Any = None, keep: bool = False):
+        """(result, batched, schedule); from ``book0`` (None: cash); with ``keep`` the end
+        book goes to ``end_books[name]``."""
         fn, carry, batched, sched = strategy_run(name)
         reb = rebalance_mask(sched, w0, wl, week_end, dates)
-        _, res = run_backtest(fn, carry, params, w0, reb, batched=batched,
-                              risk_manager=risk_manager, return_window=cfg.env.return_window)
-        return res, batched, sched
+        out = run_backtest(fn, carry, params, w0, reb, batched=batched,
+                           risk_manager=risk_manager, return_window=cfg.env.return_window,
+                           book0=book0, return_book=keep)
+        if keep:
+            end_books[name] = out[2]
+        return out[1], batched, sched
 
     strategies: dict[str, dict] = {}
     oracle = None
@@ -156,6 +203,10 @@ def evaluate_baselines(
         spec = bl.BASELINES[name]
         if spec.kind == "index":
             s = bl.index_buy_hold(params, t0, length)
+            if name in books0:
+                s = _index_carried(s, books0[name])
+            if return_books:
+                end_books[name] = _index_end_book(s, cfg.env.return_window)
             series = {k: s[k] for k in ("costs", "turnover", "value", "drawdown", "cost_frac")}
             series.update(net=s["net_return"], gross=s["gross_return"], sector_weights=None)
             entry = {"description": spec.description, "kind": spec.kind, "schedule": "none",
@@ -164,10 +215,14 @@ def evaluate_baselines(
             continue
         if spec.kind == "oracle" and drift is None:
             continue
-        res, batched, sched = run_window(name, t0, length)
+        res, batched, sched = run_window(name, t0, length, books0.get(name), return_books)
         series = _series(res, seed_axis=batched)
         entry = {"description": spec.description, "kind": spec.kind, "schedule": str(sched),
-                 "upper_bound": spec.upper_bound, "series": series}
+                 "upper_bound": spec.upper_bound, "series": series,
+                 "attribution": strategy_attribution(
+                     res, params, t0, rebalance_mask(sched, t0, length, week_end, dates),
+                     batched=batched, risk_manager=risk_manager,
+                     return_window=cfg.env.return_window)}
         if batched:
             per_seed = []
             for k in range(len(seeds)):
@@ -216,6 +271,10 @@ def evaluate_baselines(
             "flat_rl": bl.BASELINES["flat_rl"].description,
             "hrl_sarp": "the hierarchical agent: add with evaluation.evaluate.add_strategy"},
     }
+    if books0:
+        payload["window"]["start_book"] = "carried"
+    if return_books:
+        payload["end_books"] = end_books
     payload["tests"] = {"vs_benchmark": benchmark_tests(payload)} if payload["benchmark"] else {}
 
     # stress: sector shocks on each strategy's mean executed sector allocation
@@ -245,6 +304,29 @@ def evaluate_baselines(
     payload["stress"] = {"limit": limit, "sector_shocks": shocks, "historical": hist,
                          "allocation": "mean executed sector weights over the window"}
     return payload
+
+
+def strategy_attribution(res: Any, params: Any, t0: int, rebalance: np.ndarray, *,
+                         batched: bool, risk_manager: bool, return_window: int) -> dict:
+    """Attribution by decision level of a strategy's backtest (``evaluation.attribution.
+    backtest_attribution``), per path; with the risk manager on, its effect is measured by
+    replaying the same raw targets without it (open loop, ``ReplayTargets``). Batched
+    results [K, L] give the mean over paths plus each path's block under ``per_seed``."""
+    norisk = None
+    if risk_manager:
+        _, norisk = run_backtest(ReplayTargets(), res.target, params, t0, rebalance,
+                                 batched=batched, risk_manager=False,
+                                 return_window=return_window)
+    paths = range(np.shape(res.net_return)[0]) if batched else [None]
+    pick = (lambda tree, k: jax.tree.map(lambda x: np.asarray(x)[k], tree)) if batched else (
+        lambda tree, _k: tree)
+    blocks = [ea.backtest_attribution(
+        pick(res, k), params.returns, params.tradable, np.asarray(params.stock_sector),
+        params.num_sectors, res_norisk=None if norisk is None else pick(norisk, k))
+        for k in paths]
+    if not batched:
+        return blocks[0]
+    return {**ea.mean_attribution(blocks), "per_seed": blocks}
 
 
 def benchmark_tests(payload: dict, *, seed: int = 0) -> dict:

@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from hrl_sarp_jax.evaluation.markets import per_market_sharpe
-from hrl_sarp_jax.evaluation.report import html_table, md_table, png_bytes
+from hrl_sarp_jax.evaluation.report import (
+    ATTRIBUTION_HEADER,
+    ATTRIBUTION_NOTE,
+    TURNOVER_HEADER,
+    html_table,
+    md_table,
+    png_bytes,
+)
 from hrl_sarp_jax.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 PAIRED_HEADER = ["vs", "mean ΔSharpe", "sd", "95% interval", "ahead in", "p"]
@@ -46,6 +53,20 @@ def summary_rows(doc: dict) -> list[list[str]]:
                      _f(s["gross_sharpe"]["mean"]), _f(s["turnover"]["mean"], ".1f"),
                      _f(s["cost_drag"]["mean"], ".2%"), _f(s["max_drawdown"]["mean"], ".1%")])
     return rows
+
+
+def attribution_tables(doc: dict) -> tuple[list[list[str]], list[list[str]]]:
+    """The agent's attribution and turnover by source, mean over markets (one row each)."""
+    a = doc.get("attribution")
+    if not a:
+        return [], []
+    att = [[doc["agent"], *(_f(a.get(k), "+.2%") for k in (
+        "allocation", "selection", "interaction", "costs", "risk_manager", "residual",
+        "total_excess_net")), _f(a.get("sharpe_gross"), ".2f"), _f(a.get("sharpe_net"), ".2f")]]
+    t = a.get("turnover_by_source")
+    tov = [[doc["agent"], *(_f(t.get(k), ".2f") for k in (
+        "exposure", "macro", "support", "micro", "total"))]] if t else []
+    return att, tov
 
 
 def delta_plot(doc: dict) -> bytes:
@@ -106,6 +127,10 @@ def render_markdown(doc: dict, plot_file: str) -> str:
               md_table(PAIRED_HEADER, paired_rows(doc["paired_ensemble"])), "",
               "## Per strategy over markets (net of costs unless gross)", "",
               md_table(SUMMARY_HEADER, summary_rows(doc)), "",
+              "## Attribution by decision level (mean over markets)", "", ATTRIBUTION_NOTE, "",
+              md_table(ATTRIBUTION_HEADER, attribution_tables(doc)[0]), "",
+              "## Turnover by source (one-way, per year, mean over markets)", "",
+              md_table(TURNOVER_HEADER, attribution_tables(doc)[1]), "",
               f"## Per-market ΔSharpe against the best classical baseline "
               f"({doc['best_classical']})", "", f"![delta_sharpe]({plot_file})", ""]
     return "\n".join(parts)
@@ -128,6 +153,11 @@ def render_html(doc: dict, plot: bytes) -> str:
               "<h2>Seed ensemble minus each strategy</h2>",
               html_table(PAIRED_HEADER, paired_rows(doc["paired_ensemble"])),
               "<h2>Per strategy over markets</h2>", html_table(SUMMARY_HEADER, summary_rows(doc)),
+              "<h2>Attribution by decision level (mean over markets)</h2>",
+              f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>",
+              html_table(ATTRIBUTION_HEADER, attribution_tables(doc)[0]),
+              "<h2>Turnover by source (one-way, per year, mean over markets)</h2>",
+              html_table(TURNOVER_HEADER, attribution_tables(doc)[1]),
               f"<h2>Per-market ΔSharpe against {html.escape(doc['best_classical'])}</h2>",
               f"<img id='plot-delta_sharpe' alt='delta_sharpe' src='data:image/png;base64,{b64}'>",
               "</body></html>"]

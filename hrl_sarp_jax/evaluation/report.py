@@ -153,6 +153,9 @@ def metrics_json(payload: dict) -> dict:
             d["seed_dispersion"] = e["seeds"]
         if e.get("note"):
             d["note"] = e["note"]
+        for key in ("attribution", "regime_call"):
+            if e.get(key) is not None:
+                d[key] = e[key]
         return d
 
     return {
@@ -371,6 +374,52 @@ TEST_HEADER = ["vs", "ΔSharpe", "bootstrap 95% CI", "p boot", "p Holm", "JK-M z
                "p sign", "p seeds (t)"]
 
 
+ATTRIBUTION_HEADER = ["strategy", "allocation (Macro)", "selection (Micro)", "interaction",
+                      "costs", "risk manager", "residual", "excess net", "Sharpe gross",
+                      "Sharpe net"]
+TURNOVER_HEADER = ["strategy", "exposure", "macro (sectors)", "support (names)",
+                   "micro (within sector)", "total /yr"]
+
+
+def attribution_rows(payload: dict) -> tuple[list[list[str]], list[list[str]], str | None]:
+    """(attribution rows, turnover-by-source rows, the rule) of every strategy that has an
+    ``attribution`` block (evaluation.attribution), agent first."""
+    rows, tov, rule = [], [], None
+    for name, e in _all_entries(payload):
+        a = e.get("attribution")
+        if not a:
+            continue
+        rule = a.get("rule", rule)
+        rows.append([name, *(_fmt(a.get(k), "{:+.2%}") for k in (
+            "allocation", "selection", "interaction", "costs", "risk_manager", "residual",
+            "total_excess_net")), _fmt(a.get("sharpe_gross"), "{:.2f}"),
+            _fmt(a.get("sharpe_net"), "{:.2f}")])
+        t = a.get("turnover_by_source")
+        if t:
+            tov.append([name, *(_fmt(t.get(k), "{:.2f}") for k in (
+                "exposure", "macro", "support", "micro", "total"))])
+    return rows, tov, rule
+
+
+def _regime_line(payload: dict) -> str | None:
+    for name, e in _all_entries(payload):
+        rc = e.get("regime_call")
+        if rc and rc.get("accuracy") is not None:
+            brier = "-" if rc.get("brier") is None else f"{rc['brier']:.3f}"
+            return (f"Regime call of {name} ({rc['calls']} Macro decisions per seed, against "
+                    f"the realised regime after each): accuracy {rc['accuracy']:.2f}, balanced "
+                    f"accuracy {rc['balanced_accuracy']:.2f} (chance 0.33), Brier {brier} "
+                    f"(uniform 0.667).")
+    return None
+
+
+ATTRIBUTION_NOTE = ("Window returns over the equal-weight benchmark (equal sectors, equal "
+                    "within), linked geometrically (Carino); allocation + selection + "
+                    "interaction + residual + costs = excess net. The risk-manager effect is "
+                    "net minus the same targets replayed without the risk manager (open loop), "
+                    "beside the sum. Turnover by source excludes the first buy from cash.")
+
+
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -429,6 +478,14 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
     if payload.get("requires_trained_run"):
         parts += ["Not included (require a trained run): "
                   + ", ".join(f"`{k}`" for k in payload["requires_trained_run"]) + ".", ""]
+    att, tov, _rule = attribution_rows(payload)
+    if att:
+        parts += ["## Attribution by decision level", "", ATTRIBUTION_NOTE, "",
+                  md_table(ATTRIBUTION_HEADER, att), "", "## Turnover by source (one-way, per "
+                  "year)", "", md_table(TURNOVER_HEADER, tov), ""]
+    line = _regime_line(payload)
+    if line:
+        parts += [line, ""]
     for section, rows in _test_rows(payload):
         parts += [f"## Sharpe-difference tests: {section}", "",
                   "Stationary block bootstrap (Politis-Romano) CI, Jobson-Korkie with Memmel's "
@@ -474,6 +531,15 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
                                              for n in v["diagnostics"]] + ["</ul>"]
     if payload.get("oracle"):
         parts.append("<p>The oracle is an UPPER BOUND (knows the next day's latent regime).</p>")
+    att, tov, _rule = attribution_rows(payload)
+    if att:
+        parts += ["<h2>Attribution by decision level</h2>",
+                  f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>", html_table(ATTRIBUTION_HEADER, att),
+                  "<h2>Turnover by source (one-way, per year)</h2>", html_table(TURNOVER_HEADER,
+                                                                                  tov)]
+    line = _regime_line(payload)
+    if line:
+        parts.append(f"<p>{html.escape(line)}</p>")
     for section, rows in _test_rows(payload):
         parts += [f"<h2>Sharpe-difference tests: {html.escape(section)}</h2>",
                   html_table(TEST_HEADER, rows)]
