@@ -38,6 +38,7 @@ from hrl_sarp_jax.evaluation.agent import (
 )
 from hrl_sarp_jax.evaluation.evaluate import add_strategy, evaluate_baselines, strategy_attribution
 from hrl_sarp_jax.evaluation.flat_policy import flat_daily_returns
+from hrl_sarp_jax.evaluation.overfitting import deflated_sharpe
 from hrl_sarp_jax.evaluation.report import write_report
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training.policy import load_policy
@@ -104,6 +105,28 @@ def _table(payload: dict) -> list[tuple[str, float | None, float | None, float |
     return rows
 
 
+def selection_trials(run: Run) -> dict[str, Any]:
+    """How many configurations chose this run's policy on validation: every validation
+    evaluation a phase made to pick its best checkpoint (distinct (phase, step) rows with
+    validation metrics in metrics.jsonl) plus the settings of a sweep the run holds
+    (``sweep/ranking.json`` trials); 1 when none. {"trials", "by_phase", "sweep"}."""
+    steps: dict[str, set] = {}
+    for row in run.read_metrics():
+        if any(str(k).startswith("val_") for k in row):
+            steps.setdefault(str(row.get("phase")), set()).add(row.get("step"))
+    by_phase = {k: len(v) for k, v in sorted(steps.items())}
+    sweep = 0
+    ranking = run.root / "sweep" / "ranking.json"
+    if ranking.is_file():
+        try:
+            doc = json.loads(ranking.read_text())
+            sweep = int(doc.get("trials", 0)) if isinstance(doc, dict) else 0
+        except (OSError, ValueError):
+            sweep = 0
+    return {"trials": max(1, sum(by_phase.values()) + sweep), "by_phase": by_phase,
+            "sweep": sweep}
+
+
 # HOST ONLY
 def evaluate_run(
     run: Run,
@@ -122,6 +145,8 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
     return_payload: bool = False,
+    start_books: dict[str, Any] | None = None,
+    return_books: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the run's trained policy on ``split`` and write its report (module docstring).
 
@@ -136,8 +161,12 @@ def evaluate_run(
       include / bootstrap_num / historical: passed to ``evaluate_baselines``.
       out_dir: report folder (default ``<run>/report``).
       return_payload: also return the report payload (per-day series) as ``"payload"``.
+      start_books: strategy name (baselines, ``flat_rl``, ``hrl_sarp``, ``oracle``) ->
+        ``evaluation.backtest.BookState`` to start from instead of cash (leading [K] for
+        the seeded ones): a walk-forward fold passes the previous fold's ``"books"``.
+      return_books: also return every strategy's end book as ``"books"``.
     Returns {"report_dir", "files", "decisions", "table": [(strategy, sharpe, cagr,
-    max_drawdown)], "window", "split", "policy", "seeds"} (+ "payload").
+    max_drawdown)], "window", "split", "policy", "seeds"} (+ "payload", "books").
     """
     say = log or (lambda _msg: None)
     label, start, end = resolve_split(split, cfg, meta)
@@ -148,17 +177,24 @@ def evaluate_run(
     payload = evaluate_baselines(
         market, meta, feats, cfg, split=(start, end), seeds=seeds_for_random,
         sector_drift=synthetic_drift(market_dir), include=include, risk_manager=risk_manager,
-        bootstrap_num=bootstrap_num, historical=historical)
+        bootstrap_num=bootstrap_num, historical=historical,
+        start_books={k: v for k, v in (start_books or {}).items() if k not in (AGENT, FLAT)},
+        return_books=return_books)
+    books = payload.pop("end_books", {})
     t0, length = int(payload["window"]["t0"]), int(payload["window"]["days"])
     say(f"agent: {policy.seeds} seed(s) over {length} days ...")
     params = make_env_params(market, feats, cfg.env)
-    carry, res = run_agent(cfg.networks, policy.macro_actor, policy.micro_actor, params, t0,
-                           length, risk_manager=risk_manager,
-                           return_window=cfg.env.return_window)
+    carry, res, *agent_book = run_agent(
+        cfg.networks, policy.macro_actor, policy.micro_actor, params, t0, length,
+        risk_manager=risk_manager, return_window=cfg.env.return_window,
+        book0=(start_books or {}).get(AGENT), return_book=return_books)
+    books.update({AGENT: agent_book[0]} if return_books else {})
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         say("flat RL baseline: the run's trained flat PPO agent over the same window ...")
         flat = flat_daily_returns(run, cfg, market, meta, feats, t0, length,
-                                  risk_manager=risk_manager)
+                                  risk_manager=risk_manager,
+                                  book0=(start_books or {}).get(FLAT), return_book=return_books)
+        books.update({FLAT: flat["book"]} if return_books else {})
         payload = add_strategy(  # before the agent, so the agent's tests include it
             payload, FLAT, flat["daily_returns"],
             description=f"flat single-level PPO over stocks ({flat['seeds']} seed(s), same "
@@ -181,6 +217,12 @@ def evaluate_run(
         res, params, t0, np.ones(length, bool), batched=True, risk_manager=risk_manager,
         return_window=cfg.env.return_window)
     agent["regime_call"] = regime_call_scores(carry, np.asarray(params.regime_label))
+    trials = selection_trials(run)
+    blend = agent["series"]["net"]
+    agent["deflated_sharpe"] = {
+        **deflated_sharpe(blend, trials["trials"], 1.0 / (blend.size - 1)), **trials,
+        "sr_variance_rule": "the Sharpe estimator's variance under no skill, 1/(n-1) per day "
+                            "(the trials' own Sharpes on this window are not recorded)"}
     payload["settings"] = {**payload["settings"], "split": label,
                            "policy": {"run": run.name, "seeds": policy.seeds,
                                       **{k: str(v) for k, v in policy.source.items()}}}
@@ -194,6 +236,8 @@ def evaluate_run(
            "policy": dict(policy.source), "seeds": policy.seeds}
     if return_payload:
         out["payload"] = payload
+    if return_books:
+        out["books"] = books
     return out
 
 

@@ -153,6 +153,15 @@ def test_evaluate_writes_the_report_of_the_trained_policy(trained, smoke_market,
     assert rc["calls"] == int(ref["macro_step"].sum()) and 0 <= rc["accuracy"] <= 1
     md = (report / "report.md").read_text()
     assert "## Attribution by decision level" in md and "## Turnover by source" in md
+    # deflated Sharpe: the trials are the validation evaluations that chose the checkpoints
+    # (Phase 1: cfg epochs, Phase 2: cfg epochs, one per epoch); more trials deflate more
+    d = doc["strategies"]["hrl_sarp"]["deflated_sharpe"]
+    epochs = cfg.train.macro_pretrain.epochs + cfg.train.micro_pretrain.epochs
+    assert d["trials"] == epochs and d["by_phase"] == {
+        "1": cfg.train.macro_pretrain.epochs, "2": cfg.train.micro_pretrain.epochs}
+    from hrl_sarp_jax.evaluation.overfitting import deflated_sharpe
+    psr = deflated_sharpe(r, 1)["dsr"]
+    assert d["sr0"] > 0 and d["dsr"] < psr and "Deflated Sharpe ratio" in md
 
 
 def test_evaluate_bad_input_is_one_clear_line(trained, smoke_market, capsys):

@@ -153,7 +153,7 @@ def metrics_json(payload: dict) -> dict:
             d["seed_dispersion"] = e["seeds"]
         if e.get("note"):
             d["note"] = e["note"]
-        for key in ("attribution", "regime_call"):
+        for key in ("attribution", "regime_call", "deflated_sharpe"):
             if e.get(key) is not None:
                 d[key] = e[key]
         return d
@@ -401,6 +401,19 @@ def attribution_rows(payload: dict) -> tuple[list[list[str]], list[list[str]], s
     return rows, tov, rule
 
 
+def _dsr_line(payload: dict) -> str | None:
+    for name, e in _all_entries(payload):
+        d = e.get("deflated_sharpe")
+        if d:
+            return (f"Deflated Sharpe ratio of {name} (Bailey & López de Prado): "
+                    f"{d['dsr']:.2f} = P(true Sharpe > {d['sr0'] * d['periods'] ** 0.5:.2f}/yr, the expected "
+                    f"best of {d['trials']} trials without skill); its Sharpe "
+                    f"{d['sharpe_annual']:.2f}/yr over {d['n']} days. Trials: every validation "
+                    f"evaluation that chose a checkpoint ({d['by_phase']}) and a sweep's "
+                    f"settings ({d['sweep']}).")
+    return None
+
+
 def _regime_line(payload: dict) -> str | None:
     for name, e in _all_entries(payload):
         rc = e.get("regime_call")
@@ -483,9 +496,9 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
         parts += ["## Attribution by decision level", "", ATTRIBUTION_NOTE, "",
                   md_table(ATTRIBUTION_HEADER, att), "", "## Turnover by source (one-way, per "
                   "year)", "", md_table(TURNOVER_HEADER, tov), ""]
-    line = _regime_line(payload)
-    if line:
-        parts += [line, ""]
+    for line in (_regime_line(payload), _dsr_line(payload)):
+        if line:
+            parts += [line, ""]
     for section, rows in _test_rows(payload):
         parts += [f"## Sharpe-difference tests: {section}", "",
                   "Stationary block bootstrap (Politis-Romano) CI, Jobson-Korkie with Memmel's "
@@ -537,9 +550,9 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
                   f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>", html_table(ATTRIBUTION_HEADER, att),
                   "<h2>Turnover by source (one-way, per year)</h2>", html_table(TURNOVER_HEADER,
                                                                                   tov)]
-    line = _regime_line(payload)
-    if line:
-        parts.append(f"<p>{html.escape(line)}</p>")
+    for line in (_regime_line(payload), _dsr_line(payload)):
+        if line:
+            parts.append(f"<p>{html.escape(line)}</p>")
     for section, rows in _test_rows(payload):
         parts += [f"<h2>Sharpe-difference tests: {html.escape(section)}</h2>",
                   html_table(TEST_HEADER, rows)]
