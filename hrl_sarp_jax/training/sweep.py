@@ -723,7 +723,7 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     if folder.exists():
         shutil.rmtree(folder)
     best_run = create_run(run.root / SECTION, "best", best_cfg, run.data_fingerprint,
-                          resume=False, tensorboard=False)
+                          resume=False, tensorboard=False, market=run.info.get("market"))
     origin = {"sweep_run": run.name, "setting": best, "params": dict(settings[best]),
               "members": members.tolist()}
     with PhaseCheckpointer(best_run, rm.PHASE, keep_latest=cfg.train.keep_latest,
