@@ -14,6 +14,22 @@ windows are consecutive and disjoint, and their returns stitch into one series. 
 folds as fit are made (the last one's ``eval_end`` must be in the data), or the LAST N with
 ``folds=N`` (names keep the index among all folds).
 
+The book carries across folds: fold i + 1 of every strategy (each baseline, each seed of the
+agent and of the flat RL baseline, the oracle; each seed of the random baseline) starts from
+ITS OWN book at the end of fold i (the drifted holdings and cash, value and peak, the risk
+manager's state and return buffer; ``evaluation.backtest.BookState``), not from cash. Its
+first decision day (fold i's last return day) is a rebalance day for every strategy: it
+trades from the carried book to its new target, with the new fold's model for the trained
+strategies, and that trade's cost is in the stitched net returns. The index buy-and-hold is
+held through (one entry buy, on the first fold's first day). The stitched report's
+``folds`` block (``evaluation.stitch.fold_summary``) lists each strategy's Sharpe per fold
+and the turnover and cost of each switch (``switch_turnover`` / ``switch_cost``, the first
+day of each fold after the first); ``paired_folds`` pools the agent's per-fold Sharpe
+differences against every other strategy over the folds (``stats.paired_over_markets``:
+mean, sd, t-interval, wins; the folds are few, so the interval is wide) next to the stitched
+series' difference. The carried book is only the portfolio state: each fold's model still
+sees only data up to the day it decides.
+
 Each fold is its own run folder ``checkpoints/<run>/fold<i>/`` whose config is the base
 config with ``data.val_start`` / ``data.test_start`` set to the fold's; the phases train only
 on days before ``data.val_start`` and select checkpoints on the validation window, and only
@@ -29,9 +45,11 @@ different shapes.
 
 Outputs: ``checkpoints/<run>/walk_forward.json`` (the plan: re-running with other options is
 refused, with the same options it continues: finished phases are kept, every fold is
-re-evaluated), each fold's own report in ``fold<i>/report/``, and the stitched out-of-sample
-report (``evaluation.stitch.stitch_payloads`` + ``evaluation.report.write_report``) with a
-``decisions.jsonl`` tagged by fold in ``checkpoints/<run>/report/``.
+re-evaluated in order, so the books carry again), each fold's own report in
+``fold<i>/report/`` (its window as evaluated in the chain, from the book carried in), and
+the stitched out-of-sample report (``evaluation.stitch.stitch_payloads`` +
+``evaluation.report.write_report``) with a ``decisions.jsonl`` tagged by fold in
+``checkpoints/<run>/report/``.
 """
 
 from __future__ import annotations
@@ -337,6 +355,7 @@ def walk_forward(
         f"{time.perf_counter() - t_start:.1f}s; {len(plan_folds)} {mode} fold(s)")
 
     payloads, done_folds, fold_outs = [], [], []
+    books = None  # every strategy's book at the end of the previous fold (None: cash)
     for f in plan_folds:
         name = f["name"]
         tag = f"[{name}]"
@@ -357,7 +376,8 @@ def walk_forward(
                                risk_manager=risk_manager, include=include,
                                bootstrap_num=bootstrap_num, historical=False,
                                log=lambda msg, fsay=fsay: fsay(f"[evaluate] {msg}"),
-                               return_payload=True)
+                               return_payload=True, start_books=books, return_books=True)
+        books = out["books"]
         fsay(f"done in {time.perf_counter() - t_f:.0f}s")
         payloads.append(out["payload"])
         fold_outs.append(out)
@@ -372,7 +392,12 @@ def walk_forward(
     if len(seeds) != 1:
         raise ConfigError(f"the folds' policies have different seed counts {sorted(seeds)}; "
                           f"train every fold with the same train.seeds")
-    stitched = stitch_payloads(payloads)
+    stitched = stitch_payloads(payloads, labels=[f["name"] for f in done_folds])
+    for name, e in stitched["folds"]["strategies"].items():
+        if e["switch_cost"]:
+            say(f"switch {name}: turnover "
+                + ", ".join(f"{t:.2f}" for t in e["switch_turnover"]) + "; cost "
+                + ", ".join(f"{c:.3%}" for c in e["switch_cost"]) + " of value")
     stitched["settings"] = {
         **stitched["settings"], "split": "walk_forward", "folds": done_folds,
         "walk_forward": {k: plan[k] for k in ("mode", "train_years", "val_years", "test_years",

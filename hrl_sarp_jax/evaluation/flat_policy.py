@@ -33,7 +33,12 @@ from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.flat import FlatObsLayout, flat_obs
 from hrl_sarp_jax.envs.params import EnvParams, make_env_params
 from hrl_sarp_jax.errors import CheckpointError
-from hrl_sarp_jax.evaluation.backtest import BacktestResult, DayView, rebalance_mask, run_backtest
+from hrl_sarp_jax.evaluation.backtest import (
+    BookState,
+    DayView,
+    rebalance_mask,
+    run_backtest,
+)
 from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES, NUM_STOCK_FEATURES, FeatureSet
 from hrl_sarp_jax.networks.flat import FlatActor, FlatActorCritic
 from hrl_sarp_jax.types import Array, Params
@@ -59,12 +64,16 @@ class FlatPolicyFn:
 
 def flat_backtest(params: Params, networks: NetworkConfig, env_params: EnvParams, t0: int,
                   rebalance: np.ndarray, *, risk_manager: bool = False,
-                  return_window: int = 20) -> BacktestResult:
-    """``run_backtest`` of the flat policy for K seeds' params (leading axis K) -> [K, L]."""
+                  return_window: int = 20, book0: BookState | None = None,
+                  return_book: bool = False) -> Any:
+    """``run_backtest`` of the flat policy for K seeds' params (leading axis K) -> [K, L]
+    results, from each seed's ``book0`` (leading [K]; None: cash); with ``return_book``
+    (results, end books [K])."""
     fn = FlatPolicyFn(networks, env_params.num_stocks)
-    _, res = run_backtest(fn, params, env_params, t0, rebalance, batched=True,
-                          risk_manager=risk_manager, return_window=return_window)
-    return res
+    out = run_backtest(fn, params, env_params, t0, rebalance, batched=True,
+                       risk_manager=risk_manager, return_window=return_window, book0=book0,
+                       return_book=return_book)
+    return (out[1], out[2]) if return_book else out[1]
 
 
 # HOST ONLY
@@ -92,19 +101,24 @@ def load_flat_policy(run: Run, cfg: Config, step: int | str = "best") -> tuple[P
 # HOST ONLY
 def flat_daily_returns(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
                        feats: FeatureSet, t0: int, length: int, *, step: int | str = "best",
-                       risk_manager: bool = False) -> dict[str, Any]:
+                       risk_manager: bool = False, book0: BookState | None = None,
+                       return_book: bool = False) -> dict[str, Any]:
     """Per-seed daily results of the trained flat baseline over decisions t0 .. t0 + L - 1
     (returns earned on days t0 + 1 .. t0 + L), weekly rebalancing, the whole market's
     EnvParams (as ``evaluate_baselines``). Returns host arrays:
     daily_returns / turnover / cost_frac [K, L], costs {item: [K, L]}, sector_weights
     [K, L, S], weights [K, L, N] (executed), rebalanced [L] bool, dates [L] (return dates),
     step (the checkpoint used) and seeds K; feed them to ``add_strategy(payload, "flat_rl",
-    daily_returns, sector_weights=..., turnover=..., cost_frac=..., costs=...)``."""
+    daily_returns, sector_weights=..., turnover=..., cost_frac=..., costs=...)``.
+    ``book0``: each seed's starting book (leading [K]; None: cash); with ``return_book`` the
+    result also holds ``book``, the seeds' end books (the next walk-forward fold's start)."""
     params, got = load_flat_policy(run, cfg, step)
     env_params = make_env_params(market, feats, cfg.env)
     reb = rebalance_mask(SCHEDULE, int(t0), int(length), np.asarray(market.week_end, bool))
-    res = flat_backtest(params, cfg.networks, env_params, int(t0), reb,
-                        risk_manager=risk_manager, return_window=cfg.env.return_window)
+    out = flat_backtest(params, cfg.networks, env_params, int(t0), reb,
+                        risk_manager=risk_manager, return_window=cfg.env.return_window,
+                        book0=book0, return_book=return_book)
+    res, book = out if return_book else (out, None)
     f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
     dates = np.asarray(meta.dates).astype("datetime64[D]")
     return {
@@ -113,4 +127,5 @@ def flat_daily_returns(run: Run, cfg: Config, market: MarketArrays, meta: Market
         "sector_weights": f64(res.sector_weights), "weights": f64(res.weights),
         "rebalanced": np.asarray(res.rebalanced)[0], "dates": dates[t0 + 1: t0 + 1 + length],
         "step": got, "seeds": int(f64(res.net_return).shape[0]), "schedule": SCHEDULE,
+        **({"book": book} if return_book else {}),
     }

@@ -171,6 +171,7 @@ def metrics_json(payload: dict) -> dict:
         "tests": payload.get("tests", {}),
         "stress": payload.get("stress", {}),
         "verdict": verdict(payload),
+        **{k: payload[k] for k in ("folds", "paired_folds") if payload.get(k)},
     }
 
 
@@ -467,6 +468,44 @@ def _hist_rows(payload: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def fold_tables(payload: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """(title, note, header, rows) of a stitched walk-forward payload's per-fold sections
+    (``evaluation.stitch``: ``folds`` and ``paired_folds``); [] when it has none."""
+    folds = payload.get("folds")
+    if not folds or len(folds["windows"]) < 2:
+        return []
+    labels = [w["label"] for w in folds["windows"]]
+    header = ["Strategy", *[f"Sharpe {x}" for x in labels],
+              *[f"switch {x}: turnover / cost" for x in labels[1:]], "switch cost, all"]
+    rows = [[n, *[_fmt(v, "{:.2f}") for v in e["sharpe"]],
+             *[f"{t:.2f} / {c:.3%}" for t, c in zip(e["switch_turnover"], e["switch_cost"],
+                                                    strict=True)],
+             f"{e['switch_cost_total']:.3%}"] for n, e in folds["strategies"].items()]
+    book = ("each fold starts from the book the strategy held at the end of the previous one"
+            if folds["carried"] else "each fold starts from cash (its day 0 is an entry)")
+    out = [("Walk-forward folds", f"Sharpe per fold's test window; {book}. Switch: turnover "
+            "and cost (fraction of value) on the first day of each later fold, trading the "
+            "carried book to the new target (the new fold's model for trained strategies).",
+            header, rows)]
+    for section, pf in payload.get("paired_folds", {}).items():
+        h = ["vs", *[f"ΔSharpe {x}" for x in pf["folds"]], "mean", "sd", "95% t-interval",
+             "wins", "stitched ΔSharpe [bootstrap CI]"]
+        rows = []
+        for n, pr in pf["pairs"].items():
+            po, sti = pr["pooled"], pr.get("stitched") or {}
+            ci = po["ci95"]
+            rows.append([n, *[f"{d:+.2f}" for d in pr["per_fold"]], f"{po['mean']:+.2f}",
+                         _fmt(po["sd"], "{:.2f}"),
+                         "—" if ci[0] is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]",
+                         f"{po['wins']}/{po['n']}",
+                         "—" if sti.get("diff") is None else
+                         f"{sti['diff']:+.2f} [{sti['ci_low']:+.2f}, {sti['ci_high']:+.2f}]"])
+        out.append((f"Paired over folds: {section}", f"{pf['agent']}'s seed-mean Sharpe minus "
+                    f"each strategy's, per fold; pooled over {pf['n']} folds "
+                    f"(stats.paired_over_markets). Note: {pf['note']}.", h, rows))
+    return out
+
+
 def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
     w, mk = payload["window"], payload["market"]
     s = payload["settings"]
@@ -499,6 +538,8 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
     for line in (_regime_line(payload), _dsr_line(payload)):
         if line:
             parts += [line, ""]
+    for title, note, h, rows in fold_tables(payload):
+        parts += [f"## {title}", "", note, "", md_table(h, rows), ""]
     for section, rows in _test_rows(payload):
         parts += [f"## Sharpe-difference tests: {section}", "",
                   "Stationary block bootstrap (Politis-Romano) CI, Jobson-Korkie with Memmel's "
@@ -553,6 +594,9 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
     for line in (_regime_line(payload), _dsr_line(payload)):
         if line:
             parts.append(f"<p>{html.escape(line)}</p>")
+    for title, note, h, rows in fold_tables(payload):
+        parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>",
+                  html_table(h, rows)]
     for section, rows in _test_rows(payload):
         parts += [f"<h2>Sharpe-difference tests: {html.escape(section)}</h2>",
                   html_table(TEST_HEADER, rows)]

@@ -9,8 +9,12 @@ What is concatenated and what is recomputed:
 - per-day arrays (``dates``, realised regimes, every strategy's series: net, gross, cost_frac,
   itemised costs, turnover, sector_weights; the per-seed net returns ``per_seed_net`` [K, L]
   and regime calls) are concatenated in window order;
-- ``value`` / ``drawdown`` are recomputed from the stitched net returns (each fold's backtest
-  starts from cash; the stitched series compounds one wealth path through the folds);
+- ``value`` / ``drawdown`` are recomputed from the stitched net returns: one wealth path
+  compounded through the windows from the first window's starting value. A walk-forward
+  backtest carries every strategy's book (holdings, cash, value, peak, risk state) from one
+  fold into the next (``window.start_book = 'carried'``), so its per-window value paths are
+  already continuous and the recomputed path equals their concatenation; windows evaluated
+  from cash each pay their entry on day 0 and the path compounds their returns alike;
 - every metric is recomputed from the stitched series with ``evaluation.metrics`` exactly as
   ``evaluate_baselines`` / ``add_strategy`` compute them over one window, so stitching N
   windows gives the metrics of one payload whose series are the concatenations;
@@ -26,7 +30,18 @@ What is concatenated and what is recomputed:
 - ``tests.vs_benchmark`` is recomputed with ``evaluate.benchmark_tests``;
 - ``stress``: sector shocks on each strategy's mean sector allocation over the stitched
   period; historical window replays are not part of a stitched report (they replay fixed
-  calendar windows from cash and do not depend on the evaluation window).
+  calendar windows from cash and do not depend on the evaluation window); per-window
+  analyses of a strategy (its ``attribution``) are left to each window's own report.
+
+Per window (``fold_summary`` -> ``folds``): every strategy's Sharpe in each window (the mean
+over seeds of the per-seed Sharpes for seeded and trained strategies) and, on the first day
+of every window after the first, the turnover and cost (fraction of value) of trading from
+the book carried in to the new target: ``switch_turnover`` / ``switch_cost``, what switching
+to the next fold's model (and the forced day-0 rebalance of every strategy) costs; the seed
+mean for seeded and trained strategies. ``paired_folds`` (``paired_fold_tests``): for each
+compared trained strategy (the agent), the per-window Sharpe difference against every other
+strategy, pooled over the windows as paired units with ``stats.paired_over_markets`` (mean,
+sd, t-interval, wins), next to the stitched series' Sharpe difference of its tests.
 
 Consecutive means: window i + 1 starts (first decision day) on the trading day window i ends
 (its last return day), so the stitched return days are contiguous and disjoint.
@@ -41,12 +56,18 @@ import numpy as np
 
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation import metrics as em
+from hrl_sarp_jax.evaluation import stats as st
 from hrl_sarp_jax.evaluation import stress as sx
 from hrl_sarp_jax.evaluation.evaluate import SEEDED_METRICS, add_strategy, benchmark_tests
 
 TRAINED = "trained"
 PER_SEED_METRICS = ("sharpe", "cagr", "max_drawdown", "cvar_95")
 _RETURN_ONLY = tuple(m for m in SEEDED_METRICS if m not in ("turnover", "cost_drag"))
+# entry keys that describe one window only (not stitched)
+_WINDOW_ONLY = ("series", "metrics", "seeds", "per_seed_net", "attribution")
+FOLDS_NOTE = ("folds are the paired units and there are few of them: the t-interval over "
+              "folds is wide; the stitched-series difference (its block bootstrap) uses "
+              "every day")
 
 
 def _fail(msg: str) -> ConfigError:
@@ -95,6 +116,29 @@ def _check(payloads: Sequence[Mapping]) -> None:
                 raise _fail(f"window {i} starts {w['start']} but window {i - 1} ends "
                             f"{prev['end']}: the windows must be consecutive (each one's first "
                             f"decision day is the previous one's last return day)")
+
+
+def _check_carried(payloads: Sequence[Mapping]) -> None:
+    """ConfigError (one line) unless every window marked ``start_book = 'carried'`` starts,
+    strategy by strategy, from the value the previous window ended with (strategies with
+    their own single path: not the seed blends)."""
+    for i in range(1, len(payloads)):
+        p, prev = payloads[i], payloads[i - 1]
+        if p["window"].get("start_book") != "carried":
+            continue
+        pairs = [(n, p["strategies"][n], prev["strategies"][n]) for n in p["strategies"]]
+        if p.get("oracle") and prev.get("oracle"):
+            pairs.append(("oracle", p["oracle"], prev["oracle"]))
+        for n, e, e0 in pairs:
+            if "per_seed_net" in e:
+                continue
+            s, s0 = e["series"], e0["series"]
+            start = float(np.asarray(s["value"])[0]) / (1.0 + float(np.asarray(s["net"])[0]))
+            end = float(np.asarray(s0["value"])[-1])
+            if not np.isclose(start, end, rtol=1e-4, atol=0.0):
+                raise _fail(f"window {i} starts from the carried book but {n!r} starts at value "
+                            f"{start:.6g} where window {i - 1} ended at {end:.6g}; carry each "
+                            f"strategy's end book into the next window")
 
 
 def _cat(arrays: Sequence[Any], axis: int = 0) -> np.ndarray:
@@ -149,8 +193,7 @@ def _seeded_metrics(series: Mapping, per_seed: np.ndarray, bench: np.ndarray | N
 def _plain_entry(entries: Sequence[Mapping], bench: np.ndarray | None, regimes: np.ndarray,
                  rf: float) -> dict:
     first = entries[0]
-    entry = {k: v for k, v in first.items()
-             if k not in ("series", "metrics", "seeds", "per_seed_net")}
+    entry = {k: v for k, v in first.items() if k not in _WINDOW_ONLY}
     entry["series"] = _stitch_series(entries)
     if "per_seed_net" in first:
         per_seed = _cat([e["per_seed_net"] for e in entries], axis=1)
@@ -213,18 +256,83 @@ def _shocks(out: dict, payloads: Sequence[Mapping]) -> dict:
     return shocks
 
 
-def stitch_payloads(payloads: Sequence[Mapping]) -> dict:
+def window_sharpe(entry: Mapping, rf: float = 0.0) -> float:
+    """Sharpe of one strategy entry over its window: the mean over seeds of the per-seed
+    Sharpes when it has ``per_seed_net`` [K, L] (seeded and trained strategies), else the
+    Sharpe of its net series [L]."""
+    if "per_seed_net" in entry:
+        per_seed = np.atleast_2d(np.asarray(entry["per_seed_net"], np.float64))
+        return float(np.mean([em.return_metrics(r, rf_annual=rf)["sharpe"] for r in per_seed]))
+    return float(em.return_metrics(entry["series"]["net"], rf_annual=rf)["sharpe"])
+
+
+def fold_summary(payloads: Sequence[Mapping], labels: Sequence[str]) -> dict:
+    """Per window of consecutive ``payloads`` (module docstring): {"windows": [{label, start,
+    end, days, start_book}], "carried": whether every window after the first started from
+    the book carried in, "strategies": name -> {"sharpe": [F], "switch_turnover": [F - 1],
+    "switch_cost": [F - 1], "switch_turnover_total", "switch_cost_total"}} (the oracle
+    too, when evaluated). Switch numbers are day 0 of windows 1 .. F - 1 (one-way turnover;
+    cost as a fraction of the value before trading)."""
+    rf = float(payloads[0]["settings"]["rf_annual"])
+    windows = [{"label": str(lab), **{k: p["window"][k] for k in ("start", "end", "days")},
+                "start_book": p["window"].get("start_book", "cash")}
+               for lab, p in zip(labels, payloads, strict=True)]
+    names = [*payloads[0]["strategies"], *(["oracle"] if payloads[0].get("oracle") else [])]
+    out: dict[str, dict] = {}
+    for n in names:
+        es = [p["oracle"] if n == "oracle" else p["strategies"][n] for p in payloads]
+        turn = [float(np.asarray(e["series"]["turnover"])[0]) for e in es[1:]]
+        cost = [float(np.asarray(e["series"]["cost_frac"])[0]) for e in es[1:]]
+        out[n] = {"sharpe": [window_sharpe(e, rf) for e in es], "switch_turnover": turn,
+                  "switch_cost": cost, "switch_turnover_total": float(np.sum(turn)),
+                  "switch_cost_total": float(np.sum(cost))}
+    return {"windows": windows,
+            "carried": all(w["start_book"] == "carried" for w in windows[1:]),
+            "strategies": out}
+
+
+def paired_fold_tests(folds: Mapping, tests: Mapping, agent: str) -> dict:
+    """``agent`` vs every other strategy (not the oracle) over the windows of ``folds``
+    (``fold_summary``): per window the Sharpe difference (agent's seed-mean Sharpe minus the
+    strategy's), pooled with ``stats.paired_over_markets`` (the windows are the paired
+    units), and the stitched series' difference from ``tests['vs_<agent>']`` (bootstrap diff
+    and CI) when present."""
+    sharpe = {n: e["sharpe"] for n, e in folds["strategies"].items() if n != "oracle"}
+    a = sharpe[agent]
+    boot = tests.get(f"vs_{agent}", {}).get("pairs", {})
+    pairs = {}
+    for n, b in sharpe.items():
+        if n == agent:
+            continue
+        pooled = st.paired_over_markets(a, b)
+        stitched = boot.get(n, {}).get("bootstrap")
+        pairs[n] = {"per_fold": [float(x - y) for x, y in zip(a, b, strict=True)],
+                    "agent_sharpe": list(a), "sharpe": list(b), "pooled": pooled,
+                    "stitched": None if stitched is None else {
+                        k: stitched.get(k) for k in ("diff", "ci_low", "ci_high", "p_value")}}
+    return {"agent": agent, "unit": "fold", "n": len(a),
+            "folds": [w["label"] for w in folds["windows"]], "note": FOLDS_NOTE, "pairs": pairs}
+
+
+def stitch_payloads(payloads: Sequence[Mapping], labels: Sequence[str] | None = None) -> dict:
     """One report payload over consecutive windows (module docstring).
 
     Args:
       payloads: ``evaluate_baselines`` payloads (trained strategies added with
         ``add_strategy``), in window order; the same strategies, seeds, benchmark, oracle,
         regime source, sectors and test settings in each.
-    Returns a new payload; ``settings.stitched`` lists each window (start, end, days).
-    Raises ConfigError (one line) on an empty list, windows that are not consecutive or
-    payloads that do not match.
+      labels: a name per window (e.g. the walk-forward folds'; default 'window<i>').
+    Returns a new payload; ``settings.stitched`` lists each window (start, end, days),
+    ``folds`` the per-window Sharpes and switch costs (``fold_summary``) and, with a
+    compared trained strategy, ``paired_folds`` (``paired_fold_tests``, keyed 'vs_<name>').
+    Raises ConfigError (one line) on an empty list, windows that are not consecutive, labels
+    that do not match the windows or payloads that do not match.
     """
     _check(payloads)
+    _check_carried(payloads)
+    labels = [f"window{i}" for i in range(len(payloads))] if labels is None else list(labels)
+    if len(labels) != len(payloads):
+        raise _fail(f"{len(labels)} label(s) for {len(payloads)} window(s); give one per window")
     first, last = payloads[0], payloads[-1]
     rf = float(first["settings"]["rf_annual"])
     regimes = np.concatenate([np.asarray(p["regimes"]["realised"]) for p in payloads])
@@ -235,7 +343,9 @@ def stitch_payloads(payloads: Sequence[Mapping]) -> dict:
     days = int(sum(int(p["window"]["days"]) for p in payloads))
     windows = [{k: p["window"][k] for k in ("start", "end", "days")} for p in payloads]
 
-    out: dict[str, Any] = {k: v for k, v in first.items() if k not in ("strategies", "tests")}
+    out: dict[str, Any] = {k: v for k, v in first.items()
+                           if k not in ("strategies", "tests", "end_books", "folds",
+                                        "paired_folds")}
     out["window"] = {"start": first["window"]["start"], "end": last["window"]["end"],
                      "t0": int(first["window"]["t0"]), "days": days,
                      "first_return_date": first["window"]["first_return_date"]}
@@ -269,6 +379,11 @@ def stitch_payloads(payloads: Sequence[Mapping]) -> dict:
         per_seed = [em.return_metrics(r, rf_annual=rf) for r in entry["per_seed_net"]]
         entry["seeds"] = {**entry["seeds"],
                           "per_seed": {m: [p[m] for p in per_seed] for m in PER_SEED_METRICS}}
+    out["folds"] = fold_summary(payloads, labels)
+    compared = [n for n in trained if _test_seed(payloads, n) is not None]
+    if compared:
+        out["paired_folds"] = {f"vs_{n}": paired_fold_tests(out["folds"], out["tests"], n)
+                               for n in compared}
     out["stress"] = {"limit": first.get("stress", {}).get("limit"),
                      "sector_shocks": _shocks(out, payloads), "historical": {},
                      "allocation": "mean executed sector weights over the stitched windows",

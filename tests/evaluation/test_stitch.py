@@ -243,3 +243,189 @@ def test_mismatched_or_non_consecutive_windows_are_one_clear_error():
             stitch_payloads([a, c] if err != "no payloads" else [])
         except ConfigError as exc:
             assert "\n" not in str(exc) and str(exc).startswith("stitch_payloads:")
+
+
+def _carry(parts: list[dict]) -> list[dict]:
+    """The windows as a walk-forward evaluates them: every window after the first marked
+    'carried', each single-path strategy's value and drawdown continuing the previous
+    window's value and peak (as backtests started from the carried book give them)."""
+    out, ends = [], {}
+    for i, p in enumerate(parts):
+        p = {**p, "window": {**p["window"], **({"start_book": "carried"} if i else {})},
+             "strategies": dict(p["strategies"])}
+        entries = [*p["strategies"].items(), ("oracle", p["oracle"])]
+        for name, e in entries:
+            if "per_seed_net" in e:
+                continue
+            v0, peak0 = ends.get(name, (1e7, 1e7))
+            value = v0 * np.cumprod(1 + np.asarray(e["series"]["net"]))
+            peak = np.maximum.accumulate(np.r_[peak0, value])[1:]
+            e = {**e, "series": {**e["series"], "value": value, "drawdown": 1 - value / peak}}
+            ends[name] = (value[-1], peak[-1])
+            if name == "oracle":
+                p["oracle"] = e
+            else:
+                p["strategies"][name] = e
+        out.append(p)
+    return out
+
+
+def test_carried_windows_stitch_into_one_continuous_wealth_path():
+    d = _data(3)
+    whole = _payload(d, 0, L)
+    parts = _carry([_payload(d, 0, 40), _payload(d, 40, 97), _payload(d, 97, L)])
+    out = stitch_payloads(parts)
+    assert [w["start_book"] for w in out["folds"]["windows"]] == ["cash", "carried", "carried"]
+    assert out["folds"]["carried"] is True
+    for name in ("index_buy_hold", "equal_weight", "oracle"):
+        got = out["oracle"] if name == "oracle" else out["strategies"][name]
+        src = [p["oracle"] if name == "oracle" else p["strategies"][name] for p in parts]
+        for key in ("value", "drawdown"):
+            np.testing.assert_allclose(got["series"][key],
+                                       np.concatenate([e["series"][key] for e in src]),
+                                       rtol=1e-9, atol=1e-12, err_msg=f"{name}.{key}")
+        np.testing.assert_allclose(got["series"]["value"][-1],
+                                   1e7 * np.prod(1 + np.asarray(
+                                       (whole["oracle"] if name == "oracle"
+                                        else whole["strategies"][name])["series"]["net"])))
+    # a window said to carry the book but starting again from the initial value is refused
+    broken = [parts[0], {**_payload(d, 40, 97), "window": parts[1]["window"]}]
+    with pytest.raises(ConfigError, match=r"window 1 starts from the carried book but "
+                                          r"'index_buy_hold' starts at value 1e\+07") as err:
+        stitch_payloads(broken)
+    assert "\n" not in str(err.value)
+
+
+def _np_sharpe(r) -> float:
+    return float(np.mean(r) / np.std(r, ddof=1) * np.sqrt(252))
+
+
+def test_folds_block_switch_costs_and_paired_folds(tmp_path):
+    """Per window: Sharpes by NumPy (seed-mean for seeded and trained strategies), the switch
+    turnover / cost = day 0 of each later window (the seed mean), and paired_folds =
+    paired_over_markets of the per-window Sharpes, plus the stitched tests' difference."""
+    from hrl_sarp_jax.evaluation import stats as st
+    from hrl_sarp_jax.evaluation.report import write_report
+
+    d = _data(4)
+    cuts = [(0, 40), (40, 97), (97, L)]
+    parts = _carry([_payload(d, lo, hi) for lo, hi in cuts])
+    out = stitch_payloads(parts, labels=["fold2", "fold3", "fold4"])
+    folds = out["folds"]
+    assert [w["label"] for w in folds["windows"]] == ["fold2", "fold3", "fold4"]
+    assert [w["days"] for w in folds["windows"]] == [40, 57, 53]
+    assert set(folds["strategies"]) == {*out["strategies"], "oracle"}
+
+    def per_window(series):  # [.., L] -> list of per-window NumPy Sharpes (seed mean)
+        x = np.atleast_2d(series)
+        return [float(np.mean([_np_sharpe(r[lo:hi]) for r in x])) for lo, hi in cuts]
+
+    truth = {"index_buy_hold": d["bench"], "equal_weight": d["ew"], "random": d["random"],
+             "flat_rl": d["flat"], "hrl_sarp": d["agent"], "oracle": d["oracle"]}
+    for name, series in truth.items():
+        np.testing.assert_allclose(folds["strategies"][name]["sharpe"], per_window(series),
+                                   rtol=1e-5, err_msg=name)
+    # switch = day 0 of windows 1 and 2: the seed mean for the seeded / trained ones
+    for name, turn, cost in (
+            ("equal_weight", d["turn"]["ew"], sum(d["cost"]["ew"].values())),
+            ("random", d["turn"]["random"].mean(0), sum(d["cost"]["random"].values()).mean(0)),
+            ("hrl_sarp", d["turn"]["agent"].mean(0), sum(d["cost"]["agent"].values()).mean(0))):
+        e = folds["strategies"][name]
+        np.testing.assert_allclose(e["switch_turnover"], [turn[40], turn[97]], rtol=1e-12)
+        np.testing.assert_allclose(e["switch_cost"], [cost[40], cost[97]], rtol=1e-12)
+        np.testing.assert_allclose(e["switch_cost_total"], cost[40] + cost[97], rtol=1e-12)
+    assert folds["strategies"]["index_buy_hold"]["switch_cost"] == [0.0, 0.0]
+
+    pf = out["paired_folds"]["vs_hrl_sarp"]
+    assert pf["agent"] == "hrl_sarp" and pf["n"] == 3 and pf["folds"] == ["fold2", "fold3",
+                                                                           "fold4"]
+    assert "wide" in pf["note"]
+    assert set(pf["pairs"]) == set(out["strategies"]) - {"hrl_sarp"}
+    agent = per_window(d["agent"])
+    for name, pair in pf["pairs"].items():
+        other = per_window(truth[name])
+        np.testing.assert_allclose(pair["per_fold"], np.subtract(agent, other), rtol=1e-5,
+                                   atol=1e-5)  # Sharpes ~1 computed in float32
+        ref = st.paired_over_markets(folds["strategies"]["hrl_sarp"]["sharpe"],
+                                     folds["strategies"][name]["sharpe"])
+        _close(pair["pooled"], ref, name)
+        diff = np.subtract(agent, other)   # the t-interval by hand (t_{0.975, 2} = 4.3027)
+        half = 4.302652729911275 * diff.std(ddof=1) / np.sqrt(3)
+        np.testing.assert_allclose(pair["pooled"]["ci95"], [diff.mean() - half,
+                                                             diff.mean() + half], rtol=1e-4)
+        assert pair["pooled"]["wins"] == int(np.sum(np.array(agent) > np.array(other)))
+        boot = out["tests"]["vs_hrl_sarp"]["pairs"][name]["bootstrap"]
+        assert pair["stitched"]["diff"] == boot["diff"]
+        assert pair["stitched"]["ci_low"] == boot["ci_low"]
+
+    files = write_report(out, tmp_path / "report")
+    doc = json.loads(files["metrics"].read_text())
+    assert doc["folds"]["strategies"]["hrl_sarp"]["switch_cost"] == pytest.approx(
+        folds["strategies"]["hrl_sarp"]["switch_cost"])
+    assert doc["paired_folds"]["vs_hrl_sarp"]["pairs"]["equal_weight"]["pooled"]["n"] == 3
+    md = files["markdown"].read_text()
+    assert "## Walk-forward folds" in md and "## Paired over folds: vs_hrl_sarp" in md
+    assert "switch fold3: turnover / cost" in md and "wide" in md
+    assert "Paired over folds" in files["html"].read_text()
+    # a single window (or a plain evaluation payload) has no fold section
+    one = stitch_payloads([parts[0]])
+    assert one["folds"]["strategies"]["equal_weight"]["switch_cost"] == []
+    from hrl_sarp_jax.evaluation.report import fold_tables
+
+    assert fold_tables(one) == [] and fold_tables(parts[0]) == []
+
+
+def test_evaluate_baselines_carries_each_strategys_book_into_the_next_window(tiny):
+    """Window B started from window A's end books: every strategy starts at the value it
+    ended A with (each random seed its own), the index holds on without a new entry, equal
+    weight trades only its drift back (not a buy-in from cash), the windows stitch with
+    their switch costs; asking for the end books changes nothing."""
+    from hrl_sarp_jax.config import Config
+    from hrl_sarp_jax.evaluation.evaluate import evaluate_baselines
+    from tests.evaluation.make_market import ENV_CFG, meta_json
+
+    market, meta, feats, _ = tiny
+    cfg = Config(env=ENV_CFG)
+    kw = {"seeds": 2, "sector_drift": meta_json(), "bootstrap_num": 50, "historical": False,
+          "include": ("equal_weight", "index_buy_hold", "random", "oracle"),
+          "risk_manager": False}
+    run = lambda split, **more: evaluate_baselines(market, meta, feats, cfg,  # noqa: E731
+                                                   split=split, **kw, **more)
+    a = run(("2020-02-03", "2020-04-01"), return_books=True)
+    plain = run(("2020-02-03", "2020-04-01"))
+    for n, e in plain["strategies"].items():
+        for key in ("net", "value", "turnover", "cost_frac"):
+            np.testing.assert_array_equal(a["strategies"][n]["series"][key], e["series"][key])
+    books = a["end_books"]
+    assert set(books) == {"equal_weight", "index_buy_hold", "random", "oracle"}
+    np.testing.assert_allclose(books["random"].port.value, 1e7 * np.prod(
+        1 + a["strategies"]["random"]["per_seed_net"], axis=1), rtol=1e-5)
+
+    split_b = (a["window"]["end"], "2020-06-30")
+    b = run(split_b, start_books=books)
+    fresh = run(split_b)
+    assert b["window"]["start_book"] == "carried" and "start_book" not in fresh["window"]
+    for name in ("equal_weight", "oracle", "index_buy_hold"):
+        ea = a["oracle"] if name == "oracle" else a["strategies"][name]
+        eb = b["oracle"] if name == "oracle" else b["strategies"][name]
+        start = eb["series"]["value"][0] / (1 + eb["series"]["net"][0])
+        np.testing.assert_allclose(start, ea["series"]["value"][-1], rtol=1e-5, err_msg=name)
+    idx = b["strategies"]["index_buy_hold"]["series"]
+    t0 = b["window"]["t0"]
+    np.testing.assert_array_equal(idx["net"], np.asarray(market.benchmark_returns, np.float64)[
+        t0 + 1: t0 + 1 + b["window"]["days"]])
+    assert idx["turnover"][0] == 0 and idx["cost_frac"][0] == 0
+    assert fresh["strategies"]["index_buy_hold"]["series"]["cost_frac"][0] > 0
+    ew_b, ew_fresh = b["strategies"]["equal_weight"]["series"], fresh["strategies"][
+        "equal_weight"]["series"]
+    assert ew_b["turnover"][0] < 0.2 < 0.45 < ew_fresh["turnover"][0]
+    assert ew_b["cost_frac"][0] < ew_fresh["cost_frac"][0]
+
+    out = stitch_payloads([a, b], labels=["fold0", "fold1"])
+    assert "end_books" not in out
+    for name, e in out["folds"]["strategies"].items():
+        eb = b["oracle"] if name == "oracle" else b["strategies"][name]
+        assert e["switch_cost"] == [float(eb["series"]["cost_frac"][0])], name
+        assert e["switch_turnover"] == [float(eb["series"]["turnover"][0])], name
+    with pytest.raises(ConfigError, match=r"start_books: \['hrl_sarp'\] are not among"):
+        run(split_b, start_books={"hrl_sarp": books["equal_weight"]})
