@@ -222,7 +222,7 @@ def evaluate_baselines(
                  "attribution": strategy_attribution(
                      res, params, t0, rebalance_mask(sched, t0, length, week_end, dates),
                      batched=batched, risk_manager=risk_manager,
-                     return_window=cfg.env.return_window)}
+                     return_window=cfg.env.return_window, book0=books0.get(name))}
         if batched:
             per_seed = []
             for k in range(len(seeds)):
@@ -307,16 +307,18 @@ def evaluate_baselines(
 
 
 def strategy_attribution(res: Any, params: Any, t0: int, rebalance: np.ndarray, *,
-                         batched: bool, risk_manager: bool, return_window: int) -> dict:
+                         batched: bool, risk_manager: bool, return_window: int,
+                         book0: Any = None) -> dict:
     """Attribution by decision level of a strategy's backtest (``evaluation.attribution.
     backtest_attribution``), per path; with the risk manager on, its effect is measured by
-    replaying the same raw targets without it (open loop, ``ReplayTargets``). Batched
-    results [K, L] give the mean over paths plus each path's block under ``per_seed``."""
+    replaying the same raw targets without it (open loop, ``ReplayTargets``), from the same
+    starting book ``book0`` as the run (None: cash). Batched results [K, L] give the mean over
+    paths plus each path's block under ``per_seed``."""
     norisk = None
     if risk_manager:
         _, norisk = run_backtest(ReplayTargets(), res.target, params, t0, rebalance,
                                  batched=batched, risk_manager=False,
-                                 return_window=return_window)
+                                 return_window=return_window, book0=book0)
     paths = range(np.shape(res.net_return)[0]) if batched else [None]
     pick = (lambda tree, k: jax.tree.map(lambda x: np.asarray(x)[k], tree)) if batched else (
         lambda tree, _k: tree)

@@ -340,3 +340,23 @@ def test_a_book_of_the_wrong_shape_is_one_clear_error(tiny, weekly):
     with pytest.raises(ConfigError, match=r"2 path\(s\).*value \(\) \(expected \(2,\)\)"):
         run_backtest(bl.RandomDirichlet(), keys, params, T0, weekly, batched=True,
                      book0=cash_book(params.num_stocks, params.initial_value, 20))
+
+
+def test_the_risk_manager_replay_starts_from_the_carried_book(tiny):
+    """strategy_attribution replays the run's targets without the risk manager from the same
+    starting book: with a risk manager that never binds (no de-risk, no event cut) the replay
+    is the run itself, so its effect is 0; replayed from cash instead it is not."""
+    from hrl_sarp_jax.evaluation.evaluate import strategy_attribution
+
+    *_, params = tiny
+    params = params.replace(risk=params.risk.replace(derisk_drawdown=np.float32(1.0),
+                                                     event_reduction=np.float32(0.0)))
+    fn, daily = bl.InverseVol(), np.ones(60, bool)
+    _, _, book = run_backtest(fn, (), params, T0, daily, risk_manager=True, return_book=True)
+    _, res = run_backtest(fn, (), params, T0 + 60, daily, risk_manager=True, book0=book)
+    assert np.all(res.exposure == 1.0)
+    kw = {"batched": False, "risk_manager": True, "return_window": 20}
+    carried = strategy_attribution(res, params, T0 + 60, daily, book0=book, **kw)
+    from_cash = strategy_attribution(res, params, T0 + 60, daily, **kw)
+    assert carried["risk_manager"] == 0.0
+    assert abs(from_cash["risk_manager"]) > 1e-4
