@@ -163,12 +163,14 @@ def _regime_record(carry: Any, realised: np.ndarray, c: int) -> dict:
     return {"accuracy": acc, "days": int(ok.sum())}
 
 
-def _attribution_record(res: Any, norisk: Any, params: Any, c: int) -> dict:
-    """The agent's attribution by decision level in market c (mean over its seeds)."""
+def _attribution_record(res: Any, norisk: Any, params: Any, c: int, goal_days: Any) -> dict:
+    """The agent's attribution by decision level in market c (mean over its seeds);
+    goal_days [C, K, L] its Macro decision days."""
     pick = lambda tree, k: jax.tree.map(lambda x: np.asarray(x)[c, k], tree)  # noqa: E731
     blocks = [ea.backtest_attribution(
         pick(res, k), params.returns, params.tradable, np.asarray(params.stock_sector),
-        params.num_sectors, res_norisk=None if norisk is None else pick(norisk, k))
+        params.num_sectors, res_norisk=None if norisk is None else pick(norisk, k),
+        goal_days=pick(goal_days, k))
         for k in range(np.shape(res.net_return)[1])]
     return ea.mean_attribution(blocks)
 
@@ -353,6 +355,7 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
             "gross_sharpe": em.return_metrics(idx["gross_return"])["sharpe"]}
         realised, _ = em.realised_regimes(ret_days, latent[c], None, np.zeros(1, bool))
         rec["regime"] = _regime_record(results[AGENT][0], realised, c)
-        rec["attribution"] = _attribution_record(agent_res, norisk, params[c], c)
+        rec["attribution"] = _attribution_record(agent_res, norisk, params[c], c,
+                                                 results[AGENT][0].macro_step)
         out.append(rec)
     return out

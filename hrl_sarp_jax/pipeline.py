@@ -215,7 +215,8 @@ def evaluate_run(
     agent = payload["strategies"][AGENT]
     agent["attribution"] = strategy_attribution(
         res, params, t0, np.ones(length, bool), batched=True, risk_manager=risk_manager,
-        return_window=cfg.env.return_window, book0=(start_books or {}).get(AGENT))
+        return_window=cfg.env.return_window, book0=(start_books or {}).get(AGENT),
+        goal_days=np.asarray(carry.macro_step, bool))
     agent["regime_call"] = regime_call_scores(carry, np.asarray(params.regime_label))
     trials = selection_trials(run)
     blend = agent["series"]["net"]

@@ -440,13 +440,16 @@ def regime_scores(calls, labels, probs=None, num_classes: int = 3) -> dict:
 # ---------------------------------------------------------------------------- from a backtest
 
 def backtest_attribution(res, returns, tradable, stock_sector, num_sectors: int, *,
-                         res_norisk=None, periods: int = PERIODS) -> dict:
+                         res_norisk=None, goal_days=None, periods: int = PERIODS) -> dict:
     """The report's attribution block of one backtest path (``evaluation.backtest``'s
     BacktestResult with [L] leaves, host arrays): ``decision_attribution`` of its executed
     book (decision day t earns ``returns[t + 1]``, the benchmark's universe is
     ``tradable[t]``), the risk-manager effect when ``res_norisk`` (the same raw targets
     replayed without the risk manager, open loop: ``ReplayTargets``) is given, the turnover by
-    source without day 0 (the first buy from cash), and gross vs net Sharpe.
+    source without day 0 (the first buy from cash), and gross vs net Sharpe. ``goal_days``
+    bool [L] (the days the Macro set a goal) splits the sector-level turnover into the part
+    traded on those days (``macro``) and the part traded between goals
+    (``sector_between_goals``: the Micro moving sector weights while the goal stands).
     returns / tradable [T, N] and stock_sector [N] are the market's (EnvParams)."""
     from hrl_sarp_jax.finance import metrics as fm
 
@@ -460,11 +463,17 @@ def backtest_attribution(res, returns, tradable, stock_sector, num_sectors: int,
         net_norisk=None if res_norisk is None else np.asarray(res_norisk.net_return,
                                                                np.float64),
         num_sectors=num_sectors)
-    out["turnover_by_source"] = (
-        turnover_by_source(np.asarray(res.drifted, np.float64)[1:],
-                           np.asarray(res.weights, np.float64)[1:], stock_sector,
-                           num_sectors=num_sectors, periods=periods)
-        if t.size > 1 else None)
+    out["turnover_by_source"] = None
+    if t.size > 1:
+        daily = turnover_split_daily(np.asarray(res.drifted, np.float64)[1:],
+                                     np.asarray(res.weights, np.float64)[1:], stock_sector,
+                                     num_sectors=num_sectors)
+        if goal_days is not None:
+            on_goal = np.asarray(goal_days, bool)[1:]
+            daily["sector_between_goals"] = np.where(on_goal, 0.0, daily["macro"])
+            daily["macro"] = np.where(on_goal, daily["macro"], 0.0)
+        ann = {k: float(v.mean() * periods) for k, v in daily.items()}
+        out["turnover_by_source"] = {"rule": TURNOVER_RULE, "days": int(t.size - 1), **ann}
     out["sharpe_gross"] = float(fm.sharpe(np.asarray(res.gross_return, np.float32), periods))
     out["sharpe_net"] = float(fm.sharpe(np.asarray(res.net_return, np.float32), periods))
     return out
@@ -482,7 +491,7 @@ def mean_attribution(blocks: list[dict]) -> dict:
         vals = [b[k] for b in blocks if b.get(k) is not None]
         out[k] = float(np.mean(vals)) if vals else None
     tov = [b["turnover_by_source"] for b in blocks if b.get("turnover_by_source")]
+    keys = [k for k in tov[0] if k not in ("rule", "days", "share")] if tov else []
     out["turnover_by_source"] = None if not tov else {
-        "rule": tov[0]["rule"],
-        **{k: float(np.mean([x[k] for x in tov])) for k in (*TURNOVER_SOURCES, "total")}}
+        "rule": tov[0]["rule"], **{k: float(np.mean([x[k] for x in tov])) for k in keys}}
     return out

@@ -308,12 +308,13 @@ def evaluate_baselines(
 
 def strategy_attribution(res: Any, params: Any, t0: int, rebalance: np.ndarray, *,
                          batched: bool, risk_manager: bool, return_window: int,
-                         book0: Any = None) -> dict:
+                         book0: Any = None, goal_days: np.ndarray | None = None) -> dict:
     """Attribution by decision level of a strategy's backtest (``evaluation.attribution.
     backtest_attribution``), per path; with the risk manager on, its effect is measured by
     replaying the same raw targets without it (open loop, ``ReplayTargets``), from the same
     starting book ``book0`` as the run (None: cash). Batched results [K, L] give the mean over
-    paths plus each path's block under ``per_seed``."""
+    paths plus each path's block under ``per_seed``; ``goal_days`` [(K,) L] are the agent's
+    Macro decision days (``backtest_attribution``)."""
     norisk = None
     if risk_manager:
         _, norisk = run_backtest(ReplayTargets(), res.target, params, t0, rebalance,
@@ -324,7 +325,8 @@ def strategy_attribution(res: Any, params: Any, t0: int, rebalance: np.ndarray, 
         lambda tree, _k: tree)
     blocks = [ea.backtest_attribution(
         pick(res, k), params.returns, params.tradable, np.asarray(params.stock_sector),
-        params.num_sectors, res_norisk=None if norisk is None else pick(norisk, k))
+        params.num_sectors, res_norisk=None if norisk is None else pick(norisk, k),
+        goal_days=None if goal_days is None else pick(goal_days, k))
         for k in paths]
     if not batched:
         return blocks[0]

@@ -65,7 +65,7 @@ def attribution_tables(doc: dict) -> tuple[list[list[str]], list[list[str]]]:
         "total_excess_net")), _f(a.get("sharpe_gross"), ".2f"), _f(a.get("sharpe_net"), ".2f")]]
     t = a.get("turnover_by_source")
     tov = [[doc["agent"], *(_f(t.get(k), ".2f") for k in (
-        "exposure", "macro", "support", "micro", "total"))]] if t else []
+        "exposure", "macro", "sector_between_goals", "support", "micro", "total"))]] if t else []
     return att, tov
 
 

@@ -378,8 +378,9 @@ TEST_HEADER = ["vs", "ΔSharpe", "bootstrap 95% CI", "p boot", "p Holm", "JK-M z
 ATTRIBUTION_HEADER = ["strategy", "allocation (Macro)", "selection (Micro)", "interaction",
                       "costs", "risk manager", "residual", "excess net", "Sharpe gross",
                       "Sharpe net"]
-TURNOVER_HEADER = ["strategy", "exposure", "macro (sectors)", "support (names)",
-                   "micro (within sector)", "total /yr"]
+TURNOVER_HEADER = ["strategy", "exposure (risk manager)", "sector level: on goal days",
+                   "sector level: between goals", "support (names in/out)",
+                   "within sector (names kept)", "total /yr"]
 
 
 def attribution_rows(payload: dict) -> tuple[list[list[str]], list[list[str]], str | None]:
@@ -398,7 +399,7 @@ def attribution_rows(payload: dict) -> tuple[list[list[str]], list[list[str]], s
         t = a.get("turnover_by_source")
         if t:
             tov.append([name, *(_fmt(t.get(k), "{:.2f}") for k in (
-                "exposure", "macro", "support", "micro", "total"))])
+                "exposure", "macro", "sector_between_goals", "support", "micro", "total"))])
     return rows, tov, rule
 
 
