@@ -103,16 +103,19 @@ def test_sharded_per_seed_training_equals_one_device(reference):
 @pytest.mark.slow
 def test_phase3_chunk_sharded_over_four_devices_equals_one_device():
     # K=4 seeds of the real Phase-3 program (tiny networks, 2 PPO updates), one device vs one
-    # seed per device. Rollouts are bit-identical; the Adam updates agree to float noise (the
-    # per-device program batches 1 seed instead of 4, so dots round differently and Adam turns
-    # noise-level gradient components into lr-sized steps: compare with how far params moved).
+    # seed per device. These are two different XLA programs (the per-device one batches 1 seed
+    # instead of 4), so nothing is bit for bit: dots round differently, depending on the CPU's
+    # instruction set, and Adam turns noise-level gradient components into lr-sized steps, so
+    # params are compared with how far they moved. Rollouts agree to rounding (bit-identical on
+    # some CPUs): rewards ~0.1 to 1e-4 (the second rollout runs on the updated params), obs to
+    # 1e-3 (features O(1), book weights); a seed mix-up changes both by ~1e-2 or more.
     # 90-130 s on 2 busy cores (cold compilation cache), nearly all of it the two compiles.
     out = run_worker("phase3", timeout=600)
     assert out["devices"] == 4
     assert out["state_specs"] == ["P('seeds',)"] and out["metric_specs"] == ["P('seeds',)"]
     assert out["param_shard_rows"] == [1]
     assert out["env_steps"] == out["single_env_steps"] == [16, 16, 16, 16]
-    assert out["reward_diff"] == 0.0 and out["obs_diff"] == 0.0
+    assert out["reward_diff"] <= 1e-4 and out["obs_diff"] <= 1e-3
     assert out["metrics_diff"] <= 1e-4
     assert out["params_moved"] > 1e-4
     assert out["params_diff"] <= 0.1 * out["params_moved"]
@@ -123,15 +126,18 @@ def test_phase3_chunk_sharded_over_four_devices_equals_one_device():
 @pytest.mark.slow
 def test_phase4_chunk_sharded_with_the_host_loop_recipe_equals_one_device():
     # rl_micro.run_phase4's own steps plus shard_seeds(state) / shard_seeds(hp) before the AOT
-    # lower: K=4 seeds (TD3+HER, replay buffer and all) one per device. The first steps are
-    # identical; after TD3 updates the two runs agree to float noise (Adam moves each weight by
-    # about lr per update whatever the gradient's size, so a rounding-level gradient can move
-    # a weight by ~2 lr in either run), far from a seed mix-up (rolled). 30-120 s.
+    # lower: K=4 seeds (TD3+HER, replay buffer and all) one per device: two different XLA
+    # programs. The first two steps (no update yet) agree to float32 rounding: rewards ~0.1 to
+    # 1e-6 (a few ulps through the actor and the env; seeds 0 and 2 differ by 4e-6 at step 0);
+    # after TD3 updates the two runs agree to float noise (Adam moves each weight by about lr
+    # per update whatever the gradient's size, so a rounding-level gradient can move a weight
+    # by ~2 lr in either run), far from a seed mix-up (rolled). 30-120 s.
     out = run_worker("phase4", timeout=600)
     assert out["devices"] == 4 and out["state_specs"] == ["P('seeds',)"]
     assert out["env_steps"] == [12, 12, 12, 12] and out["updating"] > 0.5
-    assert out["step_diffs"]["reward"][:2] == [0.0, 0.0]
-    assert max(out["step_diffs"]["reward"]) <= 1e-2
+    reward_diffs = np.asarray(out["step_diffs"]["reward"])  # np.all: a NaN fails (max() skips it)
+    assert np.all(reward_diffs[:2] <= 1e-6) and np.all(reward_diffs <= 1e-2), reward_diffs
+    # step 0 is before the warmup: both runs report the no-update branch's zeros
     assert out["step_diffs"]["critic_loss"][0] == 0.0 and out["step_diffs"]["q_mean"][0] == 0.0
     assert out["value_rel_diff"] <= 1e-3
     assert out["actor_diff"] <= 0.02 and out["rolled_actor_diff"] > 0.5
