@@ -17,9 +17,16 @@ EQUAL = jnp.full((N,), 1.0 / N, jnp.float32)
 MACRO_A = jnp.array([0.5, 0.3, 0.2, 0.1, 2.0, 0.3], jnp.float32)
 
 
-def _tree_equal(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b),
-                                                     strict=True))
+def _tree_close(a, b):
+    """Integer and bool leaves exactly, float leaves to float32 rounding (rtol 1e-6): for two
+    different compiled programs (e.g. the reset inside the jitted step vs jitted reset alone),
+    which XLA may fuse and vectorise differently."""
+    def close(x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        if np.issubdtype(x.dtype, np.floating):
+            return x.shape == y.shape and np.allclose(x, y, rtol=1e-6, atol=1e-7)
+        return np.array_equal(x, y)
+    return all(close(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 def test_truncates_at_length_then_autoresets(micro_env, micro_params):
@@ -36,9 +43,10 @@ def test_truncates_at_length_then_autoresets(micro_env, micro_params):
             assert int(st2.t) == int(st.t) + 1 and np.array_equal(obs, info["final_observation"])
         st_prev, st = st, st2
     # auto-reset: the returned state/obs are reset_env(key_reset); final_observation is day t+1's
+    # (the reset inside step is another program than reset alone: equal to float32 rounding)
     _, k_reset = jax.random.split(k)
     obs_re, st_re = env.reset(k_reset, p)
-    assert int(st.time) == 0 and _tree_equal(st, st_re) and np.array_equal(obs, obs_re)
+    assert int(st.time) == 0 and _tree_close(st, st_re) and _tree_close(obs, obs_re)
     expect_final = common.micro_obs(jax.tree.map(lambda x: x, st_prev.port), st_prev.goal,
                                     st_prev.t, p)
     assert not np.array_equal(info["final_observation"], expect_final)  # the book moved on
@@ -177,17 +185,26 @@ def test_goal_sources_refresh_at_week_ends(micro_params, source):
     step = jax.jit(lambda k, s: env.step_env(k, s, EQUAL, p))
     _, st = env.reset(jax.random.key(0), p)
     week_end = np.asarray(p.week_end)
-    goals, changed = [np.asarray(st.goal)], []
+    goals, redrawn = [np.asarray(st.goal)], []
     for i in range(12):
         obs, st, *_ = step(jax.random.key(i), st)
         goals.append(np.asarray(st.goal))
-        changed.append(not np.array_equal(goals[-1], goals[-2]))
         assert np.array_equal(env.layout.unflatten(obs)["goal"], goals[-1])
-        if source == "policy" and week_end[int(st.t)]:
-            expect = common.macro_action_to_goal(policy(2.0, common.macro_obs(st.port, st.t, p)), p)
-            np.testing.assert_allclose(goals[-1], expect, rtol=1e-6)
-    days = int(st.t) - np.arange(12, 0, -1) + 1
-    assert np.array_equal(np.array(changed), week_end[days])  # a new goal exactly at week ends
+        if week_end[int(st.t)]:
+            # a new goal: this step's draw, or the policy on the new day's book (computed here
+            # by another program: equal to float32 rounding). Capped goals pile up on a few
+            # vertices, so a draw can repeat the old goal up to rounding: compare with the
+            # draw, not with the old goal.
+            if source == "policy":
+                expect = common.macro_action_to_goal(
+                    policy(2.0, common.macro_obs(st.port, st.t, p)), p)
+            else:
+                expect = common.sampled_goal(jax.random.key(i), p)
+            np.testing.assert_allclose(goals[-1], expect, rtol=1e-6, atol=1e-7)
+            redrawn.append(not np.allclose(goals[-1], goals[-2], rtol=0, atol=1e-6))
+        else:  # held between week ends: the state's own goal, bit for bit
+            np.testing.assert_array_equal(goals[-1], goals[-2])
+    assert len(redrawn) >= 2 and any(redrawn)  # week ends seen, and one moved the goal
     g = np.stack(goals)
     assert np.all(g[:, :S] <= 0.35 + 1e-6) and np.allclose(g[:, :S].sum(1), 0.98, atol=1e-5)
     assert np.array_equal(g[:, S:].sum(1), np.ones(len(g)))
