@@ -24,6 +24,7 @@ from hrl_sarp_jax.config import (
 )
 from hrl_sarp_jax.data.market import MarketMeta
 from hrl_sarp_jax.envs.flat import FlatEnv
+from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import CheckpointError
 from hrl_sarp_jax.evaluation import flat_policy as fp
 from hrl_sarp_jax.evaluation.backtest import rebalance_mask, run_backtest
@@ -317,7 +318,10 @@ def test_run_flat_budget_resume_summary_and_saved_policy(tmp_path):
     np.testing.assert_array_equal(out["dates"], np.asarray(meta.dates)[t0 + 1: t0 + 1 + length])
     reb = rebalance_mask("weekly", t0, length, np.asarray(market.week_end))
     np.testing.assert_array_equal(out["rebalanced"], reb)
-    env_params = FlatEnv.make_params(market, feats, cfg.env)
+    # the whole market's daily EnvParams, as flat_daily_returns builds them: the same compiled
+    # backtest on the same restored params, so bit for bit (FlatEnv.make_params' weekly
+    # params differ in a static field, i.e. another compile)
+    env_params = make_env_params(market, feats, cfg.env)
     _, res = run_backtest(fp.FlatPolicyFn(TINY, N), params, env_params, t0, reb, batched=True)
     np.testing.assert_array_equal(out["daily_returns"], np.asarray(res.net_return, np.float64))
     assert float(np.abs(out["turnover"][:, ~reb]).max()) == 0.0     # holds between week ends
