@@ -1,7 +1,8 @@
 """``hrl-sarp backtest --walk-forward``: fold dates worked out by hand, phase lists, market
 slicing, one-line errors, and one end-to-end walk-forward on the smoke market (2 rolling
 folds, Phases 1-2, tiny networks) whose stitched report covers exactly the folds' test
-windows with no look-ahead in any fold's training."""
+windows with no look-ahead in any fold's training, carries every strategy's book into the
+next fold, reports the switch costs and pools the agent's Sharpe differences over folds."""
 
 from __future__ import annotations
 
@@ -208,6 +209,45 @@ def test_walk_forward_end_to_end(tmp_path, capsys):
         np.testing.assert_allclose(doc["strategies"][name]["total_return"], total, rtol=1e-5)
     total = np.prod([1 + d["oracle"]["total_return"] for d in fold_docs]) - 1
     np.testing.assert_allclose(doc["oracle"]["total_return"], total, rtol=1e-5)
+
+    # the book carries: fold1 starts from each strategy's fold0 end book (stitch checks the
+    # value continuity); the switch on fold1's first day is reported per strategy
+    assert "start_book" not in fold_docs[0]["window"]
+    assert fold_docs[1]["window"]["start_book"] == "carried"
+    fb = doc["folds"]
+    assert [w["label"] for w in fb["windows"]] == ["fold0", "fold1"] and fb["carried"]
+    assert set(fb["strategies"]) == {*doc["strategies"], "oracle"}
+    for name, e in fb["strategies"].items():
+        assert len(e["sharpe"]) == 2 and len(e["switch_cost"]) == 1, name
+        assert e["switch_cost_total"] == e["switch_cost"][0] >= 0.0
+    assert fb["strategies"]["index_buy_hold"]["switch_turnover"] == [0.0]
+    assert fb["strategies"]["index_buy_hold"]["switch_cost"] == [0.0]
+    # weekly equal weight only trades its drift back (a buy-in from cash would be ~0.49)
+    assert fb["strategies"]["equal_weight"]["switch_turnover"][0] < 0.2
+    # the fold Sharpes are the folds' own: the strategy's, or its seeds' mean
+    for i, d in enumerate(fold_docs):
+        for name in ("equal_weight", "index_buy_hold"):
+            np.testing.assert_allclose(fb["strategies"][name]["sharpe"][i],
+                                       d["strategies"][name]["sharpe"], rtol=1e-6)
+        np.testing.assert_allclose(
+            fb["strategies"]["hrl_sarp"]["sharpe"][i],
+            d["strategies"]["hrl_sarp"]["seed_dispersion"]["sharpe"]["mean"],
+            rtol=1e-6)
+    # paired over folds: paired_over_markets of the per-fold Sharpes, agent vs every strategy
+    from hrl_sarp_jax.evaluation.stats import paired_over_markets
+
+    pf = doc["paired_folds"]["vs_hrl_sarp"]
+    assert pf["n"] == 2 and pf["folds"] == ["fold0", "fold1"] and "wide" in pf["note"]
+    assert set(pf["pairs"]) == set(doc["strategies"]) - {"hrl_sarp"}
+    for name, pair in pf["pairs"].items():
+        ref = paired_over_markets(fb["strategies"]["hrl_sarp"]["sharpe"],
+                                  fb["strategies"][name]["sharpe"])
+        assert pair["pooled"] == pytest.approx(ref), name
+        assert pair["stitched"]["diff"] == doc["tests"]["vs_hrl_sarp"]["pairs"][name][
+            "bootstrap"]["diff"]
+    md = (ckpts / "wf" / "report" / "report.md").read_text()
+    assert "## Walk-forward folds" in md and "## Paired over folds: vs_hrl_sarp" in md
+    assert "switch" in out and "switch index_buy_hold: turnover 0.00" in out
 
     # each fold: its own run, its own split dates, trained only before its validation start
     # (rolling: from its training start on), selected on its validation window only
