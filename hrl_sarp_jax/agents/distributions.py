@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import digamma, gammaln
 
+from hrl_sarp_jax.networks.common import nan_safe_max
 from hrl_sarp_jax.types import Array, PRNGKey, PyTree
 
 SAMPLE_FLOOR = 1e-6
@@ -28,7 +29,9 @@ def masked_softmax(logits: Array, mask: Array) -> Array:
     logits, mask: [..., N] -> [..., N] (float32).
     """
     logits = jnp.where(mask, jnp.asarray(logits, jnp.float32), -jnp.inf)
-    shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
+    # nan_safe_max: the max's derivative (zero in sum, softmax is shift-invariant) must not
+    # divide by a count of 0 maxima (see networks.common.max_tangent)
+    shifted = logits - jnp.expand_dims(nan_safe_max(logits, -1), -1)
     e = jnp.where(mask, jnp.exp(shifted), 0.0)
     return e / jnp.sum(e, axis=-1, keepdims=True)
 

@@ -6,6 +6,7 @@ Modules in this package take ONE example (no batch axis); callers add batch axes
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -93,9 +94,42 @@ def masked_mean(x: Array, mask: Array) -> Array:
     return jnp.sum(jnp.where(mask[:, None], x, 0.0), axis=0) / jnp.maximum(jnp.sum(m), 1.0)
 
 
+def max_tangent(x: Array, peak: Array, tangent: Array, axis: int) -> Array:
+    """Tangent of ``max(x, axis)`` whose value ``peak`` has ``axis`` kept (size 1): JAX's rule,
+    the tangent averaged over the entries equal to the max, with that count floored at 1.
+
+    An XLA program may recompute ``x`` in several fusions that round differently (seen with
+    the CPU backend at optimisation level 0), so that no entry compares equal to the max in
+    the fusion that counts them; JAX's rule then divides by a count of 0 and the gradient is
+    NaN. With the floor such an entry gets a zero or an undivided tangent, never NaN.
+    """
+    hit = (x == peak).astype(tangent.dtype)
+    count = jnp.sum(hit, axis=axis)
+    return jnp.sum(tangent * hit, axis=axis) / jnp.maximum(count, 1.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def nan_safe_max(x: Array, axis: int) -> Array:
+    """``jnp.max(x, axis)``, same value; its derivative is ``max_tangent`` (no NaN from a
+    division by a count of 0 maxima; equal to JAX's derivative whenever that count is > 0)."""
+    return jnp.max(x, axis=axis)
+
+
+@nan_safe_max.defjvp
+def _nan_safe_max_jvp(axis: int, primals: tuple[Array], tangents: tuple[Array]
+                      ) -> tuple[Array, Array]:
+    (x,), (t,) = primals, tangents
+    peak = jnp.max(x, axis=axis)
+    return peak, max_tangent(x, jnp.expand_dims(peak, axis), t, axis)
+
+
 def masked_max(x: Array, mask: Array) -> Array:
-    """Max of ``x`` [L, H] over rows where ``mask`` [L] is True -> [H]; zeros if none."""
-    peak = jnp.max(jnp.where(mask[:, None], x, -jnp.inf), axis=0)
+    """Max of ``x`` [L, H] over rows where ``mask`` [L] is True -> [H]; zeros if none.
+
+    Differentiated with ``nan_safe_max`` (jnp.max's derivative divides by the number of rows
+    equal to the max, which a compiled program can find to be 0: NaN critic gradients).
+    """
+    peak = nan_safe_max(jnp.where(mask[:, None], x, -jnp.inf), 0)
     return jnp.where(jnp.any(mask), peak, 0.0)
 
 

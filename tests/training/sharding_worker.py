@@ -256,10 +256,7 @@ def case_phase4() -> dict:
     from hrl_sarp_jax.training import sharding as sh
 
     t0 = time.perf_counter()
-    cfg, market, meta, feats = _phase3_inputs()
-    # no circuit locks: with make_inputs' locks and the default EnvConfig, seed 0's reward
-    # turns NaN at its 4th vector step (one device as well; reported, not a sharding matter)
-    market = dataclasses.replace(market, circuit_lock=np.zeros_like(market.circuit_lock))
+    cfg, market, meta, feats = _phase3_inputs()  # make_inputs' circuit locks included
     nets = NetworkConfig(attention_dim=8, attention_heads=1, goal_embedding=8,
                          micro_stock_hidden=(16, 8), critic_hidden=(16, 8))
     cfg = dataclasses.replace(cfg, networks=nets, train=dataclasses.replace(

@@ -127,8 +127,9 @@ def test_phase3_chunk_sharded_over_four_devices_equals_one_device():
 def test_phase4_chunk_sharded_with_the_host_loop_recipe_equals_one_device():
     # rl_micro.run_phase4's own steps plus shard_seeds(state) / shard_seeds(hp) before the AOT
     # lower: K=4 seeds (TD3+HER, replay buffer and all) one per device: two different XLA
-    # programs. The first two steps (no update yet) agree to float32 rounding: rewards ~0.1 to
-    # 1e-6 (a few ulps through the actor and the env; seeds 0 and 2 differ by 4e-6 at step 0);
+    # programs (make_inputs' circuit locks included). The first two steps (no update yet)
+    # agree to float32 rounding: rewards ~0.03-0.3 to 1e-6 (a few ulps through the actor and
+    # the env; the four seeds' step-0 rewards differ by >= 1e-4);
     # after TD3 updates the two runs agree to float noise (Adam moves each weight by about lr
     # per update whatever the gradient's size, so a rounding-level gradient can move a weight
     # by ~2 lr in either run), far from a seed mix-up (rolled). 30-120 s.
