@@ -208,13 +208,21 @@ def test_replaying_recorded_targets_reproduces_the_run(tiny, weekly):
 
 
 def _leaves_equal(a, b) -> None:
+    """Equal to float32 rounding: the default start, an explicit book and a returned book are
+    three compiled programs (the book an input or a constant), so on another instruction set
+    they may round differently (docs/evaluation.md, Reproducibility); a wrong start (cash
+    missing, a stale peak) is off by whole percents."""
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        x, y = np.asarray(x), np.asarray(y)
+        if np.issubdtype(x.dtype, np.floating):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9)
+        else:
+            np.testing.assert_array_equal(x, y)
 
 
 def test_an_explicit_cash_book_is_the_default_start_exactly(tiny, weekly):
-    """book0 = cash_book(...) and the default start give bit-identical results (and asking
-    for the end book changes nothing), single and batched."""
+    """book0 = cash_book(...) and the default start give the same results (and asking for the
+    end book changes nothing), single and batched."""
     from hrl_sarp_jax.evaluation.backtest import cash_book
 
     *_, params = tiny
@@ -227,9 +235,9 @@ def test_an_explicit_cash_book_is_the_default_start_exactly(tiny, weekly):
     _leaves_equal(default, explicit)
     _leaves_equal(default, with_book)
     # the end book is the last day's book after its trade and drift
-    assert float(end.port.value) == float(default.value[-1])
+    assert float(end.port.value) == float(with_book.value[-1])  # one program's two outputs
     assert int(end.count) == 20
-    np.testing.assert_array_equal(end.returns, default.net_return[-20:])
+    np.testing.assert_array_equal(end.returns, with_book.net_return[-20:])
     r = np.asarray(params.returns, np.float64)[T0 + LENGTH]
     drifted = default.weights[-1] * (1 + r) / (1 + default.net_return[-1])
     np.testing.assert_allclose(end.port.weights, drifted, rtol=2e-5, atol=1e-7)
@@ -240,7 +248,7 @@ def test_an_explicit_cash_book_is_the_default_start_exactly(tiny, weekly):
     _, e3, end3 = run_backtest(bl.RandomDirichlet(), keys, params, T0, weekly, batched=True,
                                book0=books, return_book=True)
     _leaves_equal(d3, e3)
-    np.testing.assert_array_equal(end3.port.value, d3.value[:, -1])
+    np.testing.assert_array_equal(end3.port.value, e3.value[:, -1])  # one program's outputs
 
 
 def test_carrying_the_book_across_a_split_is_the_unsplit_backtest(tiny):
