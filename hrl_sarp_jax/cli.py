@@ -540,8 +540,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
-    from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.evaluation.overfitting import selection_overfitting
+    from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.training.sweep import load_sweep_config, run_sweep
 
     cfg, spec = load_sweep_config(args.config, args.overrides)

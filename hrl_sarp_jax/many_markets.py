@@ -45,7 +45,11 @@ from hrl_sarp_jax.evaluation import attribution as ea
 from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation import markets as mk
 from hrl_sarp_jax.evaluation import metrics as em
-from hrl_sarp_jax.evaluation.agent import EnsembleStrategy, HierarchicalStrategy, regime_calls
+from hrl_sarp_jax.evaluation.agent import (
+    EnsembleStrategy,
+    HierarchicalStrategy,
+    regime_call_scores,
+)
 from hrl_sarp_jax.evaluation.backtest import ReplayTargets, date_window, rebalance_mask
 from hrl_sarp_jax.evaluation.flat_policy import SCHEDULE as FLAT_SCHEDULE
 from hrl_sarp_jax.evaluation.flat_policy import FlatPolicyFn, load_flat_policy
@@ -150,19 +154,6 @@ def _record_of(name: str, metrics: dict[str, np.ndarray], c: int, seeded: bool) 
     return rec
 
 
-def _mean_or_none(values: list) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def _regime_record(carry: Any, realised: np.ndarray, c: int) -> dict:
-    """The agent's regime calls in force each day vs the realised regime, per seed."""
-    calls = regime_calls(jax.tree.map(lambda x: np.asarray(x)[c], carry))  # [K, L]
-    ok = realised >= 0
-    acc = [float(np.mean(k[ok] == realised[ok])) if ok.any() else None for k in calls]
-    return {"accuracy": acc, "days": int(ok.sum())}
-
-
 def _attribution_record(res: Any, norisk: Any, params: Any, c: int, goal_days: Any) -> dict:
     """The agent's attribution by decision level in market c (mean over its seeds);
     goal_days [C, K, L] its Macro decision days."""
@@ -227,7 +218,6 @@ def evaluate_markets(
     strategies = _strategies(run, cfg, policy, params0, t0, length, include, random_seeds,
                              drift)
     week_end = np.asarray(market0.week_end, bool)
-    ret_days = np.arange(t0 + 1, t0 + 1 + length)
     say(f"{len(seeds)} market(s) (seeds {seeds[0]}..{seeds[-1]}, preset {synth.preset}), "
         f"window {dates[t0]} .. {dates[t0 + length]} ({length} days), {len(strategies) + 1} "
         f"strategies, chunks of {chunk}")
@@ -240,13 +230,13 @@ def evaluate_markets(
     for item in gen:
         pending.append(item)
         if len(pending) == chunk:
-            records += _run_chunk(pending, cfg, strategies, drift, t0, length, ret_days,
-                                  rebalance, risk_manager, dates)
+            records += _run_chunk(pending, cfg, strategies, drift, t0, length, rebalance,
+                                  risk_manager)
             say(f"markets: {len(records)}/{len(seeds)} done ({time.perf_counter() - started:.0f}s)")
             pending = []
     if pending:
-        records += _run_chunk(pending, cfg, strategies, drift, t0, length, ret_days, rebalance,
-                              risk_manager, dates)
+        records += _run_chunk(pending, cfg, strategies, drift, t0, length, rebalance,
+                              risk_manager)
         say(f"markets: {len(records)}/{len(seeds)} done ({time.perf_counter() - started:.0f}s)")
 
     names = list(records[0]["strategies"])
@@ -280,9 +270,12 @@ def evaluate_markets(
             "strategy": AGENT, "over": "mean over markets of each market's mean over seeds",
             **{k: v for k, v in ea.mean_attribution([r["attribution"] for r in records]
                                                     ).items() if k != "n"}},
-        "regime_call": {"accuracy_mean": _mean_or_none(
-            [a for r in records for a in r["regime"]["accuracy"]]),
-            "labels": "latent regime of each return day vs the call in force"},
+        "regime_call": {
+            **{m: (None if any(r["regime_call"][m] is None for r in records) else float(
+                np.mean([r["regime_call"][m] for r in records])))
+               for m in ("accuracy", "balanced_accuracy", "brier")},
+            "over": "mean over markets of each market's mean over seeds",
+            "labels": records[0]["regime_call"]["labels"]},
         "strategies": {s.name: {"kind": s.kind, "schedule": str(s.schedule),
                                 "description": s.description} for s in strategies},
         "depends_on": {
@@ -301,7 +294,7 @@ def evaluate_markets(
     report_dir = Path(out_dir) if out_dir is not None else run.root / REPORT_DIR
     files = write_markets_report(doc, report_dir)
     if judged:
-        line = {"date": _dt.datetime.now(tz=_dt.timezone.utc).isoformat(timespec="seconds"),
+        line = {"date": _dt.datetime.now(tz=_dt.UTC).isoformat(timespec="seconds"),
                 "run": run.name, "seeds": [judged[0], judged[-1]], "markets": len(judged),
                 "config_hash": doc["depends_on"]["config_hash"], "split": label,
                 "result": {x: {k: p[k] for k in ("mean", "ci95", "wins", "n")}
@@ -315,8 +308,7 @@ def evaluate_markets(
 
 
 def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], drift: np.ndarray,
-               t0: int, length: int, ret_days: np.ndarray, rebalance: Callable,
-               risk_manager: bool, dates: np.ndarray) -> list[dict]:
+               t0: int, length: int, rebalance: Callable, risk_manager: bool) -> list[dict]:
     """Records of one chunk of (seed, MarketArrays, MarketMeta) (module docstring, step 2)."""
     seeds = [s for s, _, _ in items]
     arrays = [m for _, m, _ in items]
@@ -353,8 +345,9 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
             "turnover": float(np.mean(idx["turnover"]) * em.PERIODS),
             "cost_drag": float(np.mean(idx["cost_frac"]) * em.PERIODS),
             "gross_sharpe": em.return_metrics(idx["gross_return"])["sharpe"]}
-        realised, _ = em.realised_regimes(ret_days, latent[c], None, np.zeros(1, bool))
-        rec["regime"] = _regime_record(results[AGENT][0], realised, c)
+        rec["regime_call"] = {k: v for k, v in regime_call_scores(
+            jax.tree.map(lambda x, c=c: np.asarray(x)[c], results[AGENT][0]),
+            np.asarray(params[c].regime_label)).items() if k != "per_seed"}
         rec["attribution"] = _attribution_record(agent_res, norisk, params[c], c,
                                                  results[AGENT][0].macro_step)
         out.append(rec)

@@ -247,6 +247,13 @@ def test_one_generated_market_agrees_with_evaluating_its_folder(trained, smoke_m
     many = doc["markets"][0]["attribution"]
     for key in ("allocation", "selection", "costs", "risk_manager", "total_excess_net"):
         np.testing.assert_allclose(many[key], one[key], atol=2e-3)
+    # the regime call on the Macro's decision days: the same decisions as the folder's report
+    rc_one = payload["strategies"]["hrl_sarp"]["regime_call"]
+    rc_many = doc["markets"][0]["regime_call"]
+    assert rc_many["calls"] == rc_one["calls"] > 0
+    for key in ("accuracy", "balanced_accuracy", "brier"):
+        np.testing.assert_allclose(rc_many[key], rc_one[key], atol=1e-3)
+    np.testing.assert_allclose(doc["regime_call"]["accuracy"], rc_many["accuracy"])
 
 
 def em_sharpe(r) -> float:

@@ -23,10 +23,9 @@ import pandas as pd
 
 from hrl_sarp_jax.config import REGIME_NAMES, DataConfig, SynthConfig
 from hrl_sarp_jax.data import io, schema
+from hrl_sarp_jax.data.calendar import NSE_CALENDAR, trading_days
 from hrl_sarp_jax.data.loader import build_market_arrays
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
-from hrl_sarp_jax.data.validate import check_tables
-from hrl_sarp_jax.data.calendar import NSE_CALENDAR, trading_days
 from hrl_sarp_jax.data.synthetic_core import (
     EVENT_BUDGET,
     EVENT_MPC,
@@ -44,6 +43,7 @@ from hrl_sarp_jax.data.synthetic_presets import (
     preset_tickers,
     sector_drift_annual,
 )
+from hrl_sarp_jax.data.validate import check_tables
 from hrl_sarp_jax.errors import ConfigError, DataError, ValidationError
 
 GENERATOR_VERSION = 1
@@ -68,17 +68,17 @@ __all__ = [
     "event_schedule",
     "generate",
     "generate_market",
-    "synthetic_markets",
-    "synthetic_meta",
-    "preset_hash",
-    "synthetic_market_arrays",
     "make_params",
     "market_frames",
+    "preset_hash",
     "publication_rows",
     "simulate",
     "simulate_jit",
     "stylized_facts",
     "synth_dates",
+    "synthetic_market_arrays",
+    "synthetic_markets",
+    "synthetic_meta",
     "write_synthetic_market",
 ]
 

@@ -86,7 +86,7 @@ def stack_params(params: Sequence[EnvParams]) -> tuple[EnvParams, tuple[int | No
     treedef = jax.tree.structure(params[0])
     first_returns = next(j for j, x in enumerate(leaves[0]) if x is params[0].returns)
     out, axes = [], []
-    for j, leaf in enumerate(leaves[0]):
+    for j in range(len(leaves[0])):
         col = [np.asarray(x[j]) for x in leaves]
         same = j != first_returns and all(np.array_equal(col[0], c) for c in col[1:])
         out.append(jnp.asarray(col[0]) if same else jnp.asarray(np.stack(col)))

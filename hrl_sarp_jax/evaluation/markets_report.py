@@ -121,7 +121,7 @@ def _headline(doc: dict) -> list[str]:
 def render_markdown(doc: dict, plot_file: str) -> str:
     parts = ["# HRL-SARP many-market evaluation", "", *_headline(doc), "", "## Verdict", ""]
     parts += [f"- {v}" for v in doc["verdict"].values()]
-    parts += ["", f"## Agent (mean over its seeds) minus each strategy, over markets", "",
+    parts += ["", "## Agent (mean over its seeds) minus each strategy, over markets", "",
               md_table(PAIRED_HEADER, paired_rows(doc["paired"])), "",
               "## Seed ensemble minus each strategy", "",
               md_table(PAIRED_HEADER, paired_rows(doc["paired_ensemble"])), "",

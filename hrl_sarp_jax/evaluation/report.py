@@ -407,8 +407,9 @@ def _dsr_line(payload: dict) -> str | None:
     for name, e in _all_entries(payload):
         d = e.get("deflated_sharpe")
         if d:
+            sr0 = d["sr0"] * d["periods"] ** 0.5
             return (f"Deflated Sharpe ratio of {name} (Bailey & López de Prado): "
-                    f"{d['dsr']:.2f} = P(true Sharpe > {d['sr0'] * d['periods'] ** 0.5:.2f}/yr, the expected "
+                    f"{d['dsr']:.2f} = P(true Sharpe > {sr0:.2f}/yr, the expected "
                     f"best of {d['trials']} trials without skill); its Sharpe "
                     f"{d['sharpe_annual']:.2f}/yr over {d['n']} days. Trials: every validation "
                     f"evaluation that chose a checkpoint ({d['by_phase']}) and a sweep's "

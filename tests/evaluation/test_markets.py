@@ -14,7 +14,7 @@ from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation import markets as mk
 from hrl_sarp_jax.evaluation.backtest import run_backtest
 from hrl_sarp_jax.evaluation.metrics import return_metrics
-from tests.evaluation.conftest import LENGTH, T0
+from tests.evaluation.conftest import T0
 from tests.evaluation.make_market import ENV_CFG, make_market
 
 
