@@ -7,7 +7,8 @@
    synthetic_markets``). The policy sees only their causal features.
 2. In chunks of ``chunk`` markets: features as one vmapped program, then every strategy as one
    program vmapped over the chunk (``evaluation.markets``): the agent (each seed), the seed
-   ensemble (mean of the seeds' target weights on one shared book), every classical baseline,
+   ensemble (mean of the seeds' target weights on one shared book), the run's pre-trained
+   hierarchy (Phases 1 + 2, no RL) when the agent came from RL phases, every classical baseline,
    the random baseline, the flat RL baseline when the run has one, the regime oracle; same
    window, accounting, costs, risk manager and no-trade band as ``hrl-sarp evaluate``.
 3. ``<run>/report-markets/``: metrics.json (per-market records, paired statistics, summary,
@@ -55,8 +56,14 @@ from hrl_sarp_jax.evaluation.flat_policy import SCHEDULE as FLAT_SCHEDULE
 from hrl_sarp_jax.evaluation.flat_policy import FlatPolicyFn, load_flat_policy
 from hrl_sarp_jax.evaluation.markets_report import write_markets_report
 from hrl_sarp_jax.features.build import build_features, build_features_batch
-from hrl_sarp_jax.pipeline import AGENT, FLAT, resolve_split
-from hrl_sarp_jax.training.policy import load_policy
+from hrl_sarp_jax.pipeline import (
+    AGENT,
+    FLAT,
+    PRETRAINED,
+    PRETRAINED_DESCRIPTION,
+    resolve_split,
+)
+from hrl_sarp_jax.training.policy import load_policy, load_pretrained_policy, uses_rl
 from hrl_sarp_jax.utils.atomic import atomic_write_text
 
 ENSEMBLE = "hrl_sarp_ensemble"
@@ -106,10 +113,11 @@ def config_hash(cfg: Config) -> str:
                           ).hexdigest()
 
 
-def _strategies(run: Run, cfg: Config, policy: Any, first_params: Any, t0: int, length: int,
-                include: Sequence[str] | None, random_seeds: int,
-                drift: np.ndarray) -> list[mk.MarketStrategy]:
-    """Every strategy of the evaluation (module docstring), agent first."""
+def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_params: Any, t0: int,
+                length: int, include: Sequence[str] | None,
+                random_seeds: int) -> list[mk.MarketStrategy]:
+    """Every strategy of the evaluation (module docstring), agent first; ``pretrained``: the
+    run's Phase 1 + 2 policy when the agent came from RL phases (else None)."""
     networks = cfg.networks
     agent = HierarchicalStrategy(networks)
     carries = agent.init_carries(policy.macro_actor, policy.micro_actor, first_params, t0, length)
@@ -118,6 +126,11 @@ def _strategies(run: Run, cfg: Config, policy: Any, first_params: Any, t0: int, 
            mk.MarketStrategy(ENSEMBLE, EnsembleStrategy(networks), "daily", "ensemble",
                              carry=carries, description="seed ensemble: mean of the seeds' "
                                                         "target weights, one book")]
+    if pretrained is not None:
+        pre = agent.init_carries(pretrained.macro_actor, pretrained.micro_actor, first_params, t0,
+                                 length)
+        out.append(mk.MarketStrategy(PRETRAINED, agent, "daily", "trained", carry=pre,
+                                     seeded=True, description=PRETRAINED_DESCRIPTION))
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         flat, _ = load_flat_policy(run, cfg)
         out.append(mk.MarketStrategy(FLAT, FlatPolicyFn(networks, first_params.num_stocks),
@@ -215,8 +228,10 @@ def evaluate_markets(
     if policy.macro_actor is not None and market0.num_sectors != params0.num_sectors:
         raise ConfigError("generated markets do not match the run's shapes")
     drift = bl.sector_drift_matrix(synthetic_meta(synth), meta0.sectors)
-    strategies = _strategies(run, cfg, policy, params0, t0, length, include, random_seeds,
-                             drift)
+    pretrained = (load_pretrained_policy(run, cfg, market0, meta0, feats0) if uses_rl(policy)
+                  else None)
+    strategies = _strategies(run, cfg, policy, pretrained, params0, t0, length, include,
+                             random_seeds)
     week_end = np.asarray(market0.week_end, bool)
     say(f"{len(seeds)} market(s) (seeds {seeds[0]}..{seeds[-1]}, preset {synth.preset}), "
         f"window {dates[t0]} .. {dates[t0 + length]} ({length} days), {len(strategies) + 1} "
@@ -240,7 +255,7 @@ def evaluate_markets(
         say(f"markets: {len(records)}/{len(seeds)} done ({time.perf_counter() - started:.0f}s)")
 
     names = list(records[0]["strategies"])
-    classical = [n for n in names if n not in (AGENT, ENSEMBLE, "oracle")]
+    classical = [n for n in names if n not in (AGENT, ENSEMBLE, PRETRAINED, "oracle")]
     paired = mk.paired_table(records, AGENT, [n for n in names if n != AGENT],
                              num_boot=bootstrap_num, seed=int(cfg.seed))
     paired_ens = mk.paired_table(records, ENSEMBLE, [n for n in names
@@ -285,6 +300,8 @@ def evaluate_markets(
             "costs": to_dict(cfg.env.cost), "constraints": to_dict(cfg.env.constraints),
             "risk_manager": bool(risk_manager), "oracle": ORACLE_DEFINITION,
             "baselines": [n for n in names if n not in (AGENT, ENSEMBLE)],
+            "pretrained": None if pretrained is None else {
+                k: str(v) for k, v in pretrained.source.items()},
             "policy": {k: str(v) for k, v in policy.source.items()},
             "trained_market": trained,
         },

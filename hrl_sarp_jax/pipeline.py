@@ -41,11 +41,14 @@ from hrl_sarp_jax.evaluation.flat_policy import flat_daily_returns
 from hrl_sarp_jax.evaluation.overfitting import deflated_sharpe
 from hrl_sarp_jax.evaluation.report import write_report
 from hrl_sarp_jax.features.featureset import FeatureSet
-from hrl_sarp_jax.training.policy import load_policy
+from hrl_sarp_jax.training.policy import load_policy, load_pretrained_policy, uses_rl
 from hrl_sarp_jax.utils.atomic import atomic_write_text
 
 AGENT = "hrl_sarp"
 FLAT = "flat_rl"
+PRETRAINED = "hrl_sarp_pretrained"
+PRETRAINED_DESCRIPTION = ("the run's pre-trained hierarchy (Phase 1 Macro + Phase 2 Micro, no RL): "
+                          "what the RL phases add is the agent minus this")
 REPORT_DIR = "report"
 DECISIONS_FILE = "decisions.jsonl"
 TABLE_METRICS = ("sharpe", "cagr", "max_drawdown")
@@ -178,7 +181,8 @@ def evaluate_run(
         market, meta, feats, cfg, split=(start, end), seeds=seeds_for_random,
         sector_drift=synthetic_drift(market_dir), include=include, risk_manager=risk_manager,
         bootstrap_num=bootstrap_num, historical=historical,
-        start_books={k: v for k, v in (start_books or {}).items() if k not in (AGENT, FLAT)},
+        start_books={k: v for k, v in (start_books or {}).items()
+                     if k not in (AGENT, FLAT, PRETRAINED)},
         return_books=return_books)
     books = payload.pop("end_books", {})
     t0, length = int(payload["window"]["t0"]), int(payload["window"]["days"])
@@ -204,6 +208,22 @@ def evaluate_run(
     else:
         say("flat RL baseline: not trained in this run (`hrl-sarp train --phase flat`); "
             "listed as requiring a trained run")
+    pretrained = (load_pretrained_policy(run, cfg, market, meta, feats) if uses_rl(policy)
+                  else None)
+    if pretrained is not None:
+        say(f"pre-trained hierarchy (Phases 1 + 2, no RL): {pretrained.seeds} seed(s) ...")
+        _, pre, *pre_book = run_agent(
+            cfg.networks, pretrained.macro_actor, pretrained.micro_actor, params, t0, length,
+            risk_manager=risk_manager, return_window=cfg.env.return_window,
+            book0=(start_books or {}).get(PRETRAINED), return_book=return_books)
+        books.update({PRETRAINED: pre_book[0]} if return_books else {})
+        payload = add_strategy(  # before the agent, so the agent's tests include it
+            payload, PRETRAINED, np.asarray(pre.net_return, np.float64),
+            description=PRETRAINED_DESCRIPTION,
+            sector_weights=np.asarray(pre.sector_weights, np.float64),
+            turnover=np.asarray(pre.turnover, np.float64),
+            cost_frac=np.asarray(pre.cost_frac, np.float64),
+            costs={c: np.asarray(v, np.float64) for c, v in pre.costs.items()}, compare=False)
     payload = add_strategy(
         payload, AGENT, np.asarray(res.net_return, np.float64),
         description=f"HRL-SARP agent (run {run.name}, {policy.seeds} seed(s))",

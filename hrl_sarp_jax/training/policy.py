@@ -185,3 +185,22 @@ def load_policy(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
         micro, source["micro"] = load_phase2_micro_best(run, cfg, market, meta, feats)
     macro, micro, k, source["seeds"] = pair_seeds(macro, micro)
     return TrainedPolicy(macro_actor=macro, micro_actor=micro, seeds=k, source=source)
+
+
+def load_pretrained_policy(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                           feats: FeatureSet) -> TrainedPolicy | None:
+    """The run's pre-trained hierarchy (Phase 1 Macro + Phase 2 Micro, no RL), the baseline
+    that tells what the RL phases add; None when the run lacks either checkpoint."""
+    if not (_has_checkpoint(run, 1) and _has_checkpoint(run, 2)):
+        return None
+    source: dict[str, Any] = {}
+    macro, source["macro"] = load_phase1_macro_all(run, cfg, market, meta, feats)
+    micro, source["micro"] = load_phase2_micro_best(run, cfg, market, meta, feats)
+    macro, micro, k, source["seeds"] = pair_seeds(macro, micro)
+    return TrainedPolicy(macro_actor=macro, micro_actor=micro, seeds=k, source=source)
+
+
+def uses_rl(policy: TrainedPolicy) -> bool:
+    """Did any level of ``policy`` come from an RL phase (3, 4 or 5)?"""
+    return not all(str(policy.source.get(level, "")).startswith(("phase 1", "phase 2"))
+                   for level in ("macro", "micro"))

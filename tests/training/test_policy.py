@@ -15,7 +15,13 @@ import pytest
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, content_hash, create_run, open_run
 from hrl_sarp_jax.errors import CheckpointError
 from hrl_sarp_jax.training import pretrain as pt
-from hrl_sarp_jax.training.policy import TrainedPolicy, load_policy, pair_seeds
+from hrl_sarp_jax.training.policy import (
+    TrainedPolicy,
+    load_policy,
+    load_pretrained_policy,
+    pair_seeds,
+    uses_rl,
+)
 from hrl_sarp_jax.training.runner import PREPARE, restore_phase_state, run_pretrain_phase
 
 
@@ -151,3 +157,20 @@ def test_phase3_and_phase4_checkpoints_take_precedence(smoke_market, tmp_path):
         recorded = ck.metrics(ck.best_step())["val_goal_alignment"]
     np.testing.assert_allclose(float(np.mean(np.asarray(ev["val_goal_alignment"]))), recorded,
                                rtol=1e-5)
+
+
+def test_the_pretrained_hierarchy_is_phases_1_and_2_and_only_an_rl_policy_needs_it(
+        p12, smoke_market, tmp_path):
+    _, market, meta, feats, cfg = smoke_market
+    run = open_run(p12[1].root)
+    policy = load_policy(run, cfg, market, meta, feats)
+    pre = load_pretrained_policy(run, cfg, market, meta, feats)
+    assert content_hash(pre.macro_actor) == content_hash(policy.macro_actor)  # same restore
+    assert content_hash(pre.micro_actor) == content_hash(policy.micro_actor)
+    assert not uses_rl(policy)  # a Phase 1 + 2 policy is its own pre-trained hierarchy
+    rl = TrainedPolicy(policy.macro_actor, policy.micro_actor, 1,
+                       {"macro": "phase 3: MacroActor of all 1 seed(s), best step 4",
+                        "micro": policy.source["micro"]})
+    assert uses_rl(rl) and uses_rl(TrainedPolicy(None, None, 1, {}))  # Phase 5 records none
+    assert load_pretrained_policy(_copy_run(p12[1], tmp_path / "r", (1,)), cfg, market, meta,
+                                  feats) is None
