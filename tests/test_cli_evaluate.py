@@ -157,6 +157,7 @@ def test_evaluate_writes_the_report_of_the_trained_policy(trained, smoke_market,
     assert rc["calls"] == int(ref["macro_step"].sum()) and 0 <= rc["accuracy"] <= 1
     md = (report / "report.md").read_text()
     assert "## Attribution by decision level" in md and "## Turnover by source" in md
+    assert "Risk manager on hrl_sarp: exposure reduced on" in md
     # deflated Sharpe: the trials are the validation evaluations that chose the checkpoints
     # (Phase 1: cfg epochs, Phase 2: cfg epochs, one per epoch); more trials deflate more
     d = doc["strategies"]["hrl_sarp"]["deflated_sharpe"]
@@ -247,6 +248,11 @@ def test_one_generated_market_agrees_with_evaluating_its_folder(trained, smoke_m
     many = doc["markets"][0]["attribution"]
     for key in ("allocation", "selection", "costs", "risk_manager", "total_excess_net"):
         np.testing.assert_allclose(many[key], one[key], atol=2e-3)
+    # what the risk gate did: the share of days it cut exposure, Sharpe with and without it
+    for key in ("days_reduced", "mean_exposure", "sharpe_without", "max_drawdown_without"):
+        np.testing.assert_allclose(many["risk_gate"][key], one["risk_gate"][key], atol=2e-3)
+    assert 0.0 <= one["risk_gate"]["days_reduced"] <= 1.0
+    assert one["risk_gate"]["mean_exposure"] <= 1.0
     # the regime call on the Macro's decision days: the same decisions as the folder's report
     rc_one = payload["strategies"]["hrl_sarp"]["regime_call"]
     rc_many = doc["markets"][0]["regime_call"]

@@ -476,6 +476,14 @@ def backtest_attribution(res, returns, tradable, stock_sector, num_sectors: int,
         out["turnover_by_source"] = {"rule": TURNOVER_RULE, "days": int(t.size - 1), **ann}
     out["sharpe_gross"] = float(fm.sharpe(np.asarray(res.gross_return, np.float32), periods))
     out["sharpe_net"] = float(fm.sharpe(np.asarray(res.net_return, np.float32), periods))
+    expo = np.asarray(res.exposure, np.float64)
+    gate = {"days_reduced": float(np.mean(expo < 1.0 - 1e-6)), "mean_exposure": float(expo.mean()),
+            "max_drawdown": float(fm.max_drawdown(np.asarray(res.net_return, np.float32)))}
+    if res_norisk is not None:
+        free = np.asarray(res_norisk.net_return, np.float32)
+        gate.update(sharpe_without=float(fm.sharpe(free, periods)),
+                    max_drawdown_without=float(fm.max_drawdown(free)))
+    out["risk_gate"] = gate
     return out
 
 
@@ -490,6 +498,10 @@ def mean_attribution(blocks: list[dict]) -> dict:
     for k in ATTRIBUTION_KEYS:
         vals = [b[k] for b in blocks if b.get(k) is not None]
         out[k] = float(np.mean(vals)) if vals else None
+    gates = [b["risk_gate"] for b in blocks if b.get("risk_gate")]
+    out["risk_gate"] = None if not gates else {
+        k: float(np.mean([g[k] for g in gates])) for k in gates[0]
+        if all(k in g for g in gates)}
     tov = [b["turnover_by_source"] for b in blocks if b.get("turnover_by_source")]
     keys = [k for k in tov[0] if k not in ("rule", "days", "share")] if tov else []
     out["turnover_by_source"] = None if not tov else {

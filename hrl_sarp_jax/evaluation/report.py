@@ -417,6 +417,19 @@ def _dsr_line(payload: dict) -> str | None:
     return None
 
 
+def _gate_line(payload: dict) -> str | None:
+    """What the risk manager did to the agent (or the first strategy with a gate record)."""
+    for name, e in sorted(_all_entries(payload), key=lambda item: item[0] != AGENT):
+        g = (e.get("attribution") or {}).get("risk_gate")
+        if g and g.get("sharpe_without") is not None:
+            return (f"Risk manager on {name}: exposure reduced on {g['days_reduced']:.0%} of "
+                    f"days (mean exposure {g['mean_exposure']:.2f}); Sharpe "
+                    f"{e['attribution']['sharpe_net']:.2f} with it vs {g['sharpe_without']:.2f} "
+                    f"without (the same targets, open loop); max drawdown "
+                    f"{g['max_drawdown']:.1%} vs {g['max_drawdown_without']:.1%}.")
+    return None
+
+
 def _regime_line(payload: dict) -> str | None:
     for name, e in _all_entries(payload):
         rc = e.get("regime_call")
@@ -537,7 +550,7 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
         parts += ["## Attribution by decision level", "", ATTRIBUTION_NOTE, "",
                   md_table(ATTRIBUTION_HEADER, att), "", "## Turnover by source (one-way, per "
                   "year)", "", md_table(TURNOVER_HEADER, tov), ""]
-    for line in (_regime_line(payload), _dsr_line(payload)):
+    for line in (_gate_line(payload), _regime_line(payload), _dsr_line(payload)):
         if line:
             parts += [line, ""]
     for title, note, h, rows in fold_tables(payload):
@@ -593,7 +606,7 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
                   f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>", html_table(ATTRIBUTION_HEADER, att),
                   "<h2>Turnover by source (one-way, per year)</h2>", html_table(TURNOVER_HEADER,
                                                                                   tov)]
-    for line in (_regime_line(payload), _dsr_line(payload)):
+    for line in (_gate_line(payload), _regime_line(payload), _dsr_line(payload)):
         if line:
             parts.append(f"<p>{html.escape(line)}</p>")
     for title, note, h, rows in fold_tables(payload):
