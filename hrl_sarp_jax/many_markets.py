@@ -41,7 +41,7 @@ from hrl_sarp_jax.data.synthetic import (
     synthetic_meta,
 )
 from hrl_sarp_jax.envs.params import make_env_params
-from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.evaluation import attribution as ea
 from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation import markets as mk
@@ -158,7 +158,7 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
     return out
 
 
-def _record_of(name: str, metrics: dict[str, np.ndarray], c: int, seeded: bool) -> dict:
+def _record_of(metrics: dict[str, np.ndarray], c: int, seeded: bool) -> dict:
     """One market's numbers of one strategy (seeded: the mean over seeds, plus each seed's)."""
     if not seeded:
         return {m: float(metrics[m][c]) for m in mk.RECORD_METRICS}
@@ -224,9 +224,15 @@ def evaluate_markets(
         raise ConfigError(f"window {start}..{end} runs to the last day of the data")
     feats0 = build_features(market0, cfg.features, meta0.macro_names, meta0.fundamental_names)
     params0 = make_env_params(market0, feats0, cfg.env)
-    policy = load_policy(run, cfg, market0, meta0, feats0)
-    if policy.macro_actor is not None and market0.num_sectors != params0.num_sectors:
-        raise ConfigError("generated markets do not match the run's shapes")
+    try:
+        policy = load_policy(run, cfg, market0, meta0, feats0)
+    except CheckpointError as exc:
+        if preset is None:
+            raise
+        raise ConfigError(f"--preset {preset}: run {run.name}'s policy does not fit these "
+                          f"markets ({market0.num_stocks} stocks, {market0.num_sectors} "
+                          f"sectors): {str(exc).splitlines()[0][:200]}; use the preset it was "
+                          f"trained on") from exc
     drift = bl.sector_drift_matrix(synthetic_meta(synth), meta0.sectors)
     pretrained = (load_pretrained_policy(run, cfg, market0, meta0, feats0) if uses_rl(policy)
                   else None)
@@ -354,7 +360,7 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
     for c, seed in enumerate(seeds):
         rec: dict[str, Any] = {"seed": int(seed), "strategies": {}}
         for s in strategies:
-            rec["strategies"][s.name] = _record_of(s.name, metrics[s.name], c, s.seeded)
+            rec["strategies"][s.name] = _record_of(metrics[s.name], c, s.seeded)
         idx = bl.index_buy_hold(params[c], t0, length)
         rec["strategies"]["index_buy_hold"] = {
             **{k: v for k, v in em.return_metrics(idx["net_return"]).items()
