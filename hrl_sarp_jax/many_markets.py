@@ -345,13 +345,13 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
     strategies = [s for s in strategies if s.kind != "oracle"] + [
         replace(s, carry_of=lambda c, fn=s.weights_fn: fn.init_carry(drift, latent[c]))
         for s in oracle]
-    results = mk.run_chunk(strategies, params, t0, length, rebalance,
+    stacked, axes = mk.stack_params(params)
+    results = mk.run_chunk(strategies, stacked, axes, t0, rebalance,
                            risk_manager=risk_manager, return_window=cfg.env.return_window)
     metrics = {name: mk.result_metrics(res) for name, (_, res) in results.items()}
     agent_res = results[AGENT][1]
     norisk = None
     if risk_manager:  # the agent's raw targets replayed without the risk manager (open loop)
-        stacked, axes = mk.stack_params(params)
         _, norisk = jax.device_get(mk.backtest_markets(
             ReplayTargets(), agent_res.target, stacked, jnp.asarray(t0, jnp.int32),
             jnp.ones(length, bool), axes=axes, seeded=True, carry_axis=0,

@@ -213,17 +213,19 @@ def verdicts(pairs: Mapping[str, Mapping], agent: str, *, level: str = "95%") ->
 # --------------------------------------------------------------------------- one chunk
 
 
-def run_chunk(strategies: Sequence[MarketStrategy], params: Sequence[EnvParams], t0: int,
-              length: int, rebalance: Callable[[str | int], np.ndarray], *,
+def run_chunk(strategies: Sequence[MarketStrategy], stacked: EnvParams,
+              axes: tuple[int | None, ...], t0: int,
+              rebalance: Callable[[str | int], np.ndarray], *,
               risk_manager: bool, return_window: int
               ) -> dict[str, tuple[Any, BacktestResult]]:
-    """Every strategy on the C markets of ``params`` (one chunk): name -> (final carries,
-    host BacktestResult [C, (K,) L]). ``rebalance(schedule)`` gives the [L] mask."""
-    stacked, axes = stack_params(params)
+    """Every strategy on the C stacked markets of one chunk (``stack_params``): name ->
+    (final carries, host BacktestResult [C, (K,) L]). ``rebalance(schedule)`` gives the [L]
+    mask."""
+    markets = int(stacked.returns.shape[0])
     out = {}
     for s in strategies:
         if s.carry_of is not None:
-            carry, axis = stack_trees([s.carry_of(c) for c in range(len(params))]), 0
+            carry, axis = stack_trees([s.carry_of(c) for c in range(markets)]), 0
         else:
             carry, axis = s.carry, None
         out[s.name] = jax.device_get(backtest_markets(
