@@ -63,6 +63,27 @@ def test_same_seed_gives_byte_identical_files(market_dir, tmp_path):
         assert (market_dir / name).read_bytes() == (again / name).read_bytes(), name
 
 
+def test_markets_in_memory_are_the_written_folder_loaded(market_dir):
+    """synthetic_markets (the many-market instrument's source) = write_synthetic_market then
+    load_market, bit for bit: the same generator program and the same host loader code, the
+    Parquet bytes (lossless) left out. Seed 4 differs from the folder's seed 3."""
+    from hrl_sarp_jax.config import DataConfig
+    from hrl_sarp_jax.data.loader import load_market
+
+    data_cfg = DataConfig()
+    (s3, a3, m3), (s4, a4, _) = list(sy.synthetic_markets(CFG, data_cfg, [3, 4]))
+    disk, meta = load_market(market_dir, data_cfg)
+    assert (s3, s4) == (3, 4)
+    for name in disk.__dataclass_fields__:
+        np.testing.assert_array_equal(np.asarray(getattr(a3, name)),
+                                      np.asarray(getattr(disk, name)), err_msg=name)
+    assert m3.tickers == meta.tickers and m3.sectors == meta.sectors
+    np.testing.assert_array_equal(m3.dates, meta.dates)
+    assert not np.array_equal(np.asarray(a4.returns), np.asarray(a3.returns))
+    with pytest.raises(ConfigError, match="market seed"):
+        next(sy.synthetic_markets(CFG, data_cfg, [-1]))
+
+
 def test_different_seed_gives_different_market(market_dir, tables, tmp_path):
     other = sy.write_synthetic_market(tmp_path / "c", dataclasses.replace(CFG, seed=CFG.seed + 1))
     prices = io.read_table(other / schema.PRICES_FILE)
