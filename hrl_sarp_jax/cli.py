@@ -656,6 +656,8 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
             include=include, bootstrap_num=args.bootstrap,
             log=lambda msg: print(msg, file=sys.stderr, flush=True))
     doc = out["metrics"]
+    for warning in out["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if args.json:
         keep = ("run", "split", "window", "seeds", "in_sample", "paired", "oracle_share",
                 "paired_ensemble", "best_classical", "verdict", "summary", "seconds", "warnings")

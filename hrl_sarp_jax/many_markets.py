@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,11 @@ from hrl_sarp_jax.evaluation.agent import (
     regime_call_scores,
 )
 from hrl_sarp_jax.evaluation.backtest import ReplayTargets, date_window, rebalance_mask
+from hrl_sarp_jax.evaluation.evaluate import BENCHMARK
 from hrl_sarp_jax.evaluation.flat_policy import SCHEDULE as FLAT_SCHEDULE
 from hrl_sarp_jax.evaluation.flat_policy import FlatPolicyFn, load_flat_policy
 from hrl_sarp_jax.evaluation.markets_report import write_markets_report
-from hrl_sarp_jax.features.build import build_features, build_features_batch
+from hrl_sarp_jax.features.build import build_features_batch
 from hrl_sarp_jax.pipeline import (
     AGENT,
     FLAT,
@@ -216,14 +217,14 @@ def evaluate_markets(
     judged = [s for s in seeds if s in JUDGEMENT_SEEDS]
 
     gen = synthetic_markets(synth, cfg.data, seeds)
-    s0, market0, meta0 = next(gen)
+    first = _chunk_inputs(list(itertools.islice(gen, chunk)), cfg)
+    market0, meta0, feats0, params0 = (first.arrays[0], first.meta, first.feats[0],
+                                       first.params[0])
     label, start, end = resolve_split(split, cfg, meta0)
     dates = np.asarray(meta0.dates).astype("datetime64[D]")
     t0, length = date_window(dates, start, end)
     if t0 + length > market0.num_days - 1:
         raise ConfigError(f"window {start}..{end} runs to the last day of the data")
-    feats0 = build_features(market0, cfg.features, meta0.macro_names, meta0.fundamental_names)
-    params0 = make_env_params(market0, feats0, cfg.env)
     try:
         policy = load_policy(run, cfg, market0, meta0, feats0)
     except CheckpointError as exc:
@@ -238,27 +239,23 @@ def evaluate_markets(
                   else None)
     strategies = _strategies(run, cfg, policy, pretrained, params0, t0, length, include,
                              random_seeds)
+    index = include is None or BENCHMARK in include
     week_end = np.asarray(market0.week_end, bool)
     say(f"{len(seeds)} market(s) (seeds {seeds[0]}..{seeds[-1]}, preset {synth.preset}), "
-        f"window {dates[t0]} .. {dates[t0 + length]} ({length} days), {len(strategies) + 1} "
-        f"strategies, chunks of {chunk}")
+        f"window {dates[t0]} .. {dates[t0 + length]} ({length} days), "
+        f"{len(strategies) + int(index)} strategies, chunks of {chunk}")
 
     def rebalance(schedule: str | int) -> np.ndarray:
         return rebalance_mask(schedule, t0, length, week_end, dates)
 
     records: list[dict] = []
-    pending = [(s0, market0, meta0)]
-    for item in gen:
-        pending.append(item)
-        if len(pending) == chunk:
-            records += _run_chunk(pending, cfg, strategies, drift, t0, length, rebalance,
-                                  risk_manager)
-            say(f"markets: {len(records)}/{len(seeds)} done ({time.perf_counter() - started:.0f}s)")
-            pending = []
-    if pending:
-        records += _run_chunk(pending, cfg, strategies, drift, t0, length, rebalance,
-                              risk_manager)
+    inputs: _ChunkInputs | None = first
+    while inputs is not None:
+        records += _chunk_records(inputs, cfg, strategies, drift, t0, length, rebalance,
+                                  risk_manager, index)
         say(f"markets: {len(records)}/{len(seeds)} done ({time.perf_counter() - started:.0f}s)")
+        items = list(itertools.islice(gen, chunk))
+        inputs = _chunk_inputs(items, cfg) if items else None
 
     names = list(records[0]["strategies"])
     classical = [n for n in names if n not in (AGENT, ENSEMBLE, PRETRAINED, "oracle")]
@@ -268,7 +265,8 @@ def evaluate_markets(
                                                      if n not in (AGENT, ENSEMBLE)],
                                  num_boot=bootstrap_num, seed=int(cfg.seed))
     summary = mk.summary_table(records)
-    best = max((n for n in classical if n != FLAT), key=lambda n: summary[n]["sharpe"]["mean"])
+    best = max((n for n in classical if n != FLAT), key=lambda n: summary[n]["sharpe"]["mean"],
+               default=None)
     doc: dict[str, Any] = {
         "version": 1,
         "run": run.name,
@@ -325,22 +323,39 @@ def evaluate_markets(
         path = run.root / JUDGEMENT_FILE
         old = path.read_text() if path.is_file() else ""
         atomic_write_text(path, old + json.dumps(line, allow_nan=False) + "\n")
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr, flush=True)
     return {"report_dir": report_dir, "files": files, "metrics": doc, "warnings": warnings}
 
 
-def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], drift: np.ndarray,
-               t0: int, length: int, rebalance: Callable, risk_manager: bool) -> list[dict]:
-    """Records of one chunk of (seed, MarketArrays, MarketMeta) (module docstring, step 2)."""
-    seeds = [s for s, _, _ in items]
+@dataclass(frozen=True)
+class _ChunkInputs:
+    """One chunk's markets: seeds [C], MarketArrays, FeatureSets and EnvParams per market."""
+
+    seeds: list[int]
+    arrays: list[Any]
+    meta: Any
+    feats: list[Any]
+    params: list[Any]
+
+
+def _chunk_inputs(items: list, cfg: Config) -> _ChunkInputs:
+    """Features (one vmapped program over the chunk) and EnvParams of (seed, MarketArrays,
+    MarketMeta) items (module docstring, step 2)."""
     arrays = [m for _, m, _ in items]
     meta = items[0][2]
-    feats = build_features_batch(mk.stack_trees(arrays), cfg.features, meta.macro_names,
+    batch = build_features_batch(mk.stack_trees(arrays), cfg.features, meta.macro_names,
                                  meta.fundamental_names)
-    params = [make_env_params(m, jax.tree.map(lambda x, c=c: x[c], feats), cfg.env)
-              for c, m in enumerate(arrays)]
-    latent = [np.asarray(m.latent_regime, np.int32) for m in arrays]
+    feats = [jax.tree.map(lambda x, c=c: x[c], batch) for c in range(len(arrays))]
+    params = [make_env_params(m, f, cfg.env) for m, f in zip(arrays, feats, strict=True)]
+    return _ChunkInputs([s for s, _, _ in items], arrays, meta, feats, params)
+
+
+def _chunk_records(inputs: _ChunkInputs, cfg: Config, strategies: list[mk.MarketStrategy],
+                   drift: np.ndarray, t0: int, length: int, rebalance: Callable,
+                   risk_manager: bool, index: bool) -> list[dict]:
+    """Per-market records of one chunk: every strategy as one program over the chunk, the
+    index on the host (``index``), the agent's attribution and regime-call scores."""
+    params = inputs.params
+    latent = [np.asarray(m.latent_regime, np.int32) for m in inputs.arrays]
     oracle = [s for s in strategies if s.kind == "oracle"]
     strategies = [s for s in strategies if s.kind != "oracle"] + [
         replace(s, carry_of=lambda c, fn=s.weights_fn: fn.init_carry(drift, latent[c]))
@@ -357,17 +372,12 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
             jnp.ones(length, bool), axes=axes, seeded=True, carry_axis=0,
             risk_manager=False, return_window=cfg.env.return_window))
     out = []
-    for c, seed in enumerate(seeds):
+    for c, seed in enumerate(inputs.seeds):
         rec: dict[str, Any] = {"seed": int(seed), "strategies": {}}
         for s in strategies:
             rec["strategies"][s.name] = _record_of(metrics[s.name], c, s.seeded)
-        idx = bl.index_buy_hold(params[c], t0, length)
-        rec["strategies"]["index_buy_hold"] = {
-            **{k: v for k, v in em.return_metrics(idx["net_return"]).items()
-               if k in ("sharpe", "cagr", "max_drawdown")},
-            "turnover": float(np.mean(idx["turnover"]) * em.PERIODS),
-            "cost_drag": float(np.mean(idx["cost_frac"]) * em.PERIODS),
-            "gross_sharpe": em.return_metrics(idx["gross_return"])["sharpe"]}
+        if index:
+            rec["strategies"][BENCHMARK] = _index_record(params[c], t0, length)
         rec["regime_call"] = {k: v for k, v in regime_call_scores(
             jax.tree.map(lambda x, c=c: np.asarray(x)[c], results[AGENT][0]),
             np.asarray(params[c].regime_label)).items() if k != "per_seed"}
@@ -375,3 +385,13 @@ def _run_chunk(items: list, cfg: Config, strategies: list[mk.MarketStrategy], dr
                                                  results[AGENT][0].macro_step)
         out.append(rec)
     return out
+
+
+def _index_record(params: Any, t0: int, length: int) -> dict:
+    """The benchmark index bought once (``bl.index_buy_hold``, host side) as a record."""
+    idx = bl.index_buy_hold(params, t0, length)
+    return {**{k: v for k, v in em.return_metrics(idx["net_return"]).items()
+               if k in ("sharpe", "cagr", "max_drawdown")},
+            "turnover": float(np.mean(idx["turnover"]) * em.PERIODS),
+            "cost_drag": float(np.mean(idx["cost_frac"]) * em.PERIODS),
+            "gross_sharpe": em.return_metrics(idx["gross_return"])["sharpe"]}

@@ -130,9 +130,10 @@ def render_markdown(doc: dict, plot_file: str) -> str:
               "## Attribution by decision level (mean over markets)", "", ATTRIBUTION_NOTE, "",
               md_table(ATTRIBUTION_HEADER, attribution_tables(doc)[0]), "",
               "## Turnover by source (one-way, per year, mean over markets)", "",
-              md_table(TURNOVER_HEADER, attribution_tables(doc)[1]), "",
-              f"## Per-market ΔSharpe against the best classical baseline "
-              f"({doc['best_classical']})", "", f"![delta_sharpe]({plot_file})", ""]
+              md_table(TURNOVER_HEADER, attribution_tables(doc)[1]), ""]
+    if doc.get("best_classical"):
+        parts += [f"## Per-market ΔSharpe against the best classical baseline "
+                  f"({doc['best_classical']})", "", f"![delta_sharpe]({plot_file})", ""]
     return "\n".join(parts)
 
 
@@ -157,20 +158,26 @@ def render_html(doc: dict, plot: bytes) -> str:
               f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>",
               html_table(ATTRIBUTION_HEADER, attribution_tables(doc)[0]),
               "<h2>Turnover by source (one-way, per year, mean over markets)</h2>",
-              html_table(TURNOVER_HEADER, attribution_tables(doc)[1]),
-              f"<h2>Per-market ΔSharpe against {html.escape(doc['best_classical'])}</h2>",
-              f"<img id='plot-delta_sharpe' alt='delta_sharpe' src='data:image/png;base64,{b64}'>",
-              "</body></html>"]
+              html_table(TURNOVER_HEADER, attribution_tables(doc)[1])]
+    if plot:
+        parts += [f"<h2>Per-market ΔSharpe against {html.escape(doc['best_classical'])}</h2>",
+                  f"<img id='plot-delta_sharpe' alt='delta_sharpe' "
+                  f"src='data:image/png;base64,{b64}'>"]
+    parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
 def write_markets_report(doc: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write metrics.json, plots/delta_sharpe.png, report.md and report.html (atomically)."""
     out = Path(out_dir)
-    plot = delta_plot(doc)
-    atomic_write_bytes(out / "plots" / "delta_sharpe.png", plot)
+    plot = delta_plot(doc) if doc.get("best_classical") else b""
+    if plot:
+        atomic_write_bytes(out / "plots" / "delta_sharpe.png", plot)
     atomic_write_json(out / "metrics.json", doc)
     atomic_write_text(out / "report.md", render_markdown(doc, "plots/delta_sharpe.png"))
     atomic_write_text(out / "report.html", render_html(doc, plot))
-    return {"metrics": out / "metrics.json", "markdown": out / "report.md",
-            "html": out / "report.html", "plot_delta_sharpe": out / "plots" / "delta_sharpe.png"}
+    files = {"metrics": out / "metrics.json", "markdown": out / "report.md",
+             "html": out / "report.html"}
+    if plot:
+        files["plot_delta_sharpe"] = out / "plots" / "delta_sharpe.png"
+    return files
