@@ -100,6 +100,12 @@ class ConstraintConfig:
     max_sector_weight: float = 0.35
     min_cash: float = 0.02
     max_positions: int = 30
+    support_rule: str = "top_k"
+    """How the support is cut to ``max_positions`` names: ``top_k`` (the original: the largest
+    targets, ties by index, so a nearly uniform target swaps names on noise) or ``hysteresis``
+    (a name in the book stays while its target >= (1 - support_margin) x the
+    max_positions-th largest; ``risk.constraints.sticky_top_k_mask``)."""
+    support_margin: float = 0.25
     rebalance_threshold: float = 0.05
     """No-trade band: a rebalance whose turnover ½Σ|target - drifted| is below this is skipped
     and the drifted book is held (the original's ``rebalance_threshold`` 0.05, whose check
@@ -115,6 +121,11 @@ class RiskConfig:
     book's drawdown can never recover to ``rerisk_drawdown``, so the gate would hold cash for
     ever after the first 7% drawdown (every strategy in a backtest, and the rest of every
     training episode)."""
+    rerisk_days: int = 0
+    """Re-risk after this many trading days de-risked even without recovery (the gate then
+    re-arms from the drawdown it stands at; ``risk.manager``). 0: re-risk only when the
+    drawdown is back within ``rerisk_drawdown`` (the original's rule, near-absorbing at half
+    exposure)."""
     cvar_alpha: float = 0.95
     cvar_budget: float = 0.0
     """Daily CVaR budget (0 disables CVaR scaling)."""

@@ -68,14 +68,15 @@ def risk_exposure(
 ) -> tuple[RiskState, jax.Array]:
     """Exposure allowed for a rebalance at the close of t (risk manager, data <= t)."""
     event = params.macro_features[t, EVENT_FLAG_INDEX] > 0.5
-    return exposure(risk, drawdown(port), buf, mask, event, params.risk)
+    return exposure(risk, drawdown(port), buf, mask, event, params.risk, t)
 
 
-def project_stocks(w: jax.Array, t: jax.Array, exposure_: jax.Array,
-                   params: EnvParams) -> jax.Array:
-    """Project stock targets w [N] onto the constraints for day t (tradable stocks only)."""
+def project_stocks(w: jax.Array, t: jax.Array, exposure_: jax.Array, params: EnvParams,
+                   held: jax.Array) -> jax.Array:
+    """Project stock targets w [N] onto the constraints for day t (tradable stocks only);
+    ``held`` [N] is the drifted book before trading (the support rule keeps its names)."""
     return project_weights(w, params.stock_sector, params.tradable[t], params.num_sectors,
-                           params.constraints, exposure_)
+                           params.constraints, exposure_, held=held)
 
 
 def equal_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams) -> jax.Array:

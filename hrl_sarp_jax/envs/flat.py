@@ -158,7 +158,8 @@ class FlatEnv(common.ObserveOnce, environment.Environment[FlatState, EnvParams])
         d_next = params.week_end_idx[state.week + 1]
         risk, expo = common.risk_exposure(state.risk, state.port, state.ret_buf,
                                           buffer_mask(state.ret_buf, state.ret_count), d, params)
-        target = common.project_stocks(jnp.asarray(action, _F32), d, expo, params)
+        target = common.project_stocks(jnp.asarray(action, _F32), d, expo, params,
+                                       state.port.weights)
         zero = jnp.zeros((), _F32)
         carry0 = (state.port, zero, zero, zero, jnp.zeros((self.num_stocks,), _F32))
         day = lambda c, k: self._day(c, k, d=d, length=d_next - d,  # noqa: E731

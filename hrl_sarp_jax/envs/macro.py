@@ -82,7 +82,7 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
         else:
             obs = common.micro_obs(port, goal, day, params)
             raw = self.allocator(params.policy_params, obs)
-            target = common.project_stocks(raw, day, expo, params)
+            target = common.project_stocks(raw, day, expo, params, port.weights)
         port2, info, v = common.trade_day(port, target, day, params)
         sel = lambda a, b: jnp.where(active, a, b)  # noqa: E731
         new = (jax.tree.map(sel, port2, port), sel(cost + info.costs.total, cost),
@@ -102,7 +102,8 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
         risk, expo = common.risk_exposure(state.risk, state.port, state.ret_buf,
                                           buffer_mask(state.ret_buf, state.ret_count), d, params)
         stock_target = common.project_stocks(
-            common.equal_weight_in_sectors(call * expo, d, params), d, expo, params)
+            common.equal_weight_in_sectors(call * expo, d, params), d, expo, params,
+            state.port.weights)
         one = jnp.ones((), _F32)
         carry0 = (state.port, jnp.zeros((), _F32), jnp.zeros((), _F32), jnp.ones((s,), _F32),
                   one, one)

@@ -29,15 +29,18 @@ def _np(x) -> np.ndarray:
 # ------------------------------------------------------------------ projection (shared, on host)
 @lru_cache(maxsize=8)
 def _jit_project(num_sectors: int):
-    return jax.jit(lambda w, ids, valid, cp, e: project_weights(w, ids, valid, num_sectors, cp, e))
+    return jax.jit(lambda w, ids, valid, cp, e, h: project_weights(w, ids, valid, num_sectors, cp,
+                                                                   e, held=h))
 
 
 _jit_sector = jax.jit(project_sector_weights)
 
 
-def project_stocks(w, ids, valid, num_sectors, cparams, expo) -> np.ndarray:
+def project_stocks(w, ids, valid, num_sectors, cparams, expo, held=None) -> np.ndarray:
+    """The JAX projection on host arrays; ``held`` [N]: the drifted book (None: nothing held)."""
     f = _jit_project(num_sectors)
-    return _np(f(np.float32(w), ids, valid, cparams, np.float32(expo)))
+    held = np.zeros(np.shape(w), np.float32) if held is None else np.float32(held)
+    return _np(f(np.float32(w), ids, valid, cparams, np.float32(expo), held))
 
 
 def project_sectors(w, valid, cparams) -> np.ndarray:
@@ -145,16 +148,30 @@ def w_cvar(x: np.ndarray, alpha: float) -> float:
     return -float(np.sort(x)[:k].mean())
 
 
-def risk_exposure(derisked: bool, dd: float, window: np.ndarray, event: bool, rp: dict) -> tuple:
+def risk_exposure(gate: tuple, dd: float, window: np.ndarray, event: bool, rp: dict,
+                  day: int = 0) -> tuple:
+    """gate = (derisked, base, since) of ``risk.manager.RiskState``; returns (gate, level)."""
     g = rp.__getitem__
-    derisked = dd > g("rerisk_drawdown") if derisked else dd >= g("derisk_drawdown")
+    was, base, since = gate
+    dd32, base32 = np.float32(dd), np.float32(base)
+    gate_dd = np.float32(dd32 - base32)
+    timed_out = was and g("rerisk_days") > 0 and day - since >= g("rerisk_days")
+    if was:
+        derisked = bool(gate_dd > g("rerisk_drawdown")) and not timed_out
+    else:
+        derisked = bool(gate_dd >= g("derisk_drawdown"))
+    if timed_out and gate_dd > g("rerisk_drawdown"):
+        base = float(dd32)
+    elif dd32 <= g("rerisk_drawdown"):
+        base = 0.0
+    since = day if derisked and not was else since
     level = g("derisked_exposure") if derisked else 1.0
     tail = w_cvar(window, g("cvar_alpha"))
     if g("cvar_budget") > 0 and tail > g("cvar_budget"):
         level *= g("cvar_budget") / tail
     if event:
         level *= 1.0 - g("event_reduction")
-    return derisked, min(max(level, 0.0), 1.0)
+    return (derisked, base, since), min(max(level, 0.0), 1.0)
 
 
 # ------------------------------------------------------------------ rewards
@@ -211,7 +228,8 @@ class _Base:
         self.init_value = float(np.asarray(p.initial_value))
 
     def _reset_book(self, t: int):
-        self.t, self.time, self.book, self.derisked = t, 0, Book(self.n, self.init_value), False
+        self.t, self.time, self.book = t, 0, Book(self.n, self.init_value)
+        self.gate = (False, 0.0, 0)
         self.buf: list[float] = []
 
     def sector_sums(self, w: np.ndarray) -> np.ndarray:
@@ -222,9 +240,9 @@ class _Base:
         return np.concatenate([sw, np.eye(3)[int(np.argmax(a[self.s: self.s + 3]))]])
 
     def exposure(self, t: int) -> float:
-        self.derisked, e = risk_exposure(self.derisked, self.book.drawdown,
-                                         np.array(self.buf[-self.window:]),
-                                         self.macro_f[t, EVENT] > 0.5, self.rp)
+        self.gate, e = risk_exposure(self.gate, self.book.drawdown,
+                                     np.array(self.buf[-self.window:]),
+                                     self.macro_f[t, EVENT] > 0.5, self.rp, t)
         return e
 
     def day(self, target: np.ndarray, t: int) -> tuple[dict, float]:
@@ -235,7 +253,8 @@ class _Base:
         return info, value_ret
 
     def project(self, raw: np.ndarray, t: int, expo: float) -> np.ndarray:
-        return project_stocks(raw, self.sector, self.tradable[t], self.s, self.p.constraints, expo)
+        return project_stocks(raw, self.sector, self.tradable[t], self.s, self.p.constraints, expo,
+                              self.book.w)
 
     def ruined(self) -> bool:
         stop = float(np.asarray(self.p.drawdown_stop))

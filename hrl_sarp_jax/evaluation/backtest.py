@@ -47,12 +47,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from hrl_sarp_jax.envs.common import net_return, risk_exposure, trade_day
+from hrl_sarp_jax.envs.common import net_return, project_stocks, risk_exposure, trade_day
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.envs.rewards import buffer_mask, push_return, sector_weights
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.portfolio import PortfolioState
-from hrl_sarp_jax.risk.constraints import project_weights
 from hrl_sarp_jax.risk.manager import RiskState, init_risk_state
 
 _F32 = jnp.float32
@@ -150,8 +149,7 @@ def backtest_scan_book(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0
         def rebalance_branch(c):
             c2, raw = weights_fn(c, t, DayView(params=params, port=port, i=i))
             raw = jnp.maximum(jnp.asarray(raw, _F32), 0.0)
-            proj = project_weights(raw, params.stock_sector, params.tradable[t], s,
-                                   params.constraints, expo)
+            proj = project_stocks(raw, t, expo, params, port.weights)
             return c2, proj, raw
 
         def hold_branch(c):

@@ -24,6 +24,7 @@ from hrl_sarp_jax.errors import ConfigError
 _F32 = jnp.float32
 _MAX_ITERS = 64  # safety cap of the Newton loops (typically 2-6 evaluations)
 _TOL = 2e-7      # residual (relative to max(|target|, 1)) at which a threshold is done
+SUPPORT_RULES = ("hysteresis", "top_k")
 
 
 @struct.dataclass
@@ -32,7 +33,11 @@ class ConstraintParams:
     max_sector_weight: jax.Array  # float32 scalar
     min_cash: jax.Array           # float32 scalar
     rebalance_threshold: jax.Array  # float32 scalar: skip rebalances with smaller turnover
+    support_margin: jax.Array = 0.0  # float32 scalar: hysteresis of the held support
     max_positions: int = struct.field(pytree_node=False, default=0)  # <= 0: no limit
+    # Static: the support under max_positions keeps held names (``sticky_top_k_mask``); False
+    # is the original rule (the max_positions largest targets, ties by index).
+    sticky_support: bool = struct.field(pytree_node=False, default=False)
 
 
 # HOST ONLY
@@ -43,11 +48,19 @@ def constraint_params(cfg: ConstraintConfig) -> ConstraintParams:
             f"env.constraints.rebalance_threshold = {cfg.rebalance_threshold} must be in "
             f"[0, {buy_in:g}): at or above ½(1 - min_cash) an all-cash book never buys; use 0 to "
             f"trade on every decision")
+    if cfg.support_rule not in SUPPORT_RULES:
+        raise ConfigError(f"env.constraints.support_rule = {cfg.support_rule!r} is not one of "
+                          f"{', '.join(SUPPORT_RULES)}")
+    if not 0.0 <= cfg.support_margin < 1.0:
+        raise ConfigError(f"env.constraints.support_margin = {cfg.support_margin} must be in "
+                          "[0, 1): a held name stays while its target >= (1 - margin) x the "
+                          "max_positions-th largest target")
     f = lambda x: jnp.asarray(x, _F32)  # noqa: E731
     return ConstraintParams(
         max_stock_weight=f(cfg.max_stock_weight), max_sector_weight=f(cfg.max_sector_weight),
         min_cash=f(cfg.min_cash), rebalance_threshold=f(cfg.rebalance_threshold),
-        max_positions=int(cfg.max_positions),
+        support_margin=f(cfg.support_margin), max_positions=int(cfg.max_positions),
+        sticky_support=cfg.support_rule == "hysteresis",
     )
 
 
@@ -129,21 +142,22 @@ def project_capped_simplex(w: jax.Array, caps: jax.Array, budget: jax.Array) -> 
     return jnp.where(budget > 0, jnp.clip(w - t, 0.0, caps), 0.0).astype(_F32)
 
 
-def _top_k_mask(w: jax.Array, valid: jax.Array, k: int) -> jax.Array:
-    """Bool [N]: the k largest valid entries of w (ties by lower index).
+def _order_key(w: jax.Array) -> jax.Array:
+    """uint32 [N] keys with the order of the float32 values w (-0.0 and +0.0 tie)."""
+    w = jnp.where(w == 0, 0.0, jnp.asarray(w, _F32))
+    bits = jax.lax.bitcast_convert_type(w, jnp.uint32)
+    sign = jnp.uint32(0x80000000)
+    return jnp.where(bits >= sign, ~bits, bits | sign)
+
+
+def _top_k_of_keys(key: jax.Array, k: int) -> jax.Array:
+    """Bool [N]: the k largest uint32 keys (ties by lower index); k static, 0 < k < N.
 
     Sort-free radix select (``lax.top_k`` + a scatter cost ~6x more on CPU under vmap): the
-    k-th largest value is built bit by bit on an order-preserving uint32 key (32 counting
-    passes), then ties at that value are taken in index order (prefix count as a matmul).
+    k-th largest key is built bit by bit (32 counting passes), then ties at that key are taken
+    in index order (prefix count as a matmul).
     """
-    n = w.shape[0]
-    if k <= 0 or k >= n:
-        return valid
-    scores = jnp.where(valid, w, -jnp.inf).astype(_F32)
-    scores = jnp.where(scores == 0, 0.0, scores)            # -0.0 -> +0.0 (they tie)
-    bits = jax.lax.bitcast_convert_type(scores, jnp.uint32)
-    sign = jnp.uint32(0x80000000)
-    key = jnp.where(bits >= sign, ~bits, bits | sign)       # float order == uint32 order
+    n = key.shape[0]
 
     def body(i, kth):
         cand = kth | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
@@ -153,7 +167,34 @@ def _top_k_mask(w: jax.Array, valid: jax.Array, k: int) -> jax.Array:
     above, tie = key > kth, key == kth
     upper = jnp.triu(jnp.ones((n, n), _F32))                # prefix count of ties: tie @ upper
     first_ties = (tie.astype(_F32) @ upper) <= (k - jnp.sum(above))
-    return valid & (above | (tie & first_ties))
+    return above | (tie & first_ties)
+
+
+def _top_k_mask(w: jax.Array, valid: jax.Array, k: int) -> jax.Array:
+    """Bool [N]: the k largest valid entries of w (ties by lower index)."""
+    if k <= 0 or k >= w.shape[0]:
+        return valid
+    return valid & _top_k_of_keys(_order_key(jnp.where(valid, w, -jnp.inf)), k)
+
+
+def sticky_top_k_mask(w: jax.Array, valid: jax.Array, k: int, held: jax.Array,
+                      margin: jax.Array) -> jax.Array:
+    """Bool [N]: a support of at most k valid names that keeps the book's names.
+
+    A held name (``held`` [N] bool: in the drifted book) with a positive target stays while
+    w_i >= (1 - margin) * w_(k), the k-th largest valid target; the free places go to the
+    largest other targets (ties by lower index). With a nearly uniform target the held set no
+    longer follows the noise (the original's top-k rule swapped 7-9 of 30 names a day, DESIGN
+    issue 13); margin 0 still prefers held names at a tie.
+    """
+    if k <= 0 or k >= w.shape[0]:
+        return valid
+    valid = jnp.asarray(valid, bool)
+    key = _order_key(jnp.where(valid, w, -jnp.inf))
+    kth = jnp.where(_top_k_of_keys(key, k), jnp.where(valid, w, jnp.inf), jnp.inf).min()
+    floor = (1.0 - jnp.asarray(margin, _F32)) * kth
+    keep = valid & jnp.asarray(held, bool) & (w > 0) & (w >= floor)
+    return valid & _top_k_of_keys(jnp.where(keep, jnp.uint32(0xFFFFFFFF), key), k)
 
 
 def project_weights(
@@ -165,6 +206,7 @@ def project_weights(
     exposure: jax.Array | float = 1.0,
     *,
     membership: jax.Array | None = None,
+    held: jax.Array | None = None,
 ) -> jax.Array:
     """Project stock weights w [N] onto the long-only constraint set; returns [N] float32.
 
@@ -172,23 +214,29 @@ def project_weights(
     max_sector_weight; sum = exposure * (1 - min_cash), or the largest feasible total when the
     caps cannot hold the budget (then, and only then, the rest is cash). At most max_positions
     nonzero: the support is restricted to the max_positions largest valid inputs before the
-    (exact) projection on that support.
+    (exact) projection on that support; with ``params.sticky_support`` and the drifted book's
+    weights ``held`` [N], names in the book keep their place unless they fall clearly out
+    (``sticky_top_k_mask``).
     ``membership`` [N, S] float32 (``sector_membership``; fixed per market) may replace
     ``sector_ids``; sector sums and gathers are then masked reductions and one-hot products
     (no scatters).
     """
     return _project_weights(w, sector_ids, valid, num_sectors, params, exposure, membership,
-                            _MAX_ITERS)[0]
+                            _MAX_ITERS, held)[0]
 
 
 def _project_weights(w, sector_ids, valid, num_sectors, params, exposure, membership,
-                     max_iters):
+                     max_iters, held=None):
     """project_weights plus the Newton iteration counts (sector level, global level)."""
     w = jnp.asarray(w, _F32)
     if membership is None:
         membership = sector_membership(sector_ids, num_sectors)
     mem = jnp.asarray(membership, _F32)                     # [N, S]
-    support = _top_k_mask(w, jnp.asarray(valid, bool), params.max_positions)
+    if params.sticky_support and held is not None:
+        support = sticky_top_k_mask(w, jnp.asarray(valid, bool), params.max_positions,
+                                    jnp.asarray(held) > 0, params.support_margin)
+    else:
+        support = _top_k_mask(w, jnp.asarray(valid, bool), params.max_positions)
     caps = jnp.where(support, params.max_stock_weight, 0.0).astype(_F32)
     budget = jnp.asarray(exposure, _F32) * (1.0 - params.min_cash)
     sector_cap = jnp.asarray(params.max_sector_weight, _F32)

@@ -19,13 +19,14 @@ def inputs():
 
 @pytest.fixture(scope="session")
 def cfg():
-    """Every accounting branch switched on: capped brokerage, impact, de-risking, CVaR, events."""
+    """Every accounting branch switched on: capped brokerage, impact, de-risking with a timed
+    re-risk, CVaR, events."""
     base = EnvConfig(micro_episode_days=40, macro_episode_weeks=10)
     return dataclasses.replace(
         base,
         cost=CostConfig(brokerage_pct=0.0003, brokerage_cap=20.0, impact_coef=0.1),
         risk=RiskConfig(derisk_drawdown=0.03, rerisk_drawdown=0.015, derisked_exposure=0.5,
-                        cvar_budget=0.02, event_reduction=0.5),
+                        cvar_budget=0.02, event_reduction=0.5, rerisk_days=5),
     )
 
 

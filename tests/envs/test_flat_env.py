@@ -78,7 +78,8 @@ def test_all_in_one_stock_earns_the_hand_computed_log_return(inputs, env, step):
 def _accounting_week(params, port, risk, buf, cnt, action, d, d2):
     """The week by hand with envs.common: risk exposure at d, projection, trade at d, hold."""
     risk2, expo = common.risk_exposure(risk, port, buf, buffer_mask(buf, cnt), d, params)
-    target = common.project_stocks(jnp.asarray(action, jnp.float32), d, expo, params)
+    target = common.project_stocks(jnp.asarray(action, jnp.float32), d, expo, params,
+                                   port.weights)
     log_growth, cost, turnover = 0.0, 0.0, 0.0
     v0 = float(port.value)
     for day in range(d, d2):
@@ -132,7 +133,8 @@ def test_between_week_ends_the_drifted_book_is_held(inputs, env, step):
     assert d2 - d >= 3
     info = step(jax.random.key(1), st, jnp.zeros(N).at[0].set(1.0), p)[4]
     first = common.trade_day(st.port, common.project_stocks(
-        jnp.zeros(N).at[0].set(1.0), jnp.int32(d), info["exposure"], p), jnp.int32(d), p)[1]
+        jnp.zeros(N).at[0].set(1.0), jnp.int32(d), info["exposure"], p, st.port.weights),
+        jnp.int32(d), p)[1]
     np.testing.assert_allclose(float(info["turnover"]), float(first.turnover), rtol=1e-5)
     np.testing.assert_allclose(float(info["cost"]), float(first.costs.total), rtol=1e-5)
     assert int(info["day"]) == d and int(info["next_day"]) == d2 and float(first.turnover) > 0.1

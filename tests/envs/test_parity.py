@@ -80,8 +80,11 @@ def test_micro_parity(micro_run):
         else:
             close(o, out["obs"][e, i], f"reset obs env {e} step {i}")
 
+    rearmed = []
+
     def step(e, i):
         o, r, term, trunc, info = renv.step(acts[e, i])
+        rearmed.append(renv.gate[1] > 0)
         close(renv.book.value, out["info"]["value"][e, i], "value")
         close(info["cost"]["total"], out["info"]["cost"][e, i], "cost", COST_ATOL)
         return r, term, trunc, info, o
@@ -93,6 +96,7 @@ def test_micro_parity(micro_run):
     # both paths are exercised: de-risked exposure, trading days and no-trade-band days
     cost = out["info"]["cost"]
     assert (out["info"]["exposure"] < 1).any() and (cost > 0).mean() > 0.5 and (cost == 0).any()
+    assert any(rearmed)  # the timed re-risk (risk.rerisk_days) fired and re-armed the gate
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,8 @@ def _numpy_replay(fn, params, t0, reb):
             target = np.asarray(call(t, np.float32(book.w), np.float32(book.value),
                                      np.float32(book.peak)), np.float64)
             target = ref.project_stocks(target, np.asarray(params.stock_sector),
-                                        np.asarray(params.tradable[t]), s, params.constraints, 1.0)
+                                        np.asarray(params.tradable[t]), s, params.constraints, 1.0,
+                                        book.w)
             target = ref.hold_within_band(book.w, target, params.constraints.rebalance_threshold)
         else:
             target = book.w.copy()

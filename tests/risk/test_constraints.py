@@ -309,3 +309,94 @@ def test_rebalance_threshold_out_of_range_names_the_key():
             constraint_params(ConstraintConfig(rebalance_threshold=bad))
     ok = constraint_params(ConstraintConfig(rebalance_threshold=0.0))
     assert float(ok.rebalance_threshold) == 0.0
+
+
+def _np_sticky(w, valid, k, held, margin):
+    """NumPy reference of sticky_top_k_mask: held names above (1 - margin) x the k-th largest
+    valid target keep their place (lowest index first if more than k), the rest go by value."""
+    n = len(w)
+    order = [int(i) for i in np.lexsort((np.arange(n), -np.where(valid, w, -np.inf)))]
+    order = [i for i in order if valid[i]]
+    if len(order) < k:
+        return np.asarray(valid, bool)
+    kth = w[order[k - 1]]
+    floor = np.float32(1.0 - np.float32(margin)) * np.float32(kth)
+    keep = [i for i in range(n) if valid[i] and held[i] and w[i] > 0 and w[i] >= floor][:k]
+    rest = [i for i in order if i not in keep][: k - len(keep)]
+    out = np.zeros(n, bool)
+    out[keep + rest] = True
+    return out
+
+
+def test_sticky_support_by_hand():
+    from hrl_sarp_jax.risk.constraints import sticky_top_k_mask
+
+    w = jnp.asarray([0.30, 0.29, 0.28, 0.27, 0.26], jnp.float32)
+    valid = jnp.ones(5, bool)
+    held = jnp.asarray([False, False, False, True, False])
+    f = jax.jit(sticky_top_k_mask, static_argnums=2)
+    # k = 2: the 2nd largest is 0.29; at margin 0.1 the floor is 0.261, so held #3 (0.27) stays
+    # beside the largest other name; at margin 0.05 (floor 0.2755) it falls out: plain top-2
+    np.testing.assert_array_equal(np.asarray(f(w, valid, 2, held, 0.1)),
+                                  [True, False, False, True, False])
+    np.testing.assert_array_equal(np.asarray(f(w, valid, 2, held, 0.05)),
+                                  [True, True, False, False, False])
+    # an invalid (untradable) held name never stays, nor one with a zero target
+    np.testing.assert_array_equal(
+        np.asarray(f(w, valid.at[3].set(False), 2, held, 0.1)), [True, True, False, False, False])
+    np.testing.assert_array_equal(
+        np.asarray(f(w.at[3].set(0.0), valid, 2, held, 0.99)), [True, True, False, False, False])
+
+
+def test_sticky_support_matches_numpy_reference():
+    from hrl_sarp_jax.risk.constraints import sticky_top_k_mask
+
+    rng = np.random.default_rng(7)
+    n, k = 16, 5
+    f = jax.jit(sticky_top_k_mask, static_argnums=2)
+    for _ in range(60):
+        w = (0.05 + 0.01 * rng.normal(size=n)).astype(np.float32)   # nearly uniform targets
+        w[rng.random(n) < 0.2] = 0.0
+        valid = rng.random(n) > 0.2
+        held = rng.random(n) < 0.4
+        margin = float(rng.choice([0.0, 0.1, 0.3]))
+        got = np.asarray(f(w, valid, k, held, margin))
+        np.testing.assert_array_equal(got, _np_sticky(w, valid, k, held, margin))
+        assert got.sum() <= k
+
+
+def test_sticky_support_holds_the_book_under_noise():
+    """A nearly uniform target redrawn every day: the original rule swaps names on noise, the
+    sticky rule keeps the book (DESIGN issue 13: 7.5-8.8 of 30 names a day)."""
+    from hrl_sarp_jax.config import ConstraintConfig
+    from hrl_sarp_jax.risk.constraints import constraint_params
+
+    rng = np.random.default_rng(0)
+    n, s = 20, 4
+    sid = jnp.asarray(np.arange(n) % s, jnp.int32)
+    valid = jnp.ones(n, bool)
+    swaps = {}
+    for rule in ("top_k", "hysteresis"):
+        p = constraint_params(ConstraintConfig(max_positions=8, max_stock_weight=0.2,
+                                               max_sector_weight=0.5, support_rule=rule,
+                                               support_margin=0.2))
+        f = jax.jit(lambda w, h, p=p: project_weights(w, sid, valid, s, p, held=h))
+        book = np.zeros(n, np.float32)
+        changes = 0
+        for _ in range(30):
+            w = (1.0 + 0.01 * rng.normal(size=n)).astype(np.float32)
+            x = np.asarray(f(w, book))
+            changes += int(np.sum((x > 0) != (book > 0))) if book.any() else 0
+            book = x
+        swaps[rule] = changes
+    assert swaps["top_k"] > 20 * 2        # names move nearly every day
+    assert swaps["hysteresis"] == 0       # 1% noise never clears a 20% margin
+
+
+def test_support_rule_and_margin_checked():
+    from hrl_sarp_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"env\.constraints\.support_rule"):
+        constraint_params(ConstraintConfig(support_rule="sticky"))
+    with pytest.raises(ConfigError, match=r"env\.constraints\.support_margin"):
+        constraint_params(ConstraintConfig(support_margin=1.0))

@@ -43,7 +43,7 @@ def test_drawdown_hysteresis_sequence(expo):
 def test_derisked_exposure_level(expo):
     p = risk_params(RiskConfig(derisked_exposure=0.3))
     r, m = _no_returns()
-    _, level = expo(RiskState(derisked=jnp.bool_(True)), jnp.float32(0.05), r, m,
+    _, level = expo(init_risk_state().replace(derisked=jnp.bool_(True)), jnp.float32(0.05), r, m,
                     jnp.bool_(False), p)
     assert float(level) == pytest.approx(0.3)
 
@@ -80,13 +80,14 @@ def test_event_reduction_combines_multiplicatively(expo):
 def test_vmap_over_envs_matches_single_calls(expo):
     p = risk_params(RiskConfig())
     dd = jnp.array([0.0, 0.08, 0.05], jnp.float32)
-    prev = RiskState(derisked=jnp.array([False, False, True]))
+    prev = RiskState(derisked=jnp.array([False, False, True]), base=jnp.zeros(3, jnp.float32),
+                     since=jnp.zeros(3, jnp.int32))
     r = jnp.asarray(np.random.default_rng(0).normal(0, 0.02, (3, W)), jnp.float32)
     m = jnp.ones((3, W), bool)
     ev = jnp.array([False, True, False])
     bs, bl = jax.vmap(exposure, in_axes=(0, 0, 0, 0, 0, None))(prev, dd, r, m, ev, p)
     for i in range(3):
-        s, lvl = expo(RiskState(derisked=prev.derisked[i]), dd[i], r[i], m[i], ev[i], p)
+        s, lvl = expo(jax.tree.map(lambda x: x[i], prev), dd[i], r[i], m[i], ev[i], p)
         assert bool(s.derisked) == bool(bs.derisked[i])
         assert float(lvl) == pytest.approx(float(bl[i]))
     np.testing.assert_array_equal(np.asarray(bs.derisked), [False, True, True])
@@ -128,3 +129,45 @@ def test_disabled_cvar_is_static_and_not_compiled():
     levels = jax.vmap(lambda c: exposure(*args, dataclasses.replace(p_on, cvar_budget=c))[1])(
         budgets)
     assert float(levels[0]) == 1.0 and float(levels[1]) < 1.0 and float(levels[2]) == 1.0
+
+
+def test_timed_rerisk_sequence(expo):
+    """rerisk_days = 10: a de-risked gate re-risks after 10 trading days without recovery, then
+    re-arms from the drawdown it stands at (hand-worked days and drawdowns)."""
+    p = risk_params(RiskConfig(derisk_drawdown=0.07, rerisk_drawdown=0.03,
+                               derisked_exposure=0.5, rerisk_days=10))
+    r, m = _no_returns()
+    state = init_risk_state()
+    seq = [(0, 0.02), (5, 0.08), (10, 0.10), (15, 0.10), (16, 0.12), (20, 0.175), (21, 0.18),
+           (25, 0.02), (26, 0.08)]
+    got = []
+    for day, dd in seq:
+        state, level = expo(state, jnp.float32(dd), r, m, jnp.bool_(False), p, jnp.int32(day))
+        got.append((bool(state.derisked), float(level), round(float(state.base), 4)))
+    assert got == [
+        (False, 1.0, 0.0),
+        (True, 0.5, 0.0),     # day 5: 8% >= 7% de-risks (since = 5)
+        (True, 0.5, 0.0),     # day 10: 5 days, no recovery
+        (False, 1.0, 0.1),    # day 15: 10 days de-risked -> re-risk, re-armed at 10%
+        (False, 1.0, 0.1),    # day 16: 12% - 10% = 2% < 7%: stays on
+        (True, 0.5, 0.1),     # day 20: 17.5% - 10% >= 7% de-risks again (since = 20)
+        (True, 0.5, 0.1),     # day 21: 8% over the base, inside the band
+        (False, 1.0, 0.0),    # day 25: 2% <= 3% recovers; the base returns to 0
+        (True, 0.5, 0.0),     # day 26: 8% from the peak de-risks as at first
+    ]
+
+
+def test_rerisk_days_zero_is_the_recovery_only_gate(expo):
+    """Bit for bit the original gate: without a timed re-risk the base never moves."""
+    p0 = risk_params(RiskConfig(derisked_exposure=0.5))
+    rng = np.random.default_rng(0)
+    r, m = _no_returns()
+    state = init_risk_state()
+    derisked = False
+    for day, dd in enumerate(np.abs(rng.normal(0.05, 0.04, 300)).astype(np.float32)):
+        state, level = expo(state, jnp.float32(dd), r, m, jnp.bool_(False), p0, jnp.int32(day))
+        derisked = dd > 0.03 if derisked else dd >= 0.07
+        assert bool(state.derisked) == bool(derisked)
+        assert float(state.base) == 0.0
+    with pytest.raises(Exception, match=r"risk\.rerisk_days"):
+        risk_params(RiskConfig(rerisk_days=-1))
