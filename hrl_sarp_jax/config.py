@@ -1,8 +1,10 @@
 """Typed, frozen configuration loaded from YAML presets with dotted overrides.
 
 A preset is a YAML mapping whose keys mirror the dataclasses below. ``smoke.yaml`` may name a
-``base:`` preset it overrides. Unknown keys and wrongly typed values are errors naming the
-dotted key (the original silently ignored its YAML). Nothing is ever written back into a
+``base:`` preset it overrides. The presets ship inside the package (``hrl_sarp_jax/configs/``),
+so ``--config quick`` works from any folder after any install (``resolve_config_path``).
+Unknown keys and wrongly typed values are errors naming the dotted key (the original silently
+ignored its YAML). Nothing is ever written back into a
 config: derived quantities are computed where they are needed.
 """
 
@@ -402,9 +404,42 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+PRESETS_DIR = Path(__file__).resolve().with_name("configs")
+"""The presets shipped with the package (package data: ``hrl_sarp_jax/configs/*.yaml``)."""
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets (``quick``, ``smoke``, ...), sorted."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _preset_file(name: str) -> Path | None:
+    stem = name[:-len(".yaml")] if name.endswith(".yaml") else name
+    path = PRESETS_DIR / f"{stem}.yaml"
+    return path if stem and "/" not in stem and "\\" not in stem and path.is_file() else None
+
+
+def resolve_config_path(spec: str | Path) -> Path:
+    """The YAML file ``--config spec`` means.
+
+    An existing file wins; else a shipped preset by name (``quick``, ``quick.yaml``), or by its
+    old source-tree path (``configs/quick.yaml``, so commands written for a checkout keep
+    working from any folder). Anything else is a ConfigError listing the presets.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.parent in (Path("."), Path("configs")):
+        found = _preset_file(path.name)
+        if found is not None:
+            return found
+    raise ConfigError(f"config '{spec}' not found: not a file and not a preset (presets: "
+                      f"{', '.join(list_presets())}; `hrl-sarp config show` lists them)")
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' not found (presets live in configs/)")
+        raise ConfigError(f"config file '{path}' not found (presets: {', '.join(list_presets())})")
     if path.resolve() in seen:
         raise ConfigError(f"config file '{path}': 'base:' chain loops back on itself")
     try:
@@ -416,6 +451,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     base = data.pop("base", None)
     if base is not None:
         base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+        if not base_path.is_file():  # a user's preset may build on a shipped one by name
+            base_path = _preset_file(str(base)) or base_path
         data = _deep_merge(_read_yaml(base_path, (*seen, path.resolve())), data)
     return data
 
@@ -434,8 +471,9 @@ def to_dict(cfg: Any) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load ``path`` (or the built-in defaults) and apply ``key=value`` overrides in order."""
-    data = _read_yaml(Path(path)) if path is not None else {}
+    """Load ``path`` (a file or a preset name, see ``resolve_config_path``; None: the built-in
+    defaults) and apply ``key=value`` overrides in order."""
+    data = _read_yaml(resolve_config_path(path)) if path is not None else {}
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value)
@@ -458,7 +496,7 @@ def load_config_sections(
     ``sweep.seeds=3`` works too), then each top-level key named in ``sections`` is taken out
     and returned raw in a dict (absent sections are left out); the rest must be a valid Config.
     """
-    data = _read_yaml(Path(path)) if path is not None else {}
+    data = _read_yaml(resolve_config_path(path)) if path is not None else {}
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hyperparameter sweep (Phase 3: hparams x seeds as one vmapped program) on a GPU host.
 #
-# Usage: scripts/sweep_gpu.sh --run NAME [--config configs/default.yaml] [--set k=v ...]
+# Usage: scripts/sweep_gpu.sh --run NAME [--config default] [--set k=v ...]
 #                             [any other `hrl-sarp sweep` option]
 #   e.g. HRL_SARP_DEVICES=0 scripts/sweep_gpu.sh --run sweep1 --set synth.seed=3
 #

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from hrl_sarp_jax.config import Config, config_from_dict, load_config, parse_override, to_dict
+from hrl_sarp_jax.cli import main
+from hrl_sarp_jax.config import (
+    PRESETS_DIR,
+    Config,
+    config_from_dict,
+    list_presets,
+    load_config,
+    parse_override,
+    resolve_config_path,
+    to_dict,
+)
 from hrl_sarp_jax.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = PRESETS_DIR
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_default_preset_equals_builtin_defaults():
@@ -26,7 +44,8 @@ def test_smoke_preset_overrides_only_what_it_names():
 
 
 def test_dotted_override_is_typed_and_applied():
-    cfg = load_config(None, ["env.cost.stt_buy=0.002", "synth.seed=7", "networks.macro_hidden=[8, 4]"])
+    cfg = load_config(None, ["env.cost.stt_buy=0.002", "synth.seed=7",
+                             "networks.macro_hidden=[8, 4]"])
     assert cfg.env.cost.stt_buy == pytest.approx(0.002)
     assert cfg.synth.seed == 7
     assert cfg.networks.macro_hidden == (8, 4)
@@ -56,14 +75,14 @@ def test_bad_overrides_name_the_key(override, fragment):
 
 
 def test_override_without_equals_is_rejected():
-    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+    with pytest.raises(ConfigError, match=r"must look like key\.sub=value"):
         parse_override("env.cost.stt_buy")
 
 
 def test_unknown_key_in_yaml_file_names_key(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("data:\n  sector_weigting: cap\n")
-    with pytest.raises(ConfigError, match="unknown config key 'data.sector_weigting'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'data\.sector_weigting'"):
         load_config(p)
 
 
@@ -89,3 +108,99 @@ def test_config_is_frozen():
     cfg = Config()
     with pytest.raises(AttributeError):
         cfg.seed = 3  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- shipped presets
+
+
+def test_presets_ship_inside_the_package():
+    assert PRESETS_DIR == REPO / "hrl_sarp_jax" / "configs"
+    assert list_presets() == ["default", "quick", "smoke", "sweep_ppo", "sweep_smoke"]
+    assert not (REPO / "configs").exists()  # one copy only
+
+
+def test_a_preset_is_found_by_name_by_old_path_and_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the repository: nothing found by relative path
+    for spec in ("quick", "quick.yaml", "configs/quick.yaml", "./configs/quick.yaml"):
+        assert resolve_config_path(spec) == PRESETS_DIR / "quick.yaml"
+    cfg = load_config("quick")
+    assert cfg.train.seeds == 3 and cfg.train.ppo.total_env_steps == 8192  # quick.yaml
+    assert cfg.env.cost == Config().env.cost  # from its base: default.yaml
+    # an own file wins over a preset of the same name, and may build on a shipped preset
+    (tmp_path / "quick.yaml").write_text("base: smoke.yaml\nseed: 7\n")
+    mine = load_config("quick.yaml")
+    assert mine.seed == 7 and mine.synth.preset == "small"  # smoke.yaml found in the package
+    with pytest.raises(ConfigError, match=r"config 'nope' not found: .*presets: default, quick"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config_path("elsewhere/quick.yaml")  # only configs/NAME falls back
+
+
+def test_config_show_prints_the_resolved_preset(capsys):
+    assert main(["config", "show", "quick", "--set", "train.seeds=8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# quick: ") and "--set train.seeds=8" in out.splitlines()[0]
+    shown = yaml.safe_load(out)
+    assert shown == to_dict(load_config("quick", ["train.seeds=8"]))
+    assert shown["train"]["seeds"] == 8 and shown["train"]["ppo"]["total_env_steps"] == 8192
+
+    assert main(["config", "show", "sweep_smoke"]) == 0  # the sweep: section is kept
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["sweep"]["seeds"] == 2 and shown["synth"]["preset"] == "small"
+
+    assert main(["config", "show"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in listed[1:]] == list_presets()
+    assert listed[1].split(None, 1)[1] == "Full preset"
+
+    assert main(["config", "show", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config 'nope' not found" in err[0]
+
+
+def _build_wheel(tmp_path: Path) -> Path:
+    """A wheel built from a copy of the sources (the checkout is left untouched)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "hrl_sarp_jax", src / "hrl_sarp_jax",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+           str(src)]
+    if importlib.util.find_spec("wheel") is not None:  # else pip fetches the build backend
+        cmd.insert(4, "--no-build-isolation")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("hrl_sarp_jax-*.whl")
+    return wheel
+
+
+def test_a_built_wheel_carries_the_presets_and_runs_them_from_any_folder(tmp_path):
+    wheel = _build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        shipped = {n.rsplit("/", 1)[1][:-5] for n in names
+                   if n.startswith("hrl_sarp_jax/configs/") and n.endswith(".yaml")}
+        assert shipped == set(list_presets())
+        assert zf.read("hrl_sarp_jax/configs/quick.yaml") == (PRESETS_DIR / "quick.yaml"
+                                                              ).read_bytes()
+        site = tmp_path / "site"
+        zf.extractall(site)  # a wheel install is this unpacking (plus metadata and scripts)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    probe = ("import hrl_sarp_jax.cli as c, hrl_sarp_jax.config as k; print(c.__file__); "
+             "print(k.resolve_config_path(c.QUICK_PRESET)); print(k.load_config('quick').train"
+             ".seeds)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, preset, seeds = done.stdout.split()
+    assert Path(module).is_relative_to(site) and Path(preset) == site / (
+        "hrl_sarp_jax/configs/quick.yaml")
+    assert seeds == "3"
+    shown = subprocess.run([sys.executable, "-m", "hrl_sarp_jax", "config", "show", "smoke"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert yaml.safe_load(shown.stdout) == to_dict(load_config("smoke"))

@@ -254,7 +254,7 @@ def _parse_param(method: str, raw_name: Any, raw: Any) -> ParamSpace:
 
 
 def parse_sweep(section: Any, *, default_seeds: int = 1) -> SweepSpec:
-    """Parse a ``sweep:`` mapping (see ``configs/sweep_smoke.yaml``) into a SweepSpec.
+    """Parse a ``sweep:`` mapping (see the ``sweep_smoke`` preset) into a SweepSpec.
 
     Keys: ``phase`` (3), ``method`` ('grid' | 'random'), ``samples`` (random only), ``seeds``
     (K per setting, default ``default_seeds``), ``curriculum`` ('schedule' | 'off') and
@@ -309,7 +309,7 @@ def load_sweep_config(path: str | Path | None, overrides: Sequence[str] = ()
     cfg, extra = load_config_sections(path, tuple(overrides), (SECTION,))
     if SECTION not in extra:
         raise ConfigError(f"config '{path}' has no '{SECTION}:' section; add one "
-                          f"(see configs/sweep_smoke.yaml)")
+                          f"(see `hrl-sarp config show sweep_smoke`)")
     return cfg, parse_sweep(extra[SECTION], default_seeds=cfg.train.seeds)
 
 

@@ -11,7 +11,7 @@ from hrl_sarp_jax.data.synthetic import write_synthetic_market
 from hrl_sarp_jax.features.build import build_features
 from tests.features.make_market import make_market
 
-SMOKE = "configs/smoke.yaml"
+SMOKE = "smoke"  # a preset shipped in hrl_sarp_jax/configs/
 TINY_NETS = [
     "networks.gnn.hidden=8", "networks.gnn.embedding=8", "networks.gnn.heads=2",
     "networks.macro_hidden=[16,8]", "networks.attention_heads=2", "networks.attention_dim=8",
@@ -24,10 +24,7 @@ FAST = [*TINY_NETS, "train.macro_pretrain.epochs=4", "train.macro_pretrain.chunk
 
 
 def smoke_cfg(*extra: str):
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    return load_config(root / SMOKE, [*FAST, *extra])
+    return load_config(SMOKE, [*FAST, *extra])
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,7 @@ def test_phase_all_then_interrupted_phase5_resumes_exactly(tmp_path, smoke_marke
     from tests.training.conftest import FAST
 
     sets += [a for s in FAST for a in ("--set", s)]
-    base = ["train", "--config", "configs/smoke.yaml", *sets, "--data", str(market_dir),
+    base = ["train", "--config", "smoke", *sets, "--data", str(market_dir),
             "--checkpoints", str(tmp_path)]
     assert main([*base, "--phase", "all", "--run", "full"]) == 0
     run = open_run(tmp_path / "full")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -14,14 +13,12 @@ import pytest
 
 from hrl_sarp_jax.agents.ppo import PPOHParams
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, create_run, open_run, read_phase_summary
-from hrl_sarp_jax.config import PPOConfig, load_config_sections
+from hrl_sarp_jax.config import PRESETS_DIR, PPOConfig, load_config_sections
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.evaluation import overfitting as of
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training import sweep as sw
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def grid(params, seeds=2, **extra):
@@ -104,20 +101,20 @@ def test_bad_sections_name_the_key(section, match):
 
 
 def test_sweep_presets_load_and_the_sweep_section_is_kept_out_of_the_run_config():
-    cfg, spec = sw.load_sweep_config(ROOT / "configs/sweep_smoke.yaml")
+    cfg, spec = sw.load_sweep_config(PRESETS_DIR / "sweep_smoke.yaml")
     assert spec.method == "grid" and spec.seeds == 2 and spec.curriculum == "schedule"
     assert sw.sweep_settings(spec, cfg.seed) == [
         {"ppo.lr": 1e-3, "ppo.entropy_coef": 0.0}, {"ppo.lr": 1e-3, "ppo.entropy_coef": 0.02},
         {"ppo.lr": 3e-4, "ppo.entropy_coef": 0.0}, {"ppo.lr": 3e-4, "ppo.entropy_coef": 0.02}]
     assert cfg.synth.preset == "small" and cfg.networks.macro_hidden == (16, 8)  # base: chain
-    _, more = sw.load_sweep_config(ROOT / "configs/sweep_smoke.yaml", ["sweep.seeds=3"])
+    _, more = sw.load_sweep_config(PRESETS_DIR / "sweep_smoke.yaml", ["sweep.seeds=3"])
     assert more.seeds == 3
-    gpu_cfg, gpu = sw.load_sweep_config(ROOT / "configs/sweep_ppo.yaml")
+    gpu_cfg, gpu = sw.load_sweep_config(PRESETS_DIR / "sweep_ppo.yaml")
     assert len(sw.sweep_settings(gpu, 0)) == 18 and gpu.seeds == 4
     assert gpu_cfg.train.ppo == PPOConfig()
     with pytest.raises(ConfigError, match="no 'sweep:' section"):
-        sw.load_sweep_config(ROOT / "configs/smoke.yaml")
-    plain, extra = load_config_sections(ROOT / "configs/smoke.yaml", (), ("sweep",))
+        sw.load_sweep_config(PRESETS_DIR / "smoke.yaml")
+    plain, extra = load_config_sections(PRESETS_DIR / "smoke.yaml", (), ("sweep",))
     assert extra == {} and plain.synth.preset == "small"
 
 
@@ -407,7 +404,7 @@ def test_a_finished_sweep_is_not_overwritten(tiny_sweep):
 def test_cli_registers_the_sweep_command():
     from hrl_sarp_jax.cli import build_parser, cmd_sweep
 
-    args = build_parser().parse_args(["sweep", "--config", "configs/sweep_smoke.yaml",
+    args = build_parser().parse_args(["sweep", "--config", "sweep_smoke",
                                       "--run", "s", "--data", "d", "--set", "sweep.seeds=1"])
     assert args.func is cmd_sweep and args.run == "s" and args.overrides == ["sweep.seeds=1"]
     assert args.checkpoints == "checkpoints" and not args.resume
@@ -418,7 +415,7 @@ def test_cli_sweep_on_the_smoke_market(tmp_path, smoke_market, capsys):
     from hrl_sarp_jax.cli import main
 
     market_dir = smoke_market[0]
-    rc = main(["sweep", "--config", str(ROOT / "configs/sweep_smoke.yaml"), "--data",
+    rc = main(["sweep", "--config", str(PRESETS_DIR / "sweep_smoke.yaml"), "--data",
                str(market_dir), "--run", "cli", "--checkpoints", str(tmp_path)])
     assert rc == 0
     printed = capsys.readouterr().out
