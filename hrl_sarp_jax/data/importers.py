@@ -6,10 +6,13 @@
   ``fundamentals/fundamentals.parquet``).
 - ``import_table``: a long or wide CSV/Parquet price table plus a ``ticker,sector`` map.
 
-The calendar written to meta.json is 'XBOM' when every price date is an XBOM session, else
+The calendar written to meta.json is the one given (``calendar_code``, any exchange_calendars
+code or 'weekdays'); without one it is 'XBOM' when every price date is an XBOM session, else
 'weekdays' (the original's demo data uses business days, which include Indian holidays).
-Every choice the importer makes is a note: printed through ``log`` and stored in meta.json
-under ``import_notes``. The output is then validated and any problem is added to the notes.
+``macro_map`` renames a market's own macro columns to canonical series (``{"wti_spot":
+"crude"}``) so the features use them. Every choice the importer makes is a note: printed
+through ``log`` and stored in meta.json under ``import_notes``. The output is then validated
+and any problem is added to the notes.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ _PRICE_ALIASES = {"symbol": "ticker", "adj close": "adj_close", "adjclose": "adj
                   "adj_close": "adj_close", "adjusted_close": "adj_close"}
 
 
-class _Notes(list):
+class Notes(list):
+    """The importer's (and fetcher's) notes: each one printed through ``log`` and kept."""
+
     def __init__(self, log: Log):
         super().__init__()
         self._log = log
@@ -79,11 +84,56 @@ def _lower_columns(df: pd.DataFrame, aliases: dict[str, str] | None = None) -> p
     return out
 
 
-def _strip_suffix(s: pd.Series) -> pd.Series:
+def strip_suffix(s: pd.Series) -> pd.Series:
+    """Tickers without the Yahoo exchange suffix of NSE/BSE symbols ('TCS.NS' -> 'TCS')."""
     return s.astype(str).str.strip().str.replace(r"\.(NS|BO)$", "", regex=True)
 
 
-def _choose_calendar(dates: pd.Series, notes: _Notes) -> str:
+CALENDAR_HELP = ("list the codes with: python -c \"import exchange_calendars as xc; "
+                 "print(xc.get_calendar_names())\" (e.g. XNYS New York, XLON London, XBOM "
+                 "India), or use 'weekdays'")
+
+
+def check_calendar(code: str, option: str = "--calendar") -> str:
+    """``code`` if it names an exchange_calendars calendar (or 'weekdays'), else a DataError."""
+    code = str(code).strip()
+    if code == "weekdays":
+        return code
+    import exchange_calendars as xc
+
+    names = set(xc.get_calendar_names(include_aliases=True))
+    if code not in names and code.upper() in names:
+        code = code.upper()
+    if code not in names:
+        raise DataError(f"{option} {code}: unknown trading calendar; {CALENDAR_HELP}")
+    return code
+
+
+def parse_macro_map(items: list[str] | None, option: str = "--macro-map",
+                    lower_source: bool = True) -> dict[str, str]:
+    """``['wti_spot=crude', ...]`` -> ``{'wti_spot': 'crude'}`` (source lower-cased unless
+    ``lower_source`` is False); a bad item or a name that is not a canonical macro series is a
+    DataError naming ``option``."""
+    out: dict[str, str] = {}
+    valid = ", ".join(schema.MACRO_SERIES)
+    for item in items or []:
+        source, sep, target = str(item).rpartition("=")
+        source, target = source.strip(), target.strip().lower()
+        source = source.lower() if lower_source else source
+        if not sep or not source or not target:
+            raise DataError(f"{option} {item}: use SOURCE=CANONICAL, e.g. wti_spot=crude")
+        if target not in schema.MACRO_SERIES:
+            raise DataError(f"{option} {item}: '{target}' is not a macro series; use one of "
+                            f"{valid}")
+        if source in out:
+            raise DataError(f"{option} {item}: '{source}' is mapped twice; map it once")
+        if target in out.values():
+            raise DataError(f"{option} {item}: two columns map to '{target}'; keep one")
+        out[source] = target
+    return out
+
+
+def _choose_calendar(dates: pd.Series, notes: Notes) -> str:
     d = np.unique(pd.to_datetime(dates).to_numpy().astype("datetime64[D]"))
     sessions = calendar.trading_days(str(d[0]), str(d[-1]), calendar.NSE_CALENDAR)
     off = d[~np.isin(d, sessions)]
@@ -96,7 +146,7 @@ def _choose_calendar(dates: pd.Series, notes: _Notes) -> str:
     return "weekdays"
 
 
-def _numeric_table(df: pd.DataFrame, keep: list[str], what: str, notes: _Notes) -> pd.DataFrame:
+def _numeric_table(df: pd.DataFrame, keep: list[str], what: str, notes: Notes) -> pd.DataFrame:
     """Keep ``keep`` columns; others numeric-coercible are kept, non-numeric dropped with a note."""
     out = df[keep].copy()
     for c in df.columns:
@@ -109,12 +159,23 @@ def _numeric_table(df: pd.DataFrame, keep: list[str], what: str, notes: _Notes) 
     return out
 
 
-def _macro_frame(df: pd.DataFrame, src: Path, notes: _Notes) -> pd.DataFrame:
+def _macro_frame(df: pd.DataFrame, src: Path, notes: Notes,
+                 macro_map: dict[str, str] | None = None) -> pd.DataFrame:
     df = _lower_columns(df)
     if "date" not in df.columns:
         raise DataError(f"{src}: no 'date' column (or DatetimeIndex) in the macro table; add one")
-    renamed, used = {}, set()
+    macro_map = macro_map or {}
+    absent = [s for s in macro_map if s not in df.columns]
+    if absent:
+        raise DataError(f"--macro-map {absent[0]}={macro_map[absent[0]]}: {src} has no column "
+                        f"'{absent[0]}' (found {', '.join(c for c in df.columns if c != 'date')})")
+    renamed = dict(macro_map)
+    used = set(macro_map.values())
+    for s_col, target in macro_map.items():
+        notes.add(f"macro: '{s_col}' -> '{target}' (--macro-map)")
     for c in df.columns:
+        if c in macro_map:
+            continue
         target = MACRO_ALIASES.get(c)
         if target is None or c == "date":
             continue
@@ -125,7 +186,8 @@ def _macro_frame(df: pd.DataFrame, src: Path, notes: _Notes) -> pd.DataFrame:
         renamed[c] = target
         if c != target:
             notes.add(f"macro: '{c}' -> '{target}'")
-    dropped = [c for c in df.columns if MACRO_ALIASES.get(c) and c not in renamed]
+    dropped = [c for c in df.columns
+               if (MACRO_ALIASES.get(c) or c in used) and c not in renamed]
     df = df.drop(columns=dropped).rename(columns=renamed)
     out = _numeric_table(df, ["date"], "macro", notes)
     extra = [c for c in out.columns if c != "date" and c not in schema.MACRO_SERIES]
@@ -145,9 +207,12 @@ def _index_frame(df: pd.DataFrame, src: Path) -> pd.DataFrame:
     return out.sort_values("date", ignore_index=True)
 
 
-def _finish(out: Path, tables: dict[str, pd.DataFrame], meta: dict, notes: _Notes) -> Path:
+def write_and_validate(out: Path, tables: dict[str, pd.DataFrame], meta: dict, notes: Notes,
+                       calendar_code: str | None = None) -> Path:
+    """Write the market folder (each file atomically), validate it and keep every problem found
+    as a note in meta.json. ``calendar_code`` None: chosen from the price dates."""
     prices = tables[schema.PRICES_FILE]
-    meta["calendar"] = _choose_calendar(prices["date"], notes)
+    meta["calendar"] = calendar_code or _choose_calendar(prices["date"], notes)
     # a permissive history check: importing a short sample is not an error
     report = validate_market(io.write_market(out, tables, {**meta, "import_notes": list(notes)}),
                              DataConfig(min_history_days=1))
@@ -155,6 +220,13 @@ def _finish(out: Path, tables: dict[str, pd.DataFrame], meta: dict, notes: _Note
         notes.add(f"validation problem in the imported data: {p}")
     io.write_json(out / schema.META_FILE, {**meta, "import_notes": list(notes)})
     return out
+
+
+def _check_options(calendar_code: str | None, macro_map: dict[str, str] | None) -> str | None:
+    """Check the options before reading any data: the calendar code and the macro map."""
+    if macro_map:
+        parse_macro_map([f"{k}={v}" for k, v in macro_map.items()])
+    return None if calendar_code is None else check_calendar(calendar_code)
 
 
 # --------------------------------------------------------------------------- original layout
@@ -169,7 +241,7 @@ def _read_sector_file(path: Path, sector: str) -> pd.DataFrame:
         raise DataError(f"{path}: has no 'symbol' column; add one naming each row's stock")
     if "close" not in df.columns and "adj_close" not in df.columns:
         raise DataError(f"{path}: has no 'close' column")
-    df["ticker"] = _strip_suffix(df["ticker"])
+    df["ticker"] = strip_suffix(df["ticker"])
     df["sector"] = sector
     df["date"] = pd.to_datetime(df["date"])
     for c in ("open", "high", "low", "close", "volume", "adj_close"):
@@ -182,7 +254,9 @@ def _read_sector_file(path: Path, sector: str) -> pd.DataFrame:
     return df[[c for c in (*schema.PRICE_REQUIRED, "adj_close") if c in df.columns]]
 
 
-def import_hrl_sarp(src: Path, out: Path, log: Log = print) -> Path:
+def import_hrl_sarp(src: Path, out: Path, log: Log = print, *,
+                    calendar_code: str | None = None,
+                    macro_map: dict[str, str] | None = None) -> Path:
     """Import the original HRL-SARP ``data/raw`` folder ``src`` into the market folder ``out``.
 
     Fundamentals have no history there (one row per symbol, fetched on ``fetch_date``): they are
@@ -190,11 +264,12 @@ def import_hrl_sarp(src: Path, out: Path, log: Log = print) -> Path:
     on (typically after the price history: masked throughout it).
     """
     src, out = Path(src), Path(out)
+    calendar_code = _check_options(calendar_code, macro_map)
     root = src if (src / "market").is_dir() else src / "raw"
     if not (root / "market").is_dir():
         raise DataError(f"{src}: no 'market/' folder (expected the original data/raw layout with "
                         "market/<sector>_ohlcv.parquet)")
-    notes = _Notes(log)
+    notes = Notes(log)
     files = sorted((root / "market").glob("*_ohlcv.parquet"))
     if not files:
         raise DataError(f"{root / 'market'}: no <sector>_ohlcv.parquet files")
@@ -221,7 +296,10 @@ def import_hrl_sarp(src: Path, out: Path, log: Log = print) -> Path:
 
     macro_path = root / "macro" / "macro_indicators.parquet"
     if macro_path.is_file():
-        tables[schema.MACRO_FILE] = _macro_frame(io.read_table(macro_path), macro_path, notes)
+        tables[schema.MACRO_FILE] = _macro_frame(io.read_table(macro_path), macro_path, notes,
+                                                 macro_map)
+    elif macro_map:
+        raise DataError(f"--macro-map: {src} has no macro/macro_indicators.parquet to map")
     else:
         notes.add("no macro/macro_indicators.parquet: wrote a macro.parquet without series")
         tables[schema.MACRO_FILE] = pd.DataFrame({"date": sorted(prices["date"].unique())})
@@ -233,17 +311,17 @@ def import_hrl_sarp(src: Path, out: Path, log: Log = print) -> Path:
             tables[schema.FUNDAMENTALS_FILE] = fund
     meta = {"market": "NSE", "currency": "INR", "sectors": order, "synthetic": False,
             "source": f"hrl-sarp import of {src}"}
-    return _finish(out, tables, meta, notes)
+    return write_and_validate(out, tables, meta, notes, calendar_code)
 
 
 def _original_fundamentals(df: pd.DataFrame, path: Path, known: set[str],
-                           notes: _Notes) -> pd.DataFrame | None:
+                           notes: Notes) -> pd.DataFrame | None:
     df = _lower_columns(df, {"symbol": "ticker"})
     if "ticker" not in df.columns or "fetch_date" not in df.columns:
         notes.add(f"{path.name}: needs 'symbol' and 'fetch_date' columns; fundamentals skipped")
         return None
     out = pd.DataFrame({"date": pd.to_datetime(df["fetch_date"], errors="coerce").dt.normalize(),
-                        "ticker": _strip_suffix(df["ticker"])})
+                        "ticker": strip_suffix(df["ticker"])})
     for src_col, dst in FUNDAMENTAL_ALIASES.items():
         if src_col in df.columns:
             out[dst] = pd.to_numeric(df[src_col], errors="coerce").astype("float64")
@@ -268,13 +346,20 @@ def _original_fundamentals(df: pd.DataFrame, path: Path, known: set[str],
 # --------------------------------------------------------------------------- generic tables
 
 
-def _sector_map(path: Path) -> pd.Series:
+def read_sector_map(path: Path) -> pd.Series:
+    """A ``ticker,sector`` CSV/Parquet file as a Series ticker -> sector, in file order."""
     df = _lower_columns(io.read_table(path), {"symbol": "ticker"})
     if "ticker" not in df.columns or "sector" not in df.columns:
         raise DataError(f"{path}: the sector map needs columns ticker,sector "
                         f"(found {', '.join(map(str, df.columns))})")
     df = df.dropna(subset=["ticker"])
     df["ticker"] = df["ticker"].astype(str).str.strip()
+    no_sector = df.loc[df["sector"].isna() | (df["sector"].astype(str).str.strip() == ""),
+                       "ticker"].tolist()
+    if no_sector:
+        raise DataError(f"{path}: tickers without a sector: {', '.join(no_sector[:5])}"
+                        + (f" and {len(no_sector) - 5} more" if len(no_sector) > 5 else "")
+                        + "; give each one a sector")
     two = df.groupby("ticker")["sector"].nunique()
     if (two > 1).any():
         raise DataError(f"{path}: tickers mapped to several sectors: "
@@ -309,7 +394,8 @@ def _wide_prices(df: pd.DataFrame, src: Path) -> pd.DataFrame:
 
 
 def import_table(src: Path, out: Path, *, layout: str, sectors: Path, macro: Path | None,
-                 index: Path | None, log: Log = print) -> Path:
+                 index: Path | None, log: Log = print, calendar_code: str | None = None,
+                 macro_map: dict[str, str] | None = None) -> Path:
     """Import a CSV/Parquet price table (``layout`` 'long' or 'wide') into ``out``.
 
     Missing open/high/low are NaN (close-only tickers); missing volume is NaN (unknown, loaded
@@ -319,13 +405,16 @@ def import_table(src: Path, out: Path, *, layout: str, sectors: Path, macro: Pat
     src, out = Path(src), Path(out)
     if layout not in ("long", "wide"):
         raise DataError(f"unknown table layout '{layout}'; use 'long' or 'wide'")
-    notes = _Notes(log)
+    calendar_code = _check_options(calendar_code, macro_map)
+    if macro_map and macro is None:
+        raise DataError("--macro-map needs the macro table: add --macro FILE")
+    notes = Notes(log)
     raw = io.read_table(src)
     prices = _long_prices(raw, src) if layout == "long" else _wide_prices(raw, src)
     prices = prices.copy()
     prices["ticker"] = prices["ticker"].astype(str).str.strip()
     prices["date"] = pd.to_datetime(prices["date"], format="mixed")
-    smap = _sector_map(sectors)
+    smap = read_sector_map(sectors)
     unmapped = sorted(set(prices["ticker"]) - set(smap.index))
     if unmapped:
         raise DataError(f"{sectors}: no sector for tickers {', '.join(unmapped[:10])}"
@@ -345,7 +434,7 @@ def import_table(src: Path, out: Path, *, layout: str, sectors: Path, macro: Pat
             prices[c] = pd.to_numeric(prices[c], errors="coerce").astype("float64")
     tables = {schema.PRICES_FILE: prices}
     if macro is not None:
-        tables[schema.MACRO_FILE] = _macro_frame(io.read_table(macro), macro, notes)
+        tables[schema.MACRO_FILE] = _macro_frame(io.read_table(macro), macro, notes, macro_map)
     else:
         tables[schema.MACRO_FILE] = pd.DataFrame({"date": sorted(prices["date"].unique())})
         notes.add("no macro table: macro.parquet has no series (macro features are masked)")
@@ -353,4 +442,4 @@ def import_table(src: Path, out: Path, *, layout: str, sectors: Path, macro: Pat
         tables[schema.INDEX_FILE] = _index_frame(io.read_table(index), index)
     meta = {"market": src.stem, "sectors": sorted(prices["sector"].unique()),
             "synthetic": False, "source": f"{layout} table import of {src}"}
-    return _finish(out, tables, meta, notes)
+    return write_and_validate(out, tables, meta, notes, calendar_code)
