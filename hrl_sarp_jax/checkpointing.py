@@ -86,6 +86,11 @@ _RESERVED_METRIC_KEYS = ("phase", "step", "time")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TMP_MARK = ".orbax-checkpoint-tmp"
 
+ADDED_LEAVES = (("risk", "base"), ("risk", "since"))
+"""Leaves (path suffixes) a later version added to a saved state, with their initial value 0.
+A checkpoint written before them restores with them set to 0 (``risk.manager.RiskState``'s
+timed re-risk: a gate that never re-armed); any other difference stays a mismatch error."""
+
 # Orbax errors that mean "the abstract target does not fit the checkpoint" (a caller's
 # mistake, the same for every step) rather than "this step is damaged".
 _MISMATCH_MARKERS = (
@@ -850,6 +855,9 @@ class PhaseCheckpointer:
             except Exception as exc:
                 text = str(exc)
                 if any(m in text for m in _MISMATCH_MARKERS):
+                    migrated = self._restore_added_leaves(s, abstract_state)
+                    if migrated is not None:
+                        return (*migrated, s)
                     raise CheckpointError(
                         f"{self._where(s)}: the restore target does not fit the checkpoint "
                         f"({_short(exc)}); build the target from the run's config.yaml "
@@ -864,6 +872,43 @@ class PhaseCheckpointer:
             f"{self._where()}: no checkpoint could be restored ({'; '.join(failures)}). "
             f"Move the damaged step folders out of {self.directory} and rerun phase {self.phase}, "
             f"or start a new run with another --run name")
+
+
+    def _restore_added_leaves(self, step: int, abstract_state: PyTree
+                              ) -> tuple[PyTree, dict] | None:
+        """Restore a step saved without some ``ADDED_LEAVES`` into ``abstract_state``: the
+        stored leaves (content hash verified) by path, the added ones as zeros. None when the
+        difference is anything else (the caller then reports the mismatch)."""
+        try:
+            stored, meta = self._restore_one(step, _metadata_target(self, step))
+        except Exception:
+            return None
+        by_path = dict(_sorted_leaves(stored))
+        flat, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
+        leaves = []
+        for path, want in flat:
+            parts = _path_parts(path)
+            if parts in by_path:
+                value = by_path.pop(parts)
+                if tuple(np.shape(value)) != tuple(want.shape):
+                    return None
+            elif any(parts[-len(a):] == a for a in ADDED_LEAVES):
+                value = np.zeros(want.shape, want.dtype)
+            else:
+                return None
+            sharding = getattr(want, "sharding", None)
+            if jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key):
+                if not jax.dtypes.issubdtype(getattr(value, "dtype", None), jax.dtypes.prng_key):
+                    value = jax.random.wrap_key_data(np.asarray(value),
+                                                     impl=jax.random.key_impl(
+                                                         jax.eval_shape(lambda w=want: w)))
+            else:
+                value = jax.numpy.asarray(value, want.dtype)
+            leaves.append(jax.device_put(value, sharding) if sharding is not None else value)
+        if by_path:   # stored leaves the target does not have: not a known migration
+            return None
+        meta["migrated_leaves"] = [list(a) for a in ADDED_LEAVES]
+        return jax.tree_util.tree_unflatten(treedef, leaves), meta
 
 
 # --------------------------------------------------------------------------- cross-phase helpers

@@ -56,6 +56,7 @@ from hrl_sarp_jax.evaluation.evaluate import BENCHMARK
 from hrl_sarp_jax.evaluation.flat_policy import SCHEDULE as FLAT_SCHEDULE
 from hrl_sarp_jax.evaluation.flat_policy import FlatPolicyFn, load_flat_policy
 from hrl_sarp_jax.evaluation.markets_report import write_markets_report
+from hrl_sarp_jax.evaluation.regime_rule import fit_market
 from hrl_sarp_jax.features.build import build_features_batch
 from hrl_sarp_jax.pipeline import (
     AGENT,
@@ -151,6 +152,9 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
         elif spec.kind == "oracle":
             k = bl.oracle_top_k(int(np.sum(np.asarray(first_params.sector_valid))))
             out.append(mk.MarketStrategy(name, bl.RegimeOracle(k), sched, "oracle",
+                                         description=spec.description))
+        elif spec.kind == "fitted":  # carry fitted per market (_chunk_records)
+            out.append(mk.MarketStrategy(name, spec.make(), sched, "fitted",
                                          description=spec.description))
         else:
             fn = spec.make()
@@ -258,7 +262,8 @@ def evaluate_markets(
         inputs = _chunk_inputs(items, cfg) if items else None
 
     names = list(records[0]["strategies"])
-    classical = [n for n in names if n not in (AGENT, ENSEMBLE, PRETRAINED, "oracle")]
+    classical = [n for n in names if n not in (AGENT, ENSEMBLE, PRETRAINED, "oracle",
+                                               "regime_rule")]
     paired = mk.paired_table(records, AGENT, [n for n in names if n != AGENT],
                              num_boot=bootstrap_num, seed=int(cfg.seed))
     paired_ens = mk.paired_table(records, ENSEMBLE, [n for n in names
@@ -357,9 +362,14 @@ def _chunk_records(inputs: _ChunkInputs, cfg: Config, strategies: list[mk.Market
     params = inputs.params
     latent = [np.asarray(m.latent_regime, np.int32) for m in inputs.arrays]
     oracle = [s for s in strategies if s.kind == "oracle"]
-    strategies = [s for s in strategies if s.kind != "oracle"] + [
+    dates = np.asarray(inputs.meta.dates)
+    fitted = [s for s in strategies if s.kind == "fitted"]
+    strategies = [s for s in strategies if s.kind not in ("oracle", "fitted")] + [
         replace(s, carry_of=lambda c, fn=s.weights_fn: fn.init_carry(drift, latent[c]))
-        for s in oracle]
+        for s in oracle] + [
+        replace(s, carry_of=lambda c, fn=s.weights_fn: fn.init_carry(
+            fit_market(inputs.arrays[c], params[c], dates, cfg)))
+        for s in fitted]
     stacked, axes = mk.stack_params(params)
     results = mk.run_chunk(strategies, stacked, axes, t0, rebalance,
                            risk_manager=risk_manager, return_window=cfg.env.return_window)

@@ -137,6 +137,34 @@ def test_wrong_target_is_a_clear_error_not_a_fallback(run):
                 ckpt.restore(bad)
 
 
+def test_state_saved_before_the_timed_rerisk_restores_with_zero_gate_fields(run):
+    """A RiskState saved with only ``derisked`` (before risk.rerisk_days) restores into today's
+    RiskState: stored leaves verified by their hash, base and since added as 0; any other
+    missing leaf stays a mismatch error."""
+    from hrl_sarp_jax.risk.manager import RiskState
+
+    old = {"params": {"w": jnp.arange(6.0).reshape(2, 3)}, "key": jax.random.key(3),
+           "env": {"risk": {"derisked": jnp.array([True, False])}}}
+    with ck.PhaseCheckpointer(run, 1) as ckpt:
+        ckpt.save(0, old, metrics={"val_sharpe": 0.0})
+        new = {"params": {"w": jnp.zeros((2, 3))}, "key": jax.random.key(0),
+               "env": {"risk": RiskState(derisked=jnp.zeros(2, bool),
+                                         base=jnp.ones(2, jnp.float32),
+                                         since=jnp.ones(2, jnp.int32))}}
+        state, meta, step = ckpt.restore(jax.eval_shape(lambda: new))
+        assert step == 0 and meta["hash_verified"] and meta["migrated_leaves"]
+        assert isinstance(state["env"]["risk"], RiskState)
+        np.testing.assert_array_equal(state["env"]["risk"].derisked, [True, False])
+        np.testing.assert_array_equal(state["env"]["risk"].base, [0.0, 0.0])
+        assert state["env"]["risk"].since.dtype == jnp.int32
+        np.testing.assert_array_equal(state["params"]["w"], np.arange(6.0).reshape(2, 3))
+        np.testing.assert_array_equal(jax.random.key_data(state["key"]),
+                                      jax.random.key_data(jax.random.key(3)))
+        other = dict(new, extra=jnp.zeros(3))   # not a known addition
+        with pytest.raises(CheckpointError, match="does not fit"):
+            ckpt.restore(jax.eval_shape(lambda: other))
+
+
 def test_float_target_dtype_change_restores_unverified(run):
     state = {"w": jnp.linspace(0.0, 1.0, 16, dtype=jnp.float32)}
     with ck.PhaseCheckpointer(run, 1) as ckpt:

@@ -401,6 +401,30 @@ class RegimeOracle:
         return carry, _equal_in_sectors(sw, tradable, p)
 
 
+@dataclass(frozen=True)
+class RegimeRule:
+    """Causal regime rule (``evaluation.regime_rule``): at t, the regime a logistic model on the
+    raw macro series and their trailing means (fitted on the training window) predicts, and
+    the ``top_k`` sectors that earned most in that regime in training, equal-weighted tradable
+    stocks within. Carry: (inputs [T, F], coef [F + 1, 3], sector score [3, S])."""
+
+    top_k: int = 3
+
+    def init_carry(self, fit: Any) -> Any:
+        return (jnp.asarray(fit.inputs, _F32), jnp.asarray(fit.coef, _F32),
+                jnp.asarray(fit.sector_score, _F32))
+
+    def __call__(self, carry, t, view: DayView):
+        p = view.params
+        inputs, coef, score = carry
+        logits = inputs[t] @ coef[:-1] + coef[-1]
+        r = jnp.argmax(logits)
+        tradable = p.tradable[t]
+        has = (_sector_counts(tradable, p) > 0) & p.sector_valid
+        top = _rank_desc(score[r], has) < self.top_k
+        return carry, _equal_in_sectors(_equal_on(top & has), tradable, p)
+
+
 # --------------------------------------------------------------------------- index
 
 
@@ -449,7 +473,8 @@ class BaselineSpec:
     make: Callable[..., Any] | None   # () -> weight function; None: not a weight function
     schedule: str | int | None        # default rebalance schedule; None: the caller's
     kind: str = "weights"             # 'weights', 'seeded' (vmapped over seeds), 'index',
-                                      # 'oracle', 'requires_training'
+                                      # 'oracle', 'fitted' (carry fitted per market on its
+                                      # training window), 'requires_training'
     upper_bound: bool = False
 
 
@@ -470,6 +495,9 @@ BASELINES: dict[str, BaselineSpec] = {
                      "monthly"),
         BaselineSpec("momentum_60_5", "original: top 5 stocks by 60-day return, every 21 days",
                      StockMomentum, 21),
+        BaselineSpec("regime_rule", "causal regime rule: logistic regime model on raw macro "
+                     "+ moving averages, fitted on the training window; top-3 sectors of the "
+                     "predicted regime", RegimeRule, "weekly", kind="fitted"),
         BaselineSpec("random", "Dirichlet(1) portfolios, one per seed", RandomDirichlet, None,
                      kind="seeded"),
         BaselineSpec("oracle", "UPPER BOUND: knows the next day's latent regime (synthetic)",
@@ -519,7 +547,8 @@ def oracle_top_k(num_sectors: int) -> int:
 
 __all__ = [
     "BASELINES", "BaselineSpec", "EqualWeight", "InverseVol", "MinVariance", "RandomDirichlet",
-    "RegimeOracle", "RiskParity", "SectorEqualWeight", "SectorMomentum", "StockMomentum",
+    "RegimeOracle", "RegimeRule", "RiskParity", "SectorEqualWeight", "SectorMomentum",
+    "StockMomentum",
     "get_baseline", "index_buy_hold", "ledoit_wolf", "min_variance_weights", "oracle_top_k",
     "risk_parity_weights", "sector_drift_matrix", "trailing_returns",
 ]

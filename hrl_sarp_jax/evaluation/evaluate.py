@@ -44,6 +44,7 @@ from hrl_sarp_jax.evaluation.backtest import (
     rebalance_mask,
     run_backtest,
 )
+from hrl_sarp_jax.evaluation.regime_rule import fit_market
 from hrl_sarp_jax.features.featureset import FeatureSet
 
 BENCHMARK = "index_buy_hold"
@@ -182,6 +183,9 @@ def evaluate_baselines(
         if spec.kind == "oracle":
             fn = bl.RegimeOracle(bl.oracle_top_k(int(np.sum(np.asarray(market.sector_valid)))))
             return fn, fn.init_carry(drift, latent), False, sched
+        if spec.kind == "fitted":
+            fn = spec.make()
+            return fn, fn.init_carry(fit_market(market, params, dates, cfg)), False, sched
         fn = spec.make()
         return fn, fn.init_carry(), False, sched
 
