@@ -166,6 +166,10 @@ class EnvConfig:
     """Terminate when value falls below this fraction of the initial value."""
     drawdown_stop: float = 0.0
     """Terminate at this drawdown (0 disables; the end of data is a truncation)."""
+    micro_frequency: str = "daily"
+    """When the trained hierarchy re-allocates in a backtest: ``daily`` (the Micro acts every
+    day, the original) or ``weekly`` (on the Macro's decision days only; the book drifts in
+    between). Every evaluation path (evaluate, many markets, walk-forward) reads it."""
     cost: CostConfig = field(default_factory=CostConfig)
     constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)

@@ -49,6 +49,7 @@ from hrl_sarp_jax.evaluation import metrics as em
 from hrl_sarp_jax.evaluation.agent import (
     EnsembleStrategy,
     HierarchicalStrategy,
+    agent_rebalance,
     regime_call_scores,
 )
 from hrl_sarp_jax.evaluation.backtest import ReplayTargets, date_window, rebalance_mask
@@ -121,17 +122,19 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
     """Every strategy of the evaluation (module docstring), agent first; ``pretrained``: the
     run's Phase 1 + 2 policy when the agent came from RL phases (else None)."""
     networks = cfg.networks
+    freq = cfg.env.micro_frequency
+    agent_rebalance(freq, first_params, t0, length)  # a bad frequency: one line, before any work
     agent = HierarchicalStrategy(networks)
     carries = agent.init_carries(policy.macro_actor, policy.micro_actor, first_params, t0, length)
-    out = [mk.MarketStrategy(AGENT, agent, "daily", "agent", carry=carries, seeded=True,
+    out = [mk.MarketStrategy(AGENT, agent, freq, "agent", carry=carries, seeded=True,
                              description=f"HRL-SARP agent, {policy.seeds} seed(s)"),
-           mk.MarketStrategy(ENSEMBLE, EnsembleStrategy(networks), "daily", "ensemble",
+           mk.MarketStrategy(ENSEMBLE, EnsembleStrategy(networks), freq, "ensemble",
                              carry=carries, description="seed ensemble: mean of the seeds' "
                                                         "target weights, one book")]
     if pretrained is not None:
         pre = agent.init_carries(pretrained.macro_actor, pretrained.micro_actor, first_params, t0,
                                  length)
-        out.append(mk.MarketStrategy(PRETRAINED, agent, "daily", "trained", carry=pre,
+        out.append(mk.MarketStrategy(PRETRAINED, agent, freq, "trained", carry=pre,
                                      seeded=True, description=PRETRAINED_DESCRIPTION))
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         flat, _ = load_flat_policy(run, cfg)
@@ -379,7 +382,8 @@ def _chunk_records(inputs: _ChunkInputs, cfg: Config, strategies: list[mk.Market
     if risk_manager:  # the agent's raw targets replayed without the risk manager (open loop)
         _, norisk = jax.device_get(mk.backtest_markets(
             ReplayTargets(), agent_res.target, stacked, jnp.asarray(t0, jnp.int32),
-            jnp.ones(length, bool), axes=axes, seeded=True, carry_axis=0,
+            jnp.asarray(rebalance(cfg.env.micro_frequency), bool), axes=axes, seeded=True,
+            carry_axis=0,
             risk_manager=False, return_window=cfg.env.return_window))
     out = []
     for c, seed in enumerate(inputs.seeds):

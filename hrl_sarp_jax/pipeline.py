@@ -31,6 +31,7 @@ from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import ConfigError, DataError
 from hrl_sarp_jax.evaluation.agent import (
+    agent_rebalance,
     decision_records,
     regime_call_scores,
     regime_calls,
@@ -191,7 +192,8 @@ def evaluate_run(
     carry, res, *agent_book = run_agent(
         cfg.networks, policy.macro_actor, policy.micro_actor, params, t0, length,
         risk_manager=risk_manager, return_window=cfg.env.return_window,
-        book0=(start_books or {}).get(AGENT), return_book=return_books)
+        book0=(start_books or {}).get(AGENT), return_book=return_books,
+        frequency=cfg.env.micro_frequency)
     books.update({AGENT: agent_book[0]} if return_books else {})
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         say("flat RL baseline: the run's trained flat PPO agent over the same window ...")
@@ -215,7 +217,8 @@ def evaluate_run(
         _, pre, *pre_book = run_agent(
             cfg.networks, pretrained.macro_actor, pretrained.micro_actor, params, t0, length,
             risk_manager=risk_manager, return_window=cfg.env.return_window,
-            book0=(start_books or {}).get(PRETRAINED), return_book=return_books)
+            book0=(start_books or {}).get(PRETRAINED), return_book=return_books,
+            frequency=cfg.env.micro_frequency)
         books.update({PRETRAINED: pre_book[0]} if return_books else {})
         payload = add_strategy(  # before the agent, so the agent's tests include it
             payload, PRETRAINED, np.asarray(pre.net_return, np.float64),
@@ -234,7 +237,8 @@ def evaluate_run(
         regime_calls=regime_calls(carry), seed=int(cfg.seed))
     agent = payload["strategies"][AGENT]
     agent["attribution"] = strategy_attribution(
-        res, params, t0, np.ones(length, bool), batched=True, risk_manager=risk_manager,
+        res, params, t0, agent_rebalance(cfg.env.micro_frequency, params, t0, length),
+        batched=True, risk_manager=risk_manager,
         return_window=cfg.env.return_window, book0=(start_books or {}).get(AGENT),
         goal_days=np.asarray(carry.macro_step, bool))
     agent["regime_call"] = regime_call_scores(carry, np.asarray(params.regime_label))

@@ -39,7 +39,13 @@ from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import ConfigError
-from hrl_sarp_jax.evaluation.backtest import BacktestResult, BookState, DayView, run_backtest
+from hrl_sarp_jax.evaluation.backtest import (
+    BacktestResult,
+    BookState,
+    DayView,
+    rebalance_mask,
+    run_backtest,
+)
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs_from_views
 from hrl_sarp_jax.networks.macro import MacroActor
@@ -165,13 +171,27 @@ def _leading(tree: Params, name: str) -> int:
 # --------------------------------------------------------------------------- host helpers
 
 
+MICRO_FREQUENCIES = ("daily", "weekly")
+
+
+# HOST ONLY
+def agent_rebalance(frequency: str, params: EnvParams, t0: int, length: int) -> np.ndarray:
+    """bool [length]: the days the hierarchy re-allocates (``env.micro_frequency``): every day,
+    or the calendar week ends where the Macro decides (and the window's first day)."""
+    if frequency not in MICRO_FREQUENCIES:
+        raise ConfigError(f"env.micro_frequency = {frequency!r} is not one of "
+                          f"{', '.join(MICRO_FREQUENCIES)}")
+    return rebalance_mask(frequency, t0, length, np.asarray(params.week_end, bool))
+
+
 # HOST ONLY
 def run_agent(networks: NetworkConfig, macro_params: Params, micro_params: Params,
               params: EnvParams, t0: int, length: int, *, risk_manager: bool = True,
               return_window: int = 20, book0: BookState | None = None,
-              return_book: bool = False) -> tuple:
+              return_book: bool = False, frequency: str = "daily") -> tuple:
     """Backtest the policy of K seeds (params stacked [K]) over decision days
-    t0 .. t0 + length - 1, trading every day (the Micro agent's schedule). ``risk_manager``
+    t0 .. t0 + length - 1, re-allocating on ``agent_rebalance(frequency)`` days (default
+    every day, the Micro agent's schedule). ``risk_manager``
     scales each day's budget by the envs' risk manager (the HierarchicalEnv always does).
     ``book0``: each seed's starting book (leading [K]; None: cash), e.g. the book its seed
     ended the previous walk-forward fold with; the Macro decides on day 0 either way.
@@ -179,7 +199,8 @@ def run_agent(networks: NetworkConfig, macro_params: Params, micro_params: Param
     the end books [K] with ``return_book``."""
     strategy = HierarchicalStrategy(networks)
     carries = strategy.init_carries(macro_params, micro_params, params, t0, length)
-    return run_backtest(strategy, carries, params, t0, np.ones(length, bool), batched=True,
+    return run_backtest(strategy, carries, params, t0,
+                        agent_rebalance(frequency, params, t0, length), batched=True,
                         risk_manager=risk_manager, return_window=return_window, book0=book0,
                         return_book=return_book)
 

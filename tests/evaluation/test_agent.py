@@ -207,3 +207,29 @@ def test_mismatched_seed_stacks_are_refused(world):
 
     with pytest.raises(HrlSarpError, match="2 Macro seeds but 1 Micro"):
         run_agent(NET, world.macro, one, world.p, 70, L)
+
+
+def test_weekly_frequency_trades_on_the_macro_days_only(world):
+    """env.micro_frequency = weekly: the hierarchy re-allocates on the Macro's decision days
+    (the window's first day and week ends), holds the drifted book in between, and on those
+    days targets exactly what the daily agent targets from the same book."""
+    week_end = world.week_end
+    t0 = int(np.flatnonzero(~week_end[61:])[0]) + 61
+    carry, res = run_agent(NET, world.macro, world.micro, world.p, t0, L, risk_manager=True,
+                           return_window=ENV.return_window, frequency="weekly")
+    expected = week_end[t0: t0 + L].copy()
+    expected[0] = True
+    np.testing.assert_array_equal(np.asarray(res.rebalanced), np.broadcast_to(expected, (K, L)))
+    np.testing.assert_array_equal(np.asarray(carry.macro_step)[:, expected],
+                                  np.ones((K, expected.sum()), bool))
+    hold = ~expected
+    np.testing.assert_array_equal(np.asarray(res.turnover)[:, hold], 0.0)
+    # day 0 is the same decision from the same (cash) book under either frequency
+    _, daily = _run(world, t0)
+    np.testing.assert_allclose(np.asarray(res.weights)[:, 0], np.asarray(daily.weights)[:, 0],
+                               atol=1e-6)
+    assert np.asarray(res.turnover).sum() < np.asarray(daily.turnover).sum()
+    from hrl_sarp_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"env\.micro_frequency"):
+        run_agent(NET, world.macro, world.micro, world.p, t0, L, frequency="hourly")
