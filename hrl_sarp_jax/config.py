@@ -153,6 +153,16 @@ class RewardConfig:
     goal_w: float = 0.3
     drawdown_w: float = 0.2
     drawdown_free: float = 0.05
+    kind: str = "original"
+    """``original``: the composite above (allocation alpha, concentration, regime call, Calmar x
+    CVaR, value tilt, Sharpe and goal terms). ``excess`` (``envs.rewards``): the Macro earns the
+    week's net log return in excess of the benchmark, the Micro its within-sector selection
+    net of costs over sector equal weight, each divided by a causal running volatility (the
+    level's recent net returns, floored), plus the Micro's goal term that HER relabels."""
+    macro_vol_floor: float = 0.01
+    """Floor of the weekly volatility that scales the ``excess`` Macro reward."""
+    micro_vol_floor: float = 0.005
+    """Floor of the daily volatility that scales the ``excess`` Micro reward."""
 
 
 @dataclass(frozen=True)

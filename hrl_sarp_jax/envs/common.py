@@ -87,6 +87,15 @@ def equal_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams
     return per[params.stock_sector] * valid
 
 
+def sector_ew_return(achieved_sector_w: jax.Array, t: jax.Array, params: EnvParams) -> jax.Array:
+    """sum_s sw_s ew_s: the return over day t + 1 of holding the executed sector weights
+    [S] equal-weighted over each sector's stocks tradable at t (the Micro's ``excess`` reward
+    benchmark); 0 unless ``params.reward.kind == 'excess'`` (nothing computed)."""
+    if params.reward.kind != "excess":
+        return jnp.zeros((), _F32)
+    return equal_weight_in_sectors(achieved_sector_w, t, params) @ params.returns[t + 1]
+
+
 def hold_within_band(drifted: jax.Array, target: jax.Array, threshold: jax.Array) -> jax.Array:
     """``drifted`` [A] if ½Σ|target - drifted| < threshold, else ``target`` [A]."""
     small = 0.5 * jnp.sum(jnp.abs(target - drifted)) < threshold

@@ -52,14 +52,27 @@ class RewardParams:
     goal_w: jax.Array
     drawdown_w: jax.Array
     drawdown_free: jax.Array
+    macro_vol_floor: jax.Array
+    micro_vol_floor: jax.Array
     cvar_alpha: jax.Array
+    kind: str = struct.field(pytree_node=False, default="original")  # envs.rewards.REWARD_KINDS
+
+
+REWARD_KINDS = ("original", "excess")
 
 
 # HOST ONLY
 def reward_params(cfg: RewardConfig, cvar_alpha: float = 0.95) -> RewardParams:
+    if cfg.kind not in REWARD_KINDS:
+        raise ConfigError(f"env.reward.kind = {cfg.kind!r} is not one of "
+                          f"{', '.join(REWARD_KINDS)}")
+    for name in ("macro_vol_floor", "micro_vol_floor"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"env.reward.{name} = {getattr(cfg, name)} must be > 0")
     f = lambda x: jnp.asarray(x, _F32)  # noqa: E731
-    names = [n for n in RewardParams.__dataclass_fields__ if n != "cvar_alpha"]
-    return RewardParams(**{n: f(getattr(cfg, n)) for n in names}, cvar_alpha=f(cvar_alpha))
+    names = [n for n in RewardParams.__dataclass_fields__ if n not in ("cvar_alpha", "kind")]
+    return RewardParams(**{n: f(getattr(cfg, n)) for n in names}, cvar_alpha=f(cvar_alpha),
+                        kind=cfg.kind)
 
 
 @struct.dataclass(kw_only=True)

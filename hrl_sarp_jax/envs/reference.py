@@ -50,7 +50,8 @@ def project_sectors(w, valid, cparams) -> np.ndarray:
 # ------------------------------------------------------------------ accounting
 def scalars(tree) -> dict[str, float]:
     """A struct of scalar leaves (CostParams, RiskParams, RewardParams) as python floats."""
-    return {k: float(np.asarray(getattr(tree, k))) for k in tree.__dataclass_fields__}
+    return {k: (v if isinstance(v, str) else float(np.asarray(v)))
+            for k in tree.__dataclass_fields__ for v in [getattr(tree, k)]}
 
 
 def costs(buy: np.ndarray, sell: np.ndarray, adv: np.ndarray, cp: dict) -> dict[str, float]:
@@ -187,7 +188,15 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return min(max(float(a @ b) / den, 0.0), 1.0) if den > 1e-12 else 0.0
 
 
-def micro_reward(window, achieved_sw, goal, dd, cost_frac, value_ret, w) -> float:
+def running_vol(window: np.ndarray, floor: float) -> float:
+    return max(float(window.std(ddof=1)) if window.size >= 2 else 0.0, floor)
+
+
+def micro_reward(window, achieved_sw, goal, dd, cost_frac, value_ret, w, gross=0.0,
+                 sector_ew=0.0) -> float:
+    if w["kind"] == "excess":
+        return ((gross - sector_ew - cost_frac) / running_vol(window, w["micro_vol_floor"])
+                + w["micro_w_micro"] * w["goal_w"] * cosine(achieved_sw, goal[: achieved_sw.size]))
     s = math.tanh(w_sharpe(window, 252) / 2.0)
     g = cosine(achieved_sw, goal[: achieved_sw.size])
     d = -max(dd - w["drawdown_free"], 0.0) ** 2
@@ -199,6 +208,9 @@ def micro_reward(window, achieved_sw, goal, dd, cost_frac, value_ret, w) -> floa
 
 def macro_reward(window, call, prev_sw, growth, bench, regime_call, label, cost_frac, value_ret,
                  w) -> float:
+    if w["kind"] == "excess":
+        excess = math.log1p(max(float(window[-1]), -0.99)) - math.log(max(bench, 0.01))
+        return excess / running_vol(window, w["macro_vol_floor"])
     alpha = float(call @ (growth - 1.0)) - (bench - 1.0)
     r_macro = (min(max(alpha, -1.0), 1.0) - w["concentration_penalty"] * float(call @ call)
                - w["turnover_penalty"] * float(np.abs(call - prev_sw).sum()))
@@ -231,6 +243,16 @@ class _Base:
         self.t, self.time, self.book = t, 0, Book(self.n, self.init_value)
         self.gate = (False, 0.0, 0)
         self.buf: list[float] = []
+
+    def sector_ew(self, sector_w: np.ndarray, t: int) -> float:
+        """sum_s sw_s x (mean return over t + 1 of sector s's stocks tradable at t)."""
+        trad = self.tradable[t]
+        out = 0.0
+        for j in range(self.s):
+            members = trad & (self.sector == j)
+            if members.any():
+                out += float(sector_w[j]) * float(self.ret[t + 1][members].mean())
+        return out
 
     def sector_sums(self, w: np.ndarray) -> np.ndarray:
         return np.bincount(self.sector, weights=w, minlength=self.s)[: self.s]
@@ -289,7 +311,8 @@ class RefMicroEnv(_Base):
         self.buf.append(info["net"])
         achieved = self.sector_sums(info["exec"])
         reward = micro_reward(np.array(self.buf[-self.window:]), achieved, self.goal,
-                              info["drawdown"], info["cost_frac"], value_ret, self.w)
+                              info["drawdown"], info["cost_frac"], value_ret, self.w,
+                              info["gross"], self.sector_ew(achieved, t))
         self.t, self.time = t + 1, self.time + 1
         truncated = self.time >= self.max_steps or self.t >= self.t_hi
         return self.micro_obs(self.goal), reward, self.ruined(), truncated, info
@@ -358,7 +381,8 @@ class RefHierarchicalEnv(_Base):
         self.buf.append(info["net"])
         achieved = self.sector_sums(info["exec"])
         r_micro = micro_reward(np.array(self.buf[-self.window:]), achieved, self.goal,
-                               info["drawdown"], info["cost_frac"], value_ret, self.w)
+                               info["drawdown"], info["cost_frac"], value_ret, self.w,
+                               info["gross"], self.sector_ew(achieved, t))
         m = self.m
         m["cost"] += info["cost"]["total"]
         m["value"] += value_ret

@@ -17,6 +17,14 @@ R net returns of the level (daily for Micro, weekly for Macro), newest last.
   Micro R = 0.5 R_micro + 0.3 R_portfolio + 0.2 R_value
 The goal part of the Micro reward is ``goal_reward`` so HER can swap it:
   r(g') = r(g) - goal_reward(ach, g) + goal_reward(ach, g').
+
+``kind = 'excess'`` (``RewardParams.kind``, static) pays for the decision each level makes,
+net of every cost the accounting charges, and nothing else:
+  Macro R = (log(1 + week net return) - log(benchmark growth)) / vol_w
+  Micro R = (gross - sum_s sw_s ew_s - cost_frac) / vol_d + goal_reward(achieved, goal)
+with ew_s the equal-weighted return of sector s's tradable stocks over the day, sw the executed
+sector weights, and vol the sample SD of the level's recent net returns (the ring buffer,
+causal), floored at ``macro_vol_floor`` / ``micro_vol_floor``.
 """
 
 from __future__ import annotations
@@ -24,11 +32,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hrl_sarp_jax.envs.params import RewardParams
+from hrl_sarp_jax.envs.params import REWARD_KINDS, RewardParams
 from hrl_sarp_jax.finance.metrics import sharpe, total_return
 from hrl_sarp_jax.risk.manager import tail_cvar
 
 _F32 = jnp.float32
+__all__ = ["REWARD_KINDS"]  # re-exported: the reward kinds live beside RewardParams
 VALUE_PE_Z = -0.5       # pe_z threshold of a value stock (original)
 PE_Z_INDEX = 9          # STOCK_FEATURES index of pe_z
 CALMAR_DD_FLOOR = 0.01  # original's floor on the Calmar denominator
@@ -107,6 +116,16 @@ def portfolio_reward(
     return {"calmar": calmar, "cvar": tail, "cost": cost, "r_portfolio": r.astype(_F32)}
 
 
+def running_vol(buf: jax.Array, count: jax.Array, floor: jax.Array) -> jax.Array:
+    """max(sample SD of the valid entries of buf [R], floor); the floor while fewer than 2."""
+    m = buffer_mask(buf, count)
+    n = jnp.sum(m).astype(_F32)
+    mean = jnp.sum(jnp.where(m, buf, 0.0)) / jnp.maximum(n, 1.0)
+    var = jnp.sum(jnp.where(m, jnp.square(buf - mean), 0.0)) / jnp.maximum(n - 1.0, 1.0)
+    sd = jnp.where(n >= 2, jnp.sqrt(var), 0.0)
+    return jnp.maximum(sd, floor).astype(_F32)
+
+
 def micro_reward(
     buf: jax.Array,
     count: jax.Array,
@@ -116,9 +135,20 @@ def micro_reward(
     cost_frac: jax.Array,
     value_return: jax.Array,
     params: RewardParams,
+    gross_return: jax.Array | float = 0.0,
+    sector_ew_return: jax.Array | float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Total Micro reward and its components. buf holds daily net returns incl. this step's."""
+    """Total Micro reward and its components. buf holds daily net returns incl. this step's.
+    ``gross_return`` (sum w_exec r) and ``sector_ew_return`` (sum_s sw_s ew_s) feed the
+    ``excess`` kind only."""
     p = params
+    if p.kind == "excess":
+        vol = running_vol(buf, count, p.micro_vol_floor)
+        selection = gross_return - sector_ew_return - cost_frac
+        g = goal_alignment(achieved_sector_weights, goal)
+        total = selection / vol + goal_reward(achieved_sector_weights, goal, p)
+        comps = {"selection": selection, "vol": vol, "goal": g, "total": total}
+        return total.astype(_F32), {k: jnp.asarray(v, _F32) for k, v in comps.items()}
     sr = sharpe(buf, 252, mask=buffer_mask(buf, count))
     s = jnp.tanh(sr / SHARPE_SCALE)
     g = goal_alignment(achieved_sector_weights, goal)
@@ -155,6 +185,13 @@ def macro_reward(
       regime_call, regime_label: int32 (label -1 = unknown, no regime reward).
     """
     p = params
+    if p.kind == "excess":
+        vol = running_vol(buf, count, p.macro_vol_floor)
+        week = buf[-1]
+        excess = jnp.log1p(jnp.maximum(week, -0.99)) - jnp.log(jnp.maximum(bench_growth, 0.01))
+        total = excess / vol
+        comps = {"excess_log_return": excess, "vol": vol, "total": total}
+        return total.astype(_F32), {k: jnp.asarray(v, _F32) for k, v in comps.items()}
     alpha = jnp.sum(call_weights * (sector_growth - 1.0)) - (bench_growth - 1.0)
     conc = jnp.sum(jnp.square(call_weights))
     turn = jnp.sum(jnp.abs(call_weights - prev_sector_weights))

@@ -21,6 +21,13 @@ from tests.envs.conftest import N, S, make_rollout
 RTOL, ATOL = 1e-5, 1e-6
 COST_ATOL = 1e-7 * 1e7
 REWARD_ATOL = 1e-5
+# The excess rewards divide a return (float32: ~1e-7 absolute per day, compounded over a week)
+# by a volatility floored at 0.005-0.01: 1e-7 x 5 days / 0.01 = 5e-5 of reward.
+EXCESS_REWARD_ATOL = 1e-4
+
+
+def reward_atol(params):
+    return EXCESS_REWARD_ATOL if params.reward.kind == "excess" else REWARD_ATOL
 
 
 def close(a, b, what, atol=ATOL):
@@ -40,7 +47,7 @@ def macro_actions(rng, shape):
     return np.concatenate([w, rng.normal(size=(*shape, 3))], -1).astype(np.float32)
 
 
-def replay(out, obs0, start0, e, reset, step, check_obs):
+def replay(out, obs0, start0, e, reset, step, check_obs, atol=REWARD_ATOL):
     """Drive a reference env through env e's JAX trajectory; returns the number of steps."""
     done_prev, steps = True, out["reward"].shape[1]
     for i in range(steps):
@@ -49,7 +56,7 @@ def replay(out, obs0, start0, e, reset, step, check_obs):
             o = reset(start)
             check_obs(o, obs0 if i == 0 else None, e, i)
         r_np, term, trunc, _info, o = step(e, i)
-        close(r_np, out["reward"][e, i], f"reward env {e} step {i}", REWARD_ATOL)
+        close(r_np, out["reward"][e, i], f"reward env {e} step {i}", atol)
         assert bool(term) == bool(out["terminated"][e, i])
         assert bool(trunc) == bool(out["truncated"][e, i]), (e, i)
         done_prev = bool(term or trunc)
@@ -57,9 +64,19 @@ def replay(out, obs0, start0, e, reset, step, check_obs):
     return steps
 
 
+@pytest.fixture(scope="module", params=["original", "excess"])
+def kind(request):
+    """Both reward kinds (envs.rewards): the composite and the excess-return rewards."""
+    return request.param
+
+
+def with_kind(params, kind):
+    return params.replace(reward=params.reward.replace(kind=kind))
+
+
 @pytest.fixture(scope="module")
-def micro_run(micro_params, micro_env):
-    params, env = micro_params, micro_env
+def micro_run(micro_params, micro_env, kind):
+    params, env = with_kind(micro_params, kind), micro_env
     e, length = 25, 45  # 40-day episodes: every env auto-resets once
     acts = stock_actions(np.random.default_rng(1), (e, length))
     obs0, start0, out = make_rollout(env, params, length)(jax.random.split(jax.random.key(1), e),
@@ -89,7 +106,8 @@ def test_micro_parity(micro_run):
         close(info["cost"]["total"], out["info"]["cost"][e, i], "cost", COST_ATOL)
         return r, term, trunc, info, o
 
-    n = sum(replay(out, obs0, start0, e, lambda t: renv.reset(t, goal), step, check_obs)
+    n = sum(replay(out, obs0, start0, e, lambda t: renv.reset(t, goal), step, check_obs,
+                   reward_atol(params))
             for e in range(acts.shape[0]))
     assert n >= 1000
     assert out["truncated"].sum() == acts.shape[0]  # each env finished exactly one episode
@@ -100,8 +118,8 @@ def test_micro_parity(micro_run):
 
 
 @pytest.fixture(scope="module")
-def macro_run(macro_params, macro_env):
-    params, env = macro_params, macro_env
+def macro_run(macro_params, macro_env, kind):
+    params, env = with_kind(macro_params, kind), macro_env
     e, length = 85, 12
     acts = macro_actions(np.random.default_rng(2), (e, length))
     obs0, start0, out = make_rollout(env, params, length)(jax.random.split(jax.random.key(2), e),
@@ -128,15 +146,16 @@ def test_macro_parity(macro_run):
         assert renv.t == int(out["info"]["next_day"][e, i])
         return r, term, trunc, info, o
 
-    n = sum(replay(out, obs0, start0, e, renv.reset, step, check_obs) for e in range(acts.shape[0]))
+    n = sum(replay(out, obs0, start0, e, renv.reset, step, check_obs, reward_atol(params))
+            for e in range(acts.shape[0]))
     assert n >= 1000
     days = out["info"]["next_day"] - out["info"]["day"]
     assert days.min() >= 1 and (days != 5).any()  # calendar weeks, not 5-row blocks
 
 
 @pytest.fixture(scope="module")
-def hier_run(micro_params, hier_env):
-    params, env = micro_params, hier_env
+def hier_run(micro_params, hier_env, kind):
+    params, env = with_kind(micro_params, kind), hier_env
     e, length = 25, 45
     rng = np.random.default_rng(3)
     acts = {"macro": macro_actions(rng, (e, length)), "micro": stock_actions(rng, (e, length))}
@@ -161,10 +180,11 @@ def test_hierarchical_parity(hier_run):
         close(renv.book.value, info["value"][e, i], "value")
         assert (r_macro is not None) == bool(info["macro_reward_ready"][e, i])
         if r_macro is not None:
-            close(r_macro, info["macro_reward"][e, i], f"macro reward {e} {i}", REWARD_ATOL)
+            close(r_macro, info["macro_reward"][e, i], f"macro reward {e} {i}",
+                  reward_atol(params))
         return r_micro, term, trunc, None, o
 
-    n = sum(replay(out, obs0, start0, e, renv.reset, step, check_obs)
+    n = sum(replay(out, obs0, start0, e, renv.reset, step, check_obs, reward_atol(params))
             for e in range(acts["micro"].shape[0]))
     assert n >= 1000
     # the first step of every episode is a macro step; macro steps are exactly the week ends

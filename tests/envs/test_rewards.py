@@ -113,3 +113,42 @@ def test_every_component_is_bounded_under_extremes(jit_rewards):
         assert -1.102 - 1e-6 <= float(c["r_macro"]) <= 1.0
         assert float(c["r_regime"]) == pytest.approx(-0.1)
         assert -1.1 <= float(r) <= 1.0
+
+
+PX = reward_params(RewardConfig(kind="excess"))
+
+
+def test_excess_rewards_by_hand():
+    buf = jnp.array([0.0, 0.0, 0.01, -0.02, 0.03], jnp.float32)
+    # Macro: week 0.03 vs benchmark +1%; vol = SD(0.01, -0.02, 0.03) = 0.025166 (ddof 1)
+    args = (jnp.zeros(3), jnp.zeros(3), jnp.ones(3), jnp.float32(1.01), jnp.int32(0),
+            jnp.int32(2), jnp.float32(0.003), jnp.float32(0.0), PX)
+    r, c = rw.macro_reward(buf, jnp.int32(3), *args)
+    assert float(c["vol"]) == pytest.approx(0.0251661, rel=1e-5)
+    assert float(r) == pytest.approx((math.log(1.03) - math.log(1.01)) / 0.0251661, rel=1e-5)
+    # the regime call, concentration and Calmar do not enter
+    r2, _ = rw.macro_reward(buf, jnp.int32(3), *args[:4], jnp.int32(2), *args[5:])
+    assert float(r2) == float(r)
+    # Micro: one valid day -> the 0.005 floor; selection = 0.004 - 0.001 - 0.0005 = 0.0025
+    ach = jnp.array([0.6, 0.4, 0.0])
+    goal = jnp.array([0.6, 0.4, 0.0, 1.0, 0.0, 0.0])
+    rm, cm = rw.micro_reward(buf, jnp.int32(1), ach, goal, jnp.float32(0.2), jnp.float32(0.0005),
+                             jnp.float32(0.5), PX, jnp.float32(0.004), jnp.float32(0.001))
+    assert float(cm["vol"]) == pytest.approx(0.005)
+    assert float(rm) == pytest.approx(0.0025 / 0.005 + 0.5 * 0.3 * 1.0, rel=1e-5)
+    # HER's contract: the goal enters only through goal_reward
+    other = jnp.array([0.0, 0.0, 0.98, 0.0, 1.0, 0.0])
+    rm2, _ = rw.micro_reward(buf, jnp.int32(1), ach, other, jnp.float32(0.2),
+                             jnp.float32(0.0005), jnp.float32(0.5), PX, jnp.float32(0.004),
+                             jnp.float32(0.001))
+    assert float(rm2) == pytest.approx(float(rm) - float(rw.goal_reward(ach, goal, PX))
+                                       + float(rw.goal_reward(ach, other, PX)), abs=1e-6)
+
+
+def test_reward_kind_and_floors_checked():
+    from hrl_sarp_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"env\.reward\.kind"):
+        reward_params(RewardConfig(kind="sharpe"))
+    with pytest.raises(ConfigError, match=r"env\.reward\.micro_vol_floor"):
+        reward_params(RewardConfig(micro_vol_floor=0.0))
