@@ -6,7 +6,9 @@ Layout of one run::
         run.json              format version, run name, data fingerprint, creation time
         config.yaml           the resolved config (``config.to_dict``), written atomically
         metrics.jsonl         one strict-JSON line per ``Run.log_metrics`` call, fsynced
-        tb/                   TensorBoard event files, only when tensorboardX is importable
+        tb/                   TensorBoard event files (tensorboardX): means over seeds;
+        tb/seed<k>/           the same tags per seed (TensorBoard overlays them as runs)
+        mlflow.json           tracking URI -> MLflow run id, when logged with ``--mlflow``
         phase<k>/ckpt/<step>/ one Orbax CheckpointManager per phase:
                               Composite(state=StandardSave, meta=JsonSave) (+ orbax's metrics)
         phase<k>/checkpointer.json   best metric and its direction (read by later phases)
@@ -50,7 +52,7 @@ import yaml
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from hrl_sarp_jax.config import Config, config_from_dict, to_dict
-from hrl_sarp_jax.errors import CheckpointError, ConfigError, DataError
+from hrl_sarp_jax.errors import CheckpointError, ConfigError, DataError, HrlSarpError
 from hrl_sarp_jax.types import PyTree
 from hrl_sarp_jax.utils.atomic import (
     append_line,
@@ -63,6 +65,7 @@ __all__ = [
     "FORMAT_VERSION",
     "PhaseCheckpointer",
     "Run",
+    "configure_tracking",
     "content_hash",
     "create_run",
     "data_fingerprint",
@@ -82,6 +85,13 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINTER_FILE = "checkpointer.json"
+MLFLOW_FILE = "mlflow.json"
+TB_DIR = "tb"
+PER_SEED_KEY = "per_seed"
+"""Metric key of a ``{name: [value per seed]}`` mapping: logged per seed to TensorBoard/MLflow."""
+TB_MAX_SEEDS = 64
+"""Seeds (sweep members) beyond this get no TensorBoard folder of their own (one writer thread
+each); their values stay in metrics.jsonl and MLflow."""
 _RESERVED_METRIC_KEYS = ("phase", "step", "time")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TMP_MARK = ".orbax-checkpoint-tmp"
@@ -274,11 +284,134 @@ def _repair_jsonl(path: Path) -> None:
                   f"interrupted write", stacklevel=3)
 
 
+# --------------------------------------------------------------------------- tracking
+
+_TRACKING: dict[str, Any] = {"mlflow": None, "experiment": "hrl-sarp"}
+
+
+def _mlflow_client_class() -> Any:
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise HrlSarpError("--mlflow needs the optional mlflow package: pip install "
+                           "'hrl-sarp-jax[mlflow]' (TensorBoard files are written without "
+                           "it)") from None
+    return MlflowClient
+
+
+def configure_tracking(*, mlflow: str | None = None, experiment: str = "hrl-sarp") -> None:
+    """Process-wide tracking for the runs ``create_run`` opens from now on (the CLI's
+    ``--mlflow URI``): each also logs to an MLflow run in ``experiment`` at ``mlflow``.
+    Fails at once (one line) when mlflow is not installed."""
+    if mlflow is not None:
+        _mlflow_client_class()
+    _TRACKING.update(mlflow=mlflow, experiment=experiment)
+
+
+def _scalar(v: Any) -> float | None:
+    v = to_json_safe(v)
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None
+
+
+def _tracked(phase: int | str, metrics: Mapping[str, Any]
+             ) -> tuple[dict[str, float], dict[int, dict[str, float]]]:
+    """(tag -> mean value, seed -> tag -> value) of one metrics record; tags are
+    ``phase<k>/<name>``. Per-seed values come from the ``per_seed`` mapping and from lists
+    under keys ending in ``_per_seed``; non-numeric and non-finite values are left out."""
+    means: dict[str, float] = {}
+    seeds: dict[int, dict[str, float]] = {}
+    lists: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if k == PER_SEED_KEY and isinstance(v, Mapping):
+            lists.update({str(n): vals for n, vals in v.items()})
+        elif k.endswith("_per_seed") and isinstance(v, (list, tuple)):
+            lists.setdefault(k[:-len("_per_seed")], v)
+        elif (x := _scalar(v)) is not None:
+            means[f"phase{phase}/{k}"] = x
+    for name, vals in lists.items():
+        for i, v in enumerate(to_json_safe(vals) or ()):
+            if (x := _scalar(v)) is not None:
+                seeds.setdefault(i, {})[f"phase{phase}/{name}"] = x
+    return means, seeds
+
+
+class _MlflowSink:
+    """One MLflow run per run folder and tracking URI (kept in ``mlflow.json``, so a resumed
+    run continues the same MLflow run): params = the resolved config flattened, metrics = what
+    ``log_metrics`` logs, artifacts (on close) = config, run.json, metrics, summaries, reports."""
+
+    def __init__(self, run: Run, uri: str, experiment: str):
+        client_cls = _mlflow_client_class()
+        try:
+            self.client = client_cls(tracking_uri=uri)
+            ids_path = run.root / MLFLOW_FILE
+            ids = json.loads(ids_path.read_text()) if ids_path.is_file() else {}
+            self.run_id = ids.get(uri)
+            if self.run_id is not None:
+                self.client.update_run(self.run_id, status="RUNNING")
+            else:
+                exp = self.client.get_experiment_by_name(experiment)
+                exp_id = exp.experiment_id if exp is not None else \
+                    self.client.create_experiment(experiment)
+                made = self.client.create_run(exp_id, run_name=run.name,
+                                              tags={"hrl_sarp.run_dir": str(run.root.resolve())})
+                self.run_id = made.info.run_id
+                self._params(run.config_dict)
+                atomic_write_json(ids_path, {**ids, uri: self.run_id})
+        except HrlSarpError:
+            raise
+        except Exception as exc:
+            raise HrlSarpError(f"--mlflow {uri}: cannot start an MLflow run ({_short(exc)}); "
+                               f"check the tracking URI") from exc
+        self.uri, self.failed = uri, False
+
+    def _params(self, config: Mapping) -> None:
+        from mlflow.entities import Param
+
+        flat = [Param(k, str(to_json_safe(v))[:6000]) for k, v in sorted(_flatten(config).items())]
+        for i in range(0, len(flat), 100):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, params=flat[i:i + 100])
+
+    def log(self, step: int, scalars: Mapping[str, float]) -> None:
+        if self.failed or not scalars:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, step) for k, v in scalars.items()]
+        try:
+            for i in range(0, len(items), 1000):
+                self.client.log_batch(self.run_id, metrics=items[i:i + 1000])
+        except Exception as exc:  # tracking must not stop training
+            self.failed = True
+            warnings.warn(f"MLflow logging to {self.uri} failed and is off for this run "
+                          f"({_short(exc)}); metrics.jsonl and TensorBoard files continue",
+                          stacklevel=3)
+
+    def close(self, root: Path) -> None:
+        try:
+            for name in (CONFIG_FILE, RUN_FILE, METRICS_FILE):
+                if (root / name).is_file():
+                    self.client.log_artifact(self.run_id, str(root / name))
+            for summary in sorted(root.glob(f"phase*/{SUMMARY_FILE}")):
+                self.client.log_artifact(self.run_id, str(summary), summary.parent.name)
+            for folder in ("report", "report-markets"):
+                if (root / folder).is_dir():
+                    self.client.log_artifacts(self.run_id, str(root / folder), folder)
+            self.client.set_terminated(self.run_id)
+        except Exception as exc:
+            warnings.warn(f"MLflow artifacts of {root} were not logged to {self.uri} "
+                          f"({_short(exc)})", stacklevel=3)
+
+
 class Run:
     """An open run folder ``checkpoints/<run>/``: config, fingerprint, metrics log.
 
     Made by :func:`create_run` (training) or :func:`open_run` (evaluation, inspection).
-    Usable as a context manager; ``close()`` flushes TensorBoard files if any.
+    Usable as a context manager; ``close()`` flushes the TensorBoard files and finishes the
+    MLflow run (logging its artifacts).
     """
 
     def __init__(self, root: Path, info: dict, config: dict, *, tensorboard: bool | None = None):
@@ -287,8 +420,10 @@ class Run:
         self.info = info
         self.config_dict = config
         self.data_fingerprint = str(info.get("data_fingerprint", ""))
-        self._tb_wanted = tensorboard
-        self._tb: Any = None
+        self._tb_wanted = tensorboard is not False
+        self._tb: dict[int | None, Any] = {}
+        self._mlflow: _MlflowSink | None = None
+        self._env_mark: dict[str, tuple[float, float]] = {}
 
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r})"
@@ -317,21 +452,34 @@ class Run:
 
     # -- metrics
     def log_metrics(self, phase: int | str, step: int, metrics: Mapping[str, Any]) -> dict:
-        """Append one line ``{"phase", "step", "time", **metrics}`` to ``metrics.jsonl``.
+        """Append one line ``{"phase", "step", "time", **metrics}`` to ``metrics.jsonl``, and
+        the numeric values to TensorBoard (``tb/``) and MLflow when enabled.
 
         JAX/NumPy values become Python numbers; NaN becomes ``null`` and ±inf ``"inf"``/``"-inf"``
         so every line is strict JSON. The line is fsynced before returning. Returns the record.
+
+        Per-seed values go under ``per_seed`` (``{name: [value per seed]}``) or in lists under
+        ``<name>_per_seed``; they are written per seed (``tb/seed<i>/``, MLflow
+        ``phase<k>/seed<i>/<name>``). ``env_steps`` (cumulative, all seeds) adds
+        ``env_steps_per_s``: the wall-clock rate since the phase's previous ``env_steps``.
         """
         clash = [k for k in metrics if k in _RESERVED_METRIC_KEYS]
         if clash:
             raise ValueError(f"log_metrics: metric names {clash} are reserved; rename them")
         name = _phase_name(phase)
         phase_key: int | str = int(name) if name.isdigit() else name
-        record = {"phase": phase_key, "step": int(step), "time": time.time()}
+        now = time.time()
+        record = {"phase": phase_key, "step": int(step), "time": now}
         record.update({str(k): to_json_safe(v) for k, v in metrics.items()})
+        env = _scalar(record.get("env_steps"))
+        if env is not None and "env_steps_per_s" not in record:
+            mark = self._env_mark.get(name)
+            if mark is not None and env > mark[1] and now > mark[0]:
+                record["env_steps_per_s"] = (env - mark[1]) / (now - mark[0])
+            self._env_mark[name] = (now, env)
         if jax.process_index() == 0:
             append_line(self.metrics_path, json.dumps(record, allow_nan=False, sort_keys=False))
-            self._tensorboard(phase_key, int(step), metrics)
+            self._track(phase_key, int(step), record)
         return record
 
     def read_metrics(self) -> list[dict]:
@@ -344,25 +492,52 @@ class Run:
                 out.append(json.loads(line))
         return out
 
-    def _tensorboard(self, phase: int | str, step: int, metrics: Mapping[str, Any]) -> None:
-        if self._tb_wanted is False:
-            return
-        if self._tb is None:
+    def _writer(self, seed: int | None) -> Any:
+        if seed not in self._tb:
             try:
-                from tensorboardX import SummaryWriter  # optional, never a dependency
+                from tensorboardX import SummaryWriter
             except ImportError:
-                self._tb_wanted = False
-                return
-            self._tb = SummaryWriter(str(self.root / "tb"))
-        for k, v in metrics.items():
-            v = to_json_safe(v)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                self._tb.add_scalar(f"phase{phase}/{k}", v, step)
+                raise CheckpointError("tensorboardX is missing (a dependency of hrl-sarp-jax); "
+                                      "pip install tensorboardX") from None
+            folder = self.root / TB_DIR / ("" if seed is None else f"seed{seed}")
+            self._tb[seed] = SummaryWriter(str(folder), flush_secs=10)
+        return self._tb[seed]
+
+    def _track(self, phase: int | str, step: int, record: Mapping[str, Any]) -> None:
+        """The record's numbers to TensorBoard (means in tb/, seeds in tb/seed<k>/) and
+        MLflow; the reserved keys phase/step/time are not metrics."""
+        metrics = {k: v for k, v in record.items() if k not in _RESERVED_METRIC_KEYS}
+        means, seeds = _tracked(phase, metrics)
+        if self._tb_wanted:
+            for seed, values in ((None, means), *sorted(seeds.items())[:TB_MAX_SEEDS]):
+                writer = self._writer(seed)
+                for tag, v in values.items():
+                    writer.add_scalar(tag, v, step)
+        if self._mlflow is not None:
+            flat = dict(means)
+            for seed, values in seeds.items():
+                # phase<k>/seed<i>/<name>: a key may not nest under another (MLflow file store)
+                flat.update({tag.replace("/", f"/seed{seed}/", 1): v
+                             for tag, v in values.items()})
+            self._mlflow.log(step, flat)
+
+    def start_mlflow(self, uri: str, experiment: str = "hrl-sarp") -> None:
+        """Also log to an MLflow run at tracking ``uri`` (one per run folder and URI)."""
+        if jax.process_index() == 0:
+            self._mlflow = _MlflowSink(self, uri, experiment)
+
+    def flush(self) -> None:
+        """Write buffered TensorBoard events to disk now."""
+        for writer in self._tb.values():
+            writer.flush()
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        for writer in self._tb.values():
+            writer.close()
+        self._tb = {}
+        if self._mlflow is not None:
+            self._mlflow.close(self.root)
+            self._mlflow = None
 
     def __enter__(self) -> Run:
         return self
@@ -412,6 +587,7 @@ def create_run(
     resume: bool,
     tensorboard: bool | None = None,
     market: Mapping | None = None,
+    mlflow: str | None = None,
 ) -> Run:
     """Create ``root/run_name`` for a new run, or reopen it when ``resume`` is set.
 
@@ -427,7 +603,8 @@ def create_run(
     - ``resume`` on a folder that does not exist starts the run (so a restart command can
       always pass ``--resume``).
 
-    ``tensorboard``: None writes TensorBoard files only if tensorboardX is importable.
+    ``tensorboard``: False writes no TensorBoard files (None or True: ``tb/``). ``mlflow``: a
+    tracking URI to log to as well (default: the one given to ``configure_tracking``).
     """
     if not isinstance(run_name, str) or not _NAME_RE.match(run_name):
         raise CheckpointError(f"run name {run_name!r} is not valid: use letters, digits, '.', '_' "
@@ -456,7 +633,7 @@ def create_run(
             info["market"] = dict(market)
         if jax.process_index() == 0:
             atomic_write_json(run_dir / RUN_FILE, info)
-        return Run(run_dir, info, saved_cfg, tensorboard=tensorboard)
+        return _tracked_run(Run(run_dir, info, saved_cfg, tensorboard=tensorboard), mlflow)
 
     info = {
         "format_version": FORMAT_VERSION,
@@ -471,7 +648,14 @@ def create_run(
         # config first: a folder with run.json always has its config.
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(now_cfg, sort_keys=False))
         atomic_write_json(run_dir / RUN_FILE, info)
-    return Run(run_dir, info, now_cfg, tensorboard=tensorboard)
+    return _tracked_run(Run(run_dir, info, now_cfg, tensorboard=tensorboard), mlflow)
+
+
+def _tracked_run(run: Run, mlflow: str | None) -> Run:
+    uri = mlflow if mlflow is not None else _TRACKING["mlflow"]
+    if uri is not None and run._tb_wanted:  # tensorboard=False runs (sweep members) stay quiet
+        run.start_mlflow(uri, _TRACKING["experiment"])
+    return run
 
 
 def _now() -> str:

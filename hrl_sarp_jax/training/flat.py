@@ -66,6 +66,7 @@ from hrl_sarp_jax.training.rl_macro import (
     Phase3Spec,
     _eval_record,
     _mean_records,
+    _seed_lists,
     _signature,
     _split_bounds,
     eval_start_days,
@@ -555,7 +556,8 @@ def run_flat(
             last_eval = {name: np.asarray(v) for name, v in jax.device_get(evaluate_(
                 state.train.params, setup.val_params, setup.eval_days, eval_key)).items()}
             rec = _eval_record(last_eval)
-            run.log_metrics(PHASE, updates, {**rec, "eval": True})
+            run.log_metrics(PHASE, updates, {**rec, "eval": True, "per_seed": _seed_lists(
+                last_eval), "env_steps": int(np.sum(np.asarray(state.env_steps)))})
             saved_metrics = {BEST_METRIC: rec["val_sharpe"],
                              "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"],
                              "seeds": k}

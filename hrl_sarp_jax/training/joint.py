@@ -307,12 +307,16 @@ def _validate(setup: Phase5Setup, state3, state4, key) -> dict[str, np.ndarray]:
     }
 
 
-def _block_record(metrics: list[dict], prefix: str) -> dict[str, float]:
-    rec: dict[str, float] = {}
+def _block_record(metrics: list[dict], prefix: str, per_seed: bool = False) -> dict[str, Any]:
+    """Means of a block's metrics ([K, ...] per chunk); ``per_seed``: one mean per seed."""
+    rec: dict[str, Any] = {}
     for name in ("reward", "net_return", "cost_frac", "turnover", "policy_loss", "value_loss",
                  "entropy", "critic_loss", "actor_loss", "goal_alignment"):
         vals = [np.asarray(m[name]) for m in metrics if name in m]
-        if vals:
+        if vals and per_seed:
+            rec[f"{prefix}{name}"] = np.concatenate(
+                [v.reshape(v.shape[0], -1) for v in vals], axis=1).mean(axis=1).tolist()
+        elif vals:
             rec[f"{prefix}{name}"] = float(np.mean(np.concatenate([v.ravel() for v in vals])))
     return rec
 
@@ -323,7 +327,12 @@ def _save_round(run: Any, ck: PhaseCheckpointer, done: int, state3, state4,
     means = {m: float(np.mean(v)) for m, v in last.items()}
     run.log_metrics(PHASE, done, {**_block_record(m3, "macro_"), **_block_record(m4, "micro_"),
                                   **means, "val_sharpe_per_seed": last["val_sharpe"].tolist(),
-                                  "eval": True})
+                                  "eval": True, "per_seed": {
+                                      **_block_record(m3, "macro_", True),
+                                      **_block_record(m4, "micro_", True),
+                                      **{m: v.tolist() for m, v in last.items()}},
+                                  "env_steps": int(np.sum(np.asarray(state3.env_steps))
+                                                   + np.sum(np.asarray(state4.env_steps)))})
     ck.save(done, {"macro": state3, "micro": state4},
             metrics={BEST_METRIC: means["val_sharpe"],
                      "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],

@@ -752,8 +752,15 @@ def _mean_records(metrics: dict[str, np.ndarray], first_update: int) -> list[dic
     for j in range(u):
         rec = {"update": first_update + j + 1}
         rec.update({k: float(np.mean(v[:, j])) for k, v in metrics.items()})
+        rec["per_seed"] = {k: v[:, j].tolist() for k, v in metrics.items()}
         out.append(rec)
     return out
+
+
+def _seed_lists(ev: dict[str, np.ndarray]) -> dict[str, list]:
+    """Per-seed values of the scalar eval metrics (metrics.jsonl's ``per_seed``)."""
+    return {k: np.asarray(v).tolist() for k, v in ev.items()
+            if k.startswith("val_") and np.ndim(v) == 1}
 
 
 def _eval_record(ev: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -857,7 +864,8 @@ def run_phase3(
             ev = {key: np.asarray(v) for key, v in jax.device_get(
                 evaluate(state.train.params, setup.val_params, setup.eval_days, eval_key)).items()}
             rec = _eval_record(ev)
-            run.log_metrics(PHASE, 0, {**rec, "stage": stage, "eval": True})
+            run.log_metrics(PHASE, 0, {**rec, "stage": stage, "eval": True,
+                                       "per_seed": _seed_lists(ev), "env_steps": 0})
             ck.save(0, state, metrics={BEST_METRIC: rec["val_sharpe"],
                                        "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"]},
                     meta={"stage": stage, "stage_updates": stage_updates,
@@ -877,7 +885,9 @@ def run_phase3(
                 evaluate(state.train.params, setup.val_params, setup.eval_days, eval_key)).items()}
             last_eval = ev
             rec = _eval_record(ev)
-            run.log_metrics(PHASE, updates, {**rec, "stage": ran_stage, "eval": True})
+            run.log_metrics(PHASE, updates, {**rec, "stage": ran_stage, "eval": True,
+                                             "per_seed": _seed_lists(ev), "env_steps": int(
+                                                 np.sum(np.asarray(state.env_steps)))})
             stage_updates += updates - done_before
             val = rec["val_sharpe"]
             # the curriculum decision is taken before saving, so a resume continues with it

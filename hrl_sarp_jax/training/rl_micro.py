@@ -563,8 +563,9 @@ def load_phase2_actor(run: Any, cfg: Config, market: Any, meta: Any, feats: Any
     return rl_macro.load_phase2_micro(run, cfg, market, meta, feats)
 
 
-def _chunk_record(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Means over seeds and steps of [K, steps] metrics; episode returns over finished ones."""
+def _chunk_record(metrics: dict[str, np.ndarray], per_seed: bool = True) -> dict[str, Any]:
+    """Means over seeds and steps of [K, steps] metrics; episode returns over finished ones;
+    ``per_seed``: the same per seed under ``per_seed``."""
     rec: dict[str, Any] = {}
     for k, v in metrics.items():
         if k in ("episodes_done", "episode_return_sum", "episode_length_sum"):
@@ -578,6 +579,10 @@ def _chunk_record(metrics: dict[str, np.ndarray]) -> dict[str, Any]:
     n = float(np.sum(metrics["episodes_done"]))
     rec["episodes_finished"] = int(n)
     rec["episode_return"] = float(np.sum(metrics["episode_return_sum"]) / n) if n else None
+    if per_seed:
+        seeds = [_chunk_record({m: v[i:i + 1] for m, v in metrics.items()}, False)
+                 for i in range(len(metrics["updating"]))]
+        rec["per_seed"] = {m: [s[m] for s in seeds] for m in rec}
     return rec
 
 
@@ -667,8 +672,7 @@ def run_phase4(
         if resumed_from is None and limit > 0:
             # step 0 = the starting actor (Phase 2's): 'best' never falls below it
             last_eval = _evaluate_record(evaluate, state, setup, eval_key)
-            run.log_metrics(4, 0, {"kind": "eval", **{m: v for m, v in last_eval.items()
-                                                       if m != "per_seed"}})
+            run.log_metrics(4, 0, {"kind": "eval", **last_eval, "env_steps": 0})
             ck.save(0, state, metrics={m: v for m, v in last_eval.items() if m != "per_seed"},
                     meta={"seeds": k, "chunks": 0, **setup.info})
             say(f"phase 4: before training, val goal alignment "
@@ -681,12 +685,11 @@ def run_phase4(
             train_s += time.perf_counter() - t_run
             done += 1
             env_steps = int(np.max(np.asarray(state.env_steps)))
-            run.log_metrics(4, env_steps, {"kind": "train", **_chunk_record(metrics)})
+            run.log_metrics(4, env_steps, {"kind": "train", **_chunk_record(metrics),
+                                           "env_steps": int(np.sum(np.asarray(state.env_steps)))})
             if done % every == 0 or done == limit:
                 last_eval = _evaluate_record(evaluate, state, setup, eval_key)
-                run.log_metrics(4, env_steps, {"kind": "eval", **{m: v for m, v in
-                                                                  last_eval.items()
-                                                                  if m != "per_seed"}})
+                run.log_metrics(4, env_steps, {"kind": "eval", **last_eval})
                 ck.save(env_steps, state,
                         metrics={m: v for m, v in last_eval.items() if m != "per_seed"},
                         meta={"seeds": k, "chunks": done, **setup.info})

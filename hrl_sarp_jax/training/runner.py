@@ -268,6 +268,8 @@ def _epoch_records(metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
             rec["val_loss_per_seed"] = [float(x) if a else None
                                         for x, a in zip(metrics["val_loss"][:, e], on,
                                                         strict=True)]
+        rec["per_seed"] = {k: [float(x) if a else None for x, a in zip(v[:, e], on, strict=True)]
+                           for k, v in metrics.items() if k not in ("active", "epoch")}
         out.append(rec)
     return out
 
