@@ -22,7 +22,9 @@ DEFAULT_MARKET_DIR = Path("data/default")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="YAML preset (e.g. configs/default.yaml); defaults built in")
+    p.add_argument("--config", default=None,
+                   help="a preset name (quick, smoke, default, ...: `hrl-sarp config show`) or a "
+                        "YAML file; defaults built in")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -100,8 +102,9 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.data import importers
 
     src, out = Path(args.src), Path(args.out)
+    macro_map = importers.parse_macro_map(args.macro_map)
     if args.source == "hrl-sarp":
-        importers.import_hrl_sarp(src, out)
+        importers.import_hrl_sarp(src, out, calendar_code=args.calendar, macro_map=macro_map)
     else:
         if args.sectors is None:
             raise HrlSarpError(f"--from {args.source} needs --sectors MAP.csv (columns ticker,sector)")
@@ -112,34 +115,55 @@ def cmd_data_import(args: argparse.Namespace) -> int:
             sectors=Path(args.sectors),
             macro=Path(args.macro) if args.macro else None,
             index=Path(args.index) if args.index else None,
+            calendar_code=args.calendar,
+            macro_map=macro_map,
         )
     print(f"imported {src} ({args.source}) into {out}; check it with: hrl-sarp data validate {out}")
     return 0
 
 
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    """Prices, benchmark and macro series from Yahoo Finance (data.fetch.fetch_market); exit 1
+    when some symbols failed (each named on its own line, the rest written)."""
+    from hrl_sarp_jax.data import fetch
+
+    res = fetch.fetch_market(args.universe, Path(args.out), start=args.start, end=args.end,
+                             calendar_code=args.calendar, index=args.index, macro=args.macro)
+    failed = f"; {len(res.failed)} failed: {', '.join(res.failed)}" if res.failed else ""
+    print(f"fetched {len(res.tickers)} tickers into {res.out} ({res.new_rows} new price rows)"
+          f"{failed}; check it with: hrl-sarp data validate {res.out}")
+    return 1 if res.failed else 0
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
-QUICK_PRESET = "quick.yaml"
+QUICK_PRESET = "quick"
 
 
-def _preset_path(name: str) -> Path:
-    """configs/NAME next to the package (editable install / source tree), else in the cwd."""
-    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
-        if (root / "configs" / name).is_file():
-            return root / "configs" / name
-    raise HrlSarpError(f"preset configs/{name} not found next to the package or in "
-                       f"{Path.cwd()}; pass --config FILE")
+def _start_tracking(args: argparse.Namespace) -> None:
+    """--mlflow URI: the runs opened from now on also log to MLflow (fails now if missing)."""
+    if getattr(args, "mlflow", None):
+        from hrl_sarp_jax.checkpointing import configure_tracking
+
+        configure_tracking(mlflow=args.mlflow)
+
+
+def _add_mlflow_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mlflow", default=None, metavar="URI",
+                   help="also log params, metrics and artifacts to an MLflow run at this "
+                        "tracking URI (needs the mlflow extra: pip install 'hrl-sarp-jax[mlflow]')")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job: market -> features -> Phases 1-5 -> flat RL baseline -> evaluation
     against every baseline -> report (pipeline.main_job)."""
-    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.config import load_config, resolve_config_path
     from hrl_sarp_jax.pipeline import main_job
 
-    config = Path(args.config) if args.config else _preset_path(QUICK_PRESET)
+    config = resolve_config_path(args.config or QUICK_PRESET)
     cfg = load_config(config, args.overrides)
+    _start_tracking(args)
     market_dir = _train_market(args, cfg)
     t0 = time.perf_counter()
     print(f"main job: config {config}, market {market_dir}, run {Path(args.checkpoints) / args.run}",
@@ -214,6 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     todo = get_phases(args.phase)  # unknown phases fail before any work
     cfg = _load_cfg(args)
+    _start_tracking(args)
     if args.seeds is not None:
         if args.seeds < 1:
             raise HrlSarpError(f"--seeds {args.seeds}: give at least 1 seed")
@@ -346,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
     p.add_argument("--split", default="test", help="evaluation window: test (default), val or "
                                                    "START:END")
+    _add_mlflow_arg(p)
     p.set_defaults(func=cmd_run)
 
     data = sub.add_parser("data", help="generate, validate and import markets")
@@ -375,13 +401,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sectors", default=None, help="CSV with columns ticker,sector (long/wide)")
     p.add_argument("--macro", default=None, help="optional macro table (date + series)")
     p.add_argument("--index", default=None, help="optional benchmark table (date, close)")
+    p.add_argument("--calendar", default=None, metavar="CODE",
+                   help="trading calendar for meta.json: any exchange_calendars code (e.g. XNYS) "
+                        "or 'weekdays' (default: XBOM if every date is an XBOM session, else "
+                        "weekdays)")
+    p.add_argument("--macro-map", dest="macro_map", action="append", default=[],
+                   metavar="SOURCE=CANONICAL",
+                   help="use the macro column SOURCE as the series CANONICAL, repeatable "
+                        "(e.g. wti_spot=crude)")
     p.set_defaults(func=cmd_data_import)
+
+    p = dsub.add_parser("fetch", help="download prices, benchmark and macro series (Yahoo "
+                                      "Finance) into a market folder, or extend one")
+    p.add_argument("--universe", required=True, metavar="nifty-sectors|FILE.csv",
+                   help="'nifty-sectors' (the original's 11 sectors x 10 NSE stocks) or a CSV "
+                        "ticker,sector of Yahoo symbols")
+    p.add_argument("--start", default=None, help="first date, YYYY-MM-DD (an existing folder: "
+                                                 "its own start)")
+    p.add_argument("--end", default=None, help="last date, YYYY-MM-DD, inclusive (default today)")
+    p.add_argument("--out", required=True, help="market folder; an existing one is extended")
+    p.add_argument("--calendar", default=None, metavar="CODE",
+                   help="exchange_calendars code for meta.json (default XBOM for NSE/BSE "
+                        "symbols)")
+    p.add_argument("--index", default=None, metavar="SYMBOL",
+                   help="benchmark symbol (default ^NSEI for NSE/BSE symbols; 'none' for none)")
+    p.add_argument("--macro", action="append", default=None, metavar="SYMBOL=SERIES",
+                   help="macro series to fetch, repeatable (default ^INDIAVIX=vix, "
+                        "INR=X=usd_inr, BZ=F=crude for NSE/BSE symbols)")
+    p.set_defaults(func=cmd_data_fetch)
 
     _add_train_parsers(sub)
     _add_backtest_parser(sub)
     _add_eval_parsers(sub)
+    _add_decide_parsers(sub)
     _add_explain_parser(sub)
     _add_sweep_parser(sub)
+    _add_config_parser(sub)
+    _add_monitor_parser(sub)
 
     p = sub.add_parser("bench", help="benchmarks printing machine-readable figures")
     p.add_argument("what", choices=["data", "env", "pretrain", "rl"])
@@ -406,6 +462,7 @@ def _add_train_parsers(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the phase from its latest checkpoint")
     p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    _add_mlflow_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("inspect", help="describe a run's checkpoints (latest/best step, hashes)")
@@ -420,7 +477,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     """Walk-forward backtest (walk_forward.walk_forward): per fold, train on its training window,
     select on its validation window, evaluate on its test window only; stitch the test windows
     into one out-of-sample report in checkpoints/<run>/report/."""
-    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.config import load_config, resolve_config_path
     from hrl_sarp_jax.walk_forward import parse_walk_forward_phases, walk_forward, whole_months
 
     if not args.walk_forward:
@@ -452,7 +509,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         if unknown or not include:
             raise HrlSarpError(f"--baselines {args.baselines!r}: unknown or untrained baseline(s) "
                                f"{unknown}; choose from {', '.join(usable)}")
-    config = Path(args.config) if args.config else _preset_path(QUICK_PRESET)
+    config = resolve_config_path(args.config or QUICK_PRESET)
     cfg = load_config(config, args.overrides)
     market_dir = _train_market(args, cfg)
     t0 = time.perf_counter()
@@ -497,7 +554,7 @@ def _add_backtest_parser(sub) -> None:
                     "fold trains (and is evaluated) on the market sliced from its training "
                     "start (features keep their causal history). Folds run one after another "
                     "(window lengths differ, so they are not one vmapped program); running "
-                    "again continues the same folds. Default config: configs/quick.yaml (as "
+                    "again continues the same folds. Default config: the quick preset (as "
                     "`hrl-sarp run`).")
     _add_config_args(p)
     p.add_argument("--walk-forward", action="store_true",
@@ -714,6 +771,96 @@ def _add_eval_parsers(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    """Orders for the next trading day from a run's agents (decide.decide_run); --ledger
+    appends the decision to a hash-chained paper ledger."""
+    from hrl_sarp_jax.checkpointing import CONFIG_FILE, open_run
+    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.decide import decide_run, decision_record, format_decision, read_holdings
+    from hrl_sarp_jax.evaluation.ledger import append_entry, read_ledger
+    from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.utils.atomic import to_json_safe
+
+    run_dir = Path(args.checkpoints) / args.run
+    if not (run_dir / "run.json").is_file():
+        raise HrlSarpError(f"no run folder {run_dir}; check --run and --checkpoints, or train "
+                           f"one with `hrl-sarp train --phase 1 --run {args.run}`")
+    if args.capital is not None and not args.capital > 0:
+        raise HrlSarpError(f"--capital {args.capital:g}: give a positive amount of money")
+    if args.ledger and Path(args.ledger).exists():
+        read_ledger(args.ledger)  # a damaged ledger fails before any work
+    run = open_run(run_dir)
+    cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
+    market_dir = _train_market(args, cfg)
+    market, meta = load_market(market_dir, cfg.data)
+    holdings, cash = (read_holdings(args.holdings, meta.tickers) if args.holdings
+                      else (None, None))
+    if cash is not None and args.cash is not None:
+        raise HrlSarpError(f"--cash and a cash row in {args.holdings}: give the cash once")
+    feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    with run:
+        doc = decide_run(run, cfg, market, meta, feats, date=args.date, capital=args.capital,
+                         holdings=holdings, cash=args.cash if args.cash is not None else cash,
+                         seed=args.seed, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.ledger:
+        append_entry(args.ledger, decision_record(doc))
+    doc.pop("arrays")
+    print(json.dumps(to_json_safe(doc), allow_nan=False) if args.json else format_decision(doc))
+    if args.ledger and not args.json:
+        print(f"ledger: appended to {args.ledger}")
+    return 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    """A paper ledger marked to market with realised prices and costs (decide.paper)."""
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.decide import format_paper, paper
+    from hrl_sarp_jax.evaluation.ledger import read_ledger
+    from hrl_sarp_jax.utils.atomic import to_json_safe
+
+    read_ledger(args.ledger)  # a missing or damaged ledger fails before the market loads
+    if not Path(args.data).is_dir():
+        raise HrlSarpError(f"--data {args.data}: no such market folder; give the market the "
+                           f"ledger's decisions were made on")
+    market, meta = load_market(Path(args.data), _load_cfg(args).data)
+    doc = paper(args.ledger, market, meta)
+    print(json.dumps(to_json_safe(doc), allow_nan=False) if args.json else format_paper(doc))
+    return 0
+
+
+def _add_decide_parsers(sub) -> None:
+    p = sub.add_parser("decide", help="orders for the next trading day from a trained run "
+                                      "(seed ensemble), optionally appended to a paper ledger")
+    _add_config_args(p)
+    p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
+    p.add_argument("--data", default=None,
+                   help="market folder (default: the embedded market in data/default)")
+    p.add_argument("--date", default=None, help="decision day D, YYYY-MM-DD (default: the "
+                                                "last day of the data); uses data <= D")
+    p.add_argument("--capital", type=float, default=None,
+                   help="the book's value (without --holdings: the backtest's book at D scaled "
+                        "to it); with --holdings and no cash: capital minus the holdings' value "
+                        "is the cash")
+    p.add_argument("--holdings", default=None, metavar="FILE.csv",
+                   help="current book: CSV ticker,shares (a row 'cash' for the cash)")
+    p.add_argument("--cash", type=float, default=None, help="cash beside --holdings")
+    p.add_argument("--seed", type=int, default=None,
+                   help="one policy seed (default: the ensemble of every seed)")
+    p.add_argument("--ledger", default=None, metavar="FILE",
+                   help="append the decision to this paper ledger (JSONL, hash-chained)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("paper", help="mark a paper ledger (hrl-sarp decide --ledger) to market")
+    _add_config_args(p)
+    p.add_argument("--ledger", required=True, metavar="FILE", help="the ledger file")
+    p.add_argument("--data", required=True, help="the market folder with realised prices")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_paper)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Integrated-gradient attributions of a run's Macro and Micro decisions at one date
     (pipeline.explain_run); text, or one JSON object with --json."""
@@ -781,6 +928,94 @@ def _add_explain_parser(sub) -> None:
     p.set_defaults(func=cmd_explain)
 
 
+# --------------------------------------------------------------------------- config, monitor
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """Print a preset (or YAML file) fully resolved (base: chain, --set applied) as YAML; with
+    no name, list the shipped presets."""
+    import yaml
+
+    from hrl_sarp_jax.config import (
+        PRESETS_DIR,
+        list_presets,
+        load_config_sections,
+        resolve_config_path,
+        to_dict,
+    )
+
+    if args.name is None:
+        if args.overrides:
+            raise HrlSarpError("config show --set needs a preset name or file to apply it to "
+                               "(e.g. `hrl-sarp config show quick --set train.seeds=8`)")
+        print(f"presets (in {PRESETS_DIR}; `hrl-sarp config show NAME` prints one):")
+        for name in list_presets():
+            head = []  # the preset's leading comment, up to its first full stop
+            for ln in (PRESETS_DIR / f"{name}.yaml").read_text().splitlines():
+                if not ln.startswith("#"):
+                    break
+                head.append(ln.lstrip("#").strip())
+            about = " ".join(head).split(". ")[0].split(": ")[0].rstrip(".")
+            print(f"  {name:<12} {about}")
+        return 0
+    path = resolve_config_path(args.name)
+    cfg, extra = load_config_sections(path, args.overrides, ("sweep",))
+    print(f"# {args.name}: {path}, fully resolved" + (f"; --set {' '.join(args.overrides)}"
+                                                       if args.overrides else ""))
+    print(yaml.safe_dump({**to_dict(cfg), **extra}, sort_keys=False), end="")
+    return 0
+
+
+def _add_config_parser(sub) -> None:
+    p = sub.add_parser("config", help="show the shipped presets and resolved configs")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    p = csub.add_parser("show", help="print a preset fully resolved as YAML (no name: list them)")
+    p.add_argument("name", nargs="?", default=None, help="preset name (quick, smoke, ...) or file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override to apply, repeatable")
+    p.set_defaults(func=cmd_config_show)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Serve (or write once) the live monitor page of a run folder (monitor.py)."""
+    from hrl_sarp_jax.monitor import make_server, write_page
+
+    run_dir = Path(args.checkpoints) / args.run
+    if args.refresh <= 0:
+        raise HrlSarpError(f"--refresh {args.refresh}: give a positive number of seconds")
+    if args.once != (args.out is not None):
+        raise HrlSarpError("monitor: --once and --out FILE.html go together (without them the "
+                           "page is served on 127.0.0.1)")
+    if args.once:
+        out = write_page(run_dir, args.out, refresh_s=args.refresh)
+        print(f"monitor page: {out}")
+        return 0
+    if not 0 <= args.port <= 65535:
+        raise HrlSarpError(f"--port {args.port}: give 0..65535 (0 picks a free port)")
+    server = make_server(run_dir, port=args.port, refresh_s=args.refresh)
+    host, port = server.server_address[:2]
+    print(f"monitor of {run_dir}: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def _add_monitor_parser(sub) -> None:
+    p = sub.add_parser("monitor", help="a live page of a run: progress and ETA, learning curves "
+                                       "per seed, validation Sharpe, throughput, decisions")
+    p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; "
+                                                          "0: any free port)")
+    p.add_argument("--refresh", type=float, default=5.0,
+                   help="seconds between the page's updates (default 5)")
+    p.add_argument("--once", action="store_true", help="write the page once (with --out)")
+    p.add_argument("--out", default=None, metavar="FILE.html", help="with --once: where to write")
+    p.set_defaults(func=cmd_monitor)
+
+
 def _enable_compilation_cache() -> None:
     """Persist XLA compilations across runs (the feature build compiles in ~10 s on 2 cores).
 
@@ -836,9 +1071,12 @@ def _init_distributed(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _enable_compilation_cache()
+    light = args.command in ("config", "monitor")  # these two never import JAX
+    if not light:
+        _enable_compilation_cache()
     try:
-        _init_distributed(args)
+        if not light:
+            _init_distributed(args)
         return int(args.func(args) or 0)
     except HrlSarpError as exc:
         if args.debug:
