@@ -48,7 +48,12 @@ from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import EnvParams, make_env_params, trailing_adv
 from hrl_sarp_jax.errors import ConfigError, DataError
 from hrl_sarp_jax.evaluation import ledger as lg
-from hrl_sarp_jax.evaluation.agent import AgentCarry, EnsembleStrategy, HierarchicalStrategy
+from hrl_sarp_jax.evaluation.agent import (
+    AgentCarry,
+    EnsembleStrategy,
+    HierarchicalStrategy,
+    agent_rebalance,
+)
 from hrl_sarp_jax.evaluation.backtest import DayView, cash_book, run_backtest
 from hrl_sarp_jax.evaluation.explain import resolve_date, window_start
 from hrl_sarp_jax.features.featureset import FeatureSet
@@ -314,10 +319,18 @@ def decide_run(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
                                                               t - t0 + 1)
     strategy = EnsembleStrategy(cfg.networks)
     n_days = t - t0
+    schedule = agent_rebalance(cfg.env.micro_frequency, params, t0, n_days + 1)
+    if not schedule[-1]:
+        later = np.flatnonzero(np.asarray(market.week_end, bool)[t + 1:])
+        nxt = str(dates[t + 1 + later[0]]) if later.size else "after the data"
+        raise ConfigError(f"--date {dates[t]}: env.micro_frequency is "
+                          f"{cfg.env.micro_frequency!r}, so the hierarchy re-allocates on week "
+                          f"ends only and holds its book on {dates[t]} (next decision: {nxt}); "
+                          f"pass a week-end date")
     if n_days > 0:
         say(f"backtest of the {'ensemble' if seed is None else f'seed {seed}'} from {dates[t0]} "
             f"to {dates[t - 1]} ...")
-        carries, _res, book = run_backtest(strategy, carries, params, t0, np.ones(n_days, bool),
+        carries, _res, book = run_backtest(strategy, carries, params, t0, schedule[:-1],
                                            risk_manager=risk_manager, return_window=rw,
                                            return_book=True)
     else:

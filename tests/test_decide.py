@@ -16,7 +16,7 @@ from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, open_run
 from hrl_sarp_jax.cli import main
 from hrl_sarp_jax.config import to_dict
 from hrl_sarp_jax.envs.params import make_env_params
-from hrl_sarp_jax.errors import DataError
+from hrl_sarp_jax.errors import ConfigError, DataError
 from hrl_sarp_jax.evaluation import ledger as lg
 from hrl_sarp_jax.evaluation.agent import EnsembleStrategy, HierarchicalStrategy
 from hrl_sarp_jax.evaluation.backtest import run_backtest
@@ -319,3 +319,21 @@ def test_decide_and_paper_cli_ledger_and_bad_input(trained, smoke_market, tmp_pa
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0], err
     assert ledger.read_bytes() == saved and tampered.read_bytes() == before
+
+
+def test_weekly_frequency_decides_on_week_ends_only(trained, smoke_market):  # noqa: F811
+    """env.micro_frequency = weekly: a date inside the week is one line naming the key and
+    the next decision day (the backtest holds its book there)."""
+    import dataclasses
+
+    _, market, meta, feats, cfg = smoke_market
+    weekly = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, micro_frequency="weekly"))
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    week_end = np.asarray(market.week_end, bool)
+    last = int(np.flatnonzero(week_end[: len(dates) - 1])[-1])   # the last week end
+    t = last - 1                                                 # the day before it
+    assert not week_end[t]
+    nxt = dates[last]
+    with pytest.raises(ConfigError, match=rf"env\.micro_frequency.*next decision: {nxt}"):
+        dc.decide_run(open_run(trained / "ev"), weekly, market, meta, feats,
+                      date=str(dates[t]), capital=1e6)
