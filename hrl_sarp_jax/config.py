@@ -176,6 +176,12 @@ class EnvConfig:
     """Terminate when value falls below this fraction of the initial value."""
     drawdown_stop: float = 0.0
     """Terminate at this drawdown (0 disables; the end of data is a truncation)."""
+    goal_step: float = 1.0
+    """Partial adjustment of the Macro's goal: on a decision the sector goal moves this fraction
+    of the way from the book's sector mix (at the goal's budget) to the Macro's projected call
+    (Garleanu-Pedersen: trade part of the way to the aim). 1 = the call itself (the original);
+    smaller values damp week-to-week noise in the call, and the sector turnover it causes, in
+    training, validation and backtests alike (``envs.common.macro_action_to_goal``)."""
     micro_frequency: str = "daily"
     """When the trained hierarchy re-allocates in a backtest: ``daily`` (the Micro acts every
     day, the original) or ``weekly`` (on the Macro's decision days only; the book drifts in

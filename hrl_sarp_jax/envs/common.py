@@ -45,10 +45,25 @@ def regime_call(action: jax.Array, num_sectors: int) -> jax.Array:
     return jnp.argmax(action[num_sectors: num_sectors + 3]).astype(_I32)
 
 
-def macro_action_to_goal(action: jax.Array, params: EnvParams) -> jax.Array:
-    """Macro action [S+3] -> goal [S+3]: projected sector weights (exposure 1) ⊕ regime one-hot."""
+def macro_action_to_goal(action: jax.Array, params: EnvParams,
+                         book: jax.Array | None) -> jax.Array:
+    """Macro action [S+3] -> goal [S+3]: projected sector weights (exposure 1) ⊕ regime one-hot.
+
+    ``book`` [N]: the drifted stock weights the decision starts from (None: no book, e.g. a
+    sampled goal). With ``params.goal_step`` < 1 the sector goal is the projection of
+    cur + goal_step (call - cur), cur = the book's sector mix scaled to the call's budget (the
+    call itself when the book is all cash); goal_step = 1 returns the call exactly.
+    """
     s = params.num_sectors
     w = project_sector_weights(action[:s], params.sector_valid, params.constraints)
+    if book is not None:
+        sw = sector_weights(book, params.stock_sector, s)
+        total = jnp.sum(sw)
+        cur = jnp.where(total > 1e-6, sw * (jnp.sum(w) / jnp.maximum(total, 1e-6)), w)
+        step = params.goal_step
+        mixed = project_sector_weights(cur + step * (w - cur), params.sector_valid,
+                                       params.constraints)
+        w = jnp.where(step < 1.0, mixed, w)
     return jnp.concatenate([w, jax.nn.one_hot(regime_call(action, s), 3, dtype=_F32)])
 
 
@@ -59,7 +74,8 @@ def sampled_goal(key: jax.Array, params: EnvParams) -> jax.Array:
     e = jnp.where(params.sector_valid, jax.random.exponential(k_w, (s,), _F32), 0.0)
     w = e / jnp.maximum(jnp.sum(e), 1e-12)
     regime = jax.random.randint(k_r, (), 0, 3, _I32)
-    return macro_action_to_goal(jnp.concatenate([w, jax.nn.one_hot(regime, 3, dtype=_F32)]), params)
+    return macro_action_to_goal(jnp.concatenate([w, jax.nn.one_hot(regime, 3, dtype=_F32)]),
+                                params, None)
 
 
 def risk_exposure(

@@ -96,7 +96,8 @@ class HierarchicalEnv(common.ObserveOnce, environment.Environment[HierState, Env
 
     def micro_obs_for(self, obs: dict, macro_action: jax.Array, params: EnvParams) -> jax.Array:
         """obs["micro"] with the goal the macro action sets, on macro steps (single env)."""
-        goal = common.macro_action_to_goal(jnp.asarray(macro_action, _F32), params)
+        book = self.micro_layout.unflatten(obs["micro"])["weights"]
+        goal = common.macro_action_to_goal(jnp.asarray(macro_action, _F32), params, book)
         new = self.micro_layout.set_goal(obs["micro"], goal)
         return jnp.where(obs["is_macro_step"], new, obs["micro"])
 
@@ -125,7 +126,7 @@ class HierarchicalEnv(common.ObserveOnce, environment.Environment[HierState, Env
         t, s = state.t, self.num_sectors
         is_macro = params.week_end[t]
         a_macro = jnp.asarray(action["macro"], _F32)
-        new_goal = common.macro_action_to_goal(a_macro, params)
+        new_goal = common.macro_action_to_goal(a_macro, params, state.port.weights)
         goal = jnp.where(is_macro, new_goal, state.goal)
         m = state.macro
         opened = MacroTrack(

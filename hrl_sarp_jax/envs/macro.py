@@ -96,7 +96,7 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
         action = jnp.asarray(action, _F32)
         d, s = state.t, self.num_sectors
         d_next = params.week_end_idx[state.week + 1]
-        goal = common.macro_action_to_goal(action, params)
+        goal = common.macro_action_to_goal(action, params, state.port.weights)
         call = goal[:s]
         prev_sw = sector_weights(state.port.weights, params.stock_sector, s)
         risk, expo = common.risk_exposure(state.risk, state.port, state.ret_buf,

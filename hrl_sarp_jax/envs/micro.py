@@ -79,7 +79,7 @@ class MicroEnv(common.ObserveOnce, environment.Environment[MicroState, EnvParams
         if self.goal_source == "sampled":
             return common.sampled_goal(key, params)
         action = self.goal_fn(params.policy_params, common.macro_obs(port, t, params))
-        return common.macro_action_to_goal(action, params)
+        return common.macro_action_to_goal(action, params, port.weights)
 
     def reset_env(self, key, params: EnvParams):
         k_t, k_g = jax.random.split(key)

@@ -105,6 +105,7 @@ class EnvParams(environment.EnvParams):
     initial_value: jax.Array     # float32
     ruin_value: jax.Array        # float32 fraction of initial_value
     drawdown_stop: jax.Array     # float32, 0 disables
+    goal_step: jax.Array         # float32 in (0, 1]: partial adjustment of the Macro's goal
     t_hi: jax.Array              # int32: last usable day of the split (inclusive)
     start_lo: jax.Array          # int32 day index: episodes start in [start_lo, start_hi]
     start_hi: jax.Array          # int32
@@ -200,6 +201,9 @@ def make_env_params(
                 (cfg.macro_episode_weeks if weekly else cfg.micro_episode_days))
     if steps < 1:
         raise ConfigError(f"episode length must be >= 1, got {steps}")
+    if not 0.0 < cfg.goal_step <= 1.0:
+        raise ConfigError(f"env.goal_step = {cfg.goal_step} must be in (0, 1] (1: the Macro's "
+                          "call is the goal)")
     week_end = np.asarray(market.week_end, bool)
     w_idx, w_before, max_week = week_arrays(week_end)
     tradable = np.asarray(market.stock_mask, bool) & np.asarray(market.stock_valid, bool)[None]
@@ -237,7 +241,7 @@ def make_env_params(
         cost=cost_params(cfg.cost), constraints=constraint_params(cfg.constraints),
         risk=risk_params(cfg.risk), reward=reward_params(cfg.reward, cfg.risk.cvar_alpha),
         initial_value=f32(cfg.initial_value), ruin_value=f32(cfg.ruin_value),
-        drawdown_stop=f32(cfg.drawdown_stop), t_hi=i32(t_hi),
+        drawdown_stop=f32(cfg.drawdown_stop), goal_step=f32(cfg.goal_step), t_hi=i32(t_hi),
         start_lo=i32(start[0]), start_hi=i32(start[1]),
         fixed_goal=f32(default_goal(np.asarray(market.sector_valid), cfg)),
         policy_params=policy_params, max_steps_in_episode=steps, max_week_days=max_week,

@@ -258,7 +258,14 @@ class _Base:
         return np.bincount(self.sector, weights=w, minlength=self.s)[: self.s]
 
     def goal_from_action(self, a: np.ndarray) -> np.ndarray:
+        """The goal from the book now held (``envs.common.macro_action_to_goal``)."""
         sw = project_sectors(a[: self.s], self.sector_valid, self.p.constraints)
+        step = np.float32(np.asarray(self.p.goal_step))
+        book = self.sector_sums(np.float32(self.book.w)).astype(np.float32)
+        if step < 1.0 and book.sum() > 1e-6:   # float32 like the env: the mix feeds a projection
+            call = sw.astype(np.float32)
+            cur = book * (call.sum(dtype=np.float32) / book.sum(dtype=np.float32))
+            sw = project_sectors(cur + step * (call - cur), self.sector_valid, self.p.constraints)
         return np.concatenate([sw, np.eye(3)[int(np.argmax(a[self.s: self.s + 3]))]])
 
     def exposure(self, t: int) -> float:

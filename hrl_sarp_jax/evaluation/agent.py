@@ -87,7 +87,7 @@ class HierarchicalStrategy:
             macro_params, *macro_inputs_from_views(layout.unflatten(obs)))
         probs = jax.nn.softmax(pol.regime_logits).astype(_F32)
         action = jnp.concatenate([pol.mean_weights, probs])
-        return common.macro_action_to_goal(action, params), probs
+        return common.macro_action_to_goal(action, params, port.weights), probs
 
     def micro_weights(self, micro_params: Params, port: PortfolioState, goal: Array, t: Array,
                       params: EnvParams) -> Array:

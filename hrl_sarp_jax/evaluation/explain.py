@@ -265,7 +265,8 @@ def explain_macro(networks: NetworkConfig, macro_params: Params, port: Portfolio
     pol = MacroActor(networks).apply(macro_params, *macro_inputs_from_views(views))
     probs = jax.nn.softmax(pol.regime_logits).astype(_F32)
     regime = jnp.argmax(probs).astype(jnp.int32)
-    goal = common.macro_action_to_goal(jnp.concatenate([pol.mean_weights, probs]), params)
+    goal = common.macro_action_to_goal(jnp.concatenate([pol.mean_weights, probs]), params,
+                                       port.weights)
     f = macro_output_fn(networks, macro_params, views, regime)
     x = {"macro": views["macro"], "sector": views["sector"]}
     base = jax.tree.map(jnp.zeros_like, x)

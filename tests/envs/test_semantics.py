@@ -10,7 +10,9 @@ import pytest
 from gymnax.experimental import RolloutWrapper
 
 from hrl_sarp_jax.envs import common
+from hrl_sarp_jax.envs.rewards import sector_weights
 from hrl_sarp_jax.finance.portfolio import PortfolioState
+from hrl_sarp_jax.risk.constraints import project_sector_weights
 from tests.envs.conftest import N, S
 
 EQUAL = jnp.full((N,), 1.0 / N, jnp.float32)
@@ -197,7 +199,7 @@ def test_goal_sources_refresh_at_week_ends(micro_params, source):
             # draw, not with the old goal.
             if source == "policy":
                 expect = common.macro_action_to_goal(
-                    policy(2.0, common.macro_obs(st.port, st.t, p)), p)
+                    policy(2.0, common.macro_obs(st.port, st.t, p)), p, st.port.weights)
             else:
                 expect = common.sampled_goal(jax.random.key(i), p)
             np.testing.assert_allclose(goals[-1], expect, rtol=1e-6, atol=1e-7)
@@ -244,7 +246,7 @@ def test_hierarchical_micro_obs_for_sets_the_goal_only_on_macro_steps(hier_env, 
     assert bool(obs["is_macro_step"])
     new = env.micro_obs_for(obs, MACRO_A, p)
     goal = env.micro_layout.unflatten(new)["goal"]
-    np.testing.assert_allclose(goal, common.macro_action_to_goal(MACRO_A, p), rtol=1e-6)
+    np.testing.assert_allclose(goal, common.macro_action_to_goal(MACRO_A, p, None), rtol=1e-6)
     assert goal[S:].tolist() == [0.0, 1.0, 0.0]  # argmax of the regime scores (Bear)
     off = {**obs, "is_macro_step": jnp.bool_(False)}
     assert np.array_equal(env.micro_obs_for(off, MACRO_A, p), obs["micro"])
@@ -271,3 +273,30 @@ def test_her_relabelling_recomputes_the_micro_reward(micro_env, micro_params):
     relabelled = rewards[0] - goal_reward(ach, g1, p.reward) + goal_reward(ach, g2, p.reward)
     assert float(relabelled) == pytest.approx(rewards[1], abs=1e-6)
     assert abs(rewards[0] - rewards[1]) > 1e-3  # the goal term really moved
+
+
+def test_goal_step_moves_part_of_the_way_from_the_book(micro_params):
+    """env.goal_step: the sector goal is the projection of cur + step (call - cur), cur = the
+    book's sector mix at the call's budget; from an all-cash book it is the call; step 1 is the
+    call bit for bit."""
+    p = micro_params
+    a = jnp.asarray(MACRO_A, jnp.float32)
+    call = np.asarray(common.macro_action_to_goal(a, p, None))[:S]
+    ids = np.asarray(p.stock_sector)
+    first = [int(np.flatnonzero(ids == k)[0]) for k in range(S)]
+    book = jnp.zeros(N).at[jnp.asarray(first)].set(jnp.asarray([0.1, 0.1, 0.12]))  # cash 0.68
+    sw = np.asarray(sector_weights(book, p.stock_sector, S))
+    cur = sw * call.sum() / sw.sum()
+    half = p.replace(goal_step=jnp.float32(0.5))
+    got = np.asarray(common.macro_action_to_goal(a, half, book))[:S]
+    want = np.asarray(project_sector_weights(jnp.asarray(cur + 0.5 * (call - cur), jnp.float32),
+                                             p.sector_valid, p.constraints))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # a feasible mix: half of the sector turnover to the call
+    np.testing.assert_allclose(np.abs(got - cur).sum(), 0.5 * np.abs(call - cur).sum(),
+                               atol=1e-6)
+    assert np.abs(call - cur).sum() > 0.05
+    np.testing.assert_allclose(np.asarray(common.macro_action_to_goal(a, half, jnp.zeros(N)))[:S],
+                               call, atol=1e-6)
+    one = np.asarray(common.macro_action_to_goal(a, p.replace(goal_step=jnp.float32(1.0)), book))
+    assert np.array_equal(one[:S], call)
