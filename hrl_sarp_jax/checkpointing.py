@@ -83,6 +83,8 @@ HASH_ALGORITHM = "sha256-leaves-v1"
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_RULES = ("best", "latest")
+"""Which checkpoint of an RL phase the next phase and evaluation use (``train.checkpoint``)."""
 SUMMARY_FILE = "summary.json"
 CHECKPOINTER_FILE = "checkpointer.json"
 MLFLOW_FILE = "mlflow.json"
@@ -1112,8 +1114,18 @@ def find_best(run: Run | str | Path, phase: int | str) -> int | None:
 def restore_best(run: Run | str | Path, phase: int | str, abstract_state: PyTree
                  ) -> tuple[PyTree, dict, int]:
     """Restore an earlier phase's best checkpoint (falling back to the next best if damaged)."""
+    return restore_chosen(run, phase, abstract_state, "best")
+
+
+def restore_chosen(run: Run | str | Path, phase: int | str, abstract_state: PyTree,
+                   which: str) -> tuple[PyTree, dict, int]:
+    """Restore an earlier phase's ``which`` ('best' or 'latest', ``train.checkpoint``)
+    checkpoint, falling back past damaged steps."""
+    if which not in CHECKPOINT_RULES:
+        raise CheckpointError(f"train.checkpoint = {which!r} is not one of "
+                              f"{', '.join(CHECKPOINT_RULES)}")
     with PhaseCheckpointer(run, phase, read_only=True) as ck:
-        return ck.restore(abstract_state, "best")
+        return ck.restore(abstract_state, which)
 
 
 def _metadata_target(ck: PhaseCheckpointer, step: int) -> PyTree:

@@ -315,6 +315,10 @@ class TrainConfig:
     joint: JointConfig = field(default_factory=JointConfig)
     eval_interval: int = 10
     keep_latest: int = 3
+    checkpoint: str = "best"
+    """Which checkpoint of each RL phase (3, 4, 5, flat) the next phase and evaluation use:
+    ``best`` (the highest validation metric over every evaluation of the run: a maximum over
+    many noisy evaluations) or ``latest`` (the end of training: a rule fixed in advance)."""
 
 
 @dataclass(frozen=True)

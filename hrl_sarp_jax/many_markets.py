@@ -137,7 +137,7 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
         out.append(mk.MarketStrategy(PRETRAINED, agent, freq, "trained", carry=pre,
                                      seeded=True, description=PRETRAINED_DESCRIPTION))
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
-        flat, _ = load_flat_policy(run, cfg)
+        flat, _ = load_flat_policy(run, cfg, cfg.train.checkpoint)
         out.append(mk.MarketStrategy(FLAT, FlatPolicyFn(networks, first_params.num_stocks),
                                      FLAT_SCHEDULE, "trained", carry=flat, seeded=True,
                                      description="flat single-level PPO over stocks"))

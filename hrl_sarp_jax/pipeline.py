@@ -198,7 +198,7 @@ def evaluate_run(
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         say("flat RL baseline: the run's trained flat PPO agent over the same window ...")
         flat = flat_daily_returns(run, cfg, market, meta, feats, t0, length,
-                                  risk_manager=risk_manager,
+                                  step=cfg.train.checkpoint, risk_manager=risk_manager,
                                   book0=(start_books or {}).get(FLAT), return_book=return_books)
         books.update({FLAT: flat["book"]} if return_books else {})
         payload = add_strategy(  # before the agent, so the agent's tests include it

@@ -514,3 +514,18 @@ def test_inspect_run_reports_and_verifies(run):
     fast = ck.inspect_run(run.root, verify=False)["phases"]["1"]
     assert fast["latest"]["content_hash"] == ck.content_hash(mk(3))
     assert fast["latest"]["verified"] is None
+
+
+def test_restore_chosen_follows_the_checkpoint_rule(run):
+    """train.checkpoint: 'best' is the step with the highest validation metric, 'latest' the
+    last one saved; anything else is one line naming the key."""
+    with ck.PhaseCheckpointer(run, 3) as ckpt:
+        for s, v in ((1, 0.2), (2, 0.9), (3, 0.4)):
+            ckpt.save(s, make_state(s), metrics={"val_sharpe": v})
+    target = jax.eval_shape(lambda: make_state(0))
+    _, _, best = ck.restore_chosen(run, 3, target, "best")
+    state, _, latest = ck.restore_chosen(run, 3, target, "latest")
+    assert (best, latest) == (2, 3)
+    np.testing.assert_array_equal(state["params"]["w"], make_state(3)["params"]["w"])
+    with pytest.raises(CheckpointError, match=r"train\.checkpoint = 'last'"):
+        ck.restore_chosen(run, 3, target, "last")

@@ -36,7 +36,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrl_sarp_jax.checkpointing import PhaseCheckpointer, read_phase_summary, write_phase_summary
+from hrl_sarp_jax.checkpointing import (
+    PhaseCheckpointer,
+    read_phase_summary,
+    restore_chosen,
+    write_phase_summary,
+)
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.loader import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import EnvParams
@@ -178,22 +183,23 @@ def _abstract(tree: PyTree) -> PyTree:
 
 def restore_phase3_state(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
                          feats: FeatureSet) -> tuple[rl_macro.Phase3State, dict[str, Any]]:
-    """Phase 3's best state (all its seeds) or a CheckpointError saying to train Phase 3."""
+    """Phase 3's ``train.checkpoint`` state (all its seeds) or a CheckpointError saying to train
+    Phase 3."""
     if not (run.phase_dir(3) / "ckpt").is_dir():
         raise CheckpointError(f"phase 5 needs phase 3 of run {run.name}: run `hrl-sarp train "
                               f"--phase 3 --run {run.name}` first")
     summary = read_phase_summary(run, 3) or {}
     k3 = int(summary.get("seeds", cfg.train.seeds))
     abstract = rl_macro.abstract_state(cfg, market, meta, feats, k3)
-    with PhaseCheckpointer(run, 3, read_only=True) as ck:
-        state, _meta, step = ck.restore(abstract, "best")
-    return state, {"phase3": f"best step {step} ({k3} seed(s))"}
+    state, _meta, step = restore_chosen(run, 3, abstract, cfg.train.checkpoint)
+    return state, {"phase3": f"{cfg.train.checkpoint} step {step} ({k3} seed(s))"}
 
 
 def restore_phase4_state(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
                          feats: FeatureSet, example_macro: Params
                          ) -> tuple[rl_micro.Phase4State, dict[str, Any]]:
-    """Phase 4's best state (all its seeds: actor, critics, optimisers, replay buffer)."""
+    """Phase 4's ``train.checkpoint`` state (all its seeds: actor, critics, optimisers, replay
+    buffer)."""
     if not (run.phase_dir(4) / "ckpt").is_dir():
         raise CheckpointError(f"phase 5 needs phase 4 of run {run.name}: run `hrl-sarp train "
                               f"--phase 4 --run {run.name}` first")
@@ -202,9 +208,8 @@ def restore_phase4_state(run: Any, cfg: Config, market: MarketArrays, meta: Mark
     s4 = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=example_macro)
     keys, _ = rl_micro.phase4_keys(cfg.seed, k4)
     abstract = jax.eval_shape(jax.vmap(s4.p4.init, in_axes=(0, None)), keys, s4.train_params)
-    with PhaseCheckpointer(run, 4, read_only=True) as ck:
-        state, _meta, step = ck.restore(abstract, "best")
-    return state, {"phase4": f"best step {step} ({k4} seed(s))"}
+    state, _meta, step = restore_chosen(run, 4, abstract, cfg.train.checkpoint)
+    return state, {"phase4": f"{cfg.train.checkpoint} step {step} ({k4} seed(s))"}
 
 
 def _pair(state: PyTree, have: int, k: int) -> tuple[PyTree, str]:

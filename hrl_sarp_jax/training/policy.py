@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrl_sarp_jax.checkpointing import Run, find_best, read_phase_summary, restore_best
+from hrl_sarp_jax.checkpointing import Run, find_best, read_phase_summary, restore_chosen
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
@@ -85,11 +85,12 @@ def load_phase3_macro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
     seeds = _seeds_of(run, 3, cfg)
     try:
         abstract = rl_macro.abstract_state(cfg, market, meta, feats, seeds)
-        state, _meta, step = restore_best(run, 3, abstract)
+        state, _meta, step = restore_chosen(run, 3, abstract, cfg.train.checkpoint)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise _restore_failed(run, 3, exc) from exc
     actor = {"params": state.train.params["params"]["actor"]}
-    return actor, f"phase 3: MacroActor of all {seeds} seed(s), best step {step}"
+    return actor, (f"phase 3: MacroActor of all {seeds} seed(s), {cfg.train.checkpoint} step "
+                   f"{step}")
 
 
 # HOST ONLY
@@ -123,11 +124,11 @@ def load_phase4_micro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
         keys, _ = rl_micro.phase4_keys(cfg.seed, seeds)
         abstract = jax.eval_shape(jax.vmap(setup.p4.init, in_axes=(0, None, None)), keys,
                                   setup.train_params, None)
-        state, _meta, step = restore_best(run, 4, abstract)
+        state, _meta, step = restore_chosen(run, 4, abstract, cfg.train.checkpoint)
     except (CheckpointError, ConfigError, ValueError, TypeError) as exc:
         raise _restore_failed(run, 4, exc) from exc
-    return state.agent.actor_params, (f"phase 4: MicroActor of all {seeds} seed(s), best "
-                                      f"step {step}")
+    return state.agent.actor_params, (f"phase 4: MicroActor of all {seeds} seed(s), "
+                                      f"{cfg.train.checkpoint} step {step}")
 
 
 # HOST ONLY
@@ -160,7 +161,7 @@ def load_policy(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
                 f"run {run.name} has a Phase-5 checkpoint but this hrl_sarp_jax cannot load it "
                 f"(hrl_sarp_jax.training.joint: {exc}); install the version that trained it"
             ) from exc
-        return load_phase5_policy(run, cfg, market, meta, feats)
+        return load_phase5_policy(run, cfg, market, meta, feats, cfg.train.checkpoint)
 
     has = {p: _has_checkpoint(run, p) for p in (1, 2, 3, 4)}
     missing = []

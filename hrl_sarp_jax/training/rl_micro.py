@@ -537,7 +537,7 @@ def load_phase3_macro(run: Any, cfg: Config, market: Any, meta: Any, feats: Any
     """The Phase-3 best MacroActor params (frozen goal source), or None with the reason."""
     if not (run.phase_dir(3) / "ckpt").is_dir():
         return None, {"phase3": "no checkpoint: sampled goals"}
-    from hrl_sarp_jax.checkpointing import read_phase_summary, restore_best
+    from hrl_sarp_jax.checkpointing import read_phase_summary, restore_chosen
     from hrl_sarp_jax.errors import CheckpointError, ConfigError
     from hrl_sarp_jax.training import rl_macro
 
@@ -545,7 +545,7 @@ def load_phase3_macro(run: Any, cfg: Config, market: Any, meta: Any, feats: Any
     seeds = int(summary.get("seeds", cfg.train.seeds))
     try:
         abstract = rl_macro.abstract_state(cfg, market, meta, feats, seeds)
-        state, _meta, step = restore_best(run, 3, abstract)
+        state, _meta, step = restore_chosen(run, 3, abstract, cfg.train.checkpoint)
     except (CheckpointError, ConfigError, ValueError) as exc:
         return None, {"phase3": f"not restored ({exc}); sampled goals"}
     per_seed = (summary.get("per_seed") or {}).get("val_sharpe")
