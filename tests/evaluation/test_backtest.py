@@ -257,8 +257,10 @@ def test_carrying_the_book_across_a_split_is_the_unsplit_backtest(tiny):
     split in two windows, the second started from the first's end book: weights, value, peak,
     the de-risk flag and the return buffer all carry over (float32, another program)."""
     *_, params = tiny
-    fn, split = bl.InverseVol(), 150
+    fn = bl.InverseVol()
     _, whole = run_backtest(fn, (), params, T0, np.ones(LENGTH, bool), risk_manager=True)
+    inside = np.flatnonzero((whole.exposure[:-1] < 1) & (whole.exposure[1:] < 1))
+    split = int(inside[len(inside) // 2]) + 1   # the middle of a de-risked stretch
     _, first, book = run_backtest(fn, (), params, T0, np.ones(split, bool), risk_manager=True,
                                   return_book=True)
     _, second = run_backtest(fn, (), params, T0 + split, np.ones(LENGTH - split, bool),
