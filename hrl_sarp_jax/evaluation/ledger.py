@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from hrl_sarp_jax.errors import DataError
-from hrl_sarp_jax.utils.atomic import to_json_safe
+from hrl_sarp_jax.utils.atomic import fsync_dir, to_json_safe
 
 GENESIS = "0" * 64
 """``prev`` of the first line."""
@@ -148,17 +148,8 @@ def append_entry(path: str | os.PathLike, record: Mapping[str, Any]) -> dict[str
     finally:
         os.close(fd)  # also releases the lock
     if size == 0:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return rec
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # --------------------------------------------------------------------------- mark to market
