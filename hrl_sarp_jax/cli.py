@@ -160,9 +160,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     against every baseline -> report (pipeline.main_job)."""
     from hrl_sarp_jax.config import load_config, resolve_config_path
     from hrl_sarp_jax.pipeline import main_job
+    from hrl_sarp_jax.training.phases import check_training_config
 
     config = resolve_config_path(args.config or QUICK_PRESET)
     cfg = load_config(config, args.overrides)
+    check_training_config(cfg)  # before the market is written or any phase trains
     _start_tracking(args)
     market_dir = _train_market(args, cfg)
     t0 = time.perf_counter()
@@ -234,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
-    from hrl_sarp_jax.training.phases import get_phases
+    from hrl_sarp_jax.training.phases import check_training_config, get_phases
 
     todo = get_phases(args.phase)  # unknown phases fail before any work
     cfg = _load_cfg(args)
@@ -243,6 +245,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.seeds < 1:
             raise HrlSarpError(f"--seeds {args.seeds}: give at least 1 seed")
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=args.seeds))
+    check_training_config(cfg)  # every phase's keys, before Phase 1 spends any time
     market_dir = _train_market(args, cfg)
     t0 = time.perf_counter()
     market, meta = load_market(market_dir, cfg.data)

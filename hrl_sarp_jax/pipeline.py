@@ -294,9 +294,10 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.features.build import build_features
-    from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES
+    from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES, check_training_config
 
     say = log or (lambda _msg: None)
+    check_training_config(cfg)  # every phase's keys, before Phase 1 spends any time
     market_dir = Path(market_dir)
     t0 = time.perf_counter()
     market, meta = load_valid_market(market_dir, cfg)

@@ -323,9 +323,11 @@ def walk_forward(
     from hrl_sarp_jax.evaluation.stitch import stitch_payloads
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.pipeline import _table, evaluate_run, load_valid_market
+    from hrl_sarp_jax.training.phases import check_training_config
 
     say = log or (lambda _msg: None)
     chosen = parse_walk_forward_phases(phases)
+    check_training_config(cfg)  # every fold's phases read these keys: fail before fold 0
     mode = "expanding" if expanding else "rolling"
     market_dir = Path(market_dir)
     t_start = time.perf_counter()

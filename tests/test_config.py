@@ -204,3 +204,28 @@ def test_a_built_wheel_carries_the_presets_and_runs_them_from_any_folder(tmp_pat
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert yaml.safe_load(shown.stdout) == to_dict(load_config("smoke"))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.joint.rounds=0", r"train\.joint\.rounds"),
+    ("env.goal_step=0", r"env\.goal_step"),
+    ("env.reward.kind=sharpe", r"env\.reward\.kind"),
+    ("env.micro_frequency=hourly", r"env\.micro_frequency"),
+    ("env.constraints.support_rule=sticky", r"env\.constraints\.support_rule"),
+    ("env.risk.rerisk_days=-1", r"risk\.rerisk_days"),
+    ("train.checkpoint=last", r"train\.checkpoint"),
+    ("train.ppo.epochs=0", r"train\.ppo\.epochs"),
+    ("train.micro_pretrain.lr=0", r"micro_pretrain"),
+])
+def test_a_bad_key_of_any_phase_fails_before_phase_1(tmp_path, override, key):
+    """`hrl-sarp run` checks every phase's keys before it trains anything: the error names
+    the key and no run folder is created (Phase 5's keys used to be read only after Phases
+    1-4)."""
+    from hrl_sarp_jax.cli import main
+    from hrl_sarp_jax.training.phases import check_training_config
+
+    with pytest.raises(ConfigError, match=key):
+        check_training_config(load_config("smoke", [override]))
+    rc = main(["run", "--config", "smoke", "--set", override, "--checkpoints",
+               str(tmp_path / "ck"), "--data", str(tmp_path / "market")])
+    assert rc != 0 and not (tmp_path / "ck").exists() and not (tmp_path / "market").exists()

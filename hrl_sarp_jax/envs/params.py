@@ -59,6 +59,23 @@ class RewardParams:
 
 
 REWARD_KINDS = ("original", "excess")
+MICRO_FREQUENCIES = ("daily", "weekly")
+
+
+# HOST ONLY
+def check_env_config(cfg: EnvConfig) -> None:
+    """Every range check of ``env.*`` that needs no data (ConfigError naming the key): the
+    constraints, risk manager, rewards, goal step and re-allocation frequency. Training calls
+    it before Phase 1, so a bad key fails at start, not after hours."""
+    constraint_params(cfg.constraints)
+    risk_params(cfg.risk)
+    reward_params(cfg.reward, cfg.risk.cvar_alpha)
+    if not 0.0 < cfg.goal_step <= 1.0:
+        raise ConfigError(f"env.goal_step = {cfg.goal_step} must be in (0, 1] (1: the Macro's "
+                          "call is the goal)")
+    if cfg.micro_frequency not in MICRO_FREQUENCIES:
+        raise ConfigError(f"env.micro_frequency = {cfg.micro_frequency!r} is not one of "
+                          f"{', '.join(MICRO_FREQUENCIES)}")
 
 
 # HOST ONLY
@@ -201,9 +218,7 @@ def make_env_params(
                 (cfg.macro_episode_weeks if weekly else cfg.micro_episode_days))
     if steps < 1:
         raise ConfigError(f"episode length must be >= 1, got {steps}")
-    if not 0.0 < cfg.goal_step <= 1.0:
-        raise ConfigError(f"env.goal_step = {cfg.goal_step} must be in (0, 1] (1: the Macro's "
-                          "call is the goal)")
+    check_env_config(cfg)
     week_end = np.asarray(market.week_end, bool)
     w_idx, w_before, max_week = week_arrays(week_end)
     tradable = np.asarray(market.stock_mask, bool) & np.asarray(market.stock_valid, bool)[None]

@@ -37,7 +37,7 @@ from flax import struct
 from hrl_sarp_jax.config import REGIME_NAMES, NetworkConfig
 from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
-from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.envs.params import MICRO_FREQUENCIES, EnvParams
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.backtest import (
     BacktestResult,
@@ -171,14 +171,11 @@ def _leading(tree: Params, name: str) -> int:
 # --------------------------------------------------------------------------- host helpers
 
 
-MICRO_FREQUENCIES = ("daily", "weekly")
-
-
 # HOST ONLY
 def agent_rebalance(frequency: str, params: EnvParams, t0: int, length: int) -> np.ndarray:
     """bool [length]: the days the hierarchy re-allocates (``env.micro_frequency``): every day,
     or the calendar week ends where the Macro decides (and the window's first day)."""
-    if frequency not in MICRO_FREQUENCIES:
+    if frequency not in MICRO_FREQUENCIES:  # envs.params: checked with the other env keys
         raise ConfigError(f"env.micro_frequency = {frequency!r} is not one of "
                           f"{', '.join(MICRO_FREQUENCIES)}")
     return rebalance_mask(frequency, t0, length, np.asarray(params.week_end, bool))

@@ -112,7 +112,8 @@ class Phase5Setup:
     starts: cur.StartSet
 
 
-def _check_joint(cfg: Config) -> None:
+def check_joint_config(cfg: Config) -> None:
+    """Range checks of ``train.joint.*`` (ConfigError naming the key)."""
     j = cfg.train.joint
     for name in ("rounds", "macro_env_steps", "micro_env_steps"):
         if int(getattr(j, name)) < 1:
@@ -135,7 +136,7 @@ def _scaled_hparams(cfg: Config, s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Se
 def setup_phase5(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
                  example_micro: Params, example_macro: Params, seeds: int) -> Phase5Setup:
     """Build Phase 5's programs. ``example_*``: one seed's actor params (shapes only matter)."""
-    _check_joint(cfg)
+    check_joint_config(cfg)
     j, k = cfg.train.joint, int(seeds)
     ppo = cfg.train.ppo
     macro_updates = max(1, math.ceil(j.macro_env_steps / ppo.rollout_steps))

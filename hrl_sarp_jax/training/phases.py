@@ -18,6 +18,30 @@ from hrl_sarp_jax.training.runner import PhaseResult, run_pretrain_phase
 ALL_PHASES = ("1", "2", "3", "4", "5", "all", "flat")
 
 
+# HOST ONLY
+def check_training_config(cfg) -> None:
+    """Every data-free check of the keys a training run reads, before any phase starts (each a
+    ConfigError naming the key): env.* (``envs.params.check_env_config``), the pre-training,
+    PPO and joint settings and ``train.checkpoint``. Phases check again where they use a key."""
+    from hrl_sarp_jax.checkpointing import CHECKPOINT_RULES
+    from hrl_sarp_jax.envs.params import check_env_config
+    from hrl_sarp_jax.errors import ConfigError
+    from hrl_sarp_jax.training.joint import check_joint_config
+    from hrl_sarp_jax.training.rl_macro import Phase3Spec
+    from hrl_sarp_jax.training.runner import check_pretrain_config
+
+    check_env_config(cfg.env)
+    check_pretrain_config(cfg.train.macro_pretrain, "macro_pretrain")
+    check_pretrain_config(cfg.train.micro_pretrain, "micro_pretrain")
+    Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1, eval_weeks=1)
+    check_joint_config(cfg)
+    if cfg.train.checkpoint not in CHECKPOINT_RULES:
+        raise ConfigError(f"train.checkpoint = {cfg.train.checkpoint!r} is not one of "
+                          f"{', '.join(CHECKPOINT_RULES)}")
+    if int(cfg.train.seeds) < 1:
+        raise ConfigError(f"train.seeds = {cfg.train.seeds} must be >= 1")
+
+
 class PhaseNotAvailableError(HrlSarpError):
     """The requested phase is not implemented (yet)."""
 
