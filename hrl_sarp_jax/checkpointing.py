@@ -1083,12 +1083,10 @@ class PhaseCheckpointer:
             else:
                 return None
             sharding = getattr(want, "sharding", None)
-            if jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key):
-                if not jax.dtypes.issubdtype(getattr(value, "dtype", None), jax.dtypes.prng_key):
-                    value = jax.random.wrap_key_data(np.asarray(value),
-                                                     impl=jax.random.key_impl(
-                                                         jax.eval_shape(lambda w=want: w)))
-            else:
+            is_key = jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key)
+            if is_key != jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+                return None   # typed keys restore as typed keys; anything else is a mismatch
+            if not is_key:
                 value = jax.numpy.asarray(value, want.dtype)
             leaves.append(jax.device_put(value, sharding) if sharding is not None else value)
         if by_path:   # stored leaves the target does not have: not a known migration

@@ -49,7 +49,6 @@ from hrl_sarp_jax.evaluation import metrics as em
 from hrl_sarp_jax.evaluation.agent import (
     EnsembleStrategy,
     HierarchicalStrategy,
-    agent_rebalance,
     regime_call_scores,
 )
 from hrl_sarp_jax.evaluation.backtest import ReplayTargets, date_window, rebalance_mask
@@ -122,8 +121,7 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
     """Every strategy of the evaluation (module docstring), agent first; ``pretrained``: the
     run's Phase 1 + 2 policy when the agent came from RL phases (else None)."""
     networks = cfg.networks
-    freq = cfg.env.micro_frequency
-    agent_rebalance(freq, first_params, t0, length)  # a bad frequency: one line, before any work
+    freq = cfg.env.micro_frequency   # checked with the other env keys (make_env_params)
     agent = HierarchicalStrategy(networks)
     carries = agent.init_carries(policy.macro_actor, policy.micro_actor, first_params, t0, length)
     out = [mk.MarketStrategy(AGENT, agent, freq, "agent", carry=carries, seeded=True,

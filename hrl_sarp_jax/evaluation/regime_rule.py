@@ -54,11 +54,9 @@ def regime_rule_inputs(macro: np.ndarray, macro_mask: np.ndarray,
     """Raw levels and their trailing means: (inputs [T, F], available [T, F] bool)."""
     x = np.asarray(macro, np.float64)
     m = np.asarray(macro_mask, bool)
-    cols, avail = [np.where(m, x, 0.0)], [m]
-    for w in windows:
-        cols.append(trailing_mean(x, m, w))
-        seen = np.cumsum(m, axis=0) > 0
-        avail.append(seen)
+    seen = np.cumsum(m, axis=0) > 0          # a trailing mean exists once a value was seen
+    cols = [np.where(m, x, 0.0)] + [trailing_mean(x, m, w) for w in windows]
+    avail = [m] + [seen] * len(windows)
     return np.concatenate(cols, axis=1), np.concatenate(avail, axis=1)
 
 
