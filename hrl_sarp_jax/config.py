@@ -217,6 +217,19 @@ class NetworkConfig:
     micro_stock_hidden: tuple[int, ...] = (128, 64)
     critic_hidden: tuple[int, ...] = (256, 128)
     dropout: float = 0.0
+    stock_activation: str = "gelu"
+    """Activation of the per-stock layers (Micro actor and critics, flat baseline): 'gelu' (the
+    original's exact GELU) or 'relu'. Those layers run over [batch, N, hidden] and bound the TD3
+    update's speed on CPU (memory-bound elementwise work; docs/benchmarks.md)."""
+    stock_norm: bool = True
+    """LayerNorm in the per-stock layers (after each per-stock Dense and after the stock mixer's
+    residual), as the original. false: none there (the per-sample goal/context encoders and the
+    critics' heads keep theirs)."""
+    stock_mixer: str = "attention"
+    """How stocks see each other in the Micro actor and the flat actor: 'attention' (masked
+    multi-head self-attention, the original) or 'deepsets' (an equivariant layer: each stock's
+    hidden state ⊕ the masked mean over stocks -> Dense -> activation, added as a residual;
+    O(N) instead of O(N²), no QKV projections)."""
     sector_embedding: int = 8
     """Width of a learnable per-sector embedding appended to the Macro networks' sector node
     features (0: off, a fully permutation-equivariant network). Without it the Macro policy can

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -133,9 +133,17 @@ def masked_max(x: Array, mask: Array) -> Array:
     return jnp.where(jnp.any(mask), peak, 0.0)
 
 
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": functools.partial(nn.gelu, approximate=False),  # the original's (exact erf form)
+    "relu": nn.relu,
+}
+"""Activation name (``networks.stock_activation``) -> function."""
+
+
 class MLP(nn.Module):
     """The original's ``build_mlp``: (Dense -> LayerNorm -> GELU) per hidden width, then an
-    optional final linear layer of width ``out`` (no norm, no activation).
+    optional final linear layer of width ``out`` (no norm, no activation). ``norm=False`` drops
+    the LayerNorms; ``activation`` names an ``ACTIVATIONS`` entry.
 
     [..., F] -> [..., out or hidden[-1]]
     """
@@ -143,12 +151,15 @@ class MLP(nn.Module):
     hidden: Sequence[int]
     out: int | None = None
     out_gain: float = SQRT2
+    norm: bool = True
+    activation: str = "gelu"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        act = ACTIVATIONS[self.activation]
         for width in self.hidden:
             x = dense(width)(x)
-            x = nn.gelu(nn.LayerNorm(param_dtype=jnp.float32)(x), approximate=False)
+            x = act(nn.LayerNorm(param_dtype=jnp.float32)(x) if self.norm else x)
         if self.out is not None:
             x = dense(self.out, self.out_gain)(x)
         return x

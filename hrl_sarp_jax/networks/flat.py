@@ -5,7 +5,7 @@ One example: stock features [N, F] (F = 22), stock mask [N] bool (tradable), cur
 the goal encoder replaced by a context encoder:
   context [C] -> MLP(goal_embedding) -> broadcast to every stock;
   per stock: features ⊕ (w_i · N_valid: the current weight as a multiple of the equal share)
-  ⊕ context embedding -> MLP(micro_stock_hidden) -> masked self-attention, residual, LayerNorm
+  ⊕ context embedding -> MLP(micro_stock_hidden) -> stock mixer (networks.stocks)
   -> score head (orthogonal gain 0.01, so the initial policy is equal weight).
 Policy: Dirichlet(alpha) on the tradable stocks with
   alpha_i = N_valid · kappa · softmax_valid(scores)_i + floor,   kappa = softplus(raw) (init 1),
@@ -26,8 +26,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from hrl_sarp_jax.config import NetworkConfig
-from hrl_sarp_jax.networks.attention import MaskedSelfAttention
 from hrl_sarp_jax.networks.common import MLP, dense, masked_max, masked_mean, masked_softmax
+from hrl_sarp_jax.networks.stocks import mix_stocks, stock_mlp
 from hrl_sarp_jax.types import Array
 
 _F32 = jnp.float32
@@ -70,10 +70,7 @@ class FlatActor(nn.Module):
         mask = stock_mask.astype(bool)
         ctx = MLP((cfg.goal_embedding,), name="context")(jnp.asarray(context, _F32))
         x = stock_inputs(stock_features, mask, weights, ctx)
-        h = MLP(cfg.micro_stock_hidden, name="stock_mlp")(x)  # [N, H]
-        attend = MaskedSelfAttention(cfg.attention_dim, cfg.attention_heads, cfg.dropout,
-                                     name="attention")
-        h = nn.LayerNorm(param_dtype=_F32, name="norm")(h + attend(h, mask, deterministic))
+        h = mix_stocks(cfg, stock_mlp(cfg, x), mask, deterministic)  # [N, H]
         scores = jnp.where(mask, dense(1, 0.01, name="score_head")(h)[:, 0], 0.0)
         k0 = self.concentration_init
         raw = self.param("concentration_raw",
@@ -98,8 +95,7 @@ class FlatCritic(nn.Module):
         cfg = self.config
         mask = stock_mask.astype(bool)
         ctx = MLP((cfg.goal_embedding,), name="context")(jnp.asarray(context, _F32))
-        h = MLP(cfg.micro_stock_hidden, name="stock_mlp")(
-            stock_inputs(stock_features, mask, weights, ctx))
+        h = stock_mlp(cfg, stock_inputs(stock_features, mask, weights, ctx))
         pooled = jnp.concatenate([masked_mean(h, mask), masked_max(h, mask), ctx], axis=-1)
         return MLP(cfg.critic_hidden, out=1, out_gain=1.0, name="head")(pooled)[0]
 

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from hrl_sarp_jax.config import NetworkConfig
-from hrl_sarp_jax.networks.attention import MaskedSelfAttention
 from hrl_sarp_jax.networks.common import MLP, dense, masked_max, masked_mean, masked_softmax
+from hrl_sarp_jax.networks.stocks import mix_stocks, stock_mlp
 from hrl_sarp_jax.types import Array
 
 
@@ -36,8 +36,9 @@ class GoalEncoder(nn.Module):
 
 
 class MicroActor(nn.Module):
-    """Goal encoder, per-stock MLP on features ⊕ goal embedding, masked self-attention with
-    residual + LayerNorm, logits head (gain 0.01), ONE masked softmax.
+    """Goal encoder, per-stock MLP on features ⊕ goal embedding, stock mixer (masked
+    self-attention or DeepSets, residual, LayerNorm: ``networks.stocks``), logits head (gain
+    0.01), ONE masked softmax.
 
     [N, F], [G], [N] -> MicroPolicy ([N] logits, [N] weights).
     """
@@ -56,11 +57,7 @@ class MicroActor(nn.Module):
             [stock_features.astype(jnp.float32), jnp.broadcast_to(g, (n, g.shape[-1]))], axis=-1
         )
         x = jnp.where(mask[:, None], x, 0.0)
-        h = MLP(cfg.micro_stock_hidden, name="stock_mlp")(x)  # [N, H]
-        attend = MaskedSelfAttention(
-            cfg.attention_dim, cfg.attention_heads, cfg.dropout, name="attention"
-        )
-        h = nn.LayerNorm(param_dtype=jnp.float32, name="norm")(h + attend(h, mask, deterministic))
+        h = mix_stocks(cfg, stock_mlp(cfg, x), mask, deterministic)  # [N, H]
         logits = jnp.where(mask, dense(1, 0.01, name="logit_head")(h)[:, 0], 0.0)
         return MicroPolicy(logits, masked_softmax(logits, mask))
 
@@ -101,7 +98,7 @@ class MicroCritic(nn.Module):
             axis=-1,
         )
         x = jnp.where(mask[:, None], x, 0.0)
-        h = MLP(cfg.micro_stock_hidden, name="stock_mlp")(x)  # [N, H]
+        h = stock_mlp(cfg, x)  # [N, H]
         pooled = jnp.concatenate([masked_mean(h, mask), masked_max(h, mask)], axis=-1)
         return MLP(cfg.critic_hidden, out=1, out_gain=1.0, name="head")(pooled)[0]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -20,9 +22,19 @@ def _inputs(seed: int):
     return feats, goal, w / w.sum()
 
 
+@pytest.fixture(scope="module", params=["original", "lean"])
+def net_config(request, tiny_config):
+    """The original per-stock layers, and the lean ones (ReLU, no per-stock LayerNorm,
+    DeepSets mixer): every symmetry test below holds for both."""
+    if request.param == "original":
+        return tiny_config
+    return dataclasses.replace(tiny_config, stock_activation="relu", stock_norm=False,
+                               stock_mixer="deepsets")
+
+
 @pytest.fixture(scope="module")
-def actor(tiny_config):
-    net = MicroActor(tiny_config)
+def actor(net_config):
+    net = MicroActor(net_config)
     feats, goal, _ = _inputs(0)
     params = jax.jit(net.init)(jax.random.key(0, impl="rbg"), feats, goal, MASK)
     head = params["params"]["logit_head"]  # gain 0.01 -> 1: spread the logits apart
@@ -31,8 +43,8 @@ def actor(tiny_config):
 
 
 @pytest.fixture(scope="module")
-def critics(tiny_config):
-    net = MicroCritics(tiny_config, num_critics=3)
+def critics(net_config):
+    net = MicroCritics(net_config, num_critics=3)
     feats, goal, w = _inputs(0)
     # rbg keys compile far faster than threefry for these inits (test speed only)
     params = jax.jit(net.init)(jax.random.key(1, impl="rbg"), feats, goal, w, MASK)
@@ -61,14 +73,14 @@ def test_actor_permutation_equivariance(actor):
     np.testing.assert_allclose(pol_p.logits, np.asarray(pol.logits)[perm], rtol=1e-5, atol=1e-6)
 
 
-def test_padded_stocks_are_inert_and_match_the_unpadded_universe(actor, tiny_config):
+def test_padded_stocks_are_inert_and_match_the_unpadded_universe(actor, net_config):
     apply, params = actor
     feats, goal, _ = _inputs(3)
     feats2 = feats.copy()
     feats2[~MASK] = 1e3
     pol, pol2 = apply(params, feats, goal, MASK), apply(params, feats2, goal, MASK)
     np.testing.assert_allclose(pol2.weights, pol.weights, rtol=1e-6, atol=1e-7)
-    small = MicroActor(tiny_config).apply(params, feats[MASK], goal, np.ones(4, bool))
+    small = MicroActor(net_config).apply(params, feats[MASK], goal, np.ones(4, bool))
     np.testing.assert_allclose(small.weights, np.asarray(pol.weights)[MASK], rtol=1e-5, atol=1e-7)
 
 
@@ -93,7 +105,7 @@ def test_critic_permutation_invariance_and_masking(critics):
     assert np.abs(np.asarray(apply(params, feats, goal, w3, MASK)) - q).min() > 1e-6
 
 
-def test_three_critics_are_independent(critics, tiny_config):
+def test_three_critics_are_independent(critics, net_config):
     apply, params = critics
     ins = (*_inputs(6), MASK)
     q = np.asarray(apply(params, *ins))
@@ -101,7 +113,7 @@ def test_three_critics_are_independent(critics, tiny_config):
     stacked = params["params"]["critics"]
     kernels = np.asarray(stacked["head"]["Dense_0"]["kernel"])  # [3, 16, 16]
     assert kernels.shape[0] == 3 and not np.allclose(kernels[0], kernels[1])
-    single = jax.jit(MicroCritic(tiny_config).apply)
+    single = jax.jit(MicroCritic(net_config).apply)
     for k in range(3):
         p_k = jax.tree.map(lambda p, k=k: p[k], stacked)
         np.testing.assert_allclose(single({"params": p_k}, *ins), q[k], rtol=1e-5)

@@ -1,0 +1,74 @@
+"""Per-stock layer options (networks.stocks): NumPy references, checkpoint layout, config
+errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.networks.micro import MicroActor
+from hrl_sarp_jax.networks.stocks import check_network_config, mix_stocks, stock_mlp
+
+MASK = np.array([True, False, True, True, False])
+
+
+class _StockLayers(nn.Module):
+    cfg: object
+
+    @nn.compact
+    def __call__(self, x, mask):
+        return mix_stocks(self.cfg, stock_mlp(self.cfg, x), mask, True)
+
+
+def _lean(tiny, **kw):
+    return dataclasses.replace(tiny, stock_activation="relu", stock_norm=False,
+                               stock_mixer="deepsets", **kw)
+
+
+def test_lean_stock_layers_match_a_numpy_reference(tiny_config):
+    cfg = _lean(tiny_config, micro_stock_hidden=(6, 4))
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    net = _StockLayers(cfg)
+    params = net.init(jax.random.key(0), x, MASK)
+    # non-zero biases, so a dropped or misplaced bias shows
+    params = jax.tree.map(lambda p: p + 0.05 if p.ndim == 1 else p, params)
+    got = np.asarray(net.apply(params, x, MASK))
+    p = jax.tree.map(np.asarray, params["params"])
+    mlp = p["stock_mlp"]
+    h = np.maximum(x @ mlp["Dense_0"]["kernel"] + mlp["Dense_0"]["bias"], 0.0)
+    h = np.maximum(h @ mlp["Dense_1"]["kernel"] + mlp["Dense_1"]["bias"], 0.0)
+    mean = h[MASK].mean(axis=0)  # masked mean over the 3 valid stocks
+    z = np.concatenate([h, np.broadcast_to(mean, h.shape)], axis=1)
+    z = np.maximum(z @ p["deepsets"]["kernel"] + p["deepsets"]["bias"], 0.0)
+    want = h + np.where(MASK[:, None], z, 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert set(mlp) == {"Dense_0", "Dense_1"}  # no LayerNorm params
+
+
+def test_the_original_layout_keeps_its_parameter_names(tiny_config):
+    """Checkpoints written before the stock_* options restore: same tree, same shapes."""
+    x = np.ones((5, 4), np.float32)
+    goal = np.full(6, 1 / 6, np.float32)
+    tree = jax.eval_shape(MicroActor(tiny_config).init, jax.random.key(0), x, goal, MASK)
+    assert set(tree["params"]) == {"goal_encoder", "stock_mlp", "attention", "norm",
+                                   "logit_head"}
+    assert set(tree["params"]["stock_mlp"]) == {"Dense_0", "LayerNorm_0", "Dense_1",
+                                                "LayerNorm_1"}
+    lean = jax.eval_shape(MicroActor(_lean(tiny_config)).init, jax.random.key(0), x, goal, MASK)
+    assert set(lean["params"]) == {"goal_encoder", "stock_mlp", "deepsets", "logit_head"}
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("stock_activation", "tanh", "networks.stock_activation = 'tanh' is not one of gelu, relu"),
+    ("stock_mixer", "mlp", "networks.stock_mixer = 'mlp' is not one of attention, deepsets"),
+    ("attention_dim", 7, "networks.attention_dim = 7 must be divisible by"),
+])
+def test_bad_stock_options_name_the_key(tiny_config, key, value, needle):
+    with pytest.raises(ConfigError, match="^" + needle.replace("(", r"\(")):
+        check_network_config(dataclasses.replace(tiny_config, **{key: value}))
+    check_network_config(tiny_config)  # the defaults pass
