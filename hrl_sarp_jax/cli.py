@@ -333,22 +333,59 @@ def _bench_env(repeats: int):
     return bench_env(repeats=repeats)
 
 
-def _bench_rl(repeats: int):
-    """Phases 3 and 4 (RLBenchSizes' defaults); one timed run per seed count, so ``repeats``
-    does not apply."""
-    from hrl_sarp_jax.bench.rl import bench_rl
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise HrlSarpError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,4"
+                           ) from None
+    if not values:
+        raise HrlSarpError(f"{option} {text!r}: expected comma-separated integers, e.g. 1,4")
+    return values
 
-    return bench_rl(repeats=repeats)
+
+def _bench_rl(args: argparse.Namespace):
+    """Phases 3 and 4; one timed run per seed count, so ``--repeats`` does not apply.
+    ``--config/--set`` choose the config, ``--seeds`` the seed counts, ``--envs`` the envs
+    per seed of both phases, ``--variant NAME:k=v,...`` adds configs run side by side."""
+    from hrl_sarp_jax.bench.rl import RLBenchSizes, bench_rl
+    from hrl_sarp_jax.config import load_config
+
+    base = list(args.overrides or ())
+    if args.envs is not None:
+        base += [f"train.ppo.num_envs={args.envs}", f"train.td3.num_envs={args.envs}"]
+    cfg = load_config(args.config, base) if (args.config or base) else None
+    variants = []
+    for text in args.variant or ():
+        name, sep, sets = text.partition(":")
+        if not sep or not name:
+            raise HrlSarpError(f"--variant {text!r}: expected NAME:key=value,... (NAME: for "
+                               f"the unchanged config)")
+        extra = [x for x in sets.split(",") if x.strip()]
+        variants.append((name, load_config(args.config, base + extra)))
+    sizes = RLBenchSizes()
+    if args.seeds is not None:
+        sizes = RLBenchSizes(seed_counts=_int_list(args.seeds, "--seeds"))
+    phases = _int_list(args.phases, "--phases") if args.phases else (3, 4)
+    return bench_rl(repeats=args.repeats, cfg=cfg, sizes=sizes, phases=phases,
+                    variants=variants)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.bench.data import bench_data
 
-    runner = {"data": bench_data, "pretrain": _bench_pretrain, "env": _bench_env,
-              "rl": _bench_rl}.get(args.what)
-    if runner is None:  # pragma: no cover - argparse restricts choices
+    if args.what != "rl" and (args.seeds or args.envs or args.variant or args.phases
+                              or args.config or args.overrides):
+        raise HrlSarpError("--config/--set/--seeds/--envs/--phases/--variant apply to "
+                           "'bench rl' only")
+    runner = {"data": bench_data, "pretrain": _bench_pretrain, "env": _bench_env}.get(args.what)
+    if args.what == "rl":
+        records = _bench_rl(args)
+    elif runner is None:  # pragma: no cover - argparse restricts choices
         raise HrlSarpError(f"unknown benchmark '{args.what}'")
-    for record in runner(repeats=args.repeats):
+    else:
+        records = runner(repeats=args.repeats)
+    for record in records:
         print(json.dumps(record) if args.json else "  ".join(f"{k}={v}" for k, v in record.items()), flush=True)
     return 0
 
@@ -446,6 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["data", "env", "pretrain", "rl"])
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--config", default=None, help="rl: preset or YAML file (default: defaults)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="rl: config override (repeatable)")
+    p.add_argument("--seeds", default=None, help="rl: seed counts, e.g. 1,4 (default 1,4)")
+    p.add_argument("--envs", type=int, default=None,
+                   help="rl: parallel envs per seed (train.ppo/td3.num_envs)")
+    p.add_argument("--phases", default=None, help="rl: phases, e.g. 4 (default 3,4)")
+    p.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...",
+                   help="rl: a config variant benchmarked side by side (repeatable)")
     p.set_defaults(func=cmd_bench)
     return parser
 

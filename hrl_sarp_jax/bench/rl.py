@@ -26,10 +26,11 @@ registered in ``PHASES`` under 5; ``bench_rl`` and ``hrl-sarp bench rl`` then in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,11 @@ def phase4_records(result: dict[str, Any], wall_s: float, chunks: int) -> list[d
         out.append(_record(4, run["seeds"], steps, wall_s, run["compile_s"],
                            steps / rate if rate > 0 else 0.0,
                            updates_per_s=run.get("updates_per_s"),
+                           gradient_samples_per_s=(
+                               None if run.get("updates_per_s") is None
+                               or result.get("batch_size") is None
+                               else round(float(run["updates_per_s"])
+                                          * int(result["batch_size"]), 1)),
                            replay_ratio=result.get("replay_ratio"),
                            batch_size=result.get("batch_size")))
     return out
@@ -163,11 +169,16 @@ def phase3_env_steps(cfg: Config, seeds: int, budget: int) -> int:
 
 def bench_rl(repeats: int = 1, cfg: Config | None = None, *,
              sizes: RLBenchSizes | None = None, phases: tuple[int, ...] = (3, 4),
-             market_dir: Path | str | None = None) -> Iterator[dict[str, Any]]:
-    """Yield one record per (phase, seeds) (``RECORD_KEYS`` plus phase-specific figures and
-    machine context). ``repeats`` is accepted for ``hrl-sarp bench``'s uniform call and
-    unused: each seed count is one timed run (its length is set by ``sizes``).
-    ``market_dir``: an existing market folder instead of generating ``cfg.synth``."""
+             market_dir: Path | str | None = None,
+             variants: Sequence[tuple[str, Config]] = ()) -> Iterator[dict[str, Any]]:
+    """Yield one record per (phase, seeds[, variant]) (``RECORD_KEYS`` plus phase-specific
+    figures and machine context). ``repeats`` is accepted for ``hrl-sarp bench``'s uniform call
+    and unused: each seed count is one timed run (its length is set by ``sizes``).
+    ``market_dir``: an existing market folder instead of generating ``cfg.synth``.
+    ``variants``: (name, config) pairs benchmarked side by side in this one process (each
+    record gets ``variant``; runs alternate per phase and seed count, so machine noise hits
+    them alike; compare ratios). Their ``data``, ``synth`` and ``features`` must equal
+    ``cfg``'s (one market serves all)."""
     del repeats
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.data.synthetic import write_synthetic_market
@@ -180,6 +191,12 @@ def bench_rl(repeats: int = 1, cfg: Config | None = None, *,
     if unknown:
         raise ConfigError(f"bench rl: no benchmark for phase(s) {unknown}; choose from "
                           f"{sorted(PHASES)}")
+    runs = list(variants) or [("", cfg)]
+    for name, vcfg in runs:
+        for section in ("data", "synth", "features"):
+            if getattr(vcfg, section) != getattr(cfg, section):
+                raise ConfigError(f"bench rl: variant '{name}' changes '{section}'; variants "
+                                  f"share one market, so only other sections may differ")
     if market_dir is not None:
         market, meta = load_market(Path(market_dir), cfg.data)
     else:
@@ -190,5 +207,8 @@ def bench_rl(repeats: int = 1, cfg: Config | None = None, *,
     ctx = {**_machine(), "num_stocks": int(market.num_stocks),
            "num_sectors": int(market.num_sectors)}
     for phase in phases:
-        for rec in PHASES[phase](cfg, market, meta, feats, sizes):
-            yield {**rec, **ctx}
+        for k in sizes.seed_counts:
+            one = dataclasses.replace(sizes, seed_counts=(int(k),))
+            for name, vcfg in runs:
+                for rec in PHASES[phase](vcfg, market, meta, feats, one):
+                    yield {**rec, **ctx, **({"variant": name} if variants else {})}

@@ -117,3 +117,39 @@ def test_bench_rl_on_the_smoke_market(tmp_path):
     assert recs[0]["env_steps"] == brl.phase3_env_steps(cfg, 1, 24)
     # Phase 4: K x 2 timed chunks x 2 envs x 4 steps
     assert [r["env_steps"] for r in recs[2:]] == [1 * 2 * 2 * 4, 2 * 2 * 2 * 4]
+
+
+def test_cli_bench_rl_options_reach_the_benchmark(monkeypatch, capsys):
+    from hrl_sarp_jax.cli import main
+
+    seen = {}
+
+    def fake(**kw):
+        seen.update(kw)
+        yield {"phase": 4, "seeds": 1, "variant": "lean"}
+
+    monkeypatch.setattr(brl, "bench_rl", fake)
+    assert main(["bench", "rl", "--json", "--config", "quick", "--seeds", "1,2", "--envs", "4",
+                 "--phases", "4", "--set", "train.td3.batch_size=32", "--variant", "base:",
+                 "--variant", "lean:networks.stock_norm=false,networks.stock_mixer=deepsets"]
+                ) == 0
+    assert json.loads(capsys.readouterr().out) == {"phase": 4, "seeds": 1, "variant": "lean"}
+    assert seen["sizes"].seed_counts == (1, 2) and seen["phases"] == (4,)
+    assert seen["cfg"].train.td3.num_envs == 4 and seen["cfg"].train.ppo.num_envs == 4
+    (n0, base), (n1, lean) = seen["variants"]
+    assert (n0, n1) == ("base", "lean")
+    assert base.networks == seen["cfg"].networks and base.train.td3.batch_size == 32
+    assert (lean.networks.stock_norm, lean.networks.stock_mixer) == (False, "deepsets")
+    assert lean.train.td3.batch_size == 32 and lean.train.td3.num_envs == 4
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--variant", "lean"], "--variant 'lean': expected NAME:key=value"),
+    (["--seeds", "one"], "--seeds 'one': expected comma-separated integers"),
+    (["--variant", "x:synth.seed=5"], "variant 'x' changes 'synth'; variants share one market"),
+])
+def test_cli_bench_rl_bad_options_are_one_line(capsys, argv, needle):
+    from hrl_sarp_jax.cli import main
+
+    assert main(["bench", "rl", *argv]) != 0
+    assert needle in capsys.readouterr().err
