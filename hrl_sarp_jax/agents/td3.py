@@ -139,7 +139,9 @@ def make_td3(
 
     init(key, obs [B, ...], action [B, N]) -> TD3State (K independent critic inits).
     act(state, obs, key, hp, explore) -> weights [B, N]; ``explore`` is a static bool.
-    update(state, batch, key, hp) -> (state, metrics).
+    update(state, batch, key, hp, step=None) -> (state, metrics); ``step`` (int32 [], equal to
+      ``state.step``) may be passed unbatched when vmapped copies update in lock-step: under
+      vmap a ``lax.cond`` on a batched predicate executes both branches.
     ``actor_warmup_updates``: the actor (and its target) stays frozen for the first that many
     updates while the critics learn (the critic target still follows every ``policy_delay``
     updates) -- a pre-trained actor is not pushed around by a random critic.
@@ -192,7 +194,8 @@ def make_td3(
             state.critic_params, state.critic_target, hp.tau))
 
     def update(
-        state: TD3State, batch: TD3Batch, key: PRNGKey, hp: TD3HParams
+        state: TD3State, batch: TD3Batch, key: PRNGKey, hp: TD3HParams,
+        step: Array | None = None,
     ) -> tuple[TD3State, Metrics]:
         next_logits, next_mask = actor_apply(state.actor_target, batch.next_obs)
         next_action = smoothed_target_action(
@@ -208,10 +211,12 @@ def make_td3(
         (c_loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic_params)
         opt_state = set_injected(state.critic_opt_state, learning_rate=hp.critic_lr)
         updates, opt_state = critic_tx.update(grads, opt_state, state.critic_params)
-        step = state.step + 1
+        # ``step``: the update count when every vmapped copy shares it (an unbatched value),
+        # so the conds below run one branch instead of both; it must equal ``state.step``.
+        step = (state.step if step is None else step) + 1
         state = state.replace(
             critic_params=optax.apply_updates(state.critic_params, updates),
-            critic_opt_state=opt_state, step=step,
+            critic_opt_state=opt_state, step=state.step + 1,
         )
         delayed = (step % policy_delay) == 0
         do_actor = delayed & (step > actor_warmup_updates)

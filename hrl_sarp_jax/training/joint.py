@@ -170,7 +170,7 @@ def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, C
         "chunk3": jax.jit(jax.vmap(p3.run_chunk, in_axes=(0, ax3, 0, None))),
         "eval3": jax.jit(jax.vmap(p3.evaluate, in_axes=(0, ax3, None, None))),
         "init4": jax.jit(jax.vmap(p4.init, in_axes=(0, ax4))),
-        "chunk4": jax.jit(jax.vmap(p4.run_chunk, in_axes=(0, ax4, 0))),
+        "chunk4": jax.jit(rl_micro.seeds_chunk(p4, ax4)),
         "eval4": jax.jit(jax.vmap(p4.evaluate, in_axes=(0, ax4, None))),
     }
 

@@ -201,6 +201,43 @@ def test_vmap_over_seeds_equals_a_loop_and_seeds_differ(env, train_params):
         np.testing.assert_array_equal(nday[c, : filled[c]], day[c, : filled[c]] + 1)
 
 
+def test_lockstep_clock_runs_one_branch_with_bit_identical_results(env, train_params):
+    """seeds_chunk passes the seeds' shared counters unbatched, so the warm-up and policy-delay
+    conds execute one branch; the per-seed (batched) counters of a plain vmap make every cond
+    run both branches and select. The chunk below crosses the warm-up (step 3 of 8), the
+    actor's warm-up (2 updates) and the policy delay: both programs take the same decisions
+    (exactly) and agree to float rounding (XLA compiles a branch and a select into differently
+    fused kernels; Adam's g / sqrt(v) scales rounding noise in near-zero gradients up, to
+    ~1e-5 here, where one update more or less would move the parameters by ~lr = 3e-3)."""
+    import dataclasses
+
+    spec = dataclasses.replace(SMALL_SPEC, actor_warmup_updates=2)
+    p4 = rm.make_phase4(env, rm.make_networks(TINY_NET), spec)
+    keys, _ = rm.phase4_keys(0, 2)
+    states = jax.jit(jax.vmap(p4.init, in_axes=(0, None)))(keys, train_params)
+    hps = rm.stack_hparams(_hp(), 2)
+    lockstep = jax.jit(rm.seeds_chunk(p4))
+    batched = jax.jit(jax.vmap(p4.run_chunk, in_axes=(0, None, 0)))
+    text = lockstep.lower(states, train_params, hps).as_text()
+    assert text.count("stablehlo.case") >= 3 or text.count("stablehlo.if") >= 3  # real conds
+    a, ma = lockstep(states, train_params, hps)
+    b, mb = batched(states, train_params, hps)
+    assert np.asarray(ma["updating"]).tolist()[0] == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert float(np.sum(np.asarray(ma["actor_updated"]))) == 2 * 2  # updates 4 and 6, 2 seeds
+    leaves = jax.tree_util.tree_leaves_with_path((a, ma))
+    for (path, x), y in zip(leaves, jax.tree.leaves((b, mb)), strict=True):
+        name, x, y = jax.tree_util.keystr(path), np.asarray(x), np.asarray(y)
+        if "logit_head']['bias" in name:
+            # softmax ignores a shift of all logits: this bias's gradient is 0 up to rounding,
+            # which Adam's g / sqrt(v) scales up to full steps; it is pure rounding noise
+            continue
+        if np.issubdtype(x.dtype, np.floating):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-4, err_msg=name)
+        else:  # days, counters, keys, flags
+            np.testing.assert_array_equal(x, y)
+    assert int(a.agent.step[0]) == 6 and int(a.env_steps[0]) == 16
+
+
 # --------------------------------------------------------------------------- learning
 
 
