@@ -148,6 +148,18 @@ class EnvParams(environment.EnvParams):
 
 
 # HOST ONLY
+def with_policy(params: EnvParams, policy_params: Any) -> EnvParams:
+    """``params`` with another frozen policy (e.g. one per seed, stacked [K])."""
+    return params.replace(policy_params=policy_params)
+
+
+def seed_axes(params: EnvParams) -> EnvParams:
+    """``in_axes`` for EnvParams whose ``policy_params`` carry a leading seed axis [K] (the
+    market arrays are shared, not copied K times)."""
+    axes = jax.tree.map(lambda _: None, params)
+    return axes.replace(policy_params=jax.tree.map(lambda _: 0, params.policy_params))
+
+
 def trailing_adv(close: np.ndarray, volume: np.ndarray, valid: np.ndarray,
                  window: int) -> np.ndarray:
     """[T, N] mean of close*volume over the valid days among t-window+1..t (0 if none)."""

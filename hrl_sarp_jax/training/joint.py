@@ -44,11 +44,13 @@ from hrl_sarp_jax.checkpointing import (
 )
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.loader import MarketArrays, MarketMeta
-from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.envs.params import seed_axes, with_policy
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro, rl_micro
+from hrl_sarp_jax.training.programs import compile_ahead
+from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import Params, PyTree
 
 PHASE = 5
@@ -60,17 +62,6 @@ _I32 = jnp.int32
 
 
 # --------------------------------------------------------------------------- per-seed params
-
-
-def seed_axes(params: EnvParams) -> EnvParams:
-    """``in_axes`` for EnvParams whose ``policy_params`` carry a leading seed axis [K] (the
-    market arrays are shared, not copied K times)."""
-    axes = jax.tree.map(lambda _: None, params)
-    return axes.replace(policy_params=jax.tree.map(lambda _: 0, params.policy_params))
-
-
-def with_policy(params: EnvParams, policy_params: PyTree) -> EnvParams:
-    return params.replace(policy_params=policy_params)
 
 
 def micro_policy_params(micro_actor: Params, stock_sector: np.ndarray, k: int) -> PyTree:
@@ -157,7 +148,7 @@ def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, C
     """Phase 3's and Phase 4's pure functions vmapped over seeds, env params mapped on
     ``policy_params`` only (jit caches one executable per shape)."""
     p3, p4 = s3.p3, s4.p4
-    ax3, ax4 = seed_axes(s3.train_params), seed_axes(s4.train_params)
+    ax3 = seed_axes(s3.train_params)
 
     def init3(keys, hp, env_params, starts):
         def one(args):
@@ -165,13 +156,13 @@ def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, C
             return p3.init(key, h, with_policy(env_params, pp), starts)
         return jax.lax.map(one, (keys, hp, env_params.policy_params))
 
+    micro = rl_micro.seed_programs(p4, s4.train_params)  # Phase 4's own programs
     return {
         "init3": jax.jit(init3),
         "chunk3": jax.jit(jax.vmap(p3.run_chunk, in_axes=(0, ax3, 0, None))),
         "eval3": jax.jit(jax.vmap(p3.evaluate, in_axes=(0, ax3, None, None))),
-        "init4": jax.jit(jax.vmap(p4.init, in_axes=(0, ax4))),
-        "chunk4": jax.jit(rl_micro.seeds_chunk(p4, ax4)),
-        "eval4": jax.jit(jax.vmap(p4.evaluate, in_axes=(0, ax4, None))),
+        "chunk4": micro["chunk"],
+        "eval4": micro["evaluate"],
     }
 
 
@@ -251,24 +242,26 @@ def _initial_states(setup: Phase5Setup, cfg: Config, state3_saved, state4_saved)
     return state3, state4
 
 
-def _compile(setup: Phase5Setup, state3, state4) -> float:
+def _compile(setup: Phase5Setup, state3, state4) -> tuple[float, dict[str, str]]:
     """Compile the four programs ahead of time (replacing the jitted ones in ``setup``);
-    returns the seconds spent."""
+    returns the seconds spent and each program's fingerprint (``training.programs``)."""
     pr, k = setup.programs, setup.seeds
-    t0 = time.perf_counter()
     sector = np.asarray(setup.s3.train_params.stock_sector)
     pp3 = micro_policy_params(state4.agent.actor_params, sector, k)
     pp4 = macro_actor_of(state3)
-    pr["chunk3"] = pr["chunk3"].lower(state3, with_policy(setup.s3.train_params, pp3),
-                                      setup.hp3, setup.starts).compile()
-    pr["eval3"] = pr["eval3"].lower(state3.train.params, with_policy(setup.s3.val_params, pp3),
-                                    setup.s3.eval_days, jax.random.key(0)).compile()
-    pr["chunk4"] = pr["chunk4"].lower(state4, with_policy(setup.s4.train_params, pp4),
-                                      setup.hp4).compile()
-    pr["eval4"] = pr["eval4"].lower(state4.agent.actor_params,
-                                    with_policy(setup.s4.val_params, pp4),
-                                    jax.random.key(0)).compile()
-    return time.perf_counter() - t0
+    args = {
+        "chunk3": (state3, with_policy(setup.s3.train_params, pp3), setup.hp3, setup.starts),
+        "eval3": (state3.train.params, with_policy(setup.s3.val_params, pp3),
+                  setup.s3.eval_days, jax.random.key(0)),
+        "chunk4": (state4, with_policy(setup.s4.train_params, pp4), setup.hp4),
+        "eval4": (state4.agent.actor_params, with_policy(setup.s4.val_params, pp4),
+                  jax.random.key(0)),
+    }
+    seconds, fingerprints = 0.0, {}
+    for name, a in args.items():
+        pr[name], s, fingerprints[name] = compile_ahead(pr[name], *a)
+        seconds += s
+    return seconds, fingerprints
 
 
 def _round(setup: Phase5Setup, state3, state4):
@@ -383,7 +376,12 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             state3, state4 = both["macro"], both["micro"]
             done = int(saved.get("user", {}).get("round", resumed_from))
             say(f"phase 5: resumed after round {done}")
-        compile_s = _compile(setup, state3, state4)
+        # the seed axis over the mesh's devices, as Phases 3-4 place it: the Micro block's
+        # programs are then Phase 4's own (same shapes and placement: one compile serves both)
+        mesh = seed_mesh_for(k)
+        state3, state4, hp3, hp4 = shard_seeds((state3, state4, setup.hp3, setup.hp4), mesh)
+        setup = dataclasses.replace(setup, hp3=hp3, hp4=hp4)
+        compile_s, fingerprints = _compile(setup, state3, state4)
         limit = setup.rounds if round_limit is None else min(setup.rounds, int(round_limit))
         sp3, sp4 = setup.s3.p3.spec, setup.s4.p4.spec
         macro_steps = setup.macro_chunks_per_round * sp3.updates_per_chunk * sp3.steps_per_update
@@ -430,6 +428,7 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         "seeds": k,
         "wall_s": round(time.perf_counter() - t0, 3),
         "compile_s": round(compile_s, 3),
+        "programs": fingerprints,
         "first_round_s": None if first_call_s is None else round(first_call_s, 3),
         "lr_scale": float(cfg.train.joint.lr_scale),
         "best_step": best_step,

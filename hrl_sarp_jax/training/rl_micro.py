@@ -45,12 +45,13 @@ from hrl_sarp_jax.agents.td3 import TD3, TD3Batch, TD3HParams, TD3State, make_td
 from hrl_sarp_jax.config import Config, NetworkConfig, TD3Config
 from hrl_sarp_jax.envs.micro import MicroEnv, MicroState
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
-from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.envs.params import EnvParams, seed_axes
 from hrl_sarp_jax.envs.rewards import goal_reward
 from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
 from hrl_sarp_jax.networks.macro import MacroActor
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
+from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
 
@@ -478,6 +479,19 @@ def seeds_chunk(p4: Phase4, params_axis: int | None = None
     return chunk
 
 
+def seed_programs(p4: Phase4, env_params: EnvParams) -> dict[str, Callable]:
+    """Phase 4's jitted programs over K lock-step seeds, env params mapped on their per-seed
+    ``policy_params`` (``envs.params.seed_axes``): ``init(keys [K], env_params, actor [K] or
+    None)``, ``chunk(state, env_params, hp)``, ``evaluate(actor [K], env_params, key)``. Phase 4
+    and Phase 5's Micro block both use these, so the same shapes give the same executables."""
+    axes = seed_axes(env_params)
+    return {
+        "init": jax.jit(jax.vmap(p4.init, in_axes=(0, axes, 0))),
+        "chunk": jax.jit(seeds_chunk(p4, axes)),
+        "evaluate": jax.jit(jax.vmap(p4.evaluate, in_axes=(0, axes, None))),
+    }
+
+
 # --------------------------------------------------------------------------- frozen Macro
 
 
@@ -541,10 +555,11 @@ def split_bounds(meta: Any, cfg: Config, num_days: int) -> tuple[int, int]:
 
 # HOST ONLY
 def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
-                 macro_params: Params | None = None, spec: Phase4Spec | None = None
-                 ) -> Phase4Setup:
+                 macro_params: Params | None = None, spec: Phase4Spec | None = None,
+                 seeds: int | None = None) -> Phase4Setup:
     """Train / validation env params (goal source: the frozen Macro when ``macro_params`` is
-    given, else 'sampled'), the Phase-4 functions and hparams."""
+    given, else 'sampled'), the Phase-4 functions and hparams. ``seeds``: ``macro_params`` is
+    stacked [K], one Macro per seed (vmap the env params with ``envs.params.seed_axes``)."""
     val_start, test_start = split_bounds(meta, cfg, market.num_days)
     n, s = market.num_stocks, market.num_sectors
     f_s = int(feats.sector.shape[-1])
@@ -553,6 +568,10 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
     else:
         env = MicroEnv(n, s, return_window=cfg.env.return_window, goal_source="policy",
                        goal_fn=macro_goal_fn(cfg.networks, s, f_s))
+        if seeds is not None and {int(np.shape(x)[0]) for x in jax.tree.leaves(macro_params)
+                                  } != {int(seeds)}:
+            raise ValueError(f"setup_phase4: macro_params must be stacked [{seeds}] (one "
+                             f"Macro per seed)")
     train_params = MicroEnv.make_params(market, feats, cfg.env, split=(0, val_start - 1),
                                         policy_params=macro_params)
     val_params = MicroEnv.make_params(market, feats, cfg.env, split=(val_start, test_start - 1),
@@ -571,26 +590,24 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
 
 
 # HOST ONLY
-def load_phase3_macro(run: Any, cfg: Config, market: Any, meta: Any, feats: Any
+def load_phase3_macro(run: Any, cfg: Config, market: Any, meta: Any, feats: Any, seeds: int
                       ) -> tuple[Params | None, dict[str, Any]]:
-    """The Phase-3 best MacroActor params (frozen goal source), or None with the reason."""
+    """Phase 3's MacroActor for each of ``seeds`` Phase-4 seeds (stacked [K]; seed k gets
+    Phase-3 seed k mod K3, at ``train.checkpoint``): the frozen goal source, paired per seed as
+    Phase 5 and the evaluation pair them. None with the reason when Phase 3 has no usable
+    checkpoint (then goals are sampled)."""
     if not (run.phase_dir(3) / "ckpt").is_dir():
         return None, {"phase3": "no checkpoint: sampled goals"}
-    from hrl_sarp_jax.checkpointing import read_phase_summary, restore_chosen
-    from hrl_sarp_jax.errors import CheckpointError, ConfigError
-    from hrl_sarp_jax.training import rl_macro
+    from hrl_sarp_jax.errors import CheckpointError
+    from hrl_sarp_jax.training.policy import load_phase3_macro_all
 
-    summary = read_phase_summary(run, 3) or {}
-    seeds = int(summary.get("seeds", cfg.train.seeds))
     try:
-        abstract = rl_macro.abstract_state(cfg, market, meta, feats, seeds)
-        state, _meta, step = restore_chosen(run, 3, abstract, cfg.train.checkpoint)
-    except (CheckpointError, ConfigError, ValueError) as exc:
+        actor, source = load_phase3_macro_all(run, cfg, market, meta, feats)
+    except CheckpointError as exc:
         return None, {"phase3": f"not restored ({exc}); sampled goals"}
-    per_seed = (summary.get("per_seed") or {}).get("val_sharpe")
-    k = int(np.nanargmax(np.asarray(per_seed, float))) if per_seed else 0
-    actor = {"params": jax.tree.map(lambda x: x[k], state.train.params["params"]["actor"])}
-    return actor, {"phase3": f"MacroActor of seed {k} from best step {step} (frozen)"}
+    k3 = int(jax.tree.leaves(actor)[0].shape[0])
+    actor = jax.tree.map(lambda x: jnp.asarray(x)[np.arange(int(seeds)) % k3], actor)
+    return actor, {"phase3": f"{source} (frozen; seed k from seed k mod {k3})"}
 
 
 # HOST ONLY
@@ -677,25 +694,29 @@ def run_phase4(
             raise CheckpointError(
                 f"phase 4 of run {run.name} already has checkpoints (steps {ck.all_steps()}); "
                 f"pass --resume to continue it or use a new --run")
-        macro, macro_info = load_phase3_macro(run, cfg, market, meta, feats)
+        macro, macro_info = load_phase3_macro(run, cfg, market, meta, feats, k)
         actor, actor_info = load_phase2_actor(run, cfg, market, meta, feats)
-        setup = setup_phase4(cfg, market, meta, feats, macro_params=macro, spec=spec)
+        mesh = seed_mesh_for(k)
+        setup = setup_phase4(cfg, market, meta, feats, spec=spec, macro_params=(
+            None if macro is None else shard_seeds(macro, mesh)), seeds=k)
         p4, sp = setup.p4, setup.p4.spec
         hp = stack_hparams(setup.hp, k)
         train_keys, eval_key = phase4_keys(cfg.seed, k)
-        init = jax.jit(jax.vmap(p4.init, in_axes=(0, None, None)))
-        chunk = jax.jit(seeds_chunk(p4))
-        evaluate = jax.jit(jax.vmap(p4.evaluate, in_axes=(0, None, None)))
-        state = init(train_keys, setup.train_params, actor)
+        programs = seed_programs(p4, setup.train_params)  # Phase 5's Micro block's too
+        chunk, evaluate = programs["chunk"], programs["evaluate"]
+        if actor is not None:  # Phase 2's best actor for every seed
+            actor = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), actor)
+        state = programs["init"](train_keys, setup.train_params, actor)
         resumed_from = None
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
             state, _saved, resumed_from = ck.restore(abstract, "latest")
-        mesh = seed_mesh_for(k)
         state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
-        t_c = time.perf_counter()
-        chunk = chunk.lower(state, setup.train_params, hp).compile()
-        compile_s = time.perf_counter() - t_c
+        chunk, chunk_s, chunk_fp = compile_ahead(chunk, state, setup.train_params, hp)
+        evaluate, eval_s, eval_fp = compile_ahead(evaluate, state.agent.actor_params,
+                                                  setup.val_params, eval_key)
+        compile_s = chunk_s + eval_s
+        fingerprints = {"chunk": chunk_fp, "evaluate": eval_fp}
         budget = int(cfg.train.td3.total_env_steps if total_env_steps is None
                      else total_env_steps)
         per_chunk = sp.num_envs * sp.steps_per_chunk
@@ -754,6 +775,7 @@ def run_phase4(
         "wall_s": round(time.perf_counter() - t0, 3),
         "train_s": round(train_s, 3),
         "compile_s": round(compile_s, 3),
+        "programs": fingerprints,
         "resumed_from_step": resumed_from,
         "best_step": best_step,
         "latest_step": latest_step,

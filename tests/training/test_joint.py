@@ -115,6 +115,12 @@ def test_phase_all_then_interrupted_phase5_resumes_exactly(tmp_path, smoke_marke
         assert np.isfinite(s5[key]), key
     assert s5["rounds"] == 2 and len(s5["per_seed"]["val_sharpe"]) == 2
     assert s5["macro_env_steps"] == 2 * 2 * 8 and s5["micro_env_steps"] == 2 * 2 * 128
+    # Phase 5's Micro block runs Phase 4's own programs (same lowered program: the compile
+    # is a cache hit), since both pair Micro seed k with Macro seed k
+    s4 = read_phase_summary(run, 4)
+    assert s5["programs"]["chunk4"] == s4["programs"]["chunk"]
+    assert s5["programs"]["eval4"] == s4["programs"]["evaluate"]
+    assert s5["programs"]["chunk3"] != s5["programs"]["chunk4"]
 
     # the same run, Phase 5 interrupted after one round and resumed
     import shutil

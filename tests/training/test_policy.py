@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, content_hash, create_run, open_run
+from hrl_sarp_jax.envs.params import seed_axes
 from hrl_sarp_jax.errors import CheckpointError
 from hrl_sarp_jax.training import pretrain as pt
 from hrl_sarp_jax.training.policy import (
@@ -144,14 +145,15 @@ def test_phase3_and_phase4_checkpoints_take_precedence(smoke_market, tmp_path):
     assert policy.seeds == 2 and "k mod 1" in policy.source["seeds"]
     assert policy.source["macro"].startswith("phase 3")
     assert policy.source["micro"].startswith("phase 4: MicroActor of all 2 seed(s)")
-    frozen, _ = rl_micro.load_phase3_macro(run, cfg, market, meta, feats)
+    # Phase 4 trained Micro seed k under Macro seed k mod 1: the pairs the policy evaluates
+    frozen, _ = rl_micro.load_phase3_macro(run, cfg, market, meta, feats, 2)
     for a, b in zip(jax.tree.leaves(policy.macro_actor), jax.tree.leaves(frozen), strict=True):
-        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b))
-        np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
-    setup = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=frozen, spec=spec)
+    setup = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=frozen, spec=spec,
+                                  seeds=2)
     _, eval_key = rl_micro.phase4_keys(cfg.seed, 2)
-    ev = jax.jit(jax.vmap(setup.p4.evaluate, in_axes=(0, None, None)))(
+    ev = jax.jit(jax.vmap(setup.p4.evaluate, in_axes=(0, seed_axes(setup.val_params), None)))(
         policy.micro_actor, setup.val_params, eval_key)
     with PhaseCheckpointer(run, 4, read_only=True) as ck:
         recorded = ck.metrics(ck.best_step())["val_goal_alignment"]

@@ -346,8 +346,11 @@ def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
     # Phase 4 of the best run finds its Macro actor
     from hrl_sarp_jax.training.rl_micro import load_phase3_macro
 
-    actor, info = load_phase3_macro(best_run, best_run.config, market, meta, feats)
-    assert actor is not None and info["phase3"].startswith("MacroActor of seed")
+    actor, info = load_phase3_macro(best_run, best_run.config, market, meta, feats, 3)
+    assert actor is not None and info["phase3"].startswith("phase 3: MacroActor of all 2 seed")
+    assert "seed k from seed k mod 2" in info["phase3"]
+    kernels = np.asarray(jax.tree.leaves(actor)[0])
+    assert kernels.shape[0] == 3 and np.array_equal(kernels[0], kernels[2])
 
 
 @pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
