@@ -301,6 +301,11 @@ class TD3Config:
     goal_tolerance: float = 0.1
     num_envs: int = 8
     total_env_steps: int = 200_000
+    updates_per_step: int = 1
+    """TD3 updates after each vector env step (of num_envs transitions) once warm: the replay
+    ratio, in gradient samples per env step, is updates_per_step x batch_size / num_envs."""
+    warmup_transitions: int = 2_000
+    """Transitions collected (per seed) before the first update."""
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,16 @@ ALL_PHASES = ("1", "2", "3", "4", "5", "all", "flat")
 # HOST ONLY
 def check_training_config(cfg) -> None:
     """Every data-free check of the keys a training run reads, before any phase starts (each a
-    ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*,
-    the pre-training, PPO and joint settings and ``train.checkpoint``. Phases check again
-    where they use a key."""
+    ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*
+    and attention sizes, the pre-training, PPO, TD3 and joint settings and
+    ``train.checkpoint``. Phases check again where they use a key."""
     from hrl_sarp_jax.checkpointing import CHECKPOINT_RULES
     from hrl_sarp_jax.envs.params import check_env_config
     from hrl_sarp_jax.errors import ConfigError
     from hrl_sarp_jax.networks.stocks import check_network_config
     from hrl_sarp_jax.training.joint import check_joint_config
     from hrl_sarp_jax.training.rl_macro import Phase3Spec
+    from hrl_sarp_jax.training.rl_micro import Phase4Spec
     from hrl_sarp_jax.training.runner import check_pretrain_config
 
     check_env_config(cfg.env)
@@ -37,6 +38,7 @@ def check_training_config(cfg) -> None:
     check_pretrain_config(cfg.train.macro_pretrain, "macro_pretrain")
     check_pretrain_config(cfg.train.micro_pretrain, "micro_pretrain")
     Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1, eval_weeks=1)
+    Phase4Spec.from_config(cfg.train.td3)
     check_joint_config(cfg)
     if cfg.train.checkpoint not in CHECKPOINT_RULES:
         raise ConfigError(f"train.checkpoint = {cfg.train.checkpoint!r} is not one of "

@@ -47,6 +47,7 @@ from hrl_sarp_jax.envs.micro import MicroEnv, MicroState
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
 from hrl_sarp_jax.envs.params import EnvParams, seed_axes
 from hrl_sarp_jax.envs.rewards import goal_reward
+from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
 from hrl_sarp_jax.networks.macro import MacroActor
@@ -101,15 +102,24 @@ class Phase4Spec:
     # HOST ONLY
     @classmethod
     def from_config(cls, td3: TD3Config, **overrides: Any) -> Phase4Spec:
-        """Spec from ``train.td3`` (num_envs, batch, buffer, delay, clip); the exploration
-        noise decays over the first half of the planned updates. ``overrides`` win."""
-        base = cls()
+        """Spec from ``train.td3`` (num_envs, batch, buffer, delay, clip, updates per step,
+        warm-up); the exploration noise decays over the first half of the planned updates.
+        ``overrides`` win. ConfigError naming the key for an out-of-range value."""
+        for name in ("num_envs", "batch_size", "buffer_episodes", "policy_delay",
+                     "updates_per_step", "total_env_steps"):
+            if int(getattr(td3, name)) < 1:
+                raise ConfigError(f"train.td3.{name} = {getattr(td3, name)} must be >= 1")
+        for name in ("warmup_transitions", "actor_warmup_updates"):
+            if int(getattr(td3, name)) < 0:
+                raise ConfigError(f"train.td3.{name} = {getattr(td3, name)} must be >= 0")
         vec_steps = max(1, td3.total_env_steps // max(td3.num_envs, 1))
         kw: dict[str, Any] = {
             "num_envs": td3.num_envs, "batch_size": td3.batch_size,
             "buffer_episodes": td3.buffer_episodes, "policy_delay": td3.policy_delay,
             "max_grad_norm": td3.max_grad_norm,
-            "explore_decay_updates": max(1, vec_steps * base.updates_per_step // 2),
+            "updates_per_step": int(td3.updates_per_step),
+            "warmup_transitions": int(td3.warmup_transitions),
+            "explore_decay_updates": max(1, vec_steps * int(td3.updates_per_step) // 2),
             "actor_warmup_updates": int(td3.actor_warmup_updates),
         }
         kw.update(overrides)

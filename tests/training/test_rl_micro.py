@@ -24,6 +24,7 @@ from hrl_sarp_jax.config import (
 )
 from hrl_sarp_jax.envs.micro import MicroEnv
 from hrl_sarp_jax.envs.rewards import goal_reward
+from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.networks.inputs import micro_inputs_from_views
 from hrl_sarp_jax.training import rl_micro as rm
 from tests.agents._compile import compile_fast
@@ -344,3 +345,13 @@ def test_frozen_macro_goal_source_sets_weekly_goals(inputs):
     changed = np.any(before != after, axis=-1)
     week_end = np.asarray(market.week_end)[t]
     assert not np.any(changed & ~week_end)
+
+
+def test_replay_ratio_and_warmup_come_from_the_config():
+    td3 = TD3Config(num_envs=4, batch_size=32, total_env_steps=400, updates_per_step=3,
+                    warmup_transitions=7)
+    spec = rm.Phase4Spec.from_config(td3)
+    assert (spec.updates_per_step, spec.warmup_transitions) == (3, 7)
+    assert spec.explore_decay_updates == (400 // 4) * 3 // 2  # half the planned updates
+    with pytest.raises(ConfigError, match=r"^train\.td3\.num_envs = 0 must be >= 1$"):
+        rm.Phase4Spec.from_config(TD3Config(num_envs=0))
