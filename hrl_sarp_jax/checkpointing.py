@@ -51,7 +51,7 @@ import orbax.checkpoint as ocp
 import yaml
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from hrl_sarp_jax.config import Config, config_from_dict, to_dict
+from hrl_sarp_jax.config import Config, config_from_dict, to_dict, upgrade_saved_config
 from hrl_sarp_jax.errors import CheckpointError, ConfigError, DataError, HrlSarpError
 from hrl_sarp_jax.types import PyTree
 from hrl_sarp_jax.utils.atomic import (
@@ -570,7 +570,8 @@ def _read_run_files(run_dir: Path) -> tuple[dict, dict]:
     except yaml.YAMLError as exc:
         raise CheckpointError(f"{cfg_path}: damaged ({exc}); start a new run with another "
                               f"--run name") from exc
-    return info, config
+    # keys added since the run was saved mean what the run trained with
+    return info, upgrade_saved_config(config) if isinstance(config, dict) else config
 
 
 def open_run(run_dir: str | Path, *, tensorboard: bool | None = False) -> Run:

@@ -690,7 +690,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Restore a run's trained policy, backtest it next to every baseline on a window and write
     checkpoints/<run>/report/ (pipeline.evaluate_run)."""
     from hrl_sarp_jax.checkpointing import CONFIG_FILE, data_fingerprint, open_run
-    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.config import load_config, load_run_config
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.pipeline import evaluate_run
@@ -715,7 +715,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                f"{unknown}; choose from {', '.join(usable)}")
     run = open_run(run_dir)
     # the run's resolved config unless --config is given; --set applies on top of either
-    cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
+    cfg = (load_config(args.config, args.overrides) if args.config
+           else load_run_config(run_dir / CONFIG_FILE, args.overrides))
     if args.markets is not None:
         return _evaluate_markets(args, run, cfg, include)
     for flag, value in (("--market-seed", args.market_seed), ("--preset", args.preset),
@@ -824,7 +825,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     """Orders for the next trading day from a run's agents (decide.decide_run); --ledger
     appends the decision to a hash-chained paper ledger."""
     from hrl_sarp_jax.checkpointing import CONFIG_FILE, open_run
-    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.config import load_config, load_run_config
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.decide import decide_run, decision_record, format_decision, read_holdings
     from hrl_sarp_jax.evaluation.ledger import append_entry, read_ledger
@@ -840,7 +841,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if args.ledger and Path(args.ledger).exists():
         read_ledger(args.ledger)  # a damaged ledger fails before any work
     run = open_run(run_dir)
-    cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
+    cfg = (load_config(args.config, args.overrides) if args.config
+           else load_run_config(run_dir / CONFIG_FILE, args.overrides))
     market_dir = _train_market(args, cfg)
     market, meta = load_market(market_dir, cfg.data)
     holdings, cash = (read_holdings(args.holdings, meta.tickers) if args.holdings
@@ -914,7 +916,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """Integrated-gradient attributions of a run's Macro and Micro decisions at one date
     (pipeline.explain_run); text, or one JSON object with --json."""
     from hrl_sarp_jax.checkpointing import CONFIG_FILE, data_fingerprint, open_run
-    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.config import load_config, load_run_config
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.evaluation.explain import format_explanation
     from hrl_sarp_jax.features.build import build_features
@@ -925,7 +927,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise HrlSarpError(f"no run folder {run_dir}; check --run and --checkpoints, or train "
                            f"one with `hrl-sarp train --phase 1 --run {args.run}`")
     run = open_run(run_dir)
-    cfg = load_config(args.config if args.config else run_dir / CONFIG_FILE, args.overrides)
+    cfg = (load_config(args.config, args.overrides) if args.config
+           else load_run_config(run_dir / CONFIG_FILE, args.overrides))
     market_dir = _train_market(args, cfg)
     if run.data_fingerprint and data_fingerprint(market_dir) != run.data_fingerprint:
         print(f"note: {market_dir} is not the market run {args.run} was trained on (its data "

@@ -20,14 +20,15 @@ STOCK_MIXERS = ("attention", "deepsets")
 
 
 def check_network_config(net: NetworkConfig) -> None:
-    """ConfigError naming the key for a ``networks.stock_*`` value no network can build."""
+    """ConfigError naming the key for a ``networks.stock_*`` (or attention) value no network
+    can build."""
     if net.stock_activation not in ACTIVATIONS:
         raise ConfigError(f"networks.stock_activation = {net.stock_activation!r} is not one of "
                           f"{', '.join(ACTIVATIONS)}")
     if net.stock_mixer not in STOCK_MIXERS:
         raise ConfigError(f"networks.stock_mixer = {net.stock_mixer!r} is not one of "
                           f"{', '.join(STOCK_MIXERS)}")
-    if net.stock_mixer == "attention" and net.attention_dim % net.attention_heads:
+    if net.attention_dim % net.attention_heads:  # the Macro's sector pool attends too
         raise ConfigError(f"networks.attention_dim = {net.attention_dim} must be divisible by "
                           f"networks.attention_heads = {net.attention_heads}")
 

@@ -27,7 +27,8 @@ def net_config(request, tiny_config):
     """The original per-stock layers, and the lean ones (ReLU, no per-stock LayerNorm,
     DeepSets mixer): every symmetry test below holds for both."""
     if request.param == "original":
-        return tiny_config
+        return dataclasses.replace(tiny_config, stock_activation="gelu", stock_norm=True,
+                                   stock_mixer="attention")
     return dataclasses.replace(tiny_config, stock_activation="relu", stock_norm=False,
                                stock_mixer="deepsets")
 

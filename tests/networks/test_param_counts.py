@@ -27,6 +27,8 @@ from hrl_sarp_jax.networks import (
 S, N, F_S, P = 11, 50, 8, 12
 G = S + 3
 CFG = NetworkConfig()
+ORIGINAL = dataclasses.replace(CFG, stock_activation="gelu", stock_norm=True,
+                               stock_mixer="attention")  # the original's per-stock layers
 
 
 def _count(module, *shapes_and_dtypes) -> int:
@@ -49,7 +51,7 @@ def test_blocks_shared_with_the_original_have_its_counts():
     assert _count(GoalEncoder(64), ((G,), f32)) == 5_376
     # original §4.5: 58,753 minus the 16,768 of the attention module it never called
     # (its attention, too, without the key bias)
-    assert _count(MicroActor(CFG), *MICRO_IN, ((N,), b)) == 41_985 - 64
+    assert _count(MicroActor(ORIGINAL), *MICRO_IN, ((N,), b)) == 41_985 - 64
 
 
 def test_pinned_counts_of_the_redesigned_networks():
@@ -67,4 +69,10 @@ def test_pinned_counts_of_the_redesigned_networks():
     assert _count(MacroCritic(CFG), *MACRO_IN) == 98_273 + 88 + 256 - 64
     # per critic: goal 5,376 + stock MLP on 22 + 2 + 64 inputs (11,392 + 256 + 8,256 + 128)
     # + head on mean ⊕ max 128 (33,024 + 512 + 32,896 + 256 + 129) = 92,225; two of them
-    assert _count(MicroCritics(CFG), *MICRO_IN, ((N,), f32), ((N,), b)) == 184_450
+    assert _count(MicroCritics(ORIGINAL), *MICRO_IN, ((N,), f32), ((N,), b)) == 184_450
+    # lean per-stock layers (the defaults): no per-stock LayerNorm (-256 - 128 per stock MLP),
+    # DeepSets mixer 128 x 64 + 64 = 8,256 in place of attention 16,576 and its norm 128:
+    # actor 5,376 + (11,136 + 8,256) + 8,256 + head 65
+    assert _count(MicroActor(CFG), *MICRO_IN, ((N,), b)) == 33_089
+    # critics: 184,450 - 2 x (256 + 128)
+    assert _count(MicroCritics(CFG), *MICRO_IN, ((N,), f32), ((N,), b)) == 184_450 - 768

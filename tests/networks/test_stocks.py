@@ -54,7 +54,9 @@ def test_the_original_layout_keeps_its_parameter_names(tiny_config):
     """Checkpoints written before the stock_* options restore: same tree, same shapes."""
     x = np.ones((5, 4), np.float32)
     goal = np.full(6, 1 / 6, np.float32)
-    tree = jax.eval_shape(MicroActor(tiny_config).init, jax.random.key(0), x, goal, MASK)
+    original = dataclasses.replace(tiny_config, stock_activation="gelu", stock_norm=True,
+                                   stock_mixer="attention")
+    tree = jax.eval_shape(MicroActor(original).init, jax.random.key(0), x, goal, MASK)
     assert set(tree["params"]) == {"goal_encoder", "stock_mlp", "attention", "norm",
                                    "logit_head"}
     assert set(tree["params"]["stock_mlp"]) == {"Dense_0", "LayerNorm_0", "Dense_1",
@@ -72,3 +74,27 @@ def test_bad_stock_options_name_the_key(tiny_config, key, value, needle):
     with pytest.raises(ConfigError, match="^" + needle.replace("(", r"\(")):
         check_network_config(dataclasses.replace(tiny_config, **{key: value}))
     check_network_config(tiny_config)  # the defaults pass
+
+
+def test_a_run_saved_before_the_stock_options_keeps_the_original_layers(tmp_path):
+    """Saved run configs lack the stock_* keys: they mean the original layers (their
+    checkpoints have that layout); a user's config without them gets the current defaults."""
+    import yaml
+
+    from hrl_sarp_jax.checkpointing import create_run, open_run
+    from hrl_sarp_jax.config import Config, load_config, load_run_config, to_dict
+
+    saved = to_dict(Config())
+    for key in ("stock_activation", "stock_norm", "stock_mixer"):
+        del saved["networks"][key]
+    run = create_run(tmp_path, "old", saved, "fp", resume=False)
+    (run.root / "config.yaml").write_text(yaml.safe_dump(saved))  # as an old version wrote it
+    for cfg in (open_run(run.root).config, load_run_config(run.root / "config.yaml")):
+        assert (cfg.networks.stock_activation, cfg.networks.stock_norm,
+                cfg.networks.stock_mixer) == ("gelu", True, "attention")
+    user = tmp_path / "mine.yaml"
+    user.write_text(yaml.safe_dump({"networks": {"goal_embedding": 16}}))
+    assert (load_config(user).networks.stock_mixer, Config().networks.stock_norm) == (
+        "deepsets", False)
+    again = load_run_config(run.root / "config.yaml", ["networks.stock_mixer=deepsets"])
+    assert again.networks.stock_mixer == "deepsets"  # an explicit override still wins
