@@ -348,6 +348,8 @@ def _bench_rl(args: argparse.Namespace):
     """Phases 3 and 4; one timed run per seed count, so ``--repeats`` does not apply.
     ``--config/--set`` choose the config, ``--seeds`` the seed counts, ``--envs`` the envs
     per seed of both phases, ``--variant NAME:k=v,...`` adds configs run side by side."""
+    import dataclasses
+
     from hrl_sarp_jax.bench.rl import RLBenchSizes, bench_rl
     from hrl_sarp_jax.config import load_config
 
@@ -365,7 +367,13 @@ def _bench_rl(args: argparse.Namespace):
         variants.append((name, load_config(args.config, base + extra)))
     sizes = RLBenchSizes()
     if args.seeds is not None:
-        sizes = RLBenchSizes(seed_counts=_int_list(args.seeds, "--seeds"))
+        sizes = dataclasses.replace(sizes, seed_counts=_int_list(args.seeds, "--seeds"))
+    if args.chunks is not None:
+        sizes = dataclasses.replace(sizes, phase4_chunks=int(args.chunks))
+    if args.steps_per_chunk is not None:
+        sizes = dataclasses.replace(sizes, phase4_steps_per_chunk=int(args.steps_per_chunk))
+    if args.phase3_env_steps is not None:
+        sizes = dataclasses.replace(sizes, phase3_env_steps=int(args.phase3_env_steps))
     phases = _int_list(args.phases, "--phases") if args.phases else (3, 4)
     return bench_rl(repeats=args.repeats, cfg=cfg, sizes=sizes, phases=phases,
                     variants=variants)
@@ -374,10 +382,11 @@ def _bench_rl(args: argparse.Namespace):
 def cmd_bench(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.bench.data import bench_data
 
-    if args.what != "rl" and (args.seeds or args.envs or args.variant or args.phases
-                              or args.config or args.overrides):
-        raise HrlSarpError("--config/--set/--seeds/--envs/--phases/--variant apply to "
-                           "'bench rl' only")
+    rl_only = (args.seeds, args.envs, args.variant, args.phases, args.config, args.overrides,
+               args.chunks, args.steps_per_chunk, args.phase3_env_steps)
+    if args.what != "rl" and any(x is not None for x in rl_only):
+        raise HrlSarpError("--config/--set/--seeds/--envs/--phases/--variant/--chunks/"
+                           "--steps-per-chunk/--phase3-env-steps apply to 'bench rl' only")
     runner = {"data": bench_data, "pretrain": _bench_pretrain, "env": _bench_env}.get(args.what)
     if args.what == "rl":
         records = _bench_rl(args)
@@ -492,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phases", default=None, help="rl: phases, e.g. 4 (default 3,4)")
     p.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...",
                    help="rl: a config variant benchmarked side by side (repeatable)")
+    p.add_argument("--chunks", type=int, default=None,
+                   help="rl: timed Phase-4 chunks after the warm-up chunk (default 2)")
+    p.add_argument("--steps-per-chunk", type=int, default=None,
+                   help="rl: vector env steps per Phase-4 chunk (default 4)")
+    p.add_argument("--phase3-env-steps", type=int, default=None,
+                   help="rl: Phase-3 env steps per seed (default 1280)")
     p.set_defaults(func=cmd_bench)
     return parser
 

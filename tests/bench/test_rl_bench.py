@@ -130,11 +130,15 @@ def test_cli_bench_rl_options_reach_the_benchmark(monkeypatch, capsys):
 
     monkeypatch.setattr(brl, "bench_rl", fake)
     assert main(["bench", "rl", "--json", "--config", "quick", "--seeds", "1,2", "--envs", "4",
-                 "--phases", "4", "--set", "train.td3.batch_size=32", "--variant", "base:",
+                 "--phases", "4", "--chunks", "5", "--steps-per-chunk", "16",
+                 "--phase3-env-steps", "256",
+                 "--set", "train.td3.batch_size=32", "--variant", "base:",
                  "--variant", "lean:networks.stock_norm=false,networks.stock_mixer=deepsets"]
                 ) == 0
     assert json.loads(capsys.readouterr().out) == {"phase": 4, "seeds": 1, "variant": "lean"}
     assert seen["sizes"].seed_counts == (1, 2) and seen["phases"] == (4,)
+    assert (seen["sizes"].phase4_chunks, seen["sizes"].phase4_steps_per_chunk,
+            seen["sizes"].phase3_env_steps) == (5, 16, 256)
     assert seen["cfg"].train.td3.num_envs == 4 and seen["cfg"].train.ppo.num_envs == 4
     (n0, base), (n1, lean) = seen["variants"]
     assert (n0, n1) == ("base", "lean")
@@ -147,6 +151,7 @@ def test_cli_bench_rl_options_reach_the_benchmark(monkeypatch, capsys):
     (["--variant", "lean"], "--variant 'lean': expected NAME:key=value"),
     (["--seeds", "one"], "--seeds 'one': expected comma-separated integers"),
     (["--variant", "x:synth.seed=5"], "variant 'x' changes 'synth'; variants share one market"),
+    (["--chunks", "0"], "phase4_chunks 0 must be >= 1"),
 ])
 def test_cli_bench_rl_bad_options_are_one_line(capsys, argv, needle):
     from hrl_sarp_jax.cli import main
