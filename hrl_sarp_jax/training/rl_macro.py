@@ -121,6 +121,9 @@ class Phase3Spec:
                               f"must divide train.ppo.rollout_steps ({ppo.rollout_steps})")
         if ppo.epochs < 1:
             raise ConfigError(f"config key 'train.ppo.epochs' must be >= 1 (got {ppo.epochs})")
+        if not float(ppo.concentration) >= 0:
+            raise ConfigError(f"config key 'train.ppo.concentration' must be >= 0 (0 keeps the "
+                              f"actor's own; got {ppo.concentration})")
         budget = int(ppo.total_env_steps if total_env_steps is None else total_env_steps)
         upc = max(int(updates_per_chunk), 1)
         updates = max(budget // ppo.rollout_steps, 1)
@@ -732,6 +735,22 @@ def warm_start_actor(state: Phase3State, actor_params: Params) -> tuple[Phase3St
     return state.replace(train=ts.replace(params=params, opt_state=opt_state)), True
 
 
+def set_concentration(state: Phase3State, total: float) -> Phase3State:
+    """Every seed's Macro Dirichlet total concentration (``MacroPolicy.concentration``, before
+    the floor) set to ``total`` > 0: the actor's ``concentration_raw`` = softplus⁻¹(total).
+    The optimiser moments of that parameter are reset."""
+    if not total > 0:
+        raise ConfigError(f"train.ppo.concentration = {total} must be > 0 (0 keeps the "
+                          f"actor's own)")
+    ts = state.train
+    actor = ts.params["params"]["actor"]
+    raw = float(total) + math.log(-math.expm1(-float(total)))
+    actor = {**actor, "concentration_raw": jnp.full_like(actor["concentration_raw"], raw)}
+    params = {"params": {**ts.params["params"], "actor": actor}}
+    opt_state = _copy_injected(ts.opt_state, jax.vmap(ts.tx.init)(params))
+    return state.replace(train=ts.replace(params=params, opt_state=opt_state))
+
+
 def _copy_injected(src: PyTree, dst: PyTree) -> PyTree:
     """dst with the injected hyperparameters of src (same optimiser)."""
     from optax import InjectHyperparamsState, InjectStatefulHyperparamsState
@@ -854,6 +873,9 @@ def run_phase3(
                 state, applied = warm_start_actor(state, actor)
                 if not applied:
                     start_info["phase1"] = "Phase-1 actor does not fit the network; random init"
+            if float(cfg.train.ppo.concentration) > 0:
+                state = set_concentration(state, float(cfg.train.ppo.concentration))
+                start_info["concentration"] = float(cfg.train.ppo.concentration)
         limit = spec.total_updates if update_limit is None else min(int(update_limit),
                                                                     spec.total_updates)
         state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices

@@ -464,3 +464,52 @@ def test_phase3_after_phases_1_and_2_uses_their_checkpoints(tmp_path, smoke_mark
     assert summary["phase2"].startswith("best_params") and summary["phase1"].startswith("best")
     assert summary["updates"] == 2 and np.isfinite(summary["val_sharpe"])
     assert result.rows[0][2] == "val_equal_weight_sharpe"
+
+
+# --------------------------------------------------------------------------- exploration
+
+
+def test_at_a_high_initial_concentration_sampled_actions_earn_what_the_mean_earns():
+    """PPO learns from the rewards of sampled actions but executes the mean. With costs on (the
+    drift market, no caps), one week's reward averaged over 512 Dirichlet samples around a 30/70
+    mean vs the mean action's reward, over 20 start weeks: at the network's initial total
+    concentration of 10 the samples earn 0.0085 less (a regime-free allocation edge is ~0.001
+    per week); at 200 the gap is below 2e-4 (measured 1e-4)."""
+    market, feats = probe_market("drift")
+    env = MacroEnv(N, S, FS, return_window=20)
+    params = MacroEnv.make_params(market, feats, EnvConfig(
+        macro_episode_weeks=8, constraints=ConstraintConfig(
+            max_stock_weight=1.0, max_sector_weight=1.0, min_cash=0.0)))
+    mean = jnp.array([0.3, 0.7], jnp.float32)
+    regime = jnp.array([0.0, 0.0, 1.0], jnp.float32)
+
+    def reward(day, w):
+        p = params.replace(start_lo=day, start_hi=day)
+        _, st = env.reset(jax.random.key(0), p)
+        # a week at the mean first: the measured week trades from an established book
+        _, st, _, _, _ = env.step_env(jax.random.key(1), st, jnp.concatenate([mean, regime]), p)
+        return env.step_env(jax.random.key(2), st, jnp.concatenate([w, regime]), p)[2]
+
+    rewards = jax.jit(jax.vmap(jax.vmap(reward, in_axes=(None, 0)), in_axes=(0, None)))
+    days = jnp.asarray(np.flatnonzero(np.asarray(market.week_end))[5:25], jnp.int32)
+    at_mean = np.asarray(rewards(days, mean[None]))[:, 0]
+    gaps = {}
+    for total in (10.0, 200.0):
+        # the policy's alpha: total x mean + the floor 0.1 per sector (networks.macro)
+        samples = jax.random.dirichlet(jax.random.key(3), total * mean + 0.1, (512,))
+        gaps[total] = float(np.mean(np.asarray(rewards(days, samples)).mean(1) - at_mean))
+    assert gaps[10.0] < -0.005
+    assert abs(gaps[200.0]) < 2e-4
+
+
+def test_set_concentration_sets_every_seeds_dirichlet_total(small):
+    _market, _env, params, p3, starts = small
+    keys = jax.random.split(jax.random.key(0), 2)
+    state = jax.jit(jax.vmap(p3.init, in_axes=(0, None, None, None)))(
+        keys, hparams(), params, starts)
+    state = rm.set_concentration(state, 200.0)
+    raw = np.asarray(state.train.params["params"]["actor"]["concentration_raw"])
+    np.testing.assert_allclose(np.logaddexp(0.0, raw.astype(np.float64)), [200.0, 200.0],
+                               rtol=1e-6)  # softplus(raw), as MacroActor computes it
+    with pytest.raises(rm.ConfigError, match="train.ppo.concentration = 0"):
+        rm.set_concentration(state, 0.0)
