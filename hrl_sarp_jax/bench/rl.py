@@ -17,7 +17,12 @@ becomes one record with ``RECORD_KEYS``:
   seed count (setup, init, compile, warm-up, run).
 
 Phase 3 runs without its per-chunk evaluation by default (``phase3_eval``), so both phases
-time training only.
+time training only, and with a frozen MicroActor allocating inside each sector every day
+(``phase3_allocator``, as the main job runs it; ``allocator`` in its records). Phase-4 records
+add ``gradient_samples_per_s`` (updates/s x batch), ``replay_ratio`` (gradient samples per env
+step), ``updates_per_env_step``, ``update_gflop`` (XLA's count for one TD3 update, both
+branches of the policy-delay conditional included) and ``gflops_per_s`` (update_gflop x
+updates/s), beside ``matmul_peak_gflops``: a float32 2048² matmul timed in the same run.
 
 Extension point: Phase 5 (joint fine-tuning) gets a ``_phase5_records(cfg, market, meta,
 feats, sizes)`` generator over its own ``bench_phase5`` that yields ``_record(...)`` dicts,
@@ -52,6 +57,9 @@ class RLBenchSizes:
     """Per-seed Phase-3 budget (10 PPO updates of 128 env steps with the default config)."""
     phase3_eval: bool = False
     """Run Phase 3's validation after every chunk inside the timed run."""
+    phase3_allocator: str = "micro"
+    """'micro': a frozen MicroActor allocates inside each sector every day (as the main job
+    runs Phase 3); 'equal_weight': the env's own allocator."""
     phase4_chunks: int = 2
     """Timed Phase-4 chunks (after one warm-up chunk)."""
     phase4_steps_per_chunk: int | None = 4
@@ -95,6 +103,7 @@ def phase3_records(result: dict[str, Any]) -> list[dict[str, Any]]:
         _need(run, ("seeds", "env_steps", "wall_s", "compile_s", "run_s"), "bench_phase3")
         out.append(_record(3, run["seeds"], run["env_steps"], run["wall_s"], run["compile_s"],
                            run["run_s"], updates=result.get("updates"),
+                           allocator=result.get("allocator"),
                            env_steps_per_s_incl_compile=run.get("env_steps_per_s"),
                            original_env_steps_per_s=result.get("original_env_steps_per_s")))
     return out
@@ -120,6 +129,9 @@ def phase4_records(result: dict[str, Any], wall_s: float, chunks: int) -> list[d
                                else round(float(run["updates_per_s"])
                                           * int(result["batch_size"]), 1)),
                            replay_ratio=result.get("replay_ratio"),
+                           updates_per_env_step=result.get("updates_per_env_step"),
+                           update_gflop=run.get("update_gflop"),
+                           gflops_per_s=run.get("gflops_per_s"),
                            batch_size=result.get("batch_size")))
     return out
 
@@ -131,7 +143,8 @@ def _phase3_records(cfg: Config, market: Any, meta: Any, feats: Any, sizes: RLBe
     for k in sizes.seed_counts:  # one call per K: a record is printed as soon as it is ready
         result = rl_macro.bench_phase3(cfg, market, meta, feats, seed_counts=(int(k),),
                                        total_env_steps=int(sizes.phase3_env_steps),
-                                       with_eval=sizes.phase3_eval)
+                                       with_eval=sizes.phase3_eval,
+                                       allocator=sizes.phase3_allocator)
         yield from phase3_records(result)
 
 
@@ -204,8 +217,11 @@ def bench_rl(repeats: int = 1, cfg: Config | None = None, *,
             out = write_synthetic_market(Path(tmp) / "market", cfg.synth)
             market, meta = load_market(out, cfg.data)
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
+    from hrl_sarp_jax.bench.pretrain import matmul_peak_gflops
+
     ctx = {**_machine(), "num_stocks": int(market.num_stocks),
-           "num_sectors": int(market.num_sectors)}
+           "num_sectors": int(market.num_sectors),
+           "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}  # this run's reference
     for phase in phases:
         for k in sizes.seed_counts:
             one = dataclasses.replace(sizes, seed_counts=(int(k),))

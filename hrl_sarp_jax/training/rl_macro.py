@@ -985,19 +985,39 @@ def run_phase3_entry(cfg: Config, market: MarketArrays, meta: MarketMeta, feats:
 
 
 # HOST ONLY
+def example_micro_actor(cfg: Config, market: MarketArrays, seed: int = 0) -> Params:
+    """MicroActor params of ``cfg.networks``' shapes for ``market`` (random: for benchmarks and
+    shape-only uses, never as a policy)."""
+    from hrl_sarp_jax.networks.inputs import MICRO_STOCK_FEATURES
+
+    n, s = market.num_stocks, market.num_sectors
+    x = jnp.zeros((n, MICRO_STOCK_FEATURES), _F32)
+    goal = jnp.full((s + NUM_REGIMES,), 1.0 / s, _F32)
+    return MicroActor(cfg.networks).init(jax.random.key(seed), x, goal, jnp.ones((n,), bool))
+
+
+# HOST ONLY
 def bench_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet, *,
                  seed_counts: tuple[int, ...] = (1, 16), total_env_steps: int = 70_000,
-                 with_eval: bool = True) -> dict[str, Any]:
+                 with_eval: bool = True, allocator: str = "micro") -> dict[str, Any]:
     """Phase-3 throughput at the original's budget: for each K in ``seed_counts``, compile and
     run ``total_env_steps`` env steps per seed (K seeds vmapped), evaluating after every chunk
-    when ``with_eval`` (no checkpoint I/O). Equal-weight allocator. Returns machine-readable
+    when ``with_eval`` (no checkpoint I/O). ``allocator``: 'micro' (a frozen MicroActor of
+    ``cfg.networks`` allocating inside each sector every day, as the main job runs Phase 3;
+    random weights, the same work) or 'equal_weight' (the env's own). Returns machine-readable
     figures: compile_s, run_s, wall_s (compile + init + run), env_steps_per_s per seed and in
     total, and the original's reference (190 env steps/s, 335-376 s for 70,000)."""
-    setup = setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
+    if allocator not in ("micro", "equal_weight"):
+        raise ConfigError(f"bench phase 3: allocator {allocator!r} is not one of micro, "
+                          f"equal_weight")
+    micro = example_micro_actor(cfg, market) if allocator == "micro" else None
+    setup = setup_phase3(cfg, market, meta, feats, micro_params=micro,
+                         total_env_steps=total_env_steps)
     spec = setup.p3.spec
     out: dict[str, Any] = {"phase": 3, "total_env_steps_per_seed": spec.total_updates
                            * spec.steps_per_update, "updates": spec.total_updates,
-                           "spec": setup.info["spec"], "original_env_steps_per_s": 190.0,
+                           "spec": setup.info["spec"], "allocator": setup.info["allocator"],
+                           "original_env_steps_per_s": 190.0,
                            "original_wall_s": [335.0, 376.0], "runs": []}
     key = jax.random.key(int(cfg.seed))
     for k in seed_counts:

@@ -819,13 +819,17 @@ def bench_phase4(
         "steps_per_chunk": sp.steps_per_chunk, "updates_per_step": sp.updates_per_step,
         "batch_size": sp.batch_size,
         "replay_ratio": sp.updates_per_step * sp.batch_size / sp.num_envs,
+        "updates_per_env_step": sp.updates_per_step / sp.num_envs,
         "runs": [],
     }
+    flop = None
     for k in seeds:
         keys, _ = phase4_keys(cfg.seed, k)
         hp = stack_hparams(setup.hp, k)
         init = jax.jit(jax.vmap(setup.p4.init, in_axes=(0, None)))
         state = init(keys, setup.train_params)
+        if flop is None:
+            flop = update_flop(setup, jax.tree.map(lambda x: x[0], state))
         t0 = time.perf_counter()
         chunk = jax.jit(seeds_chunk(setup.p4)).lower(
             state, setup.train_params, hp).compile()
@@ -843,8 +847,30 @@ def bench_phase4(
             "env_steps_per_s": round(steps / dt, 1),
             "updates_per_s": round(k * chunks * sp.steps_per_chunk * sp.updates_per_step / dt, 2),
             "updating": float(np.mean(np.asarray(m["updating"]))),
+            "update_gflop": round(flop / 1e9, 4),
+            "gflops_per_s": round(flop * k * chunks * sp.steps_per_chunk * sp.updates_per_step
+                                  / dt / 1e9, 2),
         })
     return out
+
+
+# HOST ONLY
+def update_flop(setup: Phase4Setup, state: Phase4State) -> float:
+    """XLA's flop count of one TD3 update of one seed (replay sample, HER relabel, critics,
+    actor and targets): ``cost_analysis`` of the update compiled alone (inside the chunk it
+    sits in loops, whose bodies the analysis counts once). Both branches of the policy-delay
+    conditional are counted, so with ``policy_delay`` 2 this overstates the mean update by
+    half an actor step."""
+    p4, hp = setup.p4, setup.hp
+
+    def one(agent: TD3State, buf: buffers.EpisodeBufferState, key: PRNGKey):
+        batch = replay_batch(buf, key, setup.train_params, hp, p4.spec.batch_size)
+        return p4.td3.update(agent, batch, key, hp.td3)
+
+    compiled = jax.jit(one).lower(state.agent, state.buffer, jax.random.key(0)).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return float(analysis["flops"])
 
 
 # HOST ONLY

@@ -117,6 +117,13 @@ def test_bench_rl_on_the_smoke_market(tmp_path):
     assert recs[0]["env_steps"] == brl.phase3_env_steps(cfg, 1, 24)
     # Phase 4: K x 2 timed chunks x 2 envs x 4 steps
     assert [r["env_steps"] for r in recs[2:]] == [1 * 2 * 2 * 4, 2 * 2 * 2 * 4]
+    # Phase 3 runs the frozen Micro allocator, as the main job does
+    assert {r["allocator"] for r in recs[:2]} == {"phase2_micro"}
+    for r in recs[2:]:
+        assert r["update_gflop"] > 0 and r["matmul_peak_gflops"] > 0
+        assert r["gflops_per_s"] == pytest.approx(r["update_gflop"] * r["updates_per_s"],
+                                                  rel=0.02)
+        assert r["updates_per_env_step"] == pytest.approx(1 / 2)  # one update per 2-env step
 
 
 def test_cli_bench_rl_options_reach_the_benchmark(monkeypatch, capsys):
