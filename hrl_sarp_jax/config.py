@@ -160,7 +160,8 @@ class RewardConfig:
     CVaR, value tilt, Sharpe and goal terms). ``excess`` (``envs.rewards``): the Macro earns the
     week's net log return in excess of the benchmark, the Micro its within-sector selection
     net of costs over sector equal weight, each divided by a causal running volatility (the
-    level's recent net returns, floored), plus the Micro's goal term that HER relabels."""
+    level's recent net returns, floored), plus the Micro's goal term that HER relabels.
+    ``macro_excess``: the Macro's ``excess`` reward, the Micro's ``original`` one."""
     macro_vol_floor: float = 0.01
     """Floor of the weekly volatility that scales the ``excess`` Macro reward."""
     micro_vol_floor: float = 0.005

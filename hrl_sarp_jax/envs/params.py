@@ -58,7 +58,10 @@ class RewardParams:
     kind: str = struct.field(pytree_node=False, default="original")  # envs.rewards.REWARD_KINDS
 
 
-REWARD_KINDS = ("original", "excess")
+REWARD_KINDS = ("original", "excess", "macro_excess")
+"""Which levels earn the ``excess`` reward (``envs.rewards``): none, both, or the Macro only
+(the Micro keeps the original composite)."""
+MACRO_EXCESS_KINDS = ("excess", "macro_excess")
 MICRO_FREQUENCIES = ("daily", "weekly")
 
 

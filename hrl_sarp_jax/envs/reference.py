@@ -208,7 +208,7 @@ def micro_reward(window, achieved_sw, goal, dd, cost_frac, value_ret, w, gross=0
 
 def macro_reward(window, call, prev_sw, growth, bench, regime_call, label, cost_frac, value_ret,
                  w) -> float:
-    if w["kind"] == "excess":
+    if w["kind"] in ("excess", "macro_excess"):
         excess = math.log1p(max(float(window[-1]), -0.99)) - math.log(max(bench, 0.01))
         return excess / running_vol(window, w["macro_vol_floor"])
     alpha = float(call @ (growth - 1.0)) - (bench - 1.0)

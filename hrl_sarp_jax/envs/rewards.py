@@ -24,7 +24,8 @@ net of every cost the accounting charges, and nothing else:
   Micro R = (gross - sum_s sw_s ew_s - cost_frac) / vol_d + goal_reward(achieved, goal)
 with ew_s the equal-weighted return of sector s's tradable stocks over the day, sw the executed
 sector weights, and vol the sample SD of the level's recent net returns (the ring buffer,
-causal), floored at ``macro_vol_floor`` / ``micro_vol_floor``.
+causal), floored at ``macro_vol_floor`` / ``micro_vol_floor``. ``kind = 'macro_excess'``: the
+Macro's excess reward with the Micro's original composite.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hrl_sarp_jax.envs.params import REWARD_KINDS, RewardParams
+from hrl_sarp_jax.envs.params import MACRO_EXCESS_KINDS, REWARD_KINDS, RewardParams
 from hrl_sarp_jax.finance.metrics import sharpe, total_return
 from hrl_sarp_jax.risk.manager import tail_cvar
 
@@ -185,7 +186,7 @@ def macro_reward(
       regime_call, regime_label: int32 (label -1 = unknown, no regime reward).
     """
     p = params
-    if p.kind == "excess":
+    if p.kind in MACRO_EXCESS_KINDS:
         vol = running_vol(buf, count, p.macro_vol_floor)
         week = buf[-1]
         excess = jnp.log1p(jnp.maximum(week, -0.99)) - jnp.log(jnp.maximum(bench_growth, 0.01))

@@ -27,7 +27,7 @@ EXCESS_REWARD_ATOL = 1e-4
 
 
 def reward_atol(params):
-    return EXCESS_REWARD_ATOL if params.reward.kind == "excess" else REWARD_ATOL
+    return EXCESS_REWARD_ATOL if params.reward.kind != "original" else REWARD_ATOL
 
 
 def close(a, b, what, atol=ATOL):
@@ -64,9 +64,10 @@ def replay(out, obs0, start0, e, reset, step, check_obs, atol=REWARD_ATOL):
     return steps
 
 
-@pytest.fixture(scope="module", params=["original", "excess"])
+@pytest.fixture(scope="module", params=["original", "excess", "macro_excess"])
 def kind(request):
-    """Both reward kinds (envs.rewards): the composite and the excess-return rewards."""
+    """Every reward kind (envs.rewards): the composite, the excess-return rewards, and the
+    Macro's excess reward with the Micro's composite."""
     return request.param
 
 

@@ -145,6 +145,23 @@ def test_excess_rewards_by_hand():
                                        + float(rw.goal_reward(ach, other, PX)), abs=1e-6)
 
 
+def test_macro_excess_pays_the_macro_its_excess_and_the_micro_its_composite():
+    pm = reward_params(RewardConfig(kind="macro_excess"))
+    po = reward_params(RewardConfig(kind="original"))
+    buf = jnp.array([0.0, 0.0, 0.01, -0.02, 0.03], jnp.float32)
+    args = (jnp.array([0.5, 0.3, 0.2]), jnp.zeros(3), jnp.array([1.02, 1.0, 0.99]),
+            jnp.float32(1.01), jnp.int32(0), jnp.int32(2), jnp.float32(0.003), jnp.float32(0.0))
+    r, _ = rw.macro_reward(buf, jnp.int32(3), *args, pm)
+    assert float(r) == pytest.approx((math.log(1.03) - math.log(1.01)) / 0.0251661, rel=1e-5)
+    ach = jnp.array([0.6, 0.4, 0.0])
+    goal = jnp.array([0.6, 0.4, 0.0, 1.0, 0.0, 0.0])
+    micro = (buf, jnp.int32(3), ach, goal, jnp.float32(0.02), jnp.float32(0.0005),
+             jnp.float32(0.01))
+    want, comps = rw.micro_reward(*micro, po)
+    got, _ = rw.micro_reward(*micro, pm, jnp.float32(0.004), jnp.float32(0.001))
+    assert float(got) == float(want) and "sharpe" in comps
+
+
 def test_reward_kind_and_floors_checked():
     from hrl_sarp_jax.errors import ConfigError
 
