@@ -166,6 +166,10 @@ class RewardConfig:
     """Floor of the weekly volatility that scales the ``excess`` Macro reward."""
     micro_vol_floor: float = 0.005
     """Floor of the daily volatility that scales the ``excess`` Micro reward."""
+    excess_turnover_cost: float = 0.0
+    """``excess`` Macro reward: minus this times the call's one-way turnover ½Σ|call − book's
+    sector mix| before the division by the volatility. A shaping charge on top of the costs the
+    accounting already takes (which weekly return noise drowns); 0: none."""
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,9 @@ def macro_reward(window, call, prev_sw, growth, bench, regime_call, label, cost_
                  w) -> float:
     if w["kind"] in ("excess", "macro_excess"):
         excess = math.log1p(max(float(window[-1]), -0.99)) - math.log(max(bench, 0.01))
-        return excess / running_vol(window, w["macro_vol_floor"])
+        turn = 0.5 * float(np.abs(call - prev_sw).sum())
+        return ((excess - w["excess_turnover_cost"] * turn)
+                / running_vol(window, w["macro_vol_floor"]))
     alpha = float(call @ (growth - 1.0)) - (bench - 1.0)
     r_macro = (min(max(alpha, -1.0), 1.0) - w["concentration_penalty"] * float(call @ call)
                - w["turnover_penalty"] * float(np.abs(call - prev_sw).sum()))

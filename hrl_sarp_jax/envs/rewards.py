@@ -20,7 +20,7 @@ The goal part of the Micro reward is ``goal_reward`` so HER can swap it:
 
 ``kind = 'excess'`` (``RewardParams.kind``, static) pays for the decision each level makes,
 net of every cost the accounting charges, and nothing else:
-  Macro R = (log(1 + week net return) - log(benchmark growth)) / vol_w
+  Macro R = (log(1 + week net return) - log(benchmark growth) - c_turn ½Σ|call - book|) / vol_w
   Micro R = (gross - sum_s sw_s ew_s - cost_frac) / vol_d + goal_reward(achieved, goal)
 with ew_s the equal-weighted return of sector s's tradable stocks over the day, sw the executed
 sector weights, and vol the sample SD of the level's recent net returns (the ring buffer,
@@ -190,8 +190,9 @@ def macro_reward(
         vol = running_vol(buf, count, p.macro_vol_floor)
         week = buf[-1]
         excess = jnp.log1p(jnp.maximum(week, -0.99)) - jnp.log(jnp.maximum(bench_growth, 0.01))
-        total = excess / vol
-        comps = {"excess_log_return": excess, "vol": vol, "total": total}
+        turn = 0.5 * jnp.sum(jnp.abs(call_weights - prev_sector_weights))
+        total = (excess - p.excess_turnover_cost * turn) / vol
+        comps = {"excess_log_return": excess, "vol": vol, "turnover": turn, "total": total}
         return total.astype(_F32), {k: jnp.asarray(v, _F32) for k, v in comps.items()}
     alpha = jnp.sum(call_weights * (sector_growth - 1.0)) - (bench_growth - 1.0)
     conc = jnp.sum(jnp.square(call_weights))

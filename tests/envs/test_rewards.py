@@ -162,6 +162,22 @@ def test_macro_excess_pays_the_macro_its_excess_and_the_micro_its_composite():
     assert float(got) == float(want) and "sharpe" in comps
 
 
+def test_excess_turnover_cost_by_hand():
+    """(log 1.03 - log 1.01 - c x 0.5 x |0.5-0.2| + |0.3-0.3| + |0.2-0.5|) / vol, c = 0.02."""
+    p = reward_params(RewardConfig(kind="macro_excess", excess_turnover_cost=0.02))
+    buf = jnp.array([0.0, 0.0, 0.01, -0.02, 0.03], jnp.float32)
+    call, prev = jnp.array([0.5, 0.3, 0.2]), jnp.array([0.2, 0.3, 0.5])
+    r, c = rw.macro_reward(buf, jnp.int32(3), call, prev, jnp.ones(3), jnp.float32(1.01),
+                           jnp.int32(0), jnp.int32(2), jnp.float32(0.003), jnp.float32(0.0), p)
+    assert float(c["turnover"]) == pytest.approx(0.3, rel=1e-6)
+    want = (math.log(1.03) - math.log(1.01) - 0.02 * 0.3) / 0.0251661
+    assert float(r) == pytest.approx(want, rel=1e-5)
+    from hrl_sarp_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"env\.reward\.excess_turnover_cost"):
+        reward_params(RewardConfig(excess_turnover_cost=-1.0))
+
+
 def test_reward_kind_and_floors_checked():
     from hrl_sarp_jax.errors import ConfigError
 
