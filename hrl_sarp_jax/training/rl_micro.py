@@ -847,9 +847,9 @@ def bench_phase4(
             "env_steps_per_s": round(steps / dt, 1),
             "updates_per_s": round(k * chunks * sp.steps_per_chunk * sp.updates_per_step / dt, 2),
             "updating": float(np.mean(np.asarray(m["updating"]))),
-            "update_gflop": round(flop / 1e9, 4),
+            "update_gflop": round(flop / 1e9, 6),
             "gflops_per_s": round(flop * k * chunks * sp.steps_per_chunk * sp.updates_per_step
-                                  / dt / 1e9, 2),
+                                  / dt / 1e9, 3),
         })
     return out
 
