@@ -6,7 +6,7 @@ Outline (``run_chunk``, one seed; vmap it over seeds x hparams, one compile):
     a   = masked_softmax(logits_π(s) + σ(updates)·ε)            # exploration in logit space
     s'  = vmap(env.step)(s, a)  (E envs, gymnax auto-reset; next_obs = final_observation)
     buffer ← (s, a, r - r_goal, r_goal, s', terminated, truncated, achieved_goal)
-    if collected >= warmup: U times  (counters shared by all seeds: seeds_chunk)
+    if stored >= warmup: U times  (counters shared by all seeds: seeds_chunk)
         batch = sample(buffer) with a "future" goal of the same episode
         batch = HER(batch, ratio k/(k+1)): goal rewritten in obs AND next_obs, r_goal recomputed
         TD3 update (truncation is not termination: only `terminated` stops the bootstrap)
@@ -255,8 +255,13 @@ class LockstepClock(NamedTuple):
     where the per-seed counters (batched under vmap) made every cond run both branches and
     select (a warm-up step cost 89 ms instead of 2.8 ms). Same values either way."""
 
-    env_steps: Array  # int32 [] transitions collected per seed (Phase4State.env_steps)
-    updates: Array    # int32 [] TD3 updates done per seed (TD3State.step)
+    transitions: Array  # int32 [] replay transitions: stored at the chunk's start + added since
+    updates: Array      # int32 [] TD3 updates done per seed (TD3State.step)
+
+
+def clock_of(state: Phase4State) -> LockstepClock:
+    """One seed's clock: its buffer's transitions and its update count (int32 scalars)."""
+    return LockstepClock(buffers.num_transitions(state.buffer), state.agent.step)
 
 
 class Phase4(NamedTuple):
@@ -365,10 +370,11 @@ def make_phase4(env: MicroEnv, nets: Networks, spec: Phase4Spec) -> Phase4:
             _, m = jax.eval_shape(updates, agent)
             return agent, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), m)
 
-        # warm once warmup_transitions have been collected (this step's included)
-        warm = clock.env_steps + e_num >= spec.warmup_transitions
+        # warm once the buffer holds warmup_transitions (this step's included; a buffer carried
+        # over, as in Phase 5, is warm from its first step)
+        warm = clock.transitions + e_num >= spec.warmup_transitions
         agent, td3_metrics = jax.lax.cond(warm, updates, no_updates, state.agent)
-        clock = LockstepClock(clock.env_steps + e_num,
+        clock = LockstepClock(clock.transitions + e_num,
                               clock.updates + jnp.where(warm, u_num, 0).astype(_I32))
         done = term | trunc
         ep_return = state.ep_return + reward
@@ -402,7 +408,7 @@ def make_phase4(env: MicroEnv, nets: Networks, spec: Phase4Spec) -> Phase4:
         key = jax.random.wrap_key_data(state.key)
         next_key, chunk_key = jax.random.split(key)
         if clock is None:
-            clock = LockstepClock(state.env_steps, state.agent.step)
+            clock = clock_of(state)
 
         def body(carry, k):
             st, clk = carry
@@ -483,8 +489,7 @@ def seeds_chunk(p4: Phase4, params_axis: int | None = None
 
     def chunk(state: Phase4State, env_params: EnvParams, hp: Phase4HParams
               ) -> tuple[Phase4State, Metrics]:
-        clock = LockstepClock(state.env_steps[0], state.agent.step[0])
-        return mapped(state, env_params, hp, clock)
+        return mapped(state, env_params, hp, clock_of(jax.tree.map(lambda x: x[0], state)))
 
     return chunk
 

@@ -237,6 +237,10 @@ def test_lockstep_clock_runs_one_branch_with_bit_identical_results(env, train_pa
         else:  # days, counters, keys, flags
             np.testing.assert_array_equal(x, y)
     assert int(a.agent.step[0]) == 6 and int(a.env_steps[0]) == 16
+    # Phase 5 carries the buffer over and zeroes env_steps: warm-up counts what is stored,
+    # so its first step updates
+    _, m2 = lockstep(a.replace(env_steps=jnp.zeros_like(a.env_steps)), train_params, hps)
+    assert np.asarray(m2["updating"]).min() == 1.0
 
 
 # --------------------------------------------------------------------------- learning
