@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from hrl_sarp_jax.config import config_from_dict
+from hrl_sarp_jax.config import config_from_dict, upgrade_saved_config
 from hrl_sarp_jax.errors import ConfigError, HrlSarpError
 from hrl_sarp_jax.utils.atomic import atomic_write_text
 
@@ -139,7 +139,7 @@ def _load_config(run_dir: Path) -> tuple[Any, str | None]:
     except (OSError, yaml.YAMLError):
         return None, "config.yaml not readable yet"
     try:
-        return config_from_dict(data or {}), None
+        return config_from_dict(upgrade_saved_config(data or {})), None  # keys added since
     except ConfigError as exc:
         return None, f"config.yaml does not fit this version ({exc})"
 
