@@ -10,6 +10,7 @@ config: derived quantities are computed where they are needed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -555,8 +556,6 @@ layout). ``upgrade_saved_config`` fills them in; user configs get the current de
 def upgrade_saved_config(data: dict) -> dict:
     """A saved run config (``to_dict`` output of any version) with every absent
     ``SAVED_RUN_DEFAULTS`` key set to the value the run was trained with."""
-    import copy
-
     out = copy.deepcopy(data)
     for dotted, value in SAVED_RUN_DEFAULTS.items():
         node = out
