@@ -48,7 +48,6 @@ from hrl_sarp_jax.agents.ppo import (
     PPOHParams,
     PPORollout,
     create_train_state,
-    make_optimizer,
     ppo_update,
 )
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, Run, write_phase_summary
@@ -61,7 +60,6 @@ from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.finance.metrics import max_drawdown, sharpe, total_return
 from hrl_sarp_jax.networks.flat import FlatActor, FlatActorCritic, FlatCritic, FlatPolicy
 from hrl_sarp_jax.training.rl_macro import (
-    MIN_LR_SCALE,
     WEEKS_PER_YEAR,
     Phase3Spec,
     _eval_record,
@@ -70,6 +68,7 @@ from hrl_sarp_jax.training.rl_macro import (
     _signature,
     _split_bounds,
     eval_start_days,
+    phase_optimizer,
     stack_hparams,
 )
 from hrl_sarp_jax.types import Array, Params, PRNGKey, PyTree
@@ -128,10 +127,15 @@ class FlatProgram(NamedTuple):
 
 
 class _Model(NamedTuple):
+    """Static pieces of the flat baseline; ``apply_fn`` and ``tx`` built once (see
+    ``rl_macro._Model``)."""
+
     env: FlatEnv
     net: FlatActorCritic
     layout: FlatObsLayout
     spec: FlatSpec
+    apply_fn: Callable
+    tx: Any
 
 
 # --------------------------------------------------------------------------- policy glue
@@ -250,15 +254,10 @@ def init_state(m: _Model, key: PRNGKey, hp: PPOHParams, env_params: EnvParams
                ) -> FlatTrainState:
     """One seed's initial state: network params, optimiser, E reset envs."""
     net_key, env_key, train_key = jax.random.split(key, 3)
-    e, spec = m.spec.num_envs, m.spec
+    e = m.spec.num_envs
     obs, env_state = jax.vmap(lambda k: m.env.reset(k, env_params))(jax.random.split(env_key, e))
     params = m.net.init(net_key, *m.layout.policy_inputs(obs[0]))
-    grad_steps = spec.epochs * spec.num_minibatches
-    tx = make_optimizer(
-        lr=1.0, max_grad_norm=1.0, warmup_steps=spec.warmup_updates * grad_steps,
-        decay_steps=max(spec.total_updates - spec.warmup_updates, 1) * grad_steps,
-        min_lr_scale=MIN_LR_SCALE)
-    ts = create_train_state(partial(policy_apply, m.net, m.layout), params, tx)
+    ts = create_train_state(m.apply_fn, params, m.tx)
     ts = ts.replace(opt_state=set_injected(ts.opt_state, peak_lr=hp.lr,
                                            max_norm=hp.max_grad_norm))
     return FlatTrainState(
@@ -386,10 +385,11 @@ def make_flat(env: FlatEnv, net: NetworkConfig | FlatActorCritic, spec: FlatSpec
     """Pure functions of the flat baseline (nothing jitted here; e.g. K seeds in one compile:
     ``jax.jit(jax.vmap(p.run_chunk, in_axes=(0, None, 0)))``)."""
     module = net if isinstance(net, FlatActorCritic) else FlatActorCritic(net)
-    m = _Model(env, module, env.layout, spec)
+    m = _Model(env, module, env.layout, spec, partial(policy_apply, module, env.layout),
+               phase_optimizer(spec))
     return FlatProgram(
         init=partial(init_state, m), run_chunk=partial(run_chunk, m),
-        evaluate=partial(evaluate, m), apply=partial(policy_apply, module, env.layout),
+        evaluate=partial(evaluate, m), apply=m.apply_fn,
         spec=spec, net=module, env=env,
     )
 

@@ -242,12 +242,28 @@ def micro_allocator(config: NetworkConfig, num_stocks: int, num_sectors: int
 
 
 class _Model(NamedTuple):
-    """Static pieces shared by the pure functions below (hashable enough for closures)."""
+    """Static pieces shared by the pure functions below (hashable enough for closures). The
+    TrainState's ``apply_fn`` and ``tx`` are built once here: built inside ``init`` they would
+    be new objects on every trace, and a state from one trace would not fit a program compiled
+    for another (a TypeError when two runs in one process share this Phase3)."""
 
     env: MacroEnv
     net: MacroActorCritic
     layout: MacroObsLayout
     spec: Phase3Spec
+    apply_fn: Callable
+    tx: Any
+
+
+def phase_optimizer(spec: Any) -> Any:
+    """The PPO phases' optimiser: clipped Adam with linear warmup over ``spec.warmup_updates``
+    and cosine decay to MIN_LR_SCALE over the rest of ``spec.total_updates`` (counted in
+    gradient steps: epochs x minibatches per update); peak lr and clip norm are injected."""
+    grad_steps = spec.epochs * spec.num_minibatches
+    return make_optimizer(
+        lr=1.0, max_grad_norm=1.0, warmup_steps=spec.warmup_updates * grad_steps,
+        decay_steps=max(spec.total_updates - spec.warmup_updates, 1) * grad_steps,
+        min_lr_scale=MIN_LR_SCALE)
 
 
 def _step_envs(env: MacroEnv, env_params: EnvParams, keys: Array, states: MacroState,
@@ -341,13 +357,7 @@ def init_state(m: _Model, key: PRNGKey, hp: PPOHParams, env_params: EnvParams,
     days = cur.sample_start_days(start_key, starts, (e,))
     obs, env_state = _reset_envs(m.env, env_params, jax.random.split(env_key, e), days)
     params = m.net.init(net_key, *obs_inputs(m.layout, obs[0]))
-    spec = m.spec
-    grad_steps = spec.epochs * spec.num_minibatches
-    tx = make_optimizer(
-        lr=1.0, max_grad_norm=1.0, warmup_steps=spec.warmup_updates * grad_steps,
-        decay_steps=max(spec.total_updates - spec.warmup_updates, 1) * grad_steps,
-        min_lr_scale=MIN_LR_SCALE)
-    ts = create_train_state(partial(policy_apply, m.net, m.layout), params, tx)
+    ts = create_train_state(m.apply_fn, params, m.tx)
     ts = ts.replace(opt_state=set_injected(ts.opt_state, peak_lr=hp.lr,
                                            max_norm=hp.max_grad_norm))
     return Phase3State(
@@ -488,12 +498,13 @@ def make_phase3(env: MacroEnv, net: NetworkConfig | MacroActorCritic, spec: Phas
     ``jax.jit(jax.vmap(p.run_chunk, in_axes=(0, None, 0, None)))``.
     """
     module = net if isinstance(net, MacroActorCritic) else MacroActorCritic(net)
-    m = _Model(env, module, env.layout, spec)
+    m = _Model(env, module, env.layout, spec, partial(policy_apply, module, env.layout),
+               phase_optimizer(spec))
     return Phase3(
         init=partial(init_state, m),
         run_chunk=partial(run_chunk, m),
         evaluate=partial(evaluate, m),
-        apply=partial(policy_apply, module, env.layout),
+        apply=m.apply_fn,
         spec=spec,
         net=module,
         env=env,

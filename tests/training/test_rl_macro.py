@@ -274,7 +274,7 @@ def test_rollout_bootstraps_truncation_from_the_final_observation():
                                            env_cfg=env_cfg)
     hp, starts = hparams(), all_starts(market, params)
     state = jax.jit(p3.init)(jax.random.key(0), hp, params, starts)
-    model = rm._Model(env, p3.net, env.layout, p3.spec)
+    model = rm._Model(env, p3.net, env.layout, p3.spec, p3.apply, rm.phase_optimizer(p3.spec))
     collect = jax.jit(lambda s, k: rm.collect_rollout(model, s.train.params, params, starts, s, k))
     _, ro, out = collect(state, jax.random.key(1))
     trunc = np.asarray(ro.truncated)
@@ -511,5 +511,5 @@ def test_set_concentration_sets_every_seeds_dirichlet_total(small):
     raw = np.asarray(state.train.params["params"]["actor"]["concentration_raw"])
     np.testing.assert_allclose(np.logaddexp(0.0, raw.astype(np.float64)), [200.0, 200.0],
                                rtol=1e-6)  # softplus(raw), as MacroActor computes it
-    with pytest.raises(rm.ConfigError, match="train.ppo.concentration = 0"):
+    with pytest.raises(rm.ConfigError, match=r"train\.ppo\.concentration = 0"):
         rm.set_concentration(state, 0.0)
