@@ -55,7 +55,7 @@ def mix_stocks(cfg: NetworkConfig, h, mask, deterministic: bool):
         z = dense(width, name="deepsets")(jnp.concatenate([h, pooled], axis=-1))
         mixed = jnp.where(mask[:, None], ACTIVATIONS[cfg.stock_activation](z), 0.0)
     else:
-        raise ConfigError(f"networks.stock_mixer = {cfg.stock_mixer!r} is not one of "
-                          f"{', '.join(STOCK_MIXERS)}")
+        check_network_config(cfg)  # raises the one-line error naming the key
+        raise AssertionError(cfg.stock_mixer)
     h = h + mixed
     return nn.LayerNorm(param_dtype=jnp.float32, name="norm")(h) if cfg.stock_norm else h
