@@ -171,6 +171,11 @@ class RewardConfig:
     """``excess`` Macro reward: minus this times the call's one-way turnover ½Σ|call − book's
     sector mix| before the division by the volatility. A shaping charge on top of the costs the
     accounting already takes (which weekly return noise drowns); 0: none."""
+    micro_turnover_cost: float = 0.0
+    """Micro reward (every kind): minus this times the day's executed one-way turnover
+    ½Σ|executed − drifted| (``finance.portfolio``), after the volatility scaling. A shaping
+    charge against the Micro's trading between the Macro's decisions, which the accounting's
+    costs (~1e-4 a day) do not deter; 0: none (the original)."""
 
 
 @dataclass(frozen=True)

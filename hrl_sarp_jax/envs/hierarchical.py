@@ -149,7 +149,7 @@ class HierarchicalEnv(common.ObserveOnce, environment.Environment[HierState, Env
         achieved = sector_weights(info.executed_weights, params.stock_sector, s)
         r_micro, c_micro = micro_reward(buf, cnt, achieved, goal, info.drawdown, info.cost_frac,
                                         value_ret, params.reward, info.gross_return,
-                                        common.sector_ew_return(achieved, t, params))
+                                        common.sector_ew_return(achieved, t, params), info.turnover)
 
         # the open week, closed at the next week end or at the end of the episode
         m = m.replace(cost=m.cost + info.costs.total, value_ret=m.value_ret + value_ret,

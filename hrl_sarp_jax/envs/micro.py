@@ -102,7 +102,7 @@ class MicroEnv(common.ObserveOnce, environment.Environment[MicroState, EnvParams
         achieved = sector_weights(info.executed_weights, params.stock_sector, params.num_sectors)
         reward, comps = micro_reward(buf, cnt, achieved, state.goal, info.drawdown,
                                      info.cost_frac, value_ret, params.reward, info.gross_return,
-                                     common.sector_ew_return(achieved, t, params))
+                                     common.sector_ew_return(achieved, t, params), info.turnover)
         t1 = t + 1
         if self.goal_source == "fixed":
             goal = state.goal

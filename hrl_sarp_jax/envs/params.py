@@ -55,6 +55,7 @@ class RewardParams:
     macro_vol_floor: jax.Array
     micro_vol_floor: jax.Array
     excess_turnover_cost: jax.Array
+    micro_turnover_cost: jax.Array
     cvar_alpha: jax.Array
     kind: str = struct.field(pytree_node=False, default="original")  # envs.rewards.REWARD_KINDS
 
@@ -90,9 +91,10 @@ def reward_params(cfg: RewardConfig, cvar_alpha: float = 0.95) -> RewardParams:
     for name in ("macro_vol_floor", "micro_vol_floor"):
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"env.reward.{name} = {getattr(cfg, name)} must be > 0")
-    if not cfg.excess_turnover_cost >= 0:
-        raise ConfigError(f"env.reward.excess_turnover_cost = {cfg.excess_turnover_cost} must "
-                          f"be >= 0")
+    for name in ("excess_turnover_cost", "micro_turnover_cost"):
+        if not getattr(cfg, name) >= 0:
+            raise ConfigError(f"env.reward.{name} = {getattr(cfg, name)} must be >= 0 "
+                              f"(0: no charge)")
     f = lambda x: jnp.asarray(x, _F32)  # noqa: E731
     names = [n for n in RewardParams.__dataclass_fields__ if n not in ("cvar_alpha", "kind")]
     return RewardParams(**{n: f(getattr(cfg, n)) for n in names}, cvar_alpha=f(cvar_alpha),

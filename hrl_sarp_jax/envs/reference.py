@@ -193,17 +193,19 @@ def running_vol(window: np.ndarray, floor: float) -> float:
 
 
 def micro_reward(window, achieved_sw, goal, dd, cost_frac, value_ret, w, gross=0.0,
-                 sector_ew=0.0) -> float:
+                 sector_ew=0.0, turnover=0.0) -> float:
+    charge = w["micro_turnover_cost"] * turnover
     if w["kind"] == "excess":
         return ((gross - sector_ew - cost_frac) / running_vol(window, w["micro_vol_floor"])
-                + w["micro_w_micro"] * w["goal_w"] * cosine(achieved_sw, goal[: achieved_sw.size]))
+                + w["micro_w_micro"] * w["goal_w"] * cosine(achieved_sw, goal[: achieved_sw.size])
+                - charge)
     s = math.tanh(w_sharpe(window, 252) / 2.0)
     g = cosine(achieved_sw, goal[: achieved_sw.size])
     d = -max(dd - w["drawdown_free"], 0.0) ** 2
     r_micro = w["sharpe_w"] * s + w["goal_w"] * g + w["drawdown_w"] * d
     return (w["micro_w_micro"] * r_micro
             + w["micro_w_portfolio"] * portfolio_term(window, cost_frac, w)
-            + w["micro_w_value"] * min(max(value_ret, -1.0), 1.0))
+            + w["micro_w_value"] * min(max(value_ret, -1.0), 1.0) - charge)
 
 
 def macro_reward(window, call, prev_sw, growth, bench, regime_call, label, cost_frac, value_ret,
@@ -321,7 +323,7 @@ class RefMicroEnv(_Base):
         achieved = self.sector_sums(info["exec"])
         reward = micro_reward(np.array(self.buf[-self.window:]), achieved, self.goal,
                               info["drawdown"], info["cost_frac"], value_ret, self.w,
-                              info["gross"], self.sector_ew(achieved, t))
+                              info["gross"], self.sector_ew(achieved, t), info["turnover"])
         self.t, self.time = t + 1, self.time + 1
         truncated = self.time >= self.max_steps or self.t >= self.t_hi
         return self.micro_obs(self.goal), reward, self.ruined(), truncated, info
@@ -391,7 +393,7 @@ class RefHierarchicalEnv(_Base):
         achieved = self.sector_sums(info["exec"])
         r_micro = micro_reward(np.array(self.buf[-self.window:]), achieved, self.goal,
                                info["drawdown"], info["cost_frac"], value_ret, self.w,
-                               info["gross"], self.sector_ew(achieved, t))
+                               info["gross"], self.sector_ew(achieved, t), info["turnover"])
         m = self.m
         m["cost"] += info["cost"]["total"]
         m["value"] += value_ret

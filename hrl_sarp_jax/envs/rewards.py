@@ -138,17 +138,21 @@ def micro_reward(
     params: RewardParams,
     gross_return: jax.Array | float = 0.0,
     sector_ew_return: jax.Array | float = 0.0,
+    turnover: jax.Array | float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Total Micro reward and its components. buf holds daily net returns incl. this step's.
     ``gross_return`` (sum w_exec r) and ``sector_ew_return`` (sum_s sw_s ew_s) feed the
-    ``excess`` kind only."""
+    ``excess`` kind only; ``turnover`` (the day's executed one-way turnover) is charged
+    ``micro_turnover_cost`` in every kind."""
     p = params
+    charge = p.micro_turnover_cost * turnover
     if p.kind == "excess":
         vol = running_vol(buf, count, p.micro_vol_floor)
         selection = gross_return - sector_ew_return - cost_frac
         g = goal_alignment(achieved_sector_weights, goal)
-        total = selection / vol + goal_reward(achieved_sector_weights, goal, p)
-        comps = {"selection": selection, "vol": vol, "goal": g, "total": total}
+        total = selection / vol + goal_reward(achieved_sector_weights, goal, p) - charge
+        comps = {"selection": selection, "vol": vol, "goal": g, "turnover_charge": charge,
+                 "total": total}
         return total.astype(_F32), {k: jnp.asarray(v, _F32) for k, v in comps.items()}
     sr = sharpe(buf, 252, mask=buffer_mask(buf, count))
     s = jnp.tanh(sr / SHARPE_SCALE)
@@ -158,9 +162,9 @@ def micro_reward(
     port = portfolio_reward(buf, count, cost_frac, p)
     r_value = jnp.clip(value_return, -1.0, 1.0)
     total = (p.micro_w_micro * r_micro + p.micro_w_portfolio * port["r_portfolio"]
-             + p.micro_w_value * r_value)
+             + p.micro_w_value * r_value - charge)
     comps = {"sharpe": sr, "sharpe_term": s, "goal": g, "drawdown_term": d, "r_micro": r_micro,
-             **port, "r_value": r_value, "total": total}
+             **port, "r_value": r_value, "turnover_charge": charge, "total": total}
     return total.astype(_F32), {k: jnp.asarray(v, _F32) for k, v in comps.items()}
 
 

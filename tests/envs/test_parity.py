@@ -73,9 +73,12 @@ def kind(request):
 
 
 def with_kind(params, kind):
-    """``kind``; the excess kinds also with a turnover charge, so the parity covers it."""
+    """``kind``; the excess kinds also with the Macro's turnover charge, and every kind but the
+    original with the Micro's, so the parity covers both."""
     charge = jnp.float32(0.0 if kind == "original" else 0.01)
-    return params.replace(reward=params.reward.replace(kind=kind, excess_turnover_cost=charge))
+    micro_charge = jnp.float32(0.0 if kind == "original" else 0.5)
+    return params.replace(reward=params.reward.replace(
+        kind=kind, excess_turnover_cost=charge, micro_turnover_cost=micro_charge))
 
 
 @pytest.fixture(scope="module")

@@ -178,6 +178,27 @@ def test_excess_turnover_cost_by_hand():
         reward_params(RewardConfig(excess_turnover_cost=-1.0))
 
 
+@pytest.mark.parametrize("kind", ["original", "excess"])
+def test_micro_turnover_cost_by_hand(kind):
+    """The Micro's turnover charge: the same day with turnover 0.3 and c = 0.2 earns exactly
+    0.06 less than with no charge, in both Micro kinds; a negative charge is refused."""
+    buf = jnp.array([0.0, 0.0, 0.01, -0.02, 0.03], jnp.float32)
+    day = (buf, jnp.int32(3), jnp.array([0.6, 0.4, 0.0]),
+           jnp.array([0.5, 0.5, 0.0, 1.0, 0.0, 0.0]), jnp.float32(0.02), jnp.float32(0.0005),
+           jnp.float32(0.01))
+    free, _ = rw.micro_reward(*day, reward_params(RewardConfig(kind=kind)), jnp.float32(0.004),
+                              jnp.float32(0.001), jnp.float32(0.3))
+    charged, c = rw.micro_reward(
+        *day, reward_params(RewardConfig(kind=kind, micro_turnover_cost=0.2)),
+        jnp.float32(0.004), jnp.float32(0.001), jnp.float32(0.3))
+    assert float(c["turnover_charge"]) == pytest.approx(0.06, rel=1e-6)
+    assert float(free) - float(charged) == pytest.approx(0.06, rel=1e-5)
+    from hrl_sarp_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"env\.reward\.micro_turnover_cost"):
+        reward_params(RewardConfig(micro_turnover_cost=-0.1))
+
+
 def test_reward_kind_and_floors_checked():
     from hrl_sarp_jax.errors import ConfigError
 
