@@ -324,6 +324,11 @@ class TD3Config:
     ratio, in gradient samples per env step, is updates_per_step x batch_size / num_envs."""
     warmup_transitions: int = 2_000
     """Transitions collected (per seed) before the first update."""
+    checkpoint_metric: str = "val_goal_alignment"
+    """Phase 4's 'best' checkpoint (``train.checkpoint: best``): by validation goal alignment
+    (``val_goal_alignment``, the skill Phase 4 trains) or by the validation net Sharpe of the
+    Micro executing the frozen Macro's goals (``val_sharpe``: the hierarchy's decisions, costs
+    included). Step 0, the Phase-2 actor, is a candidate either way."""
 
 
 @dataclass(frozen=True)

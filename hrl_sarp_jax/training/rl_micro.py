@@ -61,10 +61,11 @@ _I32 = jnp.int32
 Metrics = dict[str, Array]
 
 CHECKPOINT_METRIC = "val_goal_alignment"
-"""Phase 4's job in the hierarchy is to *execute* the Macro agent's weekly sector calls; return
-is the Macro level's job (Phase 3) and a Micro Sharpe over a 2-year validation window is
-dominated by the market path, while goal alignment measures the skill this phase trains. The
-summary still reports val_sharpe next to the equal-weight Sharpe on the same episodes."""
+"""The default of ``train.td3.checkpoint_metric``: Phase 4's job in the hierarchy is to
+*execute* the Macro agent's weekly sector calls, and goal alignment measures the skill this
+phase trains. The summary reports val_sharpe next to the equal-weight Sharpe on the same
+episodes either way."""
+CHECKPOINT_METRICS = ("val_goal_alignment", "val_sharpe")
 
 
 # --------------------------------------------------------------------------- static config
@@ -112,6 +113,9 @@ class Phase4Spec:
         for name in ("warmup_transitions", "actor_warmup_updates"):
             if int(getattr(td3, name)) < 0:
                 raise ConfigError(f"train.td3.{name} = {getattr(td3, name)} must be >= 0")
+        if td3.checkpoint_metric not in CHECKPOINT_METRICS:
+            raise ConfigError(f"train.td3.checkpoint_metric = {td3.checkpoint_metric!r} is not "
+                              f"one of {', '.join(CHECKPOINT_METRICS)}")
         vec_steps = max(1, td3.total_env_steps // max(td3.num_envs, 1))
         kw: dict[str, Any] = {
             "num_envs": td3.num_envs, "batch_size": td3.batch_size,
@@ -689,8 +693,8 @@ def run_phase4(
     from the Phase-2 best actor when Phase 2 has a checkpoint; the goal source is the Phase-3
     best Macro actor (frozen) when Phase 3 has one, else 'sampled' (recorded in the summary).
     Every ``eval_every_chunks`` chunks (default ``cfg.train.eval_interval``): a validation on
-    held-out goals, metrics lines and a checkpoint (latest-N + best by mean
-    ``val_goal_alignment``, see CHECKPOINT_METRIC). ``resume`` continues bit-exactly from the
+    held-out goals, metrics lines and a checkpoint (latest-N + best by the mean of
+    ``train.td3.checkpoint_metric``, default ``val_goal_alignment``). ``resume`` continues bit-exactly from the
     latest checkpoint (the whole state: networks, optimisers, buffer, envs, keys).
     ``chunk_limit`` stops after that many chunks in total (a simulated interruption).
     """
@@ -703,7 +707,7 @@ def run_phase4(
     if k < 1:
         raise ConfigError(f"Phase 4 needs at least one seed (got {k})")
     ck = PhaseCheckpointer(run, 4, keep_latest=cfg.train.keep_latest,
-                           best_metric=CHECKPOINT_METRIC)
+                           best_metric=cfg.train.td3.checkpoint_metric)
     try:
         if ck.latest_step() is not None and not resume:
             raise CheckpointError(
@@ -794,7 +798,7 @@ def run_phase4(
         "resumed_from_step": resumed_from,
         "best_step": best_step,
         "latest_step": latest_step,
-        "best_metric": CHECKPOINT_METRIC,
+        "best_metric": cfg.train.td3.checkpoint_metric,
         **macro_info, **actor_info, **setup.info,
     }
     write_phase_summary(run, 4, summary)

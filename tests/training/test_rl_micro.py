@@ -359,3 +359,8 @@ def test_replay_ratio_and_warmup_come_from_the_config():
     assert spec.explore_decay_updates == (400 // 4) * 3 // 2  # half the planned updates
     with pytest.raises(ConfigError, match=r"^train\.td3\.num_envs = 0 must be >= 1$"):
         rm.Phase4Spec.from_config(TD3Config(num_envs=0))
+    # Phase 4's checkpoint rule is one of the two validation metrics it records
+    rm.Phase4Spec.from_config(TD3Config(checkpoint_metric="val_sharpe"))
+    with pytest.raises(ConfigError, match=r"train\.td3\.checkpoint_metric = 'sharpe' is not "
+                                          r"one of val_goal_alignment, val_sharpe"):
+        rm.Phase4Spec.from_config(TD3Config(checkpoint_metric="sharpe"))
