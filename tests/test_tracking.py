@@ -77,7 +77,7 @@ def test_runs_without_tensorboard_write_no_events(tmp_path):
 
 
 def test_every_phase_record_carries_per_seed_values():
-    from hrl_sarp_jax.training import joint, rl_macro, rl_micro, runner
+    from hrl_sarp_jax.training import joint, ppo_loop, rl_micro, runner
 
     # Phases 1-2: per epoch, the seeds active that epoch (a stopped seed is None)
     m = {"active": np.array([[True, True], [True, False]]), "epoch": np.array([[1, 2], [1, 2]]),
@@ -88,11 +88,11 @@ def test_every_phase_record_carries_per_seed_values():
     assert e2["train_loss"] == 0.5 and e2["per_seed"] == {"train_loss": [0.5, None],
                                                          "val_loss": [1.0, None]}
     # Phase 3 / flat: per update, [K, U]
-    u = rl_macro._mean_records({"pg_loss": np.array([[0.1, 0.2], [0.3, 0.6]])}, 4)
+    u = ppo_loop.mean_records({"pg_loss": np.array([[0.1, 0.2], [0.3, 0.6]])}, 4)
     assert [r["update"] for r in u] == [5, 6] and u[1]["pg_loss"] == pytest.approx(0.4)
     assert u[0]["per_seed"] == {"pg_loss": [0.1, 0.3]} and u[1]["per_seed"]["pg_loss"] == [0.2, 0.6]
     ev = {"val_sharpe": np.array([0.5, -0.5]), "val_curve": np.zeros((2, 3)), "x": np.ones(2)}
-    assert rl_macro._seed_lists(ev) == {"val_sharpe": [0.5, -0.5]}
+    assert ppo_loop.seed_lists(ev) == {"val_sharpe": [0.5, -0.5]}
     # Phase 4: per chunk [K, steps]; losses only over the steps that updated
     chunk = {"critic_loss": np.array([[1.0, 3.0], [5.0, 7.0]]),
              "updating": np.array([[0, 1], [1, 1]]), "reward": np.array([[1.0, 2.0], [3.0, 4.0]]),

@@ -78,3 +78,14 @@ def injected(opt_state: PyTree, name: str) -> Array:
         if isinstance(s, _INJECT_STATES) and name in s.hyperparams:
             return s.hyperparams[name]
     raise KeyError(f"no injected hyperparameter {name!r}")
+
+
+def copy_injected(src: PyTree, dst: PyTree) -> PyTree:
+    """``dst`` (a fresh state of the same optimiser) with the injected hyperparameters of
+    ``src`` (e.g. per-seed lr and clip norm kept when the moments are reset)."""
+    is_inj = lambda s: isinstance(s, _INJECT_STATES)  # noqa: E731
+    src_l = jax.tree.leaves(src, is_leaf=is_inj)
+    dst_l, treedef = jax.tree.flatten(dst, is_leaf=is_inj)
+    out = [d._replace(hyperparams=s.hyperparams) if is_inj(d) else d
+           for s, d in zip(src_l, dst_l, strict=True)]
+    return jax.tree.unflatten(treedef, out)

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hrl_sarp_jax.agents.optim import copy_injected
 from hrl_sarp_jax.checkpointing import (
     PhaseCheckpointer,
     read_phase_summary,
@@ -147,7 +148,7 @@ def setup_phase5(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
 def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, Callable]:
     """Phase 3's and Phase 4's pure functions vmapped over seeds, env params mapped on
     ``policy_params`` only (jit caches one executable per shape)."""
-    p3, p4 = s3.p3, s4.p4
+    p3, p4 = s3.program, s4.p4
     ax3 = seed_axes(s3.train_params)
 
     def init3(keys, hp, env_params, starts):
@@ -218,7 +219,7 @@ def fresh_ppo_optimizer(state3: rl_macro.Phase3State, template: rl_macro.Phase3S
     ts = template.train
     params = state3.train.params
     opt = jax.vmap(ts.tx.init)(params)
-    opt = rl_macro._copy_injected(ts.opt_state, opt)
+    opt = copy_injected(ts.opt_state, opt)
     train = ts.replace(params=params, opt_state=opt, step=jnp.zeros_like(ts.step))
     return state3.replace(train=train, update=jnp.zeros_like(state3.update),
                           env_steps=jnp.zeros_like(state3.env_steps))
@@ -383,7 +384,7 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         setup = dataclasses.replace(setup, hp3=hp3, hp4=hp4)
         compile_s, fingerprints = _compile(setup, state3, state4)
         limit = setup.rounds if round_limit is None else min(setup.rounds, int(round_limit))
-        sp3, sp4 = setup.s3.p3.spec, setup.s4.p4.spec
+        sp3, sp4 = setup.s3.program.spec, setup.s4.p4.spec
         macro_steps = setup.macro_chunks_per_round * sp3.updates_per_chunk * sp3.steps_per_update
         micro_steps = setup.micro_chunks_per_round * sp4.num_envs * sp4.steps_per_chunk
         say(f"phase 5: {k} seed(s), {setup.rounds} rounds of {macro_steps} Macro (weekly) + "

@@ -76,6 +76,7 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
+from hrl_sarp_jax.training.ppo_engine import walk
 from hrl_sarp_jax.utils.atomic import atomic_write_json, atomic_write_text
 
 SECTION = "sweep"
@@ -546,32 +547,19 @@ def curriculum_rule(spec: SweepSpec) -> cur.CurriculumRule:
 
 def validation_walk(p3: rm.Phase3, weeks: int, params: Any, env_params: Any, key: jax.Array
                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One deterministic episode (Dirichlet mean ⊕ argmax regime, as ``rl_macro.evaluate``)
-    from ``env_params.start_lo``, ``weeks`` (static) steps: (weekly net return [W] (0 after the
-    episode ends), live [W] bool, ended: bool, whether the episode ended within the W steps).
-    Pure; vmap it over members' params."""
-    obs, st = p3.env.reset_env(key, env_params)
-
-    def step(carry, _):
-        obs, st, done = carry
-        pol = rm.actor_apply(p3.net.config, p3.env.layout, params, obs[None])
-        action = rm.env_action(pol.mean_weights[0], jnp.argmax(pol.regime_logits[0]))
-        obs2, st2, _, term, info = p3.env.step_env(key, st, action, env_params)
-        trunc = p3.env.is_truncated(st2, env_params)
-        keep = lambda a, b: jnp.where(done, a, b)  # noqa: E731
-        carry = (keep(obs, obs2), jax.tree.map(keep, st, st2), done | term | trunc)
-        return carry, (jnp.where(done, 0.0, info["net_return"]), ~done)
-
-    (_, _, ended), (r, live) = jax.lax.scan(step, (obs, st, jnp.zeros((), bool)), None,
-                                            length=weeks)
-    return r, live, ended
+    """One deterministic episode (Dirichlet mean ⊕ argmax regime, ``ppo_engine.walk``, as
+    Phase 3's evaluation) from ``env_params.start_lo``, ``weeks`` (static) steps: (weekly net
+    return [W] (0 after the episode ends), live [W] bool, ended: bool, whether the episode
+    ended within the W steps). Pure; vmap it over members' params."""
+    out = walk(p3.task, params, env_params, weeks, jnp.asarray(True), key)
+    return jnp.where(out["live"], out["net_return"], 0.0), out["live"], out["ended"]
 
 
 def _latest_state(run: Run, cfg: Config, setup: rm.Phase3Setup,
                   settings: Sequence[Mapping[str, float]], seeds: int):
     """(state, saved, step) of the sweep's latest Phase-3 checkpoint (all M·K members)."""
     m = len(settings)
-    init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
+    init = jax.vmap(setup.program.init, in_axes=(0, 0, None, None))
     abstract = jax.eval_shape(init, member_keys(cfg.seed, m, seeds),
                               member_hparams(setup.hp, settings, seeds), setup.train_params,
                               cur.stage_starts(0, setup.windows))
@@ -609,8 +597,9 @@ def validation_weekly_returns(run: Run, cfg: Config, spec: SweepSpec,
                                       max_steps_in_episode=weeks + 1)
     key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + rm.PHASE)
     # one step more than the weeks left: only the end of the split (or ruin) ends the episode
-    walk = jax.jit(jax.vmap(partial(validation_walk, setup.p3, weeks), in_axes=(0, None, None)))
-    r, live, ended = jax.device_get(walk(state.train.params, params, key))
+    walks = jax.jit(jax.vmap(partial(validation_walk, setup.program, weeks),
+                             in_axes=(0, None, None)))
+    r, live, ended = jax.device_get(walks(state.train.params, params, key))
     dates = np.asarray(meta.dates)
     return {"returns": np.asarray(r, np.float64), "live": np.asarray(live, bool),
             "ended": np.asarray(ended, bool), "start": str(dates[day0]),

@@ -202,9 +202,9 @@ def case_phase3() -> dict:
     k = 4
     hp = rm.stack_hparams(setup.hp, k)
     starts = cur.stage_starts(1, setup.windows)
-    init = jax.jit(jax.vmap(setup.p3.init, in_axes=(0, 0, None, None)))
+    init = jax.jit(jax.vmap(setup.program.init, in_axes=(0, 0, None, None)))
     state = init(rm.phase3_keys(cfg.seed, k), hp, setup.train_params, starts)
-    chunk = jax.jit(jax.vmap(setup.p3.run_chunk, in_axes=(0, None, 0, None)))
+    chunk = jax.jit(jax.vmap(setup.program.run_chunk, in_axes=(0, None, 0, None)))
     t_init = time.perf_counter() - t0
     one = chunk.lower(state, setup.train_params, hp, starts).compile(compiler_options=FAST_COMPILE)
     t_one = time.perf_counter() - t0

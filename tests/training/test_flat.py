@@ -207,9 +207,7 @@ def test_rollout_bootstraps_truncation_from_the_final_observation():
     env_cfg = dataclasses.replace(PROBE_ENV, macro_episode_weeks=3)
     _market, _feats, env, params, prog = setup(1, num_envs=4, rollout_len=8, env_cfg=env_cfg)
     state = jax.jit(prog.init)(jax.random.key(0), hparams(), params)
-    model = fl._Model(env, prog.net, env.layout, prog.spec, prog.apply,
-                      rm.phase_optimizer(prog.spec))
-    collect = compile_fast(lambda s, k: fl.collect_rollout(model, s.train.params, params, s, k),
+    collect = compile_fast(lambda s, k: prog.collect(s.train.params, params, None, s, k),
                            state, jax.random.key(1))
     _, ro, out = collect(state, jax.random.key(1))
     trunc = np.asarray(ro.truncated)

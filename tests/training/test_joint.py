@@ -56,15 +56,15 @@ def test_each_seed_runs_with_its_own_micro_partner(smoke_market):
     pp = joint.micro_policy_params(micro, np.asarray(market.stock_sector), 2)
     val = joint.with_policy(s3.val_params, pp)
     state = jax.jit(lambda k, h: jax.lax.map(
-        lambda a: s3.p3.init(a[0], a[1], joint.with_policy(s3.train_params, jax.tree.map(
+        lambda a: s3.program.init(a[0], a[1], joint.with_policy(s3.train_params, jax.tree.map(
             lambda x: x[0], pp)), jax.tree.map(lambda x: x, rm.cur.stage_starts(1, s3.windows))),
         (k, h)))(rm.phase3_keys(0, 2), hp)
     # give the two Macro seeds the SAME params so any difference comes from the Micro partner
     params = jax.tree.map(lambda x: jnp.broadcast_to(x[0], x.shape), state.train.params)
     key = jax.random.key(1)
-    ev = jax.jit(jax.vmap(s3.p3.evaluate, in_axes=(0, joint.seed_axes(val), None, None)))(
+    ev = jax.jit(jax.vmap(s3.program.evaluate, in_axes=(0, joint.seed_axes(val), None, None)))(
         params, val, s3.eval_days, key)
-    one = jax.jit(s3.p3.evaluate)
+    one = jax.jit(s3.program.evaluate)
     for k in range(2):
         own = joint.with_policy(s3.val_params, jax.tree.map(lambda x, k=k: x[k], pp))
         ref = one(jax.tree.map(lambda x, k=k: x[k], params), own, s3.eval_days, key)

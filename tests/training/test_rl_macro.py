@@ -274,8 +274,7 @@ def test_rollout_bootstraps_truncation_from_the_final_observation():
                                            env_cfg=env_cfg)
     hp, starts = hparams(), all_starts(market, params)
     state = jax.jit(p3.init)(jax.random.key(0), hp, params, starts)
-    model = rm._Model(env, p3.net, env.layout, p3.spec, p3.apply, rm.phase_optimizer(p3.spec))
-    collect = jax.jit(lambda s, k: rm.collect_rollout(model, s.train.params, params, starts, s, k))
+    collect = jax.jit(lambda s, k: p3.collect(s.train.params, params, starts, s, k))
     _, ro, out = collect(state, jax.random.key(1))
     trunc = np.asarray(ro.truncated)
     assert trunc.sum() >= 8 and not np.asarray(ro.terminated).any()
@@ -393,7 +392,7 @@ def host_inputs():
 
 def _latest_state(run, cfg, market, meta, feats):
     setup_ = rm.setup_phase3(cfg, market, meta, feats)
-    init = jax.vmap(setup_.p3.init, in_axes=(0, 0, None, None))
+    init = jax.vmap(setup_.program.init, in_axes=(0, 0, None, None))
     abstract = jax.eval_shape(init, rm.phase3_keys(cfg.seed, 2),
                               rm.stack_hparams(setup_.hp, 2), setup_.train_params,
                               cur.stage_starts(0, setup_.windows))

@@ -328,7 +328,7 @@ def test_ranking_files_and_the_best_settings_checkpoint(tiny_sweep):
                                                  if r["setting"] == best]
     assert summary["val_sharpe"] == pytest.approx(ranking[0]["val_sharpe_mean"], abs=1e-9)
     setup = rm.setup_phase3(cfg, market, meta, feats)
-    init = jax.vmap(setup.p3.init, in_axes=(0, 0, None, None))
+    init = jax.vmap(setup.program.init, in_axes=(0, 0, None, None))
     starts = cur.stage_starts(0, setup.windows)
 
     def latest(r, members):
@@ -380,9 +380,9 @@ def test_overfitting_block_of_a_sweep_walks_the_whole_validation_split(tiny_swee
     # its first eval_weeks weeks are the first validation episode: the same Sharpe as
     # rl_macro.evaluate's episode 0 on the final params (two XLA programs: float32 rounding)
     state, _, _ = sw._latest_state(run, cfg, setup, sw.sweep_settings(spec, cfg.seed), 2)
-    evaluate = jax.jit(jax.vmap(setup.p3.evaluate, in_axes=(0, None, None, None)))
+    evaluate = jax.jit(jax.vmap(setup.program.evaluate, in_axes=(0, None, None, None)))
     ev = evaluate(state.train.params, setup.val_params, setup.eval_days, jax.random.key(0))
-    w = setup.p3.spec.eval_weeks
+    w = setup.program.spec.eval_weeks
     first = weekly[:, :w]
     ours = first.mean(1) / first.std(1, ddof=1) * np.sqrt(52)
     np.testing.assert_allclose(ours, np.asarray(ev["episode_sharpe"])[:, 0], rtol=2e-4,

@@ -1,0 +1,399 @@
+"""The one host loop of the PPO phases (Phase 3, the flat baseline, the Phase-3 sweep):
+compile, start or resume, the step-0 evaluation, chunks of updates, metrics lines, the
+curriculum, checkpoints and the summary's common part (``training.ppo_engine`` holds the
+compiled programs).
+
+Per chunk of ``spec.updates_per_chunk`` updates: one metrics line per update (means over
+seeds, per-seed values under ``per_seed``), one evaluation on the validation split, a
+curriculum decision (phases with a rule), a checkpoint of the whole state (latest-N plus best
+by the mean ``best_metric``) and, when the phase asks, of the policy parameters alone. A resume
+continues bit-exactly from the latest checkpoint (the state, its keys and the curriculum
+position are saved).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hrl_sarp_jax.agents.ppo import PPOHParams
+from hrl_sarp_jax.checkpointing import PhaseCheckpointer, Run
+from hrl_sarp_jax.config import Config
+from hrl_sarp_jax.data.market import MarketMeta
+from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.errors import CheckpointError, ConfigError
+from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
+from hrl_sarp_jax.training.sharding import replicate, shard_seeds
+from hrl_sarp_jax.types import Array, PyTree
+
+_F32 = jnp.float32
+
+
+# --------------------------------------------------------------------------- setup
+
+
+@dataclass
+class PPOSetup:
+    """Everything the host loop (and the benchmarks) need, built from config + market."""
+
+    program: PPOProgram
+    train_params: EnvParams
+    val_params: EnvParams
+    eval_days: jax.Array
+    hp: PPOHParams
+    info: dict[str, Any]
+    windows: cur.StageWindows | None = None
+    """The curriculum's start windows (None: episodes start anywhere in the training split)."""
+
+
+# HOST ONLY
+def split_bounds(meta: MarketMeta, cfg: Config, num_days: int) -> tuple[int, int, int]:
+    """(first validation day, first test day, number of days) of ``cfg.data``'s split."""
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    val = int(np.searchsorted(dates, np.datetime64(cfg.data.val_start, "D")))
+    test = int(np.searchsorted(dates, np.datetime64(cfg.data.test_start, "D")))
+    if not 0 < val < test <= num_days:
+        raise ConfigError(f"data.val_start={cfg.data.val_start} / data.test_start="
+                          f"{cfg.data.test_start} leave no training or validation days in "
+                          f"{dates[0]}..{dates[-1]}")
+    return val, test, num_days
+
+
+# HOST ONLY
+def eval_start_days(week_end: np.ndarray, lo: int, hi: int, weeks: int, max_episodes: int
+                    ) -> np.ndarray:
+    """int32 [K] evaluation start days: every k-th week end in [lo, hi] that leaves ``weeks``
+    full weeks before hi (or the first week end if none does), k chosen so K <= max_episodes."""
+    ends = cur.window_week_ends(week_end, lo, hi)
+    if ends.size == 0:
+        raise ConfigError(f"the validation window [{lo}, {hi}] holds no week end")
+    usable = ends[: max(ends.size - weeks, 1)]
+    every = max(math.ceil(usable.size / max(int(max_episodes), 1)), 1)
+    return usable[::every].astype(np.int32)
+
+
+# HOST ONLY
+def stack_hparams(hp: PPOHParams, count: int) -> PPOHParams:
+    """hp with a leading axis of ``count`` identical members."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (count, *x.shape)), hp)
+
+
+# HOST ONLY
+def member_keys(seed: int, stream: int, count: int) -> Array:
+    """[count] keys: member k = fold_in(fold_in(key(seed), stream), k), independent of
+    ``count`` (a K-seed run's member k equals a one-seed run with that member's key)."""
+    root = jax.random.fold_in(jax.random.key(int(seed)), int(stream))
+    return jnp.stack([jax.random.fold_in(root, k) for k in range(int(count))])
+
+
+def signature(tree: PyTree) -> tuple:
+    """Structure, shapes and dtypes of a pytree (a compile-cache key)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def _init_seeds(init: Callable[..., PPOState], keys: Array, hp: PPOHParams,
+                env_params: EnvParams, starts: cur.StartSet | None = None) -> PPOState:
+    """K seeds' initial states, one after another (``lax.map``), stacked [K].
+
+    (Written as a map when ``jit(vmap(init))`` over 2+ seeds hung on jax 0.10.2 CPU; the cause
+    was the orthogonal initialiser's batched LAPACK QR deadlocking the intra-op thread pool,
+    fixed in ``networks.common.orthogonal``. A sequential map gives the same per-seed values.)
+    """
+    return jax.lax.map(lambda kh: init(kh[0], kh[1], env_params, starts), (keys, hp))
+
+
+class Compiled(NamedTuple):
+    """A PPO program compiled for K seeds: init (jitted), run_chunk and evaluate (compiled
+    ahead of time) and the seconds those two took to compile."""
+
+    init: Callable
+    chunk: Callable
+    evaluate: Callable
+    compile_s: float
+
+
+_COMPILED: dict[tuple, Compiled] = {}
+
+
+def _starts_arg(setup: PPOSetup, stage: int) -> tuple:
+    """() or (starts,): the curriculum argument of init / run_chunk."""
+    return () if setup.windows is None else (cur.stage_starts(stage, setup.windows),)
+
+
+# HOST ONLY
+def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
+                     compiler_options: dict[str, Any] | None = None) -> Compiled:
+    """(init, run_chunk, evaluate) vmapped over K seeds (hparams per seed); run_chunk and
+    evaluate compiled ahead of time (with XLA ``compiler_options`` if given) and timed
+    (compile_s = 0 when this process already compiled the same programs: the first compile
+    wins, whatever its options). ``mesh``: a ``training.sharding`` seed mesh; the programs
+    are then compiled for the seed axis split over its devices (inputs placed with
+    ``shard_seeds``)."""
+    devices = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
+    key = (setup.program, int(seeds), signature(setup.train_params),
+           signature(setup.windows), signature(setup.eval_days), devices)
+    if key in _COMPILED:
+        return _COMPILED[key]._replace(compile_s=0.0)
+    prog = setup.program
+    init = jax.jit(partial(_init_seeds, prog.init))
+    hp = stack_hparams(setup.hp, seeds)
+    starts = _starts_arg(setup, 0)
+    abstract = jax.eval_shape(init, member_keys(0, 0, seeds), hp, setup.train_params, *starts)
+    train_params, val_params, days = setup.train_params, setup.val_params, setup.eval_days
+    if mesh is not None:
+        abstract, hp = shard_seeds((abstract, hp), mesh)
+        train_params, val_params, days, starts = replicate(
+            (train_params, val_params, days, starts), mesh)
+    axes = (0, None, 0) + (None,) * len(starts)
+    t0 = time.perf_counter()
+    chunk = jax.jit(jax.vmap(prog.run_chunk, in_axes=axes)).lower(
+        abstract, train_params, hp, *starts).compile(compiler_options=compiler_options)
+    evaluate = jax.jit(jax.vmap(prog.evaluate, in_axes=(0, None, None, None))).lower(
+        abstract.train.params, val_params, days, jax.random.key(0)
+    ).compile(compiler_options=compiler_options)
+    _COMPILED[key] = Compiled(init, chunk, evaluate, time.perf_counter() - t0)
+    return _COMPILED[key]
+
+
+# --------------------------------------------------------------------------- records
+
+
+def mean_records(metrics: dict[str, np.ndarray], first_update: int) -> list[dict[str, Any]]:
+    """One record per update (means over seeds) from [K, U] metrics."""
+    out = []
+    u = next(iter(metrics.values())).shape[1]
+    for j in range(u):
+        rec = {"update": first_update + j + 1}
+        rec.update({k: float(np.mean(v[:, j])) for k, v in metrics.items()})
+        rec["per_seed"] = {k: v[:, j].tolist() for k, v in metrics.items()}
+        out.append(rec)
+    return out
+
+
+def seed_lists(ev: dict[str, np.ndarray]) -> dict[str, list]:
+    """Per-seed values of the scalar eval metrics (metrics.jsonl's ``per_seed``)."""
+    return {k: np.asarray(v).tolist() for k, v in ev.items()
+            if k.startswith("val_") and np.ndim(v) == 1}
+
+
+def eval_record(ev: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Means over seeds of the scalar eval metrics, plus per-seed val Sharpe."""
+    rec: dict[str, Any] = {k: float(np.mean(v)) for k, v in ev.items()
+                           if k.startswith("val_") and np.ndim(v) == 1}
+    rec["val_sharpe_per_seed"] = [float(x) for x in ev["val_sharpe"]]
+    return rec
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """How one PPO phase's host loop is named and what it does besides the common steps."""
+
+    phase: int | str
+    """Checkpointer, metrics and summary name (3, 'flat')."""
+    label: str
+    """Progress-line prefix ('phase 3', 'flat baseline')."""
+    key_stream: int
+    """fold_in stream of the members' keys and (+1000) of the evaluation key."""
+    eval_at_start: bool = False
+    """Evaluate and checkpoint update 0 (the starting policy), so 'best' never falls below it."""
+    policy_phase: str | None = None
+    """Also checkpoint the policy parameters alone (``{"policy": params}``) under this name."""
+    best_metric: str = "val_sharpe"
+
+
+@dataclass
+class LoopResult:
+    """What the loop leaves for the phase's summary."""
+
+    state: PPOState
+    setup: PPOSetup
+    last_eval: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    """The common part of the summary (budget, timing, final validation, checkpoints)."""
+    start_info: dict[str, Any] = field(default_factory=dict)
+    stage: int = 0
+    history: list = field(default_factory=list)
+
+
+def _evaluate(compiled: Compiled, state: PPOState, setup: PPOSetup, key: Array
+              ) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in jax.device_get(compiled.evaluate(
+        state.train.params, setup.val_params, setup.eval_days, key)).items()}
+
+
+# HOST ONLY (not jittable)
+def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
+            make_setup: Callable[[], tuple[PPOSetup, dict[str, Any] | None]], *,
+            seeds: int, resume: bool = False, update_limit: int | None = None,
+            rule: cur.CurriculumRule | None = None, mesh: Any = None,
+            hparams: PPOHParams | None = None, keys: Array | None = None,
+            prepare: Callable[[PPOState], tuple[PPOState, dict[str, Any]]] | None = None,
+            final_keys: tuple[str, ...] = (),
+            log: Callable[[str], None] | None = None) -> LoopResult:
+    """Train one PPO phase of K = ``seeds`` members into ``run`` (see the module docstring).
+
+    ``make_setup`` builds the programs and env params (after the check that a fresh run has no
+    checkpoints) and the phase's ``start_info`` (None: the phase keeps none); the setup's
+    ``info["allocator"]``, if any, is named in the first progress line. ``rule``: the
+    curriculum (None: none, and no ``stage`` in the records).
+    ``hparams`` (leaves [K]) / ``keys`` [K] replace K copies of the setup's hyperparameters /
+    ``member_keys(cfg.seed, loop.key_stream, K)``. ``prepare`` edits a fresh state (warm
+    starts) and returns what it did, merged into ``start_info`` (saved with every checkpoint,
+    restored on resume). ``final_keys``: validation scalars copied into the summary.
+    ``update_limit`` stops after that many updates in total (a simulated interruption; the
+    learning-rate schedule still spans the full budget).
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    k = int(seeds)
+    name = loop.phase
+    ck = PhaseCheckpointer(run, name, keep_latest=cfg.train.keep_latest,
+                           best_metric=loop.best_metric)
+    pol_ck = None if loop.policy_phase is None else PhaseCheckpointer(
+        run, loop.policy_phase, keep_latest=cfg.train.keep_latest, best_metric=loop.best_metric)
+    try:
+        if not resume and (ck.latest_step() is not None
+                           or (pol_ck is not None and pol_ck.latest_step() is not None)):
+            steps = ck.all_steps() or (pol_ck.all_steps() if pol_ck is not None else [])
+            raise CheckpointError(
+                f"{loop.label} of run {run.name} already has checkpoints (steps {steps}); "
+                "pass --resume to continue it or use a new --run")
+        setup, start_info = make_setup()
+        spec = setup.program.spec
+        hp = stack_hparams(setup.hp, k) if hparams is None else jax.tree.map(
+            lambda x: jnp.asarray(x, _F32), hparams)
+        compiled = compile_programs(setup, k, mesh)
+        where = "" if mesh is None else f" on {mesh.size} device(s)"
+        describe = (f", allocator {setup.info['allocator']}" if "allocator" in setup.info
+                    else "")
+        say(f"{loop.label}: {k} seed(s){where}, {spec.total_updates} updates of "
+            f"{spec.steps_per_update} env steps{describe}, compiled in "
+            f"{compiled.compile_s:.1f}s")
+
+        curriculum = rule is not None
+        stage = cur.initial_stage(rule) if curriculum else 0
+        stage_updates = 0
+        history: list[list[int]] = [[0, stage]]
+        info = None if start_info is None else dict(start_info)
+        state = compiled.init(member_keys(cfg.seed, loop.key_stream, k) if keys is None
+                              else keys, hp, setup.train_params, *_starts_arg(setup, stage))
+        resumed_from = None
+        if ck.latest_step() is not None:
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+            state, saved, resumed_from = ck.restore(abstract, "latest")
+            user = saved.get("user", {})
+            if curriculum:
+                stage, stage_updates = int(user["stage"]), int(user["stage_updates"])
+                history = [list(h) for h in user["stage_history"]]
+            if info is not None:
+                info = dict(user.get("start_info", info))
+            said = f" (next stage {stage})" if curriculum else ""
+            say(f"{loop.label}: resumed from update {resumed_from}{said}")
+        elif prepare is not None:
+            state, done = prepare(state)
+            info = {**(info or {}), **done}
+        limit = spec.total_updates if update_limit is None else min(int(update_limit),
+                                                                    spec.total_updates)
+        if mesh is not None:
+            state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
+        eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + loop.key_stream)
+
+        def meta() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            if curriculum:
+                out.update(stage=stage, stage_updates=stage_updates, stage_history=history)
+            out["seeds"] = k
+            if info is not None:
+                out["start_info"] = info
+            return out
+
+        def stage_of(s: int) -> dict[str, int]:
+            return {"stage": s} if curriculum else {}
+
+        def save(step: int, rec: dict[str, Any]) -> None:
+            saved = {loop.best_metric: rec[loop.best_metric],
+                     "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"], "seeds": k}
+            ck.save(step, state, metrics=saved, meta=meta())
+            if pol_ck is not None:
+                latest = pol_ck.latest_step()
+                if latest is None or step > latest:
+                    pol_ck.save(step, {"policy": state.train.params}, metrics=saved,
+                                meta={"seeds": k})
+
+        last_eval: dict[str, np.ndarray] | None = None
+        if loop.eval_at_start and resumed_from is None and limit > 0:
+            ev = _evaluate(compiled, state, setup, eval_key)
+            rec = eval_record(ev)
+            run.log_metrics(name, 0, {**rec, **stage_of(stage), "eval": True,
+                                      "per_seed": seed_lists(ev), "env_steps": 0})
+            save(0, rec)
+            say(f"{loop.label}: before training val_sharpe {rec['val_sharpe']:.3f} (equal "
+                f"weight {rec['val_equal_weight_sharpe']:.3f})")
+        while int(np.max(np.asarray(state.update))) < limit:
+            done_before = int(np.max(np.asarray(state.update)))
+            ran_stage = stage
+            state, metrics = compiled.chunk(state, setup.train_params, hp,
+                                            *_starts_arg(setup, stage))
+            metrics = {key: np.asarray(v) for key, v in jax.device_get(metrics).items()}
+            for rec in mean_records(metrics, done_before):
+                run.log_metrics(name, rec.pop("update"), {**rec, **stage_of(ran_stage)})
+            updates = int(np.max(np.asarray(state.update)))
+            last_eval = ev = _evaluate(compiled, state, setup, eval_key)
+            rec = eval_record(ev)
+            run.log_metrics(name, updates, {**rec, **stage_of(ran_stage), "eval": True,
+                                            "per_seed": seed_lists(ev), "env_steps": int(
+                                                np.sum(np.asarray(state.env_steps)))})
+            stage_updates += updates - done_before
+            val = rec["val_sharpe"]
+            # the curriculum decision is taken before saving, so a resume continues with it
+            if curriculum and cur.promote(stage, val, stage_updates, updates,
+                                          spec.total_updates, rule):
+                stage, stage_updates = stage + 1, 0
+                history.append([updates, stage])
+            save(updates, rec)
+            said = f" stage {ran_stage}" if curriculum else ""
+            say(f"{loop.label}: update {updates}/{spec.total_updates}{said} val_sharpe "
+                f"{val:.3f} (equal weight {rec['val_equal_weight_sharpe']:.3f})")
+        ck.wait_until_finished()
+        best_step, latest_step = ck.best_step(), ck.latest_step()
+        best_metrics = ck.metrics(best_step) if best_step is not None else None
+    finally:
+        ck.close()
+        if pol_ck is not None:
+            pol_ck.close()
+
+    if last_eval is None:
+        last_eval = _evaluate(compiled, state, setup, eval_key)
+    final = eval_record(last_eval)
+    summary: dict[str, Any] = {
+        "env_steps": int(np.sum(np.asarray(state.env_steps))),
+        "env_steps_per_seed": int(np.max(np.asarray(state.env_steps))),
+        "updates": int(np.max(np.asarray(state.update))),
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "compile_s": round(compiled.compile_s, 3),
+        "seeds": k,
+        **{key: final[key] for key in final_keys},
+        "per_seed": {key: np.asarray(v).tolist() for key, v in last_eval.items()
+                     if key.startswith("val_")},
+        "best_step": best_step,
+        "best_val_sharpe": None if not best_metrics else best_metrics.get(loop.best_metric),
+        "latest_step": latest_step,
+        "resumed_from_step": resumed_from,
+    }
+    return LoopResult(state, setup, last_eval, summary, info or {}, stage, history)
