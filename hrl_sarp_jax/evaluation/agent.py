@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from hrl_sarp_jax.agents.policies import macro_action, micro_weights
 from hrl_sarp_jax.config import REGIME_NAMES, NetworkConfig
 from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
@@ -47,9 +48,6 @@ from hrl_sarp_jax.evaluation.backtest import (
     run_backtest,
 )
 from hrl_sarp_jax.finance.portfolio import PortfolioState
-from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs_from_views
-from hrl_sarp_jax.networks.macro import MacroActor
-from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params
 
 _F32 = jnp.float32
@@ -82,21 +80,17 @@ class HierarchicalStrategy:
                        params: EnvParams) -> tuple[Array, Array]:
         """(goal [G], regime probabilities [3]) of the Macro agent at the close of t."""
         layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim)
-        obs = common.macro_obs(port, t, params)
-        pol = MacroActor(self.networks).apply(
-            macro_params, *macro_inputs_from_views(layout.unflatten(obs)))
-        probs = jax.nn.softmax(pol.regime_logits).astype(_F32)
-        action = jnp.concatenate([pol.mean_weights, probs])
+        action = macro_action(self.networks, layout, macro_params,
+                              common.macro_obs(port, t, params))
+        probs = action[params.num_sectors:]
         return common.macro_action_to_goal(action, params, port.weights), probs
 
     def micro_weights(self, micro_params: Params, port: PortfolioState, goal: Array, t: Array,
                       params: EnvParams) -> Array:
         """Stock weights [N] of the Micro actor for ``goal`` at the close of t."""
         layout = MicroObsLayout(params.num_stocks, params.num_sectors)
-        views = layout.unflatten(common.micro_obs(port, goal, t, params))
-        x = micro_inputs_from_views(views, params.stock_sector)
-        return MicroActor(self.networks).apply(micro_params, x, views["goal"],
-                                               views["stock_mask"] > 0).weights
+        return micro_weights(self.networks, layout, micro_params, params.stock_sector,
+                             common.micro_obs(port, goal, t, params))
 
     # -- the weight function
     def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:

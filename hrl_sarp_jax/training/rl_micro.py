@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -41,6 +42,7 @@ from flax import struct
 
 from hrl_sarp_jax.agents import buffers
 from hrl_sarp_jax.agents.her import her_ratio_from_k, relabel
+from hrl_sarp_jax.agents.policies import macro_action
 from hrl_sarp_jax.agents.td3 import TD3, TD3Batch, TD3HParams, TD3State, make_td3
 from hrl_sarp_jax.config import Config, NetworkConfig, TD3Config
 from hrl_sarp_jax.envs.micro import MicroEnv, MicroState
@@ -49,8 +51,7 @@ from hrl_sarp_jax.envs.params import EnvParams, seed_axes
 from hrl_sarp_jax.envs.rewards import goal_reward
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.metrics import sharpe
-from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
-from hrl_sarp_jax.networks.macro import MacroActor
+from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
 from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
@@ -520,15 +521,7 @@ def macro_goal_fn(net: NetworkConfig, num_sectors: int, sector_features: int
     sector) -> Macro action [S+3] =
     deterministic sector weights (Dirichlet mean) ⊕ regime probabilities, from MacroActor
     params (the env projects the weights and one-hots the regime argmax)."""
-    actor = MacroActor(net)
-    layout = MacroObsLayout(num_sectors, sector_features)
-
-    def goal_fn(params: Params, obs: Array) -> Array:
-        inp = macro_inputs_from_views(layout.unflatten(obs))
-        pol = actor.apply(params, *inp)
-        return jnp.concatenate([pol.mean_weights, jax.nn.softmax(pol.regime_logits)])
-
-    return goal_fn
+    return partial(macro_action, net, MacroObsLayout(num_sectors, sector_features))
 
 
 # --------------------------------------------------------------------------- host side
