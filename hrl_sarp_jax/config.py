@@ -297,6 +297,12 @@ class PPOConfig:
     per-sector floor of 0.1); 0 keeps the actor's own (Phase 1's, or the network's initial 10).
     At 10 over 11 sectors a sampled sector weight has an SD of ~0.08 around a mean of ~0.09:
     PPO then learns the reward of noisy samples, not of the mean action it executes."""
+    regime_aux_coef: float = 0.0
+    """Weight of an auxiliary supervised loss in Phases 3 and 5's PPO loss: the Macro's regime
+    head's −log p(label) of the regime after each decision day (``features`` regime label,
+    weeks with a known label only). The regime call is then learned as a prediction rather
+    than from reward (useful with ``env.reward.kind: macro_excess``, which does not reward the
+    call); 0: none (the original)."""
 
 
 @dataclass(frozen=True)

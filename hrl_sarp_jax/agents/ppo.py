@@ -26,6 +26,7 @@ from hrl_sarp_jax.agents.distributions import joint_entropy, joint_log_prob, joi
 from hrl_sarp_jax.agents.optim import injected, scheduled_adam, set_injected, warmup_cosine_scale
 from hrl_sarp_jax.agents.returns import gae, normalize_advantages
 from hrl_sarp_jax.config import PPOConfig
+from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.types import Array, Params, PRNGKey, PyTree
 
 ApplyFn = Callable[[Params, PyTree], tuple[PyTree, Array]]
@@ -43,15 +44,21 @@ class PPOHParams:
     gamma: Array
     gae_lambda: Array
     max_grad_norm: Array    # global-norm clip over actor and critic together
+    aux_coef: Array | float = 0.0
+    """Weight of the supervised auxiliary loss (used only when the rollout carries
+    ``targets``)."""
 
     # HOST ONLY
     @classmethod
     def from_config(cls, cfg: PPOConfig) -> PPOHParams:
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        if not float(cfg.regime_aux_coef) >= 0:
+            raise ConfigError(f"config key 'train.ppo.regime_aux_coef' must be >= 0 (0: no "
+                              f"auxiliary loss; got {cfg.regime_aux_coef})")
         return cls(
             lr=f(cfg.lr), clip_eps=f(cfg.clip_eps), entropy_coef=f(cfg.entropy_coef),
             value_coef=f(cfg.value_coef), gamma=f(cfg.gamma), gae_lambda=f(cfg.gae_lambda),
-            max_grad_norm=f(cfg.max_grad_norm),
+            max_grad_norm=f(cfg.max_grad_norm), aux_coef=f(cfg.regime_aux_coef),
         )
 
 
@@ -66,6 +73,9 @@ class PPORollout(NamedTuple):
     next_value: Array     # [T, E] V_old(s_{t+1}), of the final observation on an episode end
     terminated: Array     # [T, E] bool
     truncated: Array      # [T, E] bool
+    targets: PyTree = None
+    """{head: int32 label [T, E]} supervised targets of categorical heads of the policy's
+    distribution pytree (-1: unknown, masked out), or None (no auxiliary loss)."""
 
 
 class PPOBatch(NamedTuple):
@@ -77,6 +87,18 @@ class PPOBatch(NamedTuple):
     value: Array
     advantage: Array
     ret: Array
+    targets: PyTree = None
+
+
+def supervised_nll(dists: PyTree, targets: PyTree) -> Array:
+    """Σ over heads of the mean −log p(label) over samples with a known label (>= 0):
+    ``dists[head]`` a categorical distribution [B], ``targets[head]`` int labels [B]."""
+    total = jnp.zeros((), jnp.float32)
+    for head, label in targets.items():
+        known = label >= 0
+        lp = dists[head].log_prob(jnp.maximum(label, 0))
+        total = total - jnp.sum(jnp.where(known, lp, 0.0)) / jnp.maximum(jnp.sum(known), 1)
+    return total
 
 
 def make_optimizer(
@@ -156,6 +178,10 @@ def ppo_loss(
         "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),  # the k3 estimator, always ≥ 0
         "clip_frac": jnp.mean((jnp.abs(ratio - 1.0) > hp.clip_eps).astype(jnp.float32)),
     }
+    if batch.targets is not None:  # static: the rollout's structure
+        aux = supervised_nll(dists, batch.targets)
+        loss = loss + hp.aux_coef * aux
+        metrics["aux_loss"] = aux
     return loss, metrics
 
 
@@ -187,7 +213,7 @@ def make_batch(rollout: PPORollout, hp: PPOHParams) -> PPOBatch:
     return PPOBatch(
         obs=jax.tree.map(flat, rollout.obs), action=jax.tree.map(flat, rollout.action),
         log_prob=flat(rollout.log_prob), value=flat(rollout.value), advantage=flat(adv),
-        ret=flat(ret),
+        ret=flat(ret), targets=jax.tree.map(flat, rollout.targets),
     )
 
 

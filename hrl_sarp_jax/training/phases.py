@@ -24,6 +24,7 @@ def check_training_config(cfg) -> None:
     ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*
     and attention sizes, the pre-training, PPO, TD3 and joint settings and
     ``train.checkpoint``. Phases check again where they use a key."""
+    from hrl_sarp_jax.agents.ppo import PPOHParams
     from hrl_sarp_jax.checkpointing import CHECKPOINT_RULES
     from hrl_sarp_jax.envs.params import check_env_config
     from hrl_sarp_jax.errors import ConfigError
@@ -38,6 +39,7 @@ def check_training_config(cfg) -> None:
     check_pretrain_config(cfg.train.macro_pretrain, "macro_pretrain")
     check_pretrain_config(cfg.train.micro_pretrain, "micro_pretrain")
     Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1, eval_weeks=1)
+    PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)
     check_joint_config(cfg)
     if cfg.train.checkpoint not in CHECKPOINT_RULES:

@@ -153,6 +153,8 @@ class PPOTask(NamedTuple):
         scalars.
     start_days: auto-resets land on start days drawn from the host's ``cur.StartSet``
         (Phase 3's curriculum), else on the env params' own start range.
+    targets: info -> {head: int label [E]}: supervised targets of categorical heads, learned
+        with ``hp.aux_coef`` inside PPO's loss (``agents.ppo.supervised_nll``); None: none.
     """
 
     env: Any
@@ -170,6 +172,7 @@ class PPOTask(NamedTuple):
     eval_stats: Callable[[dict, Array], dict]
     eval_metrics: Callable[[dict, dict], Metrics]
     start_days: bool
+    targets: Callable[[dict], PyTree] | None = None
 
 
 @struct.dataclass
@@ -233,6 +236,7 @@ class StepOut(NamedTuple):
     ep_done_return: Array  # [E] return of the episode that ended at this step (0 otherwise)
     ep_done_length: Array
     info: dict
+    targets: PyTree = None  # {head: [E]} supervised targets (PPOTask.targets), or None
 
 
 def _step_envs(task: PPOTask, env_params: EnvParams, keys: Array, states: Any, actions: Array,
@@ -282,6 +286,7 @@ def _collect_step(m: _Model, params: Params, env_params: EnvParams,
         truncated=trunc, final_obs=info["final_observation"], start=env_state2.start,
         ep_done_return=jnp.where(done, ret, 0.0), ep_done_length=jnp.where(done, length, 0),
         info={k: info[k] for k in task.step_info},
+        targets=None if task.targets is None else task.targets(info),
     )
     carry = (env_state2, obs2, jnp.where(done, 0.0, ret).astype(_F32),
              jnp.where(done, 0, length).astype(_I32))
@@ -303,7 +308,7 @@ def collect_rollout(m: _Model, params: Params, env_params: EnvParams,
     rollout = PPORollout(
         obs=out.obs, action=out.action, log_prob=out.log_prob, value=values[0],
         reward=out.reward, next_value=values[1], terminated=out.terminated,
-        truncated=out.truncated,
+        truncated=out.truncated, targets=out.targets,
     )
     env_state, obs, ep_ret, ep_len = carry
     state = state.replace(env=env_state, obs=obs, ep_return=ep_ret, ep_length=ep_len)

@@ -35,6 +35,7 @@ import numpy as np
 
 from hrl_sarp_jax.agents.distributions import Categorical, Dirichlet
 from hrl_sarp_jax.agents.optim import copy_injected
+from hrl_sarp_jax.agents.policies import macro_policy, micro_weights
 from hrl_sarp_jax.agents.ppo import PPOHParams
 from hrl_sarp_jax.checkpointing import Run, write_phase_summary
 from hrl_sarp_jax.config import Config, NetworkConfig
@@ -46,9 +47,8 @@ from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.networks.inputs import (
     MacroInputs,
     macro_inputs_from_views,
-    micro_inputs_from_views,
 )
-from hrl_sarp_jax.networks.macro import MacroActor, MacroActorCritic, MacroCritic
+from hrl_sarp_jax.networks.macro import MacroActorCritic, MacroCritic
 from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.ppo_engine import (
@@ -123,8 +123,7 @@ def _sub(params: Params, name: str) -> Params:
 
 def actor_apply(config: NetworkConfig, layout: MacroObsLayout, params: Params, obs: Array):
     """MacroPolicy for obs [B, D] from the actor half of MacroActorCritic params."""
-    actor = MacroActor(config)
-    return jax.vmap(lambda o: actor.apply(_sub(params, "actor"), *obs_inputs(layout, o)))(obs)
+    return jax.vmap(partial(macro_policy, config, layout, _sub(params, "actor")))(obs)
 
 
 def critic_apply(config: NetworkConfig, layout: MacroObsLayout, params: Params, obs: Array
@@ -152,13 +151,10 @@ def micro_allocator(config: NetworkConfig, num_stocks: int, num_sectors: int
     -> stock weights [N]. ``policy_params = {"actor": MicroActor params, "stock_sector": [N]}``
     (the sector map is not part of the micro observation)."""
     layout = MicroObsLayout(num_stocks, num_sectors)
-    actor = MicroActor(config)
 
     def allocate(policy_params: PyTree, obs: Array) -> Array:
-        views = layout.unflatten(obs)
-        x = micro_inputs_from_views(views, policy_params["stock_sector"])
-        mask = views["stock_mask"] > 0
-        return actor.apply(policy_params["actor"], x, views["goal"], mask).weights
+        return micro_weights(config, layout, policy_params["actor"],
+                             policy_params["stock_sector"], obs)
 
     return allocate
 
@@ -214,8 +210,14 @@ def _eval_metrics(pol: dict, ew: dict) -> Metrics:
             / jnp.maximum(jnp.sum(pol["regime_known"]), 1)}
 
 
-def macro_task(env: MacroEnv, net: MacroActorCritic) -> PPOTask:
-    """The Macro agent in ``env`` (its allocator frozen inside) as a PPO task."""
+def _regime_target(info: dict) -> dict:
+    """The regime head's supervised target: the label of the regime after the decision day."""
+    return {"regime": info["regime_label"]}
+
+
+def macro_task(env: MacroEnv, net: MacroActorCritic, regime_aux: bool = False) -> PPOTask:
+    """The Macro agent in ``env`` (its allocator frozen inside) as a PPO task; with
+    ``regime_aux`` the regime head also learns the next regime label (``hp.aux_coef``)."""
     layout, config = env.layout, net.config
     return PPOTask(
         env=env, net=net, inputs=partial(obs_inputs, layout),
@@ -225,17 +227,20 @@ def macro_task(env: MacroEnv, net: MacroActorCritic) -> PPOTask:
         baseline_action=partial(_baseline_action, layout),
         step_info=("net_return", "cost_frac", "exposure", "regime_call", "regime_label"),
         train_metrics=_train_metrics, eval_step=_eval_step, eval_stats=_eval_stats,
-        eval_metrics=_eval_metrics, start_days=True)
+        eval_metrics=_eval_metrics, start_days=True,
+        targets=_regime_target if regime_aux else None)
 
 
-def make_phase3(env: MacroEnv, net: NetworkConfig | MacroActorCritic, spec: Phase3Spec) -> Phase3:
-    """Pure Phase-3 functions for ``env`` (its allocator is frozen inside) and the Macro network.
+def make_phase3(env: MacroEnv, net: NetworkConfig | MacroActorCritic, spec: Phase3Spec,
+                regime_aux: bool = False) -> Phase3:
+    """Pure Phase-3 functions for ``env`` (its allocator is frozen inside) and the Macro network
+    (``regime_aux``: see ``macro_task``).
 
     Nothing is jitted here: wrap as needed, e.g. a sweep over seeds × hparams in one compile is
     ``jax.jit(jax.vmap(p.run_chunk, in_axes=(0, None, 0, None)))``.
     """
     module = net if isinstance(net, MacroActorCritic) else MacroActorCritic(net)
-    return make_ppo(macro_task(env, module), spec)
+    return make_ppo(macro_task(env, module, regime_aux), spec)
 
 
 def deterministic_weights(p3: Phase3, params: Params, obs: Array) -> Array:
@@ -290,8 +295,10 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
         "eval_start_days": [str(dates[d]) for d in days],
         "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
     }
+    if float(cfg.train.ppo.regime_aux_coef) > 0:
+        info["regime_aux_coef"] = float(cfg.train.ppo.regime_aux_coef)
     p3 = _phase3_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
-                           micro_params is not None)
+                           micro_params is not None, float(cfg.train.ppo.regime_aux_coef) > 0)
     return Phase3Setup(p3, train_params, val_params, jnp.asarray(days),
                        PPOHParams.from_config(cfg.train.ppo), info, windows)
 
@@ -300,13 +307,13 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
 @lru_cache(maxsize=8)
 def _phase3_functions(num_stocks: int, num_sectors: int, sector_features: int,
                       return_window: int, networks: NetworkConfig, spec: Phase3Spec,
-                      with_micro: bool) -> Phase3:
+                      with_micro: bool, regime_aux: bool = False) -> Phase3:
     """One Phase3 (env, network, pure functions) per static setup, so that repeated runs in
     one process (resume, phase 'all', tests) reuse the same jitted programs."""
     allocator = micro_allocator(networks, num_stocks, num_sectors) if with_micro else None
     env = MacroEnv(num_stocks, num_sectors, sector_features, return_window=return_window,
                    allocator=allocator)
-    return make_phase3(env, networks, spec)
+    return make_phase3(env, networks, spec, regime_aux)
 
 
 # HOST ONLY

@@ -23,6 +23,7 @@ from hrl_sarp_jax.agents.ppo import (
     ppo_loss,
     ppo_minibatch_step,
     ppo_update,
+    supervised_nll,
 )
 from hrl_sarp_jax.config import PPOConfig
 from tests.agents._compile import compile_fast
@@ -69,6 +70,51 @@ def test_clipped_surrogate_hand_computed():
     np.testing.assert_allclose(m["entropy"], 0.531369, rtol=1e-5)
     np.testing.assert_allclose(loss, 0.378113, rtol=1e-5)
     np.testing.assert_allclose(m["clip_frac"], 1.0)   # |1.5-1| and |0.4-1| both exceed 0.2
+
+
+def test_auxiliary_loss_hand_computed_and_masked():
+    # Two samples: π(0) = 0.75 and 0.2, labels 0 and 1 → -(log 0.75 + log 0.8)/2 = 0.255413;
+    # a third sample with label -1 (unknown) is left out.
+    params = {"lp": jnp.log(jnp.array([0.75, 0.2, 0.5])), "v": jnp.zeros(3)}
+    dists, _ = _fixed_policy(params, None)
+    labels = jnp.array([0, 1, -1], jnp.int32)
+    np.testing.assert_allclose(supervised_nll({"regime": dists}, {"regime": labels}),
+                               0.255413, rtol=1e-5)
+    batch = PPOBatch(obs=jnp.zeros((3, 1)), action=jnp.zeros(3, jnp.int32),
+                     log_prob=jnp.log(jnp.array([0.75, 0.2, 0.5])), value=jnp.zeros(3),
+                     advantage=jnp.zeros(3), ret=jnp.zeros(3), targets={"regime": labels})
+    apply = lambda p, o: ({"regime": _fixed_policy(p, o)[0]}, p["v"])  # noqa: E731
+    action = {"regime": jnp.zeros(3, jnp.int32)}
+    loss, m = ppo_loss(params, apply, batch._replace(action=action), _hp(aux_coef=2.0))
+    # ratio 1, A = 0, V = R: the loss is the auxiliary term alone, times its weight
+    np.testing.assert_allclose(m["aux_loss"], 0.255413, rtol=1e-5)
+    np.testing.assert_allclose(loss, 2.0 * 0.255413, rtol=1e-5)
+
+
+def test_auxiliary_loss_learns_the_labels_and_is_off_at_weight_zero():
+    """With zero advantages and exact values only the auxiliary term has a gradient: its
+    weight > 0 moves π(label) up on every sample; at weight 0 nothing moves."""
+    labels = jnp.array([0, 1, 2, 1], jnp.int32)
+    params = {"logits": jnp.zeros((4, 3)), "v": jnp.zeros(4)}
+    apply = lambda p, o: ({"regime": Categorical(p["logits"])}, p["v"])  # noqa: E731
+    action = {"regime": jnp.zeros(4, jnp.int32)}
+    batch = PPOBatch(obs=jnp.zeros((4, 1)), action=action, log_prob=jnp.log(jnp.full(4, 1 / 3)),
+                     value=jnp.zeros(4), advantage=jnp.zeros(4), ret=jnp.zeros(4),
+                     targets={"regime": labels})
+    tx = make_optimizer(lr=1.0, max_grad_norm=1.0, warmup_steps=0, decay_steps=100)
+    step = jax.jit(ppo_minibatch_step)
+    for weight, moves in ((1.0, True), (0.0, False)):
+        ts = create_train_state(apply, params, tx)
+        hp = _hp(aux_coef=weight, lr=0.05, max_grad_norm=10.0)
+        for _ in range(30):
+            lp_old = apply(ts.params, None)[0]["regime"].log_prob(action["regime"])
+            ts, m = step(ts, batch._replace(log_prob=lp_old), hp)
+        probs = np.asarray(jax.nn.softmax(ts.params["logits"]))
+        p_label = probs[np.arange(4), np.asarray(labels)]
+        if moves:
+            assert (p_label > 0.6).all() and float(m["aux_loss"]) < np.log(3) / 2, p_label
+        else:
+            np.testing.assert_allclose(p_label, 1 / 3, atol=1e-6)
 
 
 def test_loss_does_not_renormalise_advantages():

@@ -100,3 +100,26 @@ def test_both_phases_run_the_same_engine_functions():
     assert p3.task.start_days and not flat.task.start_days
     assert "regime_label" in p3.task.step_info and "turnover" in flat.task.step_info
     assert rm.Phase3Spec is fl.FlatSpec is pe.PPOSpec
+
+
+def test_phase3_regime_auxiliary_targets_are_the_next_regime_labels():
+    """With ``regime_aux`` the rollout carries, per step, the regime label of the decision day
+    (the regime after it); without, none (and the program is the recorded one above)."""
+    from hrl_sarp_jax.envs.macro import MacroEnv
+
+    market, _feats, env, params, plain = trm.setup("drift", 1, num_envs=2, rollout_len=6)
+    assert plain.task.targets is None
+    p3 = rm.make_phase3(env, trm.TINY, plain.spec, regime_aux=True)
+    assert isinstance(p3.env, MacroEnv)
+    # the probe market has no regime labels: label day d with d mod 3
+    params = params.replace(regime_label=jnp.arange(params.regime_label.shape[0],
+                                                    dtype=jnp.int32) % 3)
+    hp, starts = trm.hparams(), trm.all_starts(market, params)
+    state = jax.jit(p3.init)(jax.random.key(3), hp, params, starts)
+    _, ro, out = jax.jit(lambda s, k: p3.collect(s.train.params, params, starts, s, k))(
+        state, jax.random.key(4))
+    labels = np.asarray(ro.targets["regime"])
+    assert labels.shape == tuple(out.reward.shape)  # [T, E]
+    # MacroEnv's info["regime_label"] is params.regime_label at the decision day
+    np.testing.assert_array_equal(labels, np.asarray(out.info["regime_label"]))
+    assert set(np.unique(labels)) == {0, 1, 2}
