@@ -32,6 +32,7 @@ from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
+from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds
 from hrl_sarp_jax.types import Array, PyTree
 
@@ -116,13 +117,14 @@ def _init_seeds(init: Callable[..., PPOState], keys: Array, hp: PPOHParams,
 
 
 class Compiled(NamedTuple):
-    """A PPO program compiled for K seeds: init (jitted), run_chunk and evaluate (compiled
-    ahead of time) and the seconds those two took to compile."""
+    """A PPO program compiled ahead of time for K seeds: init, run_chunk and evaluate, the
+    seconds the three took to compile and their fingerprints (``training.programs``)."""
 
     init: Callable
     chunk: Callable
     evaluate: Callable
     compile_s: float
+    fingerprints: dict[str, str]
 
 
 _COMPILED: dict[tuple, Compiled] = {}
@@ -136,12 +138,12 @@ def _starts_arg(setup: PPOSetup, stage: int) -> tuple:
 # HOST ONLY
 def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
                      compiler_options: dict[str, Any] | None = None) -> Compiled:
-    """(init, run_chunk, evaluate) vmapped over K seeds (hparams per seed); run_chunk and
-    evaluate compiled ahead of time (with XLA ``compiler_options`` if given) and timed
-    (compile_s = 0 when this process already compiled the same programs: the first compile
-    wins, whatever its options). ``mesh``: a ``training.sharding`` seed mesh; the programs
-    are then compiled for the seed axis split over its devices (inputs placed with
-    ``shard_seeds``)."""
+    """(init, run_chunk, evaluate) vmapped over K seeds (hparams per seed), compiled ahead of
+    time and timed together (compile_s = 0 when this process already compiled the same
+    programs: the first compile wins, whatever its options). run_chunk and evaluate take XLA
+    ``compiler_options`` if given; init, which runs once, always the default ones. ``mesh``: a
+    ``training.sharding`` seed mesh; run_chunk and evaluate are then compiled for the seed
+    axis split over its devices (inputs placed with ``shard_seeds``)."""
     devices = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
     key = (setup.program, int(seeds), signature(setup.train_params),
            signature(setup.windows), signature(setup.eval_days), devices)
@@ -151,20 +153,24 @@ def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
     init = jax.jit(partial(_init_seeds, prog.init))
     hp = stack_hparams(setup.hp, seeds)
     starts = _starts_arg(setup, 0)
-    abstract = jax.eval_shape(init, member_keys(0, 0, seeds), hp, setup.train_params, *starts)
+    init_args = (member_keys(0, 0, seeds), hp, setup.train_params, *starts)
+    abstract = jax.eval_shape(init, *init_args)
+    init, init_s, init_fp = compile_ahead(init, *init_args)
     train_params, val_params, days = setup.train_params, setup.val_params, setup.eval_days
     if mesh is not None:
         abstract, hp = shard_seeds((abstract, hp), mesh)
         train_params, val_params, days, starts = replicate(
             (train_params, val_params, days, starts), mesh)
     axes = (0, None, 0) + (None,) * len(starts)
-    t0 = time.perf_counter()
-    chunk = jax.jit(jax.vmap(prog.run_chunk, in_axes=axes)).lower(
-        abstract, train_params, hp, *starts).compile(compiler_options=compiler_options)
-    evaluate = jax.jit(jax.vmap(prog.evaluate, in_axes=(0, None, None, None))).lower(
-        abstract.train.params, val_params, days, jax.random.key(0)
-    ).compile(compiler_options=compiler_options)
-    _COMPILED[key] = Compiled(init, chunk, evaluate, time.perf_counter() - t0)
+    chunk, chunk_s, chunk_fp = compile_ahead(
+        jax.jit(jax.vmap(prog.run_chunk, in_axes=axes)), abstract, train_params, hp, *starts,
+        compiler_options=compiler_options)
+    evaluate, eval_s, eval_fp = compile_ahead(
+        jax.jit(jax.vmap(prog.evaluate, in_axes=(0, None, None, None))),
+        abstract.train.params, val_params, days, jax.random.key(0),
+        compiler_options=compiler_options)
+    _COMPILED[key] = Compiled(init, chunk, evaluate, init_s + chunk_s + eval_s,
+                              {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp})
     return _COMPILED[key]
 
 
@@ -387,6 +393,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         "updates": int(np.max(np.asarray(state.update))),
         "wall_s": round(time.perf_counter() - t0, 3),
         "compile_s": round(compiled.compile_s, 3),
+        "programs": compiled.fingerprints,
         "seeds": k,
         **{key: final[key] for key in final_keys},
         "per_seed": {key: np.asarray(v).tolist() for key, v in last_eval.items()

@@ -16,9 +16,12 @@ import time
 from typing import Any
 
 
-def compile_ahead(fn: Any, *args: Any) -> tuple[Any, float, str]:
-    """(compiled executable, seconds, sha256[:16] of the lowered StableHLO text)."""
+def compile_ahead(fn: Any, *args: Any, compiler_options: dict[str, Any] | None = None
+                  ) -> tuple[Any, float, str]:
+    """(compiled executable, seconds, sha256[:16] of the lowered StableHLO text); XLA
+    ``compiler_options`` if given."""
     t0 = time.perf_counter()
     lowered = fn.lower(*args)
     fingerprint = hashlib.sha256(lowered.as_text().encode("utf-8")).hexdigest()[:16]
-    return lowered.compile(), time.perf_counter() - t0, fingerprint
+    return (lowered.compile(compiler_options=compiler_options), time.perf_counter() - t0,
+            fingerprint)

@@ -533,7 +533,7 @@ def bench_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     key = jax.random.key(int(cfg.seed))
     for k in seed_counts:
         t0 = time.perf_counter()
-        init, chunk, evaluate, compile_s = compile_programs(setup, k)
+        init, chunk, evaluate, compile_s, _ = compile_programs(setup, k)
         hp = stack_hparams(setup.hp, k)
         starts = cur.stage_starts(1, setup.windows)
         state = init(phase3_keys(cfg.seed, k), hp, setup.train_params, starts)

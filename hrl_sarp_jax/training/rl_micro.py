@@ -718,7 +718,9 @@ def run_phase4(
         chunk, evaluate = programs["chunk"], programs["evaluate"]
         if actor is not None:  # Phase 2's best actor for every seed
             actor = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), actor)
-        state = programs["init"](train_keys, setup.train_params, actor)
+        init, init_s, init_fp = compile_ahead(programs["init"], train_keys, setup.train_params,
+                                              actor)
+        state = init(train_keys, setup.train_params, actor)
         resumed_from = None
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
@@ -727,8 +729,8 @@ def run_phase4(
         chunk, chunk_s, chunk_fp = compile_ahead(chunk, state, setup.train_params, hp)
         evaluate, eval_s, eval_fp = compile_ahead(evaluate, state.agent.actor_params,
                                                   setup.val_params, eval_key)
-        compile_s = chunk_s + eval_s
-        fingerprints = {"chunk": chunk_fp, "evaluate": eval_fp}
+        compile_s = init_s + chunk_s + eval_s
+        fingerprints = {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp}
         budget = int(cfg.train.td3.total_env_steps if total_env_steps is None
                      else total_env_steps)
         per_chunk = sp.num_envs * sp.steps_per_chunk
