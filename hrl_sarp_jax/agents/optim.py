@@ -40,6 +40,29 @@ def warmup_cosine_scale(
     return scale
 
 
+def traced_warmup_cosine(count: Array, warmup_steps: Array, decay_steps: Array,
+                         min_scale: Array) -> Array:
+    """``warmup_cosine_scale(warmup_steps, decay_steps, min_scale)(count)`` with the lengths as
+    traced values (float32 scalars), so one compiled program serves every schedule length."""
+    c = jnp.asarray(count, jnp.float32)
+    warmup = jnp.maximum(jnp.asarray(warmup_steps, jnp.float32), 0.0)
+    decay = jnp.maximum(jnp.asarray(decay_steps, jnp.float32), 1.0)
+    ramp = (c + 1.0) / jnp.maximum(warmup, 1.0)
+    progress = jnp.clip((c - warmup) / decay, 0.0, 1.0)
+    cosine = min_scale + (1.0 - min_scale) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    return jnp.where(c < warmup, ramp, cosine).astype(jnp.float32)
+
+
+def inject_count(opt_state: PyTree, name: str) -> Array:
+    """The step count of the injected-hyperparameter state holding ``name`` (the count its
+    schedules are evaluated at in the next update)."""
+    states = jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, _INJECT_STATES))
+    for s in states:
+        if isinstance(s, _INJECT_STATES) and name in s.hyperparams:
+            return s.count
+    raise KeyError(f"no injected hyperparameter {name!r}")
+
+
 def scheduled_adam(
     peak_lr: float, lr_scale: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
 ) -> optax.GradientTransformation:

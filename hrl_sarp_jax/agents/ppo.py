@@ -23,7 +23,14 @@ from flax import struct
 from flax.training.train_state import TrainState
 
 from hrl_sarp_jax.agents.distributions import joint_entropy, joint_log_prob, joint_sample
-from hrl_sarp_jax.agents.optim import injected, scheduled_adam, set_injected, warmup_cosine_scale
+from hrl_sarp_jax.agents.optim import (
+    inject_count,
+    injected,
+    scheduled_adam,
+    set_injected,
+    traced_warmup_cosine,
+    warmup_cosine_scale,
+)
 from hrl_sarp_jax.agents.returns import gae, normalize_advantages
 from hrl_sarp_jax.config import PPOConfig
 from hrl_sarp_jax.errors import ConfigError
@@ -47,6 +54,12 @@ class PPOHParams:
     aux_coef: Array | float = 0.0
     """Weight of the supervised auxiliary loss (used only when the rollout carries
     ``targets``)."""
+    warmup_steps: Array | None = None
+    """With ``decay_steps`` and ``min_lr_scale``: the learning-rate schedule as traced values
+    (``optim.traced_warmup_cosine`` of the optimiser's step count scales ``lr``), for an
+    optimiser made with ``make_optimizer(..., traced_schedule=True)``; None: ``lr`` as is."""
+    decay_steps: Array | None = None
+    min_lr_scale: Array | None = None
 
     # HOST ONLY
     @classmethod
@@ -105,21 +118,26 @@ def make_optimizer(
     *,
     lr: float,
     max_grad_norm: float,
-    warmup_steps: int,
-    decay_steps: int,
+    warmup_steps: int = 0,
+    decay_steps: int = 1,
     min_lr_scale: float = 0.0,
+    traced_schedule: bool = False,
 ) -> optax.GradientTransformation:
     """clip_by_global_norm → Adam with lr = lr · warmup_cosine_scale(optimiser step).
 
     ``lr`` and ``max_grad_norm`` are only initial values: ``ppo_update`` overwrites them with
     the ``PPOHParams`` it is given. Steps count gradient (minibatch) steps, i.e.
-    updates × epochs × num_minibatches.
+    updates × epochs × num_minibatches. ``traced_schedule``: the schedule here is 1 and the
+    ``PPOHParams``' schedule (traced lengths) scales the injected lr instead; the state has the
+    same layout either way (checkpoints of one restore into the other).
     """
+    if traced_schedule:
+        lr_scale: Callable[[Array], Array] = lambda count: jnp.ones((), jnp.float32)  # noqa: E731
+    else:
+        lr_scale = warmup_cosine_scale(warmup_steps, decay_steps, min_lr_scale)
     return optax.chain(
         optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=max_grad_norm),
-        optax.inject_hyperparams(scheduled_adam)(
-            peak_lr=lr, lr_scale=warmup_cosine_scale(warmup_steps, decay_steps, min_lr_scale)
-        ),
+        optax.inject_hyperparams(scheduled_adam)(peak_lr=lr, lr_scale=lr_scale),
     )
 
 
@@ -191,7 +209,11 @@ def ppo_minibatch_step(
     """One gradient step on one minibatch with the dynamic lr / clip norm taken from ``hp``."""
     grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
     (loss, metrics), grads = grad_fn(train_state.params, train_state.apply_fn, batch, hp)
-    opt_state = set_injected(train_state.opt_state, peak_lr=hp.lr, max_norm=hp.max_grad_norm)
+    lr = hp.lr
+    if hp.warmup_steps is not None:  # static: the schedule travels in hp
+        lr = hp.lr * traced_warmup_cosine(inject_count(train_state.opt_state, "peak_lr"),
+                                          hp.warmup_steps, hp.decay_steps, hp.min_lr_scale)
+    opt_state = set_injected(train_state.opt_state, peak_lr=lr, max_norm=hp.max_grad_norm)
     train_state = train_state.replace(opt_state=opt_state).apply_gradients(grads=grads)
     metrics = {
         **metrics,

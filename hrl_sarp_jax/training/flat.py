@@ -50,6 +50,7 @@ from hrl_sarp_jax.training.ppo_engine import (
     PPOTask,
     StepOut,
     make_ppo,
+    with_schedule,
 )
 from hrl_sarp_jax.training.ppo_loop import (
     LoopSpec,
@@ -246,7 +247,7 @@ def setup_flat(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Featu
     prog = _program(market.num_stocks, market.num_sectors, cfg.env.return_window, cfg.networks,
                     spec)
     return FlatSetup(prog, train_params, val_params, jnp.asarray(days),
-                     PPOHParams.from_config(cfg.train.ppo), info)
+                     with_schedule(PPOHParams.from_config(cfg.train.ppo), spec), info)
 
 
 # HOST ONLY (not jittable)

@@ -50,8 +50,14 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro, rl_micro
+from hrl_sarp_jax.training.ppo_loop import (
+    chunk_program,
+    evaluate_program,
+    init_program,
+    place_env_params,
+)
 from hrl_sarp_jax.training.programs import compile_ahead
-from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
+from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import Params, PyTree
 
 PHASE = 5
@@ -132,8 +138,11 @@ def setup_phase5(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     j, k = cfg.train.joint, int(seeds)
     ppo = cfg.train.ppo
     macro_updates = max(1, math.ceil(j.macro_env_steps / ppo.rollout_steps))
-    cfg3 = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                              eval_interval=macro_updates))
+    # the Macro block runs in Phase 3's chunks when they divide it: Phase 3's own programs
+    upc = int(cfg.train.eval_interval)
+    if upc < 1 or macro_updates % upc:
+        upc = macro_updates
+    cfg3 = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_interval=upc))
     s3 = rl_macro.setup_phase3(cfg3, market, meta, feats, micro_params=example_micro,
                                total_env_steps=macro_updates * ppo.rollout_steps * j.rounds)
     s4 = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=example_macro)
@@ -141,7 +150,7 @@ def setup_phase5(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     micro_chunks = max(1, math.ceil(j.micro_env_steps / (sp4.num_envs * sp4.steps_per_chunk)))
     hp3, hp4 = _scaled_hparams(cfg, s3, s4, k)
     starts = cur.stage_starts(JOINT_STAGE, s3.windows)
-    return Phase5Setup(s3, s4, k, 1, micro_chunks, int(j.rounds), hp3, hp4,
+    return Phase5Setup(s3, s4, k, macro_updates // upc, micro_chunks, int(j.rounds), hp3, hp4,
                        _programs(s3, s4), starts)
 
 
@@ -150,18 +159,11 @@ def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, C
     ``policy_params`` only (jit caches one executable per shape)."""
     p3, p4 = s3.program, s4.p4
     ax3 = seed_axes(s3.train_params)
-
-    def init3(keys, hp, env_params, starts):
-        def one(args):
-            key, h, pp = args
-            return p3.init(key, h, with_policy(env_params, pp), starts)
-        return jax.lax.map(one, (keys, hp, env_params.policy_params))
-
     micro = rl_micro.seed_programs(p4, s4.train_params)  # Phase 4's own programs
-    return {
-        "init3": jax.jit(init3),
-        "chunk3": jax.jit(jax.vmap(p3.run_chunk, in_axes=(0, ax3, 0, None))),
-        "eval3": jax.jit(jax.vmap(p3.evaluate, in_axes=(0, ax3, None, None))),
+    return {  # Phase 3's own programs as well (ppo_loop.compile_programs)
+        "init3": init_program(p3),
+        "chunk3": chunk_program(p3, ax3, True),
+        "eval3": evaluate_program(p3, ax3),
         "chunk4": micro["chunk"],
         "eval4": micro["evaluate"],
     }
@@ -243,17 +245,22 @@ def _initial_states(setup: Phase5Setup, cfg: Config, state3_saved, state4_saved)
     return state3, state4
 
 
-def _compile(setup: Phase5Setup, state3, state4) -> tuple[float, dict[str, str]]:
+def _compile(setup: Phase5Setup, state3, state4, mesh: Any) -> tuple[float, dict[str, str]]:
     """Compile the four programs ahead of time (replacing the jitted ones in ``setup``);
-    returns the seconds spent and each program's fingerprint (``training.programs``)."""
+    returns the seconds spent and each program's fingerprint (``training.programs``). The
+    Macro block's inputs are placed as Phase 3 places its own (``ppo_loop.compile_programs``),
+    so its programs are Phase 3's (a cache hit)."""
     pr, k = setup.programs, setup.seeds
     sector = np.asarray(setup.s3.train_params.stock_sector)
     pp3 = micro_policy_params(state4.agent.actor_params, sector, k)
     pp4 = macro_actor_of(state3)
+    starts, days = replicate((setup.starts, setup.s3.eval_days), mesh)
     args = {
-        "chunk3": (state3, with_policy(setup.s3.train_params, pp3), setup.hp3, setup.starts),
-        "eval3": (state3.train.params, with_policy(setup.s3.val_params, pp3),
-                  setup.s3.eval_days, jax.random.key(0)),
+        "chunk3": (state3, place_env_params(with_policy(setup.s3.train_params, pp3), mesh),
+                   setup.hp3, starts),
+        "eval3": (state3.train.params,
+                  place_env_params(with_policy(setup.s3.val_params, pp3), mesh), days,
+                  jax.random.key(0)),
         "chunk4": (state4, with_policy(setup.s4.train_params, pp4), setup.hp4),
         "eval4": (state4.agent.actor_params, with_policy(setup.s4.val_params, pp4),
                   jax.random.key(0)),
@@ -382,7 +389,7 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         mesh = seed_mesh_for(k)
         state3, state4, hp3, hp4 = shard_seeds((state3, state4, setup.hp3, setup.hp4), mesh)
         setup = dataclasses.replace(setup, hp3=hp3, hp4=hp4)
-        compile_s, fingerprints = _compile(setup, state3, state4)
+        compile_s, fingerprints = _compile(setup, state3, state4, mesh)
         limit = setup.rounds if round_limit is None else min(setup.rounds, int(round_limit))
         sp3, sp4 = setup.s3.program.spec, setup.s4.p4.spec
         macro_steps = setup.macro_chunks_per_round * sp3.updates_per_chunk * sp3.steps_per_update

@@ -117,15 +117,24 @@ class PPOSpec:
                    eval_weeks=max(int(eval_weeks), 1))
 
 
-def phase_optimizer(spec: PPOSpec) -> Any:
-    """The PPO phases' optimiser: clipped Adam with linear warmup over ``spec.warmup_updates``
-    and cosine decay to MIN_LR_SCALE over the rest of ``spec.total_updates`` (counted in
-    gradient steps: epochs x minibatches per update); peak lr and clip norm are injected."""
+def phase_optimizer(spec: PPOSpec | None = None) -> Any:
+    """The PPO phases' optimiser: clipped Adam, peak lr and clip norm injected, and the
+    learning-rate schedule taken from the ``PPOHParams`` (``with_schedule``), so that one
+    compiled program serves every budget (Phase 3 and Phase 5's Macro block share theirs)."""
+    del spec  # the schedule's lengths travel in the hyperparameters
+    return make_optimizer(lr=1.0, max_grad_norm=1.0, traced_schedule=True)
+
+
+def with_schedule(hp: PPOHParams, spec: PPOSpec) -> PPOHParams:
+    """``hp`` with the PPO phases' schedule for ``spec``: linear warmup over
+    ``spec.warmup_updates`` and cosine decay to MIN_LR_SCALE over the rest of
+    ``spec.total_updates``, counted in gradient steps (epochs x minibatches per update)."""
     grad_steps = spec.epochs * spec.num_minibatches
-    return make_optimizer(
-        lr=1.0, max_grad_norm=1.0, warmup_steps=spec.warmup_updates * grad_steps,
-        decay_steps=max(spec.total_updates - spec.warmup_updates, 1) * grad_steps,
-        min_lr_scale=MIN_LR_SCALE)
+    f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return hp.replace(warmup_steps=f(spec.warmup_updates * grad_steps),
+                      decay_steps=f(max(spec.total_updates - spec.warmup_updates, 1)
+                                    * grad_steps),
+                      min_lr_scale=f(MIN_LR_SCALE))
 
 
 # --------------------------------------------------------------------------- task and state
@@ -362,6 +371,9 @@ def _update_metrics(m: _Model, out: StepOut, rollout: PPORollout, ppo: Metrics,
 def train_update(m: _Model, env_params: EnvParams, hp: PPOHParams,
                  starts: cur.StartSet | None, state: PPOState) -> tuple[PPOState, Metrics]:
     """One PPO update: collect T·E steps, then ``ppo_update``. Keys: fold_in(key, update)."""
+    if hp.warmup_steps is None:
+        raise ValueError("a PPO phase's hyperparameters carry its learning-rate schedule: "
+                         "pass ppo_engine.with_schedule(hp, spec)")
     update_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.update)
     rollout_key, ppo_key = jax.random.split(update_key)
     state, rollout, out = collect_rollout(m, state.train.params, env_params, starts, state,

@@ -28,7 +28,7 @@ from hrl_sarp_jax.agents.ppo import PPOHParams
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, Run
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.market import MarketMeta
-from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.envs.params import EnvParams, seed_axes, with_policy
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
@@ -105,26 +105,55 @@ def signature(tree: PyTree) -> tuple:
 # --------------------------------------------------------------------------- compile
 
 
+def seed_policy(env_params: EnvParams, seeds: int) -> tuple[EnvParams, Any]:
+    """(``env_params`` with its frozen policy (e.g. Phase 3's Micro allocator) stacked [K],
+    the ``in_axes`` that map it per seed); (env_params, None) when there is none. Phase 3 maps
+    its one allocator per seed as Phase 5's Macro block maps each seed's Micro, so that both
+    run one compiled program."""
+    if env_params.policy_params is None:
+        return env_params, None
+    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds, *jnp.shape(x))),
+                           env_params.policy_params)
+    out = with_policy(env_params, stacked)
+    return out, seed_axes(out)
+
+
+def place_env_params(env_params: EnvParams, mesh: Any) -> EnvParams:
+    """Env params placed for a seed mesh: replicated, the per-seed policy (if any) split over
+    the seeds (as Phase 3 compiles its programs and Phase 5 its Macro block)."""
+    placed = replicate(env_params, mesh)
+    if env_params.policy_params is None:
+        return placed
+    return with_policy(placed, shard_seeds(env_params.policy_params, mesh))
+
+
 def _init_seeds(init: Callable[..., PPOState], keys: Array, hp: PPOHParams,
                 env_params: EnvParams, starts: cur.StartSet | None = None) -> PPOState:
-    """K seeds' initial states, one after another (``lax.map``), stacked [K].
+    """K seeds' initial states, one after another (``lax.map``), stacked [K]; a frozen policy
+    in ``env_params`` is per seed ([K], ``seed_policy``).
 
     (Written as a map when ``jit(vmap(init))`` over 2+ seeds hung on jax 0.10.2 CPU; the cause
     was the orthogonal initialiser's batched LAPACK QR deadlocking the intra-op thread pool,
     fixed in ``networks.common.orthogonal``. A sequential map gives the same per-seed values.)
     """
-    return jax.lax.map(lambda kh: init(kh[0], kh[1], env_params, starts), (keys, hp))
+    def one(args):
+        key, h, policy = args
+        return init(key, h, with_policy(env_params, policy), starts)
+    return jax.lax.map(one, (keys, hp, env_params.policy_params))
 
 
 class Compiled(NamedTuple):
     """A PPO program compiled ahead of time for K seeds: init, run_chunk and evaluate, the
-    seconds the three took to compile and their fingerprints (``training.programs``)."""
+    seconds the three took to compile, their fingerprints (``training.programs``), and the
+    train / validation env params to call them with (the frozen policy stacked per seed)."""
 
     init: Callable
     chunk: Callable
     evaluate: Callable
     compile_s: float
     fingerprints: dict[str, str]
+    train_params: EnvParams
+    val_params: EnvParams
 
 
 _COMPILED: dict[tuple, Compiled] = {}
@@ -150,28 +179,47 @@ def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
     if key in _COMPILED:
         return _COMPILED[key]._replace(compile_s=0.0)
     prog = setup.program
-    init = jax.jit(partial(_init_seeds, prog.init))
+    init = init_program(prog)
     hp = stack_hparams(setup.hp, seeds)
     starts = _starts_arg(setup, 0)
-    init_args = (member_keys(0, 0, seeds), hp, setup.train_params, *starts)
+    train_k, train_axes = seed_policy(setup.train_params, seeds)
+    val_k, val_axes = seed_policy(setup.val_params, seeds)
+    init_args = (member_keys(0, 0, seeds), hp, train_k, *starts)
     abstract = jax.eval_shape(init, *init_args)
     init, init_s, init_fp = compile_ahead(init, *init_args)
-    train_params, val_params, days = setup.train_params, setup.val_params, setup.eval_days
+    train_params, val_params, days = train_k, val_k, setup.eval_days
     if mesh is not None:
         abstract, hp = shard_seeds((abstract, hp), mesh)
-        train_params, val_params, days, starts = replicate(
-            (train_params, val_params, days, starts), mesh)
-    axes = (0, None, 0) + (None,) * len(starts)
+        train_params, val_params = (place_env_params(p, mesh) for p in (train_k, val_k))
+        days, starts = replicate((days, starts), mesh)
     chunk, chunk_s, chunk_fp = compile_ahead(
-        jax.jit(jax.vmap(prog.run_chunk, in_axes=axes)), abstract, train_params, hp, *starts,
+        chunk_program(prog, train_axes, bool(starts)), abstract, train_params, hp, *starts,
         compiler_options=compiler_options)
     evaluate, eval_s, eval_fp = compile_ahead(
-        jax.jit(jax.vmap(prog.evaluate, in_axes=(0, None, None, None))),
-        abstract.train.params, val_params, days, jax.random.key(0),
-        compiler_options=compiler_options)
+        evaluate_program(prog, val_axes), abstract.train.params, val_params, days,
+        jax.random.key(0), compiler_options=compiler_options)
     _COMPILED[key] = Compiled(init, chunk, evaluate, init_s + chunk_s + eval_s,
-                              {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp})
+                              {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp},
+                              train_k, val_k)
     return _COMPILED[key]
+
+
+def init_program(prog: PPOProgram) -> Callable:
+    """``init`` of K seeds jitted: (keys [K], hparams [K], env params (frozen policy [K] or
+    none), *starts) -> PPOState [K] (``_init_seeds``); Phase 5's Macro block uses it too."""
+    return jax.jit(partial(_init_seeds, prog.init))
+
+
+def chunk_program(prog: PPOProgram, env_axes: Any, with_starts: bool) -> Callable:
+    """``run_chunk`` jitted and vmapped over seeds (state, hparams; the env params' frozen
+    policy per ``env_axes``); Phase 5's Macro block builds the same program."""
+    axes = (0, env_axes, 0) + ((None,) if with_starts else ())
+    return jax.jit(jax.vmap(prog.run_chunk, in_axes=axes))
+
+
+def evaluate_program(prog: PPOProgram, env_axes: Any) -> Callable:
+    """``evaluate`` jitted and vmapped over seeds' params (see ``chunk_program``)."""
+    return jax.jit(jax.vmap(prog.evaluate, in_axes=(0, env_axes, None, None)))
 
 
 # --------------------------------------------------------------------------- records
@@ -240,7 +288,7 @@ class LoopResult:
 def _evaluate(compiled: Compiled, state: PPOState, setup: PPOSetup, key: Array
               ) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in jax.device_get(compiled.evaluate(
-        state.train.params, setup.val_params, setup.eval_days, key)).items()}
+        state.train.params, compiled.val_params, setup.eval_days, key)).items()}
 
 
 # HOST ONLY (not jittable)
@@ -298,7 +346,8 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         history: list[list[int]] = [[0, stage]]
         info = None if start_info is None else dict(start_info)
         state = compiled.init(member_keys(cfg.seed, loop.key_stream, k) if keys is None
-                              else keys, hp, setup.train_params, *_starts_arg(setup, stage))
+                              else keys, hp, compiled.train_params,
+                              *_starts_arg(setup, stage))
         resumed_from = None
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
@@ -354,7 +403,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         while int(np.max(np.asarray(state.update))) < limit:
             done_before = int(np.max(np.asarray(state.update)))
             ran_stage = stage
-            state, metrics = compiled.chunk(state, setup.train_params, hp,
+            state, metrics = compiled.chunk(state, compiled.train_params, hp,
                                             *_starts_arg(setup, stage))
             metrics = {key: np.asarray(v) for key, v in jax.device_get(metrics).items()}
             for rec in mean_records(metrics, done_before):

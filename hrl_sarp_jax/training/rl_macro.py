@@ -61,6 +61,7 @@ from hrl_sarp_jax.training.ppo_engine import (
     StepOut,
     make_ppo,
     phase_optimizer,
+    with_schedule,
 )
 from hrl_sarp_jax.training.ppo_loop import (
     LoopSpec,
@@ -300,7 +301,7 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     p3 = _phase3_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
                            micro_params is not None, float(cfg.train.ppo.regime_aux_coef) > 0)
     return Phase3Setup(p3, train_params, val_params, jnp.asarray(days),
-                       PPOHParams.from_config(cfg.train.ppo), info, windows)
+                       with_schedule(PPOHParams.from_config(cfg.train.ppo), spec), info, windows)
 
 
 # HOST ONLY
@@ -533,22 +534,23 @@ def bench_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     key = jax.random.key(int(cfg.seed))
     for k in seed_counts:
         t0 = time.perf_counter()
-        init, chunk, evaluate, compile_s, _ = compile_programs(setup, k)
+        c = compile_programs(setup, k)
+        init, chunk, evaluate, compile_s = c.init, c.chunk, c.evaluate, c.compile_s
         hp = stack_hparams(setup.hp, k)
         starts = cur.stage_starts(1, setup.windows)
-        state = init(phase3_keys(cfg.seed, k), hp, setup.train_params, starts)
+        state = init(phase3_keys(cfg.seed, k), hp, c.train_params, starts)
         t_eval_compile = 0.0
         if with_eval:
             t1 = time.perf_counter()
-            jax.block_until_ready(evaluate(state.train.params, setup.val_params,
+            jax.block_until_ready(evaluate(state.train.params, c.val_params,
                                            setup.eval_days, key))
             t_eval_compile = time.perf_counter() - t1
         jax.block_until_ready(state)
         t_run = time.perf_counter()
         for _ in range(spec.num_chunks):
-            state, metrics = chunk(state, setup.train_params, hp, starts)
+            state, metrics = chunk(state, c.train_params, hp, starts)
             if with_eval:
-                ev = evaluate(state.train.params, setup.val_params, setup.eval_days, key)
+                ev = evaluate(state.train.params, c.val_params, setup.eval_days, key)
                 jax.device_get((metrics, ev))
         jax.block_until_ready(state)
         run_s = time.perf_counter() - t_run

@@ -85,8 +85,10 @@ METHODS = ("grid", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 CURRICULA = ("schedule", "off")
 SECTION_KEYS = ("phase", "method", "samples", "seeds", "params", "curriculum")
-DYNAMIC = tuple(f.name for f in dataclasses.fields(PPOHParams))
-"""The sweepable Phase-3 hyperparameters (``PPOHParams`` leaves), named ``ppo.<field>``."""
+DYNAMIC = ("lr", "clip_eps", "entropy_coef", "value_coef", "gamma", "gae_lambda",
+           "max_grad_norm")
+"""The sweepable Phase-3 hyperparameters (``PPOHParams`` leaves that are ``train.ppo`` keys),
+named ``ppo.<field>``; the schedule and the auxiliary weight come from the base."""
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
     # field: (low, high, low inclusive)
     "lr": (0.0, math.inf, False),
@@ -360,7 +362,8 @@ def member_hparams(base: PPOHParams, settings: Sequence[Mapping[str, float]], se
         default = float(np.asarray(getattr(base, field)))
         per_setting = [float(s.get(f"ppo.{field}", default)) for s in settings]
         return jnp.asarray(np.repeat(np.asarray(per_setting, np.float32), seeds), jnp.float32)
-    return PPOHParams(**{f: leaf(f) for f in DYNAMIC})
+    members = rm.stack_hparams(base, len(settings) * seeds)
+    return members.replace(**{f: leaf(f) for f in DYNAMIC})
 
 
 # HOST ONLY

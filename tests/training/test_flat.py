@@ -31,6 +31,7 @@ from hrl_sarp_jax.evaluation.backtest import rebalance_mask, run_backtest
 from hrl_sarp_jax.networks.flat import FlatActor
 from hrl_sarp_jax.training import flat as fl
 from hrl_sarp_jax.training import rl_macro as rm
+from hrl_sarp_jax.training.ppo_engine import with_schedule
 from tests.agents._compile import FAST_COMPILE, compile_fast
 from tests.envs.make_inputs import make_dates, make_inputs
 
@@ -81,8 +82,12 @@ def probe_market(seed: int = 0):
     return market, feats
 
 
-def hparams(lr=3e-3, clip=0.2, entropy=0.0, value=0.5, gamma=0.9, lam=0.9, max_norm=0.5):
-    return PPOHParams(*(jnp.float32(x) for x in (lr, clip, entropy, value, gamma, lam, max_norm)))
+def hparams(lr=3e-3, clip=0.2, entropy=0.0, value=0.5, gamma=0.9, lam=0.9, max_norm=0.5,
+            spec=None):
+    """PPOHParams; with ``spec`` the program's learning-rate schedule (``with_schedule``),
+    which a training chunk needs."""
+    hp = PPOHParams(*(jnp.float32(x) for x in (lr, clip, entropy, value, gamma, lam, max_norm)))
+    return hp if spec is None else with_schedule(hp, spec)
 
 
 def setup(updates: int, *, num_envs: int = 8, rollout_len: int = 8, env_cfg=PROBE_ENV,
@@ -137,7 +142,7 @@ def test_actor_starts_at_equal_weight_and_is_permutation_equivariant():
 @pytest.fixture(scope="module")
 def probe():
     market, feats, env, params, prog = setup(40)
-    hp = hparams(lr=3e-2, gamma=0.5, lam=0.8)   # the week's return is the whole signal
+    hp = hparams(lr=3e-2, gamma=0.5, lam=0.8, spec=prog.spec)  # the week's return: the signal
     state = jax.jit(prog.init)(jax.random.key(0), hp, params)
     chunk = compile_fast(prog.run_chunk, state, params, hp)
     state, metrics = chunk(state, params, hp)

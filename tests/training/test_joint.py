@@ -121,6 +121,11 @@ def test_phase_all_then_interrupted_phase5_resumes_exactly(tmp_path, smoke_marke
     assert s5["programs"]["chunk4"] == s4["programs"]["chunk"]
     assert s5["programs"]["eval4"] == s4["programs"]["evaluate"]
     assert s5["programs"]["chunk3"] != s5["programs"]["chunk4"]
+    # and its Macro block runs Phase 3's own programs (the Micro allocator mapped per seed in
+    # both, the learning-rate schedule's lengths traced, Phase 3-sized chunks)
+    s3 = read_phase_summary(run, 3)
+    assert s5["programs"]["chunk3"] == s3["programs"]["chunk"]
+    assert s5["programs"]["eval3"] == s3["programs"]["evaluate"]
 
     # the same run, Phase 5 interrupted after one round and resumed
     import shutil

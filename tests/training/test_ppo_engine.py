@@ -64,7 +64,7 @@ def _assert_recorded(name: str, got: dict) -> None:
 
 def test_phase3_on_the_engine_keeps_the_recorded_results():
     market, _feats, _env, params, p3 = trm.setup("drift", 3, num_envs=4, rollout_len=4)
-    hp, starts = trm.hparams(), trm.all_starts(market, params)
+    hp, starts = trm.hparams(spec=p3.spec), trm.all_starts(market, params)
     assert cur.window_week_ends(np.asarray(market.week_end), 100, 190)[:4].tolist() == DAYS
     state = jax.jit(p3.init)(jax.random.key(7), hp, params, starts)
     state, metrics = compile_fast(p3.run_chunk, state, params, hp, starts)(state, params, hp,
@@ -80,7 +80,7 @@ def test_phase3_on_the_engine_keeps_the_recorded_results():
 @pytest.mark.slow  # the flat baseline's probe compiles another program
 def test_flat_baseline_on_the_engine_keeps_the_recorded_results():
     _market, _feats, _env, params, prog = tfl.setup(3, num_envs=4, rollout_len=4)
-    hp = tfl.hparams()
+    hp = tfl.hparams(spec=prog.spec)
     state = jax.jit(prog.init)(jax.random.key(7), hp, params)
     state, metrics = compile_fast(prog.run_chunk, state, params, hp)(state, params, hp)
     days = jnp.asarray(DAYS, jnp.int32)

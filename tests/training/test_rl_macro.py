@@ -30,6 +30,7 @@ from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
+from hrl_sarp_jax.training.ppo_engine import with_schedule
 from tests.agents._compile import compile_fast
 from tests.envs.make_inputs import make_dates, make_inputs
 
@@ -99,8 +100,12 @@ def probe_market(kind: str, seed: int = 0):
     return market, feats
 
 
-def hparams(lr=3e-3, clip=0.2, entropy=0.0, value=0.5, gamma=0.9, lam=0.9, max_norm=0.5):
-    return PPOHParams(*(jnp.float32(x) for x in (lr, clip, entropy, value, gamma, lam, max_norm)))
+def hparams(lr=3e-3, clip=0.2, entropy=0.0, value=0.5, gamma=0.9, lam=0.9, max_norm=0.5,
+            spec=None):
+    """PPOHParams; with ``spec`` the program's learning-rate schedule (``with_schedule``),
+    which a training chunk needs."""
+    hp = PPOHParams(*(jnp.float32(x) for x in (lr, clip, entropy, value, gamma, lam, max_norm)))
+    return hp if spec is None else with_schedule(hp, spec)
 
 
 def all_starts(market, params) -> cur.StartSet:
@@ -129,7 +134,7 @@ def reset_obs(env, params, days):
 
 def train_probe(kind: str, updates: int, seed: int = 0):
     market, feats, env, params, p3 = setup(kind, updates)
-    hp, starts = hparams(), all_starts(market, params)
+    hp, starts = hparams(spec=p3.spec), all_starts(market, params)
     state = jax.jit(p3.init)(jax.random.key(seed), hp, params, starts)
     chunk = compile_fast(p3.run_chunk, state, params, hp, starts)
     state, metrics = chunk(state, params, hp, starts)
@@ -200,8 +205,8 @@ def test_vmap_over_seeds_and_hparams_equals_a_python_loop(small):
     # params moved (a mixed-up seed or an ignored hparam moves them by ~100%).
     _market, _env, params, p3, starts = small
     keys = jnp.stack([jax.random.key(1), jax.random.key(2)])
-    hps = jax.tree.map(lambda a, b: jnp.stack([a, b]), hparams(lr=3e-3),
-                       hparams(lr=1e-3, clip=0.1))
+    hps = jax.tree.map(lambda a, b: jnp.stack([a, b]), hparams(lr=3e-3, spec=p3.spec),
+                       hparams(lr=1e-3, clip=0.1, spec=p3.spec))
     init = jax.jit(jax.vmap(p3.init, in_axes=(0, 0, None, None)))
     chunk = jax.jit(jax.vmap(p3.run_chunk, in_axes=(0, None, 0, None)))
     start_both = init(keys, hps, params, starts)
@@ -241,7 +246,7 @@ def test_vmap_over_seeds_and_hparams_equals_a_python_loop(small):
 
 def test_same_key_gives_bit_identical_params(small):
     _market, _env, params, p3, starts = small
-    hp = hparams()
+    hp = hparams(spec=p3.spec)
     init, chunk = jax.jit(p3.init), jax.jit(p3.run_chunk)
     a, _ = chunk(init(jax.random.key(7), hp, params, starts), params, hp, starts)
     b, _ = chunk(init(jax.random.key(7), hp, params, starts), params, hp, starts)
@@ -253,7 +258,7 @@ def test_learning_rate_schedule_applies(small):
     # 2 warmup updates of 4 epochs x 2 minibatches = 16 gradient steps: the lr the last step
     # used is peak * 16/16; one more chunk starts the cosine decay towards MIN_LR_SCALE.
     _market, _env, params, p3, starts = small
-    hp = hparams(lr=1e-3)
+    hp = hparams(lr=1e-3, spec=p3.spec)
     chunk = jax.jit(p3.run_chunk)
     state = jax.jit(p3.init)(jax.random.key(3), hp, params, starts)
     state, m = chunk(state, params, hp, starts)
