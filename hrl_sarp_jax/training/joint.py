@@ -388,7 +388,14 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         # programs are then Phase 4's own (same shapes and placement: one compile serves both)
         mesh = seed_mesh_for(k)
         state3, state4, hp3, hp4 = shard_seeds((state3, state4, setup.hp3, setup.hp4), mesh)
-        setup = dataclasses.replace(setup, hp3=hp3, hp4=hp4)
+        # the Macro block's shared inputs placed once as its programs expect them (Phase 3's
+        # placement), not copied into place on every call
+        s3 = dataclasses.replace(setup.s3, **dict(zip(
+            ("train_params", "val_params", "eval_days"),
+            replicate((setup.s3.train_params, setup.s3.val_params, setup.s3.eval_days), mesh),
+            strict=True)))
+        setup = dataclasses.replace(setup, hp3=hp3, hp4=hp4, s3=s3,
+                                    starts=replicate(setup.starts, mesh))
         compile_s, fingerprints = _compile(setup, state3, state4, mesh)
         limit = setup.rounds if round_limit is None else min(setup.rounds, int(round_limit))
         sp3, sp4 = setup.s3.program.spec, setup.s4.p4.spec

@@ -13,6 +13,7 @@ position are saved).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -365,8 +366,16 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             info = {**(info or {}), **done}
         limit = spec.total_updates if update_limit is None else min(int(update_limit),
                                                                     spec.total_updates)
+        train_params, val_params, days = (compiled.train_params, compiled.val_params,
+                                          setup.eval_days)
         if mesh is not None:
             state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
+            # placed once as the programs expect them, not copied into place on every call
+            train_params, val_params = (place_env_params(p, mesh)
+                                        for p in (train_params, val_params))
+            days = replicate(days, mesh)
+        placed = compiled._replace(train_params=train_params, val_params=val_params)
+        setup = dataclasses.replace(setup, eval_days=days)
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + loop.key_stream)
 
         def meta() -> dict[str, Any]:
@@ -393,7 +402,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
 
         last_eval: dict[str, np.ndarray] | None = None
         if loop.eval_at_start and resumed_from is None and limit > 0:
-            ev = _evaluate(compiled, state, setup, eval_key)
+            ev = _evaluate(placed, state, setup, eval_key)
             rec = eval_record(ev)
             run.log_metrics(name, 0, {**rec, **stage_of(stage), "eval": True,
                                       "per_seed": seed_lists(ev), "env_steps": 0})
@@ -403,13 +412,15 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         while int(np.max(np.asarray(state.update))) < limit:
             done_before = int(np.max(np.asarray(state.update)))
             ran_stage = stage
-            state, metrics = compiled.chunk(state, compiled.train_params, hp,
-                                            *_starts_arg(setup, stage))
+            starts = _starts_arg(setup, stage)
+            if mesh is not None:
+                starts = replicate(starts, mesh)
+            state, metrics = compiled.chunk(state, placed.train_params, hp, *starts)
             metrics = {key: np.asarray(v) for key, v in jax.device_get(metrics).items()}
             for rec in mean_records(metrics, done_before):
                 run.log_metrics(name, rec.pop("update"), {**rec, **stage_of(ran_stage)})
             updates = int(np.max(np.asarray(state.update)))
-            last_eval = ev = _evaluate(compiled, state, setup, eval_key)
+            last_eval = ev = _evaluate(placed, state, setup, eval_key)
             rec = eval_record(ev)
             run.log_metrics(name, updates, {**rec, **stage_of(ran_stage), "eval": True,
                                             "per_seed": seed_lists(ev), "env_steps": int(
@@ -434,7 +445,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             pol_ck.close()
 
     if last_eval is None:
-        last_eval = _evaluate(compiled, state, setup, eval_key)
+        last_eval = _evaluate(placed, state, setup, eval_key)
     final = eval_record(last_eval)
     summary: dict[str, Any] = {
         "env_steps": int(np.sum(np.asarray(state.env_steps))),
