@@ -248,15 +248,15 @@ class StepOut(NamedTuple):
     targets: PyTree = None  # {head: [E]} supervised targets (PPOTask.targets), or None
 
 
-def _step_envs(task: PPOTask, env_params: EnvParams, keys: Array, states: Any, actions: Array,
-               start_days: Array | None):
-    """vmapped gymnax ``step``; with ``start_days`` [E] an auto-reset lands there."""
+def step_envs(env: Any, env_params: EnvParams, keys: Array, states: Any, actions: Array,
+              start_days: Array | None = None):
+    """E envs' gymnax ``step`` (vmapped; keys, states, actions [E]); with ``start_days`` [E]
+    an auto-reset lands on that env's day (the curriculum's start)."""
     if start_days is None:
-        return jax.vmap(lambda k, s, a: task.env.step(k, s, a, env_params))(keys, states,
-                                                                            actions)
+        return jax.vmap(lambda k, s, a: env.step(k, s, a, env_params))(keys, states, actions)
 
     def one(k, s, a, d):
-        return task.env.step(k, s, a, env_params.replace(start_lo=d, start_hi=d))
+        return env.step(k, s, a, env_params.replace(start_lo=d, start_hi=d))
     return jax.vmap(one)(keys, states, actions, start_days)
 
 
@@ -283,8 +283,8 @@ def _collect_step(m: _Model, params: Params, env_params: EnvParams,
     log_prob = joint_log_prob(dists, action)
     e = obs.shape[0]
     days = cur.sample_start_days(start_key, starts, (e,)) if task.start_days else None
-    obs2, env_state2, reward, term, trunc, info = _step_envs(
-        task, env_params, jax.random.split(env_key, e), env_state, task.env_action(action),
+    obs2, env_state2, reward, term, trunc, info = step_envs(
+        task.env, env_params, jax.random.split(env_key, e), env_state, task.env_action(action),
         days)
     reward = reward.astype(_F32)
     done = term | trunc

@@ -10,7 +10,7 @@ import numpy as np
 from hrl_sarp_jax.config import EnvConfig
 from hrl_sarp_jax.envs.macro import MacroEnv
 from hrl_sarp_jax.training import curriculum as cur
-from hrl_sarp_jax.training.rl_macro import _step_envs
+from hrl_sarp_jax.training.ppo_engine import step_envs
 from hrl_sarp_jax.types import BEAR, BULL, SIDEWAYS
 from tests.envs.make_inputs import make_inputs
 
@@ -95,8 +95,8 @@ def test_changing_stage_does_not_retrace_and_starts_stay_inside_the_stage():
         def body(st, k):
             start_key, env_key = jax.random.split(k)
             days = cur.sample_start_days(start_key, starts, (e,))
-            _, st, _, _, _, _ = _step_envs(env, params, jax.random.split(env_key, e), st,
-                                           action, days)
+            _, st, _, _, _, _ = step_envs(env, params, jax.random.split(env_key, e), st,
+                                          action, days)
             return st, st.start
 
         _, seen = jax.lax.scan(body, st, jax.random.split(run_key, 12))
