@@ -117,11 +117,10 @@ class PPOSpec:
                    eval_weeks=max(int(eval_weeks), 1))
 
 
-def phase_optimizer(spec: PPOSpec | None = None) -> Any:
+def phase_optimizer() -> Any:
     """The PPO phases' optimiser: clipped Adam, peak lr and clip norm injected, and the
     learning-rate schedule taken from the ``PPOHParams`` (``with_schedule``), so that one
     compiled program serves every budget (Phase 3 and Phase 5's Macro block share theirs)."""
-    del spec  # the schedule's lengths travel in the hyperparameters
     return make_optimizer(lr=1.0, max_grad_norm=1.0, traced_schedule=True)
 
 
@@ -476,7 +475,7 @@ def evaluate(m: _Model, params: Params, env_params: EnvParams, start_days: Array
 def make_ppo(task: PPOTask, spec: PPOSpec) -> PPOProgram:
     """Pure functions of one PPO phase (nothing jitted here; e.g. K seeds × hyperparameters in
     one compile: ``jax.jit(jax.vmap(p.run_chunk, in_axes=(0, None, 0, None)))``)."""
-    m = _Model(task, spec, phase_optimizer(spec))
+    m = _Model(task, spec, phase_optimizer())
     return PPOProgram(init=partial(init_state, m), run_chunk=partial(run_chunk, m),
                       evaluate=partial(evaluate, m), collect=partial(collect_rollout, m),
                       apply=task.apply, spec=spec,

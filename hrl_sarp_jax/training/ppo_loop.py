@@ -307,7 +307,8 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
     checkpoints) and the phase's ``start_info`` (None: the phase keeps none); the setup's
     ``info["allocator"]``, if any, is named in the first progress line. ``rule``: the
     curriculum (None: none, and no ``stage`` in the records).
-    ``hparams`` (leaves [K]) / ``keys`` [K] replace K copies of the setup's hyperparameters /
+    ``hparams`` (leaves [K]; None fields, e.g. the schedule, from the setup) / ``keys`` [K]
+    replace K copies of the setup's hyperparameters /
     ``member_keys(cfg.seed, loop.key_stream, K)``. ``prepare`` edits a fresh state (warm
     starts) and returns what it did, merged into ``start_info`` (saved with every checkpoint,
     restored on resume). ``final_keys``: validation scalars copied into the summary.
@@ -331,8 +332,11 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                 "pass --resume to continue it or use a new --run")
         setup, start_info = make_setup()
         spec = setup.program.spec
-        hp = stack_hparams(setup.hp, k) if hparams is None else jax.tree.map(
-            lambda x: jnp.asarray(x, _F32), hparams)
+        hp = stack_hparams(setup.hp, k)
+        if hparams is not None:  # its leaves win; what it leaves None (the schedule) is ours
+            hp = hp.replace(**{f.name: jnp.asarray(getattr(hparams, f.name), _F32)
+                               for f in dataclasses.fields(hparams)
+                               if getattr(hparams, f.name) is not None})
         compiled = compile_programs(setup, k, mesh)
         where = "" if mesh is None else f" on {mesh.size} device(s)"
         describe = (f", allocator {setup.info['allocator']}" if "allocator" in setup.info
