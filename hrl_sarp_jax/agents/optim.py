@@ -8,6 +8,7 @@ values into that state before each update, so the hparams passed to ``update`` a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,15 +28,10 @@ def warmup_cosine_scale(
              = min + (1 - min)·½·(1 + cos(π·min(1, (c - warmup_steps) / decay_steps)))  after,
     where c counts optimiser steps from 0 (so the first step already moves: 1/warmup_steps).
     """
-    warmup = max(int(warmup_steps), 0)
-    decay = max(int(decay_steps), 1)
+    warmup, decay = max(int(warmup_steps), 0), max(int(decay_steps), 1)
 
     def scale(count: Array) -> Array:
-        c = jnp.asarray(count, jnp.float32)
-        ramp = (c + 1.0) / max(warmup, 1)
-        progress = jnp.clip((c - warmup) / decay, 0.0, 1.0)
-        cosine = min_scale + (1.0 - min_scale) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-        return jnp.where(c < warmup, ramp, cosine).astype(jnp.float32)
+        return traced_warmup_cosine(count, warmup, decay, min_scale)
 
     return scale
 
@@ -56,11 +52,7 @@ def traced_warmup_cosine(count: Array, warmup_steps: Array, decay_steps: Array,
 def inject_count(opt_state: PyTree, name: str) -> Array:
     """The step count of the injected-hyperparameter state holding ``name`` (the count its
     schedules are evaluated at in the next update)."""
-    states = jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, _INJECT_STATES))
-    for s in states:
-        if isinstance(s, _INJECT_STATES) and name in s.hyperparams:
-            return s.count
-    raise KeyError(f"no injected hyperparameter {name!r}")
+    return _inject_state(opt_state, name).count
 
 
 def scheduled_adam(
@@ -96,10 +88,15 @@ def set_injected(opt_state: PyTree, **values: Array | float) -> PyTree:
 
 def injected(opt_state: PyTree, name: str) -> Array:
     """The current value of injected hyperparameter ``name`` (the first one found)."""
+    return _inject_state(opt_state, name).hyperparams[name]
+
+
+def _inject_state(opt_state: PyTree, name: str) -> Any:
+    """The first injected-hyperparameter state of ``opt_state`` holding ``name``."""
     states = jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, _INJECT_STATES))
     for s in states:
         if isinstance(s, _INJECT_STATES) and name in s.hyperparams:
-            return s.hyperparams[name]
+            return s
     raise KeyError(f"no injected hyperparameter {name!r}")
 
 

@@ -254,13 +254,12 @@ def _compile(setup: Phase5Setup, state3, state4, mesh: Any) -> tuple[float, dict
     sector = np.asarray(setup.s3.train_params.stock_sector)
     pp3 = micro_policy_params(state4.agent.actor_params, sector, k)
     pp4 = macro_actor_of(state3)
-    starts, days = replicate((setup.starts, setup.s3.eval_days), mesh)
-    args = {
+    args = {  # setup's starts, eval days and market arrays are already placed (run_phase5)
         "chunk3": (state3, place_env_params(with_policy(setup.s3.train_params, pp3), mesh),
-                   setup.hp3, starts),
+                   setup.hp3, setup.starts),
         "eval3": (state3.train.params,
-                  place_env_params(with_policy(setup.s3.val_params, pp3), mesh), days,
-                  jax.random.key(0)),
+                  place_env_params(with_policy(setup.s3.val_params, pp3), mesh),
+                  setup.s3.eval_days, jax.random.key(0)),
         "chunk4": (state4, with_policy(setup.s4.train_params, pp4), setup.hp4),
         "eval4": (state4.agent.actor_params, with_policy(setup.s4.val_params, pp4),
                   jax.random.key(0)),

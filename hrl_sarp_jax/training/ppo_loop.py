@@ -286,10 +286,7 @@ class LoopResult:
     history: list = field(default_factory=list)
 
 
-def _evaluate(compiled: Compiled, state: PPOState, setup: PPOSetup, key: Array
-              ) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in jax.device_get(compiled.evaluate(
-        state.train.params, compiled.val_params, setup.eval_days, key)).items()}
+
 
 
 # HOST ONLY (not jittable)
@@ -372,15 +369,19 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                                                                     spec.total_updates)
         train_params, val_params, days = (compiled.train_params, compiled.val_params,
                                           setup.eval_days)
+        place = lambda x: x  # noqa: E731
         if mesh is not None:
             state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
             # placed once as the programs expect them, not copied into place on every call
             train_params, val_params = (place_env_params(p, mesh)
                                         for p in (train_params, val_params))
             days = replicate(days, mesh)
-        placed = compiled._replace(train_params=train_params, val_params=val_params)
-        setup = dataclasses.replace(setup, eval_days=days)
+            place = partial(replicate, mesh=mesh)
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + loop.key_stream)
+
+        def evaluate() -> dict[str, np.ndarray]:
+            return {key: np.asarray(v) for key, v in jax.device_get(compiled.evaluate(
+                state.train.params, val_params, days, eval_key)).items()}
 
         def meta() -> dict[str, Any]:
             out: dict[str, Any] = {}
@@ -406,7 +407,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
 
         last_eval: dict[str, np.ndarray] | None = None
         if loop.eval_at_start and resumed_from is None and limit > 0:
-            ev = _evaluate(placed, state, setup, eval_key)
+            ev = evaluate()
             rec = eval_record(ev)
             run.log_metrics(name, 0, {**rec, **stage_of(stage), "eval": True,
                                       "per_seed": seed_lists(ev), "env_steps": 0})
@@ -416,15 +417,13 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         while int(np.max(np.asarray(state.update))) < limit:
             done_before = int(np.max(np.asarray(state.update)))
             ran_stage = stage
-            starts = _starts_arg(setup, stage)
-            if mesh is not None:
-                starts = replicate(starts, mesh)
-            state, metrics = compiled.chunk(state, placed.train_params, hp, *starts)
+            state, metrics = compiled.chunk(state, train_params, hp,
+                                            *place(_starts_arg(setup, stage)))
             metrics = {key: np.asarray(v) for key, v in jax.device_get(metrics).items()}
             for rec in mean_records(metrics, done_before):
                 run.log_metrics(name, rec.pop("update"), {**rec, **stage_of(ran_stage)})
             updates = int(np.max(np.asarray(state.update)))
-            last_eval = ev = _evaluate(placed, state, setup, eval_key)
+            last_eval = ev = evaluate()
             rec = eval_record(ev)
             run.log_metrics(name, updates, {**rec, **stage_of(ran_stage), "eval": True,
                                             "per_seed": seed_lists(ev), "env_steps": int(
@@ -449,7 +448,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             pol_ck.close()
 
     if last_eval is None:
-        last_eval = _evaluate(placed, state, setup, eval_key)
+        last_eval = evaluate()
     final = eval_record(last_eval)
     summary: dict[str, Any] = {
         "env_steps": int(np.sum(np.asarray(state.env_steps))),
