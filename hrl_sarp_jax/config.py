@@ -352,6 +352,21 @@ class JointConfig:
 
 
 @dataclass(frozen=True)
+class PoolConfig:
+    """Generated markets the supervised phases learn from besides the run's own (``train.pool``;
+    ``training/market_pool.py``): each is the run's generator (preset, stocks per sector,
+    dates) with another seed, its samples split by the same dates."""
+
+    markets: int = 0
+    """How many extra markets (0: the run's market only, the original's behaviour)."""
+    first_seed: int = 100
+    """Their seeds: first_seed, first_seed + 1, ... (the run's own seed skipped). They must stay
+    below 1000, the first seed of the many-market instrument's tuning range."""
+    phases: tuple[int, ...] = (1, 2)
+    """The supervised phases that pool them: 1 (Macro) and/or 2 (Micro)."""
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     seeds: int = 1
     macro_pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(lr=3.0e-4))
@@ -363,6 +378,7 @@ class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     td3: TD3Config = field(default_factory=TD3Config)
     joint: JointConfig = field(default_factory=JointConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
     eval_interval: int = 10
     keep_latest: int = 3
     checkpoint: str = "best"

@@ -35,7 +35,9 @@ import numpy as np
 from hrl_sarp_jax.checkpointing import Run
 from hrl_sarp_jax.config import Config, SynthConfig, to_dict
 from hrl_sarp_jax.data.synthetic import (
+    GENERATOR_KEYS,
     GENERATOR_VERSION,
+    generator_of,
     preset_hash,
     synthetic_markets,
     synthetic_meta,
@@ -85,18 +87,14 @@ def market_settings(run: Run, cfg: Config, preset: str | None) -> tuple[SynthCon
     preset. A run trained on a real market (or recording none) needs ``preset``.
     """
     trained = run.info.get("market")
-    synth = cfg.synth
-    if isinstance(trained, dict) and trained.get("synthetic"):
-        keep = {k: trained[k] for k in ("preset", "stocks_per_sector", "start", "end")
-                if trained.get(k) is not None}
-        synth = replace(synth, **keep)
-    elif preset is None:
+    synth = generator_of(trained, cfg.synth)
+    if synth is None and preset is None:
         what = ("a real market" if isinstance(trained, dict)
                 else "a market it does not record (trained before run.json recorded markets)")
         raise ConfigError(f"--preset: run {run.name} was trained on {what}; give --preset "
                           f"nse|small to choose the generator of the evaluation markets")
     if preset is not None:
-        synth = replace(synth, preset=preset)
+        synth = replace(synth or cfg.synth, preset=preset)
     return synth, trained if isinstance(trained, dict) else None
 
 
@@ -104,8 +102,7 @@ def in_sample_seeds(trained: dict | None, synth: SynthConfig, seeds: Sequence[in
     """The seeds among ``seeds`` whose market the run trained on (same generator settings)."""
     if not trained or not trained.get("synthetic"):
         return []
-    same = all(trained.get(k) == getattr(synth, k)
-               for k in ("preset", "stocks_per_sector", "start", "end"))
+    same = all(trained.get(k) == getattr(synth, k) for k in GENERATOR_KEYS)
     return [s for s in seeds if same and trained.get("seed") == s]
 
 

@@ -271,6 +271,19 @@ def preset_hash(cfg: SynthConfig) -> str:
     return h.hexdigest()
 
 
+GENERATOR_KEYS = ("preset", "stocks_per_sector", "start", "end")
+"""The generator settings a run's market record (run.json ``market``) carries besides the seed."""
+
+
+def generator_of(record: object, base: SynthConfig) -> SynthConfig | None:
+    """``base`` with the generator settings of a run's market record when that market was
+    generated (``data.io.market_identity``), else None (a real market, or no record)."""
+    if not (isinstance(record, dict) and record.get("synthetic")):
+        return None
+    keep = {k: record[k] for k in GENERATOR_KEYS if record.get(k) is not None}
+    return dataclasses.replace(base, **keep)
+
+
 def synthetic_markets(cfg: SynthConfig, data_cfg: DataConfig, seeds: list[int]
                       ) -> Iterator[tuple[int, MarketArrays, MarketMeta]]:
     """(seed, arrays, meta) of the market ``write_synthetic_market`` writes for each seed of

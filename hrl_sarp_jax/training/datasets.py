@@ -29,6 +29,7 @@ Phase 2 (Micro), one sample per trading day t (goals are drawn per epoch by the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -287,3 +288,11 @@ def train_regime_labels(market: MarketArrays, meta: MarketMeta, feats: FeatureSe
     split = split_days(meta.dates, cfg.data)
     train_days, _ = macro_split_days(market, feats, split)
     return np.asarray(feats.regime_label)[train_days]
+
+
+def concat_samples(parts: list) -> Any:
+    """Samples of several markets (``MacroSamples`` or ``MicroSamples`` of one shape but the
+    leading axis) on one leading axis, in the order given."""
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree.map(lambda *x: jnp.concatenate(x), *parts)

@@ -22,7 +22,7 @@ ALL_PHASES = ("1", "2", "3", "4", "5", "all", "flat")
 def check_training_config(cfg) -> None:
     """Every data-free check of the keys a training run reads, before any phase starts (each a
     ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*
-    and attention sizes, the pre-training, PPO, TD3 and joint settings and
+    and attention sizes, the pre-training, PPO, TD3, joint and pool settings and
     ``train.checkpoint``. Phases check again where they use a key."""
     from hrl_sarp_jax.agents.ppo import PPOHParams
     from hrl_sarp_jax.checkpointing import CHECKPOINT_RULES
@@ -30,6 +30,7 @@ def check_training_config(cfg) -> None:
     from hrl_sarp_jax.errors import ConfigError
     from hrl_sarp_jax.networks.stocks import check_network_config
     from hrl_sarp_jax.training.joint import check_joint_config
+    from hrl_sarp_jax.training.market_pool import check_pool_config
     from hrl_sarp_jax.training.rl_macro import Phase3Spec
     from hrl_sarp_jax.training.rl_micro import Phase4Spec
     from hrl_sarp_jax.training.runner import check_pretrain_config
@@ -42,6 +43,7 @@ def check_training_config(cfg) -> None:
     PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)
     check_joint_config(cfg)
+    check_pool_config(cfg.train.pool)
     if cfg.train.checkpoint not in CHECKPOINT_RULES:
         raise ConfigError(f"train.checkpoint = {cfg.train.checkpoint!r} is not one of "
                           f"{', '.join(CHECKPOINT_RULES)}")

@@ -34,6 +34,7 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import datasets as ds
 from hrl_sarp_jax.training import pretrain as pt
+from hrl_sarp_jax.training.market_pool import PoolMarket, market_pool, pool_record
 from hrl_sarp_jax.types import NUM_REGIMES, PyTree
 
 CHECKPOINT_METRIC = "val_loss"
@@ -128,11 +129,24 @@ def macro_baselines(train: ds.MacroSamples, val: ds.MacroSamples) -> dict[str, f
     }
 
 
-def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet
-                  ) -> Prepared:
+def pooled(datasets, market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config,
+           pool: tuple[PoolMarket, ...]) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """``datasets`` (``ds.macro_datasets`` | ``ds.micro_datasets``) of the run's market and of
+    each pool market: ((own train, own val), pooled train, pooled val, the pool's record)."""
+    parts = [datasets(market, meta, feats, cfg)]
+    parts += [datasets(m.market, m.meta, m.feats, cfg) for m in pool]
+    record = {} if not pool else {"pool": pool_record(pool, {
+        "train_samples_per_market": [a.size for a, _ in parts],
+        "val_samples_per_market": [b.size for _, b in parts]})}
+    return (parts[0], ds.concat_samples([a for a, _ in parts]),
+            ds.concat_samples([b for _, b in parts]), record)
+
+
+def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+                  pool: tuple[PoolMarket, ...] = ()) -> Prepared:
     p = cfg.train.macro_pretrain
     check_pretrain_config(p, "macro_pretrain")
-    train, val = ds.macro_datasets(market, meta, feats, cfg)
+    own, train, val, pool_info = pooled(ds.macro_datasets, market, meta, feats, cfg, pool)
     cw = pt.class_weights(np.asarray(train.regime), p.class_weights)
     hp = pt.PretrainHParams.from_config(p, cw)
     task, _ = pt.macro_task(cfg.networks, train)
@@ -153,9 +167,9 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
         baselines=macro_baselines(train, val),
         info={
             "train_samples": train.size, "val_samples": val.size,
-            "train_span": [str(dates[int(train.day[0])]), str(dates[int(train.day[-1])])],
-            "val_span": [str(dates[int(val.day[0])]), str(dates[int(val.day[-1])])],
-            "train_regime_share": label_share.tolist(),
+            "train_span": [str(dates[int(own[0].day[0])]), str(dates[int(own[0].day[-1])])],
+            "val_span": [str(dates[int(own[1].day[0])]), str(dates[int(own[1].day[-1])])],
+            "train_regime_share": label_share.tolist(), **pool_info,
             "class_weights": cw.tolist(), "class_weighting": p.class_weights,
             "current_portfolio": "equal weight over valid sectors, cash = min_cash, drawdown 0",
         },
@@ -201,12 +215,14 @@ def micro_baselines(val: pt.MicroBatch) -> dict[str, float]:
     }
 
 
-def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet
-                  ) -> Prepared:
+def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+                  pool: tuple[PoolMarket, ...] = ()) -> Prepared:
     p = cfg.train.micro_pretrain
     check_pretrain_config(p, "micro_pretrain")
-    train, val = ds.micro_datasets(market, meta, feats, cfg)
-    probs = ds.regime_frequencies(ds.train_regime_labels(market, meta, feats, cfg))
+    own, train, val, pool_info = pooled(ds.micro_datasets, market, meta, feats, cfg, pool)
+    labels = [ds.train_regime_labels(market, meta, feats, cfg)]
+    labels += [ds.train_regime_labels(m.market, m.meta, m.feats, cfg) for m in pool]
+    probs = ds.regime_frequencies(np.concatenate(labels))
     _, data_root = root_keys(cfg.seed)
     val_goals = pt.sample_goals(jax.random.fold_in(data_root, 2), val.sector_active,
                                 jnp.asarray(probs, jnp.float32))
@@ -227,9 +243,9 @@ def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
         baselines=micro_baselines(val_set),
         info={
             "train_samples": train.size, "val_samples": val.size,
-            "train_span": [str(dates[int(train.day[0])]), str(dates[int(train.day[-1])])],
-            "val_span": [str(dates[int(val.day[0])]), str(dates[int(val.day[-1])])],
-            "goal_regime_probs": probs.tolist(),
+            "train_span": [str(dates[int(own[0].day[0])]), str(dates[int(own[0].day[-1])])],
+            "val_span": [str(dates[int(own[1].day[0])]), str(dates[int(own[1].day[-1])])],
+            "goal_regime_probs": probs.tolist(), **pool_info,
             "goals": "Dirichlet(1) over sectors with a tradable stock ⊕ regime one-hot; fresh "
                      "each epoch (training), fixed from the config seed (validation)",
             "current_weights": "equal weight over tradable stocks * (1 - min_cash)",
@@ -293,7 +309,8 @@ def run_pretrain_phase(
     cosine schedule still spans ``epochs``).
     """
     t0 = time.perf_counter()
-    prep = PREPARE[phase](cfg, market, meta, feats)
+    pool = market_pool(cfg, run.info.get("market"), phase, market)
+    prep = PREPARE[phase](cfg, market, meta, feats, pool)
     p = prep.pcfg
     seeds = int(cfg.train.seeds)
     if seeds < 1:
