@@ -169,6 +169,38 @@ def seed_axes(params: EnvParams) -> EnvParams:
     return axes.replace(policy_params=jax.tree.map(lambda _: 0, params.policy_params))
 
 
+def is_pooled(params: EnvParams) -> bool:
+    """True when ``params`` hold several markets on a leading axis (``stack_markets``)."""
+    return jnp.ndim(params.start_lo) == 1
+
+
+def stack_markets(params: list[EnvParams], copies: int = 1) -> EnvParams:
+    """Several markets' EnvParams as one, every market leaf on a leading axis of
+    E = len(params) x copies (entry i is market i mod len(params)); the frozen policy of
+    ``params[0]`` stays shared (unstacked). The markets must share shapes and static fields
+    (one generator, one calendar): ValueError otherwise."""
+    first = params[0]
+    static = (first.max_steps_in_episode, first.max_week_days)
+    for p in params[1:]:
+        if (p.max_steps_in_episode, p.max_week_days) != static:
+            raise ValueError("stack_markets: the markets' episode lengths differ")
+    bare = [with_policy(p, None) for p in params]
+    try:
+        stacked = jax.tree.map(lambda *x: jnp.stack(x), *bare)
+    except ValueError as exc:
+        raise ValueError(f"stack_markets: the markets' shapes differ ({exc})") from None
+    if copies > 1:
+        stacked = jax.tree.map(lambda x: jnp.concatenate([x] * int(copies)), stacked)
+    return with_policy(stacked, first.policy_params)
+
+
+def market_axes(params: EnvParams) -> EnvParams:
+    """``in_axes`` of pooled EnvParams for a vmap over their markets (or envs): 0 for every
+    market leaf, None for the shared frozen policy."""
+    axes = jax.tree.map(lambda _: 0, with_policy(params, None))
+    return axes.replace(policy_params=jax.tree.map(lambda _: None, params.policy_params))
+
+
 def trailing_adv(close: np.ndarray, volume: np.ndarray, valid: np.ndarray,
                  window: int) -> np.ndarray:
     """[T, N] mean of close*volume over the valid days among t-window+1..t (0 if none)."""

@@ -94,12 +94,36 @@ def stage_window(stage: Array | int, windows: StageWindows) -> tuple[Array, Arra
 
 
 def sample_start_days(key: Array, starts: StartSet, shape: tuple[int, ...]) -> Array:
-    """int32 ``shape`` start days drawn uniformly from ``starts`` (pure)."""
+    """int32 ``shape`` start days drawn uniformly from ``starts`` (pure). A per-env start set
+    (days [E, W], count [E]: a pool of markets, ``stack_windows``) draws env i's day from row
+    i (``shape`` must be (E,))."""
     idx = jax.random.randint(key, shape, 0, starts.count, jnp.int32)
+    if starts.days.ndim == 2:
+        return jnp.take_along_axis(starts.days, idx[:, None], axis=1)[:, 0]
     return starts.days[idx]
 
 
 # --------------------------------------------------------------------------- host side
+
+
+# HOST ONLY
+def stack_windows(windows: list[StageWindows], copies: int = 1) -> StageWindows:
+    """Several markets' stage windows as per-env start sets: days [stages, E, W], count / lo /
+    hi [stages, E] with E = len(windows) x copies (env i: market i mod len(windows), as
+    ``envs.params.stack_markets``); rows are padded to the widest with their first day."""
+    width = max(int(w.days.shape[1]) for w in windows)
+
+    def pad(d: Array) -> np.ndarray:
+        d = np.asarray(d)
+        return np.concatenate([d, np.repeat(d[:, :1], width - d.shape[1], axis=1)], axis=1)
+
+    def env_axis(rows: list) -> Array:
+        return jnp.asarray(np.concatenate([np.stack(rows, axis=1)] * int(copies), axis=1))
+
+    return StageWindows(days=env_axis([pad(w.days) for w in windows]),
+                        count=env_axis([np.asarray(w.count) for w in windows]),
+                        lo=env_axis([np.asarray(w.lo) for w in windows]),
+                        hi=env_axis([np.asarray(w.hi) for w in windows]))
 
 
 # HOST ONLY

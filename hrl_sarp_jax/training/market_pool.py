@@ -32,7 +32,7 @@ from hrl_sarp_jax.features.featureset import FeatureSet
 
 FIRST_INSTRUMENT_SEED = 1000
 """The many-market instrument's tuning range starts here; pool seeds stay below it."""
-POOL_PHASES = (1, 2)
+POOL_PHASES = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class PoolMarket:
 
 
 # HOST ONLY
-def check_pool_config(pool: PoolConfig) -> None:
-    """ConfigError naming the ``train.pool`` key that is out of range."""
+def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
+    """ConfigError naming the ``train.pool`` key that is out of range (with ``ppo_envs``,
+    ``train.ppo.num_envs``: Phase 3 needs one env per market at least, a whole number each)."""
     if int(pool.markets) < 0:
         raise ConfigError(f"train.pool.markets = {pool.markets} must be >= 0 (0: no pool)")
     if int(pool.first_seed) < 0:
@@ -59,8 +60,14 @@ def check_pool_config(pool: PoolConfig) -> None:
             f"train.pool.first_seed or train.pool.markets")
     bad = [p for p in pool.phases if p not in POOL_PHASES]
     if bad:
-        raise ConfigError(f"train.pool.phases = {list(pool.phases)}: only the supervised "
-                          f"phases {list(POOL_PHASES)} can pool markets (got {bad})")
+        raise ConfigError(f"train.pool.phases = {list(pool.phases)}: only phases "
+                          f"{list(POOL_PHASES)} can pool markets (got {bad})")
+    m = int(pool.markets) + 1
+    if ppo_envs is not None and pool.markets and 3 in pool.phases and int(ppo_envs) % m:
+        raise ConfigError(f"train.pool: Phase 3 runs env i on market i mod {m} (the run's and "
+                          f"{pool.markets} pool markets), so train.ppo.num_envs ({ppo_envs}) "
+                          f"must be a multiple of {m}; change train.pool.markets or "
+                          f"train.ppo.num_envs")
 
 
 def pool_seeds(pool: PoolConfig, own_seed: int | None) -> list[int]:

@@ -43,7 +43,7 @@ def check_training_config(cfg) -> None:
     PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)
     check_joint_config(cfg)
-    check_pool_config(cfg.train.pool)
+    check_pool_config(cfg.train.pool, cfg.train.ppo.num_envs)
     if cfg.train.checkpoint not in CHECKPOINT_RULES:
         raise ConfigError(f"train.checkpoint = {cfg.train.checkpoint!r} is not one of "
                           f"{', '.join(CHECKPOINT_RULES)}")

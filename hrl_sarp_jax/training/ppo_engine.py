@@ -43,7 +43,7 @@ from hrl_sarp_jax.agents.ppo import (
     ppo_update,
 )
 from hrl_sarp_jax.config import PPOConfig
-from hrl_sarp_jax.envs.params import EnvParams
+from hrl_sarp_jax.envs.params import EnvParams, is_pooled, market_axes
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.metrics import max_drawdown, sharpe, total_return
 from hrl_sarp_jax.training import curriculum as cur
@@ -250,7 +250,16 @@ class StepOut(NamedTuple):
 def step_envs(env: Any, env_params: EnvParams, keys: Array, states: Any, actions: Array,
               start_days: Array | None = None):
     """E envs' gymnax ``step`` (vmapped; keys, states, actions [E]); with ``start_days`` [E]
-    an auto-reset lands on that env's day (the curriculum's start)."""
+    an auto-reset lands on that env's day (the curriculum's start). Pooled ``env_params``
+    (``envs.params.stack_markets``, market leaves [E]) give env i its own market."""
+    if is_pooled(env_params):
+        days = env_params.start_lo if start_days is None else start_days
+
+        def own(k, s, a, d, p):
+            p = p if start_days is None else p.replace(start_lo=d, start_hi=d)
+            return env.step(k, s, a, p)
+        return jax.vmap(own, in_axes=(0, 0, 0, 0, market_axes(env_params)))(
+            keys, states, actions, days, env_params)
     if start_days is None:
         return jax.vmap(lambda k, s, a: env.step(k, s, a, env_params))(keys, states, actions)
 
@@ -260,6 +269,13 @@ def step_envs(env: Any, env_params: EnvParams, keys: Array, states: Any, actions
 
 
 def _reset_envs(task: PPOTask, env_params: EnvParams, keys: Array, start_days: Array | None):
+    if is_pooled(env_params):
+        days = env_params.start_lo if start_days is None else start_days
+
+        def own(k, d, p):
+            p = p if start_days is None else p.replace(start_lo=d, start_hi=d)
+            return task.env.reset(k, p)
+        return jax.vmap(own, in_axes=(0, 0, market_axes(env_params)))(keys, days, env_params)
     if start_days is None:
         return jax.vmap(lambda k: task.env.reset(k, env_params))(keys)
 
@@ -435,10 +451,28 @@ def _eval_episode(m: _Model, params: Params, env_params: EnvParams, day: Array,
     }
 
 
+def _policy_and_comparator(m: _Model, params: Params, env_params: EnvParams,
+                           start_days: Array, key: PRNGKey) -> tuple[dict, dict]:
+    """Per-episode statistics of the policy and of the comparator on the episodes of
+    ``start_days`` [K] (pooled env params: [M, K], one row per market; episodes flattened
+    market-major to [M·K])."""
+    if is_pooled(env_params):
+        per = jax.vmap(partial(_policy_and_comparator, m, params, key=key),
+                       in_axes=(market_axes(env_params), 0))(env_params, start_days)
+        return tuple(jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), half)
+                     for half in per)
+    k = start_days.shape[0]
+    days = jnp.concatenate([start_days, start_days])
+    flags = jnp.arange(2 * k) < k
+    both = jax.vmap(lambda d, f: _eval_episode(m, params, env_params, d, f, key))(days, flags)
+    return jax.tree.map(lambda x: x[:k], both), jax.tree.map(lambda x: x[k:], both)
+
+
 def evaluate(m: _Model, params: Params, env_params: EnvParams, start_days: Array,
              key: PRNGKey) -> Metrics:
     """The deterministic policy and the comparator on the same episodes, one per start day
-    [K] (2K episodes vmapped, so the env is compiled once).
+    [K] (2K episodes vmapped, so the env is compiled once; pooled env params: one row of
+    start days per market, [M, K], and every metric over the M·K episodes).
 
     ``key`` only feeds the env's reset draw inside a one-week window: results do not depend on
     it. Returns per-episode arrays [K] (``episode_sharpe``, ``episode_equal_weight_sharpe``,
@@ -447,12 +481,8 @@ def evaluate(m: _Model, params: Params, env_params: EnvParams, start_days: Array
     val_equal_weight_return (mean total return), val_max_drawdown, val_episodes and the task's
     ``eval_metrics``.
     """
-    k = start_days.shape[0]
-    days = jnp.concatenate([start_days, start_days])
-    flags = jnp.arange(2 * k) < k
-    both = jax.vmap(lambda d, f: _eval_episode(m, params, env_params, d, f, key))(days, flags)
-    pol = jax.tree.map(lambda x: x[:k], both)
-    ew = jax.tree.map(lambda x: x[k:], both)
+    pol, ew = _policy_and_comparator(m, params, env_params, start_days, key)
+    k = pol["sharpe"].shape[0]
     return {
         "val_sharpe": jnp.mean(pol["sharpe"]),
         "val_sharpe_std": jnp.std(pol["sharpe"]),

@@ -42,6 +42,7 @@ from hrl_sarp_jax.config import Config, NetworkConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.macro import MacroEnv
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
+from hrl_sarp_jax.envs.params import stack_markets
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.networks.inputs import (
@@ -51,6 +52,7 @@ from hrl_sarp_jax.networks.inputs import (
 from hrl_sarp_jax.networks.macro import MacroActorCritic, MacroCritic
 from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training.market_pool import PoolMarket, market_pool
 from hrl_sarp_jax.training.ppo_engine import (
     MIN_LR_SCALE,
     WEEKS_PER_YEAR,
@@ -264,15 +266,67 @@ def phase3_keys(seed: int, count: int) -> Array:
 def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet, *,
                  micro_params: Params | None = None,
                  rule: cur.CurriculumRule = cur.DEFAULT_RULE,
-                 total_env_steps: int | None = None, max_eval_episodes: int = 16) -> Phase3Setup:
+                 total_env_steps: int | None = None, max_eval_episodes: int = 16,
+                 pool: tuple[PoolMarket, ...] = ()) -> Phase3Setup:
     """Env params for the train / validation splits, the curriculum stages, the eval starts and
     the Phase-3 functions. ``micro_params``: a Phase-2 MicroActor to freeze inside the env
-    (None: the env's equal-weight-in-sector allocator)."""
-    val_start, test_start, _ = split_bounds(meta, cfg, market.num_days)
-    n, s = market.num_stocks, market.num_sectors
-    f_s = int(feats.sector.shape[-1])
+    (None: the env's equal-weight-in-sector allocator).
+
+    ``pool`` (``training.market_pool``): more markets of the run's generator. Env i then trains
+    on market i mod M (M = 1 + len(pool), the run's own first; M must divide the number of
+    envs) with that market's curriculum, and validation runs every market's validation window
+    (M·K episodes)."""
+    spec = Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=cfg.train.eval_interval,
+                                  eval_weeks=cfg.env.macro_episode_weeks,
+                                  total_env_steps=total_env_steps)
     policy_params = None if micro_params is None else {
         "actor": micro_params, "stock_sector": jnp.asarray(market.stock_sector, _I32)}
+    markets = [(market, meta, feats)] + [(p.market, p.meta, p.feats) for p in pool]
+    if spec.num_envs % len(markets):
+        raise ConfigError(f"train.pool: Phase 3 runs env i on market i mod {len(markets)} "
+                          f"(the run's and {len(pool)} pool markets), so "
+                          f"train.ppo.num_envs ({spec.num_envs}) must be a multiple of "
+                          f"{len(markets)}")
+    parts = [_market_setup(cfg, *m, policy_params, rule, spec, max_eval_episodes)
+             for m in markets]
+    train_params, val_params, windows, days, cinfo, source = parts[0]
+    dates = np.asarray(meta.dates)
+    val_start, test_start, _ = split_bounds(meta, cfg, market.num_days)
+    info = {
+        "allocator": "phase2_micro" if micro_params is not None else "equal_weight_in_sector",
+        "curriculum": {**cinfo, "regime_source": source, "enabled": rule.enabled},
+        "train_span": [str(dates[0]), str(dates[val_start - 1])],
+        "val_span": [str(dates[val_start]), str(dates[test_start - 1])],
+        "eval_start_days": [str(dates[d]) for d in days],
+        "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
+    }
+    if pool:
+        if len({len(p[3]) for p in parts}) != 1:
+            raise ConfigError("train.pool: the markets' validation windows hold different "
+                              "numbers of episodes; the pool needs the run's own calendar")
+        copies = spec.num_envs // len(parts)
+        train_params = stack_markets([p[0] for p in parts], copies)
+        val_params = stack_markets([p[1] for p in parts])
+        windows = cur.stack_windows([p[2] for p in parts], copies)
+        days = np.stack([p[3] for p in parts])
+        info["pool"] = {"seeds": [p.seed for p in pool], "envs_per_market": copies,
+                        "val_episodes_per_market": int(days.shape[1])}
+    if float(cfg.train.ppo.regime_aux_coef) > 0:
+        info["regime_aux_coef"] = float(cfg.train.ppo.regime_aux_coef)
+    n, s, f_s = market.num_stocks, market.num_sectors, int(feats.sector.shape[-1])
+    p3 = _phase3_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
+                           micro_params is not None, float(cfg.train.ppo.regime_aux_coef) > 0)
+    return Phase3Setup(p3, train_params, val_params, jnp.asarray(days),
+                       with_schedule(PPOHParams.from_config(cfg.train.ppo), spec), info, windows)
+
+
+# HOST ONLY
+def _market_setup(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+                  policy_params: Any, rule: cur.CurriculumRule, spec: Phase3Spec,
+                  max_eval_episodes: int) -> tuple:
+    """One market's (train params, val params, curriculum windows, eval start days [K],
+    curriculum info, the curriculum's regime source)."""
+    val_start, test_start, _ = split_bounds(meta, cfg, market.num_days)
     train_params = MacroEnv.make_params(market, feats, cfg.env, split=(0, val_start - 1),
                                         policy_params=policy_params)
     val_params = MacroEnv.make_params(market, feats, cfg.env, split=(val_start, test_start - 1),
@@ -282,26 +336,9 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     windows, cinfo = cur.build_stage_windows(
         np.asarray(market.week_end), regime, np.asarray(market.benchmark_returns),
         int(train_params.start_lo), int(train_params.start_hi), int(train_params.t_hi), rule)
-    spec = Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=cfg.train.eval_interval,
-                                  eval_weeks=cfg.env.macro_episode_weeks,
-                                  total_env_steps=total_env_steps)
     days = eval_start_days(np.asarray(market.week_end), val_start, test_start - 1,
                            spec.eval_weeks, max_eval_episodes)
-    dates = np.asarray(meta.dates)
-    info = {
-        "allocator": "phase2_micro" if micro_params is not None else "equal_weight_in_sector",
-        "curriculum": {**cinfo, "regime_source": source, "enabled": rule.enabled},
-        "train_span": [str(dates[0]), str(dates[val_start - 1])],
-        "val_span": [str(dates[val_start]), str(dates[test_start - 1])],
-        "eval_start_days": [str(dates[d]) for d in days],
-        "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
-    }
-    if float(cfg.train.ppo.regime_aux_coef) > 0:
-        info["regime_aux_coef"] = float(cfg.train.ppo.regime_aux_coef)
-    p3 = _phase3_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
-                           micro_params is not None, float(cfg.train.ppo.regime_aux_coef) > 0)
-    return Phase3Setup(p3, train_params, val_params, jnp.asarray(days),
-                       with_schedule(PPOHParams.from_config(cfg.train.ppo), spec), info, windows)
+    return train_params, val_params, windows, days, cinfo, source
 
 
 # HOST ONLY
@@ -445,8 +482,9 @@ def run_phase3(
 
     def make_setup() -> tuple[Phase3Setup, dict[str, Any]]:
         micro, micro_info = load_phase2_micro(run, cfg, market, meta, feats)
+        pool = market_pool(cfg, run.info.get("market"), PHASE, market)
         return setup_phase3(cfg, market, meta, feats, micro_params=micro, rule=rule,
-                            total_env_steps=total_env_steps), micro_info
+                            total_env_steps=total_env_steps, pool=pool), micro_info
 
     def prepare(state: Phase3State) -> tuple[Phase3State, dict[str, Any]]:
         """Phase 1's actor and the initial concentration, on a fresh start."""

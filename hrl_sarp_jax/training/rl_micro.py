@@ -687,8 +687,9 @@ def run_phase4(
     best Macro actor (frozen) when Phase 3 has one, else 'sampled' (recorded in the summary).
     Every ``eval_every_chunks`` chunks (default ``cfg.train.eval_interval``): a validation on
     held-out goals, metrics lines and a checkpoint (latest-N + best by the mean of
-    ``train.td3.checkpoint_metric``, default ``val_goal_alignment``). ``resume`` continues bit-exactly from the
-    latest checkpoint (the whole state: networks, optimisers, buffer, envs, keys).
+    ``train.td3.checkpoint_metric``, default ``val_goal_alignment``). ``resume`` continues
+    bit-exactly from the latest checkpoint (the whole state: networks, optimisers, buffer,
+    envs, keys).
     ``chunk_limit`` stops after that many chunks in total (a simulated interruption).
     """
     from hrl_sarp_jax.checkpointing import PhaseCheckpointer, write_phase_summary
