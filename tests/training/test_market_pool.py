@@ -1,9 +1,11 @@
-"""train.pool: the supervised phases learn from more generated markets of the run's generator."""
+"""train.pool: Phases 1-3 learn from more generated markets of the run's generator."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,10 +14,15 @@ from hrl_sarp_jax.config import PoolConfig
 from hrl_sarp_jax.data.io import market_identity
 from hrl_sarp_jax.data.loader import load_market
 from hrl_sarp_jax.data.synthetic import write_synthetic_market
+from hrl_sarp_jax.envs.macro import MacroEnv
+from hrl_sarp_jax.envs.params import is_pooled, market_axes, stack_markets
 from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import datasets as ds
 from hrl_sarp_jax.training import pretrain as pt
+from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training.market_pool import check_pool_config, market_pool, pool_seeds
+from hrl_sarp_jax.training.ppo_engine import step_envs
 from hrl_sarp_jax.training.runner import prepare_macro, prepare_micro, run_pretrain_phase
 
 
@@ -28,7 +35,7 @@ def with_pool(cfg, **kw):
     ({"markets": -1}, "train.pool.markets"),
     ({"markets": 4, "first_seed": -2}, "train.pool.first_seed"),
     ({"markets": 16, "first_seed": 990}, "instrument"),
-    ({"markets": 2, "phases": (1, 3)}, "train.pool.phases"),
+    ({"markets": 2, "phases": (1, 4)}, "train.pool.phases"),
 ])
 def test_pool_config_errors_name_the_key(kw, words):
     with pytest.raises(ConfigError, match=words):
@@ -109,7 +116,7 @@ def test_phase1_and_2_samples_pool_each_markets_own_samples(smoke_market, pooled
 
 
 def test_phase1_run_records_its_pool(smoke_market, pooled, tmp_path):
-    market_dir, market, meta, feats, _ = smoke_market
+    _, market, meta, feats, _ = smoke_market
     record, cfg, _ = pooled
     one = with_pool(cfg, markets=1, first_seed=7, phases=(1,))
     run = create_run(tmp_path, "p", one, "fp", resume=False, market=record)
@@ -118,3 +125,103 @@ def test_phase1_run_records_its_pool(smoke_market, pooled, tmp_path):
     assert s["pool"]["seeds"] == [7]
     assert s["train_samples"] == sum(s["pool"]["train_samples_per_market"])
     assert s["train_span"][0] >= str(np.asarray(meta.dates)[0])
+
+
+# --------------------------------------------------------------------------- Phase 3
+
+
+def test_phase3_pool_needs_a_whole_number_of_envs_per_market():
+    with pytest.raises(ConfigError, match=r"train\.ppo\.num_envs"):
+        check_pool_config(PoolConfig(markets=2, phases=(3,)), ppo_envs=4)   # 3 markets, 4 envs
+    check_pool_config(PoolConfig(markets=2, phases=(1, 2)), ppo_envs=4)     # Phase 3 unpooled
+    check_pool_config(PoolConfig(markets=3, phases=(3,)), ppo_envs=8)       # 2 envs a market
+
+
+def test_stack_markets_puts_market_i_mod_m_on_env_i(smoke_market, pooled):
+    _, market, _, feats, _ = smoke_market
+    _, cfg, pool = pooled
+    policy = {"w": jnp.arange(3.0)}
+    own = MacroEnv.make_params(market, feats, cfg.env, policy_params=policy)
+    other = MacroEnv.make_params(pool[0].market, pool[0].feats, cfg.env, policy_params=policy)
+    both = stack_markets([own, other], copies=2)
+    assert is_pooled(both) and not is_pooled(own)
+    assert both.returns.shape == (4, *own.returns.shape)
+    for i, src in enumerate([own, other, own, other]):
+        np.testing.assert_allclose(np.asarray(both.returns[i]), np.asarray(src.returns),
+                                   rtol=0, atol=0)
+        np.testing.assert_allclose(np.asarray(both.stock_features[i]),
+                                   np.asarray(src.stock_features), rtol=0, atol=0)
+    assert both.policy_params is policy                      # shared, not copied per env
+    axes = market_axes(both)
+    assert axes.returns == 0 and axes.policy_params == {"w": None}
+    short = MacroEnv.make_params(market, feats, cfg.env, split=(0, 100))
+    assert short.returns.shape == own.returns.shape          # a split keeps the arrays
+    with pytest.raises(ValueError, match="shapes differ"):
+        stack_markets([own, own.replace(returns=own.returns[:-1])])
+
+
+def test_pooled_step_is_each_markets_own_step(smoke_market, pooled):
+    _, market, _, feats, _ = smoke_market
+    _, cfg, pool = pooled
+    env = MacroEnv(market.num_stocks, market.num_sectors, int(feats.sector.shape[-1]))
+    params = [MacroEnv.make_params(market, feats, cfg.env),
+              MacroEnv.make_params(pool[0].market, pool[0].feats, cfg.env)]
+    keys = jax.random.split(jax.random.key(3), 2)
+    resets = [env.reset(k, p) for k, p in zip(keys, params, strict=True)]
+    states = jax.tree.map(lambda *x: jnp.stack(x), *[s for _, s in resets])
+    s = market.num_sectors
+    actions = jnp.stack([jnp.r_[jnp.full(s, 1.0 / s), 0.0, 0.0, 1.0],
+                         jnp.r_[jnp.eye(s)[0], 1.0, 0.0, 0.0]])
+    step_keys = jax.random.split(jax.random.key(4), 2)
+    obs, _, reward, _, _, info = step_envs(env, stack_markets(params), step_keys, states,
+                                           actions)
+    for i in range(2):
+        one = jax.tree.map(lambda x, i=i: x[i], states)
+        o, _, r, _, _, inf = env.step(step_keys[i], one, actions[i], params[i])
+        np.testing.assert_allclose(np.asarray(obs[i]), np.asarray(o), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(float(reward[i]), float(r), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(float(info["net_return"][i]), float(inf["net_return"]),
+                                   rtol=1e-6, atol=1e-9)
+    assert float(info["net_return"][0]) != float(info["net_return"][1])
+
+
+def test_per_env_start_sets_draw_from_their_own_row():
+    starts = cur.StartSet(days=jnp.asarray([[10, 11, 12], [50, 51, 50]], jnp.int32),
+                          count=jnp.asarray([3, 2], jnp.int32))
+    draws = np.stack([np.asarray(cur.sample_start_days(jax.random.key(i), starts, (2,)))
+                      for i in range(200)])
+    assert set(draws[:, 0]) == {10, 11, 12} and set(draws[:, 1]) == {50, 51}
+    a = cur.StageWindows(days=jnp.asarray([[1, 2], [3, 3]]), count=jnp.asarray([2, 1]),
+                         lo=jnp.asarray([1, 3]), hi=jnp.asarray([2, 3]))
+    b = cur.StageWindows(days=jnp.asarray([[7, 8, 9], [9, 9, 9]]), count=jnp.asarray([3, 1]),
+                         lo=jnp.asarray([7, 9]), hi=jnp.asarray([9, 9]))
+    w = cur.stack_windows([a, b], copies=2)
+    np.testing.assert_array_equal(np.asarray(w.days[0]),
+                                  [[1, 2, 1], [7, 8, 9], [1, 2, 1], [7, 8, 9]])
+    np.testing.assert_array_equal(np.asarray(w.count), [[2, 3, 2, 3], [1, 1, 1, 1]])
+    got = cur.stage_starts(1, w)
+    assert got.days.shape == (4, 3) and np.asarray(got.count).tolist() == [1, 1, 1, 1]
+
+
+def test_pooled_validation_is_every_markets_validation(smoke_market, pooled):
+    _, market, meta, feats, _ = smoke_market
+    _, cfg, pool = pooled
+    on = with_pool(cfg, markets=1, first_seed=7, phases=(3,))
+    setup = rm.setup_phase3(on, market, meta, feats, pool=pool)
+    assert setup.info["pool"] == {"seeds": [7], "envs_per_market": cfg.train.ppo.num_envs // 2,
+                                  "val_episodes_per_market": int(setup.eval_days.shape[1])}
+    single = rm.setup_phase3(on, market, meta, feats)
+    np.testing.assert_array_equal(np.asarray(setup.eval_days[0]), np.asarray(single.eval_days))
+    np.testing.assert_allclose(np.asarray(setup.train_params.returns[0]),
+                               np.asarray(single.train_params.returns), rtol=0, atol=0)
+    prog = setup.program
+    params = prog.init(jax.random.key(0), setup.hp, single.train_params,
+                       cur.stage_starts(1, single.windows)).train.params
+    ev = jax.jit(prog.evaluate)
+    both = ev(params, setup.val_params, jnp.asarray(setup.eval_days), jax.random.key(1))
+    per = [ev(params, jax.tree.map(lambda x, i=i: x[i], setup.val_params),
+              jnp.asarray(setup.eval_days[i]), jax.random.key(1)) for i in range(2)]
+    want = np.r_[np.asarray(per[0]["episode_sharpe"]), np.asarray(per[1]["episode_sharpe"])]
+    np.testing.assert_allclose(np.asarray(both["episode_sharpe"]), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(both["val_sharpe"]), want.mean(), rtol=1e-5)
+    assert int(both["val_episodes"]) == want.size
