@@ -330,11 +330,13 @@ class TD3Config:
     ratio, in gradient samples per env step, is updates_per_step x batch_size / num_envs."""
     warmup_transitions: int = 2_000
     """Transitions collected (per seed) before the first update."""
-    checkpoint_metric: str = "val_goal_alignment"
-    """Phase 4's 'best' checkpoint (``train.checkpoint: best``): by validation goal alignment
-    (``val_goal_alignment``, the skill Phase 4 trains) or by the validation net Sharpe of the
-    Micro executing the frozen Macro's goals (``val_sharpe``: the hierarchy's decisions, costs
-    included). Step 0, the Phase-2 actor, is a candidate either way."""
+    checkpoint_metric: str = "val_sharpe"
+    """Phase 4's 'best' checkpoint (``train.checkpoint: best``): by the validation net Sharpe of
+    the Micro executing the frozen Macro's goals (``val_sharpe``: the hierarchy's decisions,
+    costs included) or by validation goal alignment (``val_goal_alignment``, the skill Phase 4
+    trains; the default before 2026-12-02, which picked churning actors whenever alignment rose
+    while the Sharpe fell, docs/status.md). Step 0, the Phase-2 actor, is a candidate either
+    way."""
 
 
 @dataclass(frozen=True)
@@ -579,6 +581,7 @@ SAVED_RUN_DEFAULTS: dict[str, Any] = {
     "networks.stock_activation": "gelu",
     "networks.stock_norm": True,
     "networks.stock_mixer": "attention",
+    "train.td3.checkpoint_metric": "val_goal_alignment",
 }
 """Keys added with a default that differs from the behaviour before them: a run folder's
 config.yaml written before the key existed meant this value (its checkpoints have that

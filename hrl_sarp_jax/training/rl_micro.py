@@ -61,12 +61,10 @@ _F32 = jnp.float32
 _I32 = jnp.int32
 Metrics = dict[str, Array]
 
-CHECKPOINT_METRIC = "val_goal_alignment"
-"""The default of ``train.td3.checkpoint_metric``: Phase 4's job in the hierarchy is to
-*execute* the Macro agent's weekly sector calls, and goal alignment measures the skill this
-phase trains. The summary reports val_sharpe next to the equal-weight Sharpe on the same
-episodes either way."""
 CHECKPOINT_METRICS = ("val_goal_alignment", "val_sharpe")
+"""The choices of ``train.td3.checkpoint_metric`` (default ``val_sharpe``: goal alignment can
+rise while the hierarchy's net Sharpe falls and turnover triples, docs/status.md). The summary
+reports both, next to the equal-weight figures on the same episodes."""
 
 
 # --------------------------------------------------------------------------- static config
@@ -687,7 +685,7 @@ def run_phase4(
     best Macro actor (frozen) when Phase 3 has one, else 'sampled' (recorded in the summary).
     Every ``eval_every_chunks`` chunks (default ``cfg.train.eval_interval``): a validation on
     held-out goals, metrics lines and a checkpoint (latest-N + best by the mean of
-    ``train.td3.checkpoint_metric``, default ``val_goal_alignment``). ``resume`` continues
+    ``train.td3.checkpoint_metric``, default ``val_sharpe``). ``resume`` continues
     bit-exactly from the latest checkpoint (the whole state: networks, optimisers, buffer,
     envs, keys).
     ``chunk_limit`` stops after that many chunks in total (a simulated interruption).

@@ -364,3 +364,18 @@ def test_replay_ratio_and_warmup_come_from_the_config():
     with pytest.raises(ConfigError, match=r"train\.td3\.checkpoint_metric = 'sharpe' is not "
                                           r"one of val_goal_alignment, val_sharpe"):
         rm.Phase4Spec.from_config(TD3Config(checkpoint_metric="sharpe"))
+
+
+def test_a_run_saved_before_checkpoint_metric_keeps_goal_alignment(tmp_path):
+    import yaml
+
+    from hrl_sarp_jax.checkpointing import create_run, open_run
+    from hrl_sarp_jax.config import Config, load_run_config, to_dict
+
+    assert Config().train.td3.checkpoint_metric == "val_sharpe"
+    saved = to_dict(Config())
+    del saved["train"]["td3"]["checkpoint_metric"]
+    run = create_run(tmp_path, "old", saved, "fp", resume=False)
+    (run.root / "config.yaml").write_text(yaml.safe_dump(saved))  # as an old version wrote it
+    for cfg in (open_run(run.root).config, load_run_config(run.root / "config.yaml")):
+        assert cfg.train.td3.checkpoint_metric == "val_goal_alignment"
