@@ -266,6 +266,12 @@ class PretrainConfig:
     """τ of the oracle allocation target softmax(τ · next-period returns). Phase 1: at τ = 10
     the target was almost uniform (weekly sector returns are ~1%) and the head learned 1/N;
     at τ = 50 the allocation beats 1/N on validation (docs/status.md)."""
+    alloc_target: str = "returns"
+    """Phase 1 only: the allocation head's target. ``returns``: softmax(τ · the next week's
+    realised sector returns), the original's; ``regime_table``: softmax(τ · the mean next-week
+    return of each sector over the training samples with the same next-period regime label
+    (pooled markets included)), the same target with the week's noise averaged out, so the
+    head learns which sectors each regime favours rather than one week's winners."""
     target_horizon: int = 1
     """Phase 2 only: the target ranks stocks inside each sector by their compound return over
     the next H trading days (1: next day, the original's). Phase 1's target is the next week.

@@ -148,6 +148,37 @@ def macro_samples(
     )
 
 
+ALLOC_TARGETS = ("returns", "regime_table")
+"""``train.macro_pretrain.alloc_target`` choices (``config.PretrainConfig``)."""
+
+
+# HOST ONLY
+def regime_table(samples: MacroSamples) -> np.ndarray:
+    """[3, S] float64 mean next-week compound return of each sector over the samples labelled
+    with each regime (over the samples where the sector is valid; the all-label mean for a
+    regime or sector without any)."""
+    r = np.asarray(samples.next_returns, np.float64)
+    mask = np.asarray(samples.inputs.sector_mask, bool)
+    lab = np.asarray(samples.regime)
+    overall = np.where(mask, r, 0).sum(0) / np.maximum(mask.sum(0), 1)
+    out = np.tile(overall, (NUM_REGIMES, 1))
+    for k in range(NUM_REGIMES):
+        rows = lab == k
+        n = mask[rows].sum(0)
+        out[k] = np.where(n > 0, np.where(mask[rows], r[rows], 0).sum(0) / np.maximum(n, 1),
+                          overall)
+    return out
+
+
+def with_table_target(samples: MacroSamples, table: np.ndarray, temperature: float
+                      ) -> MacroSamples:
+    """``samples`` whose allocation target is softmax(temperature · table[label]) over the
+    sectors valid at t (``train.macro_pretrain.alloc_target: regime_table``)."""
+    rows = jnp.asarray(table, jnp.float32)[jnp.clip(samples.regime, 0, NUM_REGIMES - 1)]
+    target = jax.vmap(masked_softmax)(float(temperature) * rows, samples.inputs.sector_mask)
+    return samples.replace(alloc_target=target.astype(jnp.float32))
+
+
 def macro_split_days(market: MarketArrays, feats: FeatureSet, split: Split
                      ) -> tuple[np.ndarray, np.ndarray]:
     """(train days, val days): week ends t with a known label, a valid sector and the whole

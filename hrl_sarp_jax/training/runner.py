@@ -76,6 +76,8 @@ def check_pretrain_config(p: PretrainConfig, where: str) -> None:
         (p.patience >= 1, "patience", "must be >= 1"),
         (p.w_regime >= 0 and p.w_alloc >= 0, "w_regime/w_alloc", "must be >= 0"),
         (p.alloc_temperature > 0, "alloc_temperature", "must be > 0"),
+        (p.alloc_target in ds.ALLOC_TARGETS, "alloc_target",
+         f"must be one of {', '.join(ds.ALLOC_TARGETS)}"),
         (p.class_weights in ("balanced", "none"), "class_weights", "must be 'balanced' or 'none'"),
         (p.chunk_epochs >= 1, "chunk_epochs", "must be >= 1"),
     ]
@@ -147,7 +149,11 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
     p = cfg.train.macro_pretrain
     check_pretrain_config(p, "macro_pretrain")
     own, train, val, pool_info = pooled(ds.macro_datasets, market, meta, feats, cfg, pool)
-    cw = pt.class_weights(np.asarray(train.regime), p.class_weights)
+    table_info: dict[str, Any] = {"alloc_target": p.alloc_target}
+    if p.alloc_target == "regime_table":
+        table = ds.regime_table(train)
+        train, val = (ds.with_table_target(x, table, p.alloc_temperature) for x in (train, val))
+        table_info["regime_table"] = np.round(table, 6).tolist()
     hp = pt.PretrainHParams.from_config(p, cw)
     task, _ = pt.macro_task(cfg.networks, train)
     dates = np.asarray(meta.dates)
@@ -169,7 +175,7 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
             "train_samples": train.size, "val_samples": val.size,
             "train_span": [str(dates[int(own[0].day[0])]), str(dates[int(own[0].day[-1])])],
             "val_span": [str(dates[int(own[1].day[0])]), str(dates[int(own[1].day[-1])])],
-            "train_regime_share": label_share.tolist(), **pool_info,
+            "train_regime_share": label_share.tolist(), **pool_info, **table_info,
             "class_weights": cw.tolist(), "class_weighting": p.class_weights,
             "current_portfolio": "equal weight over valid sectors, cash = min_cash, drawdown 0",
         },

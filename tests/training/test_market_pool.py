@@ -225,3 +225,29 @@ def test_pooled_validation_is_every_markets_validation(smoke_market, pooled):
     np.testing.assert_allclose(np.asarray(both["episode_sharpe"]), want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(both["val_sharpe"]), want.mean(), rtol=1e-5)
     assert int(both["val_episodes"]) == want.size
+
+
+@pytest.mark.slow  # two pooled Phase-3 runs at smoke shapes (~2 min on 2 cores)
+def test_pooled_phase3_resumes_exactly_and_records_its_pool(smoke_market, pooled, tmp_path):
+    from hrl_sarp_jax.checkpointing import PhaseCheckpointer
+
+    _, market, meta, feats, _ = smoke_market
+    record, cfg, _ = pooled
+    on = with_pool(cfg, markets=1, first_seed=7, phases=(3,))
+    full = create_run(tmp_path, "full", on, "fp", resume=False, market=record)
+    summary = rm.run_phase3(full, on, market, meta, feats)
+    assert summary["pool"]["seeds"] == [7] and summary["pool"]["envs_per_market"] == 2
+    k = summary["pool"]["val_episodes_per_market"]
+    assert summary["per_seed"]["val_episodes"] == [2 * k]
+    part = create_run(tmp_path, "part", on, "fp", resume=False, market=record)
+    rm.run_phase3(part, on, market, meta, feats, update_limit=4)
+    resumed = rm.run_phase3(part, on, market, meta, feats, resume=True)
+    assert resumed["resumed_from_step"] == 4 and resumed["updates"] == summary["updates"]
+    abstract = rm.abstract_state(on, market, meta, feats, 1)
+    states = []
+    for run in (full, part):
+        with PhaseCheckpointer(run, 3, read_only=True) as ck:
+            states.append(ck.restore(abstract, "latest")[0])
+    for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert resumed["val_sharpe"] == summary["val_sharpe"]
