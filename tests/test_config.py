@@ -221,6 +221,9 @@ def test_a_built_wheel_carries_the_presets_and_runs_them_from_any_folder(tmp_pat
     ("train.td3.updates_per_step=0", r"train\.td3\.updates_per_step = 0 must be >= 1"),
     ("train.td3.warmup_transitions=-5", r"train\.td3\.warmup_transitions"),
     ("networks.stock_mixer=mlp", r"networks\.stock_mixer"),
+    ("train.macro_pretrain.alloc_target=oracle", r"macro_pretrain\.alloc_target"),
+    ("train.pool.markets=-1", r"train\.pool\.markets"),
+    ("train.pool.phases=[5]", r"train\.pool\.phases"),
 ])
 def test_a_bad_key_of_any_phase_fails_before_phase_1(tmp_path, override, key):
     """`hrl-sarp run` checks every phase's keys before it trains anything: the error names

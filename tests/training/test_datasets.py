@@ -180,3 +180,29 @@ def test_target_horizon_below_one_names_the_key(small_built):
         cfg.train, micro_pretrain=dataclasses.replace(cfg.train.micro_pretrain, target_horizon=0)))
     with pytest.raises(ConfigError, match=r"train\.micro_pretrain\.target_horizon"):
         ds.micro_datasets(built.market, built.meta, feats, bad)
+
+
+def test_regime_table_target_hand_computed(small_built):
+    built, feats = small_built
+    m = built.market
+    we = np.asarray(m.week_end)
+    days = np.flatnonzero(we)[30:34]   # four week ends with the 3 real sectors valid
+    s = ds.macro_samples(m, feats, days, alloc_temperature=10.0, min_cash=0.02)
+    # give the four samples labels 0, 0, 1, 2 and known next-week returns
+    r = np.array([[0.02, 0.00, -0.01, 0.0], [0.04, 0.02, 0.01, 0.0],
+                  [-0.03, 0.01, 0.02, 0.0], [0.00, 0.01, 0.00, 0.0]])
+    s = s.replace(regime=jnp.asarray([0, 0, 1, 2], jnp.int32),
+                  next_returns=jnp.asarray(r, jnp.float32))
+    table = ds.regime_table(s)
+    np.testing.assert_allclose(table[:, :3], [[0.03, 0.01, 0.0], [-0.03, 0.01, 0.02],
+                                              [0.00, 0.01, 0.00]], atol=1e-8)
+    assert np.all(table[:, 3] == 0.0)  # the padding sector is never valid: its all-label mean
+    out = ds.with_table_target(s, table, temperature=100.0)
+    e = np.exp(100.0 * np.array([0.03, 0.01, 0.0]))
+    np.testing.assert_allclose(np.asarray(out.alloc_target[1]), [*(e / e.sum()), 0.0],
+                               rtol=1e-5)
+    e = np.exp(100.0 * np.array([-0.03, 0.01, 0.02]))
+    np.testing.assert_allclose(np.asarray(out.alloc_target[2]), [*(e / e.sum()), 0.0],
+                               rtol=1e-5)
+    # inputs, labels and realised returns untouched: only the target changes
+    np.testing.assert_allclose(np.asarray(out.next_returns), r, atol=1e-7)
