@@ -154,6 +154,7 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
         table = ds.regime_table(train)
         train, val = (ds.with_table_target(x, table, p.alloc_temperature) for x in (train, val))
         table_info["regime_table"] = np.round(table, 6).tolist()
+    cw = pt.class_weights(np.asarray(train.regime), p.class_weights)
     hp = pt.PretrainHParams.from_config(p, cw)
     task, _ = pt.macro_task(cfg.networks, train)
     dates = np.asarray(meta.dates)
