@@ -251,3 +251,20 @@ def test_pooled_phase3_resumes_exactly_and_records_its_pool(smoke_market, pooled
     for x, y in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert resumed["val_sharpe"] == summary["val_sharpe"]
+
+
+def test_regime_table_target_is_fitted_on_the_pooled_training_samples(smoke_market, pooled):
+    _, market, meta, feats, _ = smoke_market
+    _, cfg, pool = pooled
+    table_cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, macro_pretrain=dataclasses.replace(
+            cfg.train.macro_pretrain, alloc_target="regime_table", alloc_temperature=100.0)))
+    plain = prepare_macro(cfg, market, meta, feats, pool)
+    prep = prepare_macro(table_cfg, market, meta, feats, pool)
+    table = ds.regime_table(plain.train)          # both markets' training samples
+    np.testing.assert_allclose(prep.info["regime_table"], np.round(table, 6), atol=1e-9)
+    want = ds.with_table_target(plain.val, table, 100.0).alloc_target
+    np.testing.assert_allclose(np.asarray(prep.val.alloc_target), np.asarray(want), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(prep.hp.class_weights),
+                               np.asarray(plain.hp.class_weights), rtol=0)
+    assert prep.info["alloc_target"] == "regime_table" and plain.info["alloc_target"] == "returns"
