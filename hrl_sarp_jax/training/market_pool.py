@@ -91,6 +91,20 @@ def _build(synth: SynthConfig, data: DataConfig, features: FeatureConfig,
 
 
 # HOST ONLY
+def pool_generator(cfg: Config, run_market: object) -> SynthConfig | None:
+    """The generator the pool draws from (None without a pool); ConfigError when the run's
+    market was not generated (checked before Phase 1 by the main job and ``train``)."""
+    if not cfg.train.pool.markets:
+        return None
+    synth = generator_of(run_market, cfg.synth)
+    if synth is None:
+        raise ConfigError("train.pool.markets > 0 needs a run on a generated market (a real "
+                          "market has no generator to draw more of it, and its resampled pool "
+                          "is not built); add --set train.pool.markets=0")
+    return synth
+
+
+# HOST ONLY
 def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays
                 ) -> tuple[PoolMarket, ...]:
     """The pool Phase ``phase`` learns from besides the run's market (``()`` when
@@ -104,11 +118,7 @@ def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays
     check_pool_config(pool)
     if not pool.markets or phase not in pool.phases:
         return ()
-    synth = generator_of(run_market, cfg.synth)
-    if synth is None:
-        raise ConfigError("train.pool.markets > 0 needs a run on a generated market (run.json "
-                          "'market' records no generator: a real market, whose resampled pool "
-                          "is not built); set train.pool.markets: 0")
+    synth = pool_generator(cfg, run_market)
     own = run_market.get("seed") if isinstance(run_market, dict) else None
     markets = _build(synth, cfg.data, cfg.features, tuple(pool_seeds(pool, own)))
     for m in markets:

@@ -21,7 +21,12 @@ from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import datasets as ds
 from hrl_sarp_jax.training import pretrain as pt
 from hrl_sarp_jax.training import rl_macro as rm
-from hrl_sarp_jax.training.market_pool import check_pool_config, market_pool, pool_seeds
+from hrl_sarp_jax.training.market_pool import (
+    check_pool_config,
+    market_pool,
+    pool_generator,
+    pool_seeds,
+)
 from hrl_sarp_jax.training.ppo_engine import step_envs
 from hrl_sarp_jax.training.runner import prepare_macro, prepare_micro, run_pretrain_phase
 
@@ -58,6 +63,14 @@ def test_pool_needs_a_generated_market(smoke_market):
         market_pool(on, None, 1, market)
     assert market_pool(on, {"synthetic": False}, 2, market) == ()   # phase 2 does not pool
     assert market_pool(cfg, None, 1, market) == ()                  # no pool asked
+    # the check the main job, `train` and the walk-forward run before Phase 1
+    with pytest.raises(ConfigError, match=r"train\.pool\.markets=0"):
+        pool_generator(on, {"path": "x", "synthetic": False})
+    assert pool_generator(cfg, None) is None
+    gen = pool_generator(on, {"synthetic": True, "preset": "small", "stocks_per_sector": 2,
+                              "start": "2019-01-01", "end": "2020-12-31", "seed": 3})
+    assert (gen.preset, gen.stocks_per_sector, gen.start, gen.end) == (
+        "small", 2, "2019-01-01", "2020-12-31")
 
 
 @pytest.fixture(scope="module")
