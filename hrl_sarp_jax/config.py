@@ -371,7 +371,11 @@ class PoolConfig:
     """Their seeds: first_seed, first_seed + 1, ... (the run's own seed skipped). They must stay
     below 1000, the first seed of the many-market instrument's tuning range."""
     phases: tuple[int, ...] = (1, 2)
-    """The supervised phases that pool them: 1 (Macro) and/or 2 (Micro)."""
+    """The phases that pool them: 1 (Macro) and/or 2 (Micro) pre-training, 3 (Macro PPO: env i
+    trains on market i mod M, validation walks every market's validation window)."""
+    phase3_markets: int | None = None
+    """How many of the pool markets Phase 3 uses, the first ones (None: all ``markets``); with
+    the run's own that makes M markets, and M must divide ``train.ppo.num_envs``."""
 
 
 @dataclass(frozen=True)
@@ -393,6 +397,11 @@ class TrainConfig:
     """Which checkpoint of each RL phase (3, 4, 5, flat) the next phase and evaluation use:
     ``best`` (the highest validation metric over every evaluation of the run: a maximum over
     many noisy evaluations) or ``latest`` (the end of training: a rule fixed in advance)."""
+    checkpoint_margin: float = 0.0
+    """With ``checkpoint: best``, Phases 3 and 5 rank their checkpoints by the
+    validation Sharpe minus this many standard errors of its paired per-episode improvement over
+    the starting policy (``training/selection.py``): a trained checkpoint replaces the start only
+    when it beats it by more than the margin. 0: the plain maximum (the original's rule)."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,12 @@ from hrl_sarp_jax.training.ppo_loop import (
     place_env_params,
 )
 from hrl_sarp_jax.training.programs import compile_ahead
+from hrl_sarp_jax.training.selection import (
+    SELECT_METRIC,
+    effective_windows,
+    seeds_vs_start,
+    selection_score,
+)
 from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import Params, PyTree
 
@@ -290,7 +296,9 @@ def _round(setup: Phase5Setup, state3, state4):
     return state3, state4, m3, m4
 
 
-def _validate(setup: Phase5Setup, state3, state4, key) -> dict[str, np.ndarray]:
+def _validate(setup: Phase5Setup, state3, state4, key) -> tuple[dict[str, np.ndarray],
+                                                                  np.ndarray]:
+    """Validation means per seed ([K] each) and the hierarchy's per-episode Sharpes [K, E]."""
     pr, k = setup.programs, setup.seeds
     micro_pp = micro_policy_params(state4.agent.actor_params,
                                    np.asarray(setup.s3.val_params.stock_sector), k)
@@ -310,7 +318,7 @@ def _validate(setup: Phase5Setup, state3, state4, key) -> dict[str, np.ndarray]:
         "val_daily_sharpe": ev4["val_sharpe"],
         "val_daily_equal_weight_sharpe": ev4["val_equal_weight_sharpe"],
         "val_cost_frac": ev4["val_cost_frac"],
-    }
+    }, ev3["episode_sharpe"]
 
 
 def _block_record(metrics: list[dict], prefix: str, per_seed: bool = False) -> dict[str, Any]:
@@ -328,8 +336,11 @@ def _block_record(metrics: list[dict], prefix: str, per_seed: bool = False) -> d
 
 
 def _save_round(run: Any, ck: PhaseCheckpointer, done: int, state3, state4,
-                last: dict[str, np.ndarray], m3: list, m4: list, k: int) -> dict[str, float]:
-    """Log the round's metrics and checkpoint both states; returns the validation means."""
+                last: dict[str, np.ndarray], m3: list, m4: list, k: int,
+                select: dict[str, Any]) -> dict[str, float]:
+    """Log the round's metrics and checkpoint both states; returns the validation means.
+    ``select``: the ranking score (None without ``train.checkpoint_margin``) and round 0's
+    per-episode Sharpes, saved with the checkpoint."""
     means = {m: float(np.mean(v)) for m, v in last.items()}
     run.log_metrics(PHASE, done, {**_block_record(m3, "macro_"), **_block_record(m4, "micro_"),
                                   **means, "val_sharpe_per_seed": last["val_sharpe"].tolist(),
@@ -339,11 +350,15 @@ def _save_round(run: Any, ck: PhaseCheckpointer, done: int, state3, state4,
                                       **{m: v.tolist() for m, v in last.items()}},
                                   "env_steps": int(np.sum(np.asarray(state3.env_steps))
                                                    + np.sum(np.asarray(state4.env_steps)))})
-    ck.save(done, {"macro": state3, "micro": state4},
-            metrics={BEST_METRIC: means["val_sharpe"],
-                     "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
-                     "val_goal_alignment": means["val_goal_alignment"]},
-            meta={"round": done, "seeds": k})
+    metrics = {BEST_METRIC: means["val_sharpe"],
+               "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
+               "val_goal_alignment": means["val_goal_alignment"]}
+    meta: dict[str, Any] = {"round": done, "seeds": k}
+    if select["score"] is not None:
+        metrics[SELECT_METRIC] = select["score"]
+    if select["start"] is not None:
+        meta["start_episode_sharpe"] = select["start"].tolist()
+    ck.save(done, {"macro": state3, "micro": state4}, metrics=metrics, meta=meta)
     return means
 
 
@@ -358,7 +373,9 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
     k = int(cfg.train.seeds if seeds is None else seeds)
     if k < 1:
         raise ConfigError(f"Phase 5 needs at least one seed (got {k})")
-    ck = PhaseCheckpointer(run, PHASE, keep_latest=cfg.train.keep_latest, best_metric=BEST_METRIC)
+    margin = float(cfg.train.checkpoint_margin)
+    ck = PhaseCheckpointer(run, PHASE, keep_latest=cfg.train.keep_latest,
+                           best_metric=SELECT_METRIC if margin else BEST_METRIC)
     try:
         if ck.latest_step() is not None and not resume:
             raise CheckpointError(
@@ -377,11 +394,14 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         del saved3, saved4
         done = 0
         resumed_from = None
+        start_eps: np.ndarray | None = None  # [K, E] round 0's, for the margin
         if ck.latest_step() is not None:
             abstract = _abstract({"macro": state3, "micro": state4})
             both, saved, resumed_from = ck.restore(abstract, "latest")
             state3, state4 = both["macro"], both["micro"]
             done = int(saved.get("user", {}).get("round", resumed_from))
+            if "start_episode_sharpe" in saved.get("user", {}):
+                start_eps = np.asarray(saved["user"]["start_episode_sharpe"], np.float64)
             say(f"phase 5: resumed after round {done}")
         # the seed axis over the mesh's devices, as Phases 3-4 place it: the Micro block's
         # programs are then Phase 4's own (same shapes and placement: one compile serves both)
@@ -404,31 +424,47 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             f"{micro_steps} Micro (daily) env steps per seed, lr x {cfg.train.joint.lr_scale}, "
             f"compiled in {compile_s:.1f}s")
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
+        windows = effective_windows(np.asarray(setup.s3.eval_days), sp3.eval_weeks)
+
+        def select(eps: np.ndarray, means_now: dict[str, np.ndarray]) -> dict:
+            score = None if not margin else selection_score(
+                float(np.mean(means_now["val_sharpe"])), eps, start_eps, windows, margin)
+            return {"score": score, "start": start_eps}
+
         last: dict[str, np.ndarray] | None = None
         first_call_s = None
         if resumed_from is None and limit > 0:
             # round 0 = Phases 3-4's agents: 'best' never falls below the un-fine-tuned pair
-            last = _validate(setup, state3, state4, eval_key)
-            _save_round(run, ck, 0, state3, state4, last, [], [], k)
+            last, eps = _validate(setup, state3, state4, eval_key)
+            start_eps = np.asarray(eps, np.float64)
+            _save_round(run, ck, 0, state3, state4, last, [], [], k, select(eps, last))
             say(f"phase 5: before fine-tuning val_sharpe {float(np.mean(last['val_sharpe'])):.3f}"
                 f" (equal weight {float(np.mean(last['val_equal_weight_sharpe'])):.3f})")
         while done < limit:
             t_r = time.perf_counter()
             state3, state4, m3, m4 = _round(setup, state3, state4)
             done += 1
-            last = _validate(setup, state3, state4, eval_key)
+            last, eps = _validate(setup, state3, state4, eval_key)
             if first_call_s is None:
                 first_call_s = time.perf_counter() - t_r
-            means = _save_round(run, ck, done, state3, state4, last, m3, m4, k)
+            means = _save_round(run, ck, done, state3, state4, last, m3, m4, k,
+                                select(eps, last))
             say(f"phase 5: round {done}/{setup.rounds} val_sharpe {means['val_sharpe']:.3f} "
                 f"(equal weight {means['val_equal_weight_sharpe']:.3f}), goal alignment "
                 f"{means['val_goal_alignment']:.3f}")
         ck.wait_until_finished()
         best_step, latest_step = ck.best_step(), ck.latest_step()
+        best_select = (ck.metrics(best_step) or {}).get(SELECT_METRIC) if (
+            margin and best_step is not None) else None
     finally:
         ck.close()
     if last is None:
-        last = _validate(setup, state3, state4, eval_key)
+        last, eps = _validate(setup, state3, state4, eval_key)
+    vs_start = None if start_eps is None else seeds_vs_start(eps, start_eps, windows)
+    if vs_start is not None:
+        say(f"phase 5: the final pair beats Phases 3-4's on validation by more than one "
+            f"standard error for {vs_start['improved_seeds']} of {k} seed(s) (mean change "
+            f"{np.mean(vs_start['diff']):+.3f}, SE {np.mean(vs_start['se']):.3f})")
     means = {m: float(np.mean(v)) for m, v in last.items()}
     env3 = int(np.sum(np.asarray(state3.env_steps)))
     env4 = int(np.sum(np.asarray(state4.env_steps)))
@@ -449,7 +485,10 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         "latest_step": latest_step,
         "resumed_from_step": resumed_from,
         "best_metric": BEST_METRIC,
+        **({} if not margin else {"checkpoint_margin": margin, "val_windows": windows,
+                                  "best_select": best_select}),
         "pairing": {"phase3": how3, "phase4": how4},
+        **({} if vs_start is None else {"final_vs_start": vs_start}),
         **info3, **info4,
         "val_span": setup.s3.info["val_span"],
     }

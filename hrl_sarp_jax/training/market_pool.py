@@ -62,12 +62,21 @@ def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
     if bad:
         raise ConfigError(f"train.pool.phases = {list(pool.phases)}: only phases "
                           f"{list(POOL_PHASES)} can pool markets (got {bad})")
-    m = int(pool.markets) + 1
+    n3 = phase3_count(pool)
+    if pool.phase3_markets is not None and not 1 <= n3 <= int(pool.markets):
+        raise ConfigError(f"train.pool.phase3_markets = {pool.phase3_markets} must be between 1 "
+                          f"and train.pool.markets ({pool.markets}), or null for all of them")
+    m = n3 + 1
     if ppo_envs is not None and pool.markets and 3 in pool.phases and int(ppo_envs) % m:
         raise ConfigError(f"train.pool: Phase 3 runs env i on market i mod {m} (the run's and "
-                          f"{pool.markets} pool markets), so train.ppo.num_envs ({ppo_envs}) "
-                          f"must be a multiple of {m}; change train.pool.markets or "
+                          f"{n3} pool markets), so train.ppo.num_envs ({ppo_envs}) "
+                          f"must be a multiple of {m}; change train.pool.phase3_markets or "
                           f"train.ppo.num_envs")
+
+
+def phase3_count(pool: PoolConfig) -> int:
+    """How many pool markets Phase 3 uses (``phase3_markets``, else all ``markets``)."""
+    return int(pool.markets if pool.phase3_markets is None else pool.phase3_markets)
 
 
 def pool_seeds(pool: PoolConfig, own_seed: int | None) -> list[int]:
@@ -80,7 +89,7 @@ def pool_seeds(pool: PoolConfig, own_seed: int | None) -> list[int]:
     return out
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=2)
 def _build(synth: SynthConfig, data: DataConfig, features: FeatureConfig,
            seeds: tuple[int, ...]) -> tuple[PoolMarket, ...]:
     out = []
@@ -108,7 +117,8 @@ def pool_generator(cfg: Config, run_market: object) -> SynthConfig | None:
 def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays
                 ) -> tuple[PoolMarket, ...]:
     """The pool Phase ``phase`` learns from besides the run's market (``()`` when
-    ``train.pool.markets`` is 0 or the phase is not in ``train.pool.phases``).
+    ``train.pool.markets`` is 0 or the phase is not in ``train.pool.phases``; Phase 3: the first
+    ``phase3_markets`` of them).
 
     ``run_market``: the run's market record (run.json ``market``); ``like``: the run's market,
     whose stock and sector axes every pool market must share. Built once per process for a
@@ -120,7 +130,10 @@ def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays
         return ()
     synth = pool_generator(cfg, run_market)
     own = run_market.get("seed") if isinstance(run_market, dict) else None
-    markets = _build(synth, cfg.data, cfg.features, tuple(pool_seeds(pool, own)))
+    seeds = pool_seeds(pool, own)
+    if phase == 3:
+        seeds = seeds[:phase3_count(pool)]
+    markets = _build(synth, cfg.data, cfg.features, tuple(seeds))
     for m in markets:
         if (m.market.num_stocks, m.market.num_sectors) != (like.num_stocks, like.num_sectors):
             raise ConfigError(

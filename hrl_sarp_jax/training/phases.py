@@ -23,7 +23,9 @@ def check_training_config(cfg) -> None:
     """Every data-free check of the keys a training run reads, before any phase starts (each a
     ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*
     and attention sizes, the pre-training, PPO, TD3, joint and pool settings and
-    ``train.checkpoint``. Phases check again where they use a key."""
+    ``train.checkpoint`` / ``checkpoint_margin``. Phases check again where they use a key."""
+    import numpy as np
+
     from hrl_sarp_jax.agents.ppo import PPOHParams
     from hrl_sarp_jax.checkpointing import CHECKPOINT_RULES
     from hrl_sarp_jax.envs.params import check_env_config
@@ -47,6 +49,10 @@ def check_training_config(cfg) -> None:
     if cfg.train.checkpoint not in CHECKPOINT_RULES:
         raise ConfigError(f"train.checkpoint = {cfg.train.checkpoint!r} is not one of "
                           f"{', '.join(CHECKPOINT_RULES)}")
+    margin = float(cfg.train.checkpoint_margin)
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ConfigError(f"train.checkpoint_margin = {cfg.train.checkpoint_margin} must be a "
+                          "number of standard errors >= 0 (0: the plain maximum)")
     if int(cfg.train.seeds) < 1:
         raise ConfigError(f"train.seeds = {cfg.train.seeds} must be >= 1")
 

@@ -6,9 +6,11 @@ compiled programs).
 Per chunk of ``spec.updates_per_chunk`` updates: one metrics line per update (means over
 seeds, per-seed values under ``per_seed``), one evaluation on the validation split, a
 curriculum decision (phases with a rule), a checkpoint of the whole state (latest-N plus best
-by the mean ``best_metric``) and, when the phase asks, of the policy parameters alone. A resume
-continues bit-exactly from the latest checkpoint (the state, its keys and the curriculum
-position are saved).
+by the mean ``best_metric``, or with ``train.checkpoint_margin`` by its lower bound over the
+starting policy: ``training.selection``) and, when the phase asks, of the policy parameters
+alone. A resume continues bit-exactly from the latest checkpoint (the state, its keys and the
+curriculum position are saved). The summary states per seed whether the final policy beats
+the starting one by more than a standard error (``final_vs_start``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
 from hrl_sarp_jax.training.programs import compile_ahead
+from hrl_sarp_jax.training.selection import (
+    SELECT_METRIC,
+    effective_windows,
+    seeds_vs_start,
+    selection_score,
+)
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds
 from hrl_sarp_jax.types import Array, PyTree
 
@@ -316,10 +324,11 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
     say = log or (lambda _msg: None)
     k = int(seeds)
     name = loop.phase
-    ck = PhaseCheckpointer(run, name, keep_latest=cfg.train.keep_latest,
-                           best_metric=loop.best_metric)
+    margin = float(cfg.train.checkpoint_margin)
+    rank = SELECT_METRIC if margin else loop.best_metric
+    ck = PhaseCheckpointer(run, name, keep_latest=cfg.train.keep_latest, best_metric=rank)
     pol_ck = None if loop.policy_phase is None else PhaseCheckpointer(
-        run, loop.policy_phase, keep_latest=cfg.train.keep_latest, best_metric=loop.best_metric)
+        run, loop.policy_phase, keep_latest=cfg.train.keep_latest, best_metric=rank)
     try:
         if not resume and (ck.latest_step() is not None
                            or (pol_ck is not None and pol_ck.latest_step() is not None)):
@@ -351,10 +360,14 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                               else keys, hp, compiled.train_params,
                               *_starts_arg(setup, stage))
         resumed_from = None
+        start_eps: np.ndarray | None = None  # [K, E] the starting policy's, for the margin
+        windows = effective_windows(np.asarray(setup.eval_days), spec.eval_weeks)
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
             state, saved, resumed_from = ck.restore(abstract, "latest")
             user = saved.get("user", {})
+            if "start_episode_sharpe" in user:
+                start_eps = np.asarray(user["start_episode_sharpe"], np.float64)
             if curriculum:
                 stage, stage_updates = int(user["stage"]), int(user["stage_updates"])
                 history = [list(h) for h in user["stage_history"]]
@@ -390,14 +403,19 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             out["seeds"] = k
             if info is not None:
                 out["start_info"] = info
+            if start_eps is not None:
+                out["start_episode_sharpe"] = start_eps.tolist()
             return out
 
         def stage_of(s: int) -> dict[str, int]:
             return {"stage": s} if curriculum else {}
 
-        def save(step: int, rec: dict[str, Any]) -> None:
+        def save(step: int, rec: dict[str, Any], ev: dict[str, np.ndarray]) -> None:
             saved = {loop.best_metric: rec[loop.best_metric],
                      "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"], "seeds": k}
+            if margin:
+                saved[SELECT_METRIC] = selection_score(
+                    rec[loop.best_metric], ev["episode_sharpe"], start_eps, windows, margin)
             ck.save(step, state, metrics=saved, meta=meta())
             if pol_ck is not None:
                 latest = pol_ck.latest_step()
@@ -411,7 +429,8 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             rec = eval_record(ev)
             run.log_metrics(name, 0, {**rec, **stage_of(stage), "eval": True,
                                       "per_seed": seed_lists(ev), "env_steps": 0})
-            save(0, rec)
+            start_eps = np.asarray(ev["episode_sharpe"], np.float64)
+            save(0, rec, ev)
             say(f"{loop.label}: before training val_sharpe {rec['val_sharpe']:.3f} (equal "
                 f"weight {rec['val_equal_weight_sharpe']:.3f})")
         while int(np.max(np.asarray(state.update))) < limit:
@@ -435,7 +454,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                                           spec.total_updates, rule):
                 stage, stage_updates = stage + 1, 0
                 history.append([updates, stage])
-            save(updates, rec)
+            save(updates, rec, ev)
             said = f" stage {ran_stage}" if curriculum else ""
             say(f"{loop.label}: update {updates}/{spec.total_updates}{said} val_sharpe "
                 f"{val:.3f} (equal weight {rec['val_equal_weight_sharpe']:.3f})")
@@ -450,6 +469,12 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
     if last_eval is None:
         last_eval = evaluate()
     final = eval_record(last_eval)
+    vs_start = None if start_eps is None else seeds_vs_start(
+        last_eval["episode_sharpe"], start_eps, windows)
+    if vs_start is not None:
+        say(f"{loop.label}: the final policy beats its start on validation by more than one "
+            f"standard error for {vs_start['improved_seeds']} of {k} seed(s) (mean change "
+            f"{np.mean(vs_start['diff']):+.3f}, SE {np.mean(vs_start['se']):.3f})")
     summary: dict[str, Any] = {
         "env_steps": int(np.sum(np.asarray(state.env_steps))),
         "env_steps_per_seed": int(np.max(np.asarray(state.env_steps))),
@@ -463,7 +488,11 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                      if key.startswith("val_")},
         "best_step": best_step,
         "best_val_sharpe": None if not best_metrics else best_metrics.get(loop.best_metric),
+        **({} if not margin else {
+            "checkpoint_margin": margin, "val_windows": windows,
+            "best_select": None if not best_metrics else best_metrics.get(SELECT_METRIC)}),
         "latest_step": latest_step,
         "resumed_from_step": resumed_from,
+        **({} if vs_start is None else {"final_vs_start": vs_start}),
     }
     return LoopResult(state, setup, last_eval, summary, info or {}, stage, history)

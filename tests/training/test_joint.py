@@ -148,3 +148,20 @@ def test_phase_all_then_interrupted_phase5_resumes_exactly(tmp_path, smoke_marke
                     jax.tree.leaves((pol_b.macro_actor, pol_b.micro_actor)), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert json.loads((tmp_path / "full" / "phase5" / "summary.json").read_text())["seeds"] == 2
+
+    # with a huge checkpoint margin, interrupted and resumed (round 0's per-episode Sharpes come
+    # back from the checkpoint): 'best' stays round 0, the un-fine-tuned pair
+    import dataclasses
+
+    marg = tmp_path / "margin"
+    shutil.copytree(tmp_path / "full", marg)
+    shutil.rmtree(marg / "phase5")
+    mcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_margin=1e6))
+    mrun = open_run(marg)
+    joint.run_phase5(mrun, mcfg, market, meta, feats, round_limit=1)
+    kept = joint.run_phase5(mrun, mcfg, market, meta, feats, resume=True)
+    assert kept["resumed_from_step"] == 1 and kept["best_step"] == 0
+    round0 = [r for r in run.read_metrics() if r["phase"] == 5 and r["step"] == 0][0]
+    assert kept["best_select"] == pytest.approx(round0["val_sharpe"])
+    with PhaseCheckpointer(mrun, 5, read_only=True) as ck:
+        assert ck.metrics(2)["val_select"] < ck.metrics(2)["val_sharpe"] - 1.0

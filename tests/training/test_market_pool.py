@@ -148,6 +148,21 @@ def test_phase3_pool_needs_a_whole_number_of_envs_per_market():
         check_pool_config(PoolConfig(markets=2, phases=(3,)), ppo_envs=4)   # 3 markets, 4 envs
     check_pool_config(PoolConfig(markets=2, phases=(1, 2)), ppo_envs=4)     # Phase 3 unpooled
     check_pool_config(PoolConfig(markets=3, phases=(3,)), ppo_envs=8)       # 2 envs a market
+    # Phase 3 on the first 1 of 16 markets: 2 markets, 4 envs (Phase 1 keeps all 16)
+    check_pool_config(PoolConfig(markets=16, phases=(1, 3), phase3_markets=1), ppo_envs=4)
+    with pytest.raises(ConfigError, match=r"phase3_markets"):
+        check_pool_config(PoolConfig(markets=16, phases=(1, 3), phase3_markets=2), ppo_envs=4)
+    for bad in (0, 17):
+        with pytest.raises(ConfigError, match=r"train\.pool\.phase3_markets = "):
+            check_pool_config(PoolConfig(markets=16, phases=(3,), phase3_markets=bad))
+
+
+def test_phase3_uses_the_first_phase3_markets_of_the_pool(smoke_market):
+    market_dir, market, _, _, cfg = smoke_market
+    record = market_identity(market_dir)
+    on = with_pool(cfg, markets=2, first_seed=7, phases=(1, 3), phase3_markets=1)
+    assert [m.seed for m in market_pool(on, record, 1, market)] == [7, 8]
+    assert [m.seed for m in market_pool(on, record, 3, market)] == [7]
 
 
 def test_stack_markets_puts_market_i_mod_m_on_env_i(smoke_market, pooled):

@@ -1,0 +1,72 @@
+"""Checkpoint selection with a margin over the starting policy (``train.checkpoint_margin``).
+
+# HOST ONLY (NumPy)
+Issue 13 (cause 4, "validation that cannot select"): an RL phase's validation metric is a mean
+over a handful of overlapping episodes, and ``best`` takes its maximum over every evaluation of
+the run, so a trained checkpoint that is no better than the starting policy wins whenever noise
+lifts it. With a margin z > 0 every checkpoint ranks by a lower confidence bound of its
+improvement over the starting policy (update or round 0), evaluated on the same episodes:
+
+    score_t = val_t - z * se_t,   se_t = sd_e(mean_k(s_t[k, e] - s_0[k, e])) / sqrt(n_windows)
+
+with s[k, e] the validation Sharpe of seed k on episode e. The difference is paired (the same
+market path for both), so its noise is far below either Sharpe's. Episodes of one market
+overlap; ``n_windows`` counts the independent windows behind them (per market, the span of
+their start days over one episode's length, at most the episode count), so a pool of M markets
+gives M times one market's. At the start se_0 = 0 and score_0 = val_0: a trained checkpoint
+replaces the start only when it beats it by more than z standard errors, and among trained
+checkpoints the highest lower bound wins. z = 0 is the plain maximum (the original's rule).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SELECT_METRIC = "val_select"
+"""The checkpoints' ranking metric when the margin is on (the validation metric itself when off)."""
+DAYS_PER_WEEK = 5
+"""Trading days per week, to express an episode's length in the start days' units."""
+
+
+def effective_windows(start_days: np.ndarray, episode_weeks: int) -> float:
+    """Independent validation windows behind the episodes starting on ``start_days`` ([E]
+    trading-day indices of one market, or [M, E] for M pooled markets): per market
+    ``min(E, 1 + (last - first) / (5 * episode_weeks))``, summed over markets."""
+    days = np.atleast_2d(np.asarray(start_days, np.float64))
+    span = days.max(axis=1) - days.min(axis=1)
+    per = np.minimum(days.shape[1], 1.0 + span / (DAYS_PER_WEEK * float(episode_weeks)))
+    return float(np.sum(per))
+
+
+def improvement_se(now: np.ndarray, start: np.ndarray, windows: float) -> float:
+    """Standard error of the mean paired improvement of per-episode Sharpes ``now`` over
+    ``start`` (both [K seeds, E episodes], the same episodes): the seeds' mean difference per
+    episode, its SD over episodes over sqrt(``windows``). 0 with fewer than two episodes."""
+    now, start = np.asarray(now, np.float64), np.asarray(start, np.float64)
+    if now.shape != start.shape:
+        raise ValueError(f"per-episode Sharpes of {now.shape} and of the start {start.shape} "
+                         "must cover the same seeds and episodes")
+    d = np.mean(now - start, axis=0).reshape(-1)
+    if d.size < 2:
+        return 0.0
+    return float(np.std(d, ddof=1) / np.sqrt(max(float(windows), 1.0)))
+
+
+def selection_score(value: float, now: np.ndarray, start: np.ndarray | None, windows: float,
+                    margin: float) -> float:
+    """``value - margin * improvement_se(now, start, windows)`` (``value`` itself without a
+    start to pair with)."""
+    if start is None or not margin:
+        return float(value)
+    return float(value) - float(margin) * improvement_se(now, start, windows)
+
+
+def seeds_vs_start(now: np.ndarray, start: np.ndarray, windows: float) -> dict:
+    """Per seed (``now`` / ``start`` [K, E]): the mean per-episode improvement over the start,
+    its standard error (as ``improvement_se`` for that seed alone) and how many seeds improved
+    by more than one standard error -- issue 13's test of an RL phase, for its summary."""
+    now, start = np.asarray(now, np.float64), np.asarray(start, np.float64)
+    diff = [float(np.mean(now[k] - start[k])) for k in range(now.shape[0])]
+    se = [improvement_se(now[k:k + 1], start[k:k + 1], windows) for k in range(now.shape[0])]
+    return {"diff": diff, "se": se,
+            "improved_seeds": int(sum(d > s for d, s in zip(diff, se, strict=True)))}
