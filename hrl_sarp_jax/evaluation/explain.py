@@ -377,7 +377,7 @@ def backtest_book(networks: NetworkConfig, macro_params: Params, micro_params: P
     is cash and no goal is in force yet (the Macro decides on a window's first day)."""
     if t == t0:
         return flat_book(params), None
-    stack = lambda tree: jax.tree.map(lambda a: jnp.asarray(a)[None], tree)  # noqa: E731
+    stack = lambda tree: jax.tree.map(lambda a: np.asarray(a)[None], tree)  # noqa: E731
     carry, res = run_agent(networks, stack(macro_params), stack(micro_params), params, t0,
                            t - t0, risk_manager=risk_manager, return_window=return_window)
     return book_from_result(res, params, t - t0), jnp.asarray(np.asarray(carry.goal)[0])

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.checkpointing import Run, find_best, read_phase_summary, restore_chosen
@@ -49,7 +48,7 @@ def pair_seeds(macro: Params, micro: Params) -> tuple[Params, Params, int, str]:
     seed k mod K_macro and Micro seed k mod K_micro."""
     km, kn = _num_seeds(macro), _num_seeds(micro)
     k = max(km, kn)
-    take = lambda tree, idx: jax.tree.map(lambda x: jnp.asarray(x)[idx], tree)  # noqa: E731
+    take = lambda tree, idx: jax.tree.map(lambda x: np.asarray(x)[idx], tree)  # noqa: E731
     macro_k = take(macro, np.arange(k) % km)
     micro_k = take(micro, np.arange(k) % kn)
     if km == kn:
@@ -143,7 +142,7 @@ def load_phase2_micro_best(run: Run, cfg: Config, market: MarketArrays, meta: Ma
     if params is None:
         raise CheckpointError(f"run {run.name}: {info['phase2']}; retrain it (hrl-sarp train "
                               f"--phase 2 --run {run.name})")
-    stacked = jax.tree.map(lambda x: jnp.asarray(x)[None], params)
+    stacked = jax.tree.map(lambda x: np.asarray(x)[None], params)
     return stacked, (f"phase 2: MicroActor {info['phase2']} (supervised pre-training only, "
                      f"shared by every seed)")
 

@@ -379,7 +379,7 @@ def load_phase2_micro(run: Run, cfg: Config, market: MarketArrays, meta: MarketM
     except (CheckpointError, ConfigError) as exc:
         return None, {"phase2": f"not restored ({exc}); equal-weight-in-sector allocator"}
     k = int(np.argmin(np.asarray(state.best_val)))
-    params = jax.tree.map(lambda x: x[k], state.best_params)
+    params = jax.tree.map(lambda x: np.asarray(x)[k], state.best_params)
     return params, {"phase2": f"best_params of seed {k} from step {step}"}
 
 
@@ -401,7 +401,7 @@ def load_phase1_actor(run: Run, cfg: Config, market: MarketArrays, meta: MarketM
         params, how = state.best_params, "seed k from Phase-1 seed k"
     else:
         k = int(np.argmin(best))
-        params = jax.tree.map(lambda x: jnp.broadcast_to(x[k], (seeds, *x.shape[1:])),
+        params = jax.tree.map(lambda x: np.repeat(np.asarray(x)[k][None], seeds, axis=0),
                               state.best_params)
         how = f"every seed from Phase-1 seed {k}"
     return params, {"phase1": f"best_params ({how}) from step {step}"}
@@ -420,7 +420,7 @@ def warm_start_actor(state: Phase3State, actor_params: Params) -> tuple[Phase3St
     if not same:
         return state, False
     params = {"params": {**ts.params["params"], "actor": jax.tree.map(jnp.asarray, new)}}
-    opt_state = jax.vmap(ts.tx.init)(params)
+    opt_state = jax.jit(jax.vmap(ts.tx.init))(params)  # one program, not one per leaf
     opt_state = copy_injected(ts.opt_state, opt_state)
     return state.replace(train=ts.replace(params=params, opt_state=opt_state)), True
 
@@ -437,7 +437,7 @@ def set_concentration(state: Phase3State, total: float) -> Phase3State:
     raw = float(total) + math.log(-math.expm1(-float(total)))
     actor = {**actor, "concentration_raw": jnp.full_like(actor["concentration_raw"], raw)}
     params = {"params": {**ts.params["params"], "actor": actor}}
-    opt_state = copy_injected(ts.opt_state, jax.vmap(ts.tx.init)(params))
+    opt_state = copy_injected(ts.opt_state, jax.jit(jax.vmap(ts.tx.init))(params))
     return state.replace(train=ts.replace(params=params, opt_state=opt_state))
 
 

@@ -616,7 +616,7 @@ def load_phase3_macro(run: Any, cfg: Config, market: Any, meta: Any, feats: Any,
     except CheckpointError as exc:
         return None, {"phase3": f"not restored ({exc}); sampled goals"}
     k3 = int(jax.tree.leaves(actor)[0].shape[0])
-    actor = jax.tree.map(lambda x: jnp.asarray(x)[np.arange(int(seeds)) % k3], actor)
+    actor = jax.tree.map(lambda x: np.asarray(x)[np.arange(int(seeds)) % k3], actor)
     return actor, {"phase3": f"{source} (frozen; seed k from seed k mod {k3})"}
 
 

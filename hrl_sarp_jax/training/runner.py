@@ -405,13 +405,24 @@ def run_pretrain_phase(
     return PhaseResult(phase, summary, path, rows)
 
 
+def phase_task(phase: int, cfg: Config, market: MarketArrays, meta: MarketMeta,
+               feats: FeatureSet) -> pt.Task:
+    """Phase ``phase``'s network task (1: MacroActor, 2: MicroActor) from the shapes of its
+    training samples alone: ``jax.eval_shape`` traces the dataset builder without computing a
+    sample (the eager build costs ~8 s of small compiles a phase in a fresh process)."""
+    datasets, task = {1: (ds.macro_datasets, pt.macro_task),
+                      2: (ds.micro_datasets, pt.micro_task)}[phase]
+    train, _ = jax.eval_shape(lambda: datasets(market, meta, feats, cfg))
+    return task(cfg.networks, train)[0]
+
+
 def restore_phase_state(run: Run, phase: int, cfg: Config, market: MarketArrays,
                         meta: MarketMeta, feats: FeatureSet, step: int | str | None = None
                         ) -> tuple[pt.PretrainState, dict, int]:
     """Restore a supervised phase's checkpointed state (all seeds) for later phases or tests."""
-    prep = PREPARE[phase](cfg, market, meta, feats)
+    task = phase_task(phase, cfg, market, meta, feats)
     tx = pt.make_optimizer()
-    abstract = jax.eval_shape(jax.vmap(lambda k: pt.init_state(prep.task, tx, k)),
+    abstract = jax.eval_shape(jax.vmap(lambda k: pt.init_state(task, tx, k)),
                               seed_keys(cfg.seed, cfg.train.seeds))
     with PhaseCheckpointer(run, phase, read_only=True) as ck:
         return ck.restore(abstract, step)

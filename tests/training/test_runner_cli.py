@@ -8,7 +8,12 @@ import pytest
 
 from hrl_sarp_jax.checkpointing import content_hash, create_run, read_phase_summary
 from hrl_sarp_jax.cli import main
-from hrl_sarp_jax.training.runner import restore_phase_state, run_pretrain_phase
+from hrl_sarp_jax.training.runner import (
+    PREPARE,
+    phase_task,
+    restore_phase_state,
+    run_pretrain_phase,
+)
 from tests.training.conftest import FAST, SMOKE
 
 PHASE1_KEYS = {"val_regime_accuracy", "val_regime_balanced_accuracy",
@@ -40,6 +45,23 @@ def test_resume_continues_exactly(smoke_market, tmp_path):
     assert set(summary) >= PHASE1_KEYS
     assert 0.0 <= summary["val_regime_balanced_accuracy"] <= 1.0
     assert summary["seeds"] == 1 and summary["epochs"] == 4
+
+
+@pytest.mark.parametrize("phase", [1, 2])
+def test_phase_task_from_shapes_alone_inits_the_trained_networks(smoke_market, phase):
+    """Restoring a checkpoint builds the network from the datasets' shapes (eval_shape), not
+    from computed samples: the same parameters, bit for bit, as the task training used."""
+    import jax
+    import numpy as np
+
+    _, market, meta, feats, cfg = smoke_market
+    trained = PREPARE[phase](cfg, market, meta, feats).task
+    shaped = phase_task(phase, cfg, market, meta, feats)
+    key = jax.random.key(3)
+    a, b = trained.init(key), shaped.init(key)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 @pytest.mark.slow  # its own 2-seed Phase-2 compile (~20 s on 2 cores)
