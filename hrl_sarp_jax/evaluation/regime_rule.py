@@ -84,7 +84,10 @@ def fit_softmax_regression(x: np.ndarray, y: np.ndarray, *, classes: int = NUM_R
         p = _softmax(xb @ w)
         grad = xb.T @ (p - y1) / n + reg[:, None] * w
         curv = p[:, :, None] * (eye[None] - p[:, None, :])            # [n, C, C]
-        hess = np.einsum("ia,ib,ikl->akbl", xb, xb, curv) / n           # [F+1, C, F+1, C]
+        # sum_i xb[i, a] xb[i, b] curv[i, k, l] as one BLAS product (a 3-operand einsum
+        # loops in C: 12x slower), then [a, b, k, l] -> [F+1, C, F+1, C]
+        hess = np.tensordot(xb, xb[:, :, None, None] * curv[:, None], axes=(0, 0))
+        hess = hess.transpose(0, 2, 1, 3) / n
         hess = hess.reshape((f + 1) * classes, (f + 1) * classes)
         hess += np.diag(np.repeat(reg, classes))
         step = np.linalg.solve(hess, grad.reshape(-1)).reshape(f + 1, classes)
