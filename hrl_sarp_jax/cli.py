@@ -232,7 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Run one curriculum phase into checkpoints/<run>/ (phases from training.phases.PHASES)."""
     import dataclasses
 
-    from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
+    from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
@@ -269,6 +269,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                      market=market_identity(market_dir))
     with run:
         for number, spec in todo:
+            if args.resume and read_phase_summary(run, number) is not None:
+                # finished (the summary is written last), as the main job keeps it: resuming
+                # it again would only rebuild its inputs and programs
+                print(f"phase {number}: {spec.name}: already trained (summary found), kept",
+                      flush=True)
+                continue
             print(f"phase {number}: {spec.name}, {cfg.train.seeds} seed(s), run {run.root}",
                   flush=True)
             result = spec.run(cfg, market, meta, feats, run, resume=args.resume, progress=True)

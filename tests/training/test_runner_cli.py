@@ -101,9 +101,12 @@ def test_cli_train_inspect_and_errors(smoke_market, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resume" in err[0]
-    # --resume on a finished phase trains nothing more and rewrites the summary
+    # --resume on a finished phase keeps it as the main job does: nothing rebuilt or rewritten
+    summary_file = tmp_path / "cli" / "phase1" / "summary.json"
+    before = summary_file.read_bytes()
     assert main([*args, "--resume"]) == 0
-    assert "4 epochs" in capsys.readouterr().out
+    assert "already trained (summary found), kept" in capsys.readouterr().out
+    assert summary_file.read_bytes() == before
 
     # phase 4 needs nothing but says where its goals come from; phase 5 needs phases 3-4
     assert main([*args[:2], "5", *args[3:]]) == 2
