@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hrl_sarp_jax.checkpointing import Run
+from hrl_sarp_jax.checkpointing import Run, read_phase_summary
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import make_env_params
@@ -129,6 +129,25 @@ def selection_trials(run: Run) -> dict[str, Any]:
             sweep = 0
     return {"trials": max(1, sum(by_phase.values()) + sweep), "by_phase": by_phase,
             "sweep": sweep}
+
+
+RL_PHASES = (3, 4, 5)
+
+
+def rl_phase_record(run: Run) -> dict[str, Any]:
+    """What each RL phase of the run kept against its starting policy, from its summary
+    (phases without one are left out): best and latest step, the selection margin and, where
+    the phase validates per episode (3, 5), ``final_vs_start`` (per-seed change of the final
+    policy over its start, its standard error, seeds improved by more than one)."""
+    out = {}
+    for k in RL_PHASES:
+        s = read_phase_summary(run, k)
+        if s is None:
+            continue
+        out[str(k)] = {key: s.get(key) for key in ("best_step", "latest_step",
+                                                   "checkpoint_margin", "final_vs_start")
+                       if s.get(key) is not None}
+    return out
 
 
 # HOST ONLY
@@ -251,6 +270,7 @@ def evaluate_run(
     payload["settings"] = {**payload["settings"], "split": label,
                            "policy": {"run": run.name, "seeds": policy.seeds,
                                       **{k: str(v) for k, v in policy.source.items()}}}
+    payload["rl_phases"] = rl_phase_record(run)
     report_dir = Path(out_dir) if out_dir is not None else run.root / REPORT_DIR
     files = write_report(payload, report_dir)
     records = decision_records(carry, res, meta.dates, meta.tickers, meta.sectors)

@@ -171,7 +171,7 @@ def metrics_json(payload: dict) -> dict:
         "tests": payload.get("tests", {}),
         "stress": payload.get("stress", {}),
         "verdict": verdict(payload),
-        **{k: payload[k] for k in ("folds", "paired_folds") if payload.get(k)},
+        **{k: payload[k] for k in ("folds", "paired_folds", "rl_phases") if payload.get(k)},
     }
 
 
@@ -417,6 +417,31 @@ def _dsr_line(payload: dict) -> str | None:
     return None
 
 
+def rl_phases_line(payload: dict) -> str | None:
+    """What the run's RL phases kept against their starting policies (``payload["rl_phases"]``,
+    from the phase summaries), e.g. whether Phase 3 improved on Phase 1's Macro at all."""
+    phases = payload.get("rl_phases") or {}
+    if not phases:
+        return None
+    parts = []
+    for k, r in sorted(phases.items()):
+        part = f"Phase {k} kept step {r.get('best_step')} of {r.get('latest_step')}"
+        v = r.get("final_vs_start")
+        if v:
+            n = len(v["diff"])
+            part += (f"; its final policy beats the start by more than one standard error for "
+                     f"{v['improved_seeds']} of {n} seed(s) (mean change "
+                     f"{float(np.mean(v['diff'])):+.3f}, SE {float(np.mean(v['se'])):.3f})")
+        parts.append(part)
+    margin = next((r["checkpoint_margin"] for r in phases.values() if "checkpoint_margin" in r),
+                  None)
+    rule = (f"checkpoints ranked by validation Sharpe minus {margin:g} standard error(s) of the "
+            "improvement over the start" if margin else "checkpoints ranked by validation "
+            "Sharpe")
+    return f"RL phases on validation ({rule}; step 0 is the starting policy): " + "; ".join(
+        parts) + "."
+
+
 def _gate_line(payload: dict) -> str | None:
     """What the risk manager did to the agent (or the first strategy with a gate record)."""
     for name, e in sorted(_all_entries(payload), key=lambda item: item[0] != AGENT):
@@ -550,7 +575,8 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
         parts += ["## Attribution by decision level", "", ATTRIBUTION_NOTE, "",
                   md_table(ATTRIBUTION_HEADER, att), "", "## Turnover by source (one-way, per "
                   "year)", "", md_table(TURNOVER_HEADER, tov), ""]
-    for line in (_gate_line(payload), _regime_line(payload), _dsr_line(payload)):
+    for line in (_gate_line(payload), _regime_line(payload), _dsr_line(payload),
+                 rl_phases_line(payload)):
         if line:
             parts += [line, ""]
     for title, note, h, rows in fold_tables(payload):
@@ -606,7 +632,8 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
                   f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>", html_table(ATTRIBUTION_HEADER, att),
                   "<h2>Turnover by source (one-way, per year)</h2>", html_table(TURNOVER_HEADER,
                                                                                   tov)]
-    for line in (_gate_line(payload), _regime_line(payload), _dsr_line(payload)):
+    for line in (_gate_line(payload), _regime_line(payload), _dsr_line(payload),
+                 rl_phases_line(payload)):
         if line:
             parts.append(f"<p>{html.escape(line)}</p>")
     for title, note, h, rows in fold_tables(payload):

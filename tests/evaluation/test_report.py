@@ -154,3 +154,31 @@ def test_report_html_renders_in_headless_chromium(payload, tmp_path):
 
     img = plt.imread(shot)
     assert img.shape[0] >= 1000 and float(np.std(img[..., :3])) > 0.05   # not a blank page
+
+
+def test_report_states_what_the_rl_phases_kept(payload, tmp_path):
+    """The RL phases against their starting policies, from the run's phase summaries, in the
+    report and metrics.json (issue 13: where a phase does not improve, the report says so)."""
+    from hrl_sarp_jax.checkpointing import create_run, write_phase_summary
+    from hrl_sarp_jax.evaluation.report import rl_phases_line
+    from hrl_sarp_jax.pipeline import rl_phase_record
+
+    run = create_run(tmp_path, "r", Config(), "fp", resume=False)
+    vs = {"diff": [-0.1, 0.05, -0.04], "se": [0.1, 0.02, 0.03], "improved_seeds": 1}
+    write_phase_summary(run, 3, {"best_step": 0, "latest_step": 64, "checkpoint_margin": 1.0,
+                                 "final_vs_start": vs, "val_sharpe": 1.2})
+    write_phase_summary(run, 4, {"best_step": 4096, "latest_step": 8192})
+    record = rl_phase_record(run)  # phase 5 has no summary: left out
+    assert record == {"3": {"best_step": 0, "latest_step": 64, "checkpoint_margin": 1.0,
+                            "final_vs_start": vs},
+                      "4": {"best_step": 4096, "latest_step": 8192}}
+    line = rl_phases_line({**payload, "rl_phases": record})
+    assert line == (
+        "RL phases on validation (checkpoints ranked by validation Sharpe minus 1 standard "
+        "error(s) of the improvement over the start; step 0 is the starting policy): Phase 3 "
+        "kept step 0 of 64; its final policy beats the start by more than one standard error "
+        "for 1 of 3 seed(s) (mean change -0.030, SE 0.050); Phase 4 kept step 4096 of 8192.")
+    assert rl_phases_line(payload) is None  # a baselines-only report has no RL phases
+    files = write_report({**payload, "rl_phases": record}, tmp_path / "rep")
+    assert line in files["markdown"].read_text()
+    assert json.loads(files["metrics"].read_text())["rl_phases"] == record
