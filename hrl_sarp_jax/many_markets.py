@@ -66,6 +66,7 @@ from hrl_sarp_jax.pipeline import (
     PRETRAINED,
     PRETRAINED_DESCRIPTION,
     resolve_split,
+    rl_phase_record,
 )
 from hrl_sarp_jax.training.policy import load_policy, load_pretrained_policy, uses_rl
 from hrl_sarp_jax.utils.atomic import atomic_write_text
@@ -288,6 +289,7 @@ def evaluate_markets(
         "verdict": mk.verdicts(paired["pairs"], AGENT),
         "verdict_ensemble": mk.verdicts(paired_ens["pairs"], ENSEMBLE),
         "summary": summary,
+        "rl_phases": rl_phase_record(run),
         "attribution": {
             "strategy": AGENT, "over": "mean over markets of each market's mean over seeds",
             **{k: v for k, v in ea.mean_attribution([r["attribution"] for r in records]

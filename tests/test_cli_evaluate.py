@@ -285,6 +285,13 @@ def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_
     assert line["result"]["equal_weight"]["n"] == 1
     written = json.loads((trained / "ev" / "report-markets" / "metrics.json").read_text())
     assert written["judgement_range"] is True and written["seconds"] > 0
+    # what the RL phases kept (none trained here) heads the report when there are some
+    from hrl_sarp_jax.evaluation.markets_report import render_markdown
+
+    assert written["rl_phases"] == {}
+    kept = {**written, "rl_phases": {"3": {"best_step": 0, "latest_step": 8}}}
+    assert "Phase 3 kept step 0 of 8." in render_markdown(kept, "plot.png")
+    assert "RL phases" not in render_markdown(written, "plot.png")
 
     cases = [(["--markets", "0"], "--markets 0"),
              (["--market-seed", "3"], "--market-seed applies to many-market evaluation"),

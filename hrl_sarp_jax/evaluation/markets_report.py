@@ -23,6 +23,7 @@ from hrl_sarp_jax.evaluation.report import (
     html_table,
     md_table,
     png_bytes,
+    rl_phases_line,
 )
 from hrl_sarp_jax.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -115,6 +116,9 @@ def _headline(doc: dict) -> list[str]:
         lo, hi = share["ci95"]
         lines.append(f"Share of the oracle's edge over equal weight captured by the agent: "
                      f"{share['value']:.0%} (bootstrap 95% interval {lo:.0%} .. {hi:.0%}).")
+    rl = rl_phases_line(doc)
+    if rl:
+        lines.append(rl)
     return lines
 
 
