@@ -398,7 +398,8 @@ class TrainConfig:
     ``best`` (the highest validation metric over every evaluation of the run: a maximum over
     many noisy evaluations) or ``latest`` (the end of training: a rule fixed in advance)."""
     checkpoint_margin: float = 0.0
-    """With ``checkpoint: best``, Phases 3 and 5 rank their checkpoints by the
+    """With ``checkpoint: best``, Phases 3, 5 and 4 (with ``td3.checkpoint_metric: val_sharpe``,
+    on its episodes' daily Sharpes) rank their checkpoints by the
     validation Sharpe minus this many standard errors of its paired per-episode improvement over
     the starting policy (``training/selection.py``): a trained checkpoint replaces the start only
     when it beats it by more than the margin. 0: the plain maximum (the original's rule)."""

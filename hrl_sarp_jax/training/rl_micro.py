@@ -54,6 +54,13 @@ from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
 from hrl_sarp_jax.training.programs import compile_ahead
+from hrl_sarp_jax.training.selection import (
+    DAYS_PER_WEEK,
+    SELECT_METRIC,
+    effective_windows,
+    seeds_vs_start,
+    selection_score,
+)
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
 
@@ -477,6 +484,9 @@ def make_phase4(env: MicroEnv, nets: Networks, spec: Phase4Spec) -> Phase4:
             "val_turnover": mean(agent_out["turnover"]),
             "val_mean_daily_return": mean(agent_out["net_return"]),
             "val_days": jnp.sum(alive.astype(_I32)),
+            # [m] each episode's own annualised Sharpe (the selection margin pairs them)
+            "episode_sharpe": jax.vmap(lambda r, a: sharpe(r, 252, mask=a))(
+                agent_out["net_return"], agent_out["alive"]),
         }
 
     return Phase4(init, run_chunk, evaluate, td3, spec, nets)
@@ -653,13 +663,23 @@ def _chunk_record(metrics: dict[str, np.ndarray], per_seed: bool = True) -> dict
 
 
 def _evaluate_record(evaluate: Callable, state: Phase4State, setup: Phase4Setup,
-                     key: Array) -> dict[str, Any]:
-    """Validation means over seeds, plus ``per_seed`` lists."""
+                     key: Array) -> tuple[dict[str, Any], np.ndarray]:
+    """Validation means over seeds, plus ``per_seed`` lists; and the per-episode Sharpes
+    [K, E] apart (for the selection margin, not logged)."""
     ev = {m: np.asarray(v) for m, v in jax.device_get(
         evaluate(state.agent.actor_params, setup.val_params, key)).items()}
+    episodes = np.asarray(ev.pop("episode_sharpe"), np.float64)
     rec: dict[str, Any] = {m: float(np.mean(v)) for m, v in ev.items()}
     rec["per_seed"] = {m: v.tolist() for m, v in ev.items()}
-    return rec
+    return rec, episodes
+
+
+def eval_windows(spec: Phase4Spec, val_params: EnvParams) -> float:
+    """Independent windows behind Phase 4's ``eval_episodes`` validation episodes (evenly
+    spaced starts over the split, each ``max_steps_in_episode`` days; ``training.selection``)."""
+    lo, hi = int(val_params.start_lo), int(val_params.start_hi)
+    starts = lo + np.round(np.linspace(0.0, 1.0, spec.eval_episodes) * (hi - lo))
+    return effective_windows(starts, int(val_params.max_steps_in_episode) / DAYS_PER_WEEK)
 
 
 # HOST ONLY
@@ -698,8 +718,12 @@ def run_phase4(
     k = int(cfg.train.seeds if seeds is None else seeds)
     if k < 1:
         raise ConfigError(f"Phase 4 needs at least one seed (got {k})")
+    # the selection margin pairs per-episode Sharpes: with checkpoint_metric val_sharpe only
+    margin = (float(cfg.train.checkpoint_margin)
+              if cfg.train.td3.checkpoint_metric == "val_sharpe" else 0.0)
     ck = PhaseCheckpointer(run, 4, keep_latest=cfg.train.keep_latest,
-                           best_metric=cfg.train.td3.checkpoint_metric)
+                           best_metric=SELECT_METRIC if margin else
+                           cfg.train.td3.checkpoint_metric)
     try:
         if ck.latest_step() is not None and not resume:
             raise CheckpointError(
@@ -721,9 +745,13 @@ def run_phase4(
                                               actor)
         state = init(train_keys, setup.train_params, actor)
         resumed_from = None
+        start_eps: np.ndarray | None = None  # [K, E] the starting actor's, for the margin
+        windows = eval_windows(sp, setup.val_params)
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-            state, _saved, resumed_from = ck.restore(abstract, "latest")
+            state, saved, resumed_from = ck.restore(abstract, "latest")
+            if "start_episode_sharpe" in saved.get("user", {}):
+                start_eps = np.asarray(saved["user"]["start_episode_sharpe"], np.float64)
         state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
         chunk, chunk_s, chunk_fp = compile_ahead(chunk, state, setup.train_params, hp)
         evaluate, eval_s, eval_fp = compile_ahead(evaluate, state.agent.actor_params,
@@ -742,12 +770,23 @@ def run_phase4(
         done = int(np.max(np.asarray(state.env_steps))) // per_chunk
         last_eval: dict[str, Any] | None = None
         train_s = 0.0
+        def save(step: int, chunks: int, rec: dict[str, Any], eps: np.ndarray) -> None:
+            metrics = {m: v for m, v in rec.items() if m != "per_seed"}
+            if margin:
+                metrics[SELECT_METRIC] = selection_score(rec["val_sharpe"], eps, start_eps,
+                                                         windows, margin)
+            meta = {"seeds": k, "chunks": chunks, **setup.info}
+            if start_eps is not None:
+                meta["start_episode_sharpe"] = start_eps.tolist()
+            ck.save(step, state, metrics=metrics, meta=meta)
+
+        last_eps: np.ndarray | None = None
         if resumed_from is None and limit > 0:
             # step 0 = the starting actor (Phase 2's): 'best' never falls below it
-            last_eval = _evaluate_record(evaluate, state, setup, eval_key)
+            last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
+            start_eps = last_eps
             run.log_metrics(4, 0, {"kind": "eval", **last_eval, "env_steps": 0})
-            ck.save(0, state, metrics={m: v for m, v in last_eval.items() if m != "per_seed"},
-                    meta={"seeds": k, "chunks": 0, **setup.info})
+            save(0, 0, last_eval, last_eps)
             say(f"phase 4: before training, val goal alignment "
                 f"{last_eval['val_goal_alignment']:.3f} (equal weight "
                 f"{last_eval['val_equal_weight_goal_alignment']:.3f})")
@@ -761,21 +800,27 @@ def run_phase4(
             run.log_metrics(4, env_steps, {"kind": "train", **_chunk_record(metrics),
                                            "env_steps": int(np.sum(np.asarray(state.env_steps)))})
             if done % every == 0 or done == limit:
-                last_eval = _evaluate_record(evaluate, state, setup, eval_key)
+                last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
                 run.log_metrics(4, env_steps, {"kind": "eval", **last_eval})
-                ck.save(env_steps, state,
-                        metrics={m: v for m, v in last_eval.items() if m != "per_seed"},
-                        meta={"seeds": k, "chunks": done, **setup.info})
+                save(env_steps, done, last_eval, last_eps)
                 say(f"phase 4: {env_steps} env steps/seed, val goal alignment "
                     f"{last_eval['val_goal_alignment']:.3f}, val Sharpe "
                     f"{last_eval['val_sharpe']:.2f} (equal weight "
                     f"{last_eval['val_equal_weight_sharpe']:.2f})")
         ck.wait_until_finished()
         best_step, latest_step = ck.best_step(), ck.latest_step()
+        best_select = (ck.metrics(best_step) or {}).get(SELECT_METRIC) if (
+            margin and best_step is not None) else None
     finally:
         ck.close()
     if last_eval is None:  # resumed at the limit: evaluate the restored state
-        last_eval = _evaluate_record(evaluate, state, setup, eval_key)
+        last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
+    vs_start = None if start_eps is None else seeds_vs_start(last_eps, start_eps, windows)
+    if vs_start is not None:
+        say(f"phase 4: the final actor beats its start on validation by more than one "
+            f"standard error for {vs_start['improved_seeds']} of {k} seed(s) (mean change "
+            f"{np.mean(vs_start['diff']):+.3f}, SE {np.mean(vs_start['se']):.3f}; "
+            f"per-episode Sharpes)")
     env_steps = int(np.max(np.asarray(state.env_steps)))
     summary = {
         **{m: v for m, v in last_eval.items() if m != "per_seed"},
@@ -793,6 +838,9 @@ def run_phase4(
         "best_step": best_step,
         "latest_step": latest_step,
         "best_metric": cfg.train.td3.checkpoint_metric,
+        **({} if not margin else {"checkpoint_margin": margin, "val_windows": windows,
+                                  "best_select": best_select}),
+        **({} if vs_start is None else {"final_vs_start": vs_start}),
         **macro_info, **actor_info, **setup.info,
     }
     write_phase_summary(run, 4, summary)

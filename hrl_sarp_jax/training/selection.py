@@ -4,8 +4,9 @@
 Issue 13 (cause 4, "validation that cannot select"): an RL phase's validation metric is a mean
 over a handful of overlapping episodes, and ``best`` takes its maximum over every evaluation of
 the run, so a trained checkpoint that is no better than the starting policy wins whenever noise
-lifts it. With a margin z > 0 every checkpoint ranks by a lower confidence bound of its
-improvement over the starting policy (update or round 0), evaluated on the same episodes:
+lifts it. With a margin z > 0 every checkpoint of Phases 3, 5 and 4 (the latter ranked by
+``val_sharpe``) ranks by a lower confidence bound of its improvement over the starting policy
+(update, round or step 0), evaluated on the same episodes:
 
     score_t = val_t - z * se_t,   se_t = sd_e(mean_k(s_t[k, e] - s_0[k, e])) / sqrt(n_windows)
 

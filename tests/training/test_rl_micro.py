@@ -314,8 +314,26 @@ def test_run_phase4_summary_and_exact_resume(tmp_path, inputs):
                 "val_cost_frac"):
         assert np.isfinite(saved[key]), key
     assert len(saved["per_seed"]["val_goal_alignment"]) == 1
+    assert "episode_sharpe" not in saved["per_seed"]  # kept for the margin, not logged
+    vs = saved["final_vs_start"]
+    assert len(vs["diff"]) == len(vs["se"]) == 1 and vs["improved_seeds"] in (0, 1)
     with pytest.raises(Exception, match="resume"):
         rm.run_phase4(full, cfg, market, meta, feats, seeds=1, spec=spec)
+
+    # a huge selection margin, interrupted and resumed (the start's per-episode Sharpes come
+    # back from the checkpoint): 'best' stays the starting actor, while the plain maximum may
+    # move; the other results are those of the run without the margin, bit for bit
+    from hrl_sarp_jax.checkpointing import PhaseCheckpointer
+
+    mcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_margin=1e6))
+    marg = create_run(tmp_path, "marg", mcfg, "fp", resume=False)
+    rm.run_phase4(marg, mcfg, market, meta, feats, seeds=1, spec=spec, chunk_limit=1)
+    s_marg = rm.run_phase4(marg, mcfg, market, meta, feats, seeds=1, spec=spec, resume=True)
+    assert s_marg["best_step"] == 0 and s_marg["checkpoint_margin"] == 1e6
+    assert s_marg["final_vs_start"] == vs and s_marg["val_sharpe"] == s_full["val_sharpe"]
+    with PhaseCheckpointer(marg, 4, read_only=True) as ck:
+        assert s_marg["best_select"] == ck.metrics(0)["val_sharpe"]
+        assert ck.metrics(32)["val_select"] < ck.metrics(32)["val_sharpe"] - 1.0
 
 
 def test_frozen_macro_goal_source_sets_weekly_goals(inputs):
