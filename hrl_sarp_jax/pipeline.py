@@ -137,7 +137,7 @@ RL_PHASES = (3, 4, 5)
 def rl_phase_record(run: Run) -> dict[str, Any]:
     """What each RL phase of the run kept against its starting policy, from its summary
     (phases without one are left out): best and latest step, the selection margin and, where
-    the phase validates per episode (3, 5), ``final_vs_start`` (per-seed change of the final
+    the phase evaluated its start, ``final_vs_start`` (per-seed change of the final
     policy over its start, its standard error, seeds improved by more than one)."""
     out = {}
     for k in RL_PHASES:

@@ -59,9 +59,13 @@ from hrl_sarp_jax.training.ppo_loop import (
 from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.selection import (
     SELECT_METRIC,
+    START_KEY,
     effective_windows,
+    saved_start,
     seeds_vs_start,
     selection_score,
+    summary_fields,
+    vs_start_line,
 )
 from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import Params, PyTree
@@ -357,7 +361,7 @@ def _save_round(run: Any, ck: PhaseCheckpointer, done: int, state3, state4,
     if select["score"] is not None:
         metrics[SELECT_METRIC] = select["score"]
     if select["start"] is not None:
-        meta["start_episode_sharpe"] = select["start"].tolist()
+        meta[START_KEY] = select["start"].tolist()
     ck.save(done, {"macro": state3, "micro": state4}, metrics=metrics, meta=meta)
     return means
 
@@ -400,8 +404,7 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             both, saved, resumed_from = ck.restore(abstract, "latest")
             state3, state4 = both["macro"], both["micro"]
             done = int(saved.get("user", {}).get("round", resumed_from))
-            if "start_episode_sharpe" in saved.get("user", {}):
-                start_eps = np.asarray(saved["user"]["start_episode_sharpe"], np.float64)
+            start_eps = saved_start(saved.get("user", {}))
             say(f"phase 5: resumed after round {done}")
         # the seed axis over the mesh's devices, as Phases 3-4 place it: the Micro block's
         # programs are then Phase 4's own (same shapes and placement: one compile serves both)
@@ -454,17 +457,14 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
                 f"{means['val_goal_alignment']:.3f}")
         ck.wait_until_finished()
         best_step, latest_step = ck.best_step(), ck.latest_step()
-        best_select = (ck.metrics(best_step) or {}).get(SELECT_METRIC) if (
-            margin and best_step is not None) else None
+        best_metrics = None if best_step is None else ck.metrics(best_step)
     finally:
         ck.close()
     if last is None:
         last, eps = _validate(setup, state3, state4, eval_key)
     vs_start = None if start_eps is None else seeds_vs_start(eps, start_eps, windows)
     if vs_start is not None:
-        say(f"phase 5: the final pair beats Phases 3-4's on validation by more than one "
-            f"standard error for {vs_start['improved_seeds']} of {k} seed(s) (mean change "
-            f"{np.mean(vs_start['diff']):+.3f}, SE {np.mean(vs_start['se']):.3f})")
+        say(vs_start_line("phase 5", "pair", vs_start))
     means = {m: float(np.mean(v)) for m, v in last.items()}
     env3 = int(np.sum(np.asarray(state3.env_steps)))
     env4 = int(np.sum(np.asarray(state4.env_steps)))
@@ -485,10 +485,8 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         "latest_step": latest_step,
         "resumed_from_step": resumed_from,
         "best_metric": BEST_METRIC,
-        **({} if not margin else {"checkpoint_margin": margin, "val_windows": windows,
-                                  "best_select": best_select}),
         "pairing": {"phase3": how3, "phase4": how4},
-        **({} if vs_start is None else {"final_vs_start": vs_start}),
+        **summary_fields(margin, windows, best_metrics, vs_start),
         **info3, **info4,
         "val_span": setup.s3.info["val_span"],
     }

@@ -38,9 +38,13 @@ from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
 from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.selection import (
     SELECT_METRIC,
+    START_KEY,
     effective_windows,
+    saved_start,
     seeds_vs_start,
     selection_score,
+    summary_fields,
+    vs_start_line,
 )
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds
 from hrl_sarp_jax.types import Array, PyTree
@@ -366,8 +370,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
             state, saved, resumed_from = ck.restore(abstract, "latest")
             user = saved.get("user", {})
-            if "start_episode_sharpe" in user:
-                start_eps = np.asarray(user["start_episode_sharpe"], np.float64)
+            start_eps = saved_start(user)
             if curriculum:
                 stage, stage_updates = int(user["stage"]), int(user["stage_updates"])
                 history = [list(h) for h in user["stage_history"]]
@@ -404,7 +407,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             if info is not None:
                 out["start_info"] = info
             if start_eps is not None:
-                out["start_episode_sharpe"] = start_eps.tolist()
+                out[START_KEY] = start_eps.tolist()
             return out
 
         def stage_of(s: int) -> dict[str, int]:
@@ -472,9 +475,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
     vs_start = None if start_eps is None else seeds_vs_start(
         last_eval["episode_sharpe"], start_eps, windows)
     if vs_start is not None:
-        say(f"{loop.label}: the final policy beats its start on validation by more than one "
-            f"standard error for {vs_start['improved_seeds']} of {k} seed(s) (mean change "
-            f"{np.mean(vs_start['diff']):+.3f}, SE {np.mean(vs_start['se']):.3f})")
+        say(vs_start_line(loop.label, "policy", vs_start))
     summary: dict[str, Any] = {
         "env_steps": int(np.sum(np.asarray(state.env_steps))),
         "env_steps_per_seed": int(np.max(np.asarray(state.env_steps))),
@@ -488,11 +489,8 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                      if key.startswith("val_")},
         "best_step": best_step,
         "best_val_sharpe": None if not best_metrics else best_metrics.get(loop.best_metric),
-        **({} if not margin else {
-            "checkpoint_margin": margin, "val_windows": windows,
-            "best_select": None if not best_metrics else best_metrics.get(SELECT_METRIC)}),
         "latest_step": latest_step,
         "resumed_from_step": resumed_from,
-        **({} if vs_start is None else {"final_vs_start": vs_start}),
+        **summary_fields(margin, windows, best_metrics, vs_start),
     }
     return LoopResult(state, setup, last_eval, summary, info or {}, stage, history)

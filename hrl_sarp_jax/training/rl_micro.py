@@ -57,9 +57,13 @@ from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.selection import (
     DAYS_PER_WEEK,
     SELECT_METRIC,
+    START_KEY,
     effective_windows,
+    saved_start,
     seeds_vs_start,
     selection_score,
+    summary_fields,
+    vs_start_line,
 )
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
@@ -750,8 +754,7 @@ def run_phase4(
         if ck.latest_step() is not None:
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
             state, saved, resumed_from = ck.restore(abstract, "latest")
-            if "start_episode_sharpe" in saved.get("user", {}):
-                start_eps = np.asarray(saved["user"]["start_episode_sharpe"], np.float64)
+            start_eps = saved_start(saved.get("user", {}))
         state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
         chunk, chunk_s, chunk_fp = compile_ahead(chunk, state, setup.train_params, hp)
         evaluate, eval_s, eval_fp = compile_ahead(evaluate, state.agent.actor_params,
@@ -770,6 +773,7 @@ def run_phase4(
         done = int(np.max(np.asarray(state.env_steps))) // per_chunk
         last_eval: dict[str, Any] | None = None
         train_s = 0.0
+
         def save(step: int, chunks: int, rec: dict[str, Any], eps: np.ndarray) -> None:
             metrics = {m: v for m, v in rec.items() if m != "per_seed"}
             if margin:
@@ -777,7 +781,7 @@ def run_phase4(
                                                          windows, margin)
             meta = {"seeds": k, "chunks": chunks, **setup.info}
             if start_eps is not None:
-                meta["start_episode_sharpe"] = start_eps.tolist()
+                meta[START_KEY] = start_eps.tolist()
             ck.save(step, state, metrics=metrics, meta=meta)
 
         last_eps: np.ndarray | None = None
@@ -809,18 +813,14 @@ def run_phase4(
                     f"{last_eval['val_equal_weight_sharpe']:.2f})")
         ck.wait_until_finished()
         best_step, latest_step = ck.best_step(), ck.latest_step()
-        best_select = (ck.metrics(best_step) or {}).get(SELECT_METRIC) if (
-            margin and best_step is not None) else None
+        best_metrics = None if best_step is None else ck.metrics(best_step)
     finally:
         ck.close()
     if last_eval is None:  # resumed at the limit: evaluate the restored state
         last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
     vs_start = None if start_eps is None else seeds_vs_start(last_eps, start_eps, windows)
     if vs_start is not None:
-        say(f"phase 4: the final actor beats its start on validation by more than one "
-            f"standard error for {vs_start['improved_seeds']} of {k} seed(s) (mean change "
-            f"{np.mean(vs_start['diff']):+.3f}, SE {np.mean(vs_start['se']):.3f}; "
-            f"per-episode Sharpes)")
+        say(vs_start_line("phase 4", "actor", vs_start))
     env_steps = int(np.max(np.asarray(state.env_steps)))
     summary = {
         **{m: v for m, v in last_eval.items() if m != "per_seed"},
@@ -838,9 +838,7 @@ def run_phase4(
         "best_step": best_step,
         "latest_step": latest_step,
         "best_metric": cfg.train.td3.checkpoint_metric,
-        **({} if not margin else {"checkpoint_margin": margin, "val_windows": windows,
-                                  "best_select": best_select}),
-        **({} if vs_start is None else {"final_vs_start": vs_start}),
+        **summary_fields(margin, windows, best_metrics, vs_start),
         **macro_info, **actor_info, **setup.info,
     }
     write_phase_summary(run, 4, summary)

@@ -71,3 +71,33 @@ def seeds_vs_start(now: np.ndarray, start: np.ndarray, windows: float) -> dict:
     se = [improvement_se(now[k:k + 1], start[k:k + 1], windows) for k in range(now.shape[0])]
     return {"diff": diff, "se": se,
             "improved_seeds": int(sum(d > s for d, s in zip(diff, se, strict=True)))}
+
+
+START_KEY = "start_episode_sharpe"
+"""Checkpoint metadata key of the starting policy's per-episode Sharpes [K, E] (a resume
+pairs later checkpoints with them)."""
+
+
+def saved_start(user: dict) -> np.ndarray | None:
+    """The starting policy's per-episode Sharpes from a restored checkpoint's metadata."""
+    return None if START_KEY not in user else np.asarray(user[START_KEY], np.float64)
+
+
+def vs_start_line(label: str, what: str, vs: dict) -> str:
+    """The progress line of ``seeds_vs_start``'s result (``what``: "policy", "actor", ...)."""
+    return (f"{label}: the final {what} beats its start on validation by more than one "
+            f"standard error for {vs['improved_seeds']} of {len(vs['diff'])} seed(s) (mean "
+            f"change {np.mean(vs['diff']):+.3f}, SE {np.mean(vs['se']):.3f})")
+
+
+def summary_fields(margin: float, windows: float, best_metrics: dict | None,
+                   vs_start: dict | None) -> dict:
+    """A phase summary's selection record: the margin, the windows and the best checkpoint's
+    score (with a margin), and ``final_vs_start`` (when the start was evaluated)."""
+    out: dict = {}
+    if margin:
+        out.update(checkpoint_margin=margin, val_windows=windows,
+                   best_select=None if not best_metrics else best_metrics.get(SELECT_METRIC))
+    if vs_start is not None:
+        out["final_vs_start"] = vs_start
+    return out

@@ -14,10 +14,14 @@ from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training.phases import check_training_config
 from hrl_sarp_jax.training.selection import (
     SELECT_METRIC,
+    START_KEY,
     effective_windows,
     improvement_se,
+    saved_start,
     seeds_vs_start,
     selection_score,
+    summary_fields,
+    vs_start_line,
 )
 from tests.training.test_rl_macro import host_inputs
 
@@ -71,7 +75,7 @@ def test_seeds_vs_start_by_hand():
 def test_bad_margin_is_a_config_error_naming_the_key():
     cfg, *_ = host_inputs()
     bad = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_margin=-1.0))
-    with pytest.raises(ConfigError, match="train.checkpoint_margin"):
+    with pytest.raises(ConfigError, match=r"train\.checkpoint_margin"):
         check_training_config(bad)
 
 
@@ -101,3 +105,18 @@ def test_phase3_with_a_huge_margin_keeps_its_starting_policy(tmp_path):
                 assert m[SELECT_METRIC] == pytest.approx(m["val_sharpe"])
             else:
                 assert m[SELECT_METRIC] < m["val_sharpe"] - 1.0
+
+
+def test_saved_start_and_summary_fields_by_hand():
+    start = np.array([[0.5, -0.25]])
+    assert saved_start({START_KEY: start.tolist()}).tolist() == start.tolist()
+    assert saved_start({}) is None  # a checkpoint saved before the start was recorded
+    vs = {"diff": [0.1], "se": [0.2], "improved_seeds": 0}
+    assert summary_fields(0.0, 4.0, {SELECT_METRIC: 1.0}, None) == {}
+    assert summary_fields(0.0, 4.0, None, vs) == {"final_vs_start": vs}
+    assert summary_fields(1.0, 4.0, {SELECT_METRIC: 1.5}, vs) == {
+        "checkpoint_margin": 1.0, "val_windows": 4.0, "best_select": 1.5, "final_vs_start": vs}
+    assert summary_fields(1.0, 4.0, None, None)["best_select"] is None
+    assert vs_start_line("phase 3", "policy", vs) == (
+        "phase 3: the final policy beats its start on validation by more than one standard "
+        "error for 0 of 1 seed(s) (mean change +0.100, SE 0.200)")
