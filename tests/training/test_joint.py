@@ -161,7 +161,7 @@ def test_phase_all_then_interrupted_phase5_resumes_exactly(tmp_path, smoke_marke
     joint.run_phase5(mrun, mcfg, market, meta, feats, round_limit=1)
     kept = joint.run_phase5(mrun, mcfg, market, meta, feats, resume=True)
     assert kept["resumed_from_step"] == 1 and kept["best_step"] == 0
-    round0 = [r for r in run.read_metrics() if r["phase"] == 5 and r["step"] == 0][0]
+    round0 = next(r for r in run.read_metrics() if r["phase"] == 5 and r["step"] == 0)
     assert kept["best_select"] == pytest.approx(round0["val_sharpe"])
     with PhaseCheckpointer(mrun, 5, read_only=True) as ck:
         assert ck.metrics(2)["val_select"] < ck.metrics(2)["val_sharpe"] - 1.0

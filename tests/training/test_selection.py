@@ -97,7 +97,7 @@ def test_phase3_with_a_huge_margin_keeps_its_starting_policy(tmp_path):
     vs = summary["final_vs_start"]
     assert np.mean(vs["diff"]) == pytest.approx(evals[6] - evals[0], rel=1e-5)
     assert len(vs["se"]) == 2 and all(se > 0 for se in vs["se"])
-    assert vs["improved_seeds"] == sum(d > se for d, se in zip(vs["diff"], vs["se"]))
+    assert vs["improved_seeds"] == sum(d > se for d, se in zip(vs["diff"], vs["se"], strict=True))
     with PhaseCheckpointer(run, 3, read_only=True) as ck:
         for step in ck.all_steps():
             m = ck.metrics(step)
