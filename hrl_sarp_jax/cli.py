@@ -236,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
-    from hrl_sarp_jax.training.market_pool import pool_generator
+    from hrl_sarp_jax.training.market_pool import pool_source
     from hrl_sarp_jax.training.phases import check_training_config, get_phases
 
     todo = get_phases(args.phase)  # unknown phases fail before any work
@@ -264,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A run folder that exists but has no checkpoints for this phase is continued with the
     # new phase (create_run still checks that its config and data fingerprint match).
     resume = args.resume or (run_dir / "run.json").exists()
-    pool_generator(cfg, market_identity(market_dir))  # a pool needs a generated market
+    pool_source(cfg, market_identity(market_dir))  # the pool can serve this market
     run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir), resume=resume,
                      market=market_identity(market_dir))
     with run:

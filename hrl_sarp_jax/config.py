@@ -361,15 +361,25 @@ class JointConfig:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """Generated markets the supervised phases learn from besides the run's own (``train.pool``;
-    ``training/market_pool.py``): each is the run's generator (preset, stocks per sector,
-    dates) with another seed, its samples split by the same dates."""
+    """More markets the supervised phases learn from besides the run's own (``train.pool``;
+    ``training/market_pool.py``): on a generated market each is the run's generator (preset,
+    stocks per sector, dates) with another seed, its samples split by the same dates; on a real
+    market each is a stationary block bootstrap of the run's training days (training samples
+    only)."""
 
     markets: int = 0
     """How many extra markets (0: the run's market only, the original's behaviour)."""
     first_seed: int = 100
     """Their seeds: first_seed, first_seed + 1, ... (the run's own seed skipped). They must stay
-    below 1000, the first seed of the many-market instrument's tuning range."""
+    below 1000, the first seed of the many-market instrument's tuning range. For a bootstrap
+    pool they seed the resampling."""
+    source: str = "auto"
+    """'generator' (more markets of the run's generator), 'bootstrap' (resampled histories of
+    the run's training window: ``data/resample.py``) or 'auto' (the generator for a generated
+    market, the bootstrap for a real one)."""
+    block_days: float = 63.0
+    """The bootstrap's mean block length in trading days (geometric lengths; 63: a quarter, so
+    that most regime episodes survive in one piece)."""
     phases: tuple[int, ...] = (1, 2)
     """The phases that pool them: 1 (Macro) and/or 2 (Micro) pre-training, 3 (Macro PPO: env i
     trains on market i mod M, validation walks every market's validation window)."""

@@ -314,13 +314,13 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.features.build import build_features
-    from hrl_sarp_jax.training.market_pool import pool_generator
+    from hrl_sarp_jax.training.market_pool import pool_source
     from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES, check_training_config
 
     say = log or (lambda _msg: None)
     check_training_config(cfg)  # every phase's keys, before Phase 1 spends any time
     market_dir = Path(market_dir)
-    pool_generator(cfg, market_identity(market_dir))  # a pool needs a generated market
+    pool_source(cfg, market_identity(market_dir))  # the pool can serve this market
     t0 = time.perf_counter()
     market, meta = load_valid_market(market_dir, cfg)
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)

@@ -323,7 +323,7 @@ def walk_forward(
     from hrl_sarp_jax.evaluation.stitch import stitch_payloads
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.pipeline import _table, evaluate_run, load_valid_market
-    from hrl_sarp_jax.training.market_pool import pool_generator
+    from hrl_sarp_jax.training.market_pool import pool_source
     from hrl_sarp_jax.training.phases import check_training_config
 
     say = log or (lambda _msg: None)
@@ -370,7 +370,7 @@ def walk_forward(
              f"{np.asarray(mt.dates)[0]} ({m.num_days} days)")
         t_f = time.perf_counter()
         resume = (root / name / "run.json").exists()
-        pool_generator(fcfg, market_identity(market_dir))  # a pool needs a generated market
+        pool_source(fcfg, market_identity(market_dir))  # the pool can serve this market
         run = create_run(root, name, fcfg, data_fingerprint(market_dir), resume=resume,
                          market=market_identity(market_dir))
         with run:

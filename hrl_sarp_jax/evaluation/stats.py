@@ -35,6 +35,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from hrl_sarp_jax.data.resample import stationary_bootstrap_indices
+
 PERIODS = 252
 
 
@@ -43,25 +45,6 @@ def _sharpe(r: np.ndarray, periods: int = PERIODS) -> np.ndarray:
     sd = r.std(axis=-1, ddof=1)
     mean = r.mean(axis=-1)
     return np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), 0.0) * np.sqrt(periods)
-
-
-def stationary_bootstrap_indices(n: int, num: int, mean_block: float,
-                                 rng: np.random.Generator) -> np.ndarray:
-    """int [num, n] resampling indices of the stationary bootstrap (circular blocks).
-
-    Each position starts a new block with probability 1 / mean_block (at a uniform random
-    index), else continues the previous block at the next index (mod n).
-    """
-    if mean_block < 1:
-        raise ValueError(f"mean_block must be >= 1, got {mean_block}")
-    starts = rng.integers(0, n, size=(num, n))
-    new = rng.random((num, n)) < 1.0 / mean_block
-    new[:, 0] = True
-    # index = start of the current block + offset within it
-    pos = np.arange(n)[None, :]
-    last_start_pos = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
-    block_start = np.take_along_axis(starts, last_start_pos, axis=1)
-    return (block_start + (pos - last_start_pos)) % n
 
 
 def sharpe_diff_bootstrap(a: np.ndarray, b: np.ndarray, *, num: int = 2000,

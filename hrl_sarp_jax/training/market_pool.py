@@ -1,48 +1,71 @@
-"""A pool of generated markets the supervised phases learn from besides the run's own.
+"""A pool of more markets the supervised phases learn from besides the run's own.
 
 # HOST ONLY (not jittable)
 Issue 13 ("train on many markets"): one market's training window holds a handful of regime
 episodes, so a policy fitted to it learns that history rather than rules that carry over to
 another market. With ``train.pool.markets = K`` Phases 1 and 2 (``train.pool.phases``) also
-learn from K more markets of the run's own generator (run.json ``market``: preset, stocks per
-sector, dates) with seeds ``first_seed, first_seed + 1, ...`` (the run's own seed skipped),
-each built exactly as ``hrl-sarp data synth --seed s`` and loading would
-(``data.synthetic.synthetic_markets``), with the same causal features and the same date
-splits: a sample's inputs and targets come from one market, and no target crosses its
-market's ``data.val_start`` / ``data.test_start``. Validation pools the markets' validation
-windows too, so early stopping and the best epoch are chosen for markets in general.
+learn from K more markets, from one of two sources (``train.pool.source``; 'auto' picks the
+first for a generated market, the second for a real one):
+
+- ``generator``: markets of the run's own generator (run.json ``market``: preset, stocks per
+  sector, dates) with seeds ``first_seed, first_seed + 1, ...`` (the run's own seed skipped),
+  each built exactly as ``hrl-sarp data synth --seed s`` and loading would
+  (``data.synthetic.synthetic_markets``), with the same causal features and the same date
+  splits: a sample's inputs and targets come from one market, and no target crosses its
+  market's ``data.val_start`` / ``data.test_start``. Validation pools the markets' validation
+  windows too, so early stopping and the best epoch are chosen for markets in general.
+- ``bootstrap``: K resampled histories of the run's own market (``data.resample``: the
+  stationary block bootstrap of its training days ``[1, val_start)``, mean block
+  ``block_days``, seeds as above), each as long as the market and on its calendar, with
+  features built on the resampled history. They add *training* samples only: their later
+  "validation" days are training days again, so validation stays the run's own window, and
+  nothing on or after ``data.val_start`` is read (a test perturbs those days). Phase 3 cannot
+  pool them (its validation walks every pool market's validation window).
 
 Seeds must stay below 1000: 1000-8999 are the many-market instrument's tuning range and
-9000-9999 its judgement range (docs/evaluation.md), which training must never see. A run on a
-real market has no generator to draw from: a pool there (a block bootstrap of its days, or a
-calibrated generator) is not built, and asking for one is a ConfigError.
+9000-9999 its judgement range (docs/evaluation.md), which training must never see.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 from hrl_sarp_jax.config import Config, DataConfig, FeatureConfig, PoolConfig, SynthConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.data.resample import bootstrap_market
 from hrl_sarp_jax.data.synthetic import generator_of, synthetic_markets
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.features.build import build_features
 from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.training.datasets import split_days
 
 FIRST_INSTRUMENT_SEED = 1000
 """The many-market instrument's tuning range starts here; pool seeds stay below it."""
 POOL_PHASES = (1, 2, 3)
+POOL_SOURCES = ("auto", "generator", "bootstrap")
 
 
 @dataclass(frozen=True)
 class PoolMarket:
-    """One generated market of the pool with its causal features."""
+    """One market of the pool with its causal features; ``source`` 'generator' or
+    'bootstrap' (a resampled history of the run's training days: training samples only)."""
 
     seed: int
     market: MarketArrays
     meta: MarketMeta
     feats: FeatureSet
+    source: str = "generator"
+    block_days: float | None = None
+    """The bootstrap's mean block length (None for a generated market)."""
+
+    @property
+    def train_only(self) -> bool:
+        """Whether only its training samples may be used (its later days resample training days)."""
+        return self.source == "bootstrap"
 
 
 # HOST ONLY
@@ -58,6 +81,14 @@ def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
             f"train.pool: seeds {pool.first_seed} .. {pool.first_seed + pool.markets} reach the "
             f"many-market instrument's seeds (>= {FIRST_INSTRUMENT_SEED}); lower "
             f"train.pool.first_seed or train.pool.markets")
+    if pool.source not in POOL_SOURCES:
+        raise ConfigError(f"train.pool.source = {pool.source!r} is not one of "
+                          f"{', '.join(POOL_SOURCES)}")
+    if not (np.isfinite(float(pool.block_days)) and float(pool.block_days) >= 1):
+        raise ConfigError(f"train.pool.block_days = {pool.block_days} must be a mean block "
+                          "length of at least 1 trading day")
+    if pool.source == "bootstrap" and pool.markets and 3 in pool.phases:
+        raise ConfigError(_NO_BOOTSTRAP_PHASE3)
     bad = [p for p in pool.phases if p not in POOL_PHASES]
     if bad:
         raise ConfigError(f"train.pool.phases = {list(pool.phases)}: only phases "
@@ -72,6 +103,12 @@ def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
                           f"{n3} pool markets), so train.ppo.num_envs ({ppo_envs}) "
                           f"must be a multiple of {m}; change train.pool.phase3_markets or "
                           f"train.ppo.num_envs")
+
+
+_NO_BOOTSTRAP_PHASE3 = (
+    "train.pool: Phase 3 validates on every pool market's validation window, which in a "
+    "bootstrap pool resamples training days; take 3 out of train.pool.phases (or pool a "
+    "generated market with train.pool.source: generator)")
 
 
 def phase3_count(pool: PoolConfig) -> int:
@@ -90,8 +127,8 @@ def pool_seeds(pool: PoolConfig, own_seed: int | None) -> list[int]:
 
 
 @lru_cache(maxsize=2)
-def _build(synth: SynthConfig, data: DataConfig, features: FeatureConfig,
-           seeds: tuple[int, ...]) -> tuple[PoolMarket, ...]:
+def _generated(synth: SynthConfig, data: DataConfig, features: FeatureConfig,
+               seeds: tuple[int, ...]) -> tuple[PoolMarket, ...]:
     out = []
     for seed, market, meta in synthetic_markets(synth, data, list(seeds)):
         feats = build_features(market, features, meta.macro_names, meta.fundamental_names)
@@ -99,41 +136,85 @@ def _build(synth: SynthConfig, data: DataConfig, features: FeatureConfig,
     return tuple(out)
 
 
+_BOOTSTRAPPED: dict[tuple, tuple[PoolMarket, ...]] = {}
+
+
+def _content_key(market: MarketArrays) -> str:
+    """A hash of the market's returns, macro and masks (the cache key of its resampled pool)."""
+    h = hashlib.blake2b(digest_size=16)
+    for x in (market.returns, market.macro, market.stock_mask, market.benchmark_returns):
+        h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
+    return h.hexdigest()
+
+
+def _bootstrapped(market: MarketArrays, meta: MarketMeta, data: DataConfig,
+                  features: FeatureConfig, seeds: tuple[int, ...], block_days: float
+                  ) -> tuple[PoolMarket, ...]:
+    key = (_content_key(market), data, features, seeds, float(block_days))
+    if key not in _BOOTSTRAPPED:
+        window = (1, split_days(np.asarray(meta.dates), data).val_start)
+        if window[1] - window[0] < 2:
+            raise ConfigError(f"train.pool: the bootstrap needs training days before "
+                              f"data.val_start={data.val_start} (found {window[1] - 1})")
+        out = []
+        for seed in seeds:
+            m, mm, _ = bootstrap_market(market, meta, window, float(block_days), seed)
+            feats = build_features(m, features, mm.macro_names, mm.fundamental_names)
+            out.append(PoolMarket(seed, m, mm, feats, source="bootstrap",
+                                  block_days=float(block_days)))
+        _BOOTSTRAPPED.clear()  # one market's pool at a time (the phases of one job share it)
+        _BOOTSTRAPPED[key] = tuple(out)
+    return _BOOTSTRAPPED[key]
+
+
 # HOST ONLY
-def pool_generator(cfg: Config, run_market: object) -> SynthConfig | None:
-    """The generator the pool draws from (None without a pool); ConfigError when the run's
-    market was not generated (checked before Phase 1 by the main job and ``train``)."""
-    if not cfg.train.pool.markets:
+def pool_source(cfg: Config, run_market: object) -> str | None:
+    """'generator' or 'bootstrap', the source of this run's pool (None without a pool);
+    ConfigError when it cannot serve the run (checked before Phase 1 by the main job,
+    ``train`` and the walk-forward): a generator pool on a real market, or Phase 3 on a
+    bootstrap pool."""
+    pool = cfg.train.pool
+    check_pool_config(pool)
+    if not pool.markets:
         return None
-    synth = generator_of(run_market, cfg.synth)
-    if synth is None:
-        raise ConfigError("train.pool.markets > 0 needs a run on a generated market (a real "
-                          "market has no generator to draw more of it, and its resampled pool "
-                          "is not built); add --set train.pool.markets=0")
-    return synth
+    generated = generator_of(run_market, cfg.synth) is not None
+    source = pool.source if pool.source != "auto" else ("generator" if generated else "bootstrap")
+    if source == "generator" and not generated:
+        raise ConfigError("train.pool.source = generator needs a run on a generated market (a "
+                          "real market has no generator to draw more of it); use "
+                          "train.pool.source=bootstrap (or auto), or train.pool.markets=0")
+    if source == "bootstrap" and 3 in pool.phases:
+        raise ConfigError(_NO_BOOTSTRAP_PHASE3)
+    return source
 
 
 # HOST ONLY
-def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays
-                ) -> tuple[PoolMarket, ...]:
+def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays,
+                like_meta: MarketMeta | None = None) -> tuple[PoolMarket, ...]:
     """The pool Phase ``phase`` learns from besides the run's market (``()`` when
     ``train.pool.markets`` is 0 or the phase is not in ``train.pool.phases``; Phase 3: the first
     ``phase3_markets`` of them).
 
-    ``run_market``: the run's market record (run.json ``market``); ``like``: the run's market,
-    whose stock and sector axes every pool market must share. Built once per process for a
+    ``run_market``: the run's market record (run.json ``market``); ``like`` / ``like_meta``:
+    the run's market, whose stock and sector axes every pool market must share and which a
+    bootstrap pool resamples (``like_meta`` is needed then). Built once per process for a
     given config (Phases 1 and 2 of one job share it).
     """
     pool = cfg.train.pool
-    check_pool_config(pool)
-    if not pool.markets or phase not in pool.phases:
+    source = pool_source(cfg, run_market)
+    if source is None or phase not in pool.phases:
         return ()
-    synth = pool_generator(cfg, run_market)
     own = run_market.get("seed") if isinstance(run_market, dict) else None
-    seeds = pool_seeds(pool, own)
+    seeds = pool_seeds(pool, own if source == "generator" else None)
     if phase == 3:
         seeds = seeds[:phase3_count(pool)]
-    markets = _build(synth, cfg.data, cfg.features, tuple(seeds))
+    if source == "bootstrap":
+        if like_meta is None:
+            raise ValueError("market_pool: a bootstrap pool needs the run market's meta")
+        return _bootstrapped(like, like_meta, cfg.data, cfg.features, tuple(seeds),
+                             pool.block_days)
+    markets = _generated(generator_of(run_market, cfg.synth), cfg.data, cfg.features,
+                         tuple(seeds))
     for m in markets:
         if (m.market.num_stocks, m.market.num_sectors) != (like.num_stocks, like.num_sectors):
             raise ConfigError(
@@ -144,5 +225,10 @@ def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays
 
 
 def pool_record(markets: tuple[PoolMarket, ...], counts: dict[str, list[int]]) -> dict:
-    """What a phase summary records about its pool: the seeds and samples per market."""
-    return {"seeds": [m.seed for m in markets], **counts}
+    """What a phase summary records about its pool: the source, the seeds and samples per
+    market (and the bootstrap's mean block length)."""
+    out: dict = {"source": markets[0].source if markets else None,
+                 "seeds": [m.seed for m in markets], **counts}
+    if markets and markets[0].block_days is not None:
+        out["block_days"] = markets[0].block_days
+    return out

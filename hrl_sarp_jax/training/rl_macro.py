@@ -482,7 +482,7 @@ def run_phase3(
 
     def make_setup() -> tuple[Phase3Setup, dict[str, Any]]:
         micro, micro_info = load_phase2_micro(run, cfg, market, meta, feats)
-        pool = market_pool(cfg, run.info.get("market"), PHASE, market)
+        pool = market_pool(cfg, run.info.get("market"), PHASE, market, meta)
         return setup_phase3(cfg, market, meta, feats, micro_params=micro, rule=rule,
                             total_env_steps=total_env_steps, pool=pool), micro_info
 

@@ -134,14 +134,18 @@ def macro_baselines(train: ds.MacroSamples, val: ds.MacroSamples) -> dict[str, f
 def pooled(datasets, market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config,
            pool: tuple[PoolMarket, ...]) -> tuple[Any, Any, Any, dict[str, Any]]:
     """``datasets`` (``ds.macro_datasets`` | ``ds.micro_datasets``) of the run's market and of
-    each pool market: ((own train, own val), pooled train, pooled val, the pool's record)."""
+    each pool market: ((own train, own val), pooled train, pooled val, the pool's record).
+    A ``train_only`` pool market (a bootstrap of the run's training days) adds no validation."""
     parts = [datasets(market, meta, feats, cfg)]
     parts += [datasets(m.market, m.meta, m.feats, cfg) for m in pool]
+    use_val = [True] + [not m.train_only for m in pool]
     record = {} if not pool else {"pool": pool_record(pool, {
         "train_samples_per_market": [a.size for a, _ in parts],
-        "val_samples_per_market": [b.size for _, b in parts]})}
+        "val_samples_per_market": [b.size if u else 0
+                                   for (_, b), u in zip(parts, use_val, strict=True)]})}
     return (parts[0], ds.concat_samples([a for a, _ in parts]),
-            ds.concat_samples([b for _, b in parts]), record)
+            ds.concat_samples([b for (_, b), u in zip(parts, use_val, strict=True) if u]),
+            record)
 
 
 def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
@@ -316,7 +320,7 @@ def run_pretrain_phase(
     cosine schedule still spans ``epochs``).
     """
     t0 = time.perf_counter()
-    pool = market_pool(cfg, run.info.get("market"), phase, market)
+    pool = market_pool(cfg, run.info.get("market"), phase, market, meta)
     prep = PREPARE[phase](cfg, market, meta, feats, pool)
     p = prep.pcfg
     seeds = int(cfg.train.seeds)

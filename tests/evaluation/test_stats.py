@@ -45,14 +45,6 @@ def test_bootstrap_reproducible_and_centred():
     assert x["significant"] and x["p_value"] < 0.05  # a large true gap is detected
 
 
-def test_stationary_bootstrap_blocks():
-    rng = np.random.default_rng(0)
-    idx = st.stationary_bootstrap_indices(1000, 50, 10.0, rng)
-    assert idx.shape == (50, 1000) and idx.min() >= 0 and idx.max() < 1000
-    cont = (np.diff(idx, axis=1) % 1000) == 1
-    assert 0.85 < cont.mean() < 0.95  # continue with prob 1 - 1/10 (+ rare random hits)
-
-
 @pytest.mark.slow
 def test_bootstrap_coverage_monte_carlo():
     """95% CIs cover the true Sharpe difference in most seeds (iid normal, known truth)."""

@@ -13,6 +13,7 @@ from hrl_sarp_jax.checkpointing import create_run, read_phase_summary
 from hrl_sarp_jax.config import PoolConfig
 from hrl_sarp_jax.data.io import market_identity
 from hrl_sarp_jax.data.loader import load_market
+from hrl_sarp_jax.data.resample import bootstrap_market
 from hrl_sarp_jax.data.synthetic import write_synthetic_market
 from hrl_sarp_jax.envs.macro import MacroEnv
 from hrl_sarp_jax.envs.params import is_pooled, market_axes, stack_markets
@@ -24,8 +25,8 @@ from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training.market_pool import (
     check_pool_config,
     market_pool,
-    pool_generator,
     pool_seeds,
+    pool_source,
 )
 from hrl_sarp_jax.training.ppo_engine import step_envs
 from hrl_sarp_jax.training.runner import prepare_macro, prepare_micro, run_pretrain_phase
@@ -54,23 +55,66 @@ def test_pool_seeds_skip_the_runs_own_market():
     assert pool_seeds(PoolConfig(markets=0), own_seed=0) == []
 
 
-def test_pool_needs_a_generated_market(smoke_market):
+REAL = {"path": "x", "synthetic": False}
+GENERATED = {"synthetic": True, "preset": "small", "stocks_per_sector": 2,
+             "start": "2019-01-01", "end": "2020-12-31", "seed": 3}
+
+
+def test_pool_source_fits_the_market(smoke_market):
     _, market, _, _, cfg = smoke_market
     on = with_pool(cfg, markets=1, phases=(1,))
-    with pytest.raises(ConfigError, match="real market"):
-        market_pool(on, {"path": "x", "synthetic": False}, 1, market)
-    with pytest.raises(ConfigError, match="real market"):
-        market_pool(on, None, 1, market)
-    assert market_pool(on, {"synthetic": False}, 2, market) == ()   # phase 2 does not pool
-    assert market_pool(cfg, None, 1, market) == ()                  # no pool asked
-    # the check the main job, `train` and the walk-forward run before Phase 1
-    with pytest.raises(ConfigError, match=r"train\.pool\.markets=0"):
-        pool_generator(on, {"path": "x", "synthetic": False})
-    assert pool_generator(cfg, None) is None
-    gen = pool_generator(on, {"synthetic": True, "preset": "small", "stocks_per_sector": 2,
-                              "start": "2019-01-01", "end": "2020-12-31", "seed": 3})
-    assert (gen.preset, gen.stocks_per_sector, gen.start, gen.end) == (
-        "small", 2, "2019-01-01", "2020-12-31")
+    assert pool_source(cfg, None) is None                               # no pool asked
+    assert pool_source(on, GENERATED) == "generator"                    # auto, generated
+    assert pool_source(on, REAL) == pool_source(on, None) == "bootstrap"  # auto, real
+    gen = with_pool(on, source="generator")
+    with pytest.raises(ConfigError, match=r"train\.pool\.source=bootstrap"):
+        pool_source(gen, REAL)          # the check the main job, `train` and walk-forward run
+    with pytest.raises(ConfigError, match="Phase 3"):
+        pool_source(with_pool(on, phases=(1, 3)), REAL)                 # auto -> bootstrap
+    assert pool_source(with_pool(on, phases=(1, 3)), GENERATED) == "generator"
+    with pytest.raises(ConfigError, match="Phase 3"):
+        check_pool_config(PoolConfig(markets=2, phases=(3,), source="bootstrap"))
+    with pytest.raises(ConfigError, match=r"train\.pool\.source = 'hmm'"):
+        check_pool_config(PoolConfig(markets=2, source="hmm"))
+    with pytest.raises(ConfigError, match=r"train\.pool\.block_days"):
+        check_pool_config(PoolConfig(markets=2, block_days=0.5))
+    assert market_pool(on, REAL, 2, market) == ()                       # phase 2 does not pool
+    assert market_pool(cfg, None, 1, market) == ()
+    with pytest.raises(ValueError, match="meta"):
+        market_pool(on, REAL, 1, market)                                # resampling needs meta
+
+
+def test_bootstrap_pool_adds_training_samples_only(smoke_market):
+    """On a real market the pool resamples the run's training days: more training samples,
+    the validation set the run's own, each pool market's features built on its history."""
+    _, market, meta, feats, cfg = smoke_market
+    on = with_pool(cfg, markets=2, first_seed=5, phases=(1, 2), block_days=21.0)
+    pool = market_pool(on, REAL, 1, market, meta)
+    assert [(m.seed, m.source, m.train_only, m.block_days) for m in pool] == [
+        (5, "bootstrap", True, 21.0), (6, "bootstrap", True, 21.0)]
+    assert market_pool(on, REAL, 2, market, meta) is pool               # built once per job
+    hi = ds.split_days(np.asarray(meta.dates), cfg.data).val_start
+    want, _, days = bootstrap_market(market, meta, (1, hi), 21.0, 5)
+    assert days.max() < hi
+    np.testing.assert_array_equal(np.asarray(pool[0].market.returns), np.asarray(want.returns))
+    own_tr, own_va = ds.macro_datasets(market, meta, feats, on)
+    p_tr = [ds.macro_datasets(m.market, m.meta, m.feats, on)[0] for m in pool]
+    prep = prepare_macro(on, market, meta, feats, pool)
+    assert prep.train.size == own_tr.size + sum(x.size for x in p_tr)
+    assert prep.val.size == own_va.size
+    np.testing.assert_allclose(np.asarray(prep.val.inputs.macro),
+                               np.asarray(own_va.inputs.macro), rtol=0, atol=0)
+    np.testing.assert_allclose(np.asarray(prep.train.next_returns)[own_tr.size:][:p_tr[0].size],
+                               np.asarray(p_tr[0].next_returns), rtol=0, atol=0)
+    assert prep.info["pool"] == {
+        "source": "bootstrap", "seeds": [5, 6], "block_days": 21.0,
+        "train_samples_per_market": [own_tr.size] + [x.size for x in p_tr],
+        "val_samples_per_market": [own_va.size, 0, 0]}
+    # a resampled week's sample: its next-week returns are the source's, re-ordered
+    assert not np.allclose(np.asarray(p_tr[0].next_returns)[:10],
+                           np.asarray(own_tr.next_returns)[:10])
+    _, m_va = ds.micro_datasets(market, meta, feats, on)
+    assert prepare_micro(on, market, meta, feats, pool).val.samples.size == m_va.size
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +157,7 @@ def test_phase1_and_2_samples_pool_each_markets_own_samples(smoke_market, pooled
     np.testing.assert_allclose(np.asarray(prep.hp.class_weights),
                                pt.class_weights(labels, cfg.train.macro_pretrain.class_weights),
                                rtol=1e-6)
-    assert prep.info["pool"] == {"seeds": [7],
+    assert prep.info["pool"] == {"source": "generator", "seeds": [7],
                                  "train_samples_per_market": [own_tr.size, p_tr.size],
                                  "val_samples_per_market": [own_va.size, p_va.size]}
     # the pool market's samples differ from the run's (another market, not a copy)
