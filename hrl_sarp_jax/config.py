@@ -363,9 +363,9 @@ class JointConfig:
 class PoolConfig:
     """More markets the supervised phases learn from besides the run's own (``train.pool``;
     ``training/market_pool.py``): on a generated market each is the run's generator (preset,
-    stocks per sector, dates) with another seed, its samples split by the same dates; on a real
-    market each is a stationary block bootstrap of the run's training days (training samples
-    only)."""
+    stocks per sector, dates) with another seed, its samples split by the same dates; with
+    ``source: bootstrap`` each is a stationary block bootstrap of the run's training days
+    (training samples only)."""
 
     markets: int = 0
     """How many extra markets (0: the run's market only, the original's behaviour)."""
@@ -376,7 +376,7 @@ class PoolConfig:
     source: str = "auto"
     """'generator' (more markets of the run's generator), 'bootstrap' (resampled histories of
     the run's training window: ``data/resample.py``) or 'auto' (the generator for a generated
-    market, the bootstrap for a real one)."""
+    market; no pool for a real one, where the bootstrap measured no gain: docs/status.md)."""
     block_days: float = 63.0
     """The bootstrap's mean block length in trading days (geometric lengths; 63: a quarter, so
     that most regime episodes survive in one piece)."""

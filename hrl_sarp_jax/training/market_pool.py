@@ -5,7 +5,7 @@ Issue 13 ("train on many markets"): one market's training window holds a handful
 episodes, so a policy fitted to it learns that history rather than rules that carry over to
 another market. With ``train.pool.markets = K`` Phases 1 and 2 (``train.pool.phases``) also
 learn from K more markets, from one of two sources (``train.pool.source``; 'auto' picks the
-first for a generated market, the second for a real one):
+first for a generated market and no pool for a real one, where the second measured no gain):
 
 - ``generator``: markets of the run's own generator (run.json ``market``: preset, stocks per
   sector, dates) with seeds ``first_seed, first_seed + 1, ...`` (the run's own seed skipped),
@@ -105,6 +105,23 @@ def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
                           f"train.ppo.num_envs")
 
 
+AUTO_REAL_MARKET = (
+    "train.pool.source auto on a real market: no pool (a stationary bootstrap of the market's "
+    "own training days measured no better than no pool on 40 generated markets, docs/status.md; "
+    "set train.pool.source: bootstrap to use it anyway)")
+"""Why ``auto`` pools nothing for a real market (recorded in the phase summary)."""
+
+
+def skipped_pool(cfg: Config, run_market: object, phase: int) -> dict:
+    """``{"pool": {"source": None, "skipped": why}}`` when ``train.pool`` asks for markets in
+    ``phase`` but 'auto' pools none for this (real) market, else ``{}``."""
+    pool = cfg.train.pool
+    if pool.markets and phase in pool.phases and pool.source == "auto" \
+            and pool_source(cfg, run_market) is None:
+        return {"pool": {"source": None, "skipped": AUTO_REAL_MARKET}}
+    return {}
+
+
 _NO_BOOTSTRAP_PHASE3 = (
     "train.pool: Phase 3 validates on every pool market's validation window, which in a "
     "bootstrap pool resamples training days; take 3 out of train.pool.phases (or pool a "
@@ -169,16 +186,18 @@ def _bootstrapped(market: MarketArrays, meta: MarketMeta, data: DataConfig,
 
 # HOST ONLY
 def pool_source(cfg: Config, run_market: object) -> str | None:
-    """'generator' or 'bootstrap', the source of this run's pool (None without a pool);
-    ConfigError when it cannot serve the run (checked before Phase 1 by the main job,
-    ``train`` and the walk-forward): a generator pool on a real market, or Phase 3 on a
-    bootstrap pool."""
+    """'generator' or 'bootstrap', the source of this run's pool (None without a pool, and
+    for 'auto' on a real market: ``AUTO_REAL_MARKET``); ConfigError when it cannot serve the
+    run (checked before Phase 1 by the main job, ``train`` and the walk-forward): a generator
+    pool on a real market, or Phase 3 on a bootstrap pool."""
     pool = cfg.train.pool
     check_pool_config(pool)
     if not pool.markets:
         return None
     generated = generator_of(run_market, cfg.synth) is not None
-    source = pool.source if pool.source != "auto" else ("generator" if generated else "bootstrap")
+    if pool.source == "auto" and not generated:
+        return None  # AUTO_REAL_MARKET: no pool
+    source = "generator" if pool.source == "auto" else pool.source
     if source == "generator" and not generated:
         raise ConfigError("train.pool.source = generator needs a run on a generated market (a "
                           "real market has no generator to draw more of it); use "

@@ -34,7 +34,12 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import datasets as ds
 from hrl_sarp_jax.training import pretrain as pt
-from hrl_sarp_jax.training.market_pool import PoolMarket, market_pool, pool_record
+from hrl_sarp_jax.training.market_pool import (
+    PoolMarket,
+    market_pool,
+    pool_record,
+    skipped_pool,
+)
 from hrl_sarp_jax.types import NUM_REGIMES, PyTree
 
 CHECKPOINT_METRIC = "val_loss"
@@ -402,6 +407,7 @@ def run_pretrain_phase(
         "best_step": best_step,
         "params_used": "per-seed best_params (lowest validation loss; in every checkpoint)",
         **prep.info,
+        **skipped_pool(cfg, run.info.get("market"), phase),
     }
     path = write_phase_summary(run, phase, summary)
     rows = [(label, float(summary[key]), base, float(summary[base]) if base else None)

@@ -23,10 +23,12 @@ from hrl_sarp_jax.training import datasets as ds
 from hrl_sarp_jax.training import pretrain as pt
 from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training.market_pool import (
+    AUTO_REAL_MARKET,
     check_pool_config,
     market_pool,
     pool_seeds,
     pool_source,
+    skipped_pool,
 )
 from hrl_sarp_jax.training.ppo_engine import step_envs
 from hrl_sarp_jax.training.runner import prepare_macro, prepare_micro, run_pretrain_phase
@@ -65,12 +67,19 @@ def test_pool_source_fits_the_market(smoke_market):
     on = with_pool(cfg, markets=1, phases=(1,))
     assert pool_source(cfg, None) is None                               # no pool asked
     assert pool_source(on, GENERATED) == "generator"                    # auto, generated
-    assert pool_source(on, REAL) == pool_source(on, None) == "bootstrap"  # auto, real
+    # auto, real market: no pool (the bootstrap measured no gain), and the summary says so
+    assert pool_source(on, REAL) is None and pool_source(on, None) is None
+    assert market_pool(on, REAL, 1, market) == ()
+    assert skipped_pool(on, REAL, 1) == {"pool": {"source": None, "skipped": AUTO_REAL_MARKET}}
+    assert skipped_pool(on, REAL, 2) == {} and skipped_pool(on, GENERATED, 1) == {}
+    assert skipped_pool(cfg, REAL, 1) == {}                             # no pool asked
+    boot = with_pool(on, source="bootstrap")
+    assert pool_source(boot, REAL) == pool_source(boot, GENERATED) == "bootstrap"
     gen = with_pool(on, source="generator")
     with pytest.raises(ConfigError, match=r"train\.pool\.source=bootstrap"):
         pool_source(gen, REAL)          # the check the main job, `train` and walk-forward run
     with pytest.raises(ConfigError, match="Phase 3"):
-        pool_source(with_pool(on, phases=(1, 3)), REAL)                 # auto -> bootstrap
+        pool_source(with_pool(boot, phases=(1, 3)), REAL)
     assert pool_source(with_pool(on, phases=(1, 3)), GENERATED) == "generator"
     with pytest.raises(ConfigError, match="Phase 3"):
         check_pool_config(PoolConfig(markets=2, phases=(3,), source="bootstrap"))
@@ -78,17 +87,18 @@ def test_pool_source_fits_the_market(smoke_market):
         check_pool_config(PoolConfig(markets=2, source="hmm"))
     with pytest.raises(ConfigError, match=r"train\.pool\.block_days"):
         check_pool_config(PoolConfig(markets=2, block_days=0.5))
-    assert market_pool(on, REAL, 2, market) == ()                       # phase 2 does not pool
+    assert market_pool(boot, REAL, 2, market) == ()                     # phase 2 does not pool
     assert market_pool(cfg, None, 1, market) == ()
     with pytest.raises(ValueError, match="meta"):
-        market_pool(on, REAL, 1, market)                                # resampling needs meta
+        market_pool(boot, REAL, 1, market)                              # resampling needs meta
 
 
 def test_bootstrap_pool_adds_training_samples_only(smoke_market):
     """On a real market the pool resamples the run's training days: more training samples,
     the validation set the run's own, each pool market's features built on its history."""
     _, market, meta, feats, cfg = smoke_market
-    on = with_pool(cfg, markets=2, first_seed=5, phases=(1, 2), block_days=21.0)
+    on = with_pool(cfg, markets=2, first_seed=5, phases=(1, 2), block_days=21.0,
+                   source="bootstrap")
     pool = market_pool(on, REAL, 1, market, meta)
     assert [(m.seed, m.source, m.train_only, m.block_days) for m in pool] == [
         (5, "bootstrap", True, 21.0), (6, "bootstrap", True, 21.0)]
@@ -182,6 +192,12 @@ def test_phase1_run_records_its_pool(smoke_market, pooled, tmp_path):
     assert s["pool"]["seeds"] == [7]
     assert s["train_samples"] == sum(s["pool"]["train_samples_per_market"])
     assert s["train_span"][0] >= str(np.asarray(meta.dates)[0])
+    # the same config on a real market: 'auto' pools nothing, and the summary says why
+    real = create_run(tmp_path, "r", one, "fp", resume=False, market=REAL)
+    run_pretrain_phase(1, one, market, meta, feats, real, epoch_limit=1, progress=False)
+    r = read_phase_summary(real, 1)
+    assert r["pool"] == {"source": None, "skipped": AUTO_REAL_MARKET}
+    assert r["train_samples"] == s["pool"]["train_samples_per_market"][0]
 
 
 # --------------------------------------------------------------------------- Phase 3
