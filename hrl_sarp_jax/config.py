@@ -35,6 +35,12 @@ class SynthConfig:
     start: str = "2012-01-02"
     end: str = "2024-12-31"
     stocks_per_sector: int = 5
+    alpha_jitter: float = 0.0
+    """Standard deviation of a per-market perturbation of every sector's annual excess drift in
+    every regime, drawn from the market's seed (``data.synthetic_presets.sector_alpha_annual``;
+    the preset's drifts span about -0.18 .. +0.24). 0: every market of a preset shares the
+    preset's regime -> sector drift table, so a policy can learn that one table; > 0: each
+    market has its own, and only what the markets share transfers."""
 
 
 @dataclass(frozen=True)

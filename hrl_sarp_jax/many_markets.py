@@ -103,7 +103,9 @@ def in_sample_seeds(trained: dict | None, synth: SynthConfig, seeds: Sequence[in
     """The seeds among ``seeds`` whose market the run trained on (same generator settings)."""
     if not trained or not trained.get("synthetic"):
         return []
-    same = all(trained.get(k) == getattr(synth, k) for k in GENERATOR_KEYS)
+    default = SynthConfig()  # a record without a key was made with its default (alpha_jitter)
+    same = all((trained.get(k) if trained.get(k) is not None else getattr(default, k))
+               == getattr(synth, k) for k in GENERATOR_KEYS)
     return [s for s in seeds if same and trained.get("seed") == s]
 
 
@@ -237,14 +239,18 @@ def evaluate_markets(
                           f"markets ({market0.num_stocks} stocks, {market0.num_sectors} "
                           f"sectors): {str(exc).splitlines()[0][:200]}; use the preset it was "
                           f"trained on") from exc
-    drift = bl.sector_drift_matrix(synthetic_meta(synth), meta0.sectors)
+    def drift(seed: int) -> np.ndarray:  # [3, S] the oracle's table for market ``seed``
+        return bl.sector_drift_matrix(synthetic_meta(replace(synth, seed=int(seed))),
+                                      meta0.sectors)
+
     pretrained = (load_pretrained_policy(run, cfg, market0, meta0, feats0) if uses_rl(policy)
                   else None)
     strategies = _strategies(run, cfg, policy, pretrained, params0, t0, length, include,
                              random_seeds)
     index = include is None or BENCHMARK in include
     week_end = np.asarray(market0.week_end, bool)
-    say(f"{len(seeds)} market(s) (seeds {seeds[0]}..{seeds[-1]}, preset {synth.preset}), "
+    jitter = f", sector drifts jittered by {synth.alpha_jitter:g}" if synth.alpha_jitter else ""
+    say(f"{len(seeds)} market(s) (seeds {seeds[0]}..{seeds[-1]}, preset {synth.preset}{jitter}), "
         f"window {dates[t0]} .. {dates[t0 + length]} ({length} days), "
         f"{len(strategies) + int(index)} strategies, chunks of {chunk}")
 
@@ -306,6 +312,7 @@ def evaluate_markets(
             "generator_version": GENERATOR_VERSION, "preset": synth.preset,
             "preset_hash": preset_hash(synth), "stocks_per_sector": synth.stocks_per_sector,
             "dates": [synth.start, synth.end], "config_hash": config_hash(cfg),
+            **({"alpha_jitter": synth.alpha_jitter} if synth.alpha_jitter else {}),
             "costs": to_dict(cfg.env.cost), "constraints": to_dict(cfg.env.constraints),
             "risk_manager": bool(risk_manager), "oracle": ORACLE_DEFINITION,
             "baselines": [n for n in names if n not in (AGENT, ENSEMBLE)],
@@ -355,7 +362,8 @@ def _chunk_inputs(items: list, cfg: Config) -> _ChunkInputs:
 
 
 def _chunk_records(inputs: _ChunkInputs, cfg: Config, strategies: list[mk.MarketStrategy],
-                   drift: np.ndarray, t0: int, length: int, rebalance: Callable,
+                   drift: Callable[[int], np.ndarray], t0: int, length: int,
+                   rebalance: Callable,
                    risk_manager: bool, index: bool) -> list[dict]:
     """Per-market records of one chunk: every strategy as one program over the chunk, the
     index on the host (``index``), the agent's attribution and regime-call scores."""
@@ -365,7 +373,8 @@ def _chunk_records(inputs: _ChunkInputs, cfg: Config, strategies: list[mk.Market
     dates = np.asarray(inputs.meta.dates)
     fitted = [s for s in strategies if s.kind == "fitted"]
     strategies = [s for s in strategies if s.kind not in ("oracle", "fitted")] + [
-        replace(s, carry_of=lambda c, fn=s.weights_fn: fn.init_carry(drift, latent[c]))
+        replace(s, carry_of=lambda c, fn=s.weights_fn: fn.init_carry(drift(inputs.seeds[c]),
+                                                                     latent[c]))
         for s in oracle] + [
         replace(s, carry_of=lambda c, fn=s.weights_fn: fn.init_carry(
             fit_market(inputs.arrays[c], params[c], dates, cfg)))

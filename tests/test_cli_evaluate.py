@@ -311,3 +311,22 @@ def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_
         assert len(err) == 1 and "--preset" in err[0] and "real market" in err[0], err
     finally:
         run_json.write_text(saved)
+
+
+def test_in_sample_seeds_reads_records_without_a_drift_jitter():
+    """A run recorded before ``synth.alpha_jitter`` existed (no key) was made with jitter 0:
+    its own seed is in sample for the instrument's default markets, not for jittered ones."""
+    import dataclasses
+
+    from hrl_sarp_jax.config import SynthConfig
+    from hrl_sarp_jax.many_markets import in_sample_seeds
+
+    synth = SynthConfig(preset="small", stocks_per_sector=2, start="2019-01-01",
+                        end="2020-12-31")
+    old = {"synthetic": True, "seed": 7, "preset": "small", "stocks_per_sector": 2,
+           "start": "2019-01-01", "end": "2020-12-31"}
+    assert in_sample_seeds(old, synth, [6, 7, 8]) == [7]
+    jittered = dataclasses.replace(synth, alpha_jitter=0.05)
+    assert in_sample_seeds(old, jittered, [7]) == []
+    assert in_sample_seeds({**old, "alpha_jitter": 0.05}, jittered, [7]) == [7]
+    assert in_sample_seeds({**old, "synthetic": False}, synth, [7]) == []

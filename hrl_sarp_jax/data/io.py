@@ -115,4 +115,6 @@ def market_identity(market_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"path": str(market_dir), "synthetic": bool(meta.get("synthetic"))}
     if out["synthetic"]:
         out.update({k: meta.get(k) for k in MARKET_IDENTITY_KEYS})
+        if meta.get("alpha_jitter"):  # recorded only where markets of one preset differ
+            out["alpha_jitter"] = meta["alpha_jitter"]
     return out

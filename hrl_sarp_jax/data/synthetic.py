@@ -226,7 +226,8 @@ def market_frames(
 def synthetic_meta(cfg: SynthConfig, sectors: tuple[str, ...] | None = None) -> dict:
     """meta.json of the market ``cfg`` describes (generator settings, sector drift table)."""
     sectors = preset_sectors(cfg.preset) if sectors is None else sectors
-    drift = sector_drift_annual(cfg.preset)
+    drift = sector_drift_annual(cfg.preset, cfg.seed, cfg.alpha_jitter)
+    jitter = {"alpha_jitter": float(cfg.alpha_jitter)} if cfg.alpha_jitter else {}
     return {
         "market": "synthetic-nse",
         "currency": "INR",
@@ -239,6 +240,7 @@ def synthetic_meta(cfg: SynthConfig, sectors: tuple[str, ...] | None = None) -> 
         "start": cfg.start,
         "end": cfg.end,
         "generator_version": GENERATOR_VERSION,
+        **jitter,
         "regime_names": list(REGIME_NAMES),
         "regime_mean_duration_days": dict(zip(REGIME_NAMES, MEAN_DURATION, strict=True)),
         "sector_drift_annual": {
@@ -264,14 +266,15 @@ def _check_seed(seed: object, what: str = "synth.seed") -> None:
 def preset_hash(cfg: SynthConfig) -> str:
     """sha256 of the generator's parameters for ``cfg`` (preset, stocks per sector) and its
     version: two evaluations on markets with equal hashes and seeds saw the same process."""
+    jitter = f":alpha_jitter={cfg.alpha_jitter!r}" if cfg.alpha_jitter else ""
     h = hashlib.sha256(f"hrl-sarp-synth-v{GENERATOR_VERSION}:{cfg.preset}:"
-                       f"{cfg.stocks_per_sector}:{cfg.start}:{cfg.end}".encode())
+                       f"{cfg.stocks_per_sector}:{cfg.start}:{cfg.end}{jitter}".encode())
     for leaf in jax.tree.leaves(make_params(cfg.preset, cfg.stocks_per_sector)):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     return h.hexdigest()
 
 
-GENERATOR_KEYS = ("preset", "stocks_per_sector", "start", "end")
+GENERATOR_KEYS = ("preset", "stocks_per_sector", "start", "end", "alpha_jitter")
 """The generator settings a run's market record (run.json ``market``) carries besides the seed."""
 
 
@@ -294,9 +297,11 @@ def synthetic_markets(cfg: SynthConfig, data_cfg: DataConfig, seeds: list[int]
     for s in seeds:
         _check_seed(s, "market seed")
     dates = synth_dates(cfg)
-    params = make_params(cfg.preset, cfg.stocks_per_sector)
+    shared = make_params(cfg.preset, cfg.stocks_per_sector)
     for s in seeds:
         one = dataclasses.replace(cfg, seed=int(s))
+        params = (make_params(cfg.preset, cfg.stocks_per_sector, int(s), cfg.alpha_jitter)
+                  if cfg.alpha_jitter else shared)
         arrays = generate_market(jax.random.key(int(s)), params, dates)
         yield (int(s), *synthetic_market_arrays(arrays, one, data_cfg, dates))
 
@@ -324,7 +329,7 @@ def write_synthetic_market(out_dir: Path, cfg: SynthConfig) -> Path:
     sectors = preset_sectors(cfg.preset)
     tickers = preset_tickers(cfg.preset, cfg.stocks_per_sector)
     dates = synth_dates(cfg)
-    params = make_params(cfg.preset, cfg.stocks_per_sector)
+    params = make_params(cfg.preset, cfg.stocks_per_sector, cfg.seed, cfg.alpha_jitter)
     arrays = generate_market(jax.random.key(cfg.seed), params, dates)
     return io.write_market(
         Path(out_dir), market_frames(arrays, dates, tickers), synthetic_meta(cfg, sectors)

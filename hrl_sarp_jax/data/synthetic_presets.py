@@ -149,19 +149,41 @@ def preset_tickers(preset: str, stocks_per_sector: int) -> tuple[tuple[str, str]
     return tuple(out)
 
 
-def sector_drift_annual(preset: str) -> np.ndarray:
-    """[3, S] configured expected annual log return of each sector per regime.
+ALPHA_JITTER_STREAM = 0xA1FA
+"""NumPy seed stream of the per-market sector drift perturbation: ``default_rng([stream, seed])``."""
 
-    alpha[r, s] + beta[s] * market_mu[r]: what the regime oracle ranks sectors by.
-    """
+
+def sector_alpha_annual(preset: str, seed: int = 0, jitter: float = 0.0) -> np.ndarray:
+    """[3, S] annual excess drift of each sector per regime: the preset's ``SectorSpec.alpha``,
+    plus, when ``jitter`` > 0, a per-market draw ``jitter * N(0, 1)`` for every (regime,
+    sector) from ``default_rng([ALPHA_JITTER_STREAM, seed])``. With ``jitter`` 0 every market
+    of a preset shares one table (the seed changes only the shocks)."""
     specs = [SECTORS[s] for s in preset_sectors(preset)]
     alpha = np.array([sp.alpha for sp in specs]).T  # [3, S]
+    if jitter < 0 or not np.isfinite(jitter):
+        raise ConfigError(f"synth.alpha_jitter = {jitter} must be a standard deviation >= 0")
+    if jitter > 0:
+        rng = np.random.default_rng([ALPHA_JITTER_STREAM, int(seed)])
+        alpha = alpha + float(jitter) * rng.standard_normal(alpha.shape)
+    return alpha
+
+
+def sector_drift_annual(preset: str, seed: int = 0, jitter: float = 0.0) -> np.ndarray:
+    """[3, S] configured expected annual log return of each sector per regime.
+
+    alpha[r, s] + beta[s] * market_mu[r] (``sector_alpha_annual``): what the regime oracle
+    ranks sectors by.
+    """
+    specs = [SECTORS[s] for s in preset_sectors(preset)]
+    alpha = sector_alpha_annual(preset, seed, jitter)
     beta = np.array([sp.beta for sp in specs])
     return alpha + np.asarray(MARKET_MU)[:, None] * beta[None, :]
 
 
-def make_params(preset: str, stocks_per_sector: int) -> SynthParams:
-    """SynthParams for a preset (float32 leaves; the sector of each stock as int32)."""
+def make_params(preset: str, stocks_per_sector: int, seed: int = 0,
+                alpha_jitter: float = 0.0) -> SynthParams:
+    """SynthParams for a preset (float32 leaves; the sector of each stock as int32); with
+    ``alpha_jitter`` > 0 the sector drifts are market ``seed``'s (``sector_alpha_annual``)."""
     sectors = preset_sectors(preset)
     specs = [SECTORS[s] for s in sectors]
     d = float(TRADING_DAYS)
@@ -173,7 +195,7 @@ def make_params(preset: str, stocks_per_sector: int) -> SynthParams:
         init_probs=f32(stationary(p)),
         market_mu=f32(np.asarray(MARKET_MU) / d),
         market_sigma=f32(np.asarray(MARKET_SIGMA) / np.sqrt(d)),
-        sector_alpha=f32(np.array([sp.alpha for sp in specs]).T / d),
+        sector_alpha=f32(sector_alpha_annual(preset, seed, alpha_jitter) / d),
         sector_beta=f32([sp.beta for sp in specs]),
         sector_sigma=f32(np.array([sp.sigma for sp in specs]) / np.sqrt(d)),
         sector_fund_base=f32([sp.fund for sp in specs]),

@@ -99,11 +99,18 @@ def delta_plot(doc: dict) -> bytes:
     return png_bytes(fig)
 
 
+def _jitter(doc: dict) -> str:
+    """', sector drifts jittered by J' for markets whose drift tables differ (synth.alpha_jitter)."""
+    j = doc["depends_on"].get("alpha_jitter")
+    return f", sector drifts jittered by {j:g}" if j else ""
+
+
 def _headline(doc: dict) -> list[str]:
     w = doc["window"]
     seeds = doc["seeds"]["markets"]
     lines = [f"Run {doc['run']}: {len(seeds)} generated market(s), seeds {seeds[0]}..{seeds[-1]} "
-             f"(preset {doc['depends_on']['preset']}), window {w['start']} .. {w['end']} "
+             f"(preset {doc['depends_on']['preset']}{_jitter(doc)}), window {w['start']} .. "
+             f"{w['end']} "
              f"({w['days']} days, split {doc['split']}), net of costs, "
              f"{doc['seeds']['policy']} policy seed(s); {doc['seconds']:.0f} s."]
     if doc["in_sample"]:

@@ -7,6 +7,7 @@ programs compile once for the module; mechanics are checked on small pure pieces
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import jax
@@ -398,3 +399,58 @@ def test_default_market_stylized_facts(tmp_path):
     assert f["within_sector_corr"] > f["cross_sector_corr"]
     assert f["oracle_minus_equal_weight_sharpe"] >= 0.5
     assert 0.001 <= f["circuit_hit_share"] <= 0.01
+
+
+# --------------------------------------------------------------------------- drift jitter
+
+
+def test_alpha_jitter_draws_each_markets_own_drift_table():
+    base = presets.sector_alpha_annual("nse")
+    it = presets.preset_sectors("nse").index("IT")
+    np.testing.assert_array_equal(base[:, it], [-0.07, 0.14, 0.10])  # SectorSpec by hand
+    np.testing.assert_array_equal(presets.sector_alpha_annual("nse", 5, 0.0), base)
+    got = presets.sector_alpha_annual("nse", 5, 0.05)
+    z = np.random.default_rng([presets.ALPHA_JITTER_STREAM, 5]).standard_normal(base.shape)
+    np.testing.assert_allclose(got, base + 0.05 * z, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(got, presets.sector_alpha_annual("nse", 5, 0.05))
+    assert not np.allclose(got, presets.sector_alpha_annual("nse", 6, 0.05))
+    # the drift table (what the oracle ranks by) moves by the same amounts
+    np.testing.assert_allclose(presets.sector_drift_annual("nse", 5, 0.05)
+                               - presets.sector_drift_annual("nse"), got - base, atol=1e-12)
+    # the generator's daily drift is the jittered table / 252; the rest is the preset's
+    a, b = presets.make_params("nse", 2), presets.make_params("nse", 2, 5, 0.05)
+    np.testing.assert_allclose(np.asarray(b.sector_alpha), got / 252.0, rtol=1e-6)
+    for name in a.__dataclass_fields__:
+        if name != "sector_alpha":
+            np.testing.assert_array_equal(np.asarray(getattr(a, name)),
+                                          np.asarray(getattr(b, name)), err_msg=name)
+    # jitter 0: the same parameters for every seed, bit for bit (the instrument's default)
+    c = presets.make_params("nse", 2, 9, 0.0)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    with pytest.raises(ConfigError, match="alpha_jitter"):
+        presets.sector_alpha_annual("nse", 0, -0.1)
+
+
+def test_jittered_market_in_memory_is_its_folder_and_records_its_table(market_dir, tmp_path):
+    from hrl_sarp_jax.config import DataConfig
+    from hrl_sarp_jax.data.loader import load_market
+
+    jit = dataclasses.replace(CFG, alpha_jitter=0.05)
+    out = sy.write_synthetic_market(tmp_path / "j", jit)
+    meta = json.loads((out / schema.META_FILE).read_text())
+    assert meta["alpha_jitter"] == 0.05
+    table = presets.sector_drift_annual(CFG.preset, CFG.seed, 0.05)
+    sectors = presets.preset_sectors(CFG.preset)
+    assert meta["sector_drift_annual"]["bear"][sectors[1]] == round(float(table[1, 1]), 6)
+    assert "alpha_jitter" not in json.loads((market_dir / schema.META_FILE).read_text())
+    assert io.market_identity(out)["alpha_jitter"] == 0.05
+    assert "alpha_jitter" not in io.market_identity(market_dir)
+    data_cfg = DataConfig()
+    (_, mem, _), = list(sy.synthetic_markets(jit, data_cfg, [CFG.seed]))
+    disk, _ = load_market(out, data_cfg)
+    np.testing.assert_array_equal(np.asarray(mem.returns), np.asarray(disk.returns))
+    plain, _ = load_market(market_dir, data_cfg)  # same seed, same shocks, other drifts
+    assert not np.array_equal(np.asarray(plain.returns), np.asarray(disk.returns))
+    np.testing.assert_array_equal(np.asarray(plain.latent_regime), np.asarray(disk.latent_regime))
+    assert sy.preset_hash(jit) != sy.preset_hash(CFG)
