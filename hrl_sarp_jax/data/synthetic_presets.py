@@ -150,7 +150,7 @@ def preset_tickers(preset: str, stocks_per_sector: int) -> tuple[tuple[str, str]
 
 
 ALPHA_JITTER_STREAM = 0xA1FA
-"""NumPy seed stream of the per-market sector drift perturbation: ``default_rng([stream, seed])``."""
+"""NumPy seed stream of the per-market sector drift draw: ``default_rng([stream, seed])``."""
 
 
 def sector_alpha_annual(preset: str, seed: int = 0, jitter: float = 0.0) -> np.ndarray:

@@ -100,7 +100,7 @@ def delta_plot(doc: dict) -> bytes:
 
 
 def _jitter(doc: dict) -> str:
-    """', sector drifts jittered by J' for markets whose drift tables differ (synth.alpha_jitter)."""
+    """', sector drifts jittered by J' where markets' drift tables differ (synth.alpha_jitter)."""
     j = doc["depends_on"].get("alpha_jitter")
     return f", sector drifts jittered by {j:g}" if j else ""
 
