@@ -205,7 +205,9 @@ def _synth_matches(market_dir: Path, synth) -> bool:
     except (OSError, ValueError):
         return False
     keys = ("seed", "preset", "stocks_per_sector", "start", "end")
-    return all(meta.get(k) == getattr(synth, k) for k in keys)
+    jitter = float(meta.get("alpha_jitter") or 0.0)  # absent: made without one
+    return (all(meta.get(k) == getattr(synth, k) for k in keys)
+            and jitter == float(synth.alpha_jitter))
 
 
 def _train_market(args: argparse.Namespace, cfg) -> Path:

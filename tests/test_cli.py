@@ -49,3 +49,24 @@ def test_import_long_without_sector_map_is_rejected(capsys, tmp_path):
     code = main(["data", "import", "--from", "long", str(tmp_path / "p.csv"), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "--sectors" in capsys.readouterr().err
+
+
+def test_the_default_market_is_regenerated_when_its_synth_settings_change(tmp_path):
+    """``_synth_matches``: data/default is kept only for the same generator settings, the
+    drift jitter included (a meta.json without one was made without one)."""
+    import dataclasses
+    import json
+
+    from hrl_sarp_jax.cli import _synth_matches
+    from hrl_sarp_jax.config import SynthConfig
+
+    synth = SynthConfig(preset="small", seed=3)
+    meta = {k: getattr(synth, k) for k in ("seed", "preset", "stocks_per_sector", "start", "end")}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    assert _synth_matches(tmp_path, synth)
+    assert not _synth_matches(tmp_path, dataclasses.replace(synth, seed=4))
+    jittered = dataclasses.replace(synth, alpha_jitter=0.1)
+    assert not _synth_matches(tmp_path, jittered)
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, "alpha_jitter": 0.1}))
+    assert _synth_matches(tmp_path, jittered) and not _synth_matches(tmp_path, synth)
+    assert not _synth_matches(tmp_path / "missing", synth)

@@ -57,16 +57,7 @@ from hrl_sarp_jax.training.ppo_loop import (
     place_env_params,
 )
 from hrl_sarp_jax.training.programs import compile_ahead
-from hrl_sarp_jax.training.selection import (
-    SELECT_METRIC,
-    START_KEY,
-    effective_windows,
-    saved_start,
-    seeds_vs_start,
-    selection_score,
-    summary_fields,
-    vs_start_line,
-)
+from hrl_sarp_jax.training.selection import RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import Params, PyTree
 
@@ -339,12 +330,12 @@ def _block_record(metrics: list[dict], prefix: str, per_seed: bool = False) -> d
     return rec
 
 
-def _save_round(run: Any, ck: PhaseCheckpointer, done: int, state3, state4,
-                last: dict[str, np.ndarray], m3: list, m4: list, k: int,
-                select: dict[str, Any]) -> dict[str, float]:
-    """Log the round's metrics and checkpoint both states; returns the validation means.
-    ``select``: the ranking score (None without ``train.checkpoint_margin``) and round 0's
-    per-episode Sharpes, saved with the checkpoint."""
+def _save_round(run: Any, ranked: RankedCheckpoints, done: int, state3, state4,
+                last: dict[str, np.ndarray], eps: np.ndarray, m3: list, m4: list,
+                k: int) -> dict[str, float]:
+    """Log the round's metrics and checkpoint both states (``eps``: the per-episode
+    validation Sharpes [K, E] the selection rule pairs with round 0's); returns the
+    validation means."""
     means = {m: float(np.mean(v)) for m, v in last.items()}
     run.log_metrics(PHASE, done, {**_block_record(m3, "macro_"), **_block_record(m4, "micro_"),
                                   **means, "val_sharpe_per_seed": last["val_sharpe"].tolist(),
@@ -357,12 +348,8 @@ def _save_round(run: Any, ck: PhaseCheckpointer, done: int, state3, state4,
     metrics = {BEST_METRIC: means["val_sharpe"],
                "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
                "val_goal_alignment": means["val_goal_alignment"]}
-    meta: dict[str, Any] = {"round": done, "seeds": k}
-    if select["score"] is not None:
-        metrics[SELECT_METRIC] = select["score"]
-    if select["start"] is not None:
-        meta[START_KEY] = select["start"].tolist()
-    ck.save(done, {"macro": state3, "micro": state4}, metrics=metrics, meta=meta)
+    ranked.save(done, {"macro": state3, "micro": state4}, metrics, {"round": done, "seeds": k},
+                means["val_sharpe"], eps)
     return means
 
 
@@ -377,14 +364,9 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
     k = int(cfg.train.seeds if seeds is None else seeds)
     if k < 1:
         raise ConfigError(f"Phase 5 needs at least one seed (got {k})")
-    margin = float(cfg.train.checkpoint_margin)
-    ck = PhaseCheckpointer(run, PHASE, keep_latest=cfg.train.keep_latest,
-                           best_metric=SELECT_METRIC if margin else BEST_METRIC)
-    try:
-        if ck.latest_step() is not None and not resume:
-            raise CheckpointError(
-                f"phase 5 of run {run.name} already has checkpoints (steps {ck.all_steps()}); "
-                f"pass --resume to continue it or use a new --run")
+    with RankedCheckpoints(run, PHASE, label="phase 5", metric=BEST_METRIC,
+                           margin=float(cfg.train.checkpoint_margin),
+                           keep_latest=cfg.train.keep_latest, resume=resume) as ranked:
         saved3, info3 = restore_phase3_state(run, cfg, market, meta, feats)
         k3 = int(jax.tree.leaves(saved3)[0].shape[0])
         example_macro = _first(macro_actor_of(saved3))
@@ -397,14 +379,11 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         state3, state4 = _initial_states(setup, cfg, saved3, saved4)
         del saved3, saved4
         done = 0
-        resumed_from = None
-        start_eps: np.ndarray | None = None  # [K, E] round 0's, for the margin
-        if ck.latest_step() is not None:
-            abstract = _abstract({"macro": state3, "micro": state4})
-            both, saved, resumed_from = ck.restore(abstract, "latest")
+        restored = ranked.restore_latest({"macro": state3, "micro": state4})
+        if restored is not None:
+            both, user = restored
             state3, state4 = both["macro"], both["micro"]
-            done = int(saved.get("user", {}).get("round", resumed_from))
-            start_eps = saved_start(saved.get("user", {}))
+            done = int(user.get("round", ranked.resumed_from))
             say(f"phase 5: resumed after round {done}")
         # the seed axis over the mesh's devices, as Phases 3-4 place it: the Micro block's
         # programs are then Phase 4's own (same shapes and placement: one compile serves both)
@@ -427,20 +406,14 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             f"{micro_steps} Micro (daily) env steps per seed, lr x {cfg.train.joint.lr_scale}, "
             f"compiled in {compile_s:.1f}s")
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
-        windows = effective_windows(np.asarray(setup.s3.eval_days), sp3.eval_weeks)
-
-        def select(eps: np.ndarray, means_now: dict[str, np.ndarray]) -> dict:
-            score = None if not margin else selection_score(
-                float(np.mean(means_now["val_sharpe"])), eps, start_eps, windows, margin)
-            return {"score": score, "start": start_eps}
-
+        ranked.windows = effective_windows(np.asarray(setup.s3.eval_days), sp3.eval_weeks)
         last: dict[str, np.ndarray] | None = None
         first_call_s = None
-        if resumed_from is None and limit > 0:
+        if restored is None and limit > 0:
             # round 0 = Phases 3-4's agents: 'best' never falls below the un-fine-tuned pair
             last, eps = _validate(setup, state3, state4, eval_key)
-            start_eps = np.asarray(eps, np.float64)
-            _save_round(run, ck, 0, state3, state4, last, [], [], k, select(eps, last))
+            ranked.set_start(eps)
+            _save_round(run, ranked, 0, state3, state4, last, eps, [], [], k)
             say(f"phase 5: before fine-tuning val_sharpe {float(np.mean(last['val_sharpe'])):.3f}"
                 f" (equal weight {float(np.mean(last['val_equal_weight_sharpe'])):.3f})")
         while done < limit:
@@ -450,21 +423,14 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             last, eps = _validate(setup, state3, state4, eval_key)
             if first_call_s is None:
                 first_call_s = time.perf_counter() - t_r
-            means = _save_round(run, ck, done, state3, state4, last, m3, m4, k,
-                                select(eps, last))
+            means = _save_round(run, ranked, done, state3, state4, last, eps, m3, m4, k)
             say(f"phase 5: round {done}/{setup.rounds} val_sharpe {means['val_sharpe']:.3f} "
                 f"(equal weight {means['val_equal_weight_sharpe']:.3f}), goal alignment "
                 f"{means['val_goal_alignment']:.3f}")
-        ck.wait_until_finished()
-        best_step, latest_step = ck.best_step(), ck.latest_step()
-        best_metrics = None if best_step is None else ck.metrics(best_step)
-    finally:
-        ck.close()
+        ranked.finish()
     if last is None:
         last, eps = _validate(setup, state3, state4, eval_key)
-    vs_start = None if start_eps is None else seeds_vs_start(eps, start_eps, windows)
-    if vs_start is not None:
-        say(vs_start_line("phase 5", "pair", vs_start))
+    selection = ranked.summary(eps, "pair", say)
     means = {m: float(np.mean(v)) for m, v in last.items()}
     env3 = int(np.sum(np.asarray(state3.env_steps)))
     env4 = int(np.sum(np.asarray(state4.env_steps)))
@@ -481,12 +447,9 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         "programs": fingerprints,
         "first_round_s": None if first_call_s is None else round(first_call_s, 3),
         "lr_scale": float(cfg.train.joint.lr_scale),
-        "best_step": best_step,
-        "latest_step": latest_step,
-        "resumed_from_step": resumed_from,
         "best_metric": BEST_METRIC,
         "pairing": {"phase3": how3, "phase4": how4},
-        **summary_fields(margin, windows, best_metrics, vs_start),
+        **selection,
         **info3, **info4,
         "val_span": setup.s3.info["val_span"],
     }

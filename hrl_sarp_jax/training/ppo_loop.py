@@ -36,16 +36,7 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
 from hrl_sarp_jax.training.programs import compile_ahead
-from hrl_sarp_jax.training.selection import (
-    SELECT_METRIC,
-    START_KEY,
-    effective_windows,
-    saved_start,
-    seeds_vs_start,
-    selection_score,
-    summary_fields,
-    vs_start_line,
-)
+from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds
 from hrl_sarp_jax.types import Array, PyTree
 
@@ -329,17 +320,16 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
     k = int(seeds)
     name = loop.phase
     margin = float(cfg.train.checkpoint_margin)
-    rank = SELECT_METRIC if margin else loop.best_metric
-    ck = PhaseCheckpointer(run, name, keep_latest=cfg.train.keep_latest, best_metric=rank)
+    ranked = RankedCheckpoints(run, name, label=loop.label, metric=loop.best_metric,
+                               margin=margin, keep_latest=cfg.train.keep_latest, resume=resume)
     pol_ck = None if loop.policy_phase is None else PhaseCheckpointer(
-        run, loop.policy_phase, keep_latest=cfg.train.keep_latest, best_metric=rank)
+        run, loop.policy_phase, keep_latest=cfg.train.keep_latest,
+        best_metric=SELECT_METRIC if margin else loop.best_metric)
     try:
-        if not resume and (ck.latest_step() is not None
-                           or (pol_ck is not None and pol_ck.latest_step() is not None)):
-            steps = ck.all_steps() or (pol_ck.all_steps() if pol_ck is not None else [])
+        if not resume and pol_ck is not None and pol_ck.latest_step() is not None:
             raise CheckpointError(
-                f"{loop.label} of run {run.name} already has checkpoints (steps {steps}); "
-                "pass --resume to continue it or use a new --run")
+                f"{loop.label} of run {run.name} already has checkpoints (steps "
+                f"{pol_ck.all_steps()}); pass --resume to continue it or use a new --run")
         setup, start_info = make_setup()
         spec = setup.program.spec
         hp = stack_hparams(setup.hp, k)
@@ -363,21 +353,17 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         state = compiled.init(member_keys(cfg.seed, loop.key_stream, k) if keys is None
                               else keys, hp, compiled.train_params,
                               *_starts_arg(setup, stage))
-        resumed_from = None
-        start_eps: np.ndarray | None = None  # [K, E] the starting policy's, for the margin
-        windows = effective_windows(np.asarray(setup.eval_days), spec.eval_weeks)
-        if ck.latest_step() is not None:
-            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-            state, saved, resumed_from = ck.restore(abstract, "latest")
-            user = saved.get("user", {})
-            start_eps = saved_start(user)
+        ranked.windows = effective_windows(np.asarray(setup.eval_days), spec.eval_weeks)
+        restored = ranked.restore_latest(state)
+        if restored is not None:
+            state, user = restored
             if curriculum:
                 stage, stage_updates = int(user["stage"]), int(user["stage_updates"])
                 history = [list(h) for h in user["stage_history"]]
             if info is not None:
                 info = dict(user.get("start_info", info))
             said = f" (next stage {stage})" if curriculum else ""
-            say(f"{loop.label}: resumed from update {resumed_from}{said}")
+            say(f"{loop.label}: resumed from update {ranked.resumed_from}{said}")
         elif prepare is not None:
             state, done = prepare(state)
             info = {**(info or {}), **done}
@@ -406,8 +392,6 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             out["seeds"] = k
             if info is not None:
                 out["start_info"] = info
-            if start_eps is not None:
-                out[START_KEY] = start_eps.tolist()
             return out
 
         def stage_of(s: int) -> dict[str, int]:
@@ -416,10 +400,8 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         def save(step: int, rec: dict[str, Any], ev: dict[str, np.ndarray]) -> None:
             saved = {loop.best_metric: rec[loop.best_metric],
                      "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"], "seeds": k}
-            if margin:
-                saved[SELECT_METRIC] = selection_score(
-                    rec[loop.best_metric], ev["episode_sharpe"], start_eps, windows, margin)
-            ck.save(step, state, metrics=saved, meta=meta())
+            saved = ranked.save(step, state, saved, meta(), rec[loop.best_metric],
+                                ev["episode_sharpe"])  # the policy checkpoint ranks the same
             if pol_ck is not None:
                 latest = pol_ck.latest_step()
                 if latest is None or step > latest:
@@ -427,12 +409,12 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                                 meta={"seeds": k})
 
         last_eval: dict[str, np.ndarray] | None = None
-        if loop.eval_at_start and resumed_from is None and limit > 0:
+        if loop.eval_at_start and restored is None and limit > 0:
             ev = evaluate()
             rec = eval_record(ev)
             run.log_metrics(name, 0, {**rec, **stage_of(stage), "eval": True,
                                       "per_seed": seed_lists(ev), "env_steps": 0})
-            start_eps = np.asarray(ev["episode_sharpe"], np.float64)
+            ranked.set_start(ev["episode_sharpe"])
             save(0, rec, ev)
             say(f"{loop.label}: before training val_sharpe {rec['val_sharpe']:.3f} (equal "
                 f"weight {rec['val_equal_weight_sharpe']:.3f})")
@@ -461,21 +443,17 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             said = f" stage {ran_stage}" if curriculum else ""
             say(f"{loop.label}: update {updates}/{spec.total_updates}{said} val_sharpe "
                 f"{val:.3f} (equal weight {rec['val_equal_weight_sharpe']:.3f})")
-        ck.wait_until_finished()
-        best_step, latest_step = ck.best_step(), ck.latest_step()
-        best_metrics = ck.metrics(best_step) if best_step is not None else None
+        ranked.finish()
     finally:
-        ck.close()
+        ranked.ck.close()
         if pol_ck is not None:
             pol_ck.close()
 
     if last_eval is None:
         last_eval = evaluate()
     final = eval_record(last_eval)
-    vs_start = None if start_eps is None else seeds_vs_start(
-        last_eval["episode_sharpe"], start_eps, windows)
-    if vs_start is not None:
-        say(vs_start_line(loop.label, "policy", vs_start))
+    selection = ranked.summary(last_eval["episode_sharpe"], "policy", say)
+    best_metrics = ranked.best_metrics
     summary: dict[str, Any] = {
         "env_steps": int(np.sum(np.asarray(state.env_steps))),
         "env_steps_per_seed": int(np.max(np.asarray(state.env_steps))),
@@ -487,10 +465,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         **{key: final[key] for key in final_keys},
         "per_seed": {key: np.asarray(v).tolist() for key, v in last_eval.items()
                      if key.startswith("val_")},
-        "best_step": best_step,
         "best_val_sharpe": None if not best_metrics else best_metrics.get(loop.best_metric),
-        "latest_step": latest_step,
-        "resumed_from_step": resumed_from,
-        **summary_fields(margin, windows, best_metrics, vs_start),
+        **selection,
     }
     return LoopResult(state, setup, last_eval, summary, info or {}, stage, history)

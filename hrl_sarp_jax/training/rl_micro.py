@@ -54,17 +54,7 @@ from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
 from hrl_sarp_jax.training.programs import compile_ahead
-from hrl_sarp_jax.training.selection import (
-    DAYS_PER_WEEK,
-    SELECT_METRIC,
-    START_KEY,
-    effective_windows,
-    saved_start,
-    seeds_vs_start,
-    selection_score,
-    summary_fields,
-    vs_start_line,
-)
+from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
 
@@ -714,8 +704,8 @@ def run_phase4(
     envs, keys).
     ``chunk_limit`` stops after that many chunks in total (a simulated interruption).
     """
-    from hrl_sarp_jax.checkpointing import PhaseCheckpointer, write_phase_summary
-    from hrl_sarp_jax.errors import CheckpointError, ConfigError
+    from hrl_sarp_jax.checkpointing import write_phase_summary
+    from hrl_sarp_jax.errors import ConfigError
 
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
@@ -725,14 +715,9 @@ def run_phase4(
     # the selection margin pairs per-episode Sharpes: with checkpoint_metric val_sharpe only
     margin = (float(cfg.train.checkpoint_margin)
               if cfg.train.td3.checkpoint_metric == "val_sharpe" else 0.0)
-    ck = PhaseCheckpointer(run, 4, keep_latest=cfg.train.keep_latest,
-                           best_metric=SELECT_METRIC if margin else
-                           cfg.train.td3.checkpoint_metric)
-    try:
-        if ck.latest_step() is not None and not resume:
-            raise CheckpointError(
-                f"phase 4 of run {run.name} already has checkpoints (steps {ck.all_steps()}); "
-                f"pass --resume to continue it or use a new --run")
+    with RankedCheckpoints(run, 4, label="phase 4", metric=cfg.train.td3.checkpoint_metric,
+                           margin=margin, keep_latest=cfg.train.keep_latest,
+                           resume=resume) as ranked:
         macro, macro_info = load_phase3_macro(run, cfg, market, meta, feats, k)
         actor, actor_info = load_phase2_actor(run, cfg, market, meta, feats)
         mesh = seed_mesh_for(k)
@@ -748,13 +733,10 @@ def run_phase4(
         init, init_s, init_fp = compile_ahead(programs["init"], train_keys, setup.train_params,
                                               actor)
         state = init(train_keys, setup.train_params, actor)
-        resumed_from = None
-        start_eps: np.ndarray | None = None  # [K, E] the starting actor's, for the margin
-        windows = eval_windows(sp, setup.val_params)
-        if ck.latest_step() is not None:
-            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-            state, saved, resumed_from = ck.restore(abstract, "latest")
-            start_eps = saved_start(saved.get("user", {}))
+        ranked.windows = eval_windows(sp, setup.val_params)
+        restored = ranked.restore_latest(state)
+        if restored is not None:
+            state = restored[0]
         state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
         chunk, chunk_s, chunk_fp = compile_ahead(chunk, state, setup.train_params, hp)
         evaluate, eval_s, eval_fp = compile_ahead(evaluate, state.agent.actor_params,
@@ -775,20 +757,14 @@ def run_phase4(
         train_s = 0.0
 
         def save(step: int, chunks: int, rec: dict[str, Any], eps: np.ndarray) -> None:
-            metrics = {m: v for m, v in rec.items() if m != "per_seed"}
-            if margin:
-                metrics[SELECT_METRIC] = selection_score(rec["val_sharpe"], eps, start_eps,
-                                                         windows, margin)
-            meta = {"seeds": k, "chunks": chunks, **setup.info}
-            if start_eps is not None:
-                meta[START_KEY] = start_eps.tolist()
-            ck.save(step, state, metrics=metrics, meta=meta)
+            ranked.save(step, state, {m: v for m, v in rec.items() if m != "per_seed"},
+                        {"seeds": k, "chunks": chunks, **setup.info}, rec["val_sharpe"], eps)
 
         last_eps: np.ndarray | None = None
-        if resumed_from is None and limit > 0:
+        if restored is None and limit > 0:
             # step 0 = the starting actor (Phase 2's): 'best' never falls below it
             last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
-            start_eps = last_eps
+            ranked.set_start(last_eps)
             run.log_metrics(4, 0, {"kind": "eval", **last_eval, "env_steps": 0})
             save(0, 0, last_eval, last_eps)
             say(f"phase 4: before training, val goal alignment "
@@ -811,16 +787,10 @@ def run_phase4(
                     f"{last_eval['val_goal_alignment']:.3f}, val Sharpe "
                     f"{last_eval['val_sharpe']:.2f} (equal weight "
                     f"{last_eval['val_equal_weight_sharpe']:.2f})")
-        ck.wait_until_finished()
-        best_step, latest_step = ck.best_step(), ck.latest_step()
-        best_metrics = None if best_step is None else ck.metrics(best_step)
-    finally:
-        ck.close()
+        ranked.finish()
     if last_eval is None:  # resumed at the limit: evaluate the restored state
         last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
-    vs_start = None if start_eps is None else seeds_vs_start(last_eps, start_eps, windows)
-    if vs_start is not None:
-        say(vs_start_line("phase 4", "actor", vs_start))
+    selection = ranked.summary(last_eps, "actor", say)
     env_steps = int(np.max(np.asarray(state.env_steps)))
     summary = {
         **{m: v for m, v in last_eval.items() if m != "per_seed"},
@@ -834,11 +804,8 @@ def run_phase4(
         "train_s": round(train_s, 3),
         "compile_s": round(compile_s, 3),
         "programs": fingerprints,
-        "resumed_from_step": resumed_from,
-        "best_step": best_step,
-        "latest_step": latest_step,
         "best_metric": cfg.train.td3.checkpoint_metric,
-        **summary_fields(margin, windows, best_metrics, vs_start),
+        **selection,
         **macro_info, **actor_info, **setup.info,
     }
     write_phase_summary(run, 4, summary)

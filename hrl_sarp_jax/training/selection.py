@@ -21,7 +21,13 @@ checkpoints the highest lower bound wins. z = 0 is the plain maximum (the origin
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import numpy as np
+
+from hrl_sarp_jax.checkpointing import PhaseCheckpointer
+from hrl_sarp_jax.errors import CheckpointError
 
 SELECT_METRIC = "val_select"
 """The checkpoints' ranking metric when the margin is on (the validation metric itself when off)."""
@@ -101,3 +107,85 @@ def summary_fields(margin: float, windows: float, best_metrics: dict | None,
     if vs_start is not None:
         out["final_vs_start"] = vs_start
     return out
+
+
+class RankedCheckpoints:
+    """One RL phase run's checkpoints under the selection rule, written once for Phases 3, 4
+    and 5 and the flat baseline: the checkpointer (latest-N + best by ``metric``, or by
+    ``SELECT_METRIC`` with a margin), the refusal to mix a fresh run into existing steps, the
+    start's per-episode Sharpes [K, E] (``set_start``; saved with every checkpoint and
+    restored on resume) and the summary's selection record. A context manager (closes the
+    checkpointer)."""
+
+    def __init__(self, run: Any, phase: int | str, *, label: str, metric: str, margin: float,
+                 keep_latest: int, resume: bool) -> None:
+        self.label, self.metric, self.margin = label, metric, float(margin)
+        self.ck = PhaseCheckpointer(run, phase, keep_latest=keep_latest,
+                                    best_metric=SELECT_METRIC if self.margin else metric)
+        if not resume and self.ck.latest_step() is not None:
+            steps = self.ck.all_steps()
+            self.ck.close()
+            raise CheckpointError(
+                f"{label} of run {run.name} already has checkpoints (steps {steps}); pass "
+                "--resume to continue it or use a new --run")
+        self.start: np.ndarray | None = None
+        self.windows = 1.0
+        """Independent validation windows (``effective_windows``), set once the setup is known."""
+        self.resumed_from: int | None = None
+        self.best_step: int | None = None
+        self.latest_step: int | None = None
+        self.best_metrics: dict | None = None
+
+    def __enter__(self) -> RankedCheckpoints:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ck.close()
+
+    def restore_latest(self, like: Any) -> tuple[Any, dict] | None:
+        """(state, the checkpoint's own metadata) of the latest step, restored into the shapes
+        of ``like``, and the start it saved; None when there is no checkpoint yet."""
+        if self.ck.latest_step() is None:
+            return None
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+        state, saved, self.resumed_from = self.ck.restore(abstract, "latest")
+        user = saved.get("user", {})
+        self.start = saved_start(user)
+        return state, user
+
+    def set_start(self, episode_sharpe: np.ndarray) -> None:
+        """The starting policy's per-episode Sharpes [K, E] (step 0's evaluation)."""
+        self.start = np.asarray(episode_sharpe, np.float64)
+
+    def save(self, step: int, state: Any, metrics: dict, meta: dict, value: float,
+             episode_sharpe: np.ndarray) -> dict:
+        """Checkpoint ``state`` with ``metrics`` plus, with a margin, its selection score
+        (``value``: the validation metric, ``episode_sharpe`` [K, E]), and ``meta`` plus the
+        start's per-episode Sharpes; returns the metrics saved."""
+        metrics = dict(metrics)
+        if self.margin:
+            metrics[SELECT_METRIC] = selection_score(value, episode_sharpe, self.start,
+                                                     self.windows, self.margin)
+        meta = dict(meta)
+        if self.start is not None:
+            meta[START_KEY] = self.start.tolist()
+        self.ck.save(step, state, metrics=metrics, meta=meta)
+        return metrics
+
+    def finish(self) -> None:
+        """Wait for the writes and read the best and latest steps (before closing)."""
+        self.ck.wait_until_finished()
+        self.best_step, self.latest_step = self.ck.best_step(), self.ck.latest_step()
+        self.best_metrics = None if self.best_step is None else self.ck.metrics(self.best_step)
+
+    def summary(self, final_episode_sharpe: np.ndarray, what: str,
+                say: Any = None) -> dict:
+        """The summary's checkpoint and selection record; ``say``s whether the final
+        ``what`` ("policy", "actor", "pair") beats its start."""
+        vs = None if self.start is None else seeds_vs_start(final_episode_sharpe, self.start,
+                                                            self.windows)
+        if vs is not None and say is not None:
+            say(vs_start_line(self.label, what, vs))
+        return {"best_step": self.best_step, "latest_step": self.latest_step,
+                "resumed_from_step": self.resumed_from,
+                **summary_fields(self.margin, self.windows, self.best_metrics, vs)}

@@ -120,3 +120,55 @@ def test_saved_start_and_summary_fields_by_hand():
     assert vs_start_line("phase 3", "policy", vs) == (
         "phase 3: the final policy beats its start on validation by more than one standard "
         "error for 0 of 1 seed(s) (mean change +0.100, SE 0.200)")
+
+
+def test_ranked_checkpoints_rank_save_refuse_and_resume_by_hand(tmp_path):
+    """The checkpoint bookkeeping every RL loop shares: step 0 is the start (score = its
+    value), a trained step pays the margin times its paired SE, the start travels with every
+    checkpoint and comes back on resume, a fresh run refuses existing steps."""
+    from hrl_sarp_jax.config import Config
+    from hrl_sarp_jax.errors import CheckpointError
+    from hrl_sarp_jax.training.selection import RankedCheckpoints
+
+    run = create_run(tmp_path, "ranked", Config(), "fp", resume=False)
+    state = {"w": np.arange(3.0, dtype=np.float32)}
+    start = np.array([[1.0, 0.0, 2.0, 1.0]])                 # [K=1, E=4]
+    later = start + np.array([[0.9, 1.1, 0.7, 1.3]])         # +1.0 mean, sd 0.2582
+    said: list[str] = []
+    with RankedCheckpoints(run, 3, label="phase 3", metric="val_sharpe", margin=2.0,
+                           keep_latest=3, resume=False) as ranked:
+        ranked.windows = 4.0
+        assert ranked.restore_latest(state) is None
+        ranked.set_start(start)
+        m0 = ranked.save(0, state, {"val_sharpe": 1.0}, {"seeds": 1}, 1.0, start)
+        m1 = ranked.save(8, {"w": state["w"] + 1}, {"val_sharpe": 2.0}, {"seeds": 1}, 2.0, later)
+        ranked.finish()
+        assert m0[SELECT_METRIC] == 1.0
+        se = np.std([0.9, 1.1, 0.7, 1.3], ddof=1) / 2.0       # sqrt(4 windows)
+        assert m1[SELECT_METRIC] == pytest.approx(2.0 - 2.0 * se)
+        assert ranked.best_step == 8 and ranked.latest_step == 8
+        out = ranked.summary(later, "policy", said.append)
+    assert out["best_select"] == pytest.approx(2.0 - 2.0 * se)
+    assert out["final_vs_start"]["diff"] == [pytest.approx(1.0)]
+    assert out["final_vs_start"]["improved_seeds"] == 1
+    assert out["resumed_from_step"] is None and out["checkpoint_margin"] == 2.0
+    assert said == [vs_start_line("phase 3", "policy", out["final_vs_start"])]
+    with pytest.raises(CheckpointError, match=r"phase 3 of run ranked already has checkpoints "
+                                              r"\(steps \[0, 8\]\); pass --resume"):
+        RankedCheckpoints(run, 3, label="phase 3", metric="val_sharpe", margin=2.0,
+                          keep_latest=3, resume=False)
+    with RankedCheckpoints(run, 3, label="phase 3", metric="val_sharpe", margin=2.0,
+                           keep_latest=3, resume=True) as again:
+        got, user = again.restore_latest(state)
+        assert again.resumed_from == 8 and user["seeds"] == 1
+        np.testing.assert_array_equal(got["w"], state["w"] + 1)
+        np.testing.assert_array_equal(again.start, start)   # the start came back with it
+    # without a margin the validation metric itself ranks, and no score is added
+    plain = create_run(tmp_path, "plain", Config(), "fp", resume=False)
+    with RankedCheckpoints(plain, 4, label="phase 4", metric="val_goal_alignment", margin=0.0,
+                           keep_latest=3, resume=False) as r4:
+        saved = r4.save(0, state, {"val_goal_alignment": 0.5}, {}, 0.5, start)
+        assert SELECT_METRIC not in saved
+        r4.finish()
+        assert r4.summary(start, "actor") == {"best_step": 0, "latest_step": 0,
+                                              "resumed_from_step": None}
