@@ -28,6 +28,7 @@ Seeds must stay below 1000: 1000-8999 are the many-market instrument's tuning ra
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,6 +48,8 @@ FIRST_INSTRUMENT_SEED = 1000
 """The many-market instrument's tuning range starts here; pool seeds stay below it."""
 POOL_PHASES = (1, 2, 3)
 POOL_SOURCES = ("auto", "generator", "bootstrap")
+_SPLITS = DataConfig()
+"""Fixed split dates for the generated pool's cache key (loading and features ignore them)."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,10 @@ def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays,
             raise ValueError("market_pool: a bootstrap pool needs the run market's meta")
         return _bootstrapped(like, like_meta, cfg.data, cfg.features, tuple(seeds),
                              pool.block_days)
-    markets = _generated(generator_of(run_market, cfg.synth), cfg.data, cfg.features,
+    # the split dates do not change a market's arrays: walk-forward folds share one pool
+    same_arrays = dataclasses.replace(cfg.data, val_start=_SPLITS.val_start,
+                                      test_start=_SPLITS.test_start)
+    markets = _generated(generator_of(run_market, cfg.synth), same_arrays, cfg.features,
                          tuple(seeds))
     for m in markets:
         if (m.market.num_stocks, m.market.num_sectors) != (like.num_stocks, like.num_sectors):

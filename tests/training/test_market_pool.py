@@ -217,6 +217,20 @@ def test_phase3_pool_needs_a_whole_number_of_envs_per_market():
             check_pool_config(PoolConfig(markets=16, phases=(3,), phase3_markets=bad))
 
 
+def test_walk_forward_folds_share_one_generated_pool(smoke_market, pooled):
+    """Loading and features ignore the split dates, so a fold with other dates gets the same
+    pool (built once), while a bootstrap pool, which resamples the training days, does not."""
+    _, market, meta, _, _ = smoke_market
+    record, on, pool = pooled
+    fold = dataclasses.replace(on, data=dataclasses.replace(on.data, val_start="2019-10-01"))
+    assert market_pool(fold, record, 1, market) is pool
+    boot = with_pool(on, source="bootstrap")
+    boot_fold = dataclasses.replace(boot, data=fold.data)
+    a = market_pool(boot, REAL, 1, market, meta)
+    b = market_pool(boot_fold, REAL, 1, market, meta)
+    assert not np.array_equal(np.asarray(a[0].market.returns), np.asarray(b[0].market.returns))
+
+
 def test_phase3_uses_the_first_phase3_markets_of_the_pool(smoke_market):
     market_dir, market, _, _, cfg = smoke_market
     record = market_identity(market_dir)
