@@ -6,15 +6,6 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# XLA's backend at -O0: compiling is what a cold test run spends its time on, and -O0 compiles
-# the suite's programs in about 2/3 of the time (tests/training/test_rl_micro.py and
-# tests/evaluation/test_explain.py cold: 335 s vs 508 s on 2 cores). Tests compare programs
-# compiled under the same flags, or across programs within float tolerances, so the level
-# changes no assertion. HRL_SARP_JAX_TEST_XLA_OPT=1 keeps XLA's default level.
-if os.environ.get("HRL_SARP_JAX_TEST_XLA_OPT") != "1" \
-        and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 
