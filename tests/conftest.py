@@ -26,18 +26,18 @@ _HEAVY = Path(__file__).with_name("heavy_tests.txt")
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests listed in heavy_tests.txt ``heavy`` (the default run deselects them; CI's
-    second call runs ``-m heavy``); an entry whose file was collected but which names no test
-    is a usage error, so the list cannot silently rot."""
+    second call runs ``-m heavy``); an entry naming a test function its collected module does
+    not define is a usage error, so the list cannot silently rot."""
     listed = {line.strip() for line in _HEAVY.read_text().splitlines()
               if line.strip() and not line.startswith("#")}
-    found, files = set(), set()
+    modules = {}
     for item in items:
         base = item.nodeid.split("[")[0]
-        files.add(base.split("::")[0])
+        modules[base.split("::")[0]] = getattr(item, "module", None)
         if base in listed:
             item.add_marker(pytest.mark.heavy)
-            found.add(base)
-    stale = sorted(t for t in listed - found if t.split("::")[0] in files)
+    stale = sorted(t for t in listed if t.split("::")[0] in modules
+                   and not hasattr(modules[t.split("::")[0]], t.split("::")[-1]))
     if stale:
         raise pytest.UsageError(f"{_HEAVY}: no such test {stale[0]}; remove or rename the line")
 
