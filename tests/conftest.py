@@ -6,6 +6,15 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# XLA's backend at -O0: a cold test run spends most of its time compiling, and -O0 compiles the
+# suite's programs in about 2/3 of the time (the default run on an empty cache: 983 s vs
+# 1,206 s on machine B, docs/benchmarks.md). Tests compare programs compiled under the same
+# flags bit for bit and across programs within float tolerances set from both levels' errors.
+# HRL_SARP_JAX_TEST_XLA_OPT=1 keeps XLA's default level (what users run).
+if os.environ.get("HRL_SARP_JAX_TEST_XLA_OPT") != "1" \
+        and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 
