@@ -250,11 +250,16 @@ def synthetic_meta(cfg: SynthConfig, sectors: tuple[str, ...] | None = None) -> 
     }
 
 
-def generate_market(key: jax.Array, params: SynthParams, dates: np.ndarray) -> SynthArrays:
-    """One market on ``dates`` (host arrays), through the shared jitted programs."""
+def _dispatch_market(key: jax.Array, params: SynthParams, dates: np.ndarray) -> SynthArrays:
+    """``generate_market``'s programs, dispatched: device arrays, computed asynchronously."""
     event_day = jnp.asarray(event_schedule(dates))
     shocks = draw_shocks_jit(key, params, len(dates))
-    return jax.device_get(simulate_jit(params, shocks, event_day))
+    return simulate_jit(params, shocks, event_day)
+
+
+def generate_market(key: jax.Array, params: SynthParams, dates: np.ndarray) -> SynthArrays:
+    """One market on ``dates`` (host arrays), through the shared jitted programs."""
+    return jax.device_get(_dispatch_market(key, params, dates))
 
 
 def _check_seed(seed: object, what: str = "synth.seed") -> None:
@@ -298,12 +303,19 @@ def synthetic_markets(cfg: SynthConfig, data_cfg: DataConfig, seeds: list[int]
         _check_seed(s, "market seed")
     dates = synth_dates(cfg)
     shared = make_params(cfg.preset, cfg.stocks_per_sector)
-    for s in seeds:
-        one = dataclasses.replace(cfg, seed=int(s))
-        params = (make_params(cfg.preset, cfg.stocks_per_sector, int(s), cfg.alpha_jitter)
+
+    def dispatch(s: int) -> SynthArrays:
+        params = (make_params(cfg.preset, cfg.stocks_per_sector, s, cfg.alpha_jitter)
                   if cfg.alpha_jitter else shared)
-        arrays = generate_market(jax.random.key(int(s)), params, dates)
-        yield (int(s), *synthetic_market_arrays(arrays, one, data_cfg, dates))
+        return _dispatch_market(jax.random.key(s), params, dates)
+
+    # the next market simulates on the device while this one's tables are built on the host
+    pending = dispatch(int(seeds[0])) if len(seeds) else None
+    for i, s in enumerate(seeds):
+        arrays = pending
+        pending = dispatch(int(seeds[i + 1])) if i + 1 < len(seeds) else None
+        one = dataclasses.replace(cfg, seed=int(s))
+        yield (int(s), *synthetic_market_arrays(jax.device_get(arrays), one, data_cfg, dates))
 
 
 def synthetic_market_arrays(a: SynthArrays, cfg: SynthConfig, data_cfg: DataConfig,
