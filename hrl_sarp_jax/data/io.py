@@ -31,7 +31,8 @@ def _calendar_days(column: pd.Series) -> pd.Series:
     if stamps.dt.tz is not None:
         stamps = stamps.dt.tz_localize(None)
     days = pa.array(stamps.to_numpy().astype("datetime64[D]"), pa.date32(), from_pandas=True)
-    return pd.Series(days.to_pandas(date_as_object=True), index=column.index, name=column.name)
+    return pd.Series(days.to_pandas(date_as_object=True).to_numpy(), index=column.index,
+                     name=column.name)
 
 
 def _to_table(name: str, df: pd.DataFrame) -> pa.Table:

@@ -9,7 +9,8 @@ from hrl_sarp_jax.data import io
 
 def test_written_dates_are_the_calendar_days_pandas_gives(tmp_path):
     """Against pandas' own ``.dt.date``: naive stamps with a time of day, days before 1970, a
-    missing date, tz-aware stamps (their local day, not UTC's) and date strings."""
+    missing date, tz-aware stamps (their local day, not UTC's), date strings, and a frame whose
+    index is not 0..n-1."""
     columns = {
         "naive": pd.to_datetime(pd.Series(["2020-01-02 23:30", None, "1969-12-31 15:30",
                                            "1900-03-01 00:00"])),
@@ -18,6 +19,8 @@ def test_written_dates_are_the_calendar_days_pandas_gives(tmp_path):
         "new_york": pd.Series(pd.to_datetime(["2020-01-03 03:30"]).tz_localize("UTC")
                               .tz_convert("America/New_York")),
         "strings": pd.Series(["2021-03-04", "2021-03-05"]),
+        "filtered": pd.Series(pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"]),
+                              index=[7, 3, 5]).iloc[1:],  # a frame's rows kept by a filter
     }
     for label, dates in columns.items():
         path = tmp_path / f"{label}.parquet"
