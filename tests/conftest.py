@@ -25,6 +25,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+import ast  # noqa: E402
 import gc  # noqa: E402
 
 import pytest  # noqa: E402
@@ -32,23 +33,45 @@ import pytest  # noqa: E402
 _HEAVY = Path(__file__).with_name("heavy_tests.txt")
 
 
+def _heavy_listed() -> set[str]:
+    return {line.strip() for line in _HEAVY.read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+def _defines(path: Path, names: list[str]) -> bool:
+    """Whether the test file ``path`` defines ``names`` (a function, or a class then a method)
+    at its top level; read with ``ast``, nothing imported."""
+    body = ast.parse(path.read_text()).body if path.is_file() else []
+    for name in names:
+        found = [n for n in body if isinstance(n, ast.FunctionDef | ast.ClassDef)
+                 and n.name == name]
+        if not found:
+            return False
+        body = found[0].body
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An entry of heavy_tests.txt that names no test is a usage error, so the list cannot
+    silently rot. Checked once, in the main process (xdist workers skip it: an error raised
+    there surfaces as an INTERNALERROR without its message)."""
+    if hasattr(config, "workerinput"):
+        return
+    root = Path(str(config.rootpath))
+    for entry in sorted(_heavy_listed()):
+        path, *names = entry.split("::")
+        if not names or not _defines(root / path, names):
+            raise pytest.UsageError(f"{_HEAVY}: no such test {entry}; remove or rename the line")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests listed in heavy_tests.txt ``heavy`` (the default run deselects them; CI's
-    second call runs ``-m heavy``); an entry naming a test function its collected module does
-    not define is a usage error, so the list cannot silently rot."""
-    listed = {line.strip() for line in _HEAVY.read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
-    modules = {}
+    second call runs ``-m heavy``)."""
+    listed = _heavy_listed()
     for item in items:
-        base = item.nodeid.split("[")[0]
-        modules[base.split("::")[0]] = getattr(item, "module", None)
-        if base in listed:
+        if item.nodeid.split("[")[0] in listed:
             item.add_marker(pytest.mark.heavy)
-    stale = sorted(t for t in listed if t.split("::")[0] in modules
-                   and not hasattr(modules[t.split("::")[0]], t.split("::")[-1]))
-    if stale:
-        raise pytest.UsageError(f"{_HEAVY}: no such test {stale[0]}; remove or rename the line")
 
 
 @pytest.fixture(autouse=True, scope="module")
