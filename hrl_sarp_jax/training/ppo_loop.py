@@ -35,7 +35,7 @@ from hrl_sarp_jax.envs.params import EnvParams, seed_axes, with_policy
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
-from hrl_sarp_jax.training.programs import compile_ahead
+from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds
 from hrl_sarp_jax.types import Array, PyTree
@@ -174,7 +174,7 @@ def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
     """(init, run_chunk, evaluate) vmapped over K seeds (hparams per seed), compiled ahead of
     time and timed together (compile_s = 0 when this process already compiled the same
     programs: the first compile wins, whatever its options). run_chunk and evaluate take XLA
-    ``compiler_options`` if given; init, which runs once, always the default ones. ``mesh``: a
+    ``compiler_options`` if given; init, which runs once, ``programs.RUN_ONCE_OPTIONS``. ``mesh``: a
     ``training.sharding`` seed mesh; run_chunk and evaluate are then compiled for the seed
     axis split over its devices (inputs placed with ``shard_seeds``)."""
     devices = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
@@ -190,7 +190,7 @@ def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
     val_k, val_axes = seed_policy(setup.val_params, seeds)
     init_args = (member_keys(0, 0, seeds), hp, train_k, *starts)
     abstract = jax.eval_shape(init, *init_args)
-    init, init_s, init_fp = compile_ahead(init, *init_args)
+    init, init_s, init_fp = compile_ahead(init, *init_args, compiler_options=RUN_ONCE_OPTIONS)
     train_params, val_params, days = train_k, val_k, setup.eval_days
     if mesh is not None:
         abstract, hp = shard_seeds((abstract, hp), mesh)
@@ -210,8 +210,10 @@ def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
 
 def init_program(prog: PPOProgram) -> Callable:
     """``init`` of K seeds jitted: (keys [K], hparams [K], env params (frozen policy [K] or
-    none), *starts) -> PPOState [K] (``_init_seeds``); Phase 5's Macro block uses it too."""
-    return jax.jit(partial(_init_seeds, prog.init))
+    none), *starts) -> PPOState [K] (``_init_seeds``); Phase 5's Macro block uses it too.
+    Compiled with ``programs.RUN_ONCE_OPTIONS`` however it is called, so every caller gets
+    the same bits (and one cached executable)."""
+    return jax.jit(partial(_init_seeds, prog.init), compiler_options=RUN_ONCE_OPTIONS)
 
 
 def chunk_program(prog: PPOProgram, env_axes: Any, with_starts: bool) -> Callable:

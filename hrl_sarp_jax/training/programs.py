@@ -15,6 +15,13 @@ import hashlib
 import time
 from typing import Any
 
+RUN_ONCE_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 0}
+"""XLA options for a program a phase runs once (its ``init``): the backend at -O0 compiles
+in about a third of the time (Phase 3's and Phase 4's inits: 28 s of a cold main job's compile
+at the default level), and one run of it costs milliseconds either way. Its float results may
+differ from the default level's in the last bit (the orthogonal initialiser: 9e-8); the same
+options always give the same bits."""
+
 
 def compile_ahead(fn: Any, *args: Any, compiler_options: dict[str, Any] | None = None
                   ) -> tuple[Any, float, str]:

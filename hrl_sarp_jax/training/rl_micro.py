@@ -53,7 +53,7 @@ from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
-from hrl_sarp_jax.training.programs import compile_ahead
+from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
@@ -508,7 +508,8 @@ def seed_programs(p4: Phase4, env_params: EnvParams) -> dict[str, Callable]:
     and Phase 5's Micro block both use these, so the same shapes give the same executables."""
     axes = seed_axes(env_params)
     return {
-        "init": jax.jit(jax.vmap(p4.init, in_axes=(0, axes, 0))),
+        "init": jax.jit(jax.vmap(p4.init, in_axes=(0, axes, 0)),
+                        compiler_options=RUN_ONCE_OPTIONS),
         "chunk": jax.jit(seeds_chunk(p4, axes)),
         "evaluate": jax.jit(jax.vmap(p4.evaluate, in_axes=(0, axes, None))),
     }
@@ -731,7 +732,7 @@ def run_phase4(
         if actor is not None:  # Phase 2's best actor for every seed
             actor = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), actor)
         init, init_s, init_fp = compile_ahead(programs["init"], train_keys, setup.train_params,
-                                              actor)
+                                              actor, compiler_options=RUN_ONCE_OPTIONS)
         state = init(train_keys, setup.train_params, actor)
         ranked.windows = eval_windows(sp, setup.val_params)
         restored = ranked.restore_latest(state)
