@@ -50,6 +50,7 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro, rl_micro
+from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.ppo_loop import (
     chunk_program,
     evaluate_program,
@@ -353,6 +354,53 @@ def _save_round(run: Any, ranked: RankedCheckpoints, done: int, state3, state4,
     return means
 
 
+class Phase5Task:
+    """Phase 5 in the host loop (``training.host_loop``): a unit is one round (the Macro
+    block, then the Micro block), the state the pair (Phase-3 state, Phase-4 state), and every
+    round is validated, logged in one line with its blocks' training means and checkpointed
+    as step ``round``."""
+
+    def __init__(self, run: Any, ranked: RankedCheckpoints, setup: Phase5Setup, eval_key: Any,
+                 rounds: int, seeds: int, say: Callable[[str], None]) -> None:
+        self.run, self.ranked, self.setup, self.eval_key = run, ranked, setup, eval_key
+        self.rounds, self.seeds, self.say = rounds, seeds, say
+        self.first_round_s: float | None = None
+        """Seconds of the first round trained by this call with its validation (compiles
+        included when they were not ahead of time)."""
+        self._t_round = 0.0
+
+    def progress(self, state: tuple) -> int:
+        return self.rounds
+
+    def train(self, state: tuple) -> tuple[tuple, tuple[list, list]]:
+        self._t_round = time.perf_counter()
+        state3, state4, m3, m4 = _round(self.setup, *state)
+        self.rounds += 1
+        return (state3, state4), (m3, m4)
+
+    def due(self, done: int, limit: int) -> bool:
+        return True
+
+    def evaluate(self, state: tuple) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return _validate(self.setup, *state, self.eval_key)
+
+    def record(self, state: tuple, done: int, trained: tuple[list, list] | None,
+               last: dict[str, np.ndarray], episodes: np.ndarray) -> None:
+        if done and self.first_round_s is None:
+            self.first_round_s = time.perf_counter() - self._t_round
+        m3, m4 = trained if trained is not None else ([], [])
+        means = _save_round(self.run, self.ranked, done, *state, last, episodes, m3, m4,
+                            self.seeds)
+        if done == 0:  # Phases 3-4's agents: 'best' never falls below the un-fine-tuned pair
+            self.say(f"phase 5: before fine-tuning val_sharpe {means['val_sharpe']:.3f}"
+                     f" (equal weight {means['val_equal_weight_sharpe']:.3f})")
+        else:
+            self.say(f"phase 5: round {done}/{self.setup.rounds} val_sharpe "
+                     f"{means['val_sharpe']:.3f} (equal weight "
+                     f"{means['val_equal_weight_sharpe']:.3f}), goal alignment "
+                     f"{means['val_goal_alignment']:.3f}")
+
+
 def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
                *, seeds: int | None = None, resume: bool = False, round_limit: int | None = None,
                log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -407,29 +455,9 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             f"compiled in {compile_s:.1f}s")
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
         ranked.windows = effective_windows(np.asarray(setup.s3.eval_days), sp3.eval_weeks)
-        last: dict[str, np.ndarray] | None = None
-        first_call_s = None
-        if restored is None and limit > 0:
-            # round 0 = Phases 3-4's agents: 'best' never falls below the un-fine-tuned pair
-            last, eps = _validate(setup, state3, state4, eval_key)
-            ranked.set_start(eps)
-            _save_round(run, ranked, 0, state3, state4, last, eps, [], [], k)
-            say(f"phase 5: before fine-tuning val_sharpe {float(np.mean(last['val_sharpe'])):.3f}"
-                f" (equal weight {float(np.mean(last['val_equal_weight_sharpe'])):.3f})")
-        while done < limit:
-            t_r = time.perf_counter()
-            state3, state4, m3, m4 = _round(setup, state3, state4)
-            done += 1
-            last, eps = _validate(setup, state3, state4, eval_key)
-            if first_call_s is None:
-                first_call_s = time.perf_counter() - t_r
-            means = _save_round(run, ranked, done, state3, state4, last, eps, m3, m4, k)
-            say(f"phase 5: round {done}/{setup.rounds} val_sharpe {means['val_sharpe']:.3f} "
-                f"(equal weight {means['val_equal_weight_sharpe']:.3f}), goal alignment "
-                f"{means['val_goal_alignment']:.3f}")
-        ranked.finish()
-    if last is None:
-        last, eps = _validate(setup, state3, state4, eval_key)
+        task = Phase5Task(run, ranked, setup, eval_key, done, k, say)
+        (state3, state4), last, eps = run_loop(task, ranked, (state3, state4), limit=limit,
+                                               evaluate_start=restored is None)
     selection = ranked.summary(eps, "pair", say)
     means = {m: float(np.mean(v)) for m, v in last.items()}
     env3 = int(np.sum(np.asarray(state3.env_steps)))
@@ -440,12 +468,12 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         "env_steps": env3 + env4,
         "macro_env_steps": env3,
         "micro_env_steps": env4,
-        "rounds": done,
+        "rounds": task.rounds,
         "seeds": k,
         "wall_s": round(time.perf_counter() - t0, 3),
         "compile_s": round(compile_s, 3),
         "programs": fingerprints,
-        "first_round_s": None if first_call_s is None else round(first_call_s, 3),
+        "first_round_s": None if task.first_round_s is None else round(task.first_round_s, 3),
         "lr_scale": float(cfg.train.joint.lr_scale),
         "best_metric": BEST_METRIC,
         "pairing": {"phase3": how3, "phase4": how4},

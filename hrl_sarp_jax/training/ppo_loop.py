@@ -1,7 +1,7 @@
-"""The one host loop of the PPO phases (Phase 3, the flat baseline, the Phase-3 sweep):
-compile, start or resume, the step-0 evaluation, chunks of updates, metrics lines, the
-curriculum, checkpoints and the summary's common part (``training.ppo_engine`` holds the
-compiled programs).
+"""The PPO phases (Phase 3, the flat baseline, the Phase-3 sweep) in the host loop
+(``training.host_loop``): compile, start or resume, and a ``PPOTask`` for the loop (its unit
+is a chunk of updates), the curriculum and the summary's common part
+(``training.ppo_engine`` holds the compiled programs).
 
 Per chunk of ``spec.updates_per_chunk`` updates: one metrics line per update (means over
 seeds, per-seed values under ``per_seed``), one evaluation on the validation split, a
@@ -34,6 +34,7 @@ from hrl_sarp_jax.data.market import MarketMeta
 from hrl_sarp_jax.envs.params import EnvParams, seed_axes, with_policy
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
 from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints, effective_windows
@@ -294,6 +295,98 @@ class LoopResult:
 
 
 
+class PPOTask:
+    """A PPO phase in the host loop (``training.host_loop``): a unit is one chunk of
+    ``spec.updates_per_chunk`` updates (progress counts updates), every chunk is validated,
+    and with a curriculum ``rule`` the stage is promoted between validation and checkpoint (so
+    a resume continues with the decision)."""
+
+    def __init__(self, run: Run, loop: LoopSpec, ranked: RankedCheckpoints,
+                 pol_ck: PhaseCheckpointer | None, compiled: Compiled, setup: PPOSetup,
+                 hp: PPOHParams, train_params: EnvParams, val_params: EnvParams,
+                 days: Array, eval_key: Array, place: Callable[[Any], Any],
+                 rule: cur.CurriculumRule | None, stage: int, stage_updates: int,
+                 history: list[list[int]], info: dict[str, Any] | None, seeds: int,
+                 say: Callable[[str], None]) -> None:
+        self.run, self.loop, self.ranked, self.pol_ck = run, loop, ranked, pol_ck
+        self.compiled, self.setup, self.hp = compiled, setup, hp
+        self.train_params, self.val_params, self.days = train_params, val_params, days
+        self.eval_key, self.place, self.rule = eval_key, place, rule
+        self.stage, self.stage_updates, self.history = stage, stage_updates, history
+        self.info, self.seeds, self.say = info, seeds, say
+
+    def _stage_of(self, stage: int) -> dict[str, int]:
+        return {"stage": stage} if self.rule is not None else {}
+
+    def progress(self, state: PPOState) -> int:
+        return int(np.max(np.asarray(state.update)))
+
+    def train(self, state: PPOState) -> tuple[PPOState, tuple[int, int]]:
+        done_before, ran_stage = self.progress(state), self.stage
+        state, metrics = self.compiled.chunk(state, self.train_params, self.hp, *self.place(
+            _starts_arg(self.setup, ran_stage)))
+        metrics = {key: np.asarray(v) for key, v in jax.device_get(metrics).items()}
+        for rec in mean_records(metrics, done_before):
+            self.run.log_metrics(self.loop.phase, rec.pop("update"),
+                                 {**rec, **self._stage_of(ran_stage)})
+        return state, (done_before, ran_stage)
+
+    def due(self, done: int, limit: int) -> bool:
+        return True
+
+    def evaluate(self, state: PPOState) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        ev = {key: np.asarray(v) for key, v in jax.device_get(self.compiled.evaluate(
+            state.train.params, self.val_params, self.days, self.eval_key)).items()}
+        return ev, ev["episode_sharpe"]
+
+    def record(self, state: PPOState, done: int, trained: tuple[int, int] | None,
+               ev: dict[str, np.ndarray], episodes: np.ndarray) -> None:
+        loop, rec = self.loop, eval_record(ev)
+        ran_stage = self.stage if trained is None else trained[1]
+        env_steps = 0 if trained is None else int(np.sum(np.asarray(state.env_steps)))
+        self.run.log_metrics(loop.phase, done, {**rec, **self._stage_of(ran_stage),
+                                                "eval": True, "per_seed": seed_lists(ev),
+                                                "env_steps": env_steps})
+        if trained is not None:
+            self.stage_updates += done - trained[0]
+            # the curriculum decision is taken before saving, so a resume continues with it
+            if self.rule is not None and cur.promote(
+                    self.stage, rec["val_sharpe"], self.stage_updates, done,
+                    self.setup.program.spec.total_updates, self.rule):
+                self.stage, self.stage_updates = self.stage + 1, 0
+                self.history.append([done, self.stage])
+        self._save(state, done, rec, episodes)
+        if trained is None:
+            self.say(f"{loop.label}: before training val_sharpe {rec['val_sharpe']:.3f} "
+                     f"(equal weight {rec['val_equal_weight_sharpe']:.3f})")
+        else:
+            said = f" stage {ran_stage}" if self.rule is not None else ""
+            self.say(f"{loop.label}: update {done}/{self.setup.program.spec.total_updates}"
+                     f"{said} val_sharpe {rec['val_sharpe']:.3f} (equal weight "
+                     f"{rec['val_equal_weight_sharpe']:.3f})")
+
+    def _save(self, state: PPOState, step: int, rec: dict[str, Any],
+              episodes: np.ndarray) -> None:
+        """The whole state (ranked) and, when the phase asks, the policy alone, ranked the
+        same; the metadata carries the curriculum position and the start info."""
+        metric = self.loop.best_metric
+        meta: dict[str, Any] = {}
+        if self.rule is not None:
+            meta.update(stage=self.stage, stage_updates=self.stage_updates,
+                        stage_history=self.history)
+        meta["seeds"] = self.seeds
+        if self.info is not None:
+            meta["start_info"] = self.info
+        saved = self.ranked.save(step, state, {
+            metric: rec[metric], "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"],
+            "seeds": self.seeds}, meta, rec[metric], episodes)
+        if self.pol_ck is not None:
+            latest = self.pol_ck.latest_step()
+            if latest is None or step > latest:
+                self.pol_ck.save(step, {"policy": state.train.params}, metrics=saved,
+                                 meta={"seeds": self.seeds})
+
+
 # HOST ONLY (not jittable)
 def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             make_setup: Callable[[], tuple[PPOSetup, dict[str, Any] | None]], *,
@@ -382,77 +475,17 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             days = replicate(days, mesh)
             place = partial(replicate, mesh=mesh)
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + loop.key_stream)
-
-        def evaluate() -> dict[str, np.ndarray]:
-            return {key: np.asarray(v) for key, v in jax.device_get(compiled.evaluate(
-                state.train.params, val_params, days, eval_key)).items()}
-
-        def meta() -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            if curriculum:
-                out.update(stage=stage, stage_updates=stage_updates, stage_history=history)
-            out["seeds"] = k
-            if info is not None:
-                out["start_info"] = info
-            return out
-
-        def stage_of(s: int) -> dict[str, int]:
-            return {"stage": s} if curriculum else {}
-
-        def save(step: int, rec: dict[str, Any], ev: dict[str, np.ndarray]) -> None:
-            saved = {loop.best_metric: rec[loop.best_metric],
-                     "val_equal_weight_sharpe": rec["val_equal_weight_sharpe"], "seeds": k}
-            saved = ranked.save(step, state, saved, meta(), rec[loop.best_metric],
-                                ev["episode_sharpe"])  # the policy checkpoint ranks the same
-            if pol_ck is not None:
-                latest = pol_ck.latest_step()
-                if latest is None or step > latest:
-                    pol_ck.save(step, {"policy": state.train.params}, metrics=saved,
-                                meta={"seeds": k})
-
-        last_eval: dict[str, np.ndarray] | None = None
-        if loop.eval_at_start and restored is None and limit > 0:
-            ev = evaluate()
-            rec = eval_record(ev)
-            run.log_metrics(name, 0, {**rec, **stage_of(stage), "eval": True,
-                                      "per_seed": seed_lists(ev), "env_steps": 0})
-            ranked.set_start(ev["episode_sharpe"])
-            save(0, rec, ev)
-            say(f"{loop.label}: before training val_sharpe {rec['val_sharpe']:.3f} (equal "
-                f"weight {rec['val_equal_weight_sharpe']:.3f})")
-        while int(np.max(np.asarray(state.update))) < limit:
-            done_before = int(np.max(np.asarray(state.update)))
-            ran_stage = stage
-            state, metrics = compiled.chunk(state, train_params, hp,
-                                            *place(_starts_arg(setup, stage)))
-            metrics = {key: np.asarray(v) for key, v in jax.device_get(metrics).items()}
-            for rec in mean_records(metrics, done_before):
-                run.log_metrics(name, rec.pop("update"), {**rec, **stage_of(ran_stage)})
-            updates = int(np.max(np.asarray(state.update)))
-            last_eval = ev = evaluate()
-            rec = eval_record(ev)
-            run.log_metrics(name, updates, {**rec, **stage_of(ran_stage), "eval": True,
-                                            "per_seed": seed_lists(ev), "env_steps": int(
-                                                np.sum(np.asarray(state.env_steps)))})
-            stage_updates += updates - done_before
-            val = rec["val_sharpe"]
-            # the curriculum decision is taken before saving, so a resume continues with it
-            if curriculum and cur.promote(stage, val, stage_updates, updates,
-                                          spec.total_updates, rule):
-                stage, stage_updates = stage + 1, 0
-                history.append([updates, stage])
-            save(updates, rec, ev)
-            said = f" stage {ran_stage}" if curriculum else ""
-            say(f"{loop.label}: update {updates}/{spec.total_updates}{said} val_sharpe "
-                f"{val:.3f} (equal weight {rec['val_equal_weight_sharpe']:.3f})")
-        ranked.finish()
+        task = PPOTask(run, loop, ranked, pol_ck, compiled, setup, hp, train_params,
+                       val_params, days, eval_key, place, rule, stage, stage_updates, history,
+                       info, k, say)
+        state, last_eval, _ = run_loop(task, ranked, state, limit=limit, evaluate_start=(
+            loop.eval_at_start and restored is None))
+        stage, history = task.stage, task.history
     finally:
         ranked.ck.close()
         if pol_ck is not None:
             pol_ck.close()
 
-    if last_eval is None:
-        last_eval = evaluate()
     final = eval_record(last_eval)
     selection = ranked.summary(last_eval["episode_sharpe"], "policy", say)
     best_metrics = ranked.best_metrics

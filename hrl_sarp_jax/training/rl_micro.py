@@ -53,6 +53,7 @@ from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
+from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
@@ -677,6 +678,59 @@ def eval_windows(spec: Phase4Spec, val_params: EnvParams) -> float:
     return effective_windows(starts, int(val_params.max_steps_in_episode) / DAYS_PER_WEEK)
 
 
+class Phase4Task:
+    """Phase 4 in the host loop (``training.host_loop``): a unit is one chunk of
+    ``per_chunk`` env steps per seed, validated every ``every`` chunks and after the last;
+    metrics lines and checkpoints are keyed by env steps per seed."""
+
+    def __init__(self, run: Any, ranked: RankedCheckpoints, setup: Phase4Setup,
+                 hp: Phase4HParams, chunk: Callable, evaluate: Callable, eval_key: Array,
+                 per_chunk: int, every: int, seeds: int, say: Callable[[str], None]) -> None:
+        self.run, self.ranked, self.setup, self.hp = run, ranked, setup, hp
+        self.chunk, self.evaluate_program, self.eval_key = chunk, evaluate, eval_key
+        self.per_chunk, self.every, self.seeds, self.say = per_chunk, every, seeds, say
+        self.train_s = 0.0
+        """Seconds spent in the chunk program (with the transfer of its metrics)."""
+
+    def progress(self, state: Phase4State) -> int:
+        return int(np.max(np.asarray(state.env_steps))) // self.per_chunk
+
+    def train(self, state: Phase4State) -> tuple[Phase4State, None]:
+        t_run = time.perf_counter()
+        state, metrics = self.chunk(state, self.setup.train_params, self.hp)
+        metrics = {m: np.asarray(v) for m, v in jax.device_get(metrics).items()}
+        self.train_s += time.perf_counter() - t_run
+        self.run.log_metrics(4, int(np.max(np.asarray(state.env_steps))), {
+            "kind": "train", **_chunk_record(metrics),
+            "env_steps": int(np.sum(np.asarray(state.env_steps)))})
+        return state, None
+
+    def due(self, done: int, limit: int) -> bool:
+        return done % self.every == 0 or done == limit
+
+    def evaluate(self, state: Phase4State) -> tuple[dict[str, Any], np.ndarray]:
+        return _evaluate_record(self.evaluate_program, state, self.setup, self.eval_key)
+
+    def record(self, state: Phase4State, done: int, trained: None, rec: dict[str, Any],
+               episodes: np.ndarray) -> None:
+        env_steps = int(np.max(np.asarray(state.env_steps))) if done else 0
+        if done == 0:  # the starting actor (Phase 2's): 'best' never falls below it
+            self.run.log_metrics(4, 0, {"kind": "eval", **rec, "env_steps": 0})
+        else:
+            self.run.log_metrics(4, env_steps, {"kind": "eval", **rec})
+        self.ranked.save(env_steps, state, {m: v for m, v in rec.items() if m != "per_seed"},
+                         {"seeds": self.seeds, "chunks": done, **self.setup.info},
+                         rec["val_sharpe"], episodes)
+        if done == 0:
+            self.say(f"phase 4: before training, val goal alignment "
+                     f"{rec['val_goal_alignment']:.3f} (equal weight "
+                     f"{rec['val_equal_weight_goal_alignment']:.3f})")
+        else:
+            self.say(f"phase 4: {env_steps} env steps/seed, val goal alignment "
+                     f"{rec['val_goal_alignment']:.3f}, val Sharpe {rec['val_sharpe']:.2f} "
+                     f"(equal weight {rec['val_equal_weight_sharpe']:.2f})")
+
+
 # HOST ONLY
 def run_phase4(
     run: Any,
@@ -753,44 +807,10 @@ def run_phase4(
                            else eval_every_chunks))
         say(f"phase 4: {k} seed(s), {total_chunks} chunks of {per_chunk} env steps, goals "
             f"{setup.info['goal_source']}, compiled in {compile_s:.1f}s")
-        done = int(np.max(np.asarray(state.env_steps))) // per_chunk
-        last_eval: dict[str, Any] | None = None
-        train_s = 0.0
-
-        def save(step: int, chunks: int, rec: dict[str, Any], eps: np.ndarray) -> None:
-            ranked.save(step, state, {m: v for m, v in rec.items() if m != "per_seed"},
-                        {"seeds": k, "chunks": chunks, **setup.info}, rec["val_sharpe"], eps)
-
-        last_eps: np.ndarray | None = None
-        if restored is None and limit > 0:
-            # step 0 = the starting actor (Phase 2's): 'best' never falls below it
-            last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
-            ranked.set_start(last_eps)
-            run.log_metrics(4, 0, {"kind": "eval", **last_eval, "env_steps": 0})
-            save(0, 0, last_eval, last_eps)
-            say(f"phase 4: before training, val goal alignment "
-                f"{last_eval['val_goal_alignment']:.3f} (equal weight "
-                f"{last_eval['val_equal_weight_goal_alignment']:.3f})")
-        while done < limit:
-            t_run = time.perf_counter()
-            state, metrics = chunk(state, setup.train_params, hp)
-            metrics = {m: np.asarray(v) for m, v in jax.device_get(metrics).items()}
-            train_s += time.perf_counter() - t_run
-            done += 1
-            env_steps = int(np.max(np.asarray(state.env_steps)))
-            run.log_metrics(4, env_steps, {"kind": "train", **_chunk_record(metrics),
-                                           "env_steps": int(np.sum(np.asarray(state.env_steps)))})
-            if done % every == 0 or done == limit:
-                last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
-                run.log_metrics(4, env_steps, {"kind": "eval", **last_eval})
-                save(env_steps, done, last_eval, last_eps)
-                say(f"phase 4: {env_steps} env steps/seed, val goal alignment "
-                    f"{last_eval['val_goal_alignment']:.3f}, val Sharpe "
-                    f"{last_eval['val_sharpe']:.2f} (equal weight "
-                    f"{last_eval['val_equal_weight_sharpe']:.2f})")
-        ranked.finish()
-    if last_eval is None:  # resumed at the limit: evaluate the restored state
-        last_eval, last_eps = _evaluate_record(evaluate, state, setup, eval_key)
+        task = Phase4Task(run, ranked, setup, hp, chunk, evaluate, eval_key, per_chunk,
+                          every, k, say)
+        state, last_eval, last_eps = run_loop(task, ranked, state, limit=limit,
+                                              evaluate_start=restored is None)
     selection = ranked.summary(last_eps, "actor", say)
     env_steps = int(np.max(np.asarray(state.env_steps)))
     summary = {
@@ -802,7 +822,7 @@ def run_phase4(
         "episodes": int(np.sum(np.asarray(state.episodes))),
         "seeds": k,
         "wall_s": round(time.perf_counter() - t0, 3),
-        "train_s": round(train_s, 3),
+        "train_s": round(task.train_s, 3),
         "compile_s": round(compile_s, 3),
         "programs": fingerprints,
         "best_metric": cfg.train.td3.checkpoint_metric,
