@@ -303,188 +303,224 @@ def replay_batch(buf: buffers.EpisodeBufferState, key: PRNGKey, env_params: EnvP
                     expand_batch(tr.next_obs, env_params), tr.terminated)
 
 
+# --------------------------------------------------------------------------- the programs
+
+
+class Phase4Model(NamedTuple):
+    """What Phase 4's pure functions close over (static: not traced)."""
+
+    env: MicroEnv
+    nets: Networks
+    spec: Phase4Spec
+    td3: TD3
+
+
+def init_state(m: Phase4Model, key: PRNGKey, env_params: EnvParams,
+               actor_params: Params | None = None) -> Phase4State:
+    """A fresh seed: reset E envs, a random TD3 agent (``actor_params``, e.g. the Phase-2 best
+    actor, replaces its actor and target), an empty replay buffer."""
+    env, spec = m.env, m.spec
+    n, e_num = env.num_stocks, spec.num_envs
+    agent_key, env_key, loop_key = jax.random.split(key, 3)
+    _, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(env_key, e_num), env_params)
+    example = expand_batch(jax.tree.map(lambda x: x[:1], compact_from_state(env_state)),
+                           env_params)
+    agent = m.td3.init(agent_key, example, jnp.full((1, n), 1.0 / n, _F32))
+    if actor_params is not None:  # Adam moments are zeros either way
+        agent = agent.replace(actor_params=actor_params, actor_target=actor_params)
+    buf = buffers.init(_example_transition(n, env.num_sectors + NUM_REGIMES),
+                       capacity_episodes=spec.capacity,
+                       max_len=env_params.max_steps_in_episode, num_heads=e_num)
+    return Phase4State(
+        agent=agent, buffer=buf, env_state=env_state,
+        ep_return=jnp.zeros((e_num,), _F32), ep_length=jnp.zeros((e_num,), _I32),
+        env_steps=jnp.zeros((), _I32), episodes=jnp.zeros((), _I32),
+        key=jax.random.key_data(loop_key),
+    )
+
+
+def td3_updates(m: Phase4Model, agent: TD3State, buf: buffers.EpisodeBufferState,
+                key: PRNGKey, env_params: EnvParams, hp: Phase4HParams, first_step: Array
+                ) -> tuple[TD3State, Metrics]:
+    """``spec.updates_per_step`` TD3 updates on HER-relabelled replay batches (steps
+    ``first_step`` …); metrics averaged over them."""
+    u_num = m.spec.updates_per_step
+
+    def body(agent: TD3State, xs: tuple[PRNGKey, Array]) -> tuple[TD3State, Metrics]:
+        k, i = xs
+        batch_key, update_key = jax.random.split(k)
+        batch = replay_batch(buf, batch_key, env_params, hp, m.spec.batch_size)
+        return m.td3.update(agent, batch, update_key, hp.td3, first_step + i)
+
+    agent, metrics = jax.lax.scan(body, agent, (jax.random.split(key, u_num),
+                                                jnp.arange(u_num, dtype=_I32)))
+    return agent, jax.tree.map(jnp.mean, metrics)
+
+
+def env_step(m: Phase4Model, state: Phase4State, clock: LockstepClock, key: PRNGKey,
+             env_params: EnvParams, hp: Phase4HParams
+             ) -> tuple[Phase4State, LockstepClock, Metrics]:
+    """One vector env step: act with exploration, store the E transitions, then the TD3
+    updates once the buffer is warm (one branch: ``clock`` is shared by every seed)."""
+    env, e_num, u_num = m.env, m.spec.num_envs, m.spec.updates_per_step
+    act_key, step_key, update_key = jax.random.split(key, 3)
+    obs = compact_from_state(state.env_state)
+    action = m.td3.act(state.agent, expand_batch(obs, env_params), act_key, hp.td3, True)
+    _, env_state, reward, term, trunc, info = jax.vmap(
+        env.step, in_axes=(0, 0, 0, None))(
+        jax.random.split(step_key, e_num), state.env_state, action, env_params)
+    r_goal = goal_reward(info["achieved_sector_weights"], info["goal"], env_params.reward)
+    next_obs = compact_from_flat(env.layout, info["final_observation"], obs.day + 1)
+    tr = buffers.Transition(
+        obs=obs, action=action, reward=(reward - r_goal).astype(_F32),
+        goal_reward=r_goal.astype(_F32), next_obs=next_obs, terminated=term,
+        truncated=trunc, achieved_goal=info["achieved_goal"].astype(_F32))
+    buf = buffers.add_step(state.buffer, tr)
+
+    def updates(agent: TD3State) -> tuple[TD3State, Metrics]:
+        return td3_updates(m, agent, buf, update_key, env_params, hp, clock.updates)
+
+    def no_updates(agent: TD3State) -> tuple[TD3State, Metrics]:
+        _, metrics = jax.eval_shape(updates, agent)
+        return agent, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
+
+    # warm once the buffer holds warmup_transitions (this step's included; a buffer carried
+    # over, as in Phase 5, is warm from its first step)
+    warm = clock.transitions + e_num >= m.spec.warmup_transitions
+    agent, td3_metrics = jax.lax.cond(warm, updates, no_updates, state.agent)
+    clock = LockstepClock(clock.transitions + e_num,
+                          clock.updates + jnp.where(warm, u_num, 0).astype(_I32))
+    done = term | trunc
+    ep_return = state.ep_return + reward
+    ep_length = state.ep_length + 1
+    finished = done.astype(_F32)
+    metrics = {
+        "reward": jnp.mean(reward),
+        "goal_alignment": jnp.mean(info["reward_components"]["goal"]),
+        "cost_frac": jnp.mean(info["cost_frac"]),
+        "turnover": jnp.mean(info["turnover"]),
+        "net_return": jnp.mean(info["net_return"]),
+        "episodes_done": jnp.sum(finished),
+        "episode_return_sum": jnp.sum(finished * ep_return),
+        "episode_length_sum": jnp.sum(finished * ep_length.astype(_F32)),
+        "updating": warm.astype(_F32),
+        **td3_metrics,
+    }
+    new = state.replace(
+        agent=agent, buffer=buf, env_state=env_state,
+        ep_return=jnp.where(done, 0.0, ep_return).astype(_F32),
+        ep_length=jnp.where(done, 0, ep_length).astype(_I32),
+        env_steps=state.env_steps + e_num,
+        episodes=state.episodes + jnp.sum(done).astype(_I32),
+    )
+    return new, clock, metrics
+
+
+def run_chunk(m: Phase4Model, state: Phase4State, env_params: EnvParams, hp: Phase4HParams,
+              clock: LockstepClock | None = None) -> tuple[Phase4State, Metrics]:
+    """``spec.steps_per_chunk`` env steps (lax.scan) -> (state, metrics [steps_per_chunk]).
+    ``clock``: the seeds' shared counters, unbatched (``seeds_chunk``); None reads them from
+    ``state`` (one seed, or a vmap that accepts both-branch conds)."""
+    key = jax.random.wrap_key_data(state.key)
+    next_key, chunk_key = jax.random.split(key)
+    if clock is None:
+        clock = clock_of(state)
+
+    def body(carry: tuple[Phase4State, LockstepClock], k: PRNGKey
+             ) -> tuple[tuple[Phase4State, LockstepClock], Metrics]:
+        st, clk = carry
+        st, clk, metrics = env_step(m, st, clk, k, env_params, hp)
+        return (st, clk), metrics
+
+    (state, _), metrics = jax.lax.scan(body, (state, clock),
+                                       jax.random.split(chunk_key, m.spec.steps_per_chunk))
+    return state.replace(key=jax.random.key_data(next_key)), metrics
+
+
+def _eval_episode(m: Phase4Model, env_params: EnvParams, start: Array, key: PRNGKey,
+                  policy: Callable[[MicroState, EnvParams], Array]) -> Metrics:
+    """One validation episode from day ``start`` under ``policy`` (state, params) -> weights
+    [N]: per-day net return, goal term, cost, turnover and ``alive`` [L]."""
+    p = env_params.replace(start_lo=start, start_hi=start)
+    reset_key, steps_key = jax.random.split(key)
+    _, st0 = m.env.reset(reset_key, p)
+
+    def body(carry: tuple[MicroState, Array], k: PRNGKey) -> tuple[tuple[MicroState, Array],
+                                                                   Metrics]:
+        st, alive = carry
+        _, st2, _, term, trunc, info = m.env.step(k, st, policy(st, p), p)
+        out = {"net_return": info["net_return"], "goal": info["reward_components"]["goal"],
+               "cost_frac": info["cost_frac"], "turnover": info["turnover"], "alive": alive}
+        return (st2, alive & ~(term | trunc)), out
+
+    _, out = jax.lax.scan(body, (st0, jnp.ones((), bool)),
+                          jax.random.split(steps_key, env_params.max_steps_in_episode))
+    return out
+
+
+def _equal_weight(st: MicroState, p: EnvParams) -> Array:
+    """1/n over the stocks tradable on the state's day [N]."""
+    tradable = p.tradable[st.t].astype(_F32)
+    return tradable / jnp.maximum(jnp.sum(tradable), 1.0)
+
+
+def evaluate(m: Phase4Model, actor_params: Params, env_params: EnvParams, key: PRNGKey
+             ) -> Metrics:
+    """Deterministic actor vs equal weight on ``spec.eval_episodes`` episodes started at
+    evenly spaced days of [start_lo, start_hi]; goals from the env's goal source driven by
+    ``key`` (pass a key no training stream uses: held-out goals)."""
+    e_num = m.spec.eval_episodes
+    frac = jnp.linspace(0.0, 1.0, e_num, dtype=_F32)
+    span = (env_params.start_hi - env_params.start_lo).astype(_F32)
+    starts = env_params.start_lo + jnp.round(frac * span).astype(_I32)
+
+    def policy_weights(st: MicroState, p: EnvParams) -> Array:
+        inp = expand_batch(jax.tree.map(lambda x: x[None], compact_from_state(st)), p)
+        return actor_weights(m.nets, actor_params, inp)[0]
+
+    ep_keys = jax.random.split(key, e_num)
+    agent_out = jax.vmap(lambda st, k: _eval_episode(m, env_params, st, k, policy_weights))(
+        starts, ep_keys)
+    ew_out = jax.vmap(lambda st, k: _eval_episode(m, env_params, st, k, _equal_weight))(
+        starts, ep_keys)
+    alive = agent_out["alive"].reshape(-1)
+    days = jnp.maximum(jnp.sum(alive.astype(_F32)), 1.0)
+
+    def mean(x: Array) -> Array:
+        return jnp.sum(jnp.where(alive, x.reshape(-1), 0.0)) / days
+
+    ew_alive = ew_out["alive"].reshape(-1)
+    return {
+        "val_sharpe": sharpe(agent_out["net_return"].reshape(-1), 252, mask=alive),
+        "val_equal_weight_sharpe": sharpe(ew_out["net_return"].reshape(-1), 252,
+                                          mask=ew_alive),
+        "val_goal_alignment": mean(agent_out["goal"]),
+        "val_equal_weight_goal_alignment": mean(ew_out["goal"]),
+        "val_cost_frac": mean(agent_out["cost_frac"]),
+        "val_turnover": mean(agent_out["turnover"]),
+        "val_mean_daily_return": mean(agent_out["net_return"]),
+        "val_days": jnp.sum(alive.astype(_I32)),
+        # [m] each episode's own annualised Sharpe (the selection margin pairs them)
+        "episode_sharpe": jax.vmap(lambda r, a: sharpe(r, 252, mask=a))(
+            agent_out["net_return"], agent_out["alive"]),
+    }
+
+
 # --------------------------------------------------------------------------- the factory
 
 
 def make_phase4(env: MicroEnv, nets: Networks, spec: Phase4Spec) -> Phase4:
-    """Build Phase 4's pure ``init``, ``run_chunk`` and ``evaluate``.
+    """Phase 4's pure functions (nothing jitted here):
 
-    init(key, env_params, actor_params=None) -> Phase4State; ``actor_params`` (e.g. the
-      Phase-2 best actor) replaces the random actor and its target.
-    run_chunk(state, env_params, hp) -> (state, metrics [steps_per_chunk]).
+    init(key, env_params, actor_params=None) -> Phase4State (``init_state``);
+    run_chunk(state, env_params, hp, clock=None) -> (state, metrics [steps_per_chunk]);
     evaluate(actor_params, env_params, key) -> validation metrics (deterministic actor).
     """
     td3 = _td3(nets, spec)
-    n, s = env.num_stocks, env.num_sectors
-    g = s + NUM_REGIMES
-    layout = env.layout
-    e_num = spec.num_envs
-
-    def init(key: PRNGKey, env_params: EnvParams, actor_params: Params | None = None
-             ) -> Phase4State:
-        agent_key, env_key, loop_key = jax.random.split(key, 3)
-        _, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-            jax.random.split(env_key, e_num), env_params)
-        example = expand_batch(jax.tree.map(lambda x: x[:1], compact_from_state(env_state)),
-                               env_params)
-        agent = td3.init(agent_key, example, jnp.full((1, n), 1.0 / n, _F32))
-        if actor_params is not None:  # Adam moments are zeros either way
-            agent = agent.replace(actor_params=actor_params, actor_target=actor_params)
-        buf = buffers.init(_example_transition(n, g), capacity_episodes=spec.capacity,
-                           max_len=env_params.max_steps_in_episode, num_heads=e_num)
-        return Phase4State(
-            agent=agent, buffer=buf, env_state=env_state,
-            ep_return=jnp.zeros((e_num,), _F32), ep_length=jnp.zeros((e_num,), _I32),
-            env_steps=jnp.zeros((), _I32), episodes=jnp.zeros((), _I32),
-            key=jax.random.key_data(loop_key),
-        )
-
-    def one_update(agent: TD3State, buf, key: PRNGKey, env_params: EnvParams,
-                   hp: Phase4HParams, step: Array) -> tuple[TD3State, Metrics]:
-        batch_key, update_key = jax.random.split(key)
-        batch = replay_batch(buf, batch_key, env_params, hp, spec.batch_size)
-        return td3.update(agent, batch, update_key, hp.td3, step)
-
-    def env_step(state: Phase4State, clock: LockstepClock, key: PRNGKey, env_params: EnvParams,
-                 hp: Phase4HParams) -> tuple[Phase4State, LockstepClock, Metrics]:
-        act_key, step_key, update_key = jax.random.split(key, 3)
-        obs = compact_from_state(state.env_state)
-        action = td3.act(state.agent, expand_batch(obs, env_params), act_key, hp.td3, True)
-        _, env_state, reward, term, trunc, info = jax.vmap(
-            env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(step_key, e_num), state.env_state, action, env_params)
-        r_goal = goal_reward(info["achieved_sector_weights"], info["goal"], env_params.reward)
-        next_obs = compact_from_flat(layout, info["final_observation"], obs.day + 1)
-        tr = buffers.Transition(
-            obs=obs, action=action, reward=(reward - r_goal).astype(_F32),
-            goal_reward=r_goal.astype(_F32), next_obs=next_obs, terminated=term,
-            truncated=trunc, achieved_goal=info["achieved_goal"].astype(_F32))
-        buf = buffers.add_step(state.buffer, tr)
-
-        u_num = spec.updates_per_step
-
-        def updates(agent: TD3State) -> tuple[TD3State, Metrics]:
-            def body(a, xs):
-                k, i = xs
-                return one_update(a, buf, k, env_params, hp, clock.updates + i)
-            agent, m = jax.lax.scan(body, agent, (jax.random.split(update_key, u_num),
-                                                  jnp.arange(u_num, dtype=_I32)))
-            return agent, jax.tree.map(jnp.mean, m)
-
-        def no_updates(agent: TD3State) -> tuple[TD3State, Metrics]:
-            _, m = jax.eval_shape(updates, agent)
-            return agent, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), m)
-
-        # warm once the buffer holds warmup_transitions (this step's included; a buffer carried
-        # over, as in Phase 5, is warm from its first step)
-        warm = clock.transitions + e_num >= spec.warmup_transitions
-        agent, td3_metrics = jax.lax.cond(warm, updates, no_updates, state.agent)
-        clock = LockstepClock(clock.transitions + e_num,
-                              clock.updates + jnp.where(warm, u_num, 0).astype(_I32))
-        done = term | trunc
-        ep_return = state.ep_return + reward
-        ep_length = state.ep_length + 1
-        finished = done.astype(_F32)
-        metrics = {
-            "reward": jnp.mean(reward),
-            "goal_alignment": jnp.mean(info["reward_components"]["goal"]),
-            "cost_frac": jnp.mean(info["cost_frac"]),
-            "turnover": jnp.mean(info["turnover"]),
-            "net_return": jnp.mean(info["net_return"]),
-            "episodes_done": jnp.sum(finished),
-            "episode_return_sum": jnp.sum(finished * ep_return),
-            "episode_length_sum": jnp.sum(finished * ep_length.astype(_F32)),
-            "updating": warm.astype(_F32),
-            **td3_metrics,
-        }
-        new = state.replace(
-            agent=agent, buffer=buf, env_state=env_state,
-            ep_return=jnp.where(done, 0.0, ep_return).astype(_F32),
-            ep_length=jnp.where(done, 0, ep_length).astype(_I32),
-            env_steps=state.env_steps + e_num,
-            episodes=state.episodes + jnp.sum(done).astype(_I32),
-        )
-        return new, clock, metrics
-
-    def run_chunk(state: Phase4State, env_params: EnvParams, hp: Phase4HParams,
-                  clock: LockstepClock | None = None) -> tuple[Phase4State, Metrics]:
-        """``clock``: the seeds' shared counters, unbatched (``seeds_chunk``); None reads
-        them from ``state`` (one seed, or a vmap that accepts both-branch conds)."""
-        key = jax.random.wrap_key_data(state.key)
-        next_key, chunk_key = jax.random.split(key)
-        if clock is None:
-            clock = clock_of(state)
-
-        def body(carry, k):
-            st, clk = carry
-            st, clk, m = env_step(st, clk, k, env_params, hp)
-            return (st, clk), m
-
-        (state, _), metrics = jax.lax.scan(body, (state, clock),
-                                           jax.random.split(chunk_key, spec.steps_per_chunk))
-        return state.replace(key=jax.random.key_data(next_key)), metrics
-
-    def evaluate(actor_params: Params, env_params: EnvParams, key: PRNGKey) -> Metrics:
-        """Deterministic actor vs equal weight on ``spec.eval_episodes`` episodes started at
-        evenly spaced days of [start_lo, start_hi]; goals from the env's goal source driven by
-        ``key`` (pass a key no training stream uses: held-out goals)."""
-        m = spec.eval_episodes
-        frac = jnp.linspace(0.0, 1.0, m, dtype=_F32)
-        span = (env_params.start_hi - env_params.start_lo).astype(_F32)
-        starts = env_params.start_lo + jnp.round(frac * span).astype(_I32)
-        length = env_params.max_steps_in_episode
-
-        def policy_weights(st: MicroState, p: EnvParams) -> Array:
-            inp = expand_batch(jax.tree.map(lambda x: x[None], compact_from_state(st)), p)
-            return actor_weights(nets, actor_params, inp)[0]
-
-        def equal_weight(st: MicroState, p: EnvParams) -> Array:
-            tradable = p.tradable[st.t].astype(_F32)
-            return tradable / jnp.maximum(jnp.sum(tradable), 1.0)
-
-        def episode(start: Array, ep_key: PRNGKey, policy) -> Metrics:
-            p = env_params.replace(start_lo=start, start_hi=start)
-            reset_key, steps_key = jax.random.split(ep_key)
-            _, st0 = env.reset(reset_key, p)
-
-            def body(carry, k):
-                st, alive = carry
-                _, st2, _, term, trunc, info = env.step(k, st, policy(st, p), p)
-                out = {"net_return": info["net_return"], "goal": info["reward_components"]["goal"],
-                       "cost_frac": info["cost_frac"], "turnover": info["turnover"],
-                       "alive": alive}
-                return (st2, alive & ~(term | trunc)), out
-
-            _, out = jax.lax.scan(body, (st0, jnp.ones((), bool)),
-                                  jax.random.split(steps_key, length))
-            return out
-
-        ep_keys = jax.random.split(key, m)
-        agent_out = jax.vmap(lambda st, k: episode(st, k, policy_weights))(starts, ep_keys)
-        ew_out = jax.vmap(lambda st, k: episode(st, k, equal_weight))(starts, ep_keys)
-        alive = agent_out["alive"].reshape(-1)
-        days = jnp.maximum(jnp.sum(alive.astype(_F32)), 1.0)
-
-        def mean(x: Array) -> Array:
-            return jnp.sum(jnp.where(alive, x.reshape(-1), 0.0)) / days
-
-        ew_alive = ew_out["alive"].reshape(-1)
-        return {
-            "val_sharpe": sharpe(agent_out["net_return"].reshape(-1), 252, mask=alive),
-            "val_equal_weight_sharpe": sharpe(ew_out["net_return"].reshape(-1), 252,
-                                              mask=ew_alive),
-            "val_goal_alignment": mean(agent_out["goal"]),
-            "val_equal_weight_goal_alignment": mean(ew_out["goal"]),
-            "val_cost_frac": mean(agent_out["cost_frac"]),
-            "val_turnover": mean(agent_out["turnover"]),
-            "val_mean_daily_return": mean(agent_out["net_return"]),
-            "val_days": jnp.sum(alive.astype(_I32)),
-            # [m] each episode's own annualised Sharpe (the selection margin pairs them)
-            "episode_sharpe": jax.vmap(lambda r, a: sharpe(r, 252, mask=a))(
-                agent_out["net_return"], agent_out["alive"]),
-        }
-
-    return Phase4(init, run_chunk, evaluate, td3, spec, nets)
+    m = Phase4Model(env, nets, spec, td3)
+    return Phase4(partial(init_state, m), partial(run_chunk, m), partial(evaluate, m), td3,
+                  spec, nets)
 
 
 def seeds_chunk(p4: Phase4, params_axis: int | None = None
