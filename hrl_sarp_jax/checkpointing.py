@@ -60,6 +60,7 @@ from hrl_sarp_jax.utils.atomic import (
     atomic_write_text,
     to_json_safe,
 )
+from hrl_sarp_jax.utils.processes import wait_for_processes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -185,6 +186,25 @@ def content_hash(tree: PyTree) -> str:
 
 def _fully_addressable(tree: PyTree) -> bool:
     return all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree))
+
+
+def _hashable(tree: PyTree) -> PyTree:
+    """``tree`` itself, or on several processes a host copy whose leaves spanning processes are
+    all-gathered (``process_allgather``), so every process hashes the same whole state. A
+    collective: every process of a multi-process run must call it, as they all save."""
+    if _fully_addressable(tree):
+        return tree
+    from jax.experimental import multihost_utils
+
+    wait_for_processes("checkpoint hash")
+
+    def whole(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                x = jax.random.key_data(x)
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return x
+    return jax.tree.map(whole, tree)
 
 
 # --------------------------------------------------------------------------- data fingerprint
@@ -921,10 +941,7 @@ class PhaseCheckpointer:
             raise CheckpointError(f"{self._where()} was opened read-only; cannot save")
         step = int(step)
         self._make_room(step)
-        if not _fully_addressable(state):
-            raise CheckpointError("save: state has arrays spread over several processes; "
-                                  "content hashing needs them addressable from this process")
-        digest, signature = _digests(state)
+        digest, signature = _digests(_hashable(state))
         clean_metrics = {str(k): to_json_safe(v) for k, v in (metrics or {}).items()}
         orbax_metrics = {k: v for k, v in clean_metrics.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -1003,10 +1020,7 @@ class PhaseCheckpointer:
         stored = meta.get("content_hash")
         if stored is None:
             raise _Damaged("its metadata holds no content hash")
-        if not _fully_addressable(state):
-            meta["hash_verified"] = False  # multi-process restore: cannot gather here
-            return state, meta
-        got, signature = _digests(state)
+        got, signature = _digests(_hashable(state))
         if meta.get("signature") not in (None, signature):
             # The caller asked for other dtypes (e.g. f32 -> bf16): the bytes cannot match.
             meta["hash_verified"] = False

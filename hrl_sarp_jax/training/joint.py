@@ -59,7 +59,7 @@ from hrl_sarp_jax.training.ppo_loop import (
 )
 from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.selection import RankedCheckpoints, effective_windows
-from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds
+from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import Params, PyTree
 
 PHASE = 5
@@ -283,12 +283,12 @@ def _round(setup: Phase5Setup, state3, state4):
     m3 = []
     for _ in range(setup.macro_chunks_per_round):
         state3, m = pr["chunk3"](state3, train3, setup.hp3, setup.starts)
-        m3.append(jax.device_get(m))
+        m3.append(to_host(m))
     train4 = with_policy(setup.s4.train_params, macro_actor_of(state3))
     m4 = []
     for _ in range(setup.micro_chunks_per_round):
         state4, m = pr["chunk4"](state4, train4, setup.hp4)
-        m4.append(jax.device_get(m))
+        m4.append(to_host(m))
     return state3, state4, m3, m4
 
 
@@ -302,8 +302,8 @@ def _validate(setup: Phase5Setup, state3, state4, key) -> tuple[dict[str, np.nda
                       setup.s3.eval_days, key)
     ev4 = pr["eval4"](state4.agent.actor_params,
                       with_policy(setup.s4.val_params, macro_actor_of(state3)), key)
-    ev3 = {m: np.asarray(v) for m, v in jax.device_get(ev3).items()}
-    ev4 = {m: np.asarray(v) for m, v in jax.device_get(ev4).items()}
+    ev3 = {m: np.asarray(v) for m, v in to_host(ev3).items()}
+    ev4 = {m: np.asarray(v) for m, v in to_host(ev4).items()}
     return {
         "val_sharpe": ev3["val_sharpe"], "val_sharpe_std": ev3["val_sharpe_std"],
         "val_equal_weight_sharpe": ev3["val_equal_weight_sharpe"],
@@ -344,8 +344,8 @@ def _save_round(run: Any, ranked: RankedCheckpoints, done: int, state3, state4,
                                       **_block_record(m3, "macro_", True),
                                       **_block_record(m4, "micro_", True),
                                       **{m: v.tolist() for m, v in last.items()}},
-                                  "env_steps": int(np.sum(np.asarray(state3.env_steps))
-                                                   + np.sum(np.asarray(state4.env_steps)))})
+                                  "env_steps": int(np.sum(to_host(state3.env_steps))
+                                                   + np.sum(to_host(state4.env_steps)))})
     metrics = {BEST_METRIC: means["val_sharpe"],
                "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
                "val_goal_alignment": means["val_goal_alignment"]}
@@ -410,6 +410,10 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     k = int(cfg.train.seeds if seeds is None else seeds)
+    if jax.process_count() > 1:
+        raise ConfigError(f"Phase 5 does not train across {jax.process_count()} processes yet "
+                          "(Phase 3 and the flat baseline do): run it on one host without "
+                          "--distributed")
     if k < 1:
         raise ConfigError(f"Phase 5 needs at least one seed (got {k})")
     with RankedCheckpoints(run, PHASE, label="phase 5", metric=BEST_METRIC,
@@ -460,8 +464,8 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
                                                evaluate_start=restored is None)
     selection = ranked.summary(eps, "pair", say)
     means = {m: float(np.mean(v)) for m, v in last.items()}
-    env3 = int(np.sum(np.asarray(state3.env_steps)))
-    env4 = int(np.sum(np.asarray(state4.env_steps)))
+    env3 = int(np.sum(to_host(state3.env_steps)))
+    env4 = int(np.sum(to_host(state4.env_steps)))
     summary = {
         **means,
         "per_seed": {m: v.tolist() for m, v in last.items()},

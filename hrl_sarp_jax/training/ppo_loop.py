@@ -38,7 +38,7 @@ from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
 from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints, effective_windows
-from hrl_sarp_jax.training.sharding import replicate, shard_seeds
+from hrl_sarp_jax.training.sharding import replicate, shard_seeds, to_host
 from hrl_sarp_jax.types import Array, PyTree
 
 _F32 = jnp.float32
@@ -319,13 +319,13 @@ class PPOTask:
         return {"stage": stage} if self.rule is not None else {}
 
     def progress(self, state: PPOState) -> int:
-        return int(np.max(np.asarray(state.update)))
+        return int(np.max(to_host(state.update)))
 
     def train(self, state: PPOState) -> tuple[PPOState, tuple[int, int]]:
         done_before, ran_stage = self.progress(state), self.stage
         state, metrics = self.compiled.chunk(state, self.train_params, self.hp, *self.place(
             _starts_arg(self.setup, ran_stage)))
-        metrics = {key: np.asarray(v) for key, v in jax.device_get(metrics).items()}
+        metrics = {key: np.asarray(v) for key, v in to_host(metrics).items()}
         for rec in mean_records(metrics, done_before):
             self.run.log_metrics(self.loop.phase, rec.pop("update"),
                                  {**rec, **self._stage_of(ran_stage)})
@@ -335,7 +335,7 @@ class PPOTask:
         return True
 
     def evaluate(self, state: PPOState) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        ev = {key: np.asarray(v) for key, v in jax.device_get(self.compiled.evaluate(
+        ev = {key: np.asarray(v) for key, v in to_host(self.compiled.evaluate(
             state.train.params, self.val_params, self.days, self.eval_key)).items()}
         return ev, ev["episode_sharpe"]
 
@@ -343,7 +343,7 @@ class PPOTask:
                ev: dict[str, np.ndarray], episodes: np.ndarray) -> None:
         loop, rec = self.loop, eval_record(ev)
         ran_stage = self.stage if trained is None else trained[1]
-        env_steps = 0 if trained is None else int(np.sum(np.asarray(state.env_steps)))
+        env_steps = 0 if trained is None else int(np.sum(to_host(state.env_steps)))
         self.run.log_metrics(loop.phase, done, {**rec, **self._stage_of(ran_stage),
                                                 "eval": True, "per_seed": seed_lists(ev),
                                                 "env_steps": env_steps})
@@ -487,12 +487,13 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
             pol_ck.close()
 
     final = eval_record(last_eval)
+    env_steps = to_host(state.env_steps)
     selection = ranked.summary(last_eval["episode_sharpe"], "policy", say)
     best_metrics = ranked.best_metrics
     summary: dict[str, Any] = {
-        "env_steps": int(np.sum(np.asarray(state.env_steps))),
-        "env_steps_per_seed": int(np.max(np.asarray(state.env_steps))),
-        "updates": int(np.max(np.asarray(state.update))),
+        "env_steps": int(np.sum(env_steps)),
+        "env_steps_per_seed": int(np.max(env_steps)),
+        "updates": int(np.max(to_host(state.update))),
         "wall_s": round(time.perf_counter() - t0, 3),
         "compile_s": round(compiled.compile_s, 3),
         "programs": compiled.fingerprints,

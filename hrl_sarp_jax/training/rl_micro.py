@@ -56,7 +56,7 @@ from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
 from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
-from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds
+from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
 
 _F32 = jnp.float32
@@ -698,7 +698,7 @@ def _evaluate_record(evaluate: Callable, state: Phase4State, setup: Phase4Setup,
                      key: Array) -> tuple[dict[str, Any], np.ndarray]:
     """Validation means over seeds, plus ``per_seed`` lists; and the per-episode Sharpes
     [K, E] apart (for the selection margin, not logged)."""
-    ev = {m: np.asarray(v) for m, v in jax.device_get(
+    ev = {m: np.asarray(v) for m, v in to_host(
         evaluate(state.agent.actor_params, setup.val_params, key)).items()}
     episodes = np.asarray(ev.pop("episode_sharpe"), np.float64)
     rec: dict[str, Any] = {m: float(np.mean(v)) for m, v in ev.items()}
@@ -729,16 +729,16 @@ class Phase4Task:
         """Seconds spent in the chunk program (with the transfer of its metrics)."""
 
     def progress(self, state: Phase4State) -> int:
-        return int(np.max(np.asarray(state.env_steps))) // self.per_chunk
+        return int(np.max(to_host(state.env_steps))) // self.per_chunk
 
     def train(self, state: Phase4State) -> tuple[Phase4State, None]:
         t_run = time.perf_counter()
         state, metrics = self.chunk(state, self.setup.train_params, self.hp)
-        metrics = {m: np.asarray(v) for m, v in jax.device_get(metrics).items()}
+        metrics = {m: np.asarray(v) for m, v in to_host(metrics).items()}
         self.train_s += time.perf_counter() - t_run
-        self.run.log_metrics(4, int(np.max(np.asarray(state.env_steps))), {
-            "kind": "train", **_chunk_record(metrics),
-            "env_steps": int(np.sum(np.asarray(state.env_steps)))})
+        env_steps = to_host(state.env_steps)
+        self.run.log_metrics(4, int(np.max(env_steps)), {
+            "kind": "train", **_chunk_record(metrics), "env_steps": int(np.sum(env_steps))})
         return state, None
 
     def due(self, done: int, limit: int) -> bool:
@@ -749,7 +749,7 @@ class Phase4Task:
 
     def record(self, state: Phase4State, done: int, trained: None, rec: dict[str, Any],
                episodes: np.ndarray) -> None:
-        env_steps = int(np.max(np.asarray(state.env_steps))) if done else 0
+        env_steps = int(np.max(to_host(state.env_steps))) if done else 0
         if done == 0:  # the starting actor (Phase 2's): 'best' never falls below it
             self.run.log_metrics(4, 0, {"kind": "eval", **rec, "env_steps": 0})
         else:
@@ -801,6 +801,10 @@ def run_phase4(
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     k = int(cfg.train.seeds if seeds is None else seeds)
+    if jax.process_count() > 1:
+        raise ConfigError(f"Phase 4 does not train across {jax.process_count()} processes yet "
+                          "(Phase 3 and the flat baseline do): run it on one host without "
+                          "--distributed")
     if k < 1:
         raise ConfigError(f"Phase 4 needs at least one seed (got {k})")
     # the selection margin pairs per-episode Sharpes: with checkpoint_metric val_sharpe only
@@ -848,14 +852,15 @@ def run_phase4(
         state, last_eval, last_eps = run_loop(task, ranked, state, limit=limit,
                                               evaluate_start=restored is None)
     selection = ranked.summary(last_eps, "actor", say)
-    env_steps = int(np.max(np.asarray(state.env_steps)))
+    counts = to_host({"env_steps": state.env_steps, "updates": state.agent.step,
+                      "episodes": state.episodes})
     summary = {
         **{m: v for m, v in last_eval.items() if m != "per_seed"},
         "per_seed": last_eval["per_seed"],
-        "env_steps": int(np.sum(np.asarray(state.env_steps))),
-        "env_steps_per_seed": env_steps,
-        "updates_per_seed": int(np.max(np.asarray(state.agent.step))),
-        "episodes": int(np.sum(np.asarray(state.episodes))),
+        "env_steps": int(np.sum(counts["env_steps"])),
+        "env_steps_per_seed": int(np.max(counts["env_steps"])),
+        "updates_per_seed": int(np.max(counts["updates"])),
+        "episodes": int(np.sum(counts["episodes"])),
         "seeds": k,
         "wall_s": round(time.perf_counter() - t0, 3),
         "train_s": round(task.train_s, 3),

@@ -48,6 +48,7 @@ from jax.sharding import PartitionSpec as P
 
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.types import PyTree
+from hrl_sarp_jax.utils.processes import wait_for_processes
 
 SEED_AXIS = "seeds"
 
@@ -182,10 +183,14 @@ def abstract_like(tree: PyTree) -> PyTree:
 
 def to_host(tree: PyTree) -> PyTree:
     """NumPy copies of every leaf, gathered from all processes when arrays span several
-    (``process_allgather``); one process: ``jax.device_get``. Every process must call it."""
+    (``process_allgather``, after ``utils.processes.wait_for_processes``, so a process that
+    is still compiling does not time the collective out); one process: ``jax.device_get``.
+    Every process must call it."""
     if jax.process_count() == 1:
         return jax.device_get(tree)
     from jax.experimental import multihost_utils
+
+    wait_for_processes("to_host")
 
     def one(x: Any) -> Any:
         if isinstance(x, jax.Array) and not x.is_fully_addressable:

@@ -270,3 +270,48 @@ def test_cli_distributed_flag(capsys, monkeypatch):
     assert "HRL_SARP_DISTRIBUTED='yes please'" in capsys.readouterr().err
     with pytest.raises(HrlSarpError):
         sh.distributed_requested()
+
+
+def _train_cli(args: list[str], devices: int, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hrl_sarp_jax", *args], cwd=cwd,
+                            env={**_env(devices), "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    try:
+        _, stderr = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+
+
+def test_two_processes_train_phase3_as_one_process_does(tmp_path):
+    # `hrl-sarp --distributed train --phase 3 --seeds 4` in two processes x 2 devices into one
+    # shared run folder, against one process with 4 devices: the same validation in every
+    # metrics line: every validation of the policy, from update 0 to the last chunk.
+    data = tmp_path / "market"
+    _finish(_train_cli(["data", "synth", "--config", "smoke", "--out", str(data)], 1, tmp_path))
+    common = ["train", "--config", "smoke", "--phase", "3", "--seeds", "4", "--data", str(data),
+              "--checkpoints", str(tmp_path / "ck")]
+    _finish(_train_cli([*common, "--run", "one"], 4, tmp_path))
+    port = str(_free_port())
+    procs = [_train_cli(["--distributed", "--coordinator", f"localhost:{port}",
+                         "--num-processes", "2", "--process-id", str(pid), *common,
+                         "--run", "two"], 2, tmp_path) for pid in (0, 1)]
+    for p in procs:
+        _finish(p)
+
+    def evals(run: str) -> list[dict]:
+        lines = [json.loads(x) for x in (tmp_path / "ck" / run / "metrics.jsonl")
+                 .read_text().splitlines()]
+        return [{k: v for k, v in x.items() if k.startswith("val_")} for x in lines
+                if x.get("eval")]
+
+    one, two = evals("one"), evals("two")
+    assert len(one) == len(two) >= 2
+    for a, b in zip(one, two, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
