@@ -803,7 +803,7 @@ def run_phase4(
     k = int(cfg.train.seeds if seeds is None else seeds)
     if jax.process_count() > 1:
         raise ConfigError(f"Phase 4 does not train across {jax.process_count()} processes yet "
-                          "(Phase 3 and the flat baseline do): run it on one host without "
+                          "(Phase 3 does): run it on one host without "
                           "--distributed")
     if k < 1:
         raise ConfigError(f"Phase 4 needs at least one seed (got {k})")
