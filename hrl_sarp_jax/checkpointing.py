@@ -60,7 +60,7 @@ from hrl_sarp_jax.utils.atomic import (
     atomic_write_text,
     to_json_safe,
 )
-from hrl_sarp_jax.utils.processes import wait_for_processes
+from hrl_sarp_jax.utils.processes import as_global_arrays, gather_processes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -184,27 +184,11 @@ def content_hash(tree: PyTree) -> str:
     return _digests(tree)[0]
 
 
-def _fully_addressable(tree: PyTree) -> bool:
-    return all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree))
-
-
 def _hashable(tree: PyTree) -> PyTree:
-    """``tree`` itself, or on several processes a host copy whose leaves spanning processes are
-    all-gathered (``process_allgather``), so every process hashes the same whole state. A
-    collective: every process of a multi-process run must call it, as they all save."""
-    if _fully_addressable(tree):
-        return tree
-    from jax.experimental import multihost_utils
-
-    wait_for_processes("checkpoint hash")
-
-    def whole(x: Any) -> Any:
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-                x = jax.random.key_data(x)
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return x
-    return jax.tree.map(whole, tree)
+    """``tree``, with leaves spanning processes all-gathered (keys as their data), so every
+    process of a multi-process run hashes the same whole state. A collective: every process
+    must call it, as they all save."""
+    return gather_processes(tree, "checkpoint hash", key_data=True)
 
 
 # --------------------------------------------------------------------------- data fingerprint
@@ -870,6 +854,10 @@ class PhaseCheckpointer:
             read_only=read_only,
             save_interval_steps=0 if read_only else 1,
             create=not read_only,
+            # orbax names its save barriers by step only: two phases' checkpointers saving
+            # the same step at once (the flat baseline's state and policy) would share them
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix=f"phase{self.phase}"),
         )
         handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         with _quiet_orbax():
@@ -959,7 +947,7 @@ class PhaseCheckpointer:
             "run_name": self.run.name,
             "user": to_json_safe(dict(meta or {})),
         }
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+        args = ocp.args.Composite(state=ocp.args.StandardSave(as_global_arrays(state)),
                                   meta=ocp.args.JsonSave(record))
         ok = self._mgr.save(step, args=args, metrics=orbax_metrics)
         if not ok:

@@ -61,6 +61,7 @@ from hrl_sarp_jax.training.ppo_loop import (
     run_ppo,
     split_bounds,
 )
+from hrl_sarp_jax.training.sharding import seed_mesh_for
 from hrl_sarp_jax.types import Array, Params, PyTree
 
 __all__ = ["compile_programs"]
@@ -284,7 +285,7 @@ def run_flat(
         return setup_flat(cfg, market, meta, feats, total_env_steps=total_env_steps), None
 
     out = run_ppo(run, cfg, LOOP, make_setup, seeds=k, resume=resume,
-                  update_limit=update_limit, log=log, final_keys=(
+                  update_limit=update_limit, mesh=seed_mesh_for(k), log=log, final_keys=(
                       "val_sharpe", "val_sharpe_std", "val_equal_weight_sharpe", "val_return",
                       "val_equal_weight_return", "val_max_drawdown", "val_turnover",
                       "val_cost_frac"))

@@ -110,6 +110,8 @@ class Phase5Setup:
     hp4: Any
     programs: dict[str, Callable]
     starts: cur.StartSet
+    stock_sector: np.ndarray
+    """[N] each stock's sector, on the host (the env params get placed on the seed mesh)."""
 
 
 def check_joint_config(cfg: Config) -> None:
@@ -153,7 +155,7 @@ def setup_phase5(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     hp3, hp4 = _scaled_hparams(cfg, s3, s4, k)
     starts = cur.stage_starts(JOINT_STAGE, s3.windows)
     return Phase5Setup(s3, s4, k, macro_updates // upc, micro_chunks, int(j.rounds), hp3, hp4,
-                       _programs(s3, s4), starts)
+                       _programs(s3, s4), starts, np.asarray(s3.train_params.stock_sector))
 
 
 def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, Callable]:
@@ -236,7 +238,7 @@ def _initial_states(setup: Phase5Setup, cfg: Config, state3_saved, state4_saved)
     """Phase 5's starting (macro, micro) states from the saved Phase 3 / 4 states."""
     k, pr = setup.seeds, setup.programs
     micro_pp = micro_policy_params(state4_saved.agent.actor_params,
-                                   np.asarray(setup.s3.train_params.stock_sector), k)
+                                   setup.stock_sector, k)
     train3 = with_policy(setup.s3.train_params, micro_pp)
     template = pr["init3"](rl_macro.phase3_keys(cfg.seed + 5, k), setup.hp3, train3,
                            setup.starts)
@@ -253,7 +255,7 @@ def _compile(setup: Phase5Setup, state3, state4, mesh: Any) -> tuple[float, dict
     Macro block's inputs are placed as Phase 3 places its own (``ppo_loop.compile_programs``),
     so its programs are Phase 3's (a cache hit)."""
     pr, k = setup.programs, setup.seeds
-    sector = np.asarray(setup.s3.train_params.stock_sector)
+    sector = setup.stock_sector
     pp3 = micro_policy_params(state4.agent.actor_params, sector, k)
     pp4 = macro_actor_of(state3)
     args = {  # setup's starts, eval days and market arrays are already placed (run_phase5)
@@ -278,7 +280,7 @@ def _round(setup: Phase5Setup, state3, state4):
     just-updated Macro). Returns the new states and the metrics of both blocks."""
     pr, k = setup.programs, setup.seeds
     micro_pp = micro_policy_params(state4.agent.actor_params,
-                                   np.asarray(setup.s3.train_params.stock_sector), k)
+                                   setup.stock_sector, k)
     train3 = with_policy(setup.s3.train_params, micro_pp)
     m3 = []
     for _ in range(setup.macro_chunks_per_round):
@@ -297,7 +299,7 @@ def _validate(setup: Phase5Setup, state3, state4, key) -> tuple[dict[str, np.nda
     """Validation means per seed ([K] each) and the hierarchy's per-episode Sharpes [K, E]."""
     pr, k = setup.programs, setup.seeds
     micro_pp = micro_policy_params(state4.agent.actor_params,
-                                   np.asarray(setup.s3.val_params.stock_sector), k)
+                                   setup.stock_sector, k)
     ev3 = pr["eval3"](state3.train.params, with_policy(setup.s3.val_params, micro_pp),
                       setup.s3.eval_days, key)
     ev4 = pr["eval4"](state4.agent.actor_params,
@@ -401,6 +403,41 @@ class Phase5Task:
                      f"{means['val_goal_alignment']:.3f}")
 
 
+def _start_from_phases_3_4(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                           feats: FeatureSet, k: int
+                           ) -> tuple[Phase5Setup, Any, Any, dict[str, Any]]:
+    """(setup, Macro state [K], Micro state [K], sources): Phase 3's and Phase 4's saved
+    states paired onto K seeds, with fresh optimisers and envs (``_initial_states``);
+    ``sources`` says where each came from and how the seeds were paired (for the summary)."""
+    saved3, info3 = restore_phase3_state(run, cfg, market, meta, feats)
+    k3 = int(jax.tree.leaves(saved3)[0].shape[0])
+    example_macro = _first(macro_actor_of(saved3))
+    saved4, info4 = restore_phase4_state(run, cfg, market, meta, feats, example_macro)
+    k4 = int(jax.tree.leaves(saved4)[0].shape[0])
+    saved3, how3 = _pair(saved3, k3, k)
+    saved4, how4 = _pair(saved4, k4, k)
+    setup = setup_phase5(cfg, market, meta, feats, _first(saved4.agent.actor_params),
+                         example_macro, k)
+    state3, state4 = _initial_states(setup, cfg, saved3, saved4)
+    return setup, state3, state4, {"pairing": {"phase3": how3, "phase4": how4}, **info3,
+                                   **info4}
+
+
+def _place(setup: Phase5Setup, state3: Any, state4: Any, mesh: Any
+           ) -> tuple[Phase5Setup, Any, Any]:
+    """The seed axis over the mesh's devices, as Phases 3-4 place it (the Micro block's
+    programs are then Phase 4's own: same shapes and placement, one compile serves both),
+    and the Macro block's shared inputs placed once as its programs expect them (Phase 3's
+    placement), not copied into place on every call."""
+    state3, state4, hp3, hp4 = shard_seeds((state3, state4, setup.hp3, setup.hp4), mesh)
+    s3 = dataclasses.replace(setup.s3, **dict(zip(
+        ("train_params", "val_params", "eval_days"),
+        replicate((setup.s3.train_params, setup.s3.val_params, setup.s3.eval_days), mesh),
+        strict=True)))
+    return (dataclasses.replace(setup, hp3=hp3, hp4=hp4, s3=s3,
+                                starts=replicate(setup.starts, mesh)), state3, state4)
+
+
 def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
                *, seeds: int | None = None, resume: bool = False, round_limit: int | None = None,
                log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -410,26 +447,13 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     k = int(cfg.train.seeds if seeds is None else seeds)
-    if jax.process_count() > 1:
-        raise ConfigError(f"Phase 5 does not train across {jax.process_count()} processes yet "
-                          "(Phase 3 does): run it on one host without "
-                          "--distributed")
     if k < 1:
         raise ConfigError(f"Phase 5 needs at least one seed (got {k})")
     with RankedCheckpoints(run, PHASE, label="phase 5", metric=BEST_METRIC,
                            margin=float(cfg.train.checkpoint_margin),
                            keep_latest=cfg.train.keep_latest, resume=resume) as ranked:
-        saved3, info3 = restore_phase3_state(run, cfg, market, meta, feats)
-        k3 = int(jax.tree.leaves(saved3)[0].shape[0])
-        example_macro = _first(macro_actor_of(saved3))
-        saved4, info4 = restore_phase4_state(run, cfg, market, meta, feats, example_macro)
-        k4 = int(jax.tree.leaves(saved4)[0].shape[0])
-        saved3, how3 = _pair(saved3, k3, k)
-        saved4, how4 = _pair(saved4, k4, k)
-        setup = setup_phase5(cfg, market, meta, feats, _first(saved4.agent.actor_params),
-                             example_macro, k)
-        state3, state4 = _initial_states(setup, cfg, saved3, saved4)
-        del saved3, saved4
+        setup, state3, state4, sources = _start_from_phases_3_4(run, cfg, market, meta,
+                                                                feats, k)
         done = 0
         restored = ranked.restore_latest({"macro": state3, "micro": state4})
         if restored is not None:
@@ -437,18 +461,12 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             state3, state4 = both["macro"], both["micro"]
             done = int(user.get("round", ranked.resumed_from))
             say(f"phase 5: resumed after round {done}")
+        windows = effective_windows(np.asarray(setup.s3.eval_days),
+                                    setup.s3.program.spec.eval_weeks)
         # the seed axis over the mesh's devices, as Phases 3-4 place it: the Micro block's
         # programs are then Phase 4's own (same shapes and placement: one compile serves both)
         mesh = seed_mesh_for(k)
-        state3, state4, hp3, hp4 = shard_seeds((state3, state4, setup.hp3, setup.hp4), mesh)
-        # the Macro block's shared inputs placed once as its programs expect them (Phase 3's
-        # placement), not copied into place on every call
-        s3 = dataclasses.replace(setup.s3, **dict(zip(
-            ("train_params", "val_params", "eval_days"),
-            replicate((setup.s3.train_params, setup.s3.val_params, setup.s3.eval_days), mesh),
-            strict=True)))
-        setup = dataclasses.replace(setup, hp3=hp3, hp4=hp4, s3=s3,
-                                    starts=replicate(setup.starts, mesh))
+        setup, state3, state4 = _place(setup, state3, state4, mesh)
         compile_s, fingerprints = _compile(setup, state3, state4, mesh)
         limit = setup.rounds if round_limit is None else min(setup.rounds, int(round_limit))
         sp3, sp4 = setup.s3.program.spec, setup.s4.p4.spec
@@ -458,7 +476,7 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             f"{micro_steps} Micro (daily) env steps per seed, lr x {cfg.train.joint.lr_scale}, "
             f"compiled in {compile_s:.1f}s")
         eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + PHASE)
-        ranked.windows = effective_windows(np.asarray(setup.s3.eval_days), sp3.eval_weeks)
+        ranked.windows = windows
         task = Phase5Task(run, ranked, setup, eval_key, done, k, say)
         (state3, state4), last, eps = run_loop(task, ranked, (state3, state4), limit=limit,
                                                evaluate_start=restored is None)
@@ -480,9 +498,8 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
         "first_round_s": None if task.first_round_s is None else round(task.first_round_s, 3),
         "lr_scale": float(cfg.train.joint.lr_scale),
         "best_metric": BEST_METRIC,
-        "pairing": {"phase3": how3, "phase4": how4},
         **selection,
-        **info3, **info4,
+        **sources,
         "val_span": setup.s3.info["val_span"],
     }
     write_phase_summary(run, PHASE, summary)

@@ -25,6 +25,7 @@ from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.training.sharding import to_host
 from hrl_sarp_jax.types import Params
 
 
@@ -87,7 +88,7 @@ def load_phase3_macro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
         state, _meta, step = restore_chosen(run, 3, abstract, cfg.train.checkpoint)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise _restore_failed(run, 3, exc) from exc
-    actor = {"params": state.train.params["params"]["actor"]}
+    actor = to_host({"params": state.train.params["params"]["actor"]})
     return actor, (f"phase 3: MacroActor of all {seeds} seed(s), {cfg.train.checkpoint} step "
                    f"{step}")
 
@@ -104,8 +105,9 @@ def load_phase1_macro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
         state, _meta, step = restore_phase_state(run, 1, cfg_k, market, meta, feats, "best")
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise _restore_failed(run, 1, exc) from exc
-    return state.best_params, (f"phase 1: MacroActor best_params of all {seeds} seed(s), best "
-                               f"step {step} (supervised pre-training only)")
+    return to_host(state.best_params), (f"phase 1: MacroActor best_params of all {seeds} "
+                                        f"seed(s), best step {step} (supervised pre-training "
+                                        f"only)")
 
 
 # HOST ONLY
@@ -126,7 +128,7 @@ def load_phase4_micro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
         state, _meta, step = restore_chosen(run, 4, abstract, cfg.train.checkpoint)
     except (CheckpointError, ConfigError, ValueError, TypeError) as exc:
         raise _restore_failed(run, 4, exc) from exc
-    return state.agent.actor_params, (f"phase 4: MicroActor of all {seeds} seed(s), "
+    return to_host(state.agent.actor_params), (f"phase 4: MicroActor of all {seeds} seed(s), "
                                       f"{cfg.train.checkpoint} step {step}")
 
 

@@ -1,5 +1,5 @@
 """The PPO phases (Phase 3, the flat baseline, the Phase-3 sweep) in the host loop
-(``training.host_loop``): compile, start or resume, and a ``PPOTask`` for the loop (its unit
+(``training.host_loop``): compile, start or resume, and a ``PPOLoopTask`` for the loop (its unit
 is a chunk of updates), the curriculum and the summary's common part
 (``training.ppo_engine`` holds the compiled programs).
 
@@ -295,35 +295,68 @@ class LoopResult:
 
 
 
-class PPOTask:
+@dataclass
+class Course:
+    """Where a PPO phase's curriculum stands (no rule: stage 0 throughout, never recorded);
+    saved with every checkpoint and restored on resume."""
+
+    rule: cur.CurriculumRule | None
+    stage: int = 0
+    stage_updates: int = 0
+    history: list[list[int]] = field(default_factory=lambda: [[0, 0]])
+
+    @classmethod
+    def start(cls, rule: cur.CurriculumRule | None) -> Course:
+        stage = cur.initial_stage(rule) if rule is not None else 0
+        return cls(rule, stage, 0, [[0, stage]])
+
+    def resume(self, user: dict[str, Any]) -> None:
+        if self.rule is not None:
+            self.stage, self.stage_updates = int(user["stage"]), int(user["stage_updates"])
+            self.history = [list(h) for h in user["stage_history"]]
+
+    def meta(self) -> dict[str, Any]:
+        return ({} if self.rule is None else {"stage": self.stage, "stage_updates":
+                                               self.stage_updates,
+                                               "stage_history": self.history})
+
+
+@dataclass
+class Placed:
+    """A PPO phase's run-time inputs, placed as its programs expect them (on the seed mesh,
+    once, not copied into place on every call); ``place`` places the curriculum's starts."""
+
+    hp: PPOHParams
+    train_params: EnvParams
+    val_params: EnvParams
+    days: Array
+    place: Callable[[Any], Any]
+
+
+class PPOLoopTask:
     """A PPO phase in the host loop (``training.host_loop``): a unit is one chunk of
     ``spec.updates_per_chunk`` updates (progress counts updates), every chunk is validated,
-    and with a curriculum ``rule`` the stage is promoted between validation and checkpoint (so
-    a resume continues with the decision)."""
+    and with a curriculum the stage is promoted between validation and checkpoint (so a
+    resume continues with the decision)."""
 
     def __init__(self, run: Run, loop: LoopSpec, ranked: RankedCheckpoints,
                  pol_ck: PhaseCheckpointer | None, compiled: Compiled, setup: PPOSetup,
-                 hp: PPOHParams, train_params: EnvParams, val_params: EnvParams,
-                 days: Array, eval_key: Array, place: Callable[[Any], Any],
-                 rule: cur.CurriculumRule | None, stage: int, stage_updates: int,
-                 history: list[list[int]], info: dict[str, Any] | None, seeds: int,
-                 say: Callable[[str], None]) -> None:
+                 placed: Placed, eval_key: Array, course: Course,
+                 info: dict[str, Any] | None, seeds: int, say: Callable[[str], None]) -> None:
         self.run, self.loop, self.ranked, self.pol_ck = run, loop, ranked, pol_ck
-        self.compiled, self.setup, self.hp = compiled, setup, hp
-        self.train_params, self.val_params, self.days = train_params, val_params, days
-        self.eval_key, self.place, self.rule = eval_key, place, rule
-        self.stage, self.stage_updates, self.history = stage, stage_updates, history
+        self.compiled, self.setup, self.placed = compiled, setup, placed
+        self.eval_key, self.course = eval_key, course
         self.info, self.seeds, self.say = info, seeds, say
 
     def _stage_of(self, stage: int) -> dict[str, int]:
-        return {"stage": stage} if self.rule is not None else {}
+        return {"stage": stage} if self.course.rule is not None else {}
 
     def progress(self, state: PPOState) -> int:
         return int(np.max(to_host(state.update)))
 
     def train(self, state: PPOState) -> tuple[PPOState, tuple[int, int]]:
-        done_before, ran_stage = self.progress(state), self.stage
-        state, metrics = self.compiled.chunk(state, self.train_params, self.hp, *self.place(
+        done_before, ran_stage, pl = self.progress(state), self.course.stage, self.placed
+        state, metrics = self.compiled.chunk(state, pl.train_params, pl.hp, *pl.place(
             _starts_arg(self.setup, ran_stage)))
         metrics = {key: np.asarray(v) for key, v in to_host(metrics).items()}
         for rec in mean_records(metrics, done_before):
@@ -336,31 +369,32 @@ class PPOTask:
 
     def evaluate(self, state: PPOState) -> tuple[dict[str, np.ndarray], np.ndarray]:
         ev = {key: np.asarray(v) for key, v in to_host(self.compiled.evaluate(
-            state.train.params, self.val_params, self.days, self.eval_key)).items()}
+            state.train.params, self.placed.val_params, self.placed.days,
+            self.eval_key)).items()}
         return ev, ev["episode_sharpe"]
 
     def record(self, state: PPOState, done: int, trained: tuple[int, int] | None,
                ev: dict[str, np.ndarray], episodes: np.ndarray) -> None:
-        loop, rec = self.loop, eval_record(ev)
-        ran_stage = self.stage if trained is None else trained[1]
+        loop, rec, course = self.loop, eval_record(ev), self.course
+        ran_stage = course.stage if trained is None else trained[1]
         env_steps = 0 if trained is None else int(np.sum(to_host(state.env_steps)))
         self.run.log_metrics(loop.phase, done, {**rec, **self._stage_of(ran_stage),
                                                 "eval": True, "per_seed": seed_lists(ev),
                                                 "env_steps": env_steps})
         if trained is not None:
-            self.stage_updates += done - trained[0]
+            course.stage_updates += done - trained[0]
             # the curriculum decision is taken before saving, so a resume continues with it
-            if self.rule is not None and cur.promote(
-                    self.stage, rec["val_sharpe"], self.stage_updates, done,
-                    self.setup.program.spec.total_updates, self.rule):
-                self.stage, self.stage_updates = self.stage + 1, 0
-                self.history.append([done, self.stage])
+            if course.rule is not None and cur.promote(
+                    course.stage, rec["val_sharpe"], course.stage_updates, done,
+                    self.setup.program.spec.total_updates, course.rule):
+                course.stage, course.stage_updates = course.stage + 1, 0
+                course.history.append([done, course.stage])
         self._save(state, done, rec, episodes)
         if trained is None:
             self.say(f"{loop.label}: before training val_sharpe {rec['val_sharpe']:.3f} "
                      f"(equal weight {rec['val_equal_weight_sharpe']:.3f})")
         else:
-            said = f" stage {ran_stage}" if self.rule is not None else ""
+            said = f" stage {ran_stage}" if course.rule is not None else ""
             self.say(f"{loop.label}: update {done}/{self.setup.program.spec.total_updates}"
                      f"{said} val_sharpe {rec['val_sharpe']:.3f} (equal weight "
                      f"{rec['val_equal_weight_sharpe']:.3f})")
@@ -370,10 +404,7 @@ class PPOTask:
         """The whole state (ranked) and, when the phase asks, the policy alone, ranked the
         same; the metadata carries the curriculum position and the start info."""
         metric = self.loop.best_metric
-        meta: dict[str, Any] = {}
-        if self.rule is not None:
-            meta.update(stage=self.stage, stage_updates=self.stage_updates,
-                        stage_history=self.history)
+        meta: dict[str, Any] = self.course.meta()
         meta["seeds"] = self.seeds
         if self.info is not None:
             meta["start_info"] = self.info
@@ -413,9 +444,8 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     k = int(seeds)
-    name = loop.phase
     margin = float(cfg.train.checkpoint_margin)
-    ranked = RankedCheckpoints(run, name, label=loop.label, metric=loop.best_metric,
+    ranked = RankedCheckpoints(run, loop.phase, label=loop.label, metric=loop.best_metric,
                                margin=margin, keep_latest=cfg.train.keep_latest, resume=resume)
     pol_ck = None if loop.policy_phase is None else PhaseCheckpointer(
         run, loop.policy_phase, keep_latest=cfg.train.keep_latest,
@@ -427,11 +457,7 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
                 f"{pol_ck.all_steps()}); pass --resume to continue it or use a new --run")
         setup, start_info = make_setup()
         spec = setup.program.spec
-        hp = stack_hparams(setup.hp, k)
-        if hparams is not None:  # its leaves win; what it leaves None (the schedule) is ours
-            hp = hp.replace(**{f.name: jnp.asarray(getattr(hparams, f.name), _F32)
-                               for f in dataclasses.fields(hparams)
-                               if getattr(hparams, f.name) is not None})
+        hp = member_hparams(setup.hp, k, hparams)
         compiled = compile_programs(setup, k, mesh)
         where = "" if mesh is None else f" on {mesh.size} device(s)"
         describe = (f", allocator {setup.info['allocator']}" if "allocator" in setup.info
@@ -439,69 +465,102 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         say(f"{loop.label}: {k} seed(s){where}, {spec.total_updates} updates of "
             f"{spec.steps_per_update} env steps{describe}, compiled in "
             f"{compiled.compile_s:.1f}s")
-
-        curriculum = rule is not None
-        stage = cur.initial_stage(rule) if curriculum else 0
-        stage_updates = 0
-        history: list[list[int]] = [[0, stage]]
-        info = None if start_info is None else dict(start_info)
+        course = Course.start(rule)
         state = compiled.init(member_keys(cfg.seed, loop.key_stream, k) if keys is None
                               else keys, hp, compiled.train_params,
-                              *_starts_arg(setup, stage))
+                              *_starts_arg(setup, course.stage))
         ranked.windows = effective_windows(np.asarray(setup.eval_days), spec.eval_weeks)
-        restored = ranked.restore_latest(state)
-        if restored is not None:
-            state, user = restored
-            if curriculum:
-                stage, stage_updates = int(user["stage"]), int(user["stage_updates"])
-                history = [list(h) for h in user["stage_history"]]
-            if info is not None:
-                info = dict(user.get("start_info", info))
-            said = f" (next stage {stage})" if curriculum else ""
+        state, info, resumed = _start_or_resume(ranked, state, course, start_info, prepare)
+        if resumed:
+            said = f" (next stage {course.stage})" if rule is not None else ""
             say(f"{loop.label}: resumed from update {ranked.resumed_from}{said}")
-        elif prepare is not None:
-            state, done = prepare(state)
-            info = {**(info or {}), **done}
+        state, placed = _place(state, hp, compiled, setup, mesh)
+        eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + loop.key_stream)
+        task = PPOLoopTask(run, loop, ranked, pol_ck, compiled, setup, placed, eval_key,
+                           course, info, k, say)
         limit = spec.total_updates if update_limit is None else min(int(update_limit),
                                                                     spec.total_updates)
-        train_params, val_params, days = (compiled.train_params, compiled.val_params,
-                                          setup.eval_days)
-        place = lambda x: x  # noqa: E731
-        if mesh is not None:
-            state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
-            # placed once as the programs expect them, not copied into place on every call
-            train_params, val_params = (place_env_params(p, mesh)
-                                        for p in (train_params, val_params))
-            days = replicate(days, mesh)
-            place = partial(replicate, mesh=mesh)
-        eval_key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + loop.key_stream)
-        task = PPOTask(run, loop, ranked, pol_ck, compiled, setup, hp, train_params,
-                       val_params, days, eval_key, place, rule, stage, stage_updates, history,
-                       info, k, say)
         state, last_eval, _ = run_loop(task, ranked, state, limit=limit, evaluate_start=(
-            loop.eval_at_start and restored is None))
-        stage, history = task.stage, task.history
+            loop.eval_at_start and not resumed))
     finally:
         ranked.ck.close()
         if pol_ck is not None:
             pol_ck.close()
+    summary = _loop_summary(state, compiled, ranked, loop, last_eval, final_keys, k, t0, say)
+    return LoopResult(state, setup, last_eval, summary, info or {}, course.stage,
+                      course.history)
 
+
+# HOST ONLY
+def member_hparams(hp: PPOHParams, seeds: int, hparams: PPOHParams | None) -> PPOHParams:
+    """K copies of the setup's ``hp``, with the leaves ``hparams`` gives ([K]) in their place
+    (what it leaves None, e.g. the schedule, stays the setup's)."""
+    stacked = stack_hparams(hp, seeds)
+    if hparams is None:
+        return stacked
+    return stacked.replace(**{f.name: jnp.asarray(getattr(hparams, f.name), _F32)
+                              for f in dataclasses.fields(hparams)
+                              if getattr(hparams, f.name) is not None})
+
+
+# HOST ONLY
+def _start_or_resume(ranked: RankedCheckpoints, state: PPOState, course: Course,
+                     start_info: dict[str, Any] | None,
+                     prepare: Callable[[PPOState], tuple[PPOState, dict[str, Any]]] | None
+                     ) -> tuple[PPOState, dict[str, Any] | None, bool]:
+    """(state, start info, resumed): the latest checkpoint with its curriculum position and
+    start info when there is one, else the fresh ``state`` edited by ``prepare``."""
+    info = None if start_info is None else dict(start_info)
+    restored = ranked.restore_latest(state)
+    if restored is not None:
+        state, user = restored
+        course.resume(user)
+        if info is not None:
+            info = dict(user.get("start_info", info))
+        return state, info, True
+    if prepare is not None:
+        state, done = prepare(state)
+        info = {**(info or {}), **done}
+    return state, info, False
+
+
+# HOST ONLY
+def _place(state: PPOState, hp: PPOHParams, compiled: Compiled, setup: PPOSetup, mesh: Any
+           ) -> tuple[PPOState, Placed]:
+    """The state and hparams with the seed axis over the mesh's devices, and the shared
+    inputs replicated (no mesh: as they are)."""
+    if mesh is None:
+        return state, Placed(hp, compiled.train_params, compiled.val_params, setup.eval_days,
+                             lambda x: x)
+    state, hp = shard_seeds((state, hp), mesh)
+    train_params, val_params = (place_env_params(p, mesh)
+                                for p in (compiled.train_params, compiled.val_params))
+    return state, Placed(hp, train_params, val_params, replicate(setup.eval_days, mesh),
+                         partial(replicate, mesh=mesh))
+
+
+# HOST ONLY
+def _loop_summary(state: PPOState, compiled: Compiled, ranked: RankedCheckpoints,
+                  loop: LoopSpec, last_eval: dict[str, np.ndarray],
+                  final_keys: tuple[str, ...], seeds: int, t0: float,
+                  say: Callable[[str], None]) -> dict[str, Any]:
+    """The summary's common part: budget, wall time since ``t0``, compile time, the final
+    validation per seed and the checkpoint selection."""
     final = eval_record(last_eval)
     env_steps = to_host(state.env_steps)
     selection = ranked.summary(last_eval["episode_sharpe"], "policy", say)
     best_metrics = ranked.best_metrics
-    summary: dict[str, Any] = {
+    return {
         "env_steps": int(np.sum(env_steps)),
         "env_steps_per_seed": int(np.max(env_steps)),
         "updates": int(np.max(to_host(state.update))),
         "wall_s": round(time.perf_counter() - t0, 3),
         "compile_s": round(compiled.compile_s, 3),
         "programs": compiled.fingerprints,
-        "seeds": k,
+        "seeds": seeds,
         **{key: final[key] for key in final_keys},
         "per_seed": {key: np.asarray(v).tolist() for key, v in last_eval.items()
                      if key.startswith("val_")},
         "best_val_sharpe": None if not best_metrics else best_metrics.get(loop.best_metric),
         **selection,
     }
-    return LoopResult(state, setup, last_eval, summary, info or {}, stage, history)

@@ -768,6 +768,35 @@ class Phase4Task:
 
 
 # HOST ONLY
+def _fresh_state(init: Callable, keys: PRNGKey, setup: Phase4Setup, actor: Params | None,
+                 seeds: int) -> tuple[Phase4State, float, str]:
+    """(state [K], compile seconds, fingerprint): the init program compiled once at
+    ``RUN_ONCE_OPTIONS`` and run; ``actor`` (Phase 2's best, unstacked) starts every seed."""
+    if actor is not None:
+        actor = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds, *jnp.shape(x))), actor)
+    init, init_s, init_fp = compile_ahead(init, keys, setup.train_params, actor,
+                                          compiler_options=RUN_ONCE_OPTIONS)
+    return init(keys, setup.train_params, actor), init_s, init_fp
+
+
+# HOST ONLY
+def _final_counts(state: Phase4State, last_eval: dict[str, Any], seeds: int
+                  ) -> dict[str, Any]:
+    """The summary's final validation (means, then per seed) and the work done."""
+    counts = to_host({"env_steps": state.env_steps, "updates": state.agent.step,
+                      "episodes": state.episodes})
+    return {
+        **{m: v for m, v in last_eval.items() if m != "per_seed"},
+        "per_seed": last_eval["per_seed"],
+        "env_steps": int(np.sum(counts["env_steps"])),
+        "env_steps_per_seed": int(np.max(counts["env_steps"])),
+        "updates_per_seed": int(np.max(counts["updates"])),
+        "episodes": int(np.sum(counts["episodes"])),
+        "seeds": seeds,
+    }
+
+
+# HOST ONLY
 def run_phase4(
     run: Any,
     cfg: Config,
@@ -801,10 +830,6 @@ def run_phase4(
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
     k = int(cfg.train.seeds if seeds is None else seeds)
-    if jax.process_count() > 1:
-        raise ConfigError(f"Phase 4 does not train across {jax.process_count()} processes yet "
-                          "(Phase 3 does): run it on one host without "
-                          "--distributed")
     if k < 1:
         raise ConfigError(f"Phase 4 needs at least one seed (got {k})")
     # the selection margin pairs per-episode Sharpes: with checkpoint_metric val_sharpe only
@@ -823,11 +848,7 @@ def run_phase4(
         train_keys, eval_key = phase4_keys(cfg.seed, k)
         programs = seed_programs(p4, setup.train_params)  # Phase 5's Micro block's too
         chunk, evaluate = programs["chunk"], programs["evaluate"]
-        if actor is not None:  # Phase 2's best actor for every seed
-            actor = jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), actor)
-        init, init_s, init_fp = compile_ahead(programs["init"], train_keys, setup.train_params,
-                                              actor, compiler_options=RUN_ONCE_OPTIONS)
-        state = init(train_keys, setup.train_params, actor)
+        state, init_s, init_fp = _fresh_state(programs["init"], train_keys, setup, actor, k)
         ranked.windows = eval_windows(sp, setup.val_params)
         restored = ranked.restore_latest(state)
         if restored is not None:
@@ -852,16 +873,8 @@ def run_phase4(
         state, last_eval, last_eps = run_loop(task, ranked, state, limit=limit,
                                               evaluate_start=restored is None)
     selection = ranked.summary(last_eps, "actor", say)
-    counts = to_host({"env_steps": state.env_steps, "updates": state.agent.step,
-                      "episodes": state.episodes})
     summary = {
-        **{m: v for m, v in last_eval.items() if m != "per_seed"},
-        "per_seed": last_eval["per_seed"],
-        "env_steps": int(np.sum(counts["env_steps"])),
-        "env_steps_per_seed": int(np.max(counts["env_steps"])),
-        "updates_per_seed": int(np.max(counts["updates"])),
-        "episodes": int(np.sum(counts["episodes"])),
-        "seeds": k,
+        **_final_counts(state, last_eval, k),
         "wall_s": round(time.perf_counter() - t0, 3),
         "train_s": round(task.train_s, 3),
         "compile_s": round(compile_s, 3),

@@ -40,6 +40,7 @@ from hrl_sarp_jax.training.market_pool import (
     pool_record,
     skipped_pool,
 )
+from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.types import NUM_REGIMES, PyTree
 
 CHECKPOINT_METRIC = "val_loss"
@@ -322,7 +323,8 @@ def run_pretrain_phase(
 
     ``resume``: continue from the phase's latest checkpoint if it has one (else start).
     ``epoch_limit``: stop after this many epochs in total (a simulated interruption; the
-    cosine schedule still spans ``epochs``).
+    cosine schedule still spans ``epochs``). ``compile_s`` counts every program the phase
+    compiles (init, the chunk, the final evaluation).
     """
     t0 = time.perf_counter()
     pool = market_pool(cfg, run.info.get("market"), phase, market, meta)
@@ -335,8 +337,10 @@ def run_pretrain_phase(
     spec = pt.EngineSpec(train_size=prep.train_size, batch_size=p.batch_size,
                          chunk_epochs=min(p.chunk_epochs, p.epochs), total_epochs=p.epochs,
                          patience=p.patience)
-    init = jax.jit(jax.vmap(lambda k: pt.init_state(prep.task, tx, k)))
-    state = init(seed_keys(cfg.seed, seeds))
+    keys = seed_keys(cfg.seed, seeds)
+    init, init_s, _ = compile_ahead(jax.jit(jax.vmap(lambda k: pt.init_state(prep.task, tx, k))),
+                                    keys)
+    state = init(keys)
     limit = p.epochs if epoch_limit is None else max(0, min(int(epoch_limit), p.epochs))
 
     ck = PhaseCheckpointer(run, phase, keep_latest=cfg.train.keep_latest,
@@ -350,58 +354,29 @@ def run_pretrain_phase(
                     f"(steps {ck.all_steps()}); pass --resume to continue it or use a new --run")
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
             state, _meta, resumed_from = ck.restore(abstract, "latest")
-        run_chunk = pt.make_run_chunk(prep.task, tx, spec)
         limit_arr = jnp.asarray(limit, jnp.int32)
-        t_compile = time.perf_counter()
-        compiled = run_chunk.lower(state, prep.hp, prep.train, prep.val, limit_arr).compile()
-        compile_s = time.perf_counter() - t_compile
-
-        def done(s: pt.PretrainState) -> bool:
-            return bool(np.all(np.asarray(s.stopped) | (np.asarray(s.epoch) >= limit)))
-
+        chunk, chunk_s, _ = compile_ahead(pt.make_run_chunk(prep.task, tx, spec), state,
+                                          prep.hp, prep.train, prep.val, limit_arr)
         bar = tqdm(total=limit, initial=min(int(np.max(np.asarray(state.epoch))), limit),
                    desc=f"phase {phase}", unit="epoch", file=sys.stderr, disable=not progress,
                    leave=False)
-        while not done(state):
-            before = int(np.max(np.asarray(state.epoch)))
-            state, metrics = compiled(state, prep.hp, prep.train, prep.val, limit_arr)
-            metrics = jax.device_get(metrics)
-            for rec in _epoch_records(metrics):
-                epoch = rec.pop("epoch")
-                run.log_metrics(phase, epoch, rec)
-            step = int(np.max(np.asarray(state.epoch)))
-            ck.save(step, state,
-                    metrics={CHECKPOINT_METRIC: float(np.mean(np.asarray(state.last_val))),
-                             "best_val_loss": float(np.mean(np.asarray(state.best_val)))},
-                    meta={"seeds": seeds, "epochs_run": step,
-                          "stopped": np.asarray(state.stopped).tolist()})
-            bar.update(step - before)
-            bar.set_postfix(val_loss=f"{float(np.mean(np.asarray(state.last_val))):.4f}")
-            if step == before:  # every seed stopped inside the chunk: nothing advanced
-                break
+        state = _train_chunks(lambda s: chunk(s, prep.hp, prep.train, prep.val, limit_arr),
+                              state, limit, run, phase, ck, seeds, bar)
         bar.close()
         ck.wait_until_finished()
-        best_step = ck.best_step()
-        latest_step = ck.latest_step()
+        best_step, latest_step = ck.best_step(), ck.latest_step()
     finally:
         ck.close()
 
-    losses, metrics = pt.make_evaluate(prep.task)(state.best_params, prep.hp, prep.val)
-    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-    per_seed = {k: v.tolist() for k, v in metrics.items()}
-    per_seed["val_loss"] = np.asarray(losses).tolist()
-    per_seed["best_epoch"] = np.asarray(state.best_epoch).tolist()
-    per_seed["epochs"] = np.asarray(state.epoch).tolist()
-    per_seed["stopped_early"] = np.asarray(state.stopped).tolist()
+    evaluate, eval_s, _ = compile_ahead(pt.make_evaluate(prep.task), state.best_params,
+                                        prep.hp, prep.val)
+    losses, metrics = evaluate(state.best_params, prep.hp, prep.val)
     summary: dict[str, Any] = {
-        **prep.summarize(metrics),
-        "val_loss": float(np.mean(np.asarray(losses))),
-        **prep.baselines,
-        "epochs": int(np.max(np.asarray(state.epoch))),
+        **_pretrain_outcome(prep, state, losses, metrics),
         "wall_s": round(time.perf_counter() - t0, 3),
-        "compile_s": round(compile_s, 3),
+        "compile_s": round(init_s + chunk_s + eval_s, 3),
         "seeds": seeds,
-        "per_seed": per_seed,
+        "per_seed": _pretrain_per_seed(state, losses, metrics),
         "resumed_from_step": resumed_from,
         "latest_step": latest_step,
         "best_step": best_step,
@@ -413,6 +388,56 @@ def run_pretrain_phase(
     rows = [(label, float(summary[key]), base, float(summary[base]) if base else None)
             for label, key, base in prep.headline]
     return PhaseResult(phase, summary, path, rows)
+
+
+def _train_chunks(chunk: Callable[[pt.PretrainState], tuple[pt.PretrainState, Any]],
+                  state: pt.PretrainState, limit: int, run: Run, phase: int,
+                  ck: PhaseCheckpointer, seeds: int, bar: Any) -> pt.PretrainState:
+    """Chunks until every seed stopped early or reached ``limit`` epochs: per chunk, one
+    metrics line per epoch and a checkpoint (ranked by the mean last validation loss)."""
+    def done(s: pt.PretrainState) -> bool:
+        return bool(np.all(np.asarray(s.stopped) | (np.asarray(s.epoch) >= limit)))
+
+    while not done(state):
+        before = int(np.max(np.asarray(state.epoch)))
+        state, metrics = chunk(state)
+        for rec in _epoch_records(jax.device_get(metrics)):
+            epoch = rec.pop("epoch")
+            run.log_metrics(phase, epoch, rec)
+        step = int(np.max(np.asarray(state.epoch)))
+        ck.save(step, state,
+                metrics={CHECKPOINT_METRIC: float(np.mean(np.asarray(state.last_val))),
+                         "best_val_loss": float(np.mean(np.asarray(state.best_val)))},
+                meta={"seeds": seeds, "epochs_run": step,
+                      "stopped": np.asarray(state.stopped).tolist()})
+        bar.update(step - before)
+        bar.set_postfix(val_loss=f"{float(np.mean(np.asarray(state.last_val))):.4f}")
+        if step == before:  # every seed stopped inside the chunk: nothing advanced
+            break
+    return state
+
+
+def _pretrain_outcome(prep: Prepared, state: pt.PretrainState, losses: Any, metrics: Any
+                      ) -> dict[str, Any]:
+    """The summary's headline: the best params' validation metrics (means), the baselines
+    and the epochs run."""
+    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    return {
+        **prep.summarize(metrics),
+        "val_loss": float(np.mean(np.asarray(losses))),
+        **prep.baselines,
+        "epochs": int(np.max(np.asarray(state.epoch))),
+    }
+
+
+def _pretrain_per_seed(state: pt.PretrainState, losses: Any, metrics: Any
+                       ) -> dict[str, list]:
+    per_seed = {k: np.asarray(v).tolist() for k, v in jax.device_get(metrics).items()}
+    per_seed["val_loss"] = np.asarray(losses).tolist()
+    per_seed["best_epoch"] = np.asarray(state.best_epoch).tolist()
+    per_seed["epochs"] = np.asarray(state.epoch).tolist()
+    per_seed["stopped_early"] = np.asarray(state.stopped).tolist()
+    return per_seed
 
 
 def phase_task(phase: int, cfg: Config, market: MarketArrays, meta: MarketMeta,

@@ -48,7 +48,7 @@ from jax.sharding import PartitionSpec as P
 
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.types import PyTree
-from hrl_sarp_jax.utils.processes import wait_for_processes
+from hrl_sarp_jax.utils.processes import gather_processes, is_key, spans_processes
 
 SEED_AXIS = "seeds"
 
@@ -116,20 +116,16 @@ def check_seed_count(seeds: int, mesh: Mesh) -> None:
             f"(CUDA_VISIBLE_DEVICES, or seed_mesh(devices=...) with a divisor of {seeds})")
 
 
-def _is_key(x: Any) -> bool:
-    return jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)
-
-
 def _place(x: Any, sharding: NamedSharding) -> Any:
     """One leaf onto ``sharding`` (a ShapeDtypeStruct gets the sharding attached)."""
     if isinstance(x, jax.ShapeDtypeStruct):
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding, weak_type=x.weak_type)
-    global_array = isinstance(x, jax.Array) and not x.is_fully_addressable
+    global_array = spans_processes(x)
     if jax.process_count() == 1 or global_array:
         return jax.device_put(x, sharding)
     # Multi-process, from a host-local value every process holds in full: each process fills
     # only its own shards (no cross-process equality check, which would all-gather the leaf).
-    host = x if _is_key(x) else np.asarray(x)
+    host = x if is_key(x) else np.asarray(x)
     return jax.make_array_from_callback(tuple(np.shape(x)), sharding, lambda idx: host[idx])
 
 
@@ -183,20 +179,9 @@ def abstract_like(tree: PyTree) -> PyTree:
 
 def to_host(tree: PyTree) -> PyTree:
     """NumPy copies of every leaf, gathered from all processes when arrays span several
-    (``process_allgather``, after ``utils.processes.wait_for_processes``, so a process that
-    is still compiling does not time the collective out); one process: ``jax.device_get``.
-    Every process must call it."""
-    if jax.process_count() == 1:
-        return jax.device_get(tree)
-    from jax.experimental import multihost_utils
-
-    wait_for_processes("to_host")
-
-    def one(x: Any) -> Any:
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return jax.device_get(x)
-    return jax.tree.map(one, tree)
+    (``utils.processes.gather_processes``: a barrier, then ``process_allgather``, so a process
+    that is still compiling does not time the collective out). Every process must call it."""
+    return jax.device_get(gather_processes(tree, "to_host"))
 
 
 # --------------------------------------------------------------------------- multi-host

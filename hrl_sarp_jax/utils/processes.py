@@ -13,8 +13,10 @@ which holds for as long as ``timeout_s`` and uses no device.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import jax
+import numpy as np
 
 from hrl_sarp_jax.errors import HrlSarpError
 
@@ -38,3 +40,64 @@ def wait_for_processes(name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
         raise HrlSarpError("several JAX processes but no distributed runtime client: start "
                            "the run with hrl-sarp --distributed (jax.distributed.initialize)")
     client.wait_at_barrier(f"hrl_sarp/{next(_calls)}/{name}", int(timeout_s * 1000))
+
+
+def is_key(x: Any) -> bool:
+    """Whether ``x`` holds typed PRNG keys."""
+    return jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)
+
+
+def spans_processes(x: Any) -> bool:
+    """Whether ``x`` is a ``jax.Array`` with shards on other processes (``np.asarray`` refuses
+    it)."""
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
+def gather_processes(tree: Any, name: str, *, key_data: bool = False) -> Any:
+    """``tree`` with every leaf that spans processes all-gathered into a whole NumPy array
+    (``process_allgather``, after a barrier named ``name``); other leaves as they are. Typed
+    PRNG keys that span processes: their ``key_data`` when ``key_data`` (a hash), else
+    re-wrapped keys. A collective: every process must call it, on the same tree. One process:
+    ``tree`` itself."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    wait_for_processes(name)
+
+    def whole(x: Any) -> Any:
+        if not spans_processes(x):
+            return x
+        if is_key(x):
+            data = np.asarray(multihost_utils.process_allgather(jax.random.key_data(x),
+                                                                tiled=True))
+            return data if key_data else jax.random.wrap_key_data(
+                data, impl=jax.random.key_impl(x))
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return jax.tree.map(whole, tree)
+
+
+def as_global_arrays(tree: Any) -> Any:
+    """``tree`` with every host-local ``jax.Array`` leaf (on this process's devices only)
+    made a global array replicated over every device of every process, filled from this
+    process's copy: Orbax saves only global arrays in a multi-process run, and phases that
+    do not split their seeds (Phases 1-2, the flat baseline) hold the same values in every
+    process. Orbax writes replica 0, which is process 0's. One process: ``tree`` itself."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    everywhere = NamedSharding(Mesh(np.asarray(jax.devices()), ("processes",)),
+                               PartitionSpec())
+
+    def one(x: Any) -> Any:
+        if not isinstance(x, jax.Array) or spans_processes(x):
+            return x
+        if is_key(x):
+            impl = jax.random.key_impl(x)
+            data = np.asarray(jax.random.key_data(x))
+            return jax.random.wrap_key_data(jax.make_array_from_callback(
+                data.shape, everywhere, lambda idx: data[idx]), impl=impl)
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, everywhere, lambda idx: host[idx])
+    return jax.tree.map(one, tree)

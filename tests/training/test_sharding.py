@@ -287,31 +287,63 @@ def _finish(proc: subprocess.Popen) -> None:
     assert proc.returncode == 0, stderr[-3000:]
 
 
-def test_two_processes_train_phase3_as_one_process_does(tmp_path):
-    # `hrl-sarp --distributed train --phase 3 --seeds 4` in two processes x 2 devices into one
-    # shared run folder, against one process with 4 devices: the same validation in every
-    # metrics line: every validation of the policy, from update 0 to the last chunk.
+def _summary_values(tree: dict, prefix: str = "") -> dict:
+    """Every number of a phase summary by dotted key, timings and program names aside."""
+    skip = ("wall", "compile", "programs", "written_at", "path", "_dir")
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if name.endswith("_s") or any(t in name for t in skip):
+            continue
+        if isinstance(value, dict):
+            out.update(_summary_values(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = value
+        elif isinstance(value, list) and np.asarray(value).dtype.kind in "iuf":
+            out[name] = value  # per-seed figures (dates and names aside)
+    return out
+
+
+def test_two_processes_train_every_phase_as_one_process_does(tmp_path):
+    # `hrl-sarp --distributed train --phase all --seeds 4` and then `--phase flat`, in two
+    # processes x 2 devices into one shared run folder, against one process with 4 devices:
+    # the same metrics line for line (every phase's validations from step 0 on, the
+    # pre-training losses) and the same numbers in every phase summary. Phases 1-2 run whole
+    # in every process (their checkpoints are saved as replicated global arrays), Phases 3-5
+    # and the flat baseline split the seeds, Phase 4/5 load Phase 3/4's sharded checkpoints,
+    # and the flat baseline's two checkpointers save the same step at once.
     data = tmp_path / "market"
     _finish(_train_cli(["data", "synth", "--config", "smoke", "--out", str(data)], 1, tmp_path))
-    common = ["train", "--config", "smoke", "--phase", "3", "--seeds", "4", "--data", str(data),
+    common = ["train", "--config", "smoke", "--seeds", "4", "--data", str(data),
               "--checkpoints", str(tmp_path / "ck")]
-    _finish(_train_cli([*common, "--run", "one"], 4, tmp_path))
-    port = str(_free_port())
-    procs = [_train_cli(["--distributed", "--coordinator", f"localhost:{port}",
-                         "--num-processes", "2", "--process-id", str(pid), *common,
-                         "--run", "two"], 2, tmp_path) for pid in (0, 1)]
-    for p in procs:
-        _finish(p)
+    for phase in ("all", "flat"):
+        _finish(_train_cli([*common, "--phase", phase, "--run", "one"], 4, tmp_path))
+        port = str(_free_port())
+        procs = [_train_cli(["--distributed", "--coordinator", f"localhost:{port}",
+                             "--num-processes", "2", "--process-id", str(pid), *common,
+                             "--phase", phase, "--run", "two"], 2, tmp_path)
+                 for pid in (0, 1)]
+        for p in procs:
+            _finish(p)
 
-    def evals(run: str) -> list[dict]:
-        lines = [json.loads(x) for x in (tmp_path / "ck" / run / "metrics.jsonl")
-                 .read_text().splitlines()]
-        return [{k: v for k, v in x.items() if k.startswith("val_")} for x in lines
-                if x.get("eval")]
+    def lines(run: str) -> list[dict]:
+        return [json.loads(x) for x in (tmp_path / "ck" / run / "metrics.jsonl")
+                .read_text().splitlines()]
 
-    one, two = evals("one"), evals("two")
-    assert len(one) == len(two) >= 2
+    one, two = lines("one"), lines("two")
+    assert [x.get("phase") for x in one] == [x.get("phase") for x in two]
+    assert {x.get("phase") for x in one} == {1, 2, 3, 4, 5, "flat"}
     for a, b in zip(one, two, strict=True):
-        assert a.keys() == b.keys()
+        numbers = {k for k, v in a.items() if isinstance(v, (int, float))
+                   and not isinstance(v, bool) and not k.endswith("_s") and "time" not in k}
+        assert numbers <= b.keys()
+        for key in numbers:
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"phase {a.get('phase')} {key}")
+    for phase in ("1", "2", "3", "4", "5", "flat"):
+        a, b = (_summary_values(json.loads((tmp_path / "ck" / run / f"phase{phase}" /
+                                            "summary.json").read_text())) for run in ("one", "two"))
+        assert a.keys() == b.keys() and len(a) > 5, phase
         for key in a:
-            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(np.asarray(b[key], float), np.asarray(a[key], float),
+                                       rtol=1e-5, atol=1e-6, err_msg=f"phase {phase} {key}")
