@@ -309,6 +309,10 @@ class PPOConfig:
     per-sector floor of 0.1); 0 keeps the actor's own (Phase 1's, or the network's initial 10).
     At 10 over 11 sectors a sampled sector weight has an SD of ~0.08 around a mean of ~0.09:
     PPO then learns the reward of noisy samples, not of the mean action it executes."""
+    critic_warmup_updates: int = 0
+    """PPO updates at the start of Phases 3 and 5 (and the flat baseline) that train the value
+    function alone: the policy, entropy and auxiliary terms are off, so a pre-trained actor is
+    not moved by the advantages of a critic that starts untrained. 0: none (the original)."""
     regime_aux_coef: float = 0.0
     """Weight of an auxiliary supervised loss in Phases 3 and 5's PPO loss: the Macro's regime
     head's −log p(label) of the regime after each decision day (``features`` regime label,

@@ -60,6 +60,10 @@ class PPOHParams:
     optimiser made with ``make_optimizer(..., traced_schedule=True)``; None: ``lr`` as is."""
     decay_steps: Array | None = None
     min_lr_scale: Array | None = None
+    critic_warmup_steps: Array | None = None
+    """Gradient steps (the optimiser's count) during which only the value loss trains: the
+    policy, entropy and auxiliary terms are switched off, so an actor that starts pre-trained
+    is not moved by advantages of a critic that starts untrained. None: none (the original)."""
 
     # HOST ONLY
     @classmethod
@@ -169,10 +173,13 @@ def policy_step(
 
 
 def ppo_loss(
-    params: Params, apply_fn: ApplyFn, batch: PPOBatch, hp: PPOHParams
+    params: Params, apply_fn: ApplyFn, batch: PPOBatch, hp: PPOHParams,
+    policy_on: Array | None = None,
 ) -> tuple[Array, Metrics]:
     """Clipped PPO loss on one minibatch (advantages used as given, never renormalised here).
 
+    ``policy_on``: a bool [] that, when False, leaves the value loss alone (a critic-only
+    step: the other terms and their gradients are zero); None: every term.
     Returns (scalar loss, metrics: pg_loss, value_loss, entropy, approx_kl, clip_frac).
     """
     dists, value = apply_fn(params, batch.obs)
@@ -188,7 +195,11 @@ def ppo_loss(
         jnp.maximum(jnp.square(value - batch.ret), jnp.square(value_clipped - batch.ret))
     )
     entropy = jnp.mean(joint_entropy(dists))
-    loss = pg_loss + hp.value_coef * value_loss - hp.entropy_coef * entropy
+    if policy_on is None:
+        loss = pg_loss + hp.value_coef * value_loss - hp.entropy_coef * entropy
+    else:
+        loss = (jnp.where(policy_on, pg_loss - hp.entropy_coef * entropy, 0.0)
+                + hp.value_coef * value_loss)
     metrics = {
         "pg_loss": pg_loss,
         "value_loss": value_loss,
@@ -198,7 +209,8 @@ def ppo_loss(
     }
     if batch.targets is not None:  # static: the rollout's structure
         aux = supervised_nll(dists, batch.targets)
-        loss = loss + hp.aux_coef * aux
+        loss = loss + (hp.aux_coef * aux if policy_on is None
+                       else jnp.where(policy_on, hp.aux_coef * aux, 0.0))
         metrics["aux_loss"] = aux
     return loss, metrics
 
@@ -208,7 +220,11 @@ def ppo_minibatch_step(
 ) -> tuple[TrainState, Metrics]:
     """One gradient step on one minibatch with the dynamic lr / clip norm taken from ``hp``."""
     grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
-    (loss, metrics), grads = grad_fn(train_state.params, train_state.apply_fn, batch, hp)
+    policy_on = None
+    if hp.critic_warmup_steps is not None:  # static: set only when configured
+        policy_on = inject_count(train_state.opt_state, "peak_lr") >= hp.critic_warmup_steps
+    (loss, metrics), grads = grad_fn(train_state.params, train_state.apply_fn, batch, hp,
+                                     policy_on)
     lr = hp.lr
     if hp.warmup_steps is not None:  # static: the schedule travels in hp
         lr = hp.lr * traced_warmup_cosine(inject_count(train_state.opt_state, "peak_lr"),

@@ -76,6 +76,8 @@ class PPOSpec:
     total_updates: int = 550
     """Length of the learning-rate schedule (a multiple of updates_per_chunk)."""
     warmup_updates: int = 50
+    critic_warmup_updates: int = 0
+    """Updates (from the optimiser's start) that train the value function alone."""
     eval_weeks: int = 26
     """Weeks per deterministic evaluation episode."""
 
@@ -103,6 +105,9 @@ class PPOSpec:
                               f"must divide train.ppo.rollout_steps ({ppo.rollout_steps})")
         if ppo.epochs < 1:
             raise ConfigError(f"config key 'train.ppo.epochs' must be >= 1 (got {ppo.epochs})")
+        if int(ppo.critic_warmup_updates) < 0:
+            raise ConfigError(f"config key 'train.ppo.critic_warmup_updates' must be >= 0 (0: "
+                              f"none; got {ppo.critic_warmup_updates})")
         if not float(ppo.concentration) >= 0:
             raise ConfigError(f"config key 'train.ppo.concentration' must be >= 0 (0 keeps the "
                               f"actor's own; got {ppo.concentration})")
@@ -114,6 +119,7 @@ class PPOSpec:
                    num_minibatches=ppo.rollout_steps // ppo.minibatch_size,
                    updates_per_chunk=upc, total_updates=updates,
                    warmup_updates=min(int(ppo.warmup_updates), updates),
+                   critic_warmup_updates=int(ppo.critic_warmup_updates),
                    eval_weeks=max(int(eval_weeks), 1))
 
 
@@ -127,9 +133,12 @@ def phase_optimizer() -> Any:
 def with_schedule(hp: PPOHParams, spec: PPOSpec) -> PPOHParams:
     """``hp`` with the PPO phases' schedule for ``spec``: linear warmup over
     ``spec.warmup_updates`` and cosine decay to MIN_LR_SCALE over the rest of
-    ``spec.total_updates``, counted in gradient steps (epochs x minibatches per update)."""
+    ``spec.total_updates``, counted in gradient steps (epochs x minibatches per update), and
+    the critic-only warm-up when the spec has one."""
     grad_steps = spec.epochs * spec.num_minibatches
     f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    if spec.critic_warmup_updates:
+        hp = hp.replace(critic_warmup_steps=f(spec.critic_warmup_updates * grad_steps))
     return hp.replace(warmup_steps=f(spec.warmup_updates * grad_steps),
                       decay_steps=f(max(spec.total_updates - spec.warmup_updates, 1)
                                     * grad_steps),

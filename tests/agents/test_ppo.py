@@ -26,6 +26,7 @@ from hrl_sarp_jax.agents.ppo import (
     supervised_nll,
 )
 from hrl_sarp_jax.config import PPOConfig
+from hrl_sarp_jax.errors import ConfigError
 from tests.agents._compile import compile_fast
 
 S = 3  # sectors in the probe
@@ -115,6 +116,53 @@ def test_auxiliary_loss_learns_the_labels_and_is_off_at_weight_zero():
             assert (p_label > 0.6).all() and float(m["aux_loss"]) < np.log(3) / 2, p_label
         else:
             np.testing.assert_allclose(p_label, 1 / 3, atol=1e-6)
+
+
+def test_critic_warmup_trains_the_value_alone_then_everything():
+    """``critic_warmup_steps`` W: for the optimiser's first W steps only V moves (the policy's
+    logits stay exactly where they were, though the advantage and the auxiliary label pull
+    on them); from step W on the policy learns too. W = 0 is every term from the start."""
+    params = {"logits": jnp.zeros((4, 3)), "v": jnp.zeros(4)}
+    apply = lambda p, o: ({"regime": Categorical(p["logits"])}, p["v"])  # noqa: E731
+    action = {"regime": jnp.zeros(4, jnp.int32)}
+    batch = PPOBatch(obs=jnp.zeros((4, 1)), action=action, log_prob=jnp.log(jnp.full(4, 1 / 3)),
+                     value=jnp.zeros(4), advantage=jnp.ones(4), ret=jnp.ones(4),
+                     targets={"regime": jnp.array([0, 1, 2, 1], jnp.int32)})
+    tx = make_optimizer(lr=1.0, max_grad_norm=1.0, warmup_steps=0, decay_steps=100)
+    step = jax.jit(ppo_minibatch_step)
+    hp = _hp(aux_coef=1.0, lr=0.05, max_grad_norm=10.0, critic_warmup_steps=3)
+    ts = create_train_state(apply, params, tx)
+    for i in range(5):
+        before = ts.params
+        ts, _ = step(ts, batch, hp)
+        moved_v = not np.allclose(ts.params["v"], before["v"])
+        moved_pi = not np.allclose(ts.params["logits"], before["logits"])
+        assert moved_v, i
+        assert moved_pi == (i >= 3), i
+    # W = 0: the first step is the plain loss's step (within float rounding)
+    plain, _ = step(create_train_state(apply, params, tx), batch, _hp(aux_coef=1.0, lr=0.05,
+                                                                        max_grad_norm=10.0))
+    zero, _ = step(create_train_state(apply, params, tx), batch, _hp(
+        aux_coef=1.0, lr=0.05, max_grad_norm=10.0, critic_warmup_steps=0))
+    for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(zero.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(zero.params["logits"], 0.0)
+
+
+def test_critic_warmup_from_config_counts_gradient_steps():
+    from hrl_sarp_jax.training.ppo_engine import PPOSpec, with_schedule
+
+    cfg = PPOConfig(rollout_steps=128, num_envs=8, minibatch_size=64, epochs=4,
+                    total_env_steps=8192, critic_warmup_updates=16)
+    spec = PPOSpec.from_config(cfg, updates_per_chunk=8, eval_weeks=26)
+    hp = with_schedule(PPOHParams.from_config(cfg), spec)
+    assert float(hp.critic_warmup_steps) == 16 * 4 * 2  # updates x epochs x minibatches
+    off = PPOConfig(rollout_steps=128, num_envs=8, minibatch_size=64)
+    assert with_schedule(PPOHParams.from_config(off), PPOSpec.from_config(
+        off, updates_per_chunk=8, eval_weeks=26)).critic_warmup_steps is None
+    with pytest.raises(ConfigError, match="critic_warmup_updates"):
+        PPOSpec.from_config(PPOConfig(critic_warmup_updates=-1), updates_per_chunk=8,
+                            eval_weeks=26)
 
 
 def test_loss_does_not_renormalise_advantages():
