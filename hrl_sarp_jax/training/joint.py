@@ -304,8 +304,7 @@ def _validate(setup: Phase5Setup, state3, state4, key) -> tuple[dict[str, np.nda
                       setup.s3.eval_days, key)
     ev4 = pr["eval4"](state4.agent.actor_params,
                       with_policy(setup.s4.val_params, macro_actor_of(state3)), key)
-    ev3 = {m: np.asarray(v) for m, v in to_host(ev3).items()}
-    ev4 = {m: np.asarray(v) for m, v in to_host(ev4).items()}
+    ev3, ev4 = ({m: np.asarray(v) for m, v in ev.items()} for ev in to_host((ev3, ev4)))
     return {
         "val_sharpe": ev3["val_sharpe"], "val_sharpe_std": ev3["val_sharpe_std"],
         "val_equal_weight_sharpe": ev3["val_equal_weight_sharpe"],
@@ -346,8 +345,8 @@ def _save_round(run: Any, ranked: RankedCheckpoints, done: int, state3, state4,
                                       **_block_record(m3, "macro_", True),
                                       **_block_record(m4, "micro_", True),
                                       **{m: v.tolist() for m, v in last.items()}},
-                                  "env_steps": int(np.sum(to_host(state3.env_steps))
-                                                   + np.sum(to_host(state4.env_steps)))})
+                                  "env_steps": int(sum(np.sum(x) for x in to_host(
+                                      (state3.env_steps, state4.env_steps))))})
     metrics = {BEST_METRIC: means["val_sharpe"],
                "val_equal_weight_sharpe": means["val_equal_weight_sharpe"],
                "val_goal_alignment": means["val_goal_alignment"]}
@@ -463,8 +462,6 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             say(f"phase 5: resumed after round {done}")
         windows = effective_windows(np.asarray(setup.s3.eval_days),
                                     setup.s3.program.spec.eval_weeks)
-        # the seed axis over the mesh's devices, as Phases 3-4 place it: the Micro block's
-        # programs are then Phase 4's own (same shapes and placement: one compile serves both)
         mesh = seed_mesh_for(k)
         setup, state3, state4 = _place(setup, state3, state4, mesh)
         compile_s, fingerprints = _compile(setup, state3, state4, mesh)
@@ -482,8 +479,7 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
                                                evaluate_start=restored is None)
     selection = ranked.summary(eps, "pair", say)
     means = {m: float(np.mean(v)) for m, v in last.items()}
-    env3 = int(np.sum(to_host(state3.env_steps)))
-    env4 = int(np.sum(to_host(state4.env_steps)))
+    env3, env4 = (int(np.sum(x)) for x in to_host((state3.env_steps, state4.env_steps)))
     summary = {
         **means,
         "per_seed": {m: v.tolist() for m, v in last.items()},

@@ -129,7 +129,7 @@ def load_phase4_micro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
     except (CheckpointError, ConfigError, ValueError, TypeError) as exc:
         raise _restore_failed(run, 4, exc) from exc
     return to_host(state.agent.actor_params), (f"phase 4: MicroActor of all {seeds} seed(s), "
-                                      f"{cfg.train.checkpoint} step {step}")
+                                               f"{cfg.train.checkpoint} step {step}")
 
 
 # HOST ONLY

@@ -734,9 +734,9 @@ class Phase4Task:
     def train(self, state: Phase4State) -> tuple[Phase4State, None]:
         t_run = time.perf_counter()
         state, metrics = self.chunk(state, self.setup.train_params, self.hp)
-        metrics = {m: np.asarray(v) for m, v in to_host(metrics).items()}
+        metrics, env_steps = to_host((metrics, state.env_steps))
+        metrics = {m: np.asarray(v) for m, v in metrics.items()}
         self.train_s += time.perf_counter() - t_run
-        env_steps = to_host(state.env_steps)
         self.run.log_metrics(4, int(np.max(env_steps)), {
             "kind": "train", **_chunk_record(metrics), "env_steps": int(np.sum(env_steps))})
         return state, None

@@ -370,7 +370,7 @@ def run_pretrain_phase(
 
     evaluate, eval_s, _ = compile_ahead(pt.make_evaluate(prep.task), state.best_params,
                                         prep.hp, prep.val)
-    losses, metrics = evaluate(state.best_params, prep.hp, prep.val)
+    losses, metrics = jax.device_get(evaluate(state.best_params, prep.hp, prep.val))
     summary: dict[str, Any] = {
         **_pretrain_outcome(prep, state, losses, metrics),
         "wall_s": round(time.perf_counter() - t0, 3),
@@ -421,7 +421,7 @@ def _pretrain_outcome(prep: Prepared, state: pt.PretrainState, losses: Any, metr
                       ) -> dict[str, Any]:
     """The summary's headline: the best params' validation metrics (means), the baselines
     and the epochs run."""
-    metrics = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    metrics = {k: np.asarray(v) for k, v in metrics.items()}
     return {
         **prep.summarize(metrics),
         "val_loss": float(np.mean(np.asarray(losses))),
@@ -432,7 +432,7 @@ def _pretrain_outcome(prep: Prepared, state: pt.PretrainState, losses: Any, metr
 
 def _pretrain_per_seed(state: pt.PretrainState, losses: Any, metrics: Any
                        ) -> dict[str, list]:
-    per_seed = {k: np.asarray(v).tolist() for k, v in jax.device_get(metrics).items()}
+    per_seed = {k: np.asarray(v).tolist() for k, v in metrics.items()}
     per_seed["val_loss"] = np.asarray(losses).tolist()
     per_seed["best_epoch"] = np.asarray(state.best_epoch).tolist()
     per_seed["epochs"] = np.asarray(state.epoch).tolist()

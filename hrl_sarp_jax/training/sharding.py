@@ -48,7 +48,7 @@ from jax.sharding import PartitionSpec as P
 
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.types import PyTree
-from hrl_sarp_jax.utils.processes import gather_processes, is_key, spans_processes
+from hrl_sarp_jax.utils.processes import from_local_copy, gather_processes, spans_processes
 
 SEED_AXIS = "seeds"
 
@@ -120,13 +120,9 @@ def _place(x: Any, sharding: NamedSharding) -> Any:
     """One leaf onto ``sharding`` (a ShapeDtypeStruct gets the sharding attached)."""
     if isinstance(x, jax.ShapeDtypeStruct):
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding, weak_type=x.weak_type)
-    global_array = spans_processes(x)
-    if jax.process_count() == 1 or global_array:
+    if jax.process_count() == 1 or spans_processes(x):
         return jax.device_put(x, sharding)
-    # Multi-process, from a host-local value every process holds in full: each process fills
-    # only its own shards (no cross-process equality check, which would all-gather the leaf).
-    host = x if is_key(x) else np.asarray(x)
-    return jax.make_array_from_callback(tuple(np.shape(x)), sharding, lambda idx: host[idx])
+    return from_local_copy(x, sharding)  # a host-local value every process holds in full
 
 
 def shard_seeds(tree: PyTree, mesh: Mesh) -> PyTree:

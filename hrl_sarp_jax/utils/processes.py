@@ -77,27 +77,25 @@ def gather_processes(tree: Any, name: str, *, key_data: bool = False) -> Any:
     return jax.tree.map(whole, tree)
 
 
+def from_local_copy(x: Any, sharding: jax.sharding.Sharding) -> jax.Array:
+    """A global array on ``sharding`` from a value this process holds whole (as every
+    process does): each process fills only its own shards, with no cross-process check (which
+    would all-gather the leaf). Typed PRNG keys included."""
+    host = x if is_key(x) else np.asarray(x)
+    return jax.make_array_from_callback(tuple(np.shape(x)), sharding, lambda idx: host[idx])
+
+
 def as_global_arrays(tree: Any) -> Any:
     """``tree`` with every host-local ``jax.Array`` leaf (on this process's devices only)
-    made a global array replicated over every device of every process, filled from this
-    process's copy: Orbax saves only global arrays in a multi-process run, and phases that
-    do not split their seeds (Phases 1-2, the flat baseline) hold the same values in every
-    process. Orbax writes replica 0, which is process 0's. One process: ``tree`` itself."""
+    made a global array replicated over every device of every process (``from_local_copy``):
+    Orbax saves only global arrays in a multi-process run, and phases that do not split their
+    seeds (Phases 1-2) hold the same values in every process. Orbax writes replica 0, which
+    is process 0's. One process: ``tree`` itself."""
     if jax.process_count() == 1:
         return tree
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     everywhere = NamedSharding(Mesh(np.asarray(jax.devices()), ("processes",)),
                                PartitionSpec())
-
-    def one(x: Any) -> Any:
-        if not isinstance(x, jax.Array) or spans_processes(x):
-            return x
-        if is_key(x):
-            impl = jax.random.key_impl(x)
-            data = np.asarray(jax.random.key_data(x))
-            return jax.random.wrap_key_data(jax.make_array_from_callback(
-                data.shape, everywhere, lambda idx: data[idx]), impl=impl)
-        host = np.asarray(x)
-        return jax.make_array_from_callback(host.shape, everywhere, lambda idx: host[idx])
-    return jax.tree.map(one, tree)
+    return jax.tree.map(lambda x: from_local_copy(x, everywhere)
+                        if isinstance(x, jax.Array) and not spans_processes(x) else x, tree)
