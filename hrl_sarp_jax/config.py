@@ -319,6 +319,12 @@ class PPOConfig:
     weeks with a known label only). The regime call is then learned as a prediction rather
     than from reward (useful with ``env.reward.kind: macro_excess``, which does not reward the
     call); 0: none (the original)."""
+    anchor_kl_coef: float = 0.0
+    """Weight of a trust region around the policy Phase 3 starts from (Phase 1's actor, the
+    pre-trained Macro): PPO's loss adds this × KL(π_start(·|s) ‖ π(·|s)) over the rollout's
+    states, so the RL phase can move the policy only where its reward pays for the distance.
+    Phase 5's Macro block keeps Phase 3's anchor. The flat baseline has no starting policy and
+    no anchor. 0: none (the original)."""
 
 
 @dataclass(frozen=True)

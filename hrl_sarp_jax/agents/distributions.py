@@ -92,6 +92,15 @@ class Dirichlet:
         mode = am1 / jnp.maximum(jnp.sum(am1, axis=-1, keepdims=True), 1e-12)
         return jnp.where(interior, mode, self.mean())
 
+    def kl(self, other: Dirichlet) -> Array:
+        """KL(self ‖ other) [...] over the valid components (the same ``mask`` in both):
+        lnΓ(α0) − Σ lnΓ(αi) − lnΓ(β0) + Σ lnΓ(βi) + Σ (αi − βi)(ψ(αi) − ψ(α0))."""
+        a, b, m = self._alpha(), other._alpha(), self.mask
+        a0 = jnp.sum(jnp.where(m, a, 0.0), axis=-1)
+        b0 = jnp.sum(jnp.where(m, b, 0.0), axis=-1)
+        terms = -gammaln(a) + gammaln(b) + (a - b) * (digamma(a) - digamma(a0)[..., None])
+        return gammaln(a0) - gammaln(b0) + jnp.sum(jnp.where(m, terms, 0.0), axis=-1)
+
 
 @struct.dataclass
 class Categorical:
@@ -117,6 +126,11 @@ class Categorical:
     def mode(self) -> Array:
         return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)
 
+    def kl(self, other: Categorical) -> Array:
+        """KL(self ‖ other) = Σ p (log p − log q) [...]."""
+        log_p = self._log_p()
+        return jnp.sum(jnp.exp(log_p) * (log_p - other._log_p()), axis=-1)
+
 
 def _is_dist(x: object) -> bool:
     return isinstance(x, Dirichlet | Categorical)
@@ -131,6 +145,12 @@ def joint_log_prob(dists: PyTree, actions: PyTree) -> Array:
 def joint_entropy(dists: PyTree) -> Array:
     """Σ_i H(π_i) -> [...]."""
     return sum(jax.tree.leaves(jax.tree.map(lambda d: d.entropy(), dists, is_leaf=_is_dist)))
+
+
+def joint_kl(p: PyTree, q: PyTree) -> Array:
+    """Σ_i KL(p_i ‖ q_i) over two pytrees of distributions of one structure -> [...]."""
+    parts = jax.tree.map(lambda a, b: a.kl(b), p, q, is_leaf=_is_dist)
+    return sum(jax.tree.leaves(parts))
 
 
 def joint_sample(key: PRNGKey, dists: PyTree) -> PyTree:

@@ -6,9 +6,14 @@ Outline:
   repeat `epochs` times: shuffle the T·E samples into `num_minibatches` minibatches
     for each minibatch: ratio = exp(log π(a|s) - log π_old(a|s)), log π = Σ_components log π_i
       L = -min(ratio·A, clip(ratio, 1±ε)·A) + c_v·½·max((V-R)², (V_old+clip(V-V_old, ±ε)-R)²)
-          - c_H·H[π];   θ ← adam(clip_by_global_norm(∇L)) with a warmup + cosine learning rate
+          - c_H·H[π] + c_A·KL(π_anchor(·|s) ‖ π(·|s))
+      θ ← adam(clip_by_global_norm(∇L)) with a warmup + cosine learning rate
 The policy ``apply_fn(params, obs) -> (dists, value)`` returns a pytree of distributions from
 ``agents.distributions`` (e.g. ``{"weights": Dirichlet, "regime": Categorical}``) and V(s).
+The anchor term (only when the rollout carries ``anchor``: the distributions of a reference
+policy, e.g. the pre-trained one, at each stored state) is a trust region around that policy,
+as the KL penalty to a reference policy in KL-regularised RL (Jaques et al., 2019,
+https://arxiv.org/abs/1907.00456).
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from hrl_sarp_jax.agents.distributions import joint_entropy, joint_log_prob, joint_sample
+from hrl_sarp_jax.agents.distributions import (
+    joint_entropy,
+    joint_kl,
+    joint_log_prob,
+    joint_sample,
+)
 from hrl_sarp_jax.agents.optim import (
     inject_count,
     injected,
@@ -54,6 +64,8 @@ class PPOHParams:
     aux_coef: Array | float = 0.0
     """Weight of the supervised auxiliary loss (used only when the rollout carries
     ``targets``)."""
+    anchor_coef: Array | float = 0.0
+    """Weight of KL(anchor ‖ π) per sample (used only when the rollout carries ``anchor``)."""
     warmup_steps: Array | None = None
     """With ``decay_steps`` and ``min_lr_scale``: the learning-rate schedule as traced values
     (``optim.traced_warmup_cosine`` of the optimiser's step count scales ``lr``), for an
@@ -72,10 +84,14 @@ class PPOHParams:
         if not float(cfg.regime_aux_coef) >= 0:
             raise ConfigError(f"config key 'train.ppo.regime_aux_coef' must be >= 0 (0: no "
                               f"auxiliary loss; got {cfg.regime_aux_coef})")
+        if not float(cfg.anchor_kl_coef) >= 0:
+            raise ConfigError(f"config key 'train.ppo.anchor_kl_coef' must be >= 0 (0: no "
+                              f"anchor; got {cfg.anchor_kl_coef})")
         return cls(
             lr=f(cfg.lr), clip_eps=f(cfg.clip_eps), entropy_coef=f(cfg.entropy_coef),
             value_coef=f(cfg.value_coef), gamma=f(cfg.gamma), gae_lambda=f(cfg.gae_lambda),
             max_grad_norm=f(cfg.max_grad_norm), aux_coef=f(cfg.regime_aux_coef),
+            anchor_coef=f(cfg.anchor_kl_coef),
         )
 
 
@@ -93,6 +109,9 @@ class PPORollout(NamedTuple):
     targets: PyTree = None
     """{head: int32 label [T, E]} supervised targets of categorical heads of the policy's
     distribution pytree (-1: unknown, masked out), or None (no auxiliary loss)."""
+    anchor: PyTree = None
+    """The reference policy's distributions at each ``obs`` (the policy's distribution pytree,
+    leaves [T, E, ...]), or None (no anchor term)."""
 
 
 class PPOBatch(NamedTuple):
@@ -105,6 +124,7 @@ class PPOBatch(NamedTuple):
     advantage: Array
     ret: Array
     targets: PyTree = None
+    anchor: PyTree = None
 
 
 def supervised_nll(dists: PyTree, targets: PyTree) -> Array:
@@ -180,7 +200,8 @@ def ppo_loss(
 
     ``policy_on``: a bool [] that, when False, leaves the value loss alone (a critic-only
     step: the other terms and their gradients are zero); None: every term.
-    Returns (scalar loss, metrics: pg_loss, value_loss, entropy, approx_kl, clip_frac).
+    Returns (scalar loss, metrics: pg_loss, value_loss, entropy, approx_kl, clip_frac, and
+    aux_loss / anchor_kl when the batch has targets / an anchor).
     """
     dists, value = apply_fn(params, batch.obs)
     log_prob = joint_log_prob(dists, batch.action)
@@ -212,6 +233,11 @@ def ppo_loss(
         loss = loss + (hp.aux_coef * aux if policy_on is None
                        else jnp.where(policy_on, hp.aux_coef * aux, 0.0))
         metrics["aux_loss"] = aux
+    if batch.anchor is not None:  # static: the rollout's structure
+        anchor_kl = jnp.mean(joint_kl(batch.anchor, dists))
+        loss = loss + (hp.anchor_coef * anchor_kl if policy_on is None
+                       else jnp.where(policy_on, hp.anchor_coef * anchor_kl, 0.0))
+        metrics["anchor_kl"] = anchor_kl
     return loss, metrics
 
 
@@ -252,6 +278,7 @@ def make_batch(rollout: PPORollout, hp: PPOHParams) -> PPOBatch:
         obs=jax.tree.map(flat, rollout.obs), action=jax.tree.map(flat, rollout.action),
         log_prob=flat(rollout.log_prob), value=flat(rollout.value), advantage=flat(adv),
         ret=flat(ret), targets=jax.tree.map(flat, rollout.targets),
+        anchor=jax.tree.map(flat, rollout.anchor),
     )
 
 

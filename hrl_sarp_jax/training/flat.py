@@ -25,6 +25,7 @@ evaluation are sibling layers). Metrics lines carry ``"phase": "flat"``; the sum
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from functools import lru_cache, partial
@@ -234,6 +235,7 @@ def setup_flat(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Featu
     spec = FlatSpec.from_config(cfg.train.ppo, updates_per_chunk=cfg.train.eval_interval,
                                 eval_weeks=cfg.env.macro_episode_weeks,
                                 total_env_steps=total_env_steps)
+    spec = dataclasses.replace(spec, anchored=False)  # no starting policy to anchor to
     days = eval_start_days(np.asarray(market.week_end), val_start, test_start - 1,
                            spec.eval_weeks, max_eval_episodes)
     dates = np.asarray(meta.dates)

@@ -78,6 +78,9 @@ class PPOSpec:
     warmup_updates: int = 50
     critic_warmup_updates: int = 0
     """Updates (from the optimiser's start) that train the value function alone."""
+    anchored: bool = False
+    """The state keeps the policy the phase starts from (``PPOState.anchor``) and PPO's loss
+    adds ``hp.anchor_coef`` × KL(anchor ‖ π) (``train.ppo.anchor_kl_coef`` > 0)."""
     eval_weeks: int = 26
     """Weeks per deterministic evaluation episode."""
 
@@ -120,6 +123,7 @@ class PPOSpec:
                    updates_per_chunk=upc, total_updates=updates,
                    warmup_updates=min(int(ppo.warmup_updates), updates),
                    critic_warmup_updates=int(ppo.critic_warmup_updates),
+                   anchored=float(ppo.anchor_kl_coef) > 0,
                    eval_weeks=max(int(eval_weeks), 1))
 
 
@@ -204,6 +208,9 @@ class PPOState:
     key: Array              # [2] uint32 raw key data (checkpointable)
     update: Array           # [] int32 PPO updates done
     env_steps: Array        # [] int32 env steps done
+    anchor: Any = None
+    """The params of the policy the phase started from (after its warm start; ``spec.anchored``
+    only), whose distributions at each collected state anchor PPO's loss; None: no anchor."""
 
 
 class PPOProgram(NamedTuple):
@@ -254,6 +261,7 @@ class StepOut(NamedTuple):
     ep_done_length: Array
     info: dict
     targets: PyTree = None  # {head: [E]} supervised targets (PPOTask.targets), or None
+    anchor: PyTree = None   # the anchor policy's distributions at ``obs`` (spec.anchored)
 
 
 def step_envs(env: Any, env_params: EnvParams, keys: Array, states: Any, actions: Array,
@@ -293,7 +301,7 @@ def _reset_envs(task: PPOTask, env_params: EnvParams, keys: Array, start_days: A
     return jax.vmap(one)(keys, start_days)
 
 
-def _collect_step(m: _Model, params: Params, env_params: EnvParams,
+def _collect_step(m: _Model, params: Params, anchor: Params | None, env_params: EnvParams,
                   starts: cur.StartSet | None, carry: tuple, step_key: PRNGKey
                   ) -> tuple[tuple, StepOut]:
     env_state, obs, ep_ret, ep_len = carry
@@ -320,6 +328,7 @@ def _collect_step(m: _Model, params: Params, env_params: EnvParams,
         ep_done_return=jnp.where(done, ret, 0.0), ep_done_length=jnp.where(done, length, 0),
         info={k: info[k] for k in task.step_info},
         targets=None if task.targets is None else task.targets(info),
+        anchor=None if anchor is None else task.dists(anchor, obs),
     )
     carry = (env_state2, obs2, jnp.where(done, 0.0, ret).astype(_F32),
              jnp.where(done, 0, length).astype(_I32))
@@ -333,7 +342,7 @@ def collect_rollout(m: _Model, params: Params, env_params: EnvParams,
     PPO rollout [T, E] with V(s_t) and V(final_obs_t) from one batched critic pass, and the raw
     per-step outputs (for metrics and tests)."""
     carry = (state.env, state.obs, state.ep_return, state.ep_length)
-    step = partial(_collect_step, m, params, env_params, starts)
+    step = partial(_collect_step, m, params, state.anchor, env_params, starts)
     carry, out = jax.lax.scan(step, carry, jax.random.split(key, m.spec.rollout_len))
     t, e = out.reward.shape
     both = jnp.concatenate([out.obs, out.final_obs], axis=0).reshape(2 * t * e, -1)
@@ -341,7 +350,7 @@ def collect_rollout(m: _Model, params: Params, env_params: EnvParams,
     rollout = PPORollout(
         obs=out.obs, action=out.action, log_prob=out.log_prob, value=values[0],
         reward=out.reward, next_value=values[1], terminated=out.terminated,
-        truncated=out.truncated, targets=out.targets,
+        truncated=out.truncated, targets=out.targets, anchor=out.anchor,
     )
     env_state, obs, ep_ret, ep_len = carry
     state = state.replace(env=env_state, obs=obs, ep_return=ep_ret, ep_length=ep_len)
@@ -354,7 +363,9 @@ def collect_rollout(m: _Model, params: Params, env_params: EnvParams,
 def init_state(m: _Model, key: PRNGKey, hp: PPOHParams, env_params: EnvParams,
                starts: cur.StartSet | None = None) -> PPOState:
     """One seed's initial state: network params, optimiser, E reset envs (keys split by name;
-    with ``task.start_days`` the envs start on days drawn from ``starts``)."""
+    with ``task.start_days`` the envs start on days drawn from ``starts``); with
+    ``spec.anchored`` the anchor is these params until a warm start replaces both
+    (``ppo_loop``)."""
     task = m.task
     if task.start_days:
         net_key, env_key, start_key, train_key = jax.random.split(key, 4)
@@ -371,6 +382,7 @@ def init_state(m: _Model, key: PRNGKey, hp: PPOHParams, env_params: EnvParams,
         train=ts, env=env_state, obs=obs, ep_return=jnp.zeros(e, _F32),
         ep_length=jnp.zeros(e, _I32), key=jax.random.key_data(train_key),
         update=jnp.zeros((), _I32), env_steps=jnp.zeros((), _I32),
+        anchor=params if m.spec.anchored else None,
     )
 
 

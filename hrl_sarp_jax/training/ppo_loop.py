@@ -521,6 +521,8 @@ def _start_or_resume(ranked: RankedCheckpoints, state: PPOState, course: Course,
     if prepare is not None:
         state, done = prepare(state)
         info = {**(info or {}), **done}
+    if state.anchor is not None:  # the anchor is the policy the phase starts from
+        state = state.replace(anchor=state.train.params)
     return state, info, False
 
 

@@ -313,6 +313,9 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
                         "val_episodes_per_market": int(days.shape[1])}
     if float(cfg.train.ppo.regime_aux_coef) > 0:
         info["regime_aux_coef"] = float(cfg.train.ppo.regime_aux_coef)
+    if spec.anchored:
+        info["anchor"] = (f"KL to the policy Phase 3 starts from, weight "
+                          f"{float(cfg.train.ppo.anchor_kl_coef):g}")
     n, s, f_s = market.num_stocks, market.num_sectors, int(feats.sector.shape[-1])
     p3 = _phase3_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
                            micro_params is not None, float(cfg.train.ppo.regime_aux_coef) > 0)

@@ -149,6 +149,46 @@ def test_critic_warmup_trains_the_value_alone_then_everything():
     assert not np.allclose(zero.params["logits"], 0.0)
 
 
+def test_anchor_term_hand_value_and_learns_the_anchor_policy():
+    """The anchor term is KL(anchor ‖ π) per sample, times its weight. With zero advantages
+    and exact values it is the only gradient: π converges to the anchor's probabilities (a
+    known answer); at weight 0 the update equals one without an anchor (float rounding)."""
+    params = {"logits": jnp.zeros((4, 3)), "v": jnp.zeros(4)}
+    apply = lambda p, o: ({"regime": Categorical(p["logits"])}, p["v"])  # noqa: E731
+    target = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [1 / 3] * 3],
+                      np.float32)
+    anchor = {"regime": Categorical(jnp.log(jnp.asarray(target)))}
+    action = {"regime": jnp.zeros(4, jnp.int32)}
+    batch = PPOBatch(obs=jnp.zeros((4, 1)), action=action, log_prob=jnp.log(jnp.full(4, 1 / 3)),
+                     value=jnp.zeros(4), advantage=jnp.zeros(4), ret=jnp.zeros(4),
+                     anchor=anchor)
+    # hand value at uniform π: KL(t ‖ u) = Σ t ln(3 t), mean over the 4 samples
+    kl_hand = np.mean(np.sum(target * np.log(3 * target), axis=-1))
+    loss, m = ppo_loss(params, apply, batch, _hp(anchor_coef=2.0))
+    np.testing.assert_allclose(m["anchor_kl"], kl_hand, rtol=1e-5)
+    np.testing.assert_allclose(loss, 2.0 * kl_hand, rtol=1e-5)
+
+    tx = make_optimizer(lr=1.0, max_grad_norm=1.0, warmup_steps=0, decay_steps=1000)
+    step = jax.jit(ppo_minibatch_step)
+    ts = create_train_state(apply, params, tx)
+    hp = _hp(anchor_coef=1.0, lr=0.05, max_grad_norm=10.0)
+    for _ in range(300):
+        lp_old = apply(ts.params, None)[0]["regime"].log_prob(action["regime"])
+        ts, m = step(ts, batch._replace(log_prob=lp_old), hp)
+    np.testing.assert_allclose(jax.nn.softmax(ts.params["logits"]), target, atol=0.02)
+    assert float(m["anchor_kl"]) < 1e-3
+
+    plain, _ = step(create_train_state(apply, params, tx),
+                    batch._replace(anchor=None, advantage=jnp.ones(4)), _hp(lr=0.05))
+    zero, _ = step(create_train_state(apply, params, tx),
+                   batch._replace(advantage=jnp.ones(4)), _hp(lr=0.05, anchor_coef=0.0))
+    for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(zero.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(zero.params["logits"], 0.0)
+    with pytest.raises(ConfigError, match="anchor_kl_coef"):
+        PPOHParams.from_config(PPOConfig(anchor_kl_coef=-1.0))
+
+
 def test_critic_warmup_from_config_counts_gradient_steps():
     from hrl_sarp_jax.training.ppo_engine import PPOSpec, with_schedule
 

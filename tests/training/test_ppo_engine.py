@@ -123,3 +123,37 @@ def test_phase3_regime_auxiliary_targets_are_the_next_regime_labels():
     # MacroEnv's info["regime_label"] is params.regime_label at the decision day
     np.testing.assert_array_equal(labels, np.asarray(out.info["regime_label"]))
     assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_anchored_phase3_collects_the_anchors_distributions_and_at_weight_zero_is_unanchored():
+    """``spec.anchored``: the state keeps the anchor params (the initial ones until a warm
+    start, ``ppo_loop``), the rollout carries the anchor policy's distributions at each
+    collected state, and at ``anchor_coef`` 0 the training chunk gives the recorded
+    (unanchored) figures; at weight 1 the KL to the anchor is logged and the result differs."""
+    import dataclasses
+
+    market, _feats, env, params, plain = trm.setup("drift", 3, num_envs=4, rollout_len=4)
+    spec = dataclasses.replace(plain.spec, anchored=True)
+    p3 = rm.make_phase3(env, trm.TINY, spec)
+    hp, starts = trm.hparams(spec=spec), trm.all_starts(market, params)
+    state = jax.jit(p3.init)(jax.random.key(7), hp, params, starts)
+    for a, b in zip(jax.tree.leaves(state.anchor), jax.tree.leaves(state.train.params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    # an anchor elsewhere than the params: the rollout's anchor is that policy's distributions
+    shifted = jax.tree.map(lambda x: x + 0.05, state.train.params)
+    _, ro, out = jax.jit(lambda s, k: p3.collect(s.train.params, params, starts, s, k))(
+        state.replace(anchor=shifted), jax.random.key(4))
+    want = p3.task.dists(shifted, out.obs.reshape(-1, out.obs.shape[-1]))
+    got = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), ro.anchor)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    chunk = compile_fast(p3.run_chunk, state, params, hp, starts)
+    s0, m0 = chunk(state, params, hp.replace(anchor_coef=jnp.float32(0.0)), starts)
+    days = jnp.asarray(DAYS, jnp.int32)
+    ev = compile_fast(p3.evaluate, s0.train.params, params, days, jax.random.key(0))(
+        s0.train.params, params, days, jax.random.key(0))
+    _assert_recorded("phase3", _figures(s0, m0, ev))
+    _, m1 = chunk(state, params, hp.replace(anchor_coef=jnp.float32(1.0)), starts)
+    assert np.all(np.asarray(m1["anchor_kl"]) >= 0) and float(m1["anchor_kl"][-1]) > 0
+    assert not np.allclose(np.asarray(m1["loss"]), np.asarray(m0["loss"]))

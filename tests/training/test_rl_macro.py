@@ -447,7 +447,6 @@ def test_spec_from_default_config_matches_the_original_update_structure():
                                   eval_weeks=26)
 
 
-@pytest.mark.slow
 def test_phase3_after_phases_1_and_2_uses_their_checkpoints(tmp_path, smoke_market):
     # End to end on the smoke market: Phase 1 and 2 checkpoints feed Phase 3 (the frozen
     # Micro allocator inside the env, the Phase-1 actor as the initial policy).
@@ -458,7 +457,8 @@ def test_phase3_after_phases_1_and_2_uses_their_checkpoints(tmp_path, smoke_mark
     cfg = smoke_cfg("train.ppo.num_envs=2", "train.ppo.rollout_steps=8",
                     "train.ppo.minibatch_size=4", "train.ppo.epochs=1",
                     "train.ppo.total_env_steps=16", "train.eval_interval=1",
-                    "env.macro_episode_weeks=4", "train.seeds=1")
+                    "env.macro_episode_weeks=4", "train.seeds=1",
+                    "train.ppo.anchor_kl_coef=1.0")
     run = create_run(tmp_path, "e2e", cfg, "fp", resume=False)
     for phase in (1, 2):
         run_pretrain_phase(phase, cfg, market, meta, feats, run, progress=False)
@@ -468,6 +468,11 @@ def test_phase3_after_phases_1_and_2_uses_their_checkpoints(tmp_path, smoke_mark
     assert summary["phase2"].startswith("best_params") and summary["phase1"].startswith("best")
     assert summary["updates"] == 2 and np.isfinite(summary["val_sharpe"])
     assert result.rows[0][2] == "val_equal_weight_sharpe"
+    # the anchor is the Phase-1 actor Phase 3 starts from (not the network's random init):
+    # the first update's KL to it is that of one minibatch step away from it
+    assert summary["anchor"].endswith("weight 1")
+    kl = [r["anchor_kl"] for r in run.read_metrics() if r["phase"] == 3 and "anchor_kl" in r]
+    assert len(kl) == 2 and 0.0 <= kl[0] < 1e-3, kl
 
 
 # --------------------------------------------------------------------------- exploration
