@@ -352,6 +352,11 @@ class TD3Config:
     ratio, in gradient samples per env step, is updates_per_step x batch_size / num_envs."""
     warmup_transitions: int = 2_000
     """Transitions collected (per seed) before the first update."""
+    anchor_kl_coef: float = 0.0
+    """A trust region around the actor Phase 4 starts from (Phase 2's): the actor's loss becomes
+    −Q / mean|Q| + this × KL(π_start(s) ‖ π(s)), the stock weights read as probabilities
+    (TD3+BC's normalised Q with a KL behaviour term); Phase 5's Micro block keeps the anchor.
+    0: none (the original loss)."""
     checkpoint_metric: str = "val_sharpe"
     """Phase 4's 'best' checkpoint (``train.checkpoint: best``): by the validation net Sharpe of
     the Micro executing the frozen Macro's goals (``val_sharpe``: the hierarchy's decisions,

@@ -6,6 +6,9 @@ Outline:
   y  = r + γ·(1 - terminated)·min_k Q'_k(s', a')                        # truncation bootstraps
   critics ← minimise Σ_k mean (Q_k(s, a) - y)²                          # clip_by_global_norm, Adam
   every `policy_delay` updates: actor ← maximise Q_1(s, π(s)); targets ← polyak(τ)
+    (anchored: minimise −Q_1(s, π(s)) / mean|Q_1| + c·KL(π_anchor(s) ‖ π(s)), the weights read
+    as probabilities: a trust region around a starting actor, as TD3+BC's normalised Q plus a
+    behaviour term, Fujimoto & Gu, 2021, https://arxiv.org/abs/2106.06860)
   act: masked_softmax(logits_π(s) + σ_explore(update count)·ε)          # noise decays per update
 ``actor_apply(params, obs) -> (logits [B, N], mask [B, N])`` and
 ``critic_apply(params, obs, action [B, N]) -> q [B]``; the K critics are one set of params
@@ -23,9 +26,10 @@ import optax
 from flax import struct
 
 from hrl_sarp_jax.agents.buffers import Transition
-from hrl_sarp_jax.agents.distributions import masked_softmax
+from hrl_sarp_jax.agents.distributions import Categorical, masked_softmax
 from hrl_sarp_jax.agents.optim import set_injected
 from hrl_sarp_jax.config import TD3Config
+from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.types import Array, Params, PRNGKey, PyTree
 
 ActorApply = Callable[[Params, PyTree], tuple[Array, Array]]
@@ -45,15 +49,20 @@ class TD3HParams:
     noise_clip: Array         # that noise is clipped to ±noise_clip (logit units)
     explore_noise: Array      # exploration std in logit units at update 0 ...
     explore_noise_end: Array  # ... decaying linearly to this over `explore_decay_updates`
+    anchor_coef: Array | float = 0.0  # weight c of the anchor term (anchored agents only)
 
     # HOST ONLY
     @classmethod
     def from_config(cls, cfg: TD3Config) -> TD3HParams:
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        if not float(cfg.anchor_kl_coef) >= 0:
+            raise ConfigError(f"config key 'train.td3.anchor_kl_coef' must be >= 0 (0: no "
+                              f"anchor; got {cfg.anchor_kl_coef})")
         return cls(
             actor_lr=f(cfg.actor_lr), critic_lr=f(cfg.critic_lr), gamma=f(cfg.gamma),
             tau=f(cfg.tau), target_noise=f(cfg.target_noise), noise_clip=f(cfg.noise_clip),
             explore_noise=f(cfg.explore_noise_start), explore_noise_end=f(cfg.explore_noise_end),
+            anchor_coef=f(cfg.anchor_kl_coef),
         )
 
 
@@ -66,6 +75,7 @@ class TD3State:
     actor_opt_state: optax.OptState
     critic_opt_state: optax.OptState
     step: Array                  # int32, number of updates done
+    anchor: Params | None = None  # the actor params the anchor term holds to (None: no anchor)
 
 
 class TD3Batch(NamedTuple):
@@ -110,6 +120,14 @@ def smoothed_target_action(
     return masked_softmax(logits + jnp.where(mask, eps, 0.0), mask)
 
 
+def masked_kl(anchor_logits: Array, logits: Array, mask: Array) -> Array:
+    """KL(p_anchor ‖ p) [B] of the masked softmaxes of two logit sets [B, N] (weights read as
+    probabilities over the valid slots); the anchor side carries no gradient."""
+    def dist(x: Array) -> Categorical:  # masked slots: probability 0, finite log-probability
+        return Categorical(jnp.where(mask, jnp.asarray(x, jnp.float32), -1e30))
+    return dist(jax.lax.stop_gradient(anchor_logits)).kl(dist(logits))
+
+
 def explore_noise(step: Array, hp: TD3HParams, decay_updates: int) -> Array:
     """Exploration std after ``step`` updates: linear from explore_noise to explore_noise_end."""
     frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(decay_updates, 1), 0.0, 1.0)
@@ -134,6 +152,7 @@ def make_td3(
     max_grad_norm: float = 1.0,
     explore_decay_updates: int = 100_000,
     actor_warmup_updates: int = 0,
+    anchored: bool = False,
 ) -> TD3:
     """Build TD3's pure ``init``, ``act`` and ``update`` around the given networks.
 
@@ -145,6 +164,9 @@ def make_td3(
     ``actor_warmup_updates``: the actor (and its target) stays frozen for the first that many
     updates while the critics learn (the critic target still follows every ``policy_delay``
     updates) -- a pre-trained actor is not pushed around by a random critic.
+    ``anchored``: the state keeps an ``anchor`` (the initial actor until the caller replaces
+    both, e.g. with a pre-trained actor) and the actor loss is the anchored one above, with
+    weight ``hp.anchor_coef``; its KL is logged as ``anchor_kl``.
     """
     if num_critics < 1:
         raise ValueError("num_critics must be ≥ 1")
@@ -164,6 +186,7 @@ def make_td3(
             actor_opt_state=actor_tx.init(actor_params),
             critic_opt_state=critic_tx.init(critic_params),
             step=jnp.array(0, jnp.int32),
+            anchor=actor_params if anchored else None,
         )
 
     def act(state: TD3State, obs: PyTree, key: PRNGKey, hp: TD3HParams, explore: bool) -> Array:
@@ -173,13 +196,21 @@ def make_td3(
             logits = logits + jnp.where(mask, sigma * jax.random.normal(key, logits.shape), 0.0)
         return masked_softmax(logits, mask)
 
-    def actor_loss(actor_params: Params, critic_params: Params, obs: PyTree) -> Array:
+    def actor_loss(actor_params: Params, critic_params: Params, obs: PyTree,
+                   anchor: Params | None, coef: Array | float) -> tuple[Array, Array]:
         logits, mask = actor_apply(actor_params, obs)
         q1_params = jax.tree.map(lambda x: x[0], critic_params)
-        return -jnp.mean(critic_apply(q1_params, obs, masked_softmax(logits, mask)))
+        q = critic_apply(q1_params, obs, masked_softmax(logits, mask))
+        if anchor is None:  # static: the original loss
+            return -jnp.mean(q), jnp.zeros((), jnp.float32)
+        kl = jnp.mean(masked_kl(actor_apply(anchor, obs)[0], logits, mask))
+        scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(q))) + 1e-8
+        return -jnp.mean(q) / scale + coef * kl, kl
 
-    def actor_and_target(state: TD3State, obs: PyTree, hp: TD3HParams) -> tuple[TD3State, Array]:
-        loss, grads = jax.value_and_grad(actor_loss)(state.actor_params, state.critic_params, obs)
+    def actor_and_target(state: TD3State, obs: PyTree, hp: TD3HParams
+                         ) -> tuple[TD3State, Array, Array]:
+        (loss, kl), grads = jax.value_and_grad(actor_loss, has_aux=True)(
+            state.actor_params, state.critic_params, obs, state.anchor, hp.anchor_coef)
         opt_state = set_injected(state.actor_opt_state, learning_rate=hp.actor_lr)
         updates, opt_state = actor_tx.update(grads, opt_state, state.actor_params)
         actor_params = optax.apply_updates(state.actor_params, updates)
@@ -187,7 +218,7 @@ def make_td3(
             actor_params=actor_params, actor_opt_state=opt_state,
             actor_target=optax.incremental_update(actor_params, state.actor_target, hp.tau),
         )
-        return state, loss
+        return state, loss, kl
 
     def critic_target_step(state: TD3State, hp: TD3HParams) -> TD3State:
         return state.replace(critic_target=optax.incremental_update(
@@ -220,10 +251,10 @@ def make_td3(
         )
         delayed = (step % policy_delay) == 0
         do_actor = delayed & (step > actor_warmup_updates)
-        state, a_loss = jax.lax.cond(
+        state, a_loss, a_kl = jax.lax.cond(
             do_actor,
             lambda s: actor_and_target(s, batch.obs, hp),
-            lambda s: (s, jnp.zeros((), jnp.float32)),
+            lambda s: (s, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
             state,
         )
         state = jax.lax.cond(delayed, lambda s: critic_target_step(s, hp), lambda s: s, state)
@@ -236,6 +267,8 @@ def make_td3(
             "critic_grad_norm": optax.tree.norm(grads),
             "explore_noise": explore_noise(step, hp, explore_decay_updates),
         }
+        if anchored:
+            metrics["anchor_kl"] = a_kl  # 0 on updates without an actor step
         return state, metrics
 
     return TD3(init=init, act=act, update=update)

@@ -93,6 +93,9 @@ class Phase4Spec:
     explore_decay_updates: int = 100_000
     actor_warmup_updates: int = 0
     """TD3 updates before the actor first moves (critics only; see agents.td3.make_td3)."""
+    anchored: bool = False
+    """The actor's loss holds it near the actor Phase 4 starts from (``train.td3.anchor_kl_coef``
+    > 0; see agents.td3.make_td3)."""
     eval_episodes: int = 16
     """Validation episodes, started at evenly spaced days of the validation window."""
 
@@ -126,6 +129,7 @@ class Phase4Spec:
             "warmup_transitions": int(td3.warmup_transitions),
             "explore_decay_updates": max(1, vec_steps * int(td3.updates_per_step) // 2),
             "actor_warmup_updates": int(td3.actor_warmup_updates),
+            "anchored": float(td3.anchor_kl_coef) > 0,
         }
         kw.update(overrides)
         return cls(**kw)
@@ -228,7 +232,7 @@ def _td3(nets: Networks, spec: Phase4Spec) -> TD3:
                     num_critics=spec.num_critics, policy_delay=spec.policy_delay,
                     max_grad_norm=spec.max_grad_norm,
                     explore_decay_updates=spec.explore_decay_updates,
-                    actor_warmup_updates=spec.actor_warmup_updates)
+                    actor_warmup_updates=spec.actor_warmup_updates, anchored=spec.anchored)
 
 
 def actor_weights(nets: Networks, actor_params: Params, inp: MicroInputs) -> Array:
@@ -318,7 +322,8 @@ class Phase4Model(NamedTuple):
 def init_state(m: Phase4Model, key: PRNGKey, env_params: EnvParams,
                actor_params: Params | None = None) -> Phase4State:
     """A fresh seed: reset E envs, a random TD3 agent (``actor_params``, e.g. the Phase-2 best
-    actor, replaces its actor and target), an empty replay buffer."""
+    actor, replaces its actor and target, and the anchor of an anchored agent), an empty replay
+    buffer."""
     env, spec = m.env, m.spec
     n, e_num = env.num_stocks, spec.num_envs
     agent_key, env_key, loop_key = jax.random.split(key, 3)
@@ -328,7 +333,8 @@ def init_state(m: Phase4Model, key: PRNGKey, env_params: EnvParams,
                            env_params)
     agent = m.td3.init(agent_key, example, jnp.full((1, n), 1.0 / n, _F32))
     if actor_params is not None:  # Adam moments are zeros either way
-        agent = agent.replace(actor_params=actor_params, actor_target=actor_params)
+        agent = agent.replace(actor_params=actor_params, actor_target=actor_params,
+                              anchor=actor_params if m.spec.anchored else None)
     buf = buffers.init(_example_transition(n, env.num_sectors + NUM_REGIMES),
                        capacity_episodes=spec.capacity,
                        max_len=env_params.max_steps_in_episode, num_heads=e_num)
@@ -637,6 +643,9 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
         "val_span": [str(dates[val_start]), str(dates[test_start - 1])],
         "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
     }
+    if spec.anchored:
+        info["anchor"] = (f"KL to the actor Phase 4 starts from, weight "
+                          f"{float(cfg.train.td3.anchor_kl_coef):g}")
     return Phase4Setup(p4, env, train_params, val_params, Phase4HParams.from_config(
         cfg.train.td3), info)
 

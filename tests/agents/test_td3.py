@@ -14,10 +14,12 @@ from hrl_sarp_jax.agents.td3 import (
     TD3HParams,
     explore_noise,
     make_td3,
+    masked_kl,
     smoothed_target_action,
     td3_targets,
 )
 from hrl_sarp_jax.config import TD3Config
+from hrl_sarp_jax.errors import ConfigError
 from tests.agents._compile import compile_fast
 
 
@@ -52,6 +54,16 @@ def test_smoothing_is_in_logit_space_and_respects_mask():
     w0 = smoothed_target_action(logits, mask, jax.random.key(0), jnp.float32(10.0), jnp.float32(0))
     expected = np.append(jax.nn.softmax(jnp.array([0.0, 1.0, -2.0])), 0.0)
     np.testing.assert_allclose(w0[0], expected, rtol=1e-6)
+
+
+def test_masked_kl_is_the_kl_of_the_valid_slots_softmaxes():
+    # slot 4 is padding: its logits (9 and -5) must not matter
+    a = jnp.array([[0.0, 1.0, 2.0, 9.0]])
+    b = jnp.array([[1.0, 0.0, 0.0, -5.0]])
+    mask = jnp.array([[True, True, True, False]])
+    pa, pb = (np.exp(x) / np.exp(x).sum() for x in (np.array([0.0, 1, 2]), np.array([1.0, 0, 0])))
+    np.testing.assert_allclose(masked_kl(a, b, mask), [np.sum(pa * np.log(pa / pb))], rtol=1e-5)
+    np.testing.assert_allclose(masked_kl(a, a, mask), [0.0], atol=1e-6)
 
 
 def test_explore_noise_decays_per_update():
@@ -171,6 +183,42 @@ def test_actor_warmup_freezes_the_actor_but_not_the_critic_target():
     assert not np.allclose(s.actor_params["l"], s0.actor_params["l"])
 
 
+def test_anchored_actor_settles_where_q_and_the_anchor_balance():
+    """Q_1 = p_0 (the critic frozen at c = 0, w = e_0; critic lr 0) and an anchor at uniform
+    weights u: the anchored loss −Q/mean|Q| + c·KL(u ‖ p) has logit gradient
+    −(e_0 − p) + c·(p − u), zero at p = (e_0 + c·u) / (1 + c): (2/3, 1/6, 1/6) at c = 1. The
+    unanchored actor (and the anchored one at c = 0) goes to e_0. The logged KL is the hand
+    value KL(u ‖ p) at the actor's weights before its step."""
+    batch = TD3Batch(obs=jnp.ones((4, 2)), action=jnp.full((4, 3), 1 / 3),
+                     reward=jnp.zeros(4), next_obs=jnp.ones((4, 2)), terminated=jnp.zeros(4, bool))
+    critic = {"c": jnp.zeros(2), "w": jnp.stack([jnp.eye(3)[0]] * 2)}
+    hp = _hp(actor_lr=0.05, critic_lr=0.0)
+    for anchored, coef, want in ((True, 1.0, [2 / 3, 1 / 6, 1 / 6]), (True, 0.0, None),
+                                 (False, 0.0, None)):
+        td3 = make_td3(_actor_apply, _critic_apply, actor_init=_actor_init,
+                       critic_init=_critic_init, num_critics=2, policy_delay=1,
+                       anchored=anchored)
+        s = td3.init(jax.random.key(0), batch.obs, batch.action)
+        start = {"l": jnp.array([0.0, 1.0, -1.0])}
+        s = s.replace(actor_params=start, critic_params=critic, critic_target=critic,
+                      anchor={"l": jnp.zeros(3)} if anchored else None)
+        update = jax.jit(td3.update)
+        _, m = update(s, batch, jax.random.key(1), hp.replace(anchor_coef=jnp.float32(coef)))
+        if anchored:
+            p = np.asarray(jax.nn.softmax(start["l"]))
+            np.testing.assert_allclose(m["anchor_kl"], np.sum(np.log(1 / 3 / p)) / 3, rtol=1e-5)
+        else:
+            assert "anchor_kl" not in m
+        for k in range(400):
+            s, m = update(s, batch, jax.random.key(2 + k), hp.replace(
+                anchor_coef=jnp.float32(coef)))
+        p = np.asarray(jax.nn.softmax(s.actor_params["l"]))
+        if want is None:
+            assert p[0] > 0.95, (anchored, coef, p)
+        else:
+            np.testing.assert_allclose(p, want, atol=0.01)
+
+
 def test_critic_gradient_is_globally_clipped(td3_k3):
     _, update, batch, state = td3_k3
     big = batch._replace(reward=batch.reward * 1e4)
@@ -183,6 +231,8 @@ def test_critic_gradient_is_globally_clipped(td3_k3):
 def test_hparams_from_config():
     hp = TD3HParams.from_config(TD3Config())
     np.testing.assert_allclose([hp.tau, hp.explore_noise, hp.explore_noise_end], [0.005, 0.3, 0.05])
+    with pytest.raises(ConfigError, match="anchor_kl_coef"):
+        TD3HParams.from_config(TD3Config(anchor_kl_coef=-0.5))
 
 
 # --------------------------------------------------------------------------- learning probe

@@ -384,6 +384,25 @@ def test_replay_ratio_and_warmup_come_from_the_config():
         rm.Phase4Spec.from_config(TD3Config(checkpoint_metric="sharpe"))
 
 
+def test_an_anchored_phase4_anchors_to_the_actor_it_starts_from(env, train_params):
+    """``train.td3.anchor_kl_coef`` > 0 makes the spec anchored; the agent's anchor is then the
+    actor handed to ``init`` (Phase 2's), not the random one; unanchored agents keep none."""
+    assert rm.Phase4Spec.from_config(TD3Config(anchor_kl_coef=0.5)).anchored
+    assert not rm.Phase4Spec.from_config(TD3Config()).anchored
+    spec = dataclasses.replace(SMALL_SPEC, anchored=True)
+    p4 = rm.make_phase4(env, rm.make_networks(TINY_NET), spec)
+    key = rm.phase4_keys(0, 1)[0][0]
+    fresh = jax.jit(p4.init)(key, train_params)
+    given = jax.tree.map(lambda x: x + 0.5, fresh.agent.actor_params)
+    state = jax.jit(p4.init)(key, train_params, given)
+    for a, b, c in zip(jax.tree.leaves(state.agent.anchor), jax.tree.leaves(given),
+                       jax.tree.leaves(fresh.agent.anchor), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    plain = rm.make_phase4(env, rm.make_networks(TINY_NET), SMALL_SPEC)
+    assert jax.eval_shape(plain.init, key, train_params).agent.anchor is None
+
+
 def test_a_run_saved_before_checkpoint_metric_keeps_goal_alignment(tmp_path):
     import yaml
 
