@@ -407,8 +407,14 @@ def _latest_state(run, cfg, market, meta, feats):
 
 # Slow for cold-cache CI time: Phase-1 resume runs by default, phase-all resume with -m slow.
 @pytest.mark.slow
-def test_run_phase3_resumes_exactly_and_writes_its_summary(tmp_path):
+@pytest.mark.parametrize("anchor", [0.0, 1.0])
+def test_run_phase3_resumes_exactly_and_writes_its_summary(tmp_path, anchor):
+    """With ``anchor`` > 0 the state carries the anchor (here the random start: no Phase 1),
+    which the checkpoint must restore, not re-take from the params at the interruption (the
+    resumed state then equals the uninterrupted one, anchor included)."""
     cfg, market, meta, feats = host_inputs()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=dataclasses.replace(
+        cfg.train.ppo, anchor_kl_coef=anchor)))
     lines: list[str] = []
     full = create_run(tmp_path, "full", cfg, "fp", resume=False)
     summary = rm.run_phase3(full, cfg, market, meta, feats, log=lines.append)
@@ -436,6 +442,12 @@ def test_run_phase3_resumes_exactly_and_writes_its_summary(tmp_path):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert resumed["val_sharpe"] == summary["val_sharpe"]
+    if anchor:  # the anchor stayed the start (the states above match, anchors included)
+        assert not all(np.array_equal(x, y) for x, y in zip(
+            jax.tree.leaves(b.anchor), jax.tree.leaves(b.train.params), strict=True))
+        assert any(r.get("anchor_kl", 0) > 0 for r in part.read_metrics() if r["phase"] == 3)
+    else:
+        assert a.anchor is None
 
 
 def test_spec_from_default_config_matches_the_original_update_structure():
