@@ -335,6 +335,22 @@ def test_run_phase4_summary_and_exact_resume(tmp_path, inputs):
         assert s_marg["best_select"] == ck.metrics(0)["val_sharpe"]
         assert ck.metrics(32)["val_select"] < ck.metrics(32)["val_sharpe"] - 1.0
 
+    # anchored (train.td3.anchor_kl_coef > 0): the anchor comes back from the checkpoint, so
+    # an interrupted and resumed run is the uninterrupted one
+    acfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, td3=dataclasses.replace(cfg.train.td3, anchor_kl_coef=1.0)))
+    aspec = dataclasses.replace(spec, anchored=True)
+    afull = create_run(tmp_path, "afull", acfg, "fp", resume=False)
+    s_af = rm.run_phase4(afull, acfg, market, meta, feats, seeds=1, spec=aspec)
+    apart = create_run(tmp_path, "apart", acfg, "fp", resume=False)
+    rm.run_phase4(apart, acfg, market, meta, feats, seeds=1, spec=aspec, chunk_limit=1)
+    s_ap = rm.run_phase4(apart, acfg, market, meta, feats, seeds=1, spec=aspec, resume=True)
+    for key in ("val_sharpe", "val_goal_alignment", "val_cost_frac"):
+        assert s_af[key] == s_ap[key], key
+    assert s_af["anchor"].endswith("weight 1") and s_af["val_sharpe"] != s_full["val_sharpe"]
+    kl = [r["anchor_kl"] for r in apart.read_metrics() if r["phase"] == 4 and "anchor_kl" in r]
+    assert kl and max(kl) > 0
+
 
 def test_frozen_macro_goal_source_sets_weekly_goals(inputs):
     """macro_goal_fn turns MacroActor params into MicroEnv's 'policy' goal source: goals are
