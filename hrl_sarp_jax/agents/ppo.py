@@ -64,7 +64,7 @@ class PPOHParams:
     aux_coef: Array | float = 0.0
     """Weight of the supervised auxiliary loss (used only when the rollout carries
     ``targets``)."""
-    anchor_coef: Array | float = 0.0
+    anchor_kl_coef: Array | float = 0.0
     """Weight of KL(anchor ‖ π) per sample (used only when the rollout carries ``anchor``)."""
     warmup_steps: Array | None = None
     """With ``decay_steps`` and ``min_lr_scale``: the learning-rate schedule as traced values
@@ -91,7 +91,7 @@ class PPOHParams:
             lr=f(cfg.lr), clip_eps=f(cfg.clip_eps), entropy_coef=f(cfg.entropy_coef),
             value_coef=f(cfg.value_coef), gamma=f(cfg.gamma), gae_lambda=f(cfg.gae_lambda),
             max_grad_norm=f(cfg.max_grad_norm), aux_coef=f(cfg.regime_aux_coef),
-            anchor_coef=f(cfg.anchor_kl_coef),
+            anchor_kl_coef=f(cfg.anchor_kl_coef),
         )
 
 
@@ -235,8 +235,8 @@ def ppo_loss(
         metrics["aux_loss"] = aux
     if batch.anchor is not None:  # static: the rollout's structure
         anchor_kl = jnp.mean(joint_kl(batch.anchor, dists))
-        loss = loss + (hp.anchor_coef * anchor_kl if policy_on is None
-                       else jnp.where(policy_on, hp.anchor_coef * anchor_kl, 0.0))
+        loss = loss + (hp.anchor_kl_coef * anchor_kl if policy_on is None
+                       else jnp.where(policy_on, hp.anchor_kl_coef * anchor_kl, 0.0))
         metrics["anchor_kl"] = anchor_kl
     return loss, metrics
 

@@ -49,7 +49,7 @@ class TD3HParams:
     noise_clip: Array         # that noise is clipped to ±noise_clip (logit units)
     explore_noise: Array      # exploration std in logit units at update 0 ...
     explore_noise_end: Array  # ... decaying linearly to this over `explore_decay_updates`
-    anchor_coef: Array | float = 0.0  # weight c of the anchor term (anchored agents only)
+    anchor_kl_coef: Array | float = 0.0  # weight c of the anchor term (anchored agents only)
 
     # HOST ONLY
     @classmethod
@@ -62,7 +62,7 @@ class TD3HParams:
             actor_lr=f(cfg.actor_lr), critic_lr=f(cfg.critic_lr), gamma=f(cfg.gamma),
             tau=f(cfg.tau), target_noise=f(cfg.target_noise), noise_clip=f(cfg.noise_clip),
             explore_noise=f(cfg.explore_noise_start), explore_noise_end=f(cfg.explore_noise_end),
-            anchor_coef=f(cfg.anchor_kl_coef),
+            anchor_kl_coef=f(cfg.anchor_kl_coef),
         )
 
 
@@ -166,7 +166,7 @@ def make_td3(
     updates) -- a pre-trained actor is not pushed around by a random critic.
     ``anchored``: the state keeps an ``anchor`` (the initial actor until the caller replaces
     both, e.g. with a pre-trained actor) and the actor loss is the anchored one above, with
-    weight ``hp.anchor_coef``; its KL is logged as ``anchor_kl``.
+    weight ``hp.anchor_kl_coef``; its KL is logged as ``anchor_kl``.
     """
     if num_critics < 1:
         raise ValueError("num_critics must be ≥ 1")
@@ -210,7 +210,7 @@ def make_td3(
     def actor_and_target(state: TD3State, obs: PyTree, hp: TD3HParams
                          ) -> tuple[TD3State, Array, Array]:
         (loss, kl), grads = jax.value_and_grad(actor_loss, has_aux=True)(
-            state.actor_params, state.critic_params, obs, state.anchor, hp.anchor_coef)
+            state.actor_params, state.critic_params, obs, state.anchor, hp.anchor_kl_coef)
         opt_state = set_injected(state.actor_opt_state, learning_rate=hp.actor_lr)
         updates, opt_state = actor_tx.update(grads, opt_state, state.actor_params)
         actor_params = optax.apply_updates(state.actor_params, updates)

@@ -80,7 +80,7 @@ class PPOSpec:
     """Updates (from the optimiser's start) that train the value function alone."""
     anchored: bool = False
     """The state keeps the policy the phase starts from (``PPOState.anchor``) and PPO's loss
-    adds ``hp.anchor_coef`` × KL(anchor ‖ π) (``train.ppo.anchor_kl_coef`` > 0)."""
+    adds ``hp.anchor_kl_coef`` × KL(anchor ‖ π) (``train.ppo.anchor_kl_coef`` > 0)."""
     eval_weeks: int = 26
     """Weeks per deterministic evaluation episode."""
 

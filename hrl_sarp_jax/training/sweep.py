@@ -86,9 +86,11 @@ DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 CURRICULA = ("schedule", "off")
 SECTION_KEYS = ("phase", "method", "samples", "seeds", "params", "curriculum")
 DYNAMIC = ("lr", "clip_eps", "entropy_coef", "value_coef", "gamma", "gae_lambda",
-           "max_grad_norm")
+           "max_grad_norm", "anchor_kl_coef")
 """The sweepable Phase-3 hyperparameters (``PPOHParams`` leaves that are ``train.ppo`` keys),
-named ``ppo.<field>``; the schedule and the auxiliary weight come from the base."""
+named ``ppo.<field>``; the schedule and the auxiliary weight come from the base. Sweeping
+``ppo.anchor_kl_coef`` compiles the anchored program for every member when any weight is
+> 0 (``anchored_config``); a member at weight 0 then has the unanchored loss."""
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
     # field: (low, high, low inclusive)
     "lr": (0.0, math.inf, False),
@@ -98,6 +100,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "gamma": (0.0, 1.0, False),
     "gae_lambda": (0.0, 1.0, True),
     "max_grad_norm": (0.0, math.inf, False),
+    "anchor_kl_coef": (0.0, math.inf, True),
 }
 _SAMPLING_STREAM = 104_729
 """fold_in tag of the random-search key (distinct from the phase keys fold_in(seed, 1..5))."""
@@ -373,6 +376,18 @@ def member_keys(seed: int, num_settings: int, seeds: int) -> jax.Array:
     return rm.phase3_keys(seed, seeds)[np.arange(int(num_settings) * seeds) % seeds]
 
 
+def anchored_config(cfg: Config, settings: Sequence[Mapping[str, float]]) -> Config:
+    """``cfg`` whose ``train.ppo.anchor_kl_coef`` is the largest swept anchor weight when the
+    base has none and some setting has one: the anchor is part of the compiled program
+    (``PPOSpec.anchored``), which all members share; each member still trains with its own
+    weight (the ``PPOHParams`` leaf). Otherwise ``cfg`` as it is."""
+    weights = [float(s["ppo.anchor_kl_coef"]) for s in settings if "ppo.anchor_kl_coef" in s]
+    if float(cfg.train.ppo.anchor_kl_coef) > 0 or not weights or max(weights) <= 0:
+        return cfg
+    ppo = dataclasses.replace(cfg.train.ppo, anchor_kl_coef=max(weights))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=ppo))
+
+
 def settings_config(cfg: Config, setting: Mapping[str, float], seeds: int) -> Config:
     """``cfg`` with a setting's values in ``train.ppo`` and ``train.seeds = seeds``."""
     ppo = dataclasses.replace(cfg.train.ppo, **{n.split(".", 1)[1]: float(v)
@@ -631,6 +646,7 @@ def run_sweep(
     "ranking", "overfitting", "best", "paths", "phase3"} (phase3: run_phase3's summary)."""
     say = log or (lambda _msg: None)
     settings = sweep_settings(spec, cfg.seed)
+    cfg = anchored_config(cfg, settings)
     m, k = len(settings), spec.seeds
     out_dir = run.root / SECTION
     record = _spec_record(spec, settings)
@@ -711,6 +727,8 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     means = {name: float(np.nanmean(np.asarray(v, np.float64))) if v else None
              for name, v in per_seed.items()}
     best_cfg = settings_config(cfg, settings[best], k)
+    if state.anchor is not None and not float(best_cfg.train.ppo.anchor_kl_coef) > 0:
+        state = state.replace(anchor=None)  # an unanchored setting: its config has no anchor
     folder = run.root / SECTION / "best"
     if folder.exists():
         shutil.rmtree(folder)

@@ -164,14 +164,14 @@ def test_anchor_term_hand_value_and_learns_the_anchor_policy():
                      anchor=anchor)
     # hand value at uniform π: KL(t ‖ u) = Σ t ln(3 t), mean over the 4 samples
     kl_hand = np.mean(np.sum(target * np.log(3 * target), axis=-1))
-    loss, m = ppo_loss(params, apply, batch, _hp(anchor_coef=2.0))
+    loss, m = ppo_loss(params, apply, batch, _hp(anchor_kl_coef=2.0))
     np.testing.assert_allclose(m["anchor_kl"], kl_hand, rtol=1e-5)
     np.testing.assert_allclose(loss, 2.0 * kl_hand, rtol=1e-5)
 
     tx = make_optimizer(lr=1.0, max_grad_norm=1.0, warmup_steps=0, decay_steps=1000)
     step = jax.jit(ppo_minibatch_step)
     ts = create_train_state(apply, params, tx)
-    hp = _hp(anchor_coef=1.0, lr=0.05, max_grad_norm=10.0)
+    hp = _hp(anchor_kl_coef=1.0, lr=0.05, max_grad_norm=10.0)
     for _ in range(300):
         lp_old = apply(ts.params, None)[0]["regime"].log_prob(action["regime"])
         ts, m = step(ts, batch._replace(log_prob=lp_old), hp)
@@ -181,7 +181,7 @@ def test_anchor_term_hand_value_and_learns_the_anchor_policy():
     plain, _ = step(create_train_state(apply, params, tx),
                     batch._replace(anchor=None, advantage=jnp.ones(4)), _hp(lr=0.05))
     zero, _ = step(create_train_state(apply, params, tx),
-                   batch._replace(advantage=jnp.ones(4)), _hp(lr=0.05, anchor_coef=0.0))
+                   batch._replace(advantage=jnp.ones(4)), _hp(lr=0.05, anchor_kl_coef=0.0))
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(zero.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not np.allclose(zero.params["logits"], 0.0)

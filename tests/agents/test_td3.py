@@ -203,7 +203,7 @@ def test_anchored_actor_settles_where_q_and_the_anchor_balance():
         s = s.replace(actor_params=start, critic_params=critic, critic_target=critic,
                       anchor={"l": jnp.zeros(3)} if anchored else None)
         update = jax.jit(td3.update)
-        _, m = update(s, batch, jax.random.key(1), hp.replace(anchor_coef=jnp.float32(coef)))
+        _, m = update(s, batch, jax.random.key(1), hp.replace(anchor_kl_coef=jnp.float32(coef)))
         if anchored:
             p = np.asarray(jax.nn.softmax(start["l"]))
             np.testing.assert_allclose(m["anchor_kl"], np.sum(np.log(1 / 3 / p)) / 3, rtol=1e-5)
@@ -211,7 +211,7 @@ def test_anchored_actor_settles_where_q_and_the_anchor_balance():
             assert "anchor_kl" not in m
         for k in range(400):
             s, m = update(s, batch, jax.random.key(2 + k), hp.replace(
-                anchor_coef=jnp.float32(coef)))
+                anchor_kl_coef=jnp.float32(coef)))
         p = np.asarray(jax.nn.softmax(s.actor_params["l"]))
         if want is None:
             assert p[0] > 0.95, (anchored, coef, p)

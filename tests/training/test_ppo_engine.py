@@ -128,7 +128,7 @@ def test_phase3_regime_auxiliary_targets_are_the_next_regime_labels():
 def test_anchored_phase3_collects_the_anchors_distributions_and_at_weight_zero_is_unanchored():
     """``spec.anchored``: the state keeps the anchor params (the initial ones until a warm
     start, ``ppo_loop``), the rollout carries the anchor policy's distributions at each
-    collected state, and at ``anchor_coef`` 0 the training chunk gives the recorded
+    collected state, and at ``anchor_kl_coef`` 0 the training chunk gives the recorded
     (unanchored) figures; at weight 1 the KL to the anchor is logged and the result differs."""
     import dataclasses
 
@@ -149,11 +149,11 @@ def test_anchored_phase3_collects_the_anchors_distributions_and_at_weight_zero_i
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     chunk = compile_fast(p3.run_chunk, state, params, hp, starts)
-    s0, m0 = chunk(state, params, hp.replace(anchor_coef=jnp.float32(0.0)), starts)
+    s0, m0 = chunk(state, params, hp.replace(anchor_kl_coef=jnp.float32(0.0)), starts)
     days = jnp.asarray(DAYS, jnp.int32)
     ev = compile_fast(p3.evaluate, s0.train.params, params, days, jax.random.key(0))(
         s0.train.params, params, days, jax.random.key(0))
     _assert_recorded("phase3", _figures(s0, m0, ev))
-    _, m1 = chunk(state, params, hp.replace(anchor_coef=jnp.float32(1.0)), starts)
+    _, m1 = chunk(state, params, hp.replace(anchor_kl_coef=jnp.float32(1.0)), starts)
     assert np.all(np.asarray(m1["anchor_kl"]) >= 0) and float(m1["anchor_kl"][-1]) > 0
     assert not np.allclose(np.asarray(m1["loss"]), np.asarray(m0["loss"]))

@@ -13,7 +13,7 @@ import pytest
 
 from hrl_sarp_jax.agents.ppo import PPOHParams
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, create_run, open_run, read_phase_summary
-from hrl_sarp_jax.config import PRESETS_DIR, PPOConfig, load_config_sections
+from hrl_sarp_jax.config import PRESETS_DIR, Config, PPOConfig, load_config_sections
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.evaluation import overfitting as of
 from hrl_sarp_jax.training import curriculum as cur
@@ -98,6 +98,24 @@ def test_static_or_foreign_settings_are_rejected_with_the_reason(name, static):
 def test_bad_sections_name_the_key(section, match):
     with pytest.raises(ConfigError, match=match):
         sw.parse_sweep(section)
+
+
+def test_the_anchor_weight_is_swept_per_member_on_one_anchored_program():
+    """``ppo.anchor_kl_coef`` is a member leaf like the lr; the program is anchored when any
+    setting needs it (the base's weight raised to the largest swept one), else left alone."""
+    spec = grid({"ppo.anchor_kl_coef": [0.0, 2.0, 0.5]}, seeds=2)
+    settings = sw.sweep_settings(spec, 0)
+    hp = sw.member_hparams(PPOHParams.from_config(PPOConfig()), settings, 2)
+    np.testing.assert_array_equal(hp.anchor_kl_coef, [0, 0, 2, 2, 0.5, 0.5])
+    cfg = Config()
+    assert sw.anchored_config(cfg, settings).train.ppo.anchor_kl_coef == 2.0
+    assert sw.anchored_config(cfg, [{"ppo.anchor_kl_coef": 0.0}]) is cfg
+    assert sw.anchored_config(cfg, [{"ppo.lr": 1e-3}]) is cfg
+    own = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=dataclasses.replace(
+        cfg.train.ppo, anchor_kl_coef=0.3)))
+    assert sw.anchored_config(own, settings) is own
+    with pytest.raises(ConfigError, match="outside the valid range"):
+        grid({"ppo.anchor_kl_coef": [-1.0]})
 
 
 def test_sweep_presets_load_and_the_sweep_section_is_kept_out_of_the_run_config():
@@ -264,6 +282,44 @@ def tiny_sweep(tmp_path_factory):
     out = sw.run_sweep(run, cfg, spec, market, meta, feats, log=lines.append,
                        overfitting=of.selection_overfitting)
     return out, run, cfg, spec, (market, meta, feats), lines
+
+
+def test_an_anchor_sweep_saves_a_best_run_that_restores_under_its_own_config(tmp_path):
+    """Settings anchor 0 and 1 (1 seed each) share one anchored program; the members differ;
+    the best setting's folder holds a config and a checkpoint that fit each other (an
+    unanchored best drops the anchor, an anchored one keeps it)."""
+    from tests.training.test_rl_macro import host_inputs
+
+    cfg, market, meta, feats = host_inputs()
+    ppo = dataclasses.replace(cfg.train.ppo, total_env_steps=32, epochs=1)   # 2 updates
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=ppo,
+                                                             eval_interval=2))
+    spec = grid({"ppo.anchor_kl_coef": [0.0, 1.0]}, seeds=1)
+    run = create_run(tmp_path, "anchor", cfg, "fp", resume=False)
+    out = sw.run_sweep(run, cfg, spec, market, meta, feats)
+    assert out["phase3"]["spec"]["anchored"] and "anchor" in out["phase3"]
+    a, b = (r["val_sharpe"] for r in out["results"])
+    assert a != b                                  # the anchor weight changed the training
+    kl = [r["per_seed"]["anchor_kl"] for r in run.read_metrics()
+          if r["phase"] == 3 and "anchor_kl" in r.get("per_seed", {})]
+    assert kl and all(k[0] >= 0 and k[1] >= 0 for k in kl) and max(k[1] for k in kl) > 0
+    settings = sw.sweep_settings(spec, 0)
+    best = open_run(out["paths"]["best_run"]).config.train.ppo.anchor_kl_coef
+    assert best == settings[out["best"]["setting"]]["ppo.anchor_kl_coef"]
+    for setting in (0, 1):  # each setting saved as the best one: config and state fit
+        path = sw.save_best_setting(run, sw.anchored_config(cfg, settings), spec, settings,
+                                    setting, out["phase3"], market, meta, feats)
+        best_run = open_run(path)
+        weight = float(best_run.config.train.ppo.anchor_kl_coef)
+        assert weight == settings[setting]["ppo.anchor_kl_coef"]
+        setup = rm.setup_phase3(best_run.config, market, meta, feats)
+        assert setup.program.spec.anchored == (weight > 0)
+        abstract = jax.eval_shape(jax.vmap(setup.program.init, in_axes=(0, 0, None, None)),
+                                  rm.phase3_keys(cfg.seed, 1), rm.stack_hparams(setup.hp, 1),
+                                  setup.train_params, cur.stage_starts(0, setup.windows))
+        with PhaseCheckpointer(best_run, 3, read_only=True) as ck:
+            kept, _, _ = ck.restore(abstract, "latest")
+        assert (kept.anchor is None) == (weight == 0)
 
 
 @pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
