@@ -216,11 +216,13 @@ def ppo_loss(
         jnp.maximum(jnp.square(value - batch.ret), jnp.square(value_clipped - batch.ret))
     )
     entropy = jnp.mean(joint_entropy(dists))
+
+    def policy_term(x: Array) -> Array:  # zero (and no gradient) in a critic-only step
+        return x if policy_on is None else jnp.where(policy_on, x, 0.0)
     if policy_on is None:
         loss = pg_loss + hp.value_coef * value_loss - hp.entropy_coef * entropy
     else:
-        loss = (jnp.where(policy_on, pg_loss - hp.entropy_coef * entropy, 0.0)
-                + hp.value_coef * value_loss)
+        loss = policy_term(pg_loss - hp.entropy_coef * entropy) + hp.value_coef * value_loss
     metrics = {
         "pg_loss": pg_loss,
         "value_loss": value_loss,
@@ -230,13 +232,11 @@ def ppo_loss(
     }
     if batch.targets is not None:  # static: the rollout's structure
         aux = supervised_nll(dists, batch.targets)
-        loss = loss + (hp.aux_coef * aux if policy_on is None
-                       else jnp.where(policy_on, hp.aux_coef * aux, 0.0))
+        loss = loss + policy_term(hp.aux_coef * aux)
         metrics["aux_loss"] = aux
     if batch.anchor is not None:  # static: the rollout's structure
         anchor_kl = jnp.mean(joint_kl(batch.anchor, dists))
-        loss = loss + (hp.anchor_kl_coef * anchor_kl if policy_on is None
-                       else jnp.where(policy_on, hp.anchor_kl_coef * anchor_kl, 0.0))
+        loss = loss + policy_term(hp.anchor_kl_coef * anchor_kl)
         metrics["anchor_kl"] = anchor_kl
     return loss, metrics
 
