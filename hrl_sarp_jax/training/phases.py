@@ -27,6 +27,7 @@ def check_training_config(cfg) -> None:
     import numpy as np
 
     from hrl_sarp_jax.agents.ppo import PPOHParams
+    from hrl_sarp_jax.agents.td3 import TD3HParams
     from hrl_sarp_jax.checkpointing import CHECKPOINT_RULES
     from hrl_sarp_jax.envs.params import check_env_config
     from hrl_sarp_jax.errors import ConfigError
@@ -44,6 +45,7 @@ def check_training_config(cfg) -> None:
     Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1, eval_weeks=1)
     PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)
+    TD3HParams.from_config(cfg.train.td3)
     check_joint_config(cfg)
     check_pool_config(cfg.train.pool, cfg.train.ppo.num_envs)
     if cfg.train.checkpoint not in CHECKPOINT_RULES:
