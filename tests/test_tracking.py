@@ -104,6 +104,27 @@ def test_every_phase_record_carries_per_seed_values():
     assert rec["per_seed"]["critic_loss"] == [3.0, 6.0] and rec["per_seed"]["reward"] == [1.5, 3.5]
     assert rec["per_seed"]["episode_return"] == [0.5, None]
     assert rec["per_seed"]["episodes_finished"] == [1, 0]
+    # the actor's loss and anchor KL: over the updates that stepped the actor (per-step means
+    # over 2 updates per step: 0.5 = one of the two stepped it), not diluted by critic-only ones
+    chunk = {"actor_loss": np.array([[0.0, -1.0, -2.0], [-3.0, 0.0, 0.0]]),
+             "anchor_kl": np.array([[0.0, 0.1, 0.4], [0.3, 0.0, 0.0]]),
+             "actor_updated": np.array([[0.0, 0.5, 1.0], [1.0, 0.0, 0.0]]),
+             "updating": np.ones((2, 3)), "episodes_done": np.zeros((2, 3)),
+             "episode_return_sum": np.zeros((2, 3)), "episode_length_sum": np.zeros((2, 3))}
+    rec = rl_micro._chunk_record(chunk)
+    assert rec["actor_loss"] == pytest.approx(-6.0 / 2.5)
+    assert rec["anchor_kl"] == pytest.approx(0.8 / 2.5)
+    assert rec["per_seed"]["actor_loss"] == pytest.approx([-3.0 / 1.5, -3.0])
+    none = {**chunk, "actor_updated": np.zeros((2, 3))}
+    assert rl_micro._chunk_record(none)["anchor_kl"] is None
+    m4 = [{k: chunk[k][:, :2] for k in ("actor_loss", "actor_updated")},
+          {k: chunk[k][:, 2:] for k in ("actor_loss", "actor_updated")}]
+    assert joint._block_record(m4, "micro_") == {"micro_actor_loss": pytest.approx(-2.4)}
+    assert joint._block_record(m4, "micro_", True)["micro_actor_loss"] == pytest.approx(
+        [-2.0, -3.0])
+    # PPO's anchor KL (no actor_updated): the plain mean
+    assert joint._block_record([{"anchor_kl": np.array([[0.1, 0.3]])}], "macro_") == {
+        "macro_anchor_kl": pytest.approx(0.2)}
     # Phase 5: per round, over every chunk of a block
     blocks = [{"value_loss": np.array([[1.0, 2.0], [3.0, 4.0]])}, {"value_loss": np.array(
         [[3.0], [5.0]])}]

@@ -322,14 +322,29 @@ def _block_record(metrics: list[dict], prefix: str, per_seed: bool = False) -> d
     """Means of a block's metrics ([K, ...] per chunk); ``per_seed``: one mean per seed."""
     rec: dict[str, Any] = {}
     for name in ("reward", "net_return", "cost_frac", "turnover", "policy_loss", "value_loss",
-                 "entropy", "critic_loss", "actor_loss", "goal_alignment"):
+                 "entropy", "critic_loss", "actor_loss", "anchor_kl", "goal_alignment"):
         vals = [np.asarray(m[name]) for m in metrics if name in m]
-        if vals and per_seed:
+        if vals and name in rl_micro.ACTOR_METRICS and all(
+                "actor_updated" in m for m in metrics if name in m):  # TD3: over actor steps
+            rec[f"{prefix}{name}"] = _actor_block_mean(metrics, name, per_seed)
+        elif vals and per_seed:
             rec[f"{prefix}{name}"] = np.concatenate(
                 [v.reshape(v.shape[0], -1) for v in vals], axis=1).mean(axis=1).tolist()
         elif vals:
             rec[f"{prefix}{name}"] = float(np.mean(np.concatenate([v.ravel() for v in vals])))
     return rec
+
+
+def _actor_block_mean(metrics: list[dict], name: str, per_seed: bool
+                      ) -> float | list[float | None] | None:
+    """``rl_micro.actor_step_mean`` of ``name`` over a block's chunks ([K, ...] each)."""
+    chunks = [m for m in metrics if name in m]
+    v = np.concatenate([np.asarray(m[name]).reshape(len(m[name]), -1) for m in chunks], axis=1)
+    on = np.concatenate([np.asarray(m["actor_updated"]).reshape(len(m[name]), -1)
+                         for m in chunks], axis=1)
+    if per_seed:
+        return [rl_micro.actor_step_mean(a, b) for a, b in zip(v, on, strict=True)]
+    return rl_micro.actor_step_mean(v, on)
 
 
 def _save_round(run: Any, ranked: RankedCheckpoints, done: int, state3, state4,

@@ -680,15 +680,31 @@ def load_phase2_actor(run: Any, cfg: Config, market: Any, meta: Any, feats: Any
     return rl_macro.load_phase2_micro(run, cfg, market, meta, feats)
 
 
+ACTOR_METRICS = ("actor_loss", "anchor_kl")
+"""TD3 metrics that exist only on updates with an actor step (0 on the others)."""
+
+
+def actor_step_mean(value: np.ndarray, actor_updated: np.ndarray) -> float | None:
+    """Mean of an actor-side metric over the TD3 updates that stepped the actor: ``value``
+    and ``actor_updated`` are per-step means over that step's updates (the metric is 0 on
+    critic-only updates, ``actor_updated`` the fraction that stepped the actor), so the mean
+    over actor updates is Σ value / Σ actor_updated; None when no actor step ran."""
+    n = float(np.sum(actor_updated))
+    return float(np.sum(value) / n) if n > 0 else None
+
+
 def _chunk_record(metrics: dict[str, np.ndarray], per_seed: bool = True) -> dict[str, Any]:
-    """Means over seeds and steps of [K, steps] metrics; episode returns over finished ones;
-    ``per_seed``: the same per seed under ``per_seed``."""
+    """Means over seeds and steps of [K, steps] metrics; the losses over the steps that
+    updated, the actor's (``ACTOR_METRICS``) over the actor steps; episode returns over
+    finished ones; ``per_seed``: the same per seed under ``per_seed``."""
     rec: dict[str, Any] = {}
     for k, v in metrics.items():
         if k in ("episodes_done", "episode_return_sum", "episode_length_sum"):
             continue
-        if k in ("critic_loss", "actor_loss", "q_mean", "target_mean", "critic_grad_norm",
-                 "explore_noise"):
+        if k in ACTOR_METRICS and "actor_updated" in metrics:
+            rec[k] = actor_step_mean(v, metrics["actor_updated"])
+        elif k in ("critic_loss", "actor_loss", "q_mean", "target_mean", "critic_grad_norm",
+                   "explore_noise"):
             on = metrics["updating"] > 0
             rec[k] = float(np.mean(v[on])) if on.any() else None
         else:
