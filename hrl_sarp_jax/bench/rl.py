@@ -22,7 +22,10 @@ time training only, and with a frozen MicroActor allocating inside each sector e
 add ``gradient_samples_per_s`` (updates/s x batch), ``replay_ratio`` (gradient samples per env
 step), ``updates_per_env_step``, ``update_gflop`` (XLA's count for one TD3 update, both
 branches of the policy-delay conditional included) and ``gflops_per_s`` (update_gflop x
-updates/s), beside ``matmul_peak_gflops``: a float32 2048² matmul timed in the same run.
+updates/s), beside ``matmul_peak_gflops``: a float32 2048² matmul timed in the same run, and
+the replay buffer's size: ``buffer_transitions`` (episode slots x episode length; the slots
+are ``train.td3.buffer_episodes`` rounded up to a multiple of the envs, one write head per env)
+and ``buffer_mib_per_seed`` (its device bytes).
 
 Extension point: Phase 5 (joint fine-tuning) gets a ``_phase5_records(cfg, market, meta,
 feats, sizes)`` generator over its own ``bench_phase5`` that yields ``_record(...)`` dicts,
@@ -129,6 +132,8 @@ def phase4_records(result: dict[str, Any], wall_s: float, chunks: int) -> list[d
                                else round(float(run["updates_per_s"])
                                           * int(result["batch_size"]), 1)),
                            replay_ratio=result.get("replay_ratio"),
+                           buffer_transitions=result.get("buffer_transitions"),
+                           buffer_mib_per_seed=result.get("buffer_mib_per_seed"),
                            updates_per_env_step=result.get("updates_per_env_step"),
                            update_gflop=run.get("update_gflop"),
                            gflops_per_s=run.get("gflops_per_s"),

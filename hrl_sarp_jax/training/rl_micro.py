@@ -936,6 +936,7 @@ def bench_phase4(
         "batch_size": sp.batch_size,
         "replay_ratio": sp.updates_per_step * sp.batch_size / sp.num_envs,
         "updates_per_env_step": sp.updates_per_step / sp.num_envs,
+        "buffer_transitions": sp.capacity * int(setup.train_params.max_steps_in_episode),
         "runs": [],
     }
     flop = None
@@ -944,6 +945,8 @@ def bench_phase4(
         hp = stack_hparams(setup.hp, k)
         init = jax.jit(jax.vmap(setup.p4.init, in_axes=(0, None)))
         state = init(keys, setup.train_params)
+        out.setdefault("buffer_mib_per_seed", round(sum(
+            x.nbytes for x in jax.tree.leaves(state.buffer)) / k / 2**20, 2))
         if flop is None:
             flop = update_flop(setup, jax.tree.map(lambda x: x[0], state))
         t0 = time.perf_counter()

@@ -24,7 +24,7 @@ PHASE3 = {"phase": 3, "total_env_steps_per_seed": 1280, "updates": 10, "spec": {
 # rl_micro.bench_phase4's result for seeds=(2,), chunks=3
 PHASE4 = {"device": "cpu", "num_stocks": 55, "num_sectors": 11, "num_envs": 8,
           "steps_per_chunk": 64, "updates_per_step": 1, "batch_size": 256,
-          "replay_ratio": 32.0,
+          "replay_ratio": 32.0, "buffer_transitions": 64512, "buffer_mib_per_seed": 52.4,
           "runs": [{"seeds": 2, "compile_s": 12.5, "env_steps_per_s": 1536.0,
                     "updates_per_s": 96.0, "updating": 1.0}]}
 
@@ -44,6 +44,7 @@ def test_phase4_records_count_the_timed_env_steps():
     # 2 seeds x 3 chunks x 8 envs x 64 steps = 3072 env steps, at 1536/s = 2 s
     assert tuple(rec[k] for k in brl.RECORD_KEYS) == (4, 2, 3072, 31.25, 12.5, 1536.0)
     assert rec["run_s"] == 2.0 and rec["replay_ratio"] == 32.0
+    assert (rec["buffer_transitions"], rec["buffer_mib_per_seed"]) == (64512, 52.4)
 
 
 def test_missing_result_keys_name_the_benchmark():
@@ -124,6 +125,9 @@ def test_bench_rl_on_the_smoke_market(tmp_path):
         assert r["gflops_per_s"] == pytest.approx(r["update_gflop"] * r["updates_per_s"],
                                                   rel=0.02)
         assert r["updates_per_env_step"] == pytest.approx(1 / 2)  # one update per 2-env step
+        # 4 episode slots (2 heads x 2) of micro_episode_days steps each
+        assert r["buffer_transitions"] == 4 * cfg.env.micro_episode_days
+        assert r["buffer_mib_per_seed"] > 0
 
 
 def test_cli_bench_rl_options_reach_the_benchmark(monkeypatch, capsys):
