@@ -642,6 +642,9 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
         "train_span": [str(dates[0]), str(dates[val_start - 1])],
         "val_span": [str(dates[val_start]), str(dates[test_start - 1])],
         "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
+        # train.td3.buffer_episodes rounded up to whole slots per env (one write head each)
+        "buffer": {"episodes": spec.capacity,
+                   "transitions": spec.capacity * int(train_params.max_steps_in_episode)},
     }
     if spec.anchored:
         info["anchor"] = (f"KL to the actor Phase 4 starts from, weight "
@@ -936,8 +939,7 @@ def bench_phase4(
         "batch_size": sp.batch_size,
         "replay_ratio": sp.updates_per_step * sp.batch_size / sp.num_envs,
         "updates_per_env_step": sp.updates_per_step / sp.num_envs,
-        "buffer_transitions": sp.capacity * int(setup.train_params.max_steps_in_episode),
-        "runs": [],
+        "buffer_transitions": setup.info["buffer"]["transitions"], "runs": [],
     }
     flop = None
     for k in seeds:

@@ -310,6 +310,8 @@ def test_run_phase4_summary_and_exact_resume(tmp_path, inputs):
     saved = read_phase_summary(full, 4)
     assert saved["env_steps"] == 32 and saved["goal_source"] == "sampled"
     assert saved["phase3"].startswith("no checkpoint")
+    # 4 slots (2 per env) of micro_episode_days = 20 steps
+    assert saved["buffer"] == {"episodes": 4, "transitions": 80}
     for key in ("wall_s", "val_sharpe", "val_equal_weight_sharpe", "val_goal_alignment",
                 "val_cost_frac"):
         assert np.isfinite(saved[key]), key
