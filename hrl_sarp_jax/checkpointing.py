@@ -104,6 +104,12 @@ ADDED_LEAVES = (("risk", "base"), ("risk", "since"))
 A checkpoint written before them restores with them set to 0 (``risk.manager.RiskState``'s
 timed re-risk: a gate that never re-armed); any other difference stays a mismatch error."""
 
+REBUILT_SUBTREES = ("buffer",)
+"""Subtrees (by a key on their path) a later version laid out anew: the replay buffer (episode
+slots until 2026-12-04, a ring of vector steps since). A step saved with the old layout
+restores with that subtree empty (the target's init value, zeros) when the caller reads only
+the policies (``restore(..., for_policy=True)``); training cannot resume from it."""
+
 # Orbax errors that mean "the abstract target does not fit the checkpoint" (a caller's
 # mistake, the same for every step) rather than "this step is damaged".
 _MISMATCH_MARKERS = (
@@ -1019,10 +1025,12 @@ class PhaseCheckpointer:
             meta["hash_verified"] = True
         return state, meta
 
-    def restore(self, abstract_state: PyTree, step: None | str | int = None
-                ) -> tuple[PyTree, dict, int]:
+    def restore(self, abstract_state: PyTree, step: None | str | int = None, *,
+                for_policy: bool = False) -> tuple[PyTree, dict, int]:
         """Restore into ``abstract_state`` (``jax.eval_shape`` output / ShapeDtypeStructs,
         shardings honoured). ``step``: None or ``'latest'``, ``'best'`` or an int.
+        ``for_policy``: the caller reads the policies only, so a ``REBUILT_SUBTREES`` subtree
+        saved in an older layout may come back empty (listed in ``meta['emptied']``).
 
         A step that cannot be read or fails its content hash is reported with a warning and
         the next candidate is tried (older steps; for ``'best'`` the next best). Returns
@@ -1044,8 +1052,16 @@ class PhaseCheckpointer:
             except Exception as exc:
                 text = str(exc)
                 if any(m in text for m in _MISMATCH_MARKERS):
-                    migrated = self._restore_added_leaves(s, abstract_state)
+                    migrated = self._restore_migrated(s, abstract_state)
                     if migrated is not None:
+                        emptied = migrated[1].get("emptied")
+                        if emptied and not for_policy:
+                            raise CheckpointError(
+                                f"{self._where(s)}: saved with an earlier version's "
+                                f"{', '.join(emptied)} layout; its policies still load for "
+                                f"evaluation, but training cannot resume from it: rerun phase "
+                                f"{self.phase} (hrl-sarp train --phase {self.phase} --run "
+                                f"{self.run.name})") from exc
                         return (*migrated, s)
                     raise CheckpointError(
                         f"{self._where(s)}: the restore target does not fit the checkpoint "
@@ -1063,26 +1079,34 @@ class PhaseCheckpointer:
             f"or start a new run with another --run name")
 
 
-    def _restore_added_leaves(self, step: int, abstract_state: PyTree
-                              ) -> tuple[PyTree, dict] | None:
-        """Restore a step saved without some ``ADDED_LEAVES`` into ``abstract_state``: the
-        stored leaves (content hash verified) by path, the added ones as zeros. None when the
-        difference is anything else (the caller then reports the mismatch)."""
+    def _restore_migrated(self, step: int, abstract_state: PyTree
+                          ) -> tuple[PyTree, dict] | None:
+        """Restore a step saved before a known layout change into ``abstract_state``: the
+        stored leaves (content hash verified) by path, ``ADDED_LEAVES`` as zeros, and a
+        ``REBUILT_SUBTREES`` subtree whose stored leaves differ from the target's as the
+        target's zeros (``meta['emptied']``). None when the difference is anything else (the
+        caller then reports the mismatch)."""
         try:
             stored, meta = self._restore_one(step, _metadata_target(self, step))
         except Exception:
             return None
         by_path = dict(_sorted_leaves(stored))
         flat, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
-        leaves = []
+        emptied = _rebuilt_mismatches(by_path, flat)
+        for prefix in emptied:
+            for parts in [p for p in by_path if p[:len(prefix)] == prefix]:
+                del by_path[parts]
+        leaves, added = [], False
         for path, want in flat:
             parts = _path_parts(path)
-            if parts in by_path:
+            if any(parts[:len(p)] == p for p in emptied):
+                value = np.zeros(want.shape, want.dtype)
+            elif parts in by_path:
                 value = by_path.pop(parts)
                 if tuple(np.shape(value)) != tuple(want.shape):
                     return None
             elif any(parts[-len(a):] == a for a in ADDED_LEAVES):
-                value = np.zeros(want.shape, want.dtype)
+                value, added = np.zeros(want.shape, want.dtype), True
             else:
                 return None
             sharding = getattr(want, "sharding", None)
@@ -1094,8 +1118,33 @@ class PhaseCheckpointer:
             leaves.append(jax.device_put(value, sharding) if sharding is not None else value)
         if by_path:   # stored leaves the target does not have: not a known migration
             return None
-        meta["migrated_leaves"] = [list(a) for a in ADDED_LEAVES]
+        if added:
+            meta["migrated_leaves"] = [list(a) for a in ADDED_LEAVES]
+        if emptied:
+            meta["emptied"] = sorted({"/".join(p) for p in emptied})
         return jax.tree_util.tree_unflatten(treedef, leaves), meta
+
+
+def _rebuilt_mismatches(stored: dict[tuple[str, ...], Any], target: list
+                        ) -> list[tuple[str, ...]]:
+    """Path prefixes (ending in a ``REBUILT_SUBTREES`` key) under which the stored leaves'
+    paths or shapes differ from the target's."""
+    def prefix(parts: tuple[str, ...]) -> tuple[str, ...] | None:
+        for i, part in enumerate(parts):
+            if part in REBUILT_SUBTREES:
+                return parts[:i + 1]
+        return None
+
+    want: dict[tuple[str, ...], dict] = {}
+    for path, leaf in target:
+        parts = _path_parts(path)
+        if (p := prefix(parts)) is not None:
+            want.setdefault(p, {})[parts] = tuple(leaf.shape)
+    have: dict[tuple[str, ...], dict] = {}
+    for parts, value in stored.items():
+        if (p := prefix(parts)) is not None:
+            have.setdefault(p, {})[parts] = tuple(np.shape(value))
+    return sorted(p for p in want if have.get(p) != want[p])
 
 
 # --------------------------------------------------------------------------- cross-phase helpers
@@ -1119,14 +1168,15 @@ def restore_best(run: Run | str | Path, phase: int | str, abstract_state: PyTree
 
 
 def restore_chosen(run: Run | str | Path, phase: int | str, abstract_state: PyTree,
-                   which: str) -> tuple[PyTree, dict, int]:
+                   which: str, *, for_policy: bool = False) -> tuple[PyTree, dict, int]:
     """Restore an earlier phase's ``which`` ('best' or 'latest', ``train.checkpoint``)
-    checkpoint, falling back past damaged steps."""
+    checkpoint, falling back past damaged steps (``for_policy``: see
+    ``PhaseCheckpointer.restore``)."""
     if which not in CHECKPOINT_RULES:
         raise CheckpointError(f"train.checkpoint = {which!r} is not one of "
                               f"{', '.join(CHECKPOINT_RULES)}")
     with PhaseCheckpointer(run, phase, read_only=True) as ck:
-        return ck.restore(abstract_state, which)
+        return ck.restore(abstract_state, which, for_policy=for_policy)
 
 
 def _metadata_target(ck: PhaseCheckpointer, step: int) -> PyTree:

@@ -341,6 +341,9 @@ class TD3Config:
     explore_noise_end: float = 0.05
     batch_size: int = 256
     buffer_episodes: int = 512
+    """Replay capacity in whole-length episodes: buffer_episodes x episode days transitions
+    per seed, a ring of vector steps (rounded up to a multiple of num_envs); it does not grow
+    with num_envs."""
     her_k: int = 4
     actor_warmup_updates: int = 0
     """Updates during which only the critics learn (the actor, e.g. Phase 2's, stays as is)."""

@@ -165,6 +165,40 @@ def test_state_saved_before_the_timed_rerisk_restores_with_zero_gate_fields(run)
             ckpt.restore(jax.eval_shape(lambda: other))
 
 
+def test_a_replay_buffer_saved_in_an_older_layout_loads_policies_but_refuses_training(run):
+    """A state whose ``buffer`` subtree was saved in another layout (the episode-slot buffer
+    before the ring) restores for reading policies with that subtree empty (zeros, listed in
+    meta['emptied']) and every other leaf as stored; resuming training from it is a clear
+    error; a difference outside the buffer stays a mismatch error."""
+    old = {"agent": {"w": jnp.arange(6.0).reshape(2, 3)},
+           "buffer": {"data": jnp.ones((4, 5, 2)), "length": jnp.arange(4),
+                      "head_pos": jnp.zeros(2, jnp.int32)}}
+    with ck.PhaseCheckpointer(run, 4) as ckpt:
+        ckpt.save(3, old, metrics={"val_sharpe": 0.0})
+        new = {"agent": {"w": jnp.zeros((2, 3))},
+               "buffer": {"data": jnp.ones((10, 2, 2)), "episode": jnp.ones((10, 2), jnp.int32),
+                          "steps": jnp.ones((), jnp.int32)}}
+        target = jax.eval_shape(lambda: new)
+        state, meta, step = ckpt.restore(target, for_policy=True)
+        assert step == 3 and meta["hash_verified"] and meta["emptied"] == ["buffer"]
+        np.testing.assert_array_equal(state["agent"]["w"], np.arange(6.0).reshape(2, 3))
+        for leaf in jax.tree.leaves(state["buffer"]):
+            assert not np.any(np.asarray(leaf))
+        assert state["buffer"]["episode"].dtype == jnp.int32
+        with pytest.raises(CheckpointError, match=r"phase 4 step 3 .*: saved with an earlier "
+                           r"version's buffer layout.*rerun phase 4 \(hrl-sarp train --phase 4"):
+            ckpt.restore(target)
+        other = dict(new, agent={"w": jnp.zeros((3, 3))})   # outside the buffer: no migration
+        with pytest.raises(CheckpointError, match="does not fit"):
+            ckpt.restore(jax.eval_shape(lambda: other), for_policy=True)
+    # the same layout restores as it is, nothing emptied
+    with ck.PhaseCheckpointer(run, 5) as ckpt:
+        ckpt.save(1, new, metrics={"val_sharpe": 0.0})
+        state, meta, _ = ckpt.restore(jax.eval_shape(lambda: new))
+        assert "emptied" not in meta
+        np.testing.assert_array_equal(state["buffer"]["episode"], np.ones((10, 2)))
+
+
 def test_float_target_dtype_change_restores_unverified(run):
     state = {"w": jnp.linspace(0.0, 1.0, 16, dtype=jnp.float32)}
     with ck.PhaseCheckpointer(run, 1) as ckpt:

@@ -1,16 +1,25 @@
-"""Episode-aware replay buffer in device memory (pure init / add_step / add_episodes / sample).
+"""Replay buffer in device memory: a flat ring of vector steps (pure init / add_step / sample).
 
-Storage is ``[C, L, ...]`` (C episode slots of at most L steps) plus a per-slot ``length``, so
-HER can sample goals *inside* an episode. The slots are split between H write heads (one per
-parallel env): head h owns slots ``h·C/H … (h+1)·C/H - 1`` and cycles through them as a ring, so
-parallel envs never write into the same slot and wrap-around needs no global bookkeeping (the
-original mapped episodes to the previous index and ignored wrap-around, spec §11.14).
-A slot's ``length`` is rewritten on every write, so when a head wraps onto its oldest episode the
-stale steps beyond the new length can never be sampled.
+Storage is ``[R, H, ...]``: row r holds one vector step of the H parallel envs, written in
+lock-step, and the rows form a ring, so the capacity R·H transitions is set by the config
+alone (``rows_for``) and does not grow with the number of envs (an episode-slot buffer needs
+whole episodes per env: 4,096 envs x 20 days at least). HER samples a goal *later in the same
+episode*, so each stored transition keeps its env's episode number, and the buffer keeps the
+global step at which each of an env's recent episodes ended:
+
+    sample (age a, env h) uniformly over the stored R·H transitions  → global step t
+    episode e = episode[t mod R, h];  end = its last step (or the newest step while it runs)
+    future f uniform on [t, end]  → achieved_goal[f mod R, h]
+
+Every step between t and end is newer than t, so it is still in the ring whenever t is, and an
+env has at most R + 1 episodes with a step in the ring, so ``episode_end`` needs R + 1 entries
+per env. The original mapped episodes to the previous index and ignored wrap-around (spec
+§11.14).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import chex
@@ -39,135 +48,108 @@ class Transition(NamedTuple):
 
 
 @struct.dataclass
-class EpisodeBufferState:
-    data: Transition      # leaves [C, L, ...]
-    length: Array         # [C] int32 steps stored per slot (0: never written)
-    head_pos: Array       # [H] int32 ring position of each head inside its own block of slots
-    head_step: Array      # [H] int32 steps written so far into the head's current slot
+class ReplayBufferState:
+    data: Transition       # leaves [R, H, ...]: row t mod R holds global vector step t
+    episode: Array         # [R, H] int32 the env's episode number of each stored transition
+    episode_end: Array     # [R + 1, H] int32 last global step of env h's episode e, at e mod (R+1)
+    env_episode: Array     # [H] int32 each env's running episode number
+    steps: Array           # [] int32 vector steps written so far
+
+    @property
+    def rows(self) -> int:
+        return self.episode.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        return self.episode.shape[1]
 
     @property
     def capacity(self) -> int:
-        return self.length.shape[0]
-
-    @property
-    def max_len(self) -> int:
-        return self.data.reward.shape[1]
-
-    @property
-    def num_heads(self) -> int:
-        return self.head_pos.shape[0]
+        """Transitions the ring holds when full (R x H)."""
+        return self.rows * self.num_envs
 
 
 class SampledBatch(NamedTuple):
     transition: Transition   # leaves [B, ...]
-    episode: Array           # [B] int32 slot index
-    step: Array              # [B] int32 step inside the episode, < length[episode]
-    future_step: Array       # [B] int32, uniform in [step, length[episode] - 1]
-    future_goal: Array       # [B, G] achieved_goal at future_step of the same episode
+    env: Array               # [B] int32 the env (write head) that stored it
+    step: Array              # [B] int32 the global vector step it was stored at
+    episode: Array           # [B] int32 that env's episode number
+    future_step: Array       # [B] int32 uniform in [step, the episode's last stored step]
+    future_goal: Array       # [B, G] achieved_goal at future_step of the same env
 
 
-def init(
-    example: Transition, *, capacity_episodes: int, max_len: int, num_heads: int = 1
-) -> EpisodeBufferState:
-    """Empty buffer shaped after one unbatched ``example`` transition.
+def rows_for(capacity: int, num_envs: int) -> int:
+    """Ring rows holding at least ``capacity`` transitions of ``num_envs`` envs (>= 1)."""
+    if capacity < 1 or num_envs < 1:
+        raise ValueError(f"capacity={capacity} and num_envs={num_envs} must be >= 1")
+    return math.ceil(capacity / num_envs)
 
-    ``capacity_episodes`` must be a multiple of ``num_heads`` (slots per head = C / H).
-    """
-    if capacity_episodes % num_heads or capacity_episodes < num_heads:
-        raise ValueError(
-            f"capacity_episodes={capacity_episodes} must be a positive multiple of "
-            f"num_heads={num_heads}"
-        )
+
+def init(example: Transition, *, rows: int, num_envs: int) -> ReplayBufferState:
+    """Empty ring of ``rows`` vector steps of ``num_envs`` envs, shaped after one unbatched
+    ``example`` transition."""
+    if rows < 1 or num_envs < 1:
+        raise ValueError(f"rows={rows} and num_envs={num_envs} must be >= 1")
     data = jax.tree.map(
-        lambda x: jnp.zeros((capacity_episodes, max_len, *jnp.shape(x)), jnp.asarray(x).dtype),
-        example,
-    )
-    return EpisodeBufferState(
+        lambda x: jnp.zeros((rows, num_envs, *jnp.shape(x)), jnp.asarray(x).dtype), example)
+    return ReplayBufferState(
         data=data,
-        length=jnp.zeros((capacity_episodes,), jnp.int32),
-        head_pos=jnp.zeros((num_heads,), jnp.int32),
-        head_step=jnp.zeros((num_heads,), jnp.int32),
+        episode=jnp.zeros((rows, num_envs), jnp.int32),
+        episode_end=jnp.zeros((rows + 1, num_envs), jnp.int32),
+        env_episode=jnp.zeros((num_envs,), jnp.int32),
+        steps=jnp.zeros((), jnp.int32),
     )
 
 
-def _head_slots(state: EpisodeBufferState) -> Array:
-    per_head = state.capacity // state.num_heads
-    return jnp.arange(state.num_heads, dtype=jnp.int32) * per_head + state.head_pos
-
-
-def _check(state: EpisodeBufferState, batch: Transition, prefix: tuple[int, ...]) -> None:
-    chex.assert_tree_shape_prefix(batch, prefix)
-    first = jax.tree.map(lambda x: x[(0,) * len(prefix)], state.data)
-    chex.assert_trees_all_equal_dtypes(batch, first)
-
-
-def add_step(state: EpisodeBufferState, transitions: Transition) -> EpisodeBufferState:
-    """Append one step per head (leaves [H, ...]).
-
-    A head moves to its next slot after a step that is terminated, truncated or the L-th one.
-    """
-    _check(state, transitions, (state.num_heads,))
-    slot, step = _head_slots(state), state.head_step
-    data = jax.tree.map(lambda buf, x: buf.at[slot, step].set(x), state.data, transitions)
-    step1 = step + 1
-    length = state.length.at[slot].set(step1)
-    done = transitions.terminated | transitions.truncated | (step1 >= state.max_len)
-    per_head = state.capacity // state.num_heads
+def add_step(state: ReplayBufferState, transitions: Transition) -> ReplayBufferState:
+    """Write one vector step (leaves [H, ...]) into the oldest row; an env's episode ends
+    with a terminated or truncated step."""
+    chex.assert_tree_shape_prefix(transitions, (state.num_envs,))
+    chex.assert_trees_all_equal_dtypes(
+        transitions, jax.tree.map(lambda x: x[0, 0], state.data))
+    row = state.steps % state.rows
+    done = transitions.terminated | transitions.truncated
+    slot = state.env_episode % (state.rows + 1)
+    envs = jnp.arange(state.num_envs)
+    end = state.episode_end.at[slot, envs].set(
+        jnp.where(done, state.steps, state.episode_end[slot, envs]))
     return state.replace(
-        data=data,
-        length=length,
-        head_pos=jnp.where(done, (state.head_pos + 1) % per_head, state.head_pos),
-        head_step=jnp.where(done, 0, step1).astype(jnp.int32),
+        data=jax.tree.map(lambda buf, x: buf.at[row].set(x), state.data, transitions),
+        episode=state.episode.at[row].set(state.env_episode),
+        episode_end=end,
+        env_episode=state.env_episode + done.astype(jnp.int32),
+        steps=state.steps + 1,
     )
 
 
-def add_episodes(
-    state: EpisodeBufferState, episodes: Transition, lengths: Array
-) -> EpisodeBufferState:
-    """Store one whole episode per head (leaves [H, L, ...], ``lengths`` [H] int32).
-
-    Head h writes into its current slot and moves on; a head with length 0 is left unchanged.
-    A partial step-wise episode in progress on a head is replaced, so do not interleave the
-    two ways of adding on one head in the middle of an episode.
-    """
-    _check(state, episodes, (state.num_heads, state.max_len))
-    lengths = jnp.asarray(lengths, jnp.int32)
-    valid = lengths > 0
-    slot = _head_slots(state)
-
-    def write(buf: Array, x: Array) -> Array:
-        keep = valid.reshape((-1,) + (1,) * (x.ndim - 1))
-        return buf.at[slot].set(jnp.where(keep, x, buf[slot]))
-
-    per_head = state.capacity // state.num_heads
-    return state.replace(
-        data=jax.tree.map(write, state.data, episodes),
-        length=state.length.at[slot].set(jnp.where(valid, lengths, state.length[slot])),
-        head_pos=jnp.where(valid, (state.head_pos + 1) % per_head, state.head_pos),
-        head_step=jnp.where(valid, 0, state.head_step).astype(jnp.int32),
-    )
+def add_steps(state: ReplayBufferState, transitions: Transition) -> ReplayBufferState:
+    """Write T vector steps in order (leaves [T, H, ...])."""
+    return jax.lax.scan(lambda s, tr: (add_step(s, tr), None), state, transitions)[0]
 
 
-def num_transitions(state: EpisodeBufferState) -> Array:
-    """Number of sampleable transitions (int32 scalar)."""
-    return jnp.sum(state.length)
+def num_transitions(state: ReplayBufferState) -> Array:
+    """Number of sampleable transitions (int32 scalar): min(steps, R) x H."""
+    return jnp.minimum(state.steps, state.rows) * state.num_envs
 
 
-def sample(state: EpisodeBufferState, key: PRNGKey, batch_size: int) -> SampledBatch:
+def sample(state: ReplayBufferState, key: PRNGKey, batch_size: int) -> SampledBatch:
     """Uniform over stored transitions, plus a "future" step of the same episode for HER.
 
     The buffer must hold at least one transition (check ``num_transitions`` before sampling).
     """
-    episode_key, step_key, future_key = jax.random.split(key, 3)
-    lengths = state.length
-    logits = jnp.where(lengths > 0, jnp.log(jnp.maximum(lengths, 1).astype(jnp.float32)), -jnp.inf)
-    # P(episode) ∝ length, then a uniform step: every stored transition is equally likely.
-    episode = jax.random.categorical(episode_key, logits, shape=(batch_size,)).astype(jnp.int32)
-    ep_len = lengths[episode]
-    step = jax.random.randint(step_key, (batch_size,), 0, ep_len, jnp.int32)
-    future = jax.random.randint(future_key, (batch_size,), step, ep_len, jnp.int32)
-    transition = jax.tree.map(lambda x: x[episode, step], state.data)
+    index_key, future_key = jax.random.split(key)
+    h_num = state.num_envs
+    flat = jax.random.randint(index_key, (batch_size,), 0, num_transitions(state), jnp.int32)
+    env = flat % h_num
+    step = state.steps - 1 - flat // h_num          # age 0 = the newest row
+    row = step % state.rows
+    episode = state.episode[row, env]
+    finished = episode < state.env_episode[env]
+    last = jnp.where(finished, state.episode_end[episode % (state.rows + 1), env],
+                     state.steps - 1)
+    future = jax.random.randint(future_key, (batch_size,), step, last + 1, jnp.int32)
     return SampledBatch(
-        transition=transition, episode=episode, step=step, future_step=future,
-        future_goal=state.data.achieved_goal[episode, future],
+        transition=jax.tree.map(lambda x: x[row, env], state.data), env=env, step=step,
+        episode=episode, future_step=future,
+        future_goal=state.data.achieved_goal[future % state.rows, env],
     )

@@ -23,9 +23,9 @@ add ``gradient_samples_per_s`` (updates/s x batch), ``replay_ratio`` (gradient s
 step), ``updates_per_env_step``, ``update_gflop`` (XLA's count for one TD3 update, both
 branches of the policy-delay conditional included) and ``gflops_per_s`` (update_gflop x
 updates/s), beside ``matmul_peak_gflops``: a float32 2048² matmul timed in the same run, and
-the replay buffer's size: ``buffer_transitions`` (episode slots x episode length; the slots
-are ``train.td3.buffer_episodes`` rounded up to a multiple of the envs, one write head per env)
-and ``buffer_mib_per_seed`` (its device bytes).
+the replay buffer's size: ``buffer_transitions`` (``train.td3.buffer_episodes`` x episode
+length, rounded up to whole vector steps of the envs: it does not grow with the env count) and
+``buffer_mib_per_seed`` (its device bytes).
 
 Extension point: Phase 5 (joint fine-tuning) gets a ``_phase5_records(cfg, market, meta,
 feats, sizes)`` generator over its own ``bench_phase5`` that yields ``_record(...)`` dicts,

@@ -553,7 +553,7 @@ def load_phase5_policy(run: Any, cfg: Config, market: MarketArrays, meta: Market
     abstract4 = jax.eval_shape(jax.vmap(s4.p4.init, in_axes=(0, None)), keys, s4.train_params)
     with PhaseCheckpointer(run, PHASE, read_only=True) as ck:
         both, _meta, step = ck.restore(_abstract({"macro": abstract3, "micro": abstract4}),
-                                       which)
+                                       which, for_policy=True)
     return TrainedPolicy(macro_actor=macro_actor_of(both["macro"]),
                          micro_actor=both["micro"].agent.actor_params, seeds=k,
                          source={"macro": f"phase 5 {which} step {step}",

@@ -125,7 +125,8 @@ def load_phase4_micro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
         keys, _ = rl_micro.phase4_keys(cfg.seed, seeds)
         abstract = jax.eval_shape(jax.vmap(setup.p4.init, in_axes=(0, None, None)), keys,
                                   setup.train_params, None)
-        state, _meta, step = restore_chosen(run, 4, abstract, cfg.train.checkpoint)
+        state, _meta, step = restore_chosen(run, 4, abstract, cfg.train.checkpoint,
+                                            for_policy=True)
     except (CheckpointError, ConfigError, ValueError, TypeError) as exc:
         raise _restore_failed(run, 4, exc) from exc
     return to_host(state.agent.actor_params), (f"phase 4: MicroActor of all {seeds} seed(s), "

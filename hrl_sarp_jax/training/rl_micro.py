@@ -84,7 +84,8 @@ class Phase4Spec:
     """U TD3 updates after each vector env step once the buffer is warm."""
     batch_size: int = 256
     buffer_episodes: int = 512
-    """Episode slots C (rounded up to a multiple of num_envs); each holds one whole episode."""
+    """Replay capacity in episodes of the full length: buffer_episodes x episode days
+    transitions, held as a ring of whole vector steps (``buffer_rows``)."""
     warmup_transitions: int = 2_000
     """Stored transitions before the first update (the actor still acts, with noise)."""
     num_critics: int = 2
@@ -99,10 +100,10 @@ class Phase4Spec:
     eval_episodes: int = 16
     """Validation episodes, started at evenly spaced days of the validation window."""
 
-    @property
-    def capacity(self) -> int:
-        e = max(int(self.num_envs), 1)
-        return max(e, math.ceil(self.buffer_episodes / e) * e)
+    def buffer_rows(self, episode_days: int) -> int:
+        """Ring rows (vector steps of num_envs transitions) for ``buffer_episodes`` episodes of
+        ``episode_days`` steps, rounded up: the capacity does not grow with the env count."""
+        return buffers.rows_for(self.buffer_episodes * int(episode_days), self.num_envs)
 
     # HOST ONLY
     @classmethod
@@ -248,7 +249,7 @@ class Phase4State:
     """One seed's Phase-4 state (leading axis K when vmapped)."""
 
     agent: TD3State
-    buffer: buffers.EpisodeBufferState
+    buffer: buffers.ReplayBufferState
     env_state: MicroState        # [E]
     ep_return: Array             # [E] float32 return of each env's running episode
     ep_length: Array             # [E] int32
@@ -291,7 +292,7 @@ def _example_transition(n: int, g: int) -> buffers.Transition:
     return buffers.Transition(obs, jnp.zeros((n,), _F32), z, z, obs, f, f, jnp.zeros((g,), _F32))
 
 
-def replay_batch(buf: buffers.EpisodeBufferState, key: PRNGKey, env_params: EnvParams,
+def replay_batch(buf: buffers.ReplayBufferState, key: PRNGKey, env_params: EnvParams,
                  hp: Phase4HParams, batch_size: int) -> TD3Batch:
     """Sample B transitions, HER-relabel a ``hp.her_ratio`` share with a future achieved goal of
     the same episode (goal rewritten in obs and next_obs, goal reward recomputed with
@@ -336,8 +337,7 @@ def init_state(m: Phase4Model, key: PRNGKey, env_params: EnvParams,
         agent = agent.replace(actor_params=actor_params, actor_target=actor_params,
                               anchor=actor_params if m.spec.anchored else None)
     buf = buffers.init(_example_transition(n, env.num_sectors + NUM_REGIMES),
-                       capacity_episodes=spec.capacity,
-                       max_len=env_params.max_steps_in_episode, num_heads=e_num)
+                       rows=spec.buffer_rows(env_params.max_steps_in_episode), num_envs=e_num)
     return Phase4State(
         agent=agent, buffer=buf, env_state=env_state,
         ep_return=jnp.zeros((e_num,), _F32), ep_length=jnp.zeros((e_num,), _I32),
@@ -346,7 +346,7 @@ def init_state(m: Phase4Model, key: PRNGKey, env_params: EnvParams,
     )
 
 
-def td3_updates(m: Phase4Model, agent: TD3State, buf: buffers.EpisodeBufferState,
+def td3_updates(m: Phase4Model, agent: TD3State, buf: buffers.ReplayBufferState,
                 key: PRNGKey, env_params: EnvParams, hp: Phase4HParams, first_step: Array
                 ) -> tuple[TD3State, Metrics]:
     """``spec.updates_per_step`` TD3 updates on HER-relabelled replay batches (steps
@@ -642,9 +642,9 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
         "train_span": [str(dates[0]), str(dates[val_start - 1])],
         "val_span": [str(dates[val_start]), str(dates[test_start - 1])],
         "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
-        # train.td3.buffer_episodes rounded up to whole slots per env (one write head each)
-        "buffer": {"episodes": spec.capacity,
-                   "transitions": spec.capacity * int(train_params.max_steps_in_episode)},
+        # train.td3.buffer_episodes x episode days, rounded up to whole vector steps
+        "buffer": {"rows": (rows := spec.buffer_rows(train_params.max_steps_in_episode)),
+                   "transitions": rows * spec.num_envs},
     }
     if spec.anchored:
         info["anchor"] = (f"KL to the actor Phase 4 starts from, weight "
@@ -984,7 +984,7 @@ def update_flop(setup: Phase4Setup, state: Phase4State) -> float:
     half an actor step."""
     p4, hp = setup.p4, setup.hp
 
-    def one(agent: TD3State, buf: buffers.EpisodeBufferState, key: PRNGKey):
+    def one(agent: TD3State, buf: buffers.ReplayBufferState, key: PRNGKey):
         batch = replay_batch(buf, key, setup.train_params, hp, p4.spec.batch_size)
         return p4.td3.update(agent, batch, key, hp.td3)
 

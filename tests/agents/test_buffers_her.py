@@ -1,4 +1,4 @@
-"""Episode buffer bookkeeping (wrap-around, heads, lengths), sampling validity and HER relabelling.
+"""Replay ring bookkeeping (wrap-around, episode ends), sampling against a NumPy model, HER.
 
 Achieved goals encode (episode id, step) so that every sampled index can be traced back.
 """
@@ -34,12 +34,11 @@ def _stack(trs):
 
 
 add_step = jax.jit(buffers.add_step)
-add_episodes = jax.jit(buffers.add_episodes)
 sample = jax.jit(buffers.sample, static_argnums=2)
 
 
 def _stream(episodes):
-    """[(ep_id, length, end_kind)] -> list of per-step transitions, end_kind in term/trunc/max."""
+    """[(ep_id, length, end_kind)] -> list of per-step transitions, end_kind in term/trunc/open."""
     out = []
     for ep, n, end in episodes:
         for t in range(n):
@@ -48,100 +47,124 @@ def _stream(episodes):
     return out
 
 
-@pytest.fixture(scope="module")
-def two_head_buffer():
-    # C = 4 slots, H = 2 heads: head 0 owns slots {0, 1}, head 1 owns slots {2, 3}.
-    # head 0: ep 1 (2 steps, terminated) → slot 0; ep 2 (3, truncated) → slot 1;
-    #         ep 3 (1, terminated) wraps → slot 0; then 1 step of ep 4 in progress → slot 1.
-    # head 1: ep 11 (4 steps, ends only because L = 4) → slot 2; ep 12 (1, term) → slot 3;
-    #         ep 13 (1, trunc) wraps → slot 2; then 1 step of ep 14 in progress → slot 3.
-    # Both streams have 7 steps, so they can be added in lock-step.
-    head0 = _stream([(1, 2, "term"), (2, 3, "trunc"), (3, 1, "term"), (4, 1, "open")])
-    head1 = _stream([(11, 4, "max"), (12, 1, "term"), (13, 1, "trunc"), (14, 1, "open")])
-    state = buffers.init(_tr(0, 0), capacity_episodes=4, max_len=L, num_heads=2)
-    for a, b in zip(head0, head1, strict=True):
-        state = add_step(state, _stack([a, b]))
+def _fill(streams, rows):
+    """A ring of ``rows`` rows fed the envs' streams (equal lengths) in lock-step."""
+    state = buffers.init(_tr(0, 0), rows=rows, num_envs=len(streams))
+    for step in zip(*streams, strict=True):
+        state = add_step(state, _stack(list(step)))
     return state
 
 
-def test_step_wise_wrap_around_bookkeeping(two_head_buffer):
-    s = two_head_buffer
-    np.testing.assert_array_equal(s.length, [1, 1, 1, 1])
-    # episode id stored at step 0 of each slot
-    np.testing.assert_array_equal(s.data.achieved_goal[:, 0, 0], [3, 4, 13, 14])
-    np.testing.assert_array_equal(s.head_pos, [1, 1])     # both heads are writing their 2nd slot
-    np.testing.assert_array_equal(s.head_step, [1, 1])    # ... with one step written
-    # stale steps of the overwritten episodes are still in memory but beyond `length`
-    np.testing.assert_array_equal(s.data.achieved_goal[1, 1:3, 0], [2, 2])
-    np.testing.assert_array_equal(s.data.achieved_goal[2, 1:4, 0], [11, 11, 11])
+@pytest.fixture(scope="module")
+def two_env_ring():
+    # R = 3 rows, H = 2 envs, 7 vector steps: rows hold global steps 6, 4, 5 (row = step mod 3).
+    # env 0: ep 1 (steps 0-1, term), ep 2 (2-4, trunc), ep 3 (5, term), ep 4 (6, open)
+    # env 1: ep 11 (0-3, trunc), ep 12 (4, term), ep 13 (5-6, open)
+    env0 = _stream([(1, 2, "term"), (2, 3, "trunc"), (3, 1, "term"), (4, 1, "open")])
+    env1 = _stream([(11, 4, "trunc"), (12, 1, "term"), (13, 2, "open")])
+    return _fill([env0, env1], rows=3)
 
 
-def test_partial_lengths_before_wrap():
-    # H = 1, C = 3: ep 5 (3 steps, term), ep 6 (2 of at most 4, in progress).
-    s = buffers.init(_tr(0, 0), capacity_episodes=3, max_len=L, num_heads=1)
-    for tr in _stream([(5, 3, "term"), (6, 2, "open")]):
-        s = add_step(s, _stack([tr]))
-    np.testing.assert_array_equal(s.length, [3, 2, 0])
-    assert int(s.head_pos[0]) == 1 and int(s.head_step[0]) == 2
-    assert int(buffers.num_transitions(s)) == 5
+def test_ring_wrap_around_bookkeeping(two_env_ring):
+    s = two_env_ring
+    assert int(s.steps) == 7 and s.capacity == 6
+    assert int(buffers.num_transitions(s)) == 6
+    # (episode id, step in episode) of what each row holds, rows 0..2 = global steps 6, 4, 5
+    np.testing.assert_array_equal(s.data.achieved_goal[:, 0], [[4, 0], [2, 2], [3, 0]])
+    np.testing.assert_array_equal(s.data.achieved_goal[:, 1], [[13, 1], [12, 0], [13, 0]])
+    # episode numbers per env (0-based count of that env's finished episodes at the step)
+    np.testing.assert_array_equal(s.episode, [[3, 2], [1, 1], [2, 2]])
+    np.testing.assert_array_equal(s.env_episode, [3, 2])
+    # last global step of each finished episode, at episode mod (R + 1) = mod 4
+    np.testing.assert_array_equal(s.episode_end[:3, 0], [1, 4, 5])
+    np.testing.assert_array_equal(s.episode_end[:2, 1], [3, 4])
 
 
-def test_add_whole_episodes_with_wrap_and_skip():
-    s = buffers.init(_tr(0, 0), capacity_episodes=4, max_len=L, num_heads=2)
-
-    def episodes(ids, lengths):
-        eps = [_stack([_tr(i, t) for t in range(L)]) for i in ids]
-        return _stack(eps), jnp.array(lengths, jnp.int32)
-
-    s = add_episodes(s, *episodes([1, 11], [2, 4]))    # slots 0, 2
-    s = add_episodes(s, *episodes([2, 12], [3, 0]))    # slot 1; head 1 skipped (length 0)
-    s = add_episodes(s, *episodes([3, 13], [1, 2]))    # head 0 wraps → slot 0; head 1 → slot 3
-    np.testing.assert_array_equal(s.length, [1, 3, 4, 2])
-    np.testing.assert_array_equal(s.data.achieved_goal[:, 0, 0], [3, 2, 11, 13])
-    np.testing.assert_array_equal(s.head_pos, [1, 0])
+def test_partial_ring_counts_only_written_rows():
+    s = _fill([_stream([(5, 3, "term"), (6, 2, "open")])], rows=8)
+    assert int(buffers.num_transitions(s)) == 5 and s.capacity == 8
 
 
-def test_capacity_must_split_between_heads():
-    with pytest.raises(ValueError, match="multiple of num_heads"):
-        buffers.init(_tr(0, 0), capacity_episodes=5, max_len=L, num_heads=2)
+def test_capacity_does_not_grow_with_the_envs():
+    assert buffers.rows_for(1280, 32) == 40
+    assert buffers.rows_for(1280, 4096) == 1          # one vector step: 4,096 transitions
+    assert buffers.rows_for(10, 4) == 3               # rounded up to whole vector steps
+    with pytest.raises(ValueError, match="capacity=0"):
+        buffers.rows_for(0, 4)
+    with pytest.raises(ValueError, match="rows=0"):
+        buffers.init(_tr(0, 0), rows=0, num_envs=2)
 
 
-def test_add_rejects_wrong_dtype(two_head_buffer):
+def test_add_rejects_wrong_dtype(two_env_ring):
     bad = _stack([_tr(0, 0), _tr(0, 0)])._replace(reward=jnp.zeros(2, jnp.int32))
     with pytest.raises(AssertionError):
-        buffers.add_step(two_head_buffer, bad)
+        buffers.add_step(two_env_ring, bad)
+
+
+def test_add_steps_equals_step_by_step(two_env_ring):
+    env0 = _stream([(1, 2, "term"), (2, 3, "trunc"), (3, 1, "term"), (4, 1, "open")])
+    env1 = _stream([(11, 4, "trunc"), (12, 1, "term"), (13, 2, "open")])
+    steps = _stack([_stack([a, b]) for a, b in zip(env0, env1, strict=True)])
+    s = jax.jit(buffers.add_steps)(buffers.init(_tr(0, 0), rows=3, num_envs=2), steps)
+    jax.tree.map(np.testing.assert_array_equal, s, two_env_ring)
+
+
+def _reference(streams, rows):
+    """NumPy model: {(env, global step): (episode id, step in episode, last stored global step
+    of that episode)} for the transitions a ring of ``rows`` rows still holds."""
+    total = len(streams[0])
+    out = {}
+    for h, stream in enumerate(streams):
+        ids = [int(tr.achieved_goal[0]) for tr in stream]
+        for t in range(max(0, total - rows), total):
+            last = max(u for u in range(t, total) if ids[u] == ids[t])
+            out[(h, t)] = (ids[t], int(stream[t].achieved_goal[1]), last)
+    return out
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 40])
+def test_sampling_matches_a_numpy_model(rows):
+    # 3 envs, 30 steps of random episodes (lengths 1-6, term or trunc), some still open
+    rng = np.random.default_rng(rows)
+    streams = []
+    for h in range(3):
+        eps, n, ep = [], 0, 100 * h
+        while n < 30:
+            k = min(int(rng.integers(1, 7)), 30 - n)
+            n += k
+            eps.append((ep, k, "open" if n == 30 else ("term", "trunc")[int(rng.integers(2))]))
+            ep += 1
+        streams.append(_stream(eps))
+    s = _fill(streams, rows)
+    ref = _reference(streams, rows)
+    sb = sample(s, jax.random.key(rows), 4096)
+    env, t, f = (np.asarray(x) for x in (sb.env, sb.step, sb.future_step))
+    ach = np.asarray(sb.transition.achieved_goal)
+    got = [(int(a), int(b)) for a, b in zip(env, t, strict=True)]
+    assert set(got) == set(ref)                     # exactly the stored transitions, all of them
+    counts = np.array([got.count(k) for k in ref])  # uniform: 4096 / |ref| each
+    assert counts.min() > 0.5 * 4096 / len(ref) and counts.max() < 1.6 * 4096 / len(ref)
+    for i, key in enumerate(got):
+        ep, step_in_ep, last = ref[key]
+        assert tuple(ach[i]) == (ep, step_in_ep)    # the stored transition itself
+        assert key[1] <= f[i] <= last               # a future step of the same episode
+    fg = np.asarray(sb.future_goal)
+    np.testing.assert_array_equal(fg[:, 0], ach[:, 0])          # same episode id
+    np.testing.assert_array_equal(fg[:, 1] - ach[:, 1], f - t)  # f - t steps later in it
+    # the future step covers the whole range: from the first stored step of the longest
+    # stored episode, every later step of it occurs
+    spans = {k: v[2] - k[1] for k, v in ref.items()}
+    key = max(spans, key=spans.get)
+    seen = set(f[(env == key[0]) & (t == key[1])].tolist())
+    assert seen == set(range(key[1], ref[key][2] + 1))
 
 
 @pytest.fixture(scope="module")
 def longer_buffer():
-    # H = 1, C = 3, after wrap: slots hold ep 4 (4 steps), ep 2 (3 steps), ep 3 (2 steps);
-    # ep 1 (2 steps) was overwritten by ep 4.
-    s = buffers.init(_tr(0, 0), capacity_episodes=3, max_len=L, num_heads=1)
-    for tr in _stream([(1, 2, "term"), (2, 3, "term"), (3, 2, "trunc"), (4, 4, "max")]):
-        s = add_step(s, _stack([tr]))
-    return s
-
-
-def test_sampled_indices_are_valid_and_cover_all(longer_buffer):
-    s = longer_buffer
-    np.testing.assert_array_equal(s.length, [4, 3, 2])
-    sb = sample(s, jax.random.key(0), 512)
-    ep, t, f = (np.asarray(x) for x in (sb.episode, sb.step, sb.future_step))
-    length = np.asarray(s.length)[ep]
-    assert (length > 0).all() and (t < length).all() and (t <= f).all() and (f < length).all()
-    # the transition returned is exactly the stored one at (episode, step)
-    ep_id = np.asarray(s.data.achieved_goal[:, 0, 0])[ep]
-    np.testing.assert_array_equal(sb.transition.reward, 100 * ep_id + t)
-    assert set(ep_id.tolist()) == {2, 3, 4}          # the overwritten episode 1 never appears
-    # all 9 stored transitions appear; uniform over transitions → each ≈ 512/9 ≈ 57
-    pairs = {(int(a), int(b)) for a, b in zip(ep_id, t, strict=True)}
-    assert len(pairs) == 9
-    # future goals: same episode, a later-or-equal step inside its length
-    fg = np.asarray(sb.future_goal)
-    np.testing.assert_array_equal(fg[:, 0], ep_id)
-    np.testing.assert_array_equal(fg[:, 1], f)
-    # the future step is uniform on [t, len-1]: from step 0 of ep 4, all 4 steps occur
-    assert set(f[(ep_id == 4) & (t == 0)].tolist()) == {0, 1, 2, 3}
+    # H = 1, R = 9 rows holding ep 2 (3 steps), ep 3 (2 steps), ep 4 (4 steps, open);
+    # ep 1 (2 steps) was overwritten.
+    return _fill([_stream([(1, 2, "term"), (2, 3, "term"), (3, 2, "trunc"), (4, 4, "open")])],
+                 rows=9)
 
 
 # --------------------------------------------------------------------------- HER
