@@ -1059,9 +1059,10 @@ class PhaseCheckpointer:
                             raise CheckpointError(
                                 f"{self._where(s)}: saved with an earlier version's "
                                 f"{', '.join(emptied)} layout; its policies still load for "
-                                f"evaluation, but training cannot resume from it: rerun phase "
-                                f"{self.phase} (hrl-sarp train --phase {self.phase} --run "
-                                f"{self.run.name})") from exc
+                                f"evaluation, but training cannot resume from it: move "
+                                f"{self.directory} aside and rerun phase {self.phase} "
+                                f"(hrl-sarp train --phase {self.phase} --run {self.run.name})"
+                            ) from exc
                         return (*migrated, s)
                     raise CheckpointError(
                         f"{self._where(s)}: the restore target does not fit the checkpoint "

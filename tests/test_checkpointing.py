@@ -186,7 +186,8 @@ def test_a_replay_buffer_saved_in_an_older_layout_loads_policies_but_refuses_tra
             assert not np.any(np.asarray(leaf))
         assert state["buffer"]["episode"].dtype == jnp.int32
         with pytest.raises(CheckpointError, match=r"phase 4 step 3 .*: saved with an earlier "
-                           r"version's buffer layout.*rerun phase 4 \(hrl-sarp train --phase 4"):
+                           r"version's buffer layout.*move .*phase4/ckpt aside and rerun "
+                           r"phase 4 \(hrl-sarp train --phase 4"):
             ckpt.restore(target)
         other = dict(new, agent={"w": jnp.zeros((3, 3))})   # outside the buffer: no migration
         with pytest.raises(CheckpointError, match="does not fit"):
