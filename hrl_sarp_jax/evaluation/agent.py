@@ -49,6 +49,7 @@ from hrl_sarp_jax.evaluation.backtest import (
 )
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params
+from hrl_sarp_jax.utils.trees import first_member, repeat_members
 
 _F32 = jnp.float32
 _I32 = jnp.int32
@@ -132,10 +133,9 @@ class HierarchicalStrategy:
         if km != kn:
             raise ConfigError(f"HierarchicalStrategy: {km} Macro seeds but {kn} Micro seeds; "
                               "pair them first (training.policy.pair_seeds)")
-        one = self.init_carry(jax.tree.map(lambda x: x[0], macro_params),
-                              jax.tree.map(lambda x: x[0], micro_params), params, t0, length)
-        rest = jax.tree.map(lambda x: jnp.broadcast_to(x, (km, *jnp.shape(x))),
-                            one.replace(macro_params=None, micro_params=None))
+        one = self.init_carry(first_member(macro_params), first_member(micro_params), params,
+                              t0, length)
+        rest = repeat_members(one.replace(macro_params=None, micro_params=None), int(km))
         return rest.replace(macro_params=macro_params, micro_params=micro_params)
 
 

@@ -84,16 +84,20 @@ def max_drawdown_duration(r, mask=None) -> jax.Array:
     """
     dd = drawdown_series(r, mask)
     m = jnp.ones(dd.shape, bool) if mask is None else jnp.asarray(mask, bool)
-
-    def step(carry, x):
-        run, best = carry
-        under, valid = x
-        run = jnp.where(valid, jnp.where(under, run + 1, 0), run)
-        return (run, jnp.maximum(best, run)), None
-
     zero = jnp.zeros((), jnp.int32)
-    (_, best), _ = jax.lax.scan(step, (zero, zero), (dd > 0, m))
+    (_, best), _ = jax.lax.scan(_underwater_step, (zero, zero), (dd > 0, m))
     return best
+
+
+def _underwater_step(carry: tuple[jax.Array, jax.Array], x: tuple[jax.Array, jax.Array]
+                     ) -> tuple[tuple[jax.Array, jax.Array], None]:
+    """(current run, longest run) after one period (``max_drawdown_duration``'s scan body; one
+    module-level function, so an eager call reuses its compiled scan instead of compiling a
+    new closure each time)."""
+    run, best = carry
+    under, valid = x
+    run = jnp.where(valid, jnp.where(under, run + 1, 0), run)
+    return (run, jnp.maximum(best, run)), None
 
 
 def total_return(r, mask=None) -> jax.Array:

@@ -29,6 +29,7 @@ Phase 2 (Micro), one sample per trading day t (goals are drawn per epoch by the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -128,22 +129,33 @@ def macro_samples(
     mask = np.asarray(feats.sector_mask)[days] & np.asarray(market.sector_valid)[None, :]
     nxt_ret = compound_returns(np.asarray(market.sector_returns), days, nxt)
     nxt_ret = np.where(mask, nxt_ret, 0.0).astype(np.float32)
-    mask_j = jnp.asarray(mask)
-    target = jax.vmap(masked_softmax)(alloc_temperature * jnp.asarray(nxt_ret), mask_j)
     n_valid = np.maximum(mask.sum(1, keepdims=True), 1)
     current = np.where(mask, (1.0 - min_cash) / n_valid, 0.0).astype(np.float32)
-    idx = jnp.asarray(days)
+    # the softmax runs op by op as it always has: compiled into one program its exp rounds
+    # differently (1e-7), which would move every later phase's floats
+    target = jax.vmap(masked_softmax)(alloc_temperature * jnp.asarray(nxt_ret), jnp.asarray(mask))
+    return _macro_sample_arrays(
+        feats.macro, feats.sector, feats.adjacency, feats.regime_label, feats.regime_rule,
+        np.asarray(days, np.int32), nxt_ret, mask, current, min_cash=float(min_cash)
+    ).replace(alloc_target=target.astype(jnp.float32))
+
+
+@partial(jax.jit, static_argnames="min_cash")
+def _macro_sample_arrays(macro: Array, sector: Array, adjacency: Array, regime_label: Array,
+                         regime_rule: Array, idx: Array, nxt_ret: Array, mask: Array,
+                         current: Array, *, min_cash: float) -> MacroSamples:
+    """The gathers of ``macro_samples`` as one program (B = len(idx); the allocation target is
+    left 0): compiled once per sample count, where op by op it compiled each op."""
     inputs = jax.vmap(macro_inputs)(
-        feats.macro[idx], feats.sector[idx], feats.adjacency[idx], mask_j,
-        jnp.asarray(current), jnp.full(len(days), min_cash, jnp.float32),
-        jnp.zeros(len(days), jnp.float32),
+        macro[idx], sector[idx], adjacency[idx], mask, current,
+        jnp.full(idx.shape[0], min_cash, jnp.float32), jnp.zeros(idx.shape[0], jnp.float32),
     )
     return MacroSamples(
         inputs=inputs,
-        regime=feats.regime_label[idx].astype(jnp.int32),
-        alloc_target=target.astype(jnp.float32),
-        next_returns=jnp.asarray(nxt_ret),
-        persistence=feats.regime_rule[idx].astype(jnp.int32),
+        regime=regime_label[idx].astype(jnp.int32),
+        alloc_target=jnp.zeros_like(nxt_ret),
+        next_returns=nxt_ret,
+        persistence=regime_rule[idx].astype(jnp.int32),
         day=idx.astype(jnp.int32),
     )
 
@@ -256,23 +268,35 @@ def micro_samples(market: MarketArrays, feats: FeatureSet, days: np.ndarray,
     if np.any(days + horizon >= market.num_days):
         raise DataError(f"micro_samples: every decision day needs {horizon} following trading "
                         "day(s)")
-    num_s = market.num_sectors
+    samples = _micro_sample_arrays(
+        market.stock_mask, market.stock_valid, market.returns, market.stock_sector, feats.stock,
+        np.asarray(days, np.int32), num_sectors=int(market.num_sectors), min_cash=float(min_cash))
+    # the targets op by op, as always (see macro_samples)
     idx = jnp.asarray(days)
-    sector = jnp.asarray(market.stock_sector, jnp.int32)
-    mask = (market.stock_mask[idx] & market.stock_valid[None, :])
-    nxt = jnp.where(mask, market.returns[idx + 1], 0.0).astype(jnp.float32)
     ahead = idx[:, None] + jnp.arange(1, horizon + 1)[None, :]  # [B, H]
     compound = jnp.prod(1.0 + market.returns[ahead], axis=1) - 1.0  # [B, N]
-    score = jnp.where(mask, compound, 0.0).astype(jnp.float32)
+    score = jnp.where(samples.stock_mask, compound, 0.0).astype(jnp.float32)
     within = jax.vmap(within_sector_softmax, in_axes=(0, 0, None, None))(
-        alloc_temperature * score, mask, sector, num_s)
-    active = jax.vmap(lambda m: jnp.zeros(num_s, bool).at[sector].max(m))(mask)
+        alloc_temperature * score, samples.stock_mask, samples.stock_sector[0],
+        market.num_sectors)
+    return samples.replace(within=within.astype(jnp.float32))
+
+
+@partial(jax.jit, static_argnames=("num_sectors", "min_cash"))
+def _micro_sample_arrays(stock_mask: Array, stock_valid: Array, returns: Array,
+                         stock_sector: Array, stock_features: Array, idx: Array, *,
+                         num_sectors: int, min_cash: float) -> MicroSamples:
+    """The gathers of ``micro_samples`` as one program (B = len(idx); ``within`` left 0)."""
+    sector = stock_sector.astype(jnp.int32)
+    mask = (stock_mask[idx] & stock_valid[None, :])
+    nxt = jnp.where(mask, returns[idx + 1], 0.0).astype(jnp.float32)
+    active = jax.vmap(lambda m: jnp.zeros(num_sectors, bool).at[sector].max(m))(mask)
     n_valid = jnp.maximum(mask.sum(1, keepdims=True), 1)
     current = jnp.where(mask, (1.0 - min_cash) / n_valid, 0.0).astype(jnp.float32)
     return MicroSamples(
-        stock=feats.stock[idx], stock_mask=mask,
+        stock=stock_features[idx], stock_mask=mask,
         stock_sector=jnp.broadcast_to(sector, mask.shape), current_weights=current,
-        within=within.astype(jnp.float32), next_returns=nxt, sector_active=active,
+        within=jnp.zeros_like(nxt), next_returns=nxt, sector_active=active,
         day=idx.astype(jnp.int32),
     )
 

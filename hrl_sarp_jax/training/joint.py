@@ -61,6 +61,7 @@ from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.training.selection import RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import Params, PyTree
+from hrl_sarp_jax.utils.trees import first_member, take_members
 
 PHASE = 5
 BEST_METRIC = "val_sharpe"
@@ -83,14 +84,6 @@ def micro_policy_params(micro_actor: Params, stock_sector: np.ndarray, k: int) -
 def macro_actor_of(state3: rl_macro.Phase3State) -> Params:
     """The MacroActor half of (stacked) MacroActorCritic params."""
     return {"params": state3.train.params["params"]["actor"]}
-
-
-def _first(tree: PyTree) -> PyTree:
-    return jax.tree.map(lambda x: x[0], tree)
-
-
-def _take(tree: PyTree, index: np.ndarray) -> PyTree:
-    return jax.tree.map(lambda x: jnp.asarray(x)[index], tree)
 
 
 # --------------------------------------------------------------------------- setup
@@ -215,13 +208,15 @@ def _pair(state: PyTree, have: int, k: int) -> tuple[PyTree, str]:
     """State with K members: member k is saved member k mod ``have``."""
     if have == k:
         return state, "seed k from seed k"
-    return _take(state, np.arange(k) % have), f"seed k from seed k mod {have}"
+    return take_members(state, np.arange(k) % have), f"seed k from seed k mod {have}"
 
 
+@jax.jit
 def fresh_ppo_optimizer(state3: rl_macro.Phase3State, template: rl_macro.Phase3State
                         ) -> rl_macro.Phase3State:
     """``state3`` (Phase 3's) with Phase 5's optimiser (``template.train.tx``: a new warmup +
-    cosine schedule) and zeroed counters; the injected lr / clip norm from ``template``."""
+    cosine schedule) and zeroed counters; the injected lr / clip norm from ``template`` (one
+    program: op by op it compiled one per leaf shape)."""
     ts = template.train
     params = state3.train.params
     opt = jax.vmap(ts.tx.init)(params)
@@ -425,12 +420,12 @@ def _start_from_phases_3_4(run: Any, cfg: Config, market: MarketArrays, meta: Ma
     ``sources`` says where each came from and how the seeds were paired (for the summary)."""
     saved3, info3 = restore_phase3_state(run, cfg, market, meta, feats)
     k3 = int(jax.tree.leaves(saved3)[0].shape[0])
-    example_macro = _first(macro_actor_of(saved3))
+    example_macro = first_member(macro_actor_of(saved3))
     saved4, info4 = restore_phase4_state(run, cfg, market, meta, feats, example_macro)
     k4 = int(jax.tree.leaves(saved4)[0].shape[0])
     saved3, how3 = _pair(saved3, k3, k)
     saved4, how4 = _pair(saved4, k4, k)
-    setup = setup_phase5(cfg, market, meta, feats, _first(saved4.agent.actor_params),
+    setup = setup_phase5(cfg, market, meta, feats, first_member(saved4.agent.actor_params),
                          example_macro, k)
     state3, state4 = _initial_states(setup, cfg, saved3, saved4)
     return setup, state3, state4, {"pairing": {"phase3": how3, "phase4": how4}, **info3,

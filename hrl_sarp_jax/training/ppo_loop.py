@@ -40,6 +40,7 @@ from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds, to_host
 from hrl_sarp_jax.types import Array, PyTree
+from hrl_sarp_jax.utils.trees import repeat_members
 
 _F32 = jnp.float32
 
@@ -90,7 +91,7 @@ def eval_start_days(week_end: np.ndarray, lo: int, hi: int, weeks: int, max_epis
 # HOST ONLY
 def stack_hparams(hp: PPOHParams, count: int) -> PPOHParams:
     """hp with a leading axis of ``count`` identical members."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (count, *x.shape)), hp)
+    return repeat_members(hp, int(count))
 
 
 # HOST ONLY
@@ -117,9 +118,7 @@ def seed_policy(env_params: EnvParams, seeds: int) -> tuple[EnvParams, Any]:
     run one compiled program."""
     if env_params.policy_params is None:
         return env_params, None
-    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds, *jnp.shape(x))),
-                           env_params.policy_params)
-    out = with_policy(env_params, stacked)
+    out = with_policy(env_params, repeat_members(env_params.policy_params, int(seeds)))
     return out, seed_axes(out)
 
 

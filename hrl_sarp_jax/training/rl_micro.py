@@ -58,6 +58,7 @@ from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
+from hrl_sarp_jax.utils.trees import repeat_members
 
 _F32 = jnp.float32
 _I32 = jnp.int32
@@ -575,7 +576,7 @@ def macro_goal_fn(net: NetworkConfig, num_sectors: int, sector_features: int
 
 def stack_hparams(hp: Phase4HParams, count: int) -> Phase4HParams:
     """The same hparams repeated on a leading [K] axis (one member per seed)."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(x, (count, *jnp.shape(x))), hp)
+    return repeat_members(hp, int(count))
 
 
 def phase4_keys(seed: int, count: int) -> tuple[Array, Array]:
@@ -801,7 +802,7 @@ def _fresh_state(init: Callable, keys: PRNGKey, setup: Phase4Setup, actor: Param
     """(state [K], compile seconds, fingerprint): the init program compiled once at
     ``RUN_ONCE_OPTIONS`` and run; ``actor`` (Phase 2's best, unstacked) starts every seed."""
     if actor is not None:
-        actor = jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds, *jnp.shape(x))), actor)
+        actor = repeat_members(actor, int(seeds))
     init, init_s, init_fp = compile_ahead(init, keys, setup.train_params, actor,
                                           compiler_options=RUN_ONCE_OPTIONS)
     return init(keys, setup.train_params, actor), init_s, init_fp
