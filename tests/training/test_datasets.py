@@ -206,3 +206,36 @@ def test_regime_table_target_hand_computed(small_built):
                                rtol=1e-5)
     # inputs, labels and realised returns untouched: only the target changes
     np.testing.assert_allclose(np.asarray(out.next_returns), r, atol=1e-7)
+
+
+def test_sample_gathers_are_numpys_and_targets_the_op_by_op_softmax(small_built):
+    """The builders' gathers run as one jitted program per sample count: pure data movement,
+    so equal to NumPy's indexing exactly; the softmax targets stay the op-by-op computation
+    (compiled into one program their exp rounds differently, which would move every later
+    phase), so equal to it exactly as well."""
+    from hrl_sarp_jax.networks.common import masked_softmax
+
+    built, feats = small_built
+    m = built.market
+    days = np.flatnonzero(np.asarray(m.week_end))[20:40]
+    s = ds.macro_samples(m, feats, days, alloc_temperature=10.0, min_cash=0.02)
+    np.testing.assert_array_equal(s.inputs.adjacency, np.asarray(feats.adjacency)[days])
+    np.testing.assert_array_equal(s.inputs.sector_features[..., :-1],
+                                  np.asarray(feats.sector)[days])
+    np.testing.assert_array_equal(s.regime, np.asarray(feats.regime_label)[days])
+    np.testing.assert_array_equal(s.persistence, np.asarray(feats.regime_rule)[days])
+    np.testing.assert_array_equal(s.day, days)
+    want = jax.vmap(masked_softmax)(10.0 * jnp.asarray(s.next_returns), s.inputs.sector_mask)
+    np.testing.assert_array_equal(s.alloc_target, want)
+    d = np.arange(60, 90)
+    mi = ds.micro_samples(m, feats, d, alloc_temperature=20.0, min_cash=0.02)
+    mask = np.asarray(m.stock_mask)[d] & np.asarray(m.stock_valid)[None, :]
+    np.testing.assert_array_equal(mi.stock, np.asarray(feats.stock)[d])
+    np.testing.assert_array_equal(mi.stock_mask, mask)
+    np.testing.assert_array_equal(mi.next_returns,
+                                  np.where(mask, np.asarray(m.returns)[d + 1], 0.0))
+    score = jnp.where(mask, jnp.prod(1.0 + m.returns[jnp.asarray(d)[:, None] + 1], axis=1) - 1.0,
+                      0.0).astype(jnp.float32)
+    within = jax.vmap(ds.within_sector_softmax, in_axes=(0, 0, None, None))(
+        20.0 * score, mask, jnp.asarray(m.stock_sector, jnp.int32), m.num_sectors)
+    np.testing.assert_array_equal(mi.within, within)
