@@ -277,8 +277,8 @@ def micro_samples(market: MarketArrays, feats: FeatureSet, days: np.ndarray,
     compound = jnp.prod(1.0 + market.returns[ahead], axis=1) - 1.0  # [B, N]
     score = jnp.where(samples.stock_mask, compound, 0.0).astype(jnp.float32)
     within = jax.vmap(within_sector_softmax, in_axes=(0, 0, None, None))(
-        alloc_temperature * score, samples.stock_mask, samples.stock_sector[0],
-        market.num_sectors)
+        alloc_temperature * score, samples.stock_mask,
+        jnp.asarray(market.stock_sector, jnp.int32), market.num_sectors)
     return samples.replace(within=within.astype(jnp.float32))
 
 

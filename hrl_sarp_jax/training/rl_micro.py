@@ -58,7 +58,7 @@ from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
-from hrl_sarp_jax.utils.trees import repeat_members
+from hrl_sarp_jax.utils.trees import first_member, repeat_members
 
 _F32 = jnp.float32
 _I32 = jnp.int32
@@ -951,7 +951,7 @@ def bench_phase4(
         out.setdefault("buffer_mib_per_seed", round(sum(
             x.nbytes for x in jax.tree.leaves(state.buffer)) / k / 2**20, 2))
         if flop is None:
-            flop = update_flop(setup, jax.tree.map(lambda x: x[0], state))
+            flop = update_flop(setup, first_member(state))
         t0 = time.perf_counter()
         chunk = jax.jit(seeds_chunk(setup.p4)).lower(
             state, setup.train_params, hp).compile()
