@@ -249,6 +249,15 @@ class NetworkConfig:
     multi-head self-attention, the original). The three stock_* defaults (the "lean" per-stock
     layers) were chosen on tuning markets 1000-1039 against the original's layers: agent Sharpe
     -0.006 [-0.07, +0.06], the whole main job 3x faster (docs/status.md)."""
+    stock_shared_once: bool = True
+    """How the per-stock MLP (Micro actor and critics, flat baseline) takes the example's goal
+    (or context) embedding, which every stock's row repeats: false multiplies the [N, F + E]
+    rows as they are (the original; runs saved before this key keep it); true computes the
+    embedding's share of the first layer once per example, x W[:F] + e W[F:], with the same
+    parameters (checkpoints move between the two): the same function up to float rounding,
+    a third fewer flops in a TD3 update at the quick sizes (1.47 -> 0.99 GFLOP; Phase 4 with
+    actor updates 1.3-1.5x the env steps a second). Tuning markets 1000-1039, Phases 2-5
+    retrained: agent -0.010 Sharpe (-0.041 ... +0.021), ensemble +0.000 (docs/status.md)."""
     sector_embedding: int = 8
     """Width of a learnable per-sector embedding appended to the Macro networks' sector node
     features (0: off, a fully permutation-equivariant network). Without it the Macro policy can
@@ -631,6 +640,7 @@ SAVED_RUN_DEFAULTS: dict[str, Any] = {
     "networks.stock_activation": "gelu",
     "networks.stock_norm": True,
     "networks.stock_mixer": "attention",
+    "networks.stock_shared_once": False,
     "train.td3.checkpoint_metric": "val_goal_alignment",
 }
 """Keys added with a default that differs from the behaviour before them: a run folder's

@@ -27,7 +27,7 @@ from flax import struct
 
 from hrl_sarp_jax.config import NetworkConfig
 from hrl_sarp_jax.networks.common import MLP, dense, masked_max, masked_mean, masked_softmax
-from hrl_sarp_jax.networks.stocks import mix_stocks, stock_mlp
+from hrl_sarp_jax.networks.stocks import mix_stocks, stock_mlp_shared
 from hrl_sarp_jax.types import Array
 
 _F32 = jnp.float32
@@ -43,17 +43,15 @@ class FlatPolicy:
     total_concentration: Array  # [] kappa (alpha_i = N_valid kappa softmax_i + floor)
 
 
-def stock_inputs(stock_features: Array, stock_mask: Array, weights: Array,
-                 context_embedding: Array) -> Array:
-    """[N, F + 1 + E] per-stock rows: features ⊕ w_i · N_valid ⊕ context embedding; masked
-    rows are 0."""
+def stock_hidden(cfg: NetworkConfig, stock_features: Array, stock_mask: Array,
+                 weights: Array, context_embedding: Array) -> Array:
+    """The per-stock MLP on features ⊕ w_i · N_valid ⊕ context embedding (masked rows 0):
+    [N, F], [N], [N], [E] -> [N, H] (``networks.stocks.stock_mlp_shared``)."""
     mask = stock_mask.astype(bool)
-    n = stock_features.shape[0]
     n_valid = jnp.maximum(jnp.sum(mask), 1).astype(_F32)
     w = jnp.asarray(weights, _F32)[:, None] * n_valid
-    ctx = jnp.broadcast_to(context_embedding, (n, context_embedding.shape[-1]))
-    x = jnp.concatenate([jnp.asarray(stock_features, _F32), w, ctx], axis=-1)
-    return jnp.where(mask[:, None], x, 0.0)
+    x = jnp.concatenate([jnp.asarray(stock_features, _F32), w], axis=-1)
+    return stock_mlp_shared(cfg, x, context_embedding, mask)
 
 
 class FlatActor(nn.Module):
@@ -69,8 +67,8 @@ class FlatActor(nn.Module):
         cfg = self.config
         mask = stock_mask.astype(bool)
         ctx = MLP((cfg.goal_embedding,), name="context")(jnp.asarray(context, _F32))
-        x = stock_inputs(stock_features, mask, weights, ctx)
-        h = mix_stocks(cfg, stock_mlp(cfg, x), mask, deterministic)  # [N, H]
+        h = stock_hidden(cfg, stock_features, mask, weights, ctx)
+        h = mix_stocks(cfg, h, mask, deterministic)  # [N, H]
         scores = jnp.where(mask, dense(1, 0.01, name="score_head")(h)[:, 0], 0.0)
         k0 = self.concentration_init
         raw = self.param("concentration_raw",
@@ -95,7 +93,7 @@ class FlatCritic(nn.Module):
         cfg = self.config
         mask = stock_mask.astype(bool)
         ctx = MLP((cfg.goal_embedding,), name="context")(jnp.asarray(context, _F32))
-        h = stock_mlp(cfg, stock_inputs(stock_features, mask, weights, ctx))
+        h = stock_hidden(cfg, stock_features, mask, weights, ctx)
         pooled = jnp.concatenate([masked_mean(h, mask), masked_max(h, mask), ctx], axis=-1)
         return MLP(cfg.critic_hidden, out=1, out_gain=1.0, name="head")(pooled)[0]
 

@@ -13,7 +13,7 @@ from flax import struct
 
 from hrl_sarp_jax.config import NetworkConfig
 from hrl_sarp_jax.networks.common import MLP, dense, masked_max, masked_mean, masked_softmax
-from hrl_sarp_jax.networks.stocks import mix_stocks, stock_mlp
+from hrl_sarp_jax.networks.stocks import mix_stocks, stock_mlp_shared
 from hrl_sarp_jax.types import Array
 
 
@@ -51,13 +51,9 @@ class MicroActor(nn.Module):
     ) -> MicroPolicy:
         cfg = self.config
         mask = stock_mask.astype(bool)
-        n = stock_features.shape[0]
         g = GoalEncoder(cfg.goal_embedding, name="goal_encoder")(goal)
-        x = jnp.concatenate(
-            [stock_features.astype(jnp.float32), jnp.broadcast_to(g, (n, g.shape[-1]))], axis=-1
-        )
-        x = jnp.where(mask[:, None], x, 0.0)
-        h = mix_stocks(cfg, stock_mlp(cfg, x), mask, deterministic)  # [N, H]
+        h = stock_mlp_shared(cfg, stock_features.astype(jnp.float32), g, mask)
+        h = mix_stocks(cfg, h, mask, deterministic)  # [N, H]
         logits = jnp.where(mask, dense(1, 0.01, name="logit_head")(h)[:, 0], 0.0)
         return MicroPolicy(logits, masked_softmax(logits, mask))
 
@@ -84,21 +80,11 @@ class MicroCritic(nn.Module):
         del deterministic
         cfg = self.config
         mask = stock_mask.astype(bool)
-        n = stock_features.shape[0]
         g = GoalEncoder(cfg.goal_embedding, name="goal_encoder")(goal)
         w = weights.astype(jnp.float32)[:, None]
         n_valid = jnp.sum(mask).astype(jnp.float32)
-        x = jnp.concatenate(
-            [
-                stock_features.astype(jnp.float32),
-                w,
-                w * n_valid,
-                jnp.broadcast_to(g, (n, g.shape[-1])),
-            ],
-            axis=-1,
-        )
-        x = jnp.where(mask[:, None], x, 0.0)
-        h = stock_mlp(cfg, x)  # [N, H]
+        x = jnp.concatenate([stock_features.astype(jnp.float32), w, w * n_valid], axis=-1)
+        h = stock_mlp_shared(cfg, x, g, mask)  # [N, H]
         pooled = jnp.concatenate([masked_mean(h, mask), masked_max(h, mask)], axis=-1)
         return MLP(cfg.critic_hidden, out=1, out_gain=1.0, name="head")(pooled)[0]
 

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from hrl_sarp_jax.config import NetworkConfig
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.networks.attention import MaskedSelfAttention
-from hrl_sarp_jax.networks.common import ACTIVATIONS, MLP, dense, masked_mean
+from hrl_sarp_jax.networks.common import ACTIVATIONS, MLP, SQRT2, dense, masked_mean, orthogonal
+from hrl_sarp_jax.types import Array
 
 STOCK_MIXERS = ("attention", "deepsets")
 
@@ -37,6 +38,63 @@ def stock_mlp(cfg: NetworkConfig, x, name: str = "stock_mlp"):
     """MLP(cfg.micro_stock_hidden) applied to every stock: [N, F] -> [N, H]."""
     return MLP(cfg.micro_stock_hidden, norm=cfg.stock_norm, activation=cfg.stock_activation,
                name=name)(x)
+
+
+def stock_mlp_shared(cfg: NetworkConfig, per_stock: Array, shared: Array, mask: Array,
+                     name: str = "stock_mlp") -> Array:
+    """``stock_mlp`` on every stock's row ``per_stock[i] ⊕ shared`` (the example's goal or
+    context embedding, the same for every stock), masked rows 0: [N, F], [E], [N] -> [N, H].
+
+    ``cfg.stock_shared_once`` false builds the [N, F + E] rows and multiplies them as they are;
+    true computes the shared part of the first layer once per example, ``x W[:F] + (e W[F:])``,
+    with the same parameters (names, shapes, initial values): the same function up to float
+    rounding, with (F + E) / F times fewer first-layer multiplies per stock.
+    """
+    if not cfg.stock_shared_once:
+        n = per_stock.shape[0]
+        x = jnp.concatenate([per_stock, jnp.broadcast_to(shared, (n, shared.shape[-1]))],
+                            axis=-1)
+        return stock_mlp(cfg, jnp.where(mask[:, None], x, 0.0), name=name)
+    return SharedInputMLP(tuple(cfg.micro_stock_hidden), norm=cfg.stock_norm,
+                          activation=cfg.stock_activation, name=name)(per_stock, shared, mask)
+
+
+class _SharedInputDense(nn.Module):
+    """The first Dense of ``SharedInputMLP``: kernel [F + E, H] and bias [H] as ``dense``'s
+    (orthogonal √2, zeros); [N, F], [E], [N] -> where(mask, x W[:F] + e W[F:], 0) + b."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, per_stock: Array, shared: Array, mask: Array) -> Array:
+        f = per_stock.shape[-1]
+        kernel = self.param("kernel", orthogonal(SQRT2), (f + shared.shape[-1], self.features),
+                            jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        y = per_stock @ kernel[:f] + (shared @ kernel[f:])[None, :]
+        return jnp.where(mask[:, None], y, 0.0) + bias
+
+
+class SharedInputMLP(nn.Module):
+    """``MLP(hidden, norm, activation)`` on rows ``per_stock[i] ⊕ shared`` (masked rows 0)
+    with the shared input's share of the first layer computed once; its submodules carry
+    ``MLP``'s names (Dense_k, LayerNorm_k), so parameters move between the two unchanged."""
+
+    hidden: tuple[int, ...]
+    norm: bool = True
+    activation: str = "gelu"
+
+    @nn.compact
+    def __call__(self, per_stock: Array, shared: Array, mask: Array) -> Array:
+        act = ACTIVATIONS[self.activation]
+        x = _SharedInputDense(self.hidden[0], name="Dense_0")(
+            jnp.asarray(per_stock, jnp.float32), jnp.asarray(shared, jnp.float32), mask)
+        for k, width in enumerate(self.hidden):
+            if k:
+                x = dense(width, name=f"Dense_{k}")(x)
+            x = act(nn.LayerNorm(param_dtype=jnp.float32, name=f"LayerNorm_{k}")(x)
+                    if self.norm else x)
+        return x
 
 
 def mix_stocks(cfg: NetworkConfig, h, mask, deterministic: bool):
