@@ -33,6 +33,7 @@ from hrl_sarp_jax.bench.data import _machine
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.training import pretrain as pt
 from hrl_sarp_jax.training import runner
+from hrl_sarp_jax.training.programs import compiled_flops
 
 ORIGINAL_PHASE1_SAMPLES = 2349
 ORIGINAL_PHASE1_EPOCH_S = 0.21  # PyTorch, original_hrl_sarp.md §12
@@ -70,11 +71,8 @@ def step_mflop(prep: runner.Prepared) -> float:
         updates, opt = tx.update(grads, opt, params)
         return optax.apply_updates(params, updates), opt
 
-    compiled = jax.jit(step).lower(state.params, state.opt_state, batch,
-                                   jax.random.key(1)).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", float("nan"))) / 1e6
+    return compiled_flops(jax.jit(step).lower(state.params, state.opt_state, batch,
+                                              jax.random.key(1)).compile()) / 1e6
 
 
 def time_phase(prep: runner.Prepared, seeds: int, epochs: int, repeats: int, seed: int = 0

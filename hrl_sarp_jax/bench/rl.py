@@ -18,7 +18,12 @@ becomes one record with ``RECORD_KEYS``:
 
 Phase 3 runs without its per-chunk evaluation by default (``phase3_eval``), so both phases
 time training only, and with a frozen MicroActor allocating inside each sector every day
-(``phase3_allocator``, as the main job runs it; ``allocator`` in its records). Phase-4 records
+(``phase3_allocator``, as the main job runs it; ``allocator`` in its records). Phase-3 records
+add ``replay_ratio`` (gradient samples per env step: ``train.ppo.epochs``, each epoch passes
+every collected step once), ``gradient_samples_per_s`` (env_steps x epochs / run_s),
+``gradient_steps`` (seeds x updates x epochs x minibatches), ``step_gflop`` (XLA's count for
+one gradient step of one seed; the rollout not counted) and ``gflops_per_s`` (step_gflop x
+gradient_steps / run_s). Phase-4 records
 add ``gradient_samples_per_s`` (updates/s x batch), ``replay_ratio`` (gradient samples per env
 step), ``updates_per_env_step``, ``update_gflop`` (XLA's count for one TD3 update, both
 branches of the policy-delay conditional included) and ``gflops_per_s`` (update_gflop x
@@ -104,11 +109,21 @@ def phase3_records(result: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for run in result.get("runs", []):
         _need(run, ("seeds", "env_steps", "wall_s", "compile_s", "run_s"), "bench_phase3")
+        epochs, flop, steps = (result.get("epochs"), result.get("step_gflop"),
+                               run.get("gradient_steps"))
+        learning = {}
+        if epochs is not None:  # each epoch passes every collected env step once
+            learning.update(replay_ratio=float(epochs), gradient_samples_per_s=round(
+                run["env_steps"] * epochs / run["run_s"], 1))
+        if flop is not None and steps is not None:
+            learning.update(step_gflop=flop, gradient_steps=steps,
+                            gflops_per_s=round(flop * steps / run["run_s"], 3))
         out.append(_record(3, run["seeds"], run["env_steps"], run["wall_s"], run["compile_s"],
                            run["run_s"], updates=result.get("updates"),
                            allocator=result.get("allocator"),
                            env_steps_per_s_incl_compile=run.get("env_steps_per_s"),
-                           original_env_steps_per_s=result.get("original_env_steps_per_s")))
+                           original_env_steps_per_s=result.get("original_env_steps_per_s"),
+                           **learning))
     return out
 
 

@@ -39,7 +39,9 @@ from hrl_sarp_jax.agents.ppo import (
     PPOHParams,
     PPORollout,
     create_train_state,
+    make_batch,
     make_optimizer,
+    ppo_minibatch_step,
     ppo_update,
 )
 from hrl_sarp_jax.config import PPOConfig
@@ -47,6 +49,7 @@ from hrl_sarp_jax.envs.params import EnvParams, is_pooled, market_axes
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.finance.metrics import max_drawdown, sharpe, total_return
 from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training.programs import compiled_flops
 from hrl_sarp_jax.types import Array, Params, PRNGKey, PyTree
 
 WEEKS_PER_YEAR = 52
@@ -427,6 +430,27 @@ def run_chunk(m: _Model, state: PPOState, env_params: EnvParams, hp: PPOHParams,
     def body(s: PPOState, _):
         return train_update(m, env_params, hp, starts, s)
     return jax.lax.scan(body, state, None, length=m.spec.updates_per_chunk)
+
+
+# HOST ONLY
+def gradient_step_flop(prog: PPOProgram, state: PPOState, env_params: EnvParams,
+                       hp: PPOHParams, starts: cur.StartSet | None = None) -> float:
+    """XLA's flop count of one PPO gradient step of one seed (``state``, ``env_params`` and
+    ``hp`` unbatched): ``ppo_minibatch_step`` on one minibatch of the spec's size (forward,
+    backward, clipping, Adam), compiled alone. The rollout is not counted, as Phase 4's
+    ``update_flop`` counts the TD3 update only; inside the chunk the step sits in loops whose
+    bodies ``cost_analysis`` would count once."""
+    sp = prog.spec
+    size = sp.steps_per_update // sp.num_minibatches
+
+    def batch_of(s: PPOState, key: PRNGKey):
+        _, rollout, _ = prog.collect(s.train.params, env_params, starts, s, key)
+        return make_batch(rollout, hp)
+
+    shapes = jax.eval_shape(batch_of, state, jax.random.key(0))
+    minibatch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((size, *x.shape[1:]), x.dtype),
+                             shapes)
+    return compiled_flops(jax.jit(ppo_minibatch_step).lower(state.train, minibatch, hp).compile())
 
 
 # --------------------------------------------------------------------------- evaluation

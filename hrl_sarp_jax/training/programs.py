@@ -32,3 +32,11 @@ def compile_ahead(fn: Any, *args: Any, compiler_options: dict[str, Any] | None =
     fingerprint = hashlib.sha256(lowered.as_text().encode("utf-8")).hexdigest()[:16]
     return (lowered.compile(compiler_options=compiler_options), time.perf_counter() - t0,
             fingerprint)
+
+
+def compiled_flops(compiled: Any) -> float:
+    """XLA's flop count of a compiled program (``cost_analysis``; NaN where the backend gives
+    none). Loop bodies count once, so count a step compiled alone, not the loop around it."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float((cost or {}).get("flops", float("nan")))

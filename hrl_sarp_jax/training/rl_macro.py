@@ -61,6 +61,7 @@ from hrl_sarp_jax.training.ppo_engine import (
     PPOState,
     PPOTask,
     StepOut,
+    gradient_step_flop,
     make_ppo,
     phase_optimizer,
     with_schedule,
@@ -77,6 +78,7 @@ from hrl_sarp_jax.training.ppo_loop import (
 )
 from hrl_sarp_jax.training.sharding import seed_mesh_for
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PyTree
+from hrl_sarp_jax.utils.trees import first_member
 
 __all__ = ["MIN_LR_SCALE", "WEEKS_PER_YEAR", "compile_programs", "eval_start_days",
            "phase_optimizer", "stack_hparams"]
@@ -559,7 +561,8 @@ def bench_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     ``cfg.networks`` allocating inside each sector every day, as the main job runs Phase 3;
     random weights, the same work) or 'equal_weight' (the env's own). Returns machine-readable
     figures: compile_s, run_s, wall_s (compile + init + run), env_steps_per_s per seed and in
-    total, and the original's reference (190 env steps/s, 335-376 s for 70,000)."""
+    total, gradient steps (seeds x updates x epochs x minibatches) and XLA's flops of one
+    (``step_gflop``), and the original's reference (190 env steps/s, 335-376 s for 70,000)."""
     if allocator not in ("micro", "equal_weight"):
         raise ConfigError(f"bench phase 3: allocator {allocator!r} is not one of micro, "
                           f"equal_weight")
@@ -571,7 +574,8 @@ def bench_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
                            * spec.steps_per_update, "updates": spec.total_updates,
                            "spec": setup.info["spec"], "allocator": setup.info["allocator"],
                            "original_env_steps_per_s": 190.0,
-                           "original_wall_s": [335.0, 376.0], "runs": []}
+                           "original_wall_s": [335.0, 376.0], "epochs": spec.epochs,
+                           "num_minibatches": spec.num_minibatches, "runs": []}
     key = jax.random.key(int(cfg.seed))
     for k in seed_counts:
         t0 = time.perf_counter()
@@ -587,6 +591,10 @@ def bench_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
                                            setup.eval_days, key))
             t_eval_compile = time.perf_counter() - t1
         jax.block_until_ready(state)
+        if "step_gflop" not in out:
+            out["step_gflop"] = round(gradient_step_flop(
+                setup.program, first_member(state), setup.train_params, setup.hp,
+                starts) / 1e9, 6)
         t_run = time.perf_counter()
         for _ in range(spec.num_chunks):
             state, metrics = chunk(state, c.train_params, hp, starts)
@@ -601,6 +609,7 @@ def bench_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
             "seeds": k, "compile_s": round(compile_s, 3),
             "eval_first_call_s": round(t_eval_compile, 3), "run_s": round(run_s, 3),
             "wall_s": round(wall, 3), "env_steps": steps,
+            "gradient_steps": k * spec.total_updates * spec.epochs * spec.num_minibatches,
             "env_steps_per_s": round(steps / wall, 1),
             "env_steps_per_s_excl_compile": round(steps / run_s, 1),
             "speedup_vs_original": round(steps / wall / 190.0, 1),

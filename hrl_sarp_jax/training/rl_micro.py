@@ -54,7 +54,7 @@ from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
 from hrl_sarp_jax.training.host_loop import run_loop
-from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
+from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead, compiled_flops
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
@@ -989,10 +989,8 @@ def update_flop(setup: Phase4Setup, state: Phase4State) -> float:
         batch = replay_batch(buf, key, setup.train_params, hp, p4.spec.batch_size)
         return p4.td3.update(agent, batch, key, hp.td3)
 
-    compiled = jax.jit(one).lower(state.agent, state.buffer, jax.random.key(0)).compile()
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, list) else analysis
-    return float(analysis["flops"])
+    return compiled_flops(jax.jit(one).lower(state.agent, state.buffer,
+                                             jax.random.key(0)).compile())
 
 
 # HOST ONLY

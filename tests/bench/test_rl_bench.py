@@ -15,12 +15,15 @@ from hrl_sarp_jax.errors import ConfigError, HrlSarpError
 # rl_macro.bench_phase3's result for seed_counts=(1, 4) (values as it computes them)
 PHASE3 = {"phase": 3, "total_env_steps_per_seed": 1280, "updates": 10, "spec": {},
           "original_env_steps_per_s": 190.0, "original_wall_s": [335.0, 376.0],
+          "epochs": 4, "num_minibatches": 2, "step_gflop": 0.05,
           "runs": [{"seeds": 1, "compile_s": 20.0, "eval_first_call_s": 0.0, "run_s": 4.0,
                     "wall_s": 25.0, "env_steps": 1280, "env_steps_per_s": 51.2,
-                    "env_steps_per_s_excl_compile": 320.0, "speedup_vs_original": 0.3},
+                    "env_steps_per_s_excl_compile": 320.0, "speedup_vs_original": 0.3,
+                    "gradient_steps": 80},
                    {"seeds": 4, "compile_s": 30.0, "eval_first_call_s": 0.0, "run_s": 8.0,
                     "wall_s": 40.0, "env_steps": 5120, "env_steps_per_s": 128.0,
-                    "env_steps_per_s_excl_compile": 640.0, "speedup_vs_original": 0.7}]}
+                    "env_steps_per_s_excl_compile": 640.0, "speedup_vs_original": 0.7,
+                    "gradient_steps": 320}]}
 # rl_micro.bench_phase4's result for seeds=(2,), chunks=3
 PHASE4 = {"device": "cpu", "num_stocks": 55, "num_sectors": 11, "num_envs": 8,
           "steps_per_chunk": 64, "updates_per_step": 1, "batch_size": 256,
@@ -37,6 +40,11 @@ def test_phase3_records_map_the_phase_benchmark():
     ]
     assert recs[1]["env_steps_per_s_incl_compile"] == 128.0 and recs[1]["updates"] == 10
     assert recs[0]["run_s"] == 4.0 and recs[0]["original_env_steps_per_s"] == 190.0
+    # 4 epochs over every collected step: 5120 x 4 samples in 8 s; 320 steps x 0.05 GFLOP / 8 s
+    assert (recs[1]["replay_ratio"], recs[1]["gradient_samples_per_s"]) == (4.0, 2560.0)
+    assert (recs[1]["gradient_steps"], recs[1]["gflops_per_s"]) == (320, 2.0)
+    older = brl.phase3_records({k: v for k, v in PHASE3.items() if k != "epochs"})
+    assert "replay_ratio" not in older[0] and older[0]["gflops_per_s"] == 1.0
 
 
 def test_phase4_records_count_the_timed_env_steps():

@@ -77,6 +77,30 @@ def test_phase3_on_the_engine_keeps_the_recorded_results():
     assert 0.0 <= float(ev["val_regime_accuracy"]) <= 1.0
 
 
+def test_the_gradient_step_flop_count_grows_linearly_with_the_minibatch():
+    """``gradient_step_flop`` (bench rl's Phase-3 GFLOP/s): one step on minibatches of 4, 8 and
+    16 samples costs a fixed part (clipping, Adam: > 0) plus the same cost per sample, at least
+    a forward pass through every kernel (2 flops a weight)."""
+    import dataclasses
+
+    market, _feats, env, params, p3 = trm.setup("drift", 1, num_envs=4, rollout_len=4)
+    hp, starts = trm.hparams(spec=p3.spec), trm.all_starts(market, params)
+    flops = {}
+    for minibatches in (4, 2, 1):  # minibatch sizes 4, 8, 16 of the 16 collected steps
+        prog = rm.make_phase3(env, trm.TINY, dataclasses.replace(p3.spec,
+                                                                  num_minibatches=minibatches))
+        state = jax.eval_shape(prog.init, jax.random.key(0), hp, params, starts)
+        flops[16 // minibatches] = pe.gradient_step_flop(prog, state, params, hp, starts)
+    per_sample = (flops[8] - flops[4]) / 4
+    assert (flops[16] - flops[8]) / 8 == pytest.approx(per_sample, rel=0.02)
+    assert flops[4] - 4 * per_sample > 0
+    state = jax.eval_shape(p3.init, jax.random.key(0), hp, params, starts)
+    kernels = sum(int(np.prod(x.shape)) for path, x in
+                  jax.tree_util.tree_leaves_with_path(state.train.params)
+                  if "kernel" in jax.tree_util.keystr(path))
+    assert per_sample >= 2 * kernels
+
+
 @pytest.mark.slow  # the flat baseline's probe compiles another program
 def test_flat_baseline_on_the_engine_keeps_the_recorded_results():
     _market, _feats, _env, params, prog = tfl.setup(3, num_envs=4, rollout_len=4)

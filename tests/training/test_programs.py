@@ -1,12 +1,14 @@
-"""training.programs: a run-once program compiled at -O0 gives the default level's values."""
+"""training.programs: a run-once program compiled at -O0 gives the default level's values;
+XLA's flop count read by hand."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.networks.common import orthogonal
-from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
+from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead, compiled_flops
 
 
 def _kernels(key):
@@ -28,3 +30,9 @@ def test_run_once_options_give_the_optimised_programs_values_within_float_roundi
         small = min(a.shape)  # orthonormal along the short side, scaled by the gain
         gram = a.T @ a if a.shape[0] >= a.shape[1] else a @ a.T
         np.testing.assert_allclose(gram / gram[0, 0], np.eye(small), atol=1e-5)
+
+
+def test_compiled_flops_counts_a_matmul_by_hand():
+    """[8, 16] @ [16, 4]: 8 x 4 outputs of 16 multiply-adds = 2 x 8 x 16 x 4 flops."""
+    a, b = jnp.ones((8, 16), jnp.float32), jnp.ones((16, 4), jnp.float32)
+    assert compiled_flops(jax.jit(jnp.matmul).lower(a, b).compile()) == 2 * 8 * 16 * 4
