@@ -109,21 +109,19 @@ def phase3_records(result: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for run in result.get("runs", []):
         _need(run, ("seeds", "env_steps", "wall_s", "compile_s", "run_s"), "bench_phase3")
-        epochs, flop, steps = (result.get("epochs"), result.get("step_gflop"),
-                               run.get("gradient_steps"))
-        learning = {}
-        if epochs is not None:  # each epoch passes every collected env step once
-            learning.update(replay_ratio=float(epochs), gradient_samples_per_s=round(
-                run["env_steps"] * epochs / run["run_s"], 1))
-        if flop is not None and steps is not None:
-            learning.update(step_gflop=flop, gradient_steps=steps,
-                            gflops_per_s=round(flop * steps / run["run_s"], 3))
+        _need(result, ("epochs", "step_gflop"), "bench_phase3")
+        _need(run, ("gradient_steps",), "bench_phase3")
+        epochs, flop, steps = result["epochs"], result["step_gflop"], run["gradient_steps"]
         out.append(_record(3, run["seeds"], run["env_steps"], run["wall_s"], run["compile_s"],
                            run["run_s"], updates=result.get("updates"),
                            allocator=result.get("allocator"),
                            env_steps_per_s_incl_compile=run.get("env_steps_per_s"),
                            original_env_steps_per_s=result.get("original_env_steps_per_s"),
-                           **learning))
+                           # each epoch passes every collected env step once
+                           replay_ratio=float(epochs), gradient_samples_per_s=round(
+                               run["env_steps"] * epochs / run["run_s"], 1),
+                           step_gflop=flop, gradient_steps=steps,
+                           gflops_per_s=round(flop * steps / run["run_s"], 3)))
     return out
 
 
