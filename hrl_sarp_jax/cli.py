@@ -760,12 +760,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            market_dir=market_dir, seeds_for_random=args.random_seeds,
                            risk_manager=not args.no_risk_manager,
                            bootstrap_num=args.bootstrap,
-                           include=include,
+                           include=include, ladder=not args.no_ladder,
                            log=lambda msg: print(msg, file=sys.stderr, flush=True))
     w = out["window"]
     print(f"evaluated run {args.run} on {out['split']} ({w['start']} .. {w['end']}, "
           f"{w['days']} days, {out['seeds']} seed(s)) in {time.perf_counter() - t0:.1f}s")
     _print_table(out["table"])
+    _print_ladder(out.get("ladder"))
     for key in ("metrics", "markdown", "html"):
         print(f"{key}: {out['files'][key]}")
     print(f"decisions: {out['decisions']}")
@@ -785,14 +786,15 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
             market_seed=DEFAULT_MARKET_SEED if args.market_seed is None else args.market_seed,
             preset=args.preset, split=args.split, chunk=args.chunk or 8,
             random_seeds=args.random_seeds, risk_manager=not args.no_risk_manager,
-            include=include, bootstrap_num=args.bootstrap,
+            include=include, bootstrap_num=args.bootstrap, ladder=not args.no_ladder,
             log=lambda msg: print(msg, file=sys.stderr, flush=True))
     doc = out["metrics"]
     for warning in out["warnings"]:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     if args.json:
         keep = ("run", "split", "window", "seeds", "in_sample", "paired", "oracle_share",
-                "paired_ensemble", "best_classical", "verdict", "summary", "seconds", "warnings")
+                "paired_ensemble", "best_classical", "verdict", "summary", "ladder", "seconds",
+                "warnings")
         print(json.dumps({k: doc[k] for k in keep}, allow_nan=False))
         return 0
     seeds = doc["seeds"]["markets"]
@@ -805,9 +807,23 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
         lo, hi = p["ci95"]
         ci = "-" if lo is None else f"[{lo:+.2f}, {hi:+.2f}]"
         print(f"  {name:<{width}}  {p['mean']:>+6.2f}  {ci:>16}  {p['wins']}/{p['n']}")
+    _print_ladder(doc.get("ladder"))
     for key in ("metrics", "markdown", "html"):
         print(f"{key}: {out['files'][key]}")
     return 0
+
+
+def _print_ladder(ladder: dict | None) -> None:
+    """The rungs' Sharpe and what each phase added (``evaluation.ladder``), if any."""
+    if not ladder:
+        return
+    print(f"what each phase added ({ladder['over']}; improved: Δ > its standard error):")
+    for row in ladder["rows"]:
+        v = row["vs_previous"]
+        change = "" if v is None else (
+            f"  Δ {sum(v['per_seed']['diff']) / v['seeds']:+.3f}, seeds improved "
+            f"{v['improved_seeds']}/{v['seeds']}")
+        print(f"  {row['rung']:<36} Sharpe {row['sharpe']:+.3f}{change}")
 
 
 def _add_eval_parsers(sub) -> None:
@@ -830,6 +846,9 @@ def _add_eval_parsers(sub) -> None:
                    help="block-bootstrap resamples of the Sharpe-difference tests (default 2000)")
     p.add_argument("--baselines", default=None, metavar="NAME,NAME",
                    help="only these baselines (default: every one that needs no training)")
+    p.add_argument("--no-ladder", action="store_true",
+                   help="leave out the hierarchy after each earlier RL phase (default: the "
+                        "ladder of what each phase added is evaluated and reported)")
     g = p.add_argument_group("many markets (docs/evaluation.md)")
     g.add_argument("--markets", type=int, default=None, metavar="K",
                    help="judge the run on K generated markets instead of one market folder; "

@@ -8,7 +8,8 @@
 2. In chunks of ``chunk`` markets: features as one vmapped program, then every strategy as one
    program vmapped over the chunk (``evaluation.markets``): the agent (each seed), the seed
    ensemble (mean of the seeds' target weights on one shared book), the run's pre-trained
-   hierarchy (Phases 1 + 2, no RL) when the agent came from RL phases, every classical baseline,
+   hierarchy (Phases 1 + 2, no RL) when the agent came from RL phases and the hierarchy after
+   each RL phase before the last (the ladder: what each phase added), every classical baseline,
    the random baseline, the flat RL baseline when the run has one, the regime oracle; same
    window, accounting, costs, risk manager and no-trade band as ``hrl-sarp evaluate``.
 3. ``<run>/report-markets/``: metrics.json (per-market records, paired statistics, summary,
@@ -57,18 +58,27 @@ from hrl_sarp_jax.evaluation.backtest import ReplayTargets, date_window, rebalan
 from hrl_sarp_jax.evaluation.evaluate import BENCHMARK
 from hrl_sarp_jax.evaluation.flat_policy import SCHEDULE as FLAT_SCHEDULE
 from hrl_sarp_jax.evaluation.flat_policy import FlatPolicyFn, load_flat_policy
+from hrl_sarp_jax.evaluation.ladder import LADDER_RULE, markets_ladder
 from hrl_sarp_jax.evaluation.markets_report import write_markets_report
 from hrl_sarp_jax.evaluation.regime_rule import fit_market
 from hrl_sarp_jax.features.build import build_features_batch
 from hrl_sarp_jax.pipeline import (
     AGENT,
     FLAT,
+    LADDER_LABELS,
     PRETRAINED,
     PRETRAINED_DESCRIPTION,
     resolve_split,
     rl_phase_record,
+    rung_description,
+    rung_name,
 )
-from hrl_sarp_jax.training.policy import load_policy, load_pretrained_policy, uses_rl
+from hrl_sarp_jax.training.policy import (
+    load_policy,
+    load_pretrained_policy,
+    phase_ladder,
+    uses_rl,
+)
 from hrl_sarp_jax.utils.atomic import atomic_write_text
 
 ENSEMBLE = "hrl_sarp_ensemble"
@@ -117,9 +127,11 @@ def config_hash(cfg: Config) -> str:
 
 def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_params: Any, t0: int,
                 length: int, include: Sequence[str] | None,
-                random_seeds: int) -> list[mk.MarketStrategy]:
+                random_seeds: int, rungs: Sequence[tuple[int, Any]] = ()
+                ) -> list[mk.MarketStrategy]:
     """Every strategy of the evaluation (module docstring), agent first; ``pretrained``: the
-    run's Phase 1 + 2 policy when the agent came from RL phases (else None)."""
+    run's Phase 1 + 2 policy when the agent came from RL phases (else None); ``rungs``: [(phase,
+    policy)] the hierarchy after each earlier RL phase (``training.policy.phase_ladder``)."""
     networks = cfg.networks
     freq = cfg.env.micro_frequency   # checked with the other env keys (make_env_params)
     agent = HierarchicalStrategy(networks)
@@ -134,6 +146,11 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
                                  length)
         out.append(mk.MarketStrategy(PRETRAINED, agent, freq, "trained", carry=pre,
                                      seeded=True, description=PRETRAINED_DESCRIPTION))
+    for phase, rung in rungs:
+        out.append(mk.MarketStrategy(
+            rung_name(phase), agent, freq, "trained", seeded=True,
+            carry=agent.init_carries(rung.macro_actor, rung.micro_actor, first_params, t0, length),
+            description=rung_description(phase)))
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         flat, _ = load_flat_policy(run, cfg, cfg.train.checkpoint)
         out.append(mk.MarketStrategy(FLAT, FlatPolicyFn(networks, first_params.num_stocks),
@@ -201,8 +218,10 @@ def evaluate_markets(
     bootstrap_num: int = 2000,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    ladder: bool = True,
 ) -> dict[str, Any]:
-    """Judge the run on ``markets`` generated markets (module docstring). Returns
+    """Judge the run on ``markets`` generated markets (module docstring). With ``ladder`` the
+    hierarchy after each earlier RL phase runs too (``evaluation.ladder``). Returns
     {"report_dir", "files", "metrics" (metrics.json's content), "warnings"}."""
     say = log or (lambda _msg: None)
     started = time.perf_counter()
@@ -245,8 +264,10 @@ def evaluate_markets(
 
     pretrained = (load_pretrained_policy(run, cfg, market0, meta0, feats0) if uses_rl(policy)
                   else None)
+    rungs = (phase_ladder(run, cfg, market0, meta0, feats0, policy)
+             if ladder and pretrained is not None else [])
     strategies = _strategies(run, cfg, policy, pretrained, params0, t0, length, include,
-                             random_seeds)
+                             random_seeds, rungs)
     index = include is None or BENCHMARK in include
     week_end = np.asarray(market0.week_end, bool)
     jitter = f", sector drifts jittered by {synth.alpha_jitter:g}" if synth.alpha_jitter else ""
@@ -267,8 +288,8 @@ def evaluate_markets(
         inputs = _chunk_inputs(items, cfg) if items else None
 
     names = list(records[0]["strategies"])
-    classical = [n for n in names if n not in (AGENT, ENSEMBLE, PRETRAINED, "oracle",
-                                               "regime_rule")]
+    trained = (AGENT, ENSEMBLE, PRETRAINED, *(rung_name(p) for p, _ in rungs))
+    classical = [n for n in names if n not in (*trained, "oracle", "regime_rule")]
     paired = mk.paired_table(records, AGENT, [n for n in names if n != AGENT],
                              num_boot=bootstrap_num, seed=int(cfg.seed))
     paired_ens = mk.paired_table(records, ENSEMBLE, [n for n in names
@@ -296,6 +317,12 @@ def evaluate_markets(
         "verdict_ensemble": mk.verdicts(paired_ens["pairs"], ENSEMBLE),
         "summary": summary,
         "rl_phases": rl_phase_record(run),
+        "ladder": None if pretrained is None or not ladder else {
+            "rule": LADDER_RULE, "over": "markets",
+            "rows": markets_ladder(records, [
+                (LADDER_LABELS[2], PRETRAINED),
+                *((LADDER_LABELS[p], rung_name(p)) for p, _ in rungs),
+                (LADDER_LABELS[5], AGENT)])},
         "attribution": {
             "strategy": AGENT, "over": "mean over markets of each market's mean over seeds",
             **{k: v for k, v in ea.mean_attribution([r["attribution"] for r in records]

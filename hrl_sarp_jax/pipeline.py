@@ -39,10 +39,16 @@ from hrl_sarp_jax.evaluation.agent import (
 )
 from hrl_sarp_jax.evaluation.evaluate import add_strategy, evaluate_baselines, strategy_attribution
 from hrl_sarp_jax.evaluation.flat_policy import flat_daily_returns
+from hrl_sarp_jax.evaluation.ladder import LADDER_RULE, window_ladder
 from hrl_sarp_jax.evaluation.overfitting import deflated_sharpe
 from hrl_sarp_jax.evaluation.report import write_report
 from hrl_sarp_jax.features.featureset import FeatureSet
-from hrl_sarp_jax.training.policy import load_policy, load_pretrained_policy, uses_rl
+from hrl_sarp_jax.training.policy import (
+    load_policy,
+    load_pretrained_policy,
+    phase_ladder,
+    uses_rl,
+)
 from hrl_sarp_jax.utils.atomic import atomic_write_text
 
 AGENT = "hrl_sarp"
@@ -50,6 +56,26 @@ FLAT = "flat_rl"
 PRETRAINED = "hrl_sarp_pretrained"
 PRETRAINED_DESCRIPTION = ("the run's pre-trained hierarchy (Phase 1 Macro + Phase 2 Micro, no RL): "
                           "what the RL phases add is the agent minus this")
+LADDER_LABELS = {2: "after Phase 2 (pre-trained, no RL)", 3: "after Phase 3",
+                 4: "after Phase 4", 5: "final policy"}
+"""Each rung's label in the ladder (``evaluation.ladder``)."""
+
+
+RUNG_PHASES = (3, 4)
+"""The RL phases after which the hierarchy is a rung of its own (``rung_name``)."""
+
+
+def rung_name(phase: int) -> str:
+    """The strategy name of the hierarchy after RL phase ``phase`` (3 or 4) in a report."""
+    return f"{AGENT}_after_phase{phase}"
+
+
+def rung_description(phase: int) -> str:
+    micro = "Phase 2's Micro" if phase == 3 else "Phase 4's Micro"
+    return (f"the run's hierarchy after Phase {phase}: Phase 3's Macro with {micro} (a rung of "
+            f"the ladder: what each RL phase added)")
+
+
 REPORT_DIR = "report"
 DECISIONS_FILE = "decisions.jsonl"
 TABLE_METRICS = ("sharpe", "cagr", "max_drawdown")
@@ -170,6 +196,7 @@ def evaluate_run(
     return_payload: bool = False,
     start_books: dict[str, Any] | None = None,
     return_books: bool = False,
+    ladder: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the run's trained policy on ``split`` and write its report (module docstring).
 
@@ -188,6 +215,8 @@ def evaluate_run(
         ``evaluation.backtest.BookState`` to start from instead of cash (leading [K] for
         the seeded ones): a walk-forward fold passes the previous fold's ``"books"``.
       return_books: also return every strategy's end book as ``"books"``.
+      ladder: also run the hierarchy after each earlier RL phase and report what each phase
+        added on this window (``evaluation.ladder``; the pre-trained hierarchy runs either way).
     Returns {"report_dir", "files", "decisions", "table": [(strategy, sharpe, cagr,
     max_drawdown)], "window", "split", "policy", "seeds"} (+ "payload", "books").
     """
@@ -202,7 +231,7 @@ def evaluate_run(
         sector_drift=synthetic_drift(market_dir), include=include, risk_manager=risk_manager,
         bootstrap_num=bootstrap_num, historical=historical,
         start_books={k: v for k, v in (start_books or {}).items()
-                     if k not in (AGENT, FLAT, PRETRAINED)},
+                     if k not in (AGENT, FLAT, PRETRAINED, *map(rung_name, RUNG_PHASES))},
         return_books=return_books)
     books = payload.pop("end_books", {})
     t0, length = int(payload["window"]["t0"]), int(payload["window"]["days"])
@@ -231,17 +260,21 @@ def evaluate_run(
             "listed as requiring a trained run")
     pretrained = (load_pretrained_policy(run, cfg, market, meta, feats) if uses_rl(policy)
                   else None)
-    if pretrained is not None:
-        say(f"pre-trained hierarchy (Phases 1 + 2, no RL): {pretrained.seeds} seed(s) ...")
+    rungs = [] if pretrained is None else [
+        (2, PRETRAINED, pretrained, PRETRAINED_DESCRIPTION),
+        *((p, rung_name(p), rung, rung_description(p))
+          for p, rung in (phase_ladder(run, cfg, market, meta, feats, policy) if ladder
+                          else []))]
+    for _, name, rung, description in rungs:
+        say(f"{description.split(':')[0]}: {rung.seeds} seed(s) ...")
         _, pre, *pre_book = run_agent(
-            cfg.networks, pretrained.macro_actor, pretrained.micro_actor, params, t0, length,
+            cfg.networks, rung.macro_actor, rung.micro_actor, params, t0, length,
             risk_manager=risk_manager, return_window=cfg.env.return_window,
-            book0=(start_books or {}).get(PRETRAINED), return_book=return_books,
+            book0=(start_books or {}).get(name), return_book=return_books,
             frequency=cfg.env.micro_frequency)
-        books.update({PRETRAINED: pre_book[0]} if return_books else {})
+        books.update({name: pre_book[0]} if return_books else {})
         payload = add_strategy(  # before the agent, so the agent's tests include it
-            payload, PRETRAINED, np.asarray(pre.net_return, np.float64),
-            description=PRETRAINED_DESCRIPTION,
+            payload, name, np.asarray(pre.net_return, np.float64), description=description,
             sector_weights=np.asarray(pre.sector_weights, np.float64),
             turnover=np.asarray(pre.turnover, np.float64),
             cost_frac=np.asarray(pre.cost_frac, np.float64),
@@ -271,6 +304,13 @@ def evaluate_run(
                            "policy": {"run": run.name, "seeds": policy.seeds,
                                       **{k: str(v) for k, v in policy.source.items()}}}
     payload["rl_phases"] = rl_phase_record(run)
+    payload["ladder"] = None if not (ladder and rungs) else {
+        "rule": LADDER_RULE, "over": f"the {label} window, block bootstrap of its days",
+        "rows": window_ladder(
+            [*((LADDER_LABELS[p], n, payload["strategies"][n]["per_seed_net"])
+               for p, n, _, _ in rungs),
+             (LADDER_LABELS[5], AGENT, np.asarray(res.net_return, np.float64))],
+            seed=int(cfg.seed), num_boot=bootstrap_num)}
     report_dir = Path(out_dir) if out_dir is not None else run.root / REPORT_DIR
     files = write_report(payload, report_dir)
     records = decision_records(carry, res, meta.dates, meta.tickers, meta.sectors)
@@ -278,7 +318,8 @@ def evaluate_run(
     atomic_write_text(decisions, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
     out = {"report_dir": report_dir, "files": files, "decisions": decisions,
            "table": _table(payload), "window": payload["window"], "split": label,
-           "policy": dict(policy.source), "seeds": policy.seeds}
+           "policy": dict(policy.source), "seeds": policy.seeds,
+           "ladder": payload["ladder"]}
     if return_payload:
         out["payload"] = payload
     if return_books:

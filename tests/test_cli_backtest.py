@@ -158,13 +158,12 @@ def test_walk_forward_end_to_end(tmp_path, capsys):
     """2 rolling folds of (1, 0.5, 0.5) years on the smoke market (2018-2020), Phases 1-2."""
     from hrl_sarp_jax.data.synthetic import write_synthetic_market
 
-    root = Path(__file__).resolve().parents[1]
-    smoke = root / "configs" / "smoke.yaml"
+    smoke = "smoke"   # the shipped preset (hrl_sarp_jax/configs/smoke.yaml)
     market_dir = write_synthetic_market(tmp_path / "market",
                                         load_config(smoke, TINY).synth)
     ckpts = tmp_path / "ckpts"
     args = ["backtest", "--walk-forward", "--train-years", "1", "--val-years", "0.5",
-            "--test-years", "0.5", "--config", str(smoke),
+            "--test-years", "0.5", "--config", smoke,
             *[x for s in TINY for x in ("--set", s)], "--data", str(market_dir),
             "--checkpoints", str(ckpts), "--run", "wf", "--phases", "1,2",
             "--random-seeds", "2", "--bootstrap", "100", "--baselines", ",".join(BASELINES)]

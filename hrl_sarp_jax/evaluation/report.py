@@ -25,6 +25,7 @@ import numpy as np
 
 from hrl_sarp_jax.config import REGIME_NAMES
 from hrl_sarp_jax.evaluation.backtest import COST_ITEMS
+from hrl_sarp_jax.evaluation.ladder import LADDER_HEADER, ladder_rows
 from hrl_sarp_jax.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 PLOTS = ("equity", "drawdown", "sector_allocation", "regimes", "rolling_sharpe", "costs",
@@ -171,7 +172,8 @@ def metrics_json(payload: dict) -> dict:
         "tests": payload.get("tests", {}),
         "stress": payload.get("stress", {}),
         "verdict": verdict(payload),
-        **{k: payload[k] for k in ("folds", "paired_folds", "rl_phases") if payload.get(k)},
+        **{k: payload[k] for k in ("folds", "paired_folds", "rl_phases", "ladder")
+           if payload.get(k)},
     }
 
 
@@ -546,6 +548,19 @@ def fold_tables(payload: dict) -> list[tuple[str, str, list[str], list[list[str]
     return out
 
 
+def ladder_section(doc: dict, *, md: bool) -> list[str]:
+    """What each training phase added (``evaluation.ladder``), if the document has a ladder."""
+    lad = doc.get("ladder")
+    if not lad:
+        return []
+    title = f"What each training phase added (the hierarchy after each phase, {lad['over']})"
+    if md:
+        return [f"## {title}", "", lad["rule"], "",
+                md_table(LADDER_HEADER, ladder_rows(lad["rows"])), ""]
+    return [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(lad['rule'])}</p>",
+            html_table(LADDER_HEADER, ladder_rows(lad["rows"]))]
+
+
 def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
     w, mk = payload["window"], payload["market"]
     s = payload["settings"]
@@ -579,6 +594,7 @@ def render_markdown(payload: dict, plot_files: dict[str, str]) -> str:
                  rl_phases_line(payload)):
         if line:
             parts += [line, ""]
+    parts += ladder_section(payload, md=True)
     for title, note, h, rows in fold_tables(payload):
         parts += [f"## {title}", "", note, "", md_table(h, rows), ""]
     for section, rows in _test_rows(payload):
@@ -636,6 +652,7 @@ def render_html(payload: dict, plots: dict[str, bytes]) -> str:
                  rl_phases_line(payload)):
         if line:
             parts.append(f"<p>{html.escape(line)}</p>")
+    parts += ladder_section(payload, md=False)
     for title, note, h, rows in fold_tables(payload):
         parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>",
                   html_table(h, rows)]

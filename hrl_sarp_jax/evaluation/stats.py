@@ -40,7 +40,7 @@ from hrl_sarp_jax.data.resample import stationary_bootstrap_indices
 PERIODS = 252
 
 
-def _sharpe(r: np.ndarray, periods: int = PERIODS) -> np.ndarray:
+def annual_sharpe(r: np.ndarray, periods: int = PERIODS) -> np.ndarray:
     """Annualised Sharpe along the last axis (ddof 1); 0 where the std is 0."""
     sd = r.std(axis=-1, ddof=1)
     mean = r.mean(axis=-1)
@@ -50,17 +50,19 @@ def _sharpe(r: np.ndarray, periods: int = PERIODS) -> np.ndarray:
 def sharpe_diff_bootstrap(a: np.ndarray, b: np.ndarray, *, num: int = 2000,
                           mean_block: float = 5.0, alpha: float = 0.05, seed: int = 0,
                           periods: int = PERIODS) -> dict:
-    """Stationary block bootstrap of Sharpe(a) - Sharpe(b) for paired daily returns [n]."""
+    """Stationary block bootstrap of Sharpe(a) - Sharpe(b) for paired daily returns [n]
+    (``se``: the standard deviation of the resampled differences)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size < 3:
         raise ValueError("sharpe_diff_bootstrap needs two paired 1-D series of >= 3 days")
     rng = np.random.default_rng(seed)
     idx = stationary_bootstrap_indices(a.size, num, mean_block, rng)
-    d = _sharpe(a[idx], periods) - _sharpe(b[idx], periods)
-    diff = float(_sharpe(a, periods) - _sharpe(b, periods))
+    d = annual_sharpe(a[idx], periods) - annual_sharpe(b[idx], periods)
+    diff = float(annual_sharpe(a, periods) - annual_sharpe(b, periods))
     lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
     p = float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
     return {"diff": diff, "ci_low": float(lo), "ci_high": float(hi), "p_value": p,
+            "se": float(d.std(ddof=1)),
             "alpha": alpha, "num": num, "mean_block": mean_block, "seed": seed,
             "significant": bool(lo > 0 or hi < 0)}
 

@@ -7,6 +7,8 @@
 - else the MacroActor from Phase 3's best checkpoint (every seed), else Phase 1's best
   checkpoint (each seed's ``best_params``); the MicroActor from Phase 4's best checkpoint
   (every seed), else Phase 2's best (the seed with the lowest validation loss, broadcast).
+``load_policy(upto=p)`` reads only phases <= p: the hierarchy as it stood after phase p
+(``phase_ladder``: after each RL phase, for the evaluation's rungs).
 When the two levels have different seed counts, policy seed k pairs Macro seed k mod K_macro
 with Micro seed k mod K_micro (K = the larger count); ``source`` records every choice.
 """
@@ -27,6 +29,9 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training.sharding import to_host
 from hrl_sarp_jax.types import Params
+
+LADDER_PHASES = (2, 3, 4, 5)
+"""``load_policy(upto=...)``: the phases after which the hierarchy can be read."""
 
 
 @dataclass
@@ -152,10 +157,13 @@ def load_phase2_micro_best(run: Run, cfg: Config, market: MarketArrays, meta: Ma
 
 # HOST ONLY
 def load_policy(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
-                feats: FeatureSet) -> TrainedPolicy:
-    """The run's trained hierarchical policy (module docstring). CheckpointError naming the
-    phases to train when a level has no checkpoint at all."""
-    if (run.phase_dir(5) / "ckpt").is_dir() and _has_checkpoint(run, 5):
+                feats: FeatureSet, upto: int = 5) -> TrainedPolicy:
+    """The run's trained hierarchical policy (module docstring) as it stood after phase
+    ``upto`` (2-5: only the checkpoints of phases <= ``upto`` are read; 5: the final one).
+    CheckpointError naming the phases to train when a level has no checkpoint at all."""
+    if upto not in LADDER_PHASES:
+        raise ConfigError(f"policy after phase {upto}: give one of {LADDER_PHASES}")
+    if upto >= 5 and (run.phase_dir(5) / "ckpt").is_dir() and _has_checkpoint(run, 5):
         try:
             from hrl_sarp_jax.training.joint import load_phase5_policy
         except ImportError as exc:
@@ -165,7 +173,7 @@ def load_policy(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
             ) from exc
         return load_phase5_policy(run, cfg, market, meta, feats, cfg.train.checkpoint)
 
-    has = {p: _has_checkpoint(run, p) for p in (1, 2, 3, 4)}
+    has = {p: p <= upto and _has_checkpoint(run, p) for p in (1, 2, 3, 4)}
     missing = []
     if not (has[1] or has[3]):
         missing.append(f"the Macro agent (hrl-sarp train --phase 1 --run {run.name}, then "
@@ -196,11 +204,21 @@ def load_pretrained_policy(run: Run, cfg: Config, market: MarketArrays, meta: Ma
     that tells what the RL phases add; None when the run lacks either checkpoint."""
     if not (_has_checkpoint(run, 1) and _has_checkpoint(run, 2)):
         return None
-    source: dict[str, Any] = {}
-    macro, source["macro"] = load_phase1_macro_all(run, cfg, market, meta, feats)
-    micro, source["micro"] = load_phase2_micro_best(run, cfg, market, meta, feats)
-    macro, micro, k, source["seeds"] = pair_seeds(macro, micro)
-    return TrainedPolicy(macro_actor=macro, micro_actor=micro, seeds=k, source=source)
+    return load_policy(run, cfg, market, meta, feats, upto=2)
+
+
+# HOST ONLY
+def phase_ladder(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                 feats: FeatureSet, policy: TrainedPolicy) -> list[tuple[int, TrainedPolicy]]:
+    """The hierarchy after each RL phase before the final ``policy`` (``load_policy``): [(3,
+    Phase 3's Macro with Phase 2's Micro), (4, Phase 3's Macro with Phase 4's Micro)], each
+    where the run has that phase and ``policy`` came from a later one. With the pre-trained
+    hierarchy before them and ``policy`` after, these rungs say what each RL phase added."""
+    final = max((p for p in (3, 4, 5)
+                 if str(policy.source.get("macro", "")).startswith(f"phase {p}")
+                 or str(policy.source.get("micro", "")).startswith(f"phase {p}")), default=2)
+    return [(p, load_policy(run, cfg, market, meta, feats, upto=p)) for p in (3, 4)
+            if p < final and _has_checkpoint(run, p)]
 
 
 def uses_rl(policy: TrainedPolicy) -> bool:

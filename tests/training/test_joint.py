@@ -135,6 +135,7 @@ def test_phase_all_then_interrupted_phase5_resumes_exactly(tmp_path, smoke_marke
     shutil.rmtree(part / "phase5")
     cfg = smoke_cfg(*TINY_RL)
     prun = open_run(part)
+    _check_ladder(run, prun, cfg, smoke_market, tmp_path)
     joint.run_phase5(prun, cfg, market, meta, feats, round_limit=1)
     resumed = joint.run_phase5(prun, cfg, market, meta, feats, resume=True)
     assert resumed["resumed_from_step"] == 1
@@ -165,3 +166,51 @@ def test_phase_all_then_interrupted_phase5_resumes_exactly(tmp_path, smoke_marke
     assert kept["best_select"] == pytest.approx(round0["val_sharpe"])
     with PhaseCheckpointer(mrun, 5, read_only=True) as ck:
         assert ck.metrics(2)["val_select"] < ck.metrics(2)["val_sharpe"] - 1.0
+
+
+def _check_ladder(run, without5, cfg, smoke_market, tmp_path):
+    """The hierarchy after each RL phase (``training.policy.phase_ladder``): after Phase 4 it
+    is the policy of the same run without Phase 5, after Phase 3 Phase 3's Macro with Phase
+    2's Micro; ``evaluate`` backtests each rung as the agent and reports per-seed Sharpe
+    differences between consecutive rungs."""
+    from hrl_sarp_jax.evaluation.stats import annual_sharpe
+    from hrl_sarp_jax.pipeline import AGENT, PRETRAINED, evaluate_run, rung_name
+    from hrl_sarp_jax.training.policy import load_policy, load_pretrained_policy, phase_ladder
+
+    market_dir, market, meta, feats, _ = smoke_market
+    final = load_policy(run, cfg, market, meta, feats)
+    rungs = dict(phase_ladder(run, cfg, market, meta, feats, final))
+    assert sorted(rungs) == [3, 4] and final.source["macro"].startswith("phase 5")
+    before5 = load_policy(without5, cfg, market, meta, feats)
+    pre = load_pretrained_policy(run, cfg, market, meta, feats)
+    assert rungs[4].source == before5.source
+    assert rungs[3].source["macro"] == rungs[4].source["macro"]
+    assert rungs[3].source["macro"].startswith("phase 3")
+    assert rungs[3].source["micro"] == pre.source["micro"]
+    leaves = lambda p, level: jax.tree.leaves(getattr(p, level))  # noqa: E731
+    for a, b in [(rungs[4], before5), (rungs[3], rungs[4]), (rungs[3], pre)]:
+        level = "micro_actor" if b is pre else "macro_actor"
+        for x, y in zip(leaves(a, level), leaves(b, level), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    with pytest.raises(ConfigError, match="after phase 1"):
+        load_policy(run, cfg, market, meta, feats, upto=1)
+
+    kw = {"split": "val", "market_dir": market_dir, "include": ("equal_weight",),
+          "historical": False, "bootstrap_num": 50, "seeds_for_random": 1,
+          "return_payload": True}
+    out = evaluate_run(run, cfg, market, meta, feats, out_dir=tmp_path / "val", **kw)
+    rows = out["ladder"]["rows"]
+    names = [PRETRAINED, rung_name(3), rung_name(4), AGENT]
+    assert [r["strategy"] for r in rows] == names
+    nets = {n: out["payload"]["strategies"][n]["per_seed_net"] for n in names}
+    for prev, row in zip(names, rows[1:], strict=False):
+        np.testing.assert_allclose(row["vs_previous"]["per_seed"]["diff"],
+                                   annual_sharpe(nets[row["strategy"]]) - annual_sharpe(nets[prev]),
+                                   atol=1e-9)
+    assert "What each training phase added" in (tmp_path / "val" / "report.md").read_text()
+    # the rung after Phase 4 is the agent of the run without Phase 5 (the same backtest)
+    sub = evaluate_run(without5, cfg, market, meta, feats, out_dir=tmp_path / "val4",
+                       ladder=False, **kw)
+    np.testing.assert_allclose(sub["payload"]["strategies"][AGENT]["per_seed_net"],
+                               nets[rung_name(4)], rtol=0, atol=1e-12)
+    assert sub["ladder"] is None
