@@ -817,7 +817,8 @@ def _print_ladder(ladder: dict | None) -> None:
     """The rungs' Sharpe and what each phase added (``evaluation.ladder``), if any."""
     if not ladder:
         return
-    print(f"what each phase added ({ladder['over']}; improved: Δ > its standard error):")
+    print(f"what each phase added ({ladder['over']}; Sharpe: the mean of the seeds'; "
+          f"improved: Δ > its standard error):")
     for row in ladder["rows"]:
         v = row["vs_previous"]
         change = "" if v is None else (
