@@ -177,6 +177,31 @@ def rl_phase_record(run: Run) -> dict[str, Any]:
 
 
 # HOST ONLY
+def _hierarchy_rungs(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                     feats: FeatureSet, policy: Any, ladder: bool) -> list[tuple]:
+    """[(phase, strategy name, TrainedPolicy, description)] of the hierarchies evaluated
+    beside the agent: the pre-trained one (Phases 1 + 2) when the agent came from RL phases
+    and, with ``ladder``, the one after each earlier RL phase (``phase_ladder``)."""
+    pretrained = (load_pretrained_policy(run, cfg, market, meta, feats) if uses_rl(policy)
+                  else None)
+    if pretrained is None:
+        return []
+    later = phase_ladder(run, cfg, market, meta, feats, policy) if ladder else []
+    return [(2, PRETRAINED, pretrained, PRETRAINED_DESCRIPTION),
+            *((p, rung_name(p), rung, rung_description(p)) for p, rung in later)]
+
+
+def _add_backtest(payload: dict, name: str, res: Any, description: str, **kw: Any) -> dict:
+    """``add_strategy`` of a hierarchy's backtest ``res`` (leaves [K, L], one row a seed)."""
+    return add_strategy(
+        payload, name, np.asarray(res.net_return, np.float64), description=description,
+        sector_weights=np.asarray(res.sector_weights, np.float64),
+        turnover=np.asarray(res.turnover, np.float64),
+        cost_frac=np.asarray(res.cost_frac, np.float64),
+        costs={c: np.asarray(v, np.float64) for c, v in res.costs.items()}, **kw)
+
+
+# HOST ONLY
 def evaluate_run(
     run: Run,
     cfg: Config,
@@ -258,35 +283,20 @@ def evaluate_run(
     else:
         say("flat RL baseline: not trained in this run (`hrl-sarp train --phase flat`); "
             "listed as requiring a trained run")
-    pretrained = (load_pretrained_policy(run, cfg, market, meta, feats) if uses_rl(policy)
-                  else None)
-    rungs = [] if pretrained is None else [
-        (2, PRETRAINED, pretrained, PRETRAINED_DESCRIPTION),
-        *((p, rung_name(p), rung, rung_description(p))
-          for p, rung in (phase_ladder(run, cfg, market, meta, feats, policy) if ladder
-                          else []))]
+    rungs = _hierarchy_rungs(run, cfg, market, meta, feats, policy, ladder)
     for _, name, rung, description in rungs:
         say(f"{description.split(':')[0]}: {rung.seeds} seed(s) ...")
-        _, pre, *pre_book = run_agent(
+        _, rung_res, *rung_book = run_agent(
             cfg.networks, rung.macro_actor, rung.micro_actor, params, t0, length,
             risk_manager=risk_manager, return_window=cfg.env.return_window,
             book0=(start_books or {}).get(name), return_book=return_books,
             frequency=cfg.env.micro_frequency)
-        books.update({name: pre_book[0]} if return_books else {})
-        payload = add_strategy(  # before the agent, so the agent's tests include it
-            payload, name, np.asarray(pre.net_return, np.float64), description=description,
-            sector_weights=np.asarray(pre.sector_weights, np.float64),
-            turnover=np.asarray(pre.turnover, np.float64),
-            cost_frac=np.asarray(pre.cost_frac, np.float64),
-            costs={c: np.asarray(v, np.float64) for c, v in pre.costs.items()}, compare=False)
-    payload = add_strategy(
-        payload, AGENT, np.asarray(res.net_return, np.float64),
-        description=f"HRL-SARP agent (run {run.name}, {policy.seeds} seed(s))",
-        sector_weights=np.asarray(res.sector_weights, np.float64),
-        turnover=np.asarray(res.turnover, np.float64),
-        cost_frac=np.asarray(res.cost_frac, np.float64),
-        costs={c: np.asarray(v, np.float64) for c, v in res.costs.items()},
-        regime_calls=regime_calls(carry), seed=int(cfg.seed))
+        books.update({name: rung_book[0]} if return_books else {})
+        # before the agent, so the agent's tests include it
+        payload = _add_backtest(payload, name, rung_res, description, compare=False)
+    payload = _add_backtest(payload, AGENT, res,
+                            f"HRL-SARP agent (run {run.name}, {policy.seeds} seed(s))",
+                            regime_calls=regime_calls(carry), seed=int(cfg.seed))
     agent = payload["strategies"][AGENT]
     agent["attribution"] = strategy_attribution(
         res, params, t0, agent_rebalance(cfg.env.micro_frequency, params, t0, length),
