@@ -150,7 +150,7 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
         out.append(mk.MarketStrategy(
             rung_name(phase), agent, freq, "trained", seeded=True,
             carry=agent.init_carries(rung.macro_actor, rung.micro_actor, first_params, t0, length),
-            description=rung_description(phase)))
+            description=rung_description(phase, rung)))
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         flat, _ = load_flat_policy(run, cfg, cfg.train.checkpoint)
         out.append(mk.MarketStrategy(FLAT, FlatPolicyFn(networks, first_params.num_stocks),

@@ -70,10 +70,11 @@ def rung_name(phase: int) -> str:
     return f"{AGENT}_after_phase{phase}"
 
 
-def rung_description(phase: int) -> str:
-    micro = "Phase 2's Micro" if phase == 3 else "Phase 4's Micro"
-    return (f"the run's hierarchy after Phase {phase}: Phase 3's Macro with {micro} (a rung of "
-            f"the ladder: what each RL phase added)")
+def rung_description(phase: int, policy: Any) -> str:
+    """A rung's report description from where its levels came (``TrainedPolicy.source``)."""
+    return (f"the run's hierarchy after Phase {phase} (a rung of the ladder: what each RL "
+            f"phase added): Macro from {policy.source.get('macro')}; Micro from "
+            f"{policy.source.get('micro')}")
 
 
 REPORT_DIR = "report"
@@ -188,7 +189,7 @@ def _hierarchy_rungs(run: Run, cfg: Config, market: MarketArrays, meta: MarketMe
         return []
     later = phase_ladder(run, cfg, market, meta, feats, policy) if ladder else []
     return [(2, PRETRAINED, pretrained, PRETRAINED_DESCRIPTION),
-            *((p, rung_name(p), rung, rung_description(p)) for p, rung in later)]
+            *((p, rung_name(p), rung, rung_description(p, rung)) for p, rung in later)]
 
 
 def _add_backtest(payload: dict, name: str, res: Any, description: str, **kw: Any) -> dict:
@@ -285,7 +286,7 @@ def evaluate_run(
             "listed as requiring a trained run")
     rungs = _hierarchy_rungs(run, cfg, market, meta, feats, policy, ladder)
     for _, name, rung, description in rungs:
-        say(f"{description.split(':')[0]}: {rung.seeds} seed(s) ...")
+        say(f"{name}: {rung.seeds} seed(s) over {length} days ...")
         _, rung_res, *rung_book = run_agent(
             cfg.networks, rung.macro_actor, rung.micro_actor, params, t0, length,
             risk_manager=risk_manager, return_window=cfg.env.return_window,
