@@ -179,6 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     verdict = json.loads(Path(out["files"]["metrics"]).read_text()).get("verdict") or {}
     for note in verdict.get("diagnostics", []):
         print(f"  * {note}")
+    _print_ladder(out.get("ladder"))
     print(f"report: {out['files']['html']}")
     print(f"        {out['files']['markdown']}")
     print(f"        {out['files']['metrics']}")
@@ -815,16 +816,10 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
 
 def _print_ladder(ladder: dict | None) -> None:
     """The rungs' Sharpe and what each phase added (``evaluation.ladder``), if any."""
-    if not ladder:
-        return
-    print(f"what each phase added ({ladder['over']}; Sharpe: the mean of the seeds'; "
-          f"improved: Δ > its standard error):")
-    for row in ladder["rows"]:
-        v = row["vs_previous"]
-        change = "" if v is None else (
-            f"  Δ {sum(v['per_seed']['diff']) / v['seeds']:+.3f}, seeds improved "
-            f"{v['improved_seeds']}/{v['seeds']}")
-        print(f"  {row['rung']:<36} Sharpe {row['sharpe']:+.3f}{change}")
+    from hrl_sarp_jax.evaluation.ladder import ladder_lines
+
+    for line in ladder_lines(ladder):
+        print(line)
 
 
 def _add_eval_parsers(sub) -> None:

@@ -121,3 +121,19 @@ def ladder_rows(ladder: Sequence[Mapping]) -> list[list[str]]:
                     ", ".join(f"{a:+.3f} ({b:.3f})" for a, b in zip(d, s, strict=True)),
                     f"{v['improved_seeds']}/{v['seeds']}"])
     return out
+
+
+def ladder_lines(ladder: Mapping | None) -> list[str]:
+    """Console lines of a report's ``ladder`` block (none without one): a header, then each
+    rung's Sharpe and, after the first, the seeds' mean change and the seeds improved."""
+    if not ladder:
+        return []
+    out = [f"what each phase added ({ladder['over']}; Sharpe: the mean of the seeds'; "
+           f"improved: Δ > its standard error):"]
+    for row in ladder["rows"]:
+        v = row["vs_previous"]
+        change = "" if v is None else (
+            f"  Δ {float(np.mean(v['per_seed']['diff'])):+.3f}, seeds improved "
+            f"{v['improved_seeds']}/{v['seeds']}")
+        out.append(f"  {row['rung']:<36} Sharpe {row['sharpe']:+.3f}{change}")
+    return out

@@ -8,7 +8,12 @@ import pytest
 
 from hrl_sarp_jax.data.resample import stationary_bootstrap_indices
 from hrl_sarp_jax.evaluation import stats as st
-from hrl_sarp_jax.evaluation.ladder import ladder_rows, markets_ladder, window_ladder
+from hrl_sarp_jax.evaluation.ladder import (
+    ladder_lines,
+    ladder_rows,
+    markets_ladder,
+    window_ladder,
+)
 
 
 def _sharpe(r: np.ndarray) -> np.ndarray:
@@ -70,6 +75,11 @@ def test_markets_ladder_by_hand():
     text = ladder_rows(rows)
     assert text[0] == ["before", "+0.583", "-", "-", "-"]
     assert text[1][3] == "+0.200 (0.058), +0.000 (0.058)" and text[1][4] == "1/2"
+    lines = ladder_lines({"over": "markets", "rows": rows})
+    assert len(lines) == 3 and "markets" in lines[0]
+    assert lines[2].split() == ["after", "Sharpe", "+0.683", "Δ", "+0.100,", "seeds", "improved",
+                                "1/2"]
+    assert ladder_lines(None) == []
 
 
 def test_a_ladder_refuses_unpaired_seeds_and_a_single_rung():
