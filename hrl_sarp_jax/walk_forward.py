@@ -319,6 +319,7 @@ def walk_forward(
     """
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
     from hrl_sarp_jax.data.io import market_identity
+    from hrl_sarp_jax.evaluation.ladder import stitched_ladder
     from hrl_sarp_jax.evaluation.report import write_report
     from hrl_sarp_jax.evaluation.stitch import stitch_payloads
     from hrl_sarp_jax.features.build import build_features
@@ -397,6 +398,7 @@ def walk_forward(
         raise ConfigError(f"the folds' policies have different seed counts {sorted(seeds)}; "
                           f"train every fold with the same train.seeds")
     stitched = stitch_payloads(payloads, labels=[f["name"] for f in done_folds])
+    stitched["ladder"] = stitched_ladder(payloads, seed=int(cfg.seed), num_boot=bootstrap_num)
     for name, e in stitched["folds"]["strategies"].items():
         if e["switch_cost"]:
             say(f"switch {name}: turnover "

@@ -137,3 +137,24 @@ def ladder_lines(ladder: Mapping | None) -> list[str]:
             f"{v['improved_seeds']}/{v['seeds']}")
         out.append(f"  {row['rung']:<36} Sharpe {row['sharpe']:+.3f}{change}")
     return out
+
+
+def stitched_ladder(payloads: Sequence[Mapping], *, seed: int = 0, num_boot: int = 2000
+                    ) -> dict[str, Any] | None:
+    """The ladder over consecutive windows' report payloads (walk-forward folds, each
+    strategy's book carried into the next): each rung's per-seed daily net returns
+    concatenated over the windows [K, sum L], then ``window_ladder``. None unless every
+    window has a ladder of the same rungs."""
+    ladders = [p.get("ladder") for p in payloads]
+    if not ladders or any(lad is None for lad in ladders):
+        return None
+    names = [[r["strategy"] for r in lad["rows"]] for lad in ladders]
+    if any(n != names[0] for n in names):
+        return None
+    rungs = [(row["rung"], row["strategy"],
+              np.concatenate([np.atleast_2d(p["strategies"][row["strategy"]]["per_seed_net"])
+                              for p in payloads], axis=1))
+             for row in ladders[0]["rows"]]
+    return {"rule": LADDER_RULE,
+            "over": f"{len(payloads)} windows stitched, block bootstrap of their days",
+            "rows": window_ladder(rungs, seed=seed, num_boot=num_boot)}

@@ -12,6 +12,7 @@ from hrl_sarp_jax.evaluation.ladder import (
     ladder_lines,
     ladder_rows,
     markets_ladder,
+    stitched_ladder,
     window_ladder,
 )
 
@@ -92,3 +93,26 @@ def test_a_ladder_refuses_unpaired_seeds_and_a_single_rung():
     with pytest.raises(ValueError, match="one shape"):
         window_ladder([("a", "x", np.zeros((2, 10))), ("b", "y", np.zeros((3, 10)))])
     del p3
+
+
+def test_stitched_ladder_concatenates_each_rungs_windows():
+    """Walk-forward folds: a rung's per-seed returns over the folds, end to end."""
+    rng = np.random.default_rng(2)
+    folds = [{n: rng.normal(0.0005, 0.01, (2, days)) for n in ("pre", "agent")}
+             for days in (120, 80)]
+    rungs = [("before", "pre"), ("final", "agent")]
+
+    def payload(nets):
+        return {"strategies": {n: {"per_seed_net": r} for n, r in nets.items()},
+                "ladder": {"rows": [{"rung": a, "strategy": b} for a, b in rungs]}}
+
+    out = stitched_ladder([payload(f) for f in folds], seed=1, num_boot=100)
+    whole = {n: np.concatenate([f[n] for f in folds], axis=1) for n in ("pre", "agent")}
+    assert "2 windows" in out["over"]
+    np.testing.assert_allclose(out["rows"][1]["vs_previous"]["per_seed"]["diff"],
+                               _sharpe(whole["agent"]) - _sharpe(whole["pre"]), atol=1e-12)
+    # a fold without the ladder, or with other rungs: no stitched ladder
+    assert stitched_ladder([payload(folds[0]), {**payload(folds[1]), "ladder": None}]) is None
+    other = payload(folds[1])
+    other["ladder"]["rows"] = other["ladder"]["rows"][:1] * 2
+    assert stitched_ladder([payload(folds[0]), other]) is None
