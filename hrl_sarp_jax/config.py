@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from hrl_sarp_jax.config_ranges import check_config
 from hrl_sarp_jax.errors import ConfigError
 
 REGIME_NAMES = ("bull", "bear", "sideways")  # one id convention everywhere: 0 Bull, 1 Bear, 2 Sideways
@@ -460,6 +462,9 @@ class Config:
     networks: NetworkConfig = field(default_factory=NetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        check_config(self)  # every numeric key's range, the dates, the rules between keys
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -485,6 +490,8 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"config key '{where}': expected true/false, got {value!r}")
         return value
     if annotation is str:
+        if isinstance(value, datetime.date):  # YAML reads 2021-01-01 unquoted as a date
+            return value.isoformat()
         if not isinstance(value, str):
             raise ConfigError(f"config key '{where}': expected a string, got {value!r}")
         return value
@@ -498,9 +505,13 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def _from_dict(cls: type, data: Any, prefix: str) -> Any:
+def _from_dict(cls: type, data: Any, prefix: str, base: Any = None) -> Any:
+    """``base`` (default ``cls()``) with the keys of ``data`` replaced. A nested section starts
+    from its parent's default for it, not from its class's: ``train.micro_pretrain`` given one
+    key keeps the other values of ``TrainConfig``'s own ``micro_pretrain`` default."""
     if not isinstance(data, dict):
         raise ConfigError(f"config key '{prefix or '<root>'}': expected a mapping, got {data!r}")
+    base = cls() if base is None else base
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -514,10 +525,10 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
         annotation = hints[name]
         dotted = f"{prefix}.{name}" if prefix else name
         if dataclasses.is_dataclass(annotation):
-            kwargs[name] = _from_dict(annotation, value, dotted)
+            kwargs[name] = _from_dict(annotation, value, dotted, getattr(base, name))
         else:
             kwargs[name] = _check_type(value, annotation, dotted)
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

@@ -218,7 +218,7 @@ def test_a_built_wheel_carries_the_presets_and_runs_them_from_any_folder(tmp_pat
     ("train.checkpoint=last", r"train\.checkpoint"),
     ("train.ppo.epochs=0", r"train\.ppo\.epochs"),
     ("train.micro_pretrain.lr=0", r"micro_pretrain"),
-    ("train.td3.updates_per_step=0", r"train\.td3\.updates_per_step = 0 must be >= 1"),
+    ("train.td3.updates_per_step=0", r"train\.td3\.updates_per_step' = 0 must be >= 1"),
     ("train.td3.warmup_transitions=-5", r"train\.td3\.warmup_transitions"),
     ("train.ppo.anchor_kl_coef=-1", r"train\.ppo\.anchor_kl_coef"),
     ("train.td3.anchor_kl_coef=-1", r"train\.td3\.anchor_kl_coef"),

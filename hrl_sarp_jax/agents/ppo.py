@@ -43,7 +43,6 @@ from hrl_sarp_jax.agents.optim import (
 )
 from hrl_sarp_jax.agents.returns import gae, normalize_advantages
 from hrl_sarp_jax.config import PPOConfig
-from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.types import Array, Params, PRNGKey, PyTree
 
 ApplyFn = Callable[[Params, PyTree], tuple[PyTree, Array]]
@@ -81,12 +80,6 @@ class PPOHParams:
     @classmethod
     def from_config(cls, cfg: PPOConfig) -> PPOHParams:
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        if not float(cfg.regime_aux_coef) >= 0:
-            raise ConfigError(f"config key 'train.ppo.regime_aux_coef' must be >= 0 (0: no "
-                              f"auxiliary loss; got {cfg.regime_aux_coef})")
-        if not float(cfg.anchor_kl_coef) >= 0:
-            raise ConfigError(f"config key 'train.ppo.anchor_kl_coef' must be >= 0 (0: no "
-                              f"anchor; got {cfg.anchor_kl_coef})")
         return cls(
             lr=f(cfg.lr), clip_eps=f(cfg.clip_eps), entropy_coef=f(cfg.entropy_coef),
             value_coef=f(cfg.value_coef), gamma=f(cfg.gamma), gae_lambda=f(cfg.gae_lambda),

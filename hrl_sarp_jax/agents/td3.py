@@ -29,7 +29,6 @@ from hrl_sarp_jax.agents.buffers import Transition
 from hrl_sarp_jax.agents.distributions import Categorical, masked_softmax
 from hrl_sarp_jax.agents.optim import set_injected
 from hrl_sarp_jax.config import TD3Config
-from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.types import Array, Params, PRNGKey, PyTree
 
 ActorApply = Callable[[Params, PyTree], tuple[Array, Array]]
@@ -55,9 +54,6 @@ class TD3HParams:
     @classmethod
     def from_config(cls, cfg: TD3Config) -> TD3HParams:
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-        if not float(cfg.anchor_kl_coef) >= 0:
-            raise ConfigError(f"config key 'train.td3.anchor_kl_coef' must be >= 0 (0: no "
-                              f"anchor; got {cfg.anchor_kl_coef})")
         return cls(
             actor_lr=f(cfg.actor_lr), critic_lr=f(cfg.critic_lr), gamma=f(cfg.gamma),
             tau=f(cfg.tau), target_noise=f(cfg.target_noise), noise_clip=f(cfg.noise_clip),

@@ -316,9 +316,6 @@ def micro_split_days(market: MarketArrays, split: Split, horizon: int = 1
 def micro_datasets(market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config
                    ) -> tuple[MicroSamples, MicroSamples]:
     p = cfg.train.micro_pretrain
-    if p.target_horizon < 1:
-        raise ConfigError(f"train.micro_pretrain.target_horizon = {p.target_horizon} must be a "
-                          f"number of trading days >= 1 (1: next day)")
     split = split_days(meta.dates, cfg.data)
     train_days, val_days = micro_split_days(market, split, p.target_horizon)
     _require(train_days, "training", "days", cfg, meta)

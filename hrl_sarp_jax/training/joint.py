@@ -107,18 +107,6 @@ class Phase5Setup:
     """[N] each stock's sector, on the host (the env params get placed on the seed mesh)."""
 
 
-def check_joint_config(cfg: Config) -> None:
-    """Range checks of ``train.joint.*`` (ConfigError naming the key)."""
-    j = cfg.train.joint
-    for name in ("rounds", "macro_env_steps", "micro_env_steps"):
-        if int(getattr(j, name)) < 1:
-            raise ConfigError(f"config key 'train.joint.{name}' must be >= 1 "
-                              f"(got {getattr(j, name)})")
-    if not 0.0 < float(j.lr_scale) <= 10.0:
-        raise ConfigError(f"config key 'train.joint.lr_scale' must be in (0, 10] "
-                          f"(got {j.lr_scale})")
-
-
 def _scaled_hparams(cfg: Config, s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup, k: int):
     scale = jnp.float32(cfg.train.joint.lr_scale)
     hp3 = rl_macro.stack_hparams(s3.hp.replace(lr=s3.hp.lr * scale), k)
@@ -131,7 +119,6 @@ def _scaled_hparams(cfg: Config, s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Se
 def setup_phase5(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
                  example_micro: Params, example_macro: Params, seeds: int) -> Phase5Setup:
     """Build Phase 5's programs. ``example_*``: one seed's actor params (shapes only matter)."""
-    check_joint_config(cfg)
     j, k = cfg.train.joint, int(seeds)
     ppo = cfg.train.ppo
     macro_updates = max(1, math.ceil(j.macro_env_steps / ppo.rollout_steps))

@@ -73,12 +73,9 @@ class PoolMarket:
 
 # HOST ONLY
 def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
-    """ConfigError naming the ``train.pool`` key that is out of range (with ``ppo_envs``,
+    """ConfigError naming the ``train.pool`` key that breaks a rule beyond its range
+    (``config_ranges``: the instrument's seeds, the source, the phases; with ``ppo_envs``,
     ``train.ppo.num_envs``: Phase 3 needs one env per market at least, a whole number each)."""
-    if int(pool.markets) < 0:
-        raise ConfigError(f"train.pool.markets = {pool.markets} must be >= 0 (0: no pool)")
-    if int(pool.first_seed) < 0:
-        raise ConfigError(f"train.pool.first_seed = {pool.first_seed} must be >= 0")
     if int(pool.markets) and int(pool.first_seed) + int(pool.markets) + 1 > FIRST_INSTRUMENT_SEED:
         raise ConfigError(
             f"train.pool: seeds {pool.first_seed} .. {pool.first_seed + pool.markets} reach the "
@@ -87,9 +84,6 @@ def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
     if pool.source not in POOL_SOURCES:
         raise ConfigError(f"train.pool.source = {pool.source!r} is not one of "
                           f"{', '.join(POOL_SOURCES)}")
-    if not (np.isfinite(float(pool.block_days)) and float(pool.block_days) >= 1):
-        raise ConfigError(f"train.pool.block_days = {pool.block_days} must be a mean block "
-                          "length of at least 1 trading day")
     if pool.source == "bootstrap" and pool.markets and 3 in pool.phases:
         raise ConfigError(_NO_BOOTSTRAP_PHASE3)
     bad = [p for p in pool.phases if p not in POOL_PHASES]

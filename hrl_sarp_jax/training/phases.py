@@ -24,7 +24,6 @@ def check_training_config(cfg) -> None:
     ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*
     and attention sizes, the pre-training, PPO, TD3, joint and pool settings and
     ``train.checkpoint`` / ``checkpoint_margin``. Phases check again where they use a key."""
-    import numpy as np
 
     from hrl_sarp_jax.agents.ppo import PPOHParams
     from hrl_sarp_jax.agents.td3 import TD3HParams
@@ -32,7 +31,6 @@ def check_training_config(cfg) -> None:
     from hrl_sarp_jax.envs.params import check_env_config
     from hrl_sarp_jax.errors import ConfigError
     from hrl_sarp_jax.networks.stocks import check_network_config
-    from hrl_sarp_jax.training.joint import check_joint_config
     from hrl_sarp_jax.training.market_pool import check_pool_config
     from hrl_sarp_jax.training.rl_macro import Phase3Spec
     from hrl_sarp_jax.training.rl_micro import Phase4Spec
@@ -46,17 +44,10 @@ def check_training_config(cfg) -> None:
     PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)
     TD3HParams.from_config(cfg.train.td3)
-    check_joint_config(cfg)
     check_pool_config(cfg.train.pool, cfg.train.ppo.num_envs)
     if cfg.train.checkpoint not in CHECKPOINT_RULES:
         raise ConfigError(f"train.checkpoint = {cfg.train.checkpoint!r} is not one of "
                           f"{', '.join(CHECKPOINT_RULES)}")
-    margin = float(cfg.train.checkpoint_margin)
-    if not (np.isfinite(margin) and margin >= 0):
-        raise ConfigError(f"train.checkpoint_margin = {cfg.train.checkpoint_margin} must be a "
-                          "number of standard errors >= 0 (0: the plain maximum)")
-    if int(cfg.train.seeds) < 1:
-        raise ConfigError(f"train.seeds = {cfg.train.seeds} must be >= 1")
 
 
 class PhaseNotAvailableError(HrlSarpError):

@@ -111,14 +111,8 @@ class Phase4Spec:
     def from_config(cls, td3: TD3Config, **overrides: Any) -> Phase4Spec:
         """Spec from ``train.td3`` (num_envs, batch, buffer, delay, clip, updates per step,
         warm-up); the exploration noise decays over the first half of the planned updates.
-        ``overrides`` win. ConfigError naming the key for an out-of-range value."""
-        for name in ("num_envs", "batch_size", "buffer_episodes", "policy_delay",
-                     "updates_per_step", "total_env_steps"):
-            if int(getattr(td3, name)) < 1:
-                raise ConfigError(f"train.td3.{name} = {getattr(td3, name)} must be >= 1")
-        for name in ("warmup_transitions", "actor_warmup_updates"):
-            if int(getattr(td3, name)) < 0:
-                raise ConfigError(f"train.td3.{name} = {getattr(td3, name)} must be >= 0")
+        ``overrides`` win (ranges: ``config_ranges``; an unknown checkpoint metric is a
+        ConfigError)."""
         if td3.checkpoint_metric not in CHECKPOINT_METRICS:
             raise ConfigError(f"train.td3.checkpoint_metric = {td3.checkpoint_metric!r} is not "
                               f"one of {', '.join(CHECKPOINT_METRICS)}")

@@ -71,6 +71,7 @@ from hrl_sarp_jax.checkpointing import (
     write_phase_summary,
 )
 from hrl_sarp_jax.config import Config, TrainConfig, load_config_sections
+from hrl_sarp_jax.config_ranges import check_value
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
@@ -91,17 +92,6 @@ DYNAMIC = ("lr", "clip_eps", "entropy_coef", "value_coef", "gamma", "gae_lambda"
 named ``ppo.<field>``; the schedule and the auxiliary weight come from the base. Sweeping
 ``ppo.anchor_kl_coef`` compiles the anchored program for every member when any weight is
 > 0 (``anchored_config``); a member at weight 0 then has the unanchored loss."""
-_BOUNDS: dict[str, tuple[float, float, bool]] = {
-    # field: (low, high, low inclusive)
-    "lr": (0.0, math.inf, False),
-    "clip_eps": (0.0, math.inf, False),
-    "entropy_coef": (0.0, math.inf, True),
-    "value_coef": (0.0, math.inf, True),
-    "gamma": (0.0, 1.0, False),
-    "gae_lambda": (0.0, 1.0, True),
-    "max_grad_norm": (0.0, math.inf, False),
-    "anchor_kl_coef": (0.0, math.inf, True),
-}
 _SAMPLING_STREAM = 104_729
 """fold_in tag of the random-search key (distinct from the phase keys fold_in(seed, 1..5))."""
 METRICS = ("val_sharpe", "val_equal_weight_sharpe", "val_return", "val_max_drawdown")
@@ -213,12 +203,9 @@ def canonical_name(name: Any) -> str:
 
 
 def _check_value(field: str, value: float, where: str) -> float:
-    lo, hi, lo_inclusive = _BOUNDS[field]
-    ok = (value >= lo if lo_inclusive else value > lo) and value <= hi
-    if not ok:
-        left = "[" if lo_inclusive else "("
-        raise ConfigError(f"config key '{where}': {value!r} is outside the valid range "
-                          f"{left}{lo}, {hi}] of ppo.{field}")
+    """``value`` if ``train.ppo.<field>`` may take it (``config_ranges.RANGES``), else a
+    ConfigError naming ``where``."""
+    check_value(f"train.ppo.{field}", value, where)
     return value
 
 

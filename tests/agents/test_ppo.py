@@ -25,7 +25,7 @@ from hrl_sarp_jax.agents.ppo import (
     ppo_update,
     supervised_nll,
 )
-from hrl_sarp_jax.config import PPOConfig
+from hrl_sarp_jax.config import PPOConfig, load_config
 from hrl_sarp_jax.errors import ConfigError
 from tests.agents._compile import compile_fast
 
@@ -185,8 +185,8 @@ def test_anchor_term_hand_value_and_learns_the_anchor_policy():
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(zero.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not np.allclose(zero.params["logits"], 0.0)
-    with pytest.raises(ConfigError, match="anchor_kl_coef"):
-        PPOHParams.from_config(PPOConfig(anchor_kl_coef=-1.0))
+    with pytest.raises(ConfigError, match=r"'train\.ppo\.anchor_kl_coef' = -1\.0 must be >= 0"):
+        load_config(None, ["train.ppo.anchor_kl_coef=-1"])
 
 
 def test_critic_warmup_from_config_counts_gradient_steps():

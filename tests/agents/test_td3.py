@@ -18,7 +18,7 @@ from hrl_sarp_jax.agents.td3 import (
     smoothed_target_action,
     td3_targets,
 )
-from hrl_sarp_jax.config import TD3Config
+from hrl_sarp_jax.config import TD3Config, load_config
 from hrl_sarp_jax.errors import ConfigError
 from tests.agents._compile import compile_fast
 
@@ -231,8 +231,8 @@ def test_critic_gradient_is_globally_clipped(td3_k3):
 def test_hparams_from_config():
     hp = TD3HParams.from_config(TD3Config())
     np.testing.assert_allclose([hp.tau, hp.explore_noise, hp.explore_noise_end], [0.005, 0.3, 0.05])
-    with pytest.raises(ConfigError, match="anchor_kl_coef"):
-        TD3HParams.from_config(TD3Config(anchor_kl_coef=-0.5))
+    with pytest.raises(ConfigError, match=r"'train\.td3\.anchor_kl_coef' = -0\.5 must be >= 0"):
+        load_config(None, ["train.td3.anchor_kl_coef=-0.5"])
 
 
 # --------------------------------------------------------------------------- learning probe

@@ -169,17 +169,17 @@ def test_causality_inputs_at_t_unchanged_targets_change(small_built):
     assert not np.allclose(ma.within, mb.within)
 
 
-def test_target_horizon_below_one_names_the_key(small_built):
+def test_target_horizon_below_one_names_the_key():
     import dataclasses
 
     from hrl_sarp_jax.config import Config
 
-    built, feats = small_built
     cfg = Config()
-    bad = dataclasses.replace(cfg, train=dataclasses.replace(
-        cfg.train, micro_pretrain=dataclasses.replace(cfg.train.micro_pretrain, target_horizon=0)))
-    with pytest.raises(ConfigError, match=r"train\.micro_pretrain\.target_horizon"):
-        ds.micro_datasets(built.market, built.meta, feats, bad)
+    with pytest.raises(ConfigError, match=r"'train\.micro_pretrain\.target_horizon' = 0 must "
+                                          r"be >= 1 \(trading days\)"):
+        dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, micro_pretrain=dataclasses.replace(cfg.train.micro_pretrain,
+                                                          target_horizon=0)))
 
 
 def test_regime_table_target_hand_computed(small_built):

@@ -75,11 +75,10 @@ def test_each_seed_runs_with_its_own_micro_partner(smoke_market):
 
 
 def test_joint_config_is_checked():
-    cfg = smoke_cfg("train.joint.rounds=0")
-    with pytest.raises(ConfigError, match=r"train\.joint\.rounds"):
-        joint.check_joint_config(cfg)
-    with pytest.raises(ConfigError, match=r"train\.joint\.lr_scale"):
-        joint.check_joint_config(smoke_cfg("train.joint.lr_scale=0"))
+    with pytest.raises(ConfigError, match=r"'train\.joint\.rounds' = 0 must be >= 1"):
+        smoke_cfg("train.joint.rounds=0")
+    with pytest.raises(ConfigError, match=r"'train\.joint\.lr_scale' = 0\.0 must be in \(0, 10\]"):
+        smoke_cfg("train.joint.lr_scale=0")
 
 
 def test_phase5_without_phase3_says_what_to_run(tmp_path, smoke_market):

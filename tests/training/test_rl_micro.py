@@ -21,6 +21,7 @@ from hrl_sarp_jax.config import (
     RiskConfig,
     TD3Config,
     TrainConfig,
+    load_config,
 )
 from hrl_sarp_jax.envs.micro import MicroEnv
 from hrl_sarp_jax.envs.rewards import goal_reward
@@ -396,8 +397,8 @@ def test_replay_ratio_and_warmup_come_from_the_config():
     spec = rm.Phase4Spec.from_config(td3)
     assert (spec.updates_per_step, spec.warmup_transitions) == (3, 7)
     assert spec.explore_decay_updates == (400 // 4) * 3 // 2  # half the planned updates
-    with pytest.raises(ConfigError, match=r"^train\.td3\.num_envs = 0 must be >= 1$"):
-        rm.Phase4Spec.from_config(TD3Config(num_envs=0))
+    with pytest.raises(ConfigError, match=r"^config key 'train\.td3\.num_envs' = 0 must be >= 1$"):
+        load_config(None, ["train.td3.num_envs=0"])
     # Phase 4's checkpoint rule is one of the two validation metrics it records
     rm.Phase4Spec.from_config(TD3Config(checkpoint_metric="val_sharpe"))
     with pytest.raises(ConfigError, match=r"train\.td3\.checkpoint_metric = 'sharpe' is not "
