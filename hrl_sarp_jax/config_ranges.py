@@ -125,7 +125,7 @@ RANGES: dict[str, Bound] = {
     "env.constraints.max_stock_weight": within(0, 1, lo_open=True),
     "env.constraints.max_sector_weight": within(0, 1, lo_open=True),
     "env.constraints.min_cash": within(0, 1, hi_open=True),
-    "env.constraints.max_positions": COUNT,
+    "env.constraints.max_positions": ge(0, "names held at most; 0: no limit"),
     "env.constraints.support_margin": within(0, 1, hi_open=True),
     "env.constraints.rebalance_threshold": within(0, 0.5, hi_open=True,
                                                   note="a one-way turnover; 0: always trade"),
