@@ -36,7 +36,7 @@ from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
-from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead
+from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead, jit_once
 from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds, to_host
 from hrl_sarp_jax.types import Array, PyTree
@@ -213,19 +213,22 @@ def init_program(prog: PPOProgram) -> Callable:
     none), *starts) -> PPOState [K] (``_init_seeds``); Phase 5's Macro block uses it too.
     Compiled with ``programs.RUN_ONCE_OPTIONS`` however it is called, so every caller gets
     the same bits (and one cached executable)."""
-    return jax.jit(partial(_init_seeds, prog.init), compiler_options=RUN_ONCE_OPTIONS)
+    return jit_once(prog, "init", None, lambda: jax.jit(partial(_init_seeds, prog.init),
+                                                         compiler_options=RUN_ONCE_OPTIONS))
 
 
 def chunk_program(prog: PPOProgram, env_axes: Any, with_starts: bool) -> Callable:
     """``run_chunk`` jitted and vmapped over seeds (state, hparams; the env params' frozen
     policy per ``env_axes``); Phase 5's Macro block builds the same program."""
     axes = (0, env_axes, 0) + ((None,) if with_starts else ())
-    return jax.jit(jax.vmap(prog.run_chunk, in_axes=axes))
+    return jit_once(prog, "chunk", (env_axes, with_starts),
+                    lambda: jax.jit(jax.vmap(prog.run_chunk, in_axes=axes)))
 
 
 def evaluate_program(prog: PPOProgram, env_axes: Any) -> Callable:
     """``evaluate`` jitted and vmapped over seeds' params (see ``chunk_program``)."""
-    return jax.jit(jax.vmap(prog.evaluate, in_axes=(0, env_axes, None, None)))
+    return jit_once(prog, "evaluate", env_axes, lambda: jax.jit(
+        jax.vmap(prog.evaluate, in_axes=(0, env_axes, None, None))))
 
 
 # --------------------------------------------------------------------------- records

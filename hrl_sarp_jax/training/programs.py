@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
+
+import jax
 
 RUN_ONCE_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 0}
 """XLA options for a program a phase runs once (its ``init``): the backend at -O0 compiles
@@ -32,6 +36,33 @@ def compile_ahead(fn: Any, *args: Any, compiler_options: dict[str, Any] | None =
     fingerprint = hashlib.sha256(lowered.as_text().encode("utf-8")).hexdigest()[:16]
     return (lowered.compile(compiler_options=compiler_options), time.perf_counter() - t0,
             fingerprint)
+
+
+_PROGRAMS: OrderedDict[tuple, tuple[Any, Callable]] = OrderedDict()
+PROGRAMS_KEPT = 32
+"""How many jitted programs ``jit_once`` keeps (least recently used dropped first)."""
+
+
+def jit_once(owner: Any, tag: str, axes: Any, build: Callable[[], Callable]) -> Callable:
+    """The jitted program ``build()`` of ``owner``'s functions (``tag``: which program;
+    ``axes``: a pytree of vmap axes it is built for), made once per process.
+
+    A phase that asks again for a program another phase built (Phase 5 for Phase 3's and
+    Phase 4's, every walk-forward fold, a resume) gets the same jit object, whose traces,
+    lowerings and executables JAX keeps in memory: ``compile_ahead`` then costs nothing for
+    the same argument shapes, where a new jit object of the same function is traced again
+    (Phase 5 of the main job: 13 of its 18 compile seconds were Python tracing). ``owner`` is
+    kept alive with its program, so its ``id`` names it only while it is the same object."""
+    leaves, treedef = jax.tree.flatten(axes)
+    key = (id(owner), tag, tuple(leaves), treedef)
+    hit = _PROGRAMS.get(key)
+    if hit is None or hit[0] is not owner:
+        hit = (owner, build())
+        _PROGRAMS[key] = hit
+        while len(_PROGRAMS) > PROGRAMS_KEPT:
+            _PROGRAMS.popitem(last=False)
+    _PROGRAMS.move_to_end(key)
+    return hit[1]
 
 
 def compiled_flops(compiled: Any) -> float:

@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -54,7 +54,12 @@ from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
 from hrl_sarp_jax.training.host_loop import run_loop
-from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead, compiled_flops
+from hrl_sarp_jax.training.programs import (
+    RUN_ONCE_OPTIONS,
+    compile_ahead,
+    compiled_flops,
+    jit_once,
+)
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
 from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
@@ -546,10 +551,11 @@ def seed_programs(p4: Phase4, env_params: EnvParams) -> dict[str, Callable]:
     and Phase 5's Micro block both use these, so the same shapes give the same executables."""
     axes = seed_axes(env_params)
     return {
-        "init": jax.jit(jax.vmap(p4.init, in_axes=(0, axes, 0)),
-                        compiler_options=RUN_ONCE_OPTIONS),
-        "chunk": jax.jit(seeds_chunk(p4, axes)),
-        "evaluate": jax.jit(jax.vmap(p4.evaluate, in_axes=(0, axes, None))),
+        "init": jit_once(p4, "init", axes, lambda: jax.jit(
+            jax.vmap(p4.init, in_axes=(0, axes, 0)), compiler_options=RUN_ONCE_OPTIONS)),
+        "chunk": jit_once(p4, "chunk", axes, lambda: jax.jit(seeds_chunk(p4, axes))),
+        "evaluate": jit_once(p4, "evaluate", axes, lambda: jax.jit(
+            jax.vmap(p4.evaluate, in_axes=(0, axes, None)))),
     }
 
 
@@ -616,21 +622,17 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
     val_start, test_start = split_bounds(meta, cfg, market.num_days)
     n, s = market.num_stocks, market.num_sectors
     f_s = int(feats.sector.shape[-1])
-    if macro_params is None:
-        env = MicroEnv(n, s, return_window=cfg.env.return_window, goal_source="sampled")
-    else:
-        env = MicroEnv(n, s, return_window=cfg.env.return_window, goal_source="policy",
-                       goal_fn=macro_goal_fn(cfg.networks, s, f_s))
-        if seeds is not None and {int(np.shape(x)[0]) for x in jax.tree.leaves(macro_params)
-                                  } != {int(seeds)}:
-            raise ValueError(f"setup_phase4: macro_params must be stacked [{seeds}] (one "
-                             f"Macro per seed)")
+    spec = spec or Phase4Spec.from_config(cfg.train.td3)
+    env, p4 = _phase4_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
+                                macro_params is not None)
+    if macro_params is not None and seeds is not None and {
+            int(np.shape(x)[0]) for x in jax.tree.leaves(macro_params)} != {int(seeds)}:
+        raise ValueError(f"setup_phase4: macro_params must be stacked [{seeds}] (one Macro "
+                         f"per seed)")
     train_params = MicroEnv.make_params(market, feats, cfg.env, split=(0, val_start - 1),
                                         policy_params=macro_params)
     val_params = MicroEnv.make_params(market, feats, cfg.env, split=(val_start, test_start - 1),
                                       policy_params=macro_params)
-    spec = spec or Phase4Spec.from_config(cfg.train.td3)
-    p4 = make_phase4(env, make_networks(cfg.networks), spec)
     dates = np.asarray(meta.dates)
     info = {
         "goal_source": "phase3_macro" if macro_params is not None else "sampled",
@@ -646,6 +648,24 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
                           f"{float(cfg.train.td3.anchor_kl_coef):g}")
     return Phase4Setup(p4, env, train_params, val_params, Phase4HParams.from_config(
         cfg.train.td3), info)
+
+
+# HOST ONLY
+@lru_cache(maxsize=8)
+def _phase4_functions(num_stocks: int, num_sectors: int, sector_features: int,
+                      return_window: int, networks: NetworkConfig, spec: Phase4Spec,
+                      policy_goals: bool) -> tuple[MicroEnv, Phase4]:
+    """One (MicroEnv, Phase4) per static setup (goals from the frozen Macro, or sampled), so
+    that Phase 4, Phase 5's Micro block, resumes and walk-forward folds in one process share
+    the same functions and so the same jitted programs (``programs.jit_once``)."""
+    if policy_goals:
+        env = MicroEnv(num_stocks, num_sectors, return_window=return_window,
+                       goal_source="policy",
+                       goal_fn=macro_goal_fn(networks, num_sectors, sector_features))
+    else:
+        env = MicroEnv(num_stocks, num_sectors, return_window=return_window,
+                       goal_source="sampled")
+    return env, make_phase4(env, make_networks(networks), spec)
 
 
 # HOST ONLY
