@@ -213,7 +213,7 @@ def init_program(prog: PPOProgram) -> Callable:
     none), *starts) -> PPOState [K] (``_init_seeds``); Phase 5's Macro block uses it too.
     Compiled with ``programs.RUN_ONCE_OPTIONS`` however it is called, so every caller gets
     the same bits (and one cached executable)."""
-    return jit_once(prog, "init", None, lambda: jax.jit(partial(_init_seeds, prog.init),
+    return jit_once(prog.init, "init", None, lambda: jax.jit(partial(_init_seeds, prog.init),
                                                          compiler_options=RUN_ONCE_OPTIONS))
 
 
@@ -221,13 +221,13 @@ def chunk_program(prog: PPOProgram, env_axes: Any, with_starts: bool) -> Callabl
     """``run_chunk`` jitted and vmapped over seeds (state, hparams; the env params' frozen
     policy per ``env_axes``); Phase 5's Macro block builds the same program."""
     axes = (0, env_axes, 0) + ((None,) if with_starts else ())
-    return jit_once(prog, "chunk", (env_axes, with_starts),
+    return jit_once(prog.run_chunk, "chunk", (env_axes, with_starts),
                     lambda: jax.jit(jax.vmap(prog.run_chunk, in_axes=axes)))
 
 
 def evaluate_program(prog: PPOProgram, env_axes: Any) -> Callable:
     """``evaluate`` jitted and vmapped over seeds' params (see ``chunk_program``)."""
-    return jit_once(prog, "evaluate", env_axes, lambda: jax.jit(
+    return jit_once(prog.evaluate, "evaluate", env_axes, lambda: jax.jit(
         jax.vmap(prog.evaluate, in_axes=(0, env_axes, None, None))))
 
 

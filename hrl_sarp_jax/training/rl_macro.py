@@ -22,6 +22,7 @@ budget gives 546 updates. Dropout is off in both collection and updates (spec §
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -347,12 +348,25 @@ def _market_setup(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
 
 
 # HOST ONLY
-@lru_cache(maxsize=8)
 def _phase3_functions(num_stocks: int, num_sectors: int, sector_features: int,
                       return_window: int, networks: NetworkConfig, spec: Phase3Spec,
                       with_micro: bool, regime_aux: bool = False) -> Phase3:
     """One Phase3 (env, network, pure functions) per static setup, so that repeated runs in
-    one process (resume, phase 'all', tests) reuse the same jitted programs."""
+    one process (resume, phase 'all', Phase 5's Macro block, tests) reuse the same jitted
+    programs. The schedule's lengths (``total_updates``, the warm-ups) are traced
+    hyperparameters (``ppo_engine.with_schedule``), not part of the programs: budgets that
+    differ only there share the functions, and ``spec`` is the caller's own for the host."""
+    core = _phase3_core(num_stocks, num_sectors, sector_features, return_window, networks,
+                        dataclasses.replace(spec, total_updates=spec.updates_per_chunk,
+                                            warmup_updates=0, critic_warmup_updates=0),
+                        with_micro, regime_aux)
+    return core._replace(spec=spec)
+
+
+@lru_cache(maxsize=8)
+def _phase3_core(num_stocks: int, num_sectors: int, sector_features: int, return_window: int,
+                 networks: NetworkConfig, spec: Phase3Spec, with_micro: bool,
+                 regime_aux: bool) -> Phase3:
     allocator = micro_allocator(networks, num_stocks, num_sectors) if with_micro else None
     env = MacroEnv(num_stocks, num_sectors, sector_features, return_window=return_window,
                    allocator=allocator)
