@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,8 +107,8 @@ RANGES: dict[str, Bound] = {
     "features.norm_min_periods": ge(2, "trading days"),
     "features.clip": POSITIVE,
     "features.regime_threshold": ge(0, "a weekly return"),
-    "features.corr_window": ge(2, "trading days"),
-    "features.corr_threshold": within(-1, 1, note="a correlation"),
+    "features.corr_window": ge(3, "trading days"),
+    "features.corr_threshold": within(0, 1, note="an absolute correlation"),
     "env.initial_value": POSITIVE,
     "env.micro_episode_days": COUNT,
     "env.macro_episode_weeks": COUNT,
@@ -270,8 +271,6 @@ def check_config(cfg: Any) -> None:
 
 def numeric_keys(cls: type, prefix: str = "") -> list[str]:
     """The dotted names of every int/float (or tuple/optional of them) field under ``cls``."""
-    import typing
-
     out = []
     for f in dataclasses.fields(cls):
         hint = typing.get_type_hints(cls)[f.name]
