@@ -52,11 +52,11 @@ def jit_once(owner: Any, tag: str, axes: Any, build: Callable[[], Callable]) -> 
     lowerings and executables JAX keeps in memory: ``compile_ahead`` then costs nothing for
     the same argument shapes, where a new jit object of the same function is traced again
     (Phase 5 of the main job: 13 of its 18 compile seconds were Python tracing). ``owner`` is
-    kept alive with its program, so its ``id`` names it only while it is the same object."""
+    kept alive with its program, so no other object takes its ``id`` while the entry lasts."""
     leaves, treedef = jax.tree.flatten(axes)
     key = (id(owner), tag, tuple(leaves), treedef)
     hit = _PROGRAMS.get(key)
-    if hit is None or hit[0] is not owner:
+    if hit is None:
         hit = (owner, build())
         _PROGRAMS[key] = hit
         while len(_PROGRAMS) > PROGRAMS_KEPT:
