@@ -32,6 +32,15 @@ walk-forward backtest carries each strategy's book from one fold into the next
 target (the switch) instead of buying in from cash. The default start builds the cash book
 inside the trace exactly as before, so a window started from cash is the same program.
 
+An *open-loop* weight function (class attribute ``open_loop = True``: every baseline) never
+reads ``view.port``, so its targets do not depend on the book: ``run_backtest`` computes them
+in a small program of its own (``open_loop_targets``: the weight function alone, on the same
+rebalance days, its carry threaded the same way) and trades them in one accounting program
+shared by every such strategy (``ReplayTargets``), instead of compiling the accounting once
+per strategy; the results are the same (a test compares both paths). In that pass
+``view.port`` is None, so a weight function marked open-loop that reads the book fails at
+trace time instead of trading on a wrong book.
+
 Shapes: T days, N stocks, S sectors, L window length (static), B batch.
 """
 
@@ -221,6 +230,44 @@ def backtest_batch(weights_fn: WeightsFn, carries: Any, params: EnvParams, t0: j
     return out if return_book else out[:2]
 
 
+def is_open_loop(weights_fn: Any) -> bool:
+    """True when ``weights_fn`` declares ``open_loop = True`` (it never reads ``view.port``)."""
+    return bool(getattr(weights_fn, "open_loop", False))
+
+
+def targets_scan(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
+                 rebalance: jax.Array) -> tuple[Any, jax.Array]:
+    """An open-loop weight function alone over days t0 .. t0 + L - 1: (final carry, targets
+    [L, N]), its nonnegative raw target on rebalance days (day 0 forced) and 0 on the others,
+    the carry updated on rebalance days only: what ``backtest_scan`` records as
+    ``BacktestResult.target`` and threads through its carry. ``view.port`` is None here."""
+    n = params.num_stocks
+
+    def day(carry, x):
+        i, reb = x
+        t = (t0 + i).astype(_I32)
+
+        def rebalance_branch(c):
+            c2, raw = weights_fn(c, t, DayView(params=params, port=None, i=i))
+            return c2, jnp.maximum(jnp.asarray(raw, _F32), 0.0)
+
+        return jax.lax.cond(reb, rebalance_branch,
+                            lambda c: (c, jnp.zeros((n,), _F32)), carry)
+
+    length = rebalance.shape[0]
+    xs = (jnp.arange(length, dtype=_I32), jnp.asarray(rebalance, bool).at[0].set(True))
+    return jax.lax.scan(day, carry0, xs)
+
+
+@partial(jax.jit, static_argnames=("weights_fn", "batched"))
+def open_loop_targets(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: jax.Array,
+                      rebalance: jax.Array, *, batched: bool = False) -> tuple[Any, jax.Array]:
+    """``targets_scan`` jitted (``batched``: vmapped over the leading axis B of ``carry0``,
+    targets [B, L, N])."""
+    f = lambda c: targets_scan(weights_fn, c, params, jnp.asarray(t0, _I32), rebalance)  # noqa: E731
+    return jax.vmap(f)(carry0) if batched else f(carry0)
+
+
 # --------------------------------------------------------------------------- host helpers
 
 
@@ -316,9 +363,16 @@ def run_backtest(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0: int,
         batch = int(np.shape(lead[0])[0]) if batched and lead else None
         check_book(book0, params.num_stocks, return_window, batch)
     fn = backtest_batch if batched else backtest
-    out = fn(weights_fn, carry0, params, jnp.asarray(t0, _I32), jnp.asarray(rebalance, bool),
-             risk_manager=risk_manager, return_window=return_window, book0=book0,
-             return_book=return_book)
+    t0_, reb = jnp.asarray(t0, _I32), jnp.asarray(rebalance, bool)
+    carry_end = None
+    if is_open_loop(weights_fn):  # the targets alone, then the shared accounting program
+        carry_end, targets = open_loop_targets(weights_fn, carry0, params, t0_, reb,
+                                               batched=batched)
+        weights_fn, carry0 = ReplayTargets(), targets
+    out = fn(weights_fn, carry0, params, t0_, reb, risk_manager=risk_manager,
+             return_window=return_window, book0=book0, return_book=return_book)
+    if carry_end is not None:
+        out = (carry_end, *out[1:])
     return tuple(jax.device_get(x) for x in out)
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -205,6 +205,8 @@ def risk_parity_weights(cov: jax.Array, active: jax.Array, iters: int = 200) -> 
 class EqualWeight:
     """1/N over tradable stocks (the max_positions most liquid when N is larger)."""
 
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
+
     def init_carry(self) -> Any:
         return ()
 
@@ -216,6 +218,8 @@ class EqualWeight:
 class SectorEqualWeight:
     """Equal weight across sectors with a tradable stock, equal within each sector. When the
     universe exceeds max_positions, each sector keeps its max(1, k // S_active) most liquid."""
+
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
 
     def init_carry(self) -> Any:
         return ()
@@ -239,6 +243,8 @@ class SectorEqualWeight:
 class InverseVol:
     """w ∝ 1 / std(trailing ``window`` daily returns, ddof 1) over stocks with >= min_periods
     valid returns (1/N over tradable stocks if none qualifies)."""
+
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
 
     window: int = 60
     min_periods: int = 20
@@ -271,6 +277,8 @@ class MinVariance:
     """Long-only minimum variance on the Ledoit-Wolf covariance of the trailing ``window``
     days (stocks with >= min_periods valid returns), solved inside the constraint set."""
 
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
+
     window: int = 120
     min_periods: int = 60
     iters: int = 300
@@ -289,6 +297,8 @@ class MinVariance:
 @dataclass(frozen=True)
 class RiskParity:
     """Equal risk contribution on the same Ledoit-Wolf covariance as MinVariance."""
+
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
 
     window: int = 120
     min_periods: int = 60
@@ -309,6 +319,8 @@ class SectorMomentum:
     """Top-k sectors by compounded sector return over days t-lookback+1 .. t-skip (12-1
     months), equal-weighted tradable stocks within. Sectors need a tradable stock at t and at
     least half of those days valid (``sector_mask``); with none eligible: equal sectors."""
+
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
 
     lookback: int = 252
     skip: int = 21
@@ -341,6 +353,8 @@ class StockMomentum:
     ceil((1 - min_cash) / max_stock_weight) names when the stock cap cannot hold top_k fully
     invested. 1/N over tradable stocks while no stock has ``lookback`` days of history."""
 
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
+
     lookback: int = 60
     top_k: int = 5
 
@@ -364,6 +378,8 @@ class RandomDirichlet:
     """Dirichlet(alpha) weights over tradable stocks, redrawn at every rebalance. The carry is
     the PRNG key (split once per draw); a batch of keys runs vmapped (one per seed)."""
 
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
+
     alpha: float = 1.0
 
     def init_carry(self, key: jax.Array) -> Any:
@@ -383,6 +399,8 @@ class RegimeOracle:
     and holds the ``top_k`` sectors by that regime's configured annual drift
     (meta.json ``sector_drift_annual``), equal-weighted tradable stocks within. Carry: the
     drift table [3, S] and the latent regime path [T] (equal sectors where it is -1)."""
+
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
 
     top_k: int = 3
 
@@ -407,6 +425,8 @@ class RegimeRule:
     raw macro series and their trailing means (fitted on the training window) predicts, and
     the ``top_k`` sectors that earned most in that regime in training, equal-weighted tradable
     stocks within. Carry: (inputs [T, F], coef [F + 1, 3], sector score [3, S])."""
+
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
 
     top_k: int = 3
 

@@ -40,7 +40,13 @@ import numpy as np
 
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.evaluation import stats as st
-from hrl_sarp_jax.evaluation.backtest import BacktestResult, backtest_scan
+from hrl_sarp_jax.evaluation.backtest import (
+    BacktestResult,
+    ReplayTargets,
+    backtest_scan,
+    is_open_loop,
+    targets_scan,
+)
 from hrl_sarp_jax.finance import metrics as fm
 
 PERIODS = 252
@@ -99,6 +105,18 @@ def stack_trees(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
+def _per_market(run_one: Callable[[Any, EnvParams], Any], carry: Any, params: EnvParams,
+                axes: tuple[int | None, ...], seeded: bool, carry_axis: int | None) -> Any:
+    """``run_one(carry, market params)`` vmapped over the C stacked markets (and over the seed
+    axis K of the carry when ``seeded``)."""
+    in_params = jax.tree.unflatten(jax.tree.structure(params), list(axes))
+
+    def one_market(p: EnvParams, c: Any) -> Any:
+        return jax.vmap(lambda cc: run_one(cc, p))(c) if seeded else run_one(c, p)
+
+    return jax.vmap(one_market, in_axes=(in_params, carry_axis))(params, carry)
+
+
 @partial(jax.jit, static_argnames=("weights_fn", "axes", "seeded", "carry_axis",
                                    "risk_manager", "return_window"))
 def backtest_markets(weights_fn: Any, carry: Any, params: EnvParams, t0: jax.Array,
@@ -112,14 +130,19 @@ def backtest_markets(weights_fn: Any, carry: Any, params: EnvParams, t0: jax.Arr
     rebalance [L] bool is the same for every market (one calendar).
     Returns (final carries, BacktestResult) with leaves [C, L] ([C, K, L] when seeded).
     """
-    in_params = jax.tree.unflatten(jax.tree.structure(params), list(axes))
+    return _per_market(lambda c, p: backtest_scan(weights_fn, c, p, t0, rebalance,
+                                                  risk_manager, return_window),
+                       carry, params, axes, seeded, carry_axis)
 
-    def one_market(p: EnvParams, c: Any) -> tuple[Any, BacktestResult]:
-        def run(cc: Any) -> tuple[Any, BacktestResult]:
-            return backtest_scan(weights_fn, cc, p, t0, rebalance, risk_manager, return_window)
-        return jax.vmap(run)(c) if seeded else run(c)
 
-    return jax.vmap(one_market, in_axes=(in_params, carry_axis))(params, carry)
+@partial(jax.jit, static_argnames=("weights_fn", "axes", "seeded", "carry_axis"))
+def targets_markets(weights_fn: Any, carry: Any, params: EnvParams, t0: jax.Array,
+                    rebalance: jax.Array, *, axes: tuple[int | None, ...], seeded: bool,
+                    carry_axis: int | None) -> tuple[Any, jax.Array]:
+    """An open-loop strategy's targets on C stacked markets (``backtest.targets_scan``,
+    arguments as ``backtest_markets``): (final carries, targets [C, (K,) L, N])."""
+    return _per_market(lambda c, p: targets_scan(weights_fn, c, p, t0, rebalance),
+                       carry, params, axes, seeded, carry_axis)
 
 
 @jax.jit
@@ -228,8 +251,15 @@ def run_chunk(strategies: Sequence[MarketStrategy], stacked: EnvParams,
             carry, axis = stack_trees([s.carry_of(c) for c in range(markets)]), 0
         else:
             carry, axis = s.carry, None
-        out[s.name] = jax.device_get(backtest_markets(
-            s.weights_fn, carry, stacked, jnp.asarray(t0, jnp.int32),
-            jnp.asarray(rebalance(s.schedule), bool), axes=axes, seeded=s.seeded,
-            carry_axis=axis, risk_manager=risk_manager, return_window=return_window))
+        fn, first, reb = s.weights_fn, jnp.asarray(t0, jnp.int32), jnp.asarray(
+            rebalance(s.schedule), bool)
+        carry_end = None
+        if is_open_loop(fn):  # its targets alone, then the accounting every such one shares
+            carry_end, carry = targets_markets(fn, carry, stacked, first, reb, axes=axes,
+                                               seeded=s.seeded, carry_axis=axis)
+            fn, axis = ReplayTargets(), 0
+        res = backtest_markets(fn, carry, stacked, first, reb, axes=axes, seeded=s.seeded,
+                               carry_axis=axis, risk_manager=risk_manager,
+                               return_window=return_window)
+        out[s.name] = jax.device_get(res if carry_end is None else (carry_end, res[1]))
     return out

@@ -371,3 +371,75 @@ def test_the_risk_manager_replay_starts_from_the_carried_book(tiny):
     from_cash = strategy_attribution(res, params, T0 + 60, daily, **kw)
     assert carried["risk_manager"] == 0.0
     assert abs(from_cash["risk_manager"]) > 1e-4
+
+
+# --------------------------------------------------------------------------- open-loop strategies
+
+
+def _open_loop_case(name: str, tiny):
+    """(weight function, carry, batched) of a baseline on the tiny market; the oracle's and the
+    regime rule's carries are random tables of the right shapes (their fits are not the point)."""
+    from types import SimpleNamespace
+
+    market, _, _, params = tiny
+    spec = bl.get_baseline(name)
+    fn = spec.make()
+    rng = np.random.default_rng(0)
+    t, s = params.returns.shape[0], params.num_sectors
+    if spec.kind == "seeded":
+        return fn, jax.vmap(jax.random.key)(np.arange(3, dtype=np.uint32)), True
+    if spec.kind == "oracle":
+        return fn, fn.init_carry(rng.normal(size=(3, s)), rng.integers(-1, 3, t)), False
+    if spec.kind == "fitted":
+        f = np.asarray(market.macro).shape[-1]
+        fit = SimpleNamespace(inputs=rng.normal(size=(t, f)), coef=rng.normal(size=(f + 1, 3)),
+                              sector_score=rng.normal(size=(3, s)))
+        return fn, fn.init_carry(fit), False
+    return fn, fn.init_carry(), False
+
+
+OPEN_LOOP = [n for n, s in bl.BASELINES.items() if s.kind not in ("index", "requires_training")]
+
+
+@pytest.mark.parametrize("name", OPEN_LOOP)
+def test_open_loop_path_trades_as_the_closed_loop_program(tiny, weekly, name):
+    """Every baseline is open-loop: ``run_backtest`` computes its targets alone and trades them
+    in the shared accounting program (``ReplayTargets``); that path gives the results, end
+    book and final carry of the strategy run inside the accounting scan (``backtest``, the
+    closed-loop program). Two programs: float32 tolerance (bit-identical on machine A)."""
+    import jax.numpy as jnp
+
+    from hrl_sarp_jax.evaluation.backtest import backtest, backtest_batch, is_open_loop
+
+    _, _, _, params = tiny
+    fn, carry, batched = _open_loop_case(name, tiny)
+    assert is_open_loop(fn)
+    got = run_backtest(fn, carry, params, T0, weekly, batched=batched, risk_manager=True,
+                       return_book=True)
+    closed = backtest_batch if batched else backtest
+    want = jax.device_get(closed(fn, carry, params, jnp.asarray(T0, jnp.int32),
+                                 jnp.asarray(weekly), risk_manager=True, return_window=20,
+                                 return_book=True))
+    for a, b in zip(jax.tree.leaves(got[1:]), jax.tree.leaves(want[1:]), strict=True):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=1e-6, atol=1e-8)
+    if batched:  # the key was split once per rebalance day on both paths
+        np.testing.assert_array_equal(jax.random.key_data(got[0]), jax.random.key_data(want[0]))
+    assert np.sum(got[1].turnover) > 0.5  # a strategy that traded, not an empty book
+
+
+def test_open_loop_strategy_that_reads_the_book_fails_at_trace(tiny, weekly):
+    """A weight function that declares ``open_loop`` but reads ``view.port`` gets no book in
+    the targets pass (None), so it fails instead of trading on a made-up book."""
+    from typing import ClassVar
+
+    @dataclass(frozen=True)
+    class ReadsBook:
+        open_loop: ClassVar[bool] = True
+
+        def __call__(self, carry, t, view):
+            return carry, 1.0 - view.port.weights
+
+    _, _, _, params = tiny
+    with pytest.raises(AttributeError, match="weights"):
+        run_backtest(ReadsBook(), (), params, T0, weekly)
