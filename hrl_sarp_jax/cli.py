@@ -1111,6 +1111,9 @@ def _add_monitor_parser(sub) -> None:
 def _enable_compilation_cache() -> None:
     """Persist XLA compilations across runs (the feature build compiles in ~10 s on 2 cores).
 
+    Every program is kept, however quick to compile: the main job compiles ~320 programs
+    under 0.5 s each (12 s in all), which a warm run otherwise compiles again (warm main job
+    148 -> 139 s on machine A; the cache grows from 10 to 22 MB; docs/benchmarks.md).
     ``HRL_SARP_JAX_CACHE`` picks the folder; set it to an empty string to disable the cache.
     """
     import os
@@ -1125,7 +1128,7 @@ def _enable_compilation_cache() -> None:
     except OSError:
         return  # a read-only home only costs speed
     jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _add_distributed_args(parser: argparse.ArgumentParser) -> None:

@@ -70,3 +70,21 @@ def test_the_default_market_is_regenerated_when_its_synth_settings_change(tmp_pa
     (tmp_path / "meta.json").write_text(json.dumps({**meta, "alpha_jitter": 0.1}))
     assert _synth_matches(tmp_path, jittered) and not _synth_matches(tmp_path, synth)
     assert not _synth_matches(tmp_path / "missing", synth)
+
+
+def test_compilation_cache_keeps_quick_programs(tmp_path):
+    """The CLI's persistent cache keeps a program however quickly it compiles (a warm main
+    job otherwise compiled ~320 sub-0.5 s programs again), and an empty HRL_SARP_JAX_CACHE
+    turns the cache off. In a fresh interpreter: the test session has its own cache."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from hrl_sarp_jax.cli import _enable_compilation_cache as e; e(); import jax; "
+            "jax.jit(lambda x: x * 3.0 + 1.0)(2.0).block_until_ready()")
+    folder = tmp_path / "cache"
+    for value in (str(folder), ""):
+        env = {**os.environ, "HRL_SARP_JAX_CACHE": value, "JAX_PLATFORMS": "cpu"}
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    entries = [p for p in folder.iterdir() if p.name.startswith("jit_")]
+    assert len(entries) == 1, sorted(p.name for p in folder.iterdir())
