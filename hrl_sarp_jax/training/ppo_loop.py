@@ -180,14 +180,15 @@ def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
     devices = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
     key = (setup.program, int(seeds), signature(setup.train_params),
            signature(setup.windows), signature(setup.eval_days), devices)
-    if key in _COMPILED:
-        return _COMPILED[key]._replace(compile_s=0.0)
+    train_k, train_axes = seed_policy(setup.train_params, seeds)
+    val_k, val_axes = seed_policy(setup.val_params, seeds)
+    if key in _COMPILED:  # the programs only: the env params are this setup's own (another
+        # market of the same shapes, e.g. a walk-forward fold, runs the same programs)
+        return _COMPILED[key]._replace(compile_s=0.0, train_params=train_k, val_params=val_k)
     prog = setup.program
     init = init_program(prog)
     hp = stack_hparams(setup.hp, seeds)
     starts = _starts_arg(setup, 0)
-    train_k, train_axes = seed_policy(setup.train_params, seeds)
-    val_k, val_axes = seed_policy(setup.val_params, seeds)
     init_args = (member_keys(0, 0, seeds), hp, train_k, *starts)
     abstract = jax.eval_shape(init, *init_args)
     init, init_s, init_fp = compile_ahead(init, *init_args, compiler_options=RUN_ONCE_OPTIONS)

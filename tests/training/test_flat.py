@@ -374,3 +374,21 @@ def test_spec_and_budget_are_phase_3s():
     spec = fl.FlatSpec.from_config(PPOConfig(), updates_per_chunk=1, eval_weeks=26)
     assert spec == rm.Phase3Spec.from_config(PPOConfig(), updates_per_chunk=1, eval_weeks=26)
     assert spec.total_updates * spec.steps_per_update == 546 * 128
+
+
+def test_compiled_programs_come_with_this_markets_params():
+    """A second market of the same shapes (a walk-forward fold) gets the compiled programs of
+    the first (compile_s 0) but its own train / validation env params: before, the cache
+    handed back the first market's, so the flat baseline of a later fold trained and
+    validated on the earlier fold's days."""
+    cfg, market, meta, feats = host_inputs()
+    first = fl.compile_programs(fl.setup_flat(cfg, market, meta, feats), 2,
+                                compiler_options=FAST_COMPILE)
+    other = market.replace(returns=-np.asarray(market.returns))  # same calendar and shapes
+    again = fl.compile_programs(fl.setup_flat(cfg, other, meta, feats), 2,
+                                compiler_options=FAST_COMPILE)
+    assert again.compile_s == 0.0 and again.chunk is first.chunk
+    for c, m in ((first, market), (again, other)):
+        np.testing.assert_array_equal(c.train_params.returns, m.returns)
+        np.testing.assert_array_equal(c.val_params.returns, m.returns)
+    assert not np.array_equal(market.returns, other.returns)
