@@ -39,9 +39,13 @@ rolling fold trains (and is evaluated) on the market sliced to start at its trai
 their causal history). Fold evaluations skip the historical stress replays (they replay fixed
 calendar windows and are not part of a stitched report).
 
-Folds run one after another, not as one vmapped program: their windows (training days, and
-in expanding mode the market itself) have different lengths, so their programs have
-different shapes.
+Folds run one after another, not as one vmapped program. A rolling fold's slice is padded
+after its last day to the first fold's length (``pad_days``: empty days no phase or
+evaluation reads), and the curriculum's start sets have one width for one training span, so
+every fold runs the first fold's compiled training programs (Phases 3-5 and the flat
+baseline) instead of compiling its own: each program is given the fold's own market as
+arguments (a test proves a padded walk-forward equals an unpadded one). Expanding folds keep
+the whole market (one length already).
 
 Outputs: ``checkpoints/<run>/walk_forward.json`` (the plan: re-running with other options is
 refused, with the same options it continues: finished phases are kept, every fold is
@@ -65,6 +69,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.config import Config, to_dict
@@ -229,6 +235,53 @@ def slice_days(market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
     return m2, meta2, f2
 
 
+# padded days: no return, no price move (the last value held), no stock, sector, macro or
+# feature data, no week end, no regime; masks and flags False
+_ZERO_ON_PAD = frozenset({"returns", "sector_returns", "benchmark_returns", "volume",
+                          "circuit_lock"})
+_UNKNOWN_ON_PAD = frozenset({"latent_regime", "regime_label"})
+
+
+def pad_days(market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+             days: int) -> tuple[MarketArrays, MarketMeta, FeatureSet]:
+    """The market, its dates and features with ``days`` empty days appended after the last
+    one (the next business days): no stock tradable (every mask False), zero returns and
+    volume, prices and feature values held at the last day's, no week end, regime unknown
+    (-1). Rolling walk-forward folds are padded to the first fold's length so that every fold
+    has the same shapes and runs the same compiled programs (``walk_forward``); no phase and
+    no evaluation reads a day after a fold's test window, so the padding changes no result
+    (a test compares a padded and an unpadded walk-forward). ``days`` = 0 returns the inputs."""
+    days = int(days)
+    if days == 0:
+        return market, meta, feats
+    if days < 0:
+        raise ValueError(f"pad_days: days must be >= 0 (got {days})")
+
+    def pad(name: str, value: Any) -> Any:
+        x = np.asarray(value)
+        if x.dtype == bool:
+            fill = np.zeros((days, *x.shape[1:]), bool)
+        elif name in _ZERO_ON_PAD:
+            fill = np.zeros((days, *x.shape[1:]), x.dtype)
+        elif name in _UNKNOWN_ON_PAD:
+            fill = np.full((days, *x.shape[1:]), -1, x.dtype)
+        else:
+            fill = np.repeat(x[-1:], days, axis=0)
+        out = np.concatenate([x, fill])
+        return jnp.asarray(out) if isinstance(value, jax.Array) else out  # keep the kind
+
+    m2 = market.replace(**{f.name: pad(f.name, getattr(market, f.name))
+                           for f in dataclasses.fields(market)
+                           if f.name not in _STATIC_MARKET_FIELDS})
+    last = np.asarray(meta.dates).astype("datetime64[D]")[-1]
+    extra = np.busday_offset(last, np.arange(1, days + 1), roll="forward")
+    dates = np.concatenate([np.asarray(meta.dates).astype("datetime64[D]"), extra])
+    meta2 = dataclasses.replace(meta, dates=dates.astype(np.asarray(meta.dates).dtype))
+    f2 = feats.replace(**{f.name: pad(f.name, getattr(feats, f.name))
+                          for f in dataclasses.fields(feats)})
+    return m2, meta2, f2
+
+
 def fold_config(cfg: Config, fold: dict) -> Config:
     """The base config with the fold's data.val_start / data.test_start."""
     return dataclasses.replace(cfg, data=dataclasses.replace(
@@ -358,6 +411,7 @@ def walk_forward(
         f"sectors; validated, loaded and features built in "
         f"{time.perf_counter() - t_start:.1f}s; {len(plan_folds)} {mode} fold(s)")
 
+    fold_days = market.num_days - min(f["train_lo"] for f in plan_folds)
     payloads, done_folds, fold_outs = [], [], []
     books = None  # every strategy's book at the end of the previous fold (None: cash)
     for f in plan_folds:
@@ -366,9 +420,14 @@ def walk_forward(
         fsay = lambda msg, tag=tag: say(f"{tag} {msg}")  # noqa: E731
         fcfg = fold_config(cfg, f)
         m, mt, ft = slice_days(market, meta, feats, f["train_lo"])
+        real = m.num_days
+        # every rolling fold as long as the first: one set of compiled programs for all folds
+        m, mt, ft = pad_days(m, mt, ft, fold_days - real)
         fsay(f"train {f['train_start']} .. {f['val_start']}, validate .. {f['test_start']}, "
              f"test {f['eval_start']} .. {f['eval_end']} ({f['test_days']} days); market from "
-             f"{np.asarray(mt.dates)[0]} ({m.num_days} days)")
+             f"{np.asarray(mt.dates)[0]} ({real} days"
+             + (f", padded with {m.num_days - real} empty days to share programs)"
+                if m.num_days > real else ")"))
         t_f = time.perf_counter()
         resume = (root / name / "run.json").exists()
         pool_source(fcfg, market_identity(market_dir))  # the pool can serve this market

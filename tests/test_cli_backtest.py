@@ -127,6 +127,58 @@ def test_slice_days_cuts_every_day_axis_and_keeps_the_rest():
         slice_days(market, meta, feats, market.num_days - 1)
 
 
+def test_pad_days_appends_empty_days_and_leaves_every_real_day_as_it_was():
+    """pad_days by hand: the next business days, no tradable stock, zero returns, prices and
+    features held, regime unknown; the env params of the padded market equal the unpadded
+    ones on every real day with the same static sizes, so a program indexing days of a split
+    computes the same; and the Phase-3 curriculum's start sets keep their width."""
+    import dataclasses
+
+    import jax
+
+    from hrl_sarp_jax.envs.params import make_env_params
+    from hrl_sarp_jax.training import curriculum as cur
+    from hrl_sarp_jax.walk_forward import pad_days
+    from tests.evaluation.make_market import ENV_CFG, make_market
+
+    market, meta, feats = make_market()
+    t = market.num_days
+    m2, meta2, f2 = pad_days(market, meta, feats, 3)
+    assert m2.num_days == t + 3 and pad_days(market, meta, feats, 0) == (market, meta, feats)
+    last = np.asarray(meta.dates)[-1]
+    np.testing.assert_array_equal(np.asarray(meta2.dates)[t:],
+                                  np.busday_offset(last, [1, 2, 3], roll="forward"))
+    assert not np.asarray(m2.stock_mask)[t:].any() and not np.asarray(m2.week_end)[t:].any()
+    assert not np.asarray(f2.sector_mask)[t:].any() and not np.asarray(f2.stock_mask)[t:].any()
+    assert (np.asarray(m2.returns)[t:] == 0).all()
+    assert (np.asarray(m2.latent_regime)[t:] == -1).all()
+    assert (np.asarray(f2.regime_label)[t:] == -1).all()
+    np.testing.assert_array_equal(np.asarray(m2.close)[t:],
+                                  np.repeat(np.asarray(market.close)[-1:], 3, 0))
+    assert isinstance(m2.returns, type(market.returns))  # device arrays stay device arrays
+    for f in dataclasses.fields(market):
+        a, b = np.asarray(getattr(market, f.name)), np.asarray(getattr(m2, f.name))
+        np.testing.assert_array_equal(b if a.shape == b.shape else b[:t], a, err_msg=f.name)
+    split = (0, t - 10)  # the phases and the evaluation always pass a split
+    p1 = make_env_params(market, feats, ENV_CFG, split=split)
+    p2 = make_env_params(m2, f2, ENV_CFG, split=split)
+    assert jax.tree.structure(p1) == jax.tree.structure(p2)  # static sizes included
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(p1)[0], jax.tree.leaves(p2),
+                            strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        lead = a.ndim and a.shape[0] in (t, t + 1) and b.shape[0] == a.shape[0] + 3
+        np.testing.assert_array_equal(b[: a.shape[0]] if lead else b, a,
+                                      err_msg=jax.tree_util.keystr(path))
+    week_end = np.asarray(market.week_end)
+    regime = np.zeros(t, np.int32)
+    w1, _ = cur.build_stage_windows(week_end, regime, np.zeros(t), 40, 180, 200, width_lo=0)
+    w2, _ = cur.build_stage_windows(np.asarray(m2.week_end), np.zeros(t + 3, np.int32),
+                                    np.zeros(t + 3), 40, 180, 200, width_lo=0)
+    np.testing.assert_array_equal(w1.days, w2.days)
+    with pytest.raises(ValueError, match="days must be >= 0"):
+        pad_days(market, meta, feats, -1)
+
+
 def test_bad_arguments_are_one_clear_line(capsys):
     base = ["backtest", "--data", "/nonexistent-market"]
     spans = ["--train-years", "1", "--val-years", "0.5", "--test-years", "0.5"]

@@ -63,6 +63,9 @@ class CurriculumRule:
 
 DEFAULT_RULE = CurriculumRule()
 
+START_SET_BUCKET = 16
+"""Start sets are padded to a multiple of this many week ends (``build_stage_windows``)."""
+
 
 @struct.dataclass
 class StartSet:
@@ -192,6 +195,7 @@ def build_stage_windows(
     start_hi: int,
     t_hi: int,
     rule: CurriculumRule | None = None,
+    width_lo: int | None = None,
 ) -> tuple[StageWindows, dict[str, Any]]:
     """The three stages' start sets inside the env's start window [start_lo, start_hi].
 
@@ -202,8 +206,12 @@ def build_stage_windows(
       benchmark_returns: float [T] simple daily returns of the benchmark.
       start_lo, start_hi: the env's start window; t_hi: the split's last day (drawdowns are
         searched in [start_lo, t_hi], never beyond the split).
+      width_lo: the sets' width W counts the week ends in [width_lo, start_hi] (default
+        ``start_lo``; the split's first day, before the features' warm-up, gives markets of
+        one training span one W), rounded up to a multiple of ``START_SET_BUCKET``: walk-forward
+        folds then share their compiled programs. Draws read ``days[:count]`` only.
     Returns:
-      (StageWindows with W = number of week ends in the window, info: per-stage counts, the
+      (StageWindows with that W, info: per-stage counts, the
       drawdown windows and any stage that fell back to the mixed set).
     """
     rule = DEFAULT_RULE if rule is None else rule
@@ -228,7 +236,9 @@ def build_stage_windows(
             fallback.append(name)
             days = mixed
         sets.append(days)
-    width = int(mixed.size)
+    span = window_week_ends(week_end, start_lo if width_lo is None else min(width_lo, start_lo),
+                            start_hi).size
+    width = -(-int(span) // START_SET_BUCKET) * START_SET_BUCKET
     starts = [make_start_set(d, width) for d in sets]
     windows = StageWindows(
         days=jnp.stack([s.days for s in starts]),

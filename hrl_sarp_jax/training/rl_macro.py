@@ -341,7 +341,8 @@ def _market_setup(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
                                                np.asarray(feats.regime_rule))
     windows, cinfo = cur.build_stage_windows(
         np.asarray(market.week_end), regime, np.asarray(market.benchmark_returns),
-        int(train_params.start_lo), int(train_params.start_hi), int(train_params.t_hi), rule)
+        int(train_params.start_lo), int(train_params.start_hi), int(train_params.t_hi), rule,
+        width_lo=0)  # the training split's first day: one width for one training span
     days = eval_start_days(np.asarray(market.week_end), val_start, test_start - 1,
                            spec.eval_weeks, max_eval_episodes)
     return train_params, val_params, windows, days, cinfo, source

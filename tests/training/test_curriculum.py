@@ -51,6 +51,32 @@ def test_stage_sets_follow_regimes_and_drawdowns():
     assert info2["fallback_to_mixed"] == ["bull"]
 
 
+def test_start_set_width_counts_from_width_lo_in_buckets_and_draws_ignore_it():
+    """W = the week ends in [width_lo, start_hi] rounded up to START_SET_BUCKET (16): two
+    markets of one training span but other warm-ups (walk-forward folds) get one W; the padding
+    is never drawn, so the draws are those of the unpadded set."""
+    t = 400
+    week_end = np.zeros(t, bool)
+    week_end[4::5] = True                                   # days 4, 9, ..., 399
+    regime = np.full(t, SIDEWAYS, np.int32)
+    bench = np.full(t, 0.001)
+    late, _ = cur.build_stage_windows(week_end, regime, bench, 100, 300, 350)
+    # week ends in [100, 300]: 104, ..., 299 -> 40 -> W = 48
+    assert int(late.count[1]) == 40 and late.days.shape == (3, 48)
+    early, _ = cur.build_stage_windows(week_end, regime, bench, 30, 300, 350)
+    wide, _ = cur.build_stage_windows(week_end, regime, bench, 100, 300, 350, width_lo=0)
+    # [0, 300]: 60 week ends -> W = 64, whatever the warm-up (start_lo 30 or 100)
+    assert early.days.shape == (3, 64) and wide.days.shape == (3, 64)
+    assert int(wide.count[1]) == 40
+    np.testing.assert_array_equal(np.asarray(wide.days[1])[:40], np.asarray(late.days[1])[:40])
+    key = jax.random.key(3)
+    for k in range(3):
+        a = cur.sample_start_days(key, cur.stage_starts(k, late), (500,))
+        b = cur.sample_start_days(key, cur.stage_starts(k, wide), (500,))
+        np.testing.assert_array_equal(a, b)
+        assert int(jnp.min(a)) >= 104 and int(jnp.max(a)) <= 299
+
+
 def test_promotion_rule():
     rule = cur.CurriculumRule(promote_sharpe=(0.5, 0.3), min_updates=(10, 10),
                               max_fraction=(0.2, 0.6))
