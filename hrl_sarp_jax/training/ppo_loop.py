@@ -203,10 +203,10 @@ def compile_programs(setup: PPOSetup, seeds: int, mesh: Any = None, *,
     evaluate, eval_s, eval_fp = compile_ahead(
         evaluate_program(prog, val_axes), abstract.train.params, val_params, days,
         jax.random.key(0), compiler_options=compiler_options)
-    _COMPILED[key] = Compiled(init, chunk, evaluate, init_s + chunk_s + eval_s,
-                              {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp},
-                              train_k, val_k)
-    return _COMPILED[key]
+    out = Compiled(init, chunk, evaluate, init_s + chunk_s + eval_s,
+                   {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp}, train_k, val_k)
+    _COMPILED[key] = out._replace(train_params=None, val_params=None)  # programs, no market
+    return out
 
 
 def init_program(prog: PPOProgram) -> Callable:
