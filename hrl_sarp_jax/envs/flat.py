@@ -27,7 +27,8 @@ plain return objective, so it gets its own (small) env over the shared accountin
 
 Observation [D_f] at the close of d (``FlatObsLayout``), rows <= d only:
   stock [N*22] | stock_mask [N] (tradable at d) | weights [N] (current, drifted) |
-  macro [18] (portfolio_drawdown slot filled by the env) | portfolio [2] = (cash, drawdown)
+  macro [F_m] (18 or 24; portfolio_drawdown slot filled by the env) |
+  portfolio [2] = (cash, drawdown)
 Shapes: N stocks, S sectors.
 """
 
@@ -75,7 +76,7 @@ class FlatObsLayout:
 
     def unflatten(self, obs: jax.Array) -> dict[str, jax.Array]:
         """Named views: stock [..,N,22], stock_mask [..,N] (0/1), weights [..,N],
-        macro [..,18], portfolio [..,2] (cash, drawdown). Leading axes are kept."""
+        macro [..,F_m], portfolio [..,2] (cash, drawdown). Leading axes are kept."""
         sl, lead = self.slices, obs.shape[:-1]
         v = {k: obs[..., sl[k]] for k in sl}
         v["stock"] = v["stock"].reshape(*lead, self.num_stocks, self.stock_features)
@@ -119,10 +120,11 @@ class FlatState(environment.EnvState):
 
 
 class FlatEnv(common.ObserveOnce, environment.Environment[FlatState, EnvParams]):
-    def __init__(self, num_stocks: int, num_sectors: int, *, return_window: int = 20):
+    def __init__(self, num_stocks: int, num_sectors: int, *, return_window: int = 20,
+                 macro_features: int = NUM_MACRO_FEATURES):
         super().__init__()
         self.num_stocks, self.num_sectors, self.window = num_stocks, num_sectors, return_window
-        self.layout = FlatObsLayout(num_stocks)
+        self.layout = FlatObsLayout(num_stocks, macro_features=macro_features)
 
     # HOST ONLY
     @staticmethod

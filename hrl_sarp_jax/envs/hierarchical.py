@@ -38,6 +38,7 @@ from hrl_sarp_jax.envs.rewards import (
     sector_weights,
 )
 from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.risk.manager import RiskState
 
@@ -77,11 +78,11 @@ class HierState(environment.EnvState):
 
 class HierarchicalEnv(common.ObserveOnce, environment.Environment[HierState, EnvParams]):
     def __init__(self, num_stocks: int, num_sectors: int, sector_features: int, *,
-                 return_window: int = 20):
+                 return_window: int = 20, macro_features: int = NUM_MACRO_FEATURES):
         super().__init__()
         self.num_stocks, self.num_sectors, self.window = num_stocks, num_sectors, return_window
         self.micro_layout = MicroObsLayout(num_stocks, num_sectors)
-        self.macro_layout = MacroObsLayout(num_sectors, sector_features)
+        self.macro_layout = MacroObsLayout(num_sectors, sector_features, macro_features)
 
     # HOST ONLY
     @staticmethod

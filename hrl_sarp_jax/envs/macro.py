@@ -26,6 +26,7 @@ from hrl_sarp_jax.envs.micro import initial_parts
 from hrl_sarp_jax.envs.obs import MacroObsLayout
 from hrl_sarp_jax.envs.params import EnvParams, make_env_params
 from hrl_sarp_jax.envs.rewards import buffer_mask, macro_reward, push_return, sector_weights
+from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.risk.manager import RiskState
 
@@ -53,11 +54,12 @@ def week_window(params: EnvParams) -> tuple[jax.Array, jax.Array]:
 
 class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams]):
     def __init__(self, num_stocks: int, num_sectors: int, sector_features: int, *,
-                 return_window: int = 20, allocator: common.PolicyFn | None = None):
+                 return_window: int = 20, allocator: common.PolicyFn | None = None,
+                 macro_features: int = NUM_MACRO_FEATURES):
         super().__init__()
         self.num_stocks, self.num_sectors = num_stocks, num_sectors
         self.window, self.allocator = return_window, allocator
-        self.layout = MacroObsLayout(num_sectors, sector_features)
+        self.layout = MacroObsLayout(num_sectors, sector_features, macro_features)
 
     # HOST ONLY
     @staticmethod

@@ -1,7 +1,8 @@
 """Flat float32 observation layouts, with named views for the networks and HER.
 
 Macro obs [D_M] (decision at the close of a week end t), in order:
-  macro [18] (portfolio_drawdown filled by the env) | sector [S*F_s] | sector_mask [S] |
+  macro [F_m] (18, or 24 with features.macro_levels; portfolio_drawdown filled by the env) |
+  sector [S*F_s] | sector_mask [S] |
   adjacency [S*S] | sector_weights [S] (current, drifted) | portfolio [2] = (cash, drawdown)
 Micro obs [D_m] (decision at the close of day t), in order:
   stock [N*22] | stock_mask [N] (tradable at t) | weights [N] (current, drifted) |
@@ -45,7 +46,7 @@ class MacroObsLayout:
         return self.slices["portfolio"].stop
 
     def unflatten(self, obs: jax.Array) -> dict[str, jax.Array]:
-        """Named views: macro [..,18], sector [..,S,F_s], sector_mask [..,S] (0/1),
+        """Named views: macro [..,F_m], sector [..,S,F_s], sector_mask [..,S] (0/1),
         adjacency [..,S,S], sector_weights [..,S], portfolio [..,2]."""
         sl, s, lead = self.slices, self.num_sectors, obs.shape[:-1]
         v = {k: obs[..., sl[k]] for k in sl}

@@ -23,7 +23,7 @@ from gymnax.environments import environment
 from hrl_sarp_jax.config import EnvConfig, RewardConfig
 from hrl_sarp_jax.data.market import MarketArrays
 from hrl_sarp_jax.errors import ConfigError
-from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES, NUM_STOCK_FEATURES, FeatureSet
+from hrl_sarp_jax.features.featureset import MACRO_WIDTHS, NUM_STOCK_FEATURES, FeatureSet
 from hrl_sarp_jax.finance.costs import CostParams, cost_params
 from hrl_sarp_jax.risk.constraints import ConstraintParams, constraint_params
 from hrl_sarp_jax.risk.manager import RiskParams, risk_params
@@ -114,7 +114,7 @@ class EnvParams(environment.EnvParams):
     benchmark_returns: jax.Array  # [T] float32
     # features (row t uses data <= t; regime_label[t] is the target: regime after t)
     stock_features: jax.Array    # [T, N, 22] float32
-    macro_features: jax.Array    # [T, 18] float32 (last column filled by the env)
+    macro_features: jax.Array    # [T, F_m] float32, F_m 18 or 24 (column 17 filled by the env)
     sector_features: jax.Array   # [T, S, F_s] float32
     sector_mask: jax.Array       # [T, S] bool
     adjacency: jax.Array         # [T, S, S] float32
@@ -151,6 +151,11 @@ class EnvParams(environment.EnvParams):
     @property
     def sector_feature_dim(self) -> int:
         return int(self.sector_features.shape[-1])
+
+    @property
+    def macro_feature_dim(self) -> int:
+        """F_m: 18, or 24 with ``features.macro_levels``."""
+        return int(self.macro_features.shape[-1])
 
 
 # --------------------------------------------------------------------------- host helpers
@@ -265,7 +270,9 @@ def make_env_params(
     if feats.stock.shape != (t_total, n, NUM_STOCK_FEATURES):
         raise ConfigError(f"FeatureSet.stock has shape {feats.stock.shape}, "
                           f"expected {(t_total, n, NUM_STOCK_FEATURES)}")
-    if feats.macro.shape != (t_total, NUM_MACRO_FEATURES) or feats.sector.shape[:2] != (t_total, s):
+    macro_ok = feats.macro.shape[0] == t_total and feats.macro.shape[1:] in {
+        (w,) for w in MACRO_WIDTHS}
+    if not macro_ok or feats.sector.shape[:2] != (t_total, s):
         raise ConfigError("FeatureSet macro/sector shapes do not match the market")
     steps = int(steps if steps is not None else
                 (cfg.macro_episode_weeks if weekly else cfg.micro_episode_days))

@@ -80,7 +80,8 @@ class HierarchicalStrategy:
     def macro_decision(self, macro_params: Params, port: PortfolioState, t: Array,
                        params: EnvParams) -> tuple[Array, Array]:
         """(goal [G], regime probabilities [3]) of the Macro agent at the close of t."""
-        layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim)
+        layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim,
+                                params.macro_feature_dim)
         action = macro_action(self.networks, layout, macro_params,
                               common.macro_obs(port, t, params))
         probs = action[params.num_sectors:]

@@ -24,7 +24,7 @@ What is explained at the close of day t (one seed; pure and jittable, shapes sta
   ``HierarchicalStrategy.macro_decision``, i.e. f = (the Dirichlet-mean sector weights [S]
   (``MacroPolicy.mean_weights``, before the goal's constraint projection) ⊕ the probability of
   the *called* regime (the argmax at x) [1]), attributed jointly to
-  (a) the 18 macro features (``features.featureset.MACRO_FEATURES``) and
+  (a) the 18 macro features (``features.featureset.MACRO_FEATURES``; 24 with the level features) and
   (b) the sector node inputs [S, F_s] (``SECTOR_FEATURES`` per sector) — the GNN's *input*
   node features rather than its learned sector embeddings: an attribution to "IT.ret_4w" is
   readable, one to embedding unit 5 is not, and the embeddings are a function of these inputs.
@@ -71,7 +71,12 @@ from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.agent import run_agent
 from hrl_sarp_jax.evaluation.backtest import BacktestResult
-from hrl_sarp_jax.features.featureset import MACRO_FEATURES, SECTOR_FEATURES, STOCK_FEATURES
+from hrl_sarp_jax.features.featureset import (
+    NUM_MACRO_FEATURES,
+    SECTOR_FEATURES,
+    STOCK_FEATURES,
+    macro_feature_names,
+)
 from hrl_sarp_jax.finance.portfolio import PortfolioState, init_portfolio
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
 from hrl_sarp_jax.networks.macro import MacroActor
@@ -236,7 +241,7 @@ class MicroExplanation:
 
 def macro_views(port: PortfolioState, t: Array, params: EnvParams) -> dict[str, Array]:
     """The named views of the Macro observation at the close of t (as the agent builds it)."""
-    layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim)
+    layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim, params.macro_feature_dim)
     return layout.unflatten(common.macro_obs(port, t, params))
 
 
@@ -465,7 +470,7 @@ def _check(value: float, base: float, total: float) -> dict[str, float]:
 def explanation_record(mac: MacroExplanation, mic: MicroExplanation, *,
                        tickers: Sequence[str], sectors: Sequence[str], top: int = 10,
                        stock_sector: Sequence[int] | None = None,
-                       macro_names: Sequence[str] = MACRO_FEATURES,
+                       macro_names: Sequence[str] | None = None,
                        sector_feature_names: Sequence[str] = SECTOR_FEATURES,
                        stock_feature_names: Sequence[str] = STOCK_FEATURES) -> dict[str, Any]:
     """Machine-readable explanation: {"macro": {"regime", "regime_probs", "sector_weights"
@@ -479,6 +484,8 @@ def explanation_record(mac: MacroExplanation, mic: MicroExplanation, *,
     'TICKER.feature' (group 'own' for the explained stock's, 'other' for other stocks')."""
     s = int(np.shape(mac.sector_mask)[0])
     f_s = int(np.shape(mac.sector_inputs)[-1])
+    if macro_names is None:  # MACRO_FEATURES, and the level features when the run has them
+        macro_names = macro_feature_names(np.shape(mac.macro_inputs)[-1] > NUM_MACRO_FEATURES)
     named = [j for j in range(s) if j < len(sectors) and sectors[j]]
     valid = [j for j in named if bool(mac.sector_mask[j])]
     sec_names = [f"{sectors[j]}.{sector_feature_names[c]}" for j in named for c in range(f_s)]

@@ -39,7 +39,7 @@ from hrl_sarp_jax.evaluation.backtest import (
     rebalance_mask,
     run_backtest,
 )
-from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES, NUM_STOCK_FEATURES, FeatureSet
+from hrl_sarp_jax.features.featureset import NUM_STOCK_FEATURES, FeatureSet, macro_width
 from hrl_sarp_jax.networks.flat import FlatActor, FlatActorCritic
 from hrl_sarp_jax.types import Array, Params
 
@@ -57,7 +57,8 @@ class FlatPolicyFn:
 
     def __call__(self, carry: Params, t: Array, view: DayView) -> tuple[Params, Array]:
         obs = flat_obs(view.port, t, view.params)
-        x = FlatObsLayout(self.num_stocks).policy_inputs(obs)
+        x = FlatObsLayout(self.num_stocks, macro_features=view.params.macro_feature_dim
+                          ).policy_inputs(obs)
         policy = FlatActor(self.networks).apply({"params": carry["params"]["actor"]}, *x)
         return carry, policy.mean_weights
 
@@ -91,7 +92,7 @@ def load_flat_policy(run: Run, cfg: Config, step: int | str = "best") -> tuple[P
         seeds = int((saved or {}).get("seeds", cfg.train.seeds))
         net = FlatActorCritic(cfg.networks)
         dummy = (jnp.zeros((1, NUM_STOCK_FEATURES)), jnp.ones((1,), bool), jnp.zeros((1,)),
-                 jnp.zeros((NUM_MACRO_FEATURES + 2,)))
+                 jnp.zeros((macro_width(cfg.features.macro_levels) + 2,)))
         keys = jax.random.split(jax.random.key(0), seeds)  # shapes only: never evaluated
         abstract = jax.eval_shape(jax.vmap(lambda k: {"policy": net.init(k, *dummy)}), keys)
         state, _meta, got = ck.restore(abstract, step)

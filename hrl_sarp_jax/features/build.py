@@ -54,6 +54,16 @@ Macro features [T, 18] (MACRO_FEATURES); series by name from ``schema.MACRO_SERI
 | regime_prev        | regime_rule[t] as +1 Bull / −1 Bear / 0 Sideways     | a whole week   |
 | portfolio_drawdown | 0, mask False: the environment fills it              | —              |
 
+With ``features.macro_levels`` six more follow (MACRO_LEVEL_FEATURES, [T, 24] in all):
+
+| feature              | definition                                                   |
+|----------------------|--------------------------------------------------------------|
+| X_ma20_z             | m_t = mean of X over 20 days (>= 10 values); trailing z of m |
+|                      | over ``norm_window`` days (>= 60 means), clip ±3; X = vix,   |
+|                      | fii_flow, dii_flow, credit_spread                            |
+| pcr_ma20             | clip(20-day mean of put_call_ratio − 1, ±1)                  |
+| index_ret_13w        | log(bench_t / bench_{t-60}), clip ±0.5 (61 closes)           |
+
 The event features are the one forward-looking input, and not look-ahead: the ``event_flag``
 series is a schedule (policy meetings, budget, expiries) published ahead of time, so a decision
 at t may know the event days after t. Nothing else about those days is read.
@@ -103,10 +113,11 @@ from hrl_sarp_jax.features import regime
 from hrl_sarp_jax.features import sector as sec
 from hrl_sarp_jax.features import technical as tech
 from hrl_sarp_jax.features.featureset import (
-    MACRO_FEATURES,
+    NUM_MACRO_FEATURES,
     SECTOR_FEATURES,
     STOCK_FEATURES,
     FeatureSet,
+    macro_feature_names,
 )
 from hrl_sarp_jax.features.macro import macro_features
 from hrl_sarp_jax.features.rolling import rolling_zscore, run_length
@@ -236,6 +247,7 @@ def _build_core(
         rule,
         cfg.norm_window,
         cfg.norm_min_periods,
+        cfg.macro_levels,
     )
     return FeatureSet(
         stock=stock,
@@ -376,7 +388,7 @@ def feature_summary(market: MarketArrays, meta: MarketMeta, feats: FeatureSet) -
     )
     table(
         "macro feature",
-        MACRO_FEATURES,
+        macro_feature_names(np.shape(feats.macro)[-1] > NUM_MACRO_FEATURES),
         np.asarray(feats.macro),
         np.asarray(feats.macro_mask),
         np.ones(num_t),

@@ -36,17 +36,38 @@ SECTOR_FEATURES = (
     "mean_ret", "std_ret", "cum_ret", "sharpe", "min_ret", "max_ret", "frac_pos", "median_ret",
     "rel_strength_13w", "rotation_score", "ret_1w", "ret_4w", "vol_20d", "breadth",
 )  # definitions: features/build.py
+# Levels kept beside the z-scores (``features.macro_levels``): trailing 20-day means, standardised
+# over the long ``norm_window`` (252 days, longer than a regime) so a persistent regime level stays
+# visible, and the index's 13-week return. Appended after MACRO_FEATURES when enabled.
+MACRO_LEVEL_FEATURES = (
+    "vix_ma20_z", "fii_flow_ma20_z", "dii_flow_ma20_z", "credit_spread_ma20_z", "pcr_ma20",
+    "index_ret_13w",
+)
 NUM_STOCK_FEATURES = len(STOCK_FEATURES)   # 22
 NUM_MACRO_FEATURES = len(MACRO_FEATURES)   # 18
 NUM_SECTOR_FEATURES = len(SECTOR_FEATURES)  # 14
+
+
+def macro_feature_names(levels: bool) -> tuple[str, ...]:
+    """The Macro's input columns: MACRO_FEATURES, then MACRO_LEVEL_FEATURES with ``levels``
+    (``features.macro_levels``)."""
+    return MACRO_FEATURES + (MACRO_LEVEL_FEATURES if levels else ())
+
+
+def macro_width(levels: bool) -> int:
+    """F_m, the Macro's input columns: 18, or 24 with ``features.macro_levels``."""
+    return len(macro_feature_names(levels))
+
+
+MACRO_WIDTHS = (macro_width(False), macro_width(True))  # 18, 24
 
 
 @struct.dataclass
 class FeatureSet:
     stock: jax.Array          # [T, N, 22] float32, normalised and clipped
     stock_mask: jax.Array     # [T, N, 22] bool: input available at t
-    macro: jax.Array          # [T, 18] float32
-    macro_mask: jax.Array     # [T, 18] bool
+    macro: jax.Array          # [T, F_m] float32, F_m = 18 (24 with features.macro_levels)
+    macro_mask: jax.Array     # [T, F_m] bool
     sector: jax.Array         # [T, S, F_s] float32: GNN node inputs / sector statistics
     sector_mask: jax.Array    # [T, S] bool
     adjacency: jax.Array      # [T, S, S] float32: trailing-window |corr| >= threshold, self loops 1

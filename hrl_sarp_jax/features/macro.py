@@ -1,4 +1,5 @@
-"""The 18 macro features [T, 18] from named macro series, the benchmark and market breadth.
+"""The 18 macro features [T, 18] from named macro series, the benchmark and market breadth,
+and optionally six level features after them (``features.macro_levels``).
 
 Series are looked up by name on the host into a column-index vector (-1 = absent); a missing
 series gives 0 with mask False. Definitions are tabulated in ``features/build.py``.
@@ -12,7 +13,14 @@ import jax.numpy as jnp
 
 from hrl_sarp_jax.data.schema import MACRO_SERIES
 from hrl_sarp_jax.features.featureset import MACRO_FEATURES
-from hrl_sarp_jax.features.rolling import lag, rolling_zscore, run_length, safe_div, window_mean_var
+from hrl_sarp_jax.features.rolling import (
+    lag,
+    rolling_moments,
+    rolling_zscore,
+    run_length,
+    safe_div,
+    window_mean_var,
+)
 from hrl_sarp_jax.types import BEAR, BULL, Array
 
 VIX_Z_WINDOW, VIX_Z_MIN = 252, 20
@@ -97,8 +105,10 @@ def macro_features(
     regime_rule: Array,
     norm_window: int,
     norm_min_periods: int,
+    levels: bool = False,
 ) -> tuple[Array, Array]:
-    """[T, M] series -> ([T, 18] float32, [T, 18] bool) in ``MACRO_FEATURES`` order.
+    """[T, M] series -> ([T, F_m] float32, [T, F_m] bool) in ``MACRO_FEATURES`` order, then
+    with ``levels`` the six ``MACRO_LEVEL_FEATURES`` (``macro_level_features``): F_m 18 or 24.
 
     ``columns`` int32 [len(MACRO_SERIES)]: the column of each ``schema.MACRO_SERIES`` name in
     ``macro``, -1 where the market lacks it (a traced argument: one compile for any layout).
@@ -160,4 +170,44 @@ def macro_features(
     out["portfolio_drawdown"] = (zero, zero > 0)
     values = jnp.stack([out[n][0] for n in MACRO_FEATURES], axis=1).astype(jnp.float32)
     masks = jnp.stack([out[n][1] for n in MACRO_FEATURES], axis=1)
+    if levels:
+        more, more_ok = macro_level_features(macro, macro_mask, columns, bench_close, norm_window)
+        values, masks = jnp.concatenate([values, more], 1), jnp.concatenate([masks, more_ok], 1)
+    return jnp.where(masks, values, 0.0), masks
+
+
+LEVEL_MA_WINDOW, LEVEL_MA_MIN = 20, 10
+LEVEL_Z_MIN = 60
+INDEX_LONG_WINDOW = 60
+
+
+def macro_level_features(
+    macro: Array, macro_mask: Array, columns: Array, bench_close: Array, norm_window: int,
+) -> tuple[Array, Array]:
+    """[T, M] series -> ([T, 6], [T, 6] bool) in ``MACRO_LEVEL_FEATURES`` order.
+
+    ``*_ma20_z``: the trailing 20-day mean of a series (at least 10 values), z-scored over the
+    trailing ``norm_window`` days of that mean (at least 60; clip ±3): a regime lasting weeks
+    moves it where a short z-score of the daily value has already adapted. ``pcr_ma20``: the
+    20-day mean put/call ratio − 1 (clip ±1). ``index_ret_13w``: the index's 60-day log return
+    (clip ±0.5). Row t uses days <= t only.
+    """
+
+    def get(name: str) -> tuple[Array, Array]:
+        return series(macro, macro_mask, columns[MACRO_SERIES.index(name)])
+
+    names = ("vix", "fii_flow", "dii_flow", "credit_spread", "put_call_ratio")
+    cols = [get(n) for n in names]
+    x = jnp.stack([c[0] for c in cols], 1)
+    ok = jnp.stack([c[1] for c in cols], 1)
+    n, mean, _ = rolling_moments(x, ok, LEVEL_MA_WINDOW)
+    ma_ok = n >= LEVEL_MA_MIN
+    z, z_ok = rolling_zscore(mean, ma_ok, norm_window, LEVEL_Z_MIN, Z_CLIP, exact=True)
+    pcr_ma, pcr_ok = _clip(mean[:, 4] - 1.0, ma_ok[:, 4], -1.0, 1.0)
+    run = run_length(bench_close > 0)
+    logc = jnp.log(jnp.where(bench_close > 0, bench_close, 1.0))
+    idx_ok = run >= INDEX_LONG_WINDOW + 1
+    idx = jnp.where(idx_ok, jnp.clip(logc - lag(logc, INDEX_LONG_WINDOW), -0.5, 0.5), 0.0)
+    values = jnp.concatenate([z[:, :4], pcr_ma[:, None], idx[:, None]], 1).astype(jnp.float32)
+    masks = jnp.concatenate([z_ok[:, :4], pcr_ok[:, None], idx_ok[:, None]], 1)
     return jnp.where(masks, values, 0.0), masks

@@ -49,7 +49,7 @@ _F32 = jnp.float32
 class MacroInputs(NamedTuple):
     """MacroActor / MacroCritic inputs for one example (leading batch axes when stacked)."""
 
-    macro: Array            # [18]
+    macro: Array            # [F_m] (18, or 24 with features.macro_levels)
     sector_features: Array  # [S, F_s + 1]
     adjacency: Array        # [S, S]
     sector_mask: Array      # [S] bool
@@ -68,7 +68,7 @@ def macro_inputs(
     """Named MacroActor inputs at one decision time.
 
     Args:
-      macro: [18] macro feature row (its drawdown slot is overwritten).
+      macro: [F_m] macro feature row (its drawdown slot is overwritten).
       sector_features: [S, F_s] sector feature row.
       adjacency: [S, S] sector graph row.
       sector_mask: [S] bool (or 0/1) sectors available to the actor.

@@ -42,7 +42,7 @@ from hrl_sarp_jax.config import Config, NetworkConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.flat import FlatEnv, FlatObsLayout
 from hrl_sarp_jax.errors import ConfigError
-from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES, FeatureSet
 from hrl_sarp_jax.networks.flat import FlatActor, FlatActorCritic, FlatCritic, FlatPolicy
 from hrl_sarp_jax.training.ppo_engine import (
     PPOProgram,
@@ -218,10 +218,11 @@ def flat_keys(seed: int, count: int) -> Array:
 # HOST ONLY
 @lru_cache(maxsize=8)
 def _program(num_stocks: int, num_sectors: int, return_window: int, networks: NetworkConfig,
-             spec: FlatSpec) -> FlatProgram:
+             spec: FlatSpec, macro_features: int = NUM_MACRO_FEATURES) -> FlatProgram:
     """One FlatProgram per static setup, so repeated runs in one process reuse the compiles."""
-    return make_flat(FlatEnv(num_stocks, num_sectors, return_window=return_window), networks,
-                     spec)
+    env = FlatEnv(num_stocks, num_sectors, return_window=return_window,
+                  macro_features=macro_features)
+    return make_flat(env, networks, spec)
 
 
 # HOST ONLY
@@ -248,7 +249,7 @@ def setup_flat(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Featu
         "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
     }
     prog = _program(market.num_stocks, market.num_sectors, cfg.env.return_window, cfg.networks,
-                    spec)
+                    spec, int(feats.macro.shape[-1]))
     return FlatSetup(prog, train_params, val_params, jnp.asarray(days),
                      with_schedule(PPOHParams.from_config(cfg.train.ppo), spec), info)
 

@@ -45,7 +45,7 @@ from hrl_sarp_jax.envs.macro import MacroEnv
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
 from hrl_sarp_jax.envs.params import stack_markets
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
-from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES, FeatureSet
 from hrl_sarp_jax.networks.inputs import (
     MacroInputs,
     macro_inputs_from_views,
@@ -321,7 +321,8 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
                           f"{float(cfg.train.ppo.anchor_kl_coef):g}")
     n, s, f_s = market.num_stocks, market.num_sectors, int(feats.sector.shape[-1])
     p3 = _phase3_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
-                           micro_params is not None, float(cfg.train.ppo.regime_aux_coef) > 0)
+                           micro_params is not None, float(cfg.train.ppo.regime_aux_coef) > 0,
+                           macro_features=int(feats.macro.shape[-1]))
     return Phase3Setup(p3, train_params, val_params, jnp.asarray(days),
                        with_schedule(PPOHParams.from_config(cfg.train.ppo), spec), info, windows)
 
@@ -351,7 +352,8 @@ def _market_setup(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
 # HOST ONLY
 def _phase3_functions(num_stocks: int, num_sectors: int, sector_features: int,
                       return_window: int, networks: NetworkConfig, spec: Phase3Spec,
-                      with_micro: bool, regime_aux: bool = False) -> Phase3:
+                      with_micro: bool, regime_aux: bool = False, *,
+                      macro_features: int = NUM_MACRO_FEATURES) -> Phase3:
     """One Phase3 (env, network, pure functions) per static setup, so that repeated runs in
     one process (resume, phase 'all', Phase 5's Macro block, tests) reuse the same jitted
     programs. The schedule's lengths (``total_updates``, the warm-ups) are traced
@@ -360,17 +362,17 @@ def _phase3_functions(num_stocks: int, num_sectors: int, sector_features: int,
     core = _phase3_core(num_stocks, num_sectors, sector_features, return_window, networks,
                         dataclasses.replace(spec, total_updates=spec.updates_per_chunk,
                                             warmup_updates=0, critic_warmup_updates=0),
-                        with_micro, regime_aux)
+                        with_micro, regime_aux, macro_features)
     return core._replace(spec=spec)
 
 
 @lru_cache(maxsize=8)
 def _phase3_core(num_stocks: int, num_sectors: int, sector_features: int, return_window: int,
                  networks: NetworkConfig, spec: Phase3Spec, with_micro: bool,
-                 regime_aux: bool) -> Phase3:
+                 regime_aux: bool, macro_features: int) -> Phase3:
     allocator = micro_allocator(networks, num_stocks, num_sectors) if with_micro else None
     env = MacroEnv(num_stocks, num_sectors, sector_features, return_window=return_window,
-                   allocator=allocator)
+                   allocator=allocator, macro_features=macro_features)
     return make_phase3(env, networks, spec, regime_aux)
 
 

@@ -50,6 +50,7 @@ from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
 from hrl_sarp_jax.envs.params import EnvParams, seed_axes
 from hrl_sarp_jax.envs.rewards import goal_reward
 from hrl_sarp_jax.errors import ConfigError
+from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES
 from hrl_sarp_jax.finance.metrics import sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
@@ -562,13 +563,14 @@ def seed_programs(p4: Phase4, env_params: EnvParams) -> dict[str, Callable]:
 # --------------------------------------------------------------------------- frozen Macro
 
 
-def macro_goal_fn(net: NetworkConfig, num_sectors: int, sector_features: int
-                  ) -> Callable[[Params, Array], Array]:
+def macro_goal_fn(net: NetworkConfig, num_sectors: int, sector_features: int,
+                  macro_features: int = NUM_MACRO_FEATURES) -> Callable[[Params, Array], Array]:
     """A MicroEnv 'policy' goal source: flat macro obs [D_M] (F_s = ``sector_features`` per
     sector) -> Macro action [S+3] =
     deterministic sector weights (Dirichlet mean) ⊕ regime probabilities, from MacroActor
     params (the env projects the weights and one-hots the regime argmax)."""
-    return partial(macro_action, net, MacroObsLayout(num_sectors, sector_features))
+    return partial(macro_action, net, MacroObsLayout(num_sectors, sector_features,
+                                                     macro_features))
 
 
 # --------------------------------------------------------------------------- host side
@@ -624,7 +626,7 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
     f_s = int(feats.sector.shape[-1])
     spec = spec or Phase4Spec.from_config(cfg.train.td3)
     env, p4 = _phase4_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
-                                macro_params is not None)
+                                macro_params is not None, int(feats.macro.shape[-1]))
     if macro_params is not None and seeds is not None and {
             int(np.shape(x)[0]) for x in jax.tree.leaves(macro_params)} != {int(seeds)}:
         raise ValueError(f"setup_phase4: macro_params must be stacked [{seeds}] (one Macro "
@@ -654,14 +656,16 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
 @lru_cache(maxsize=8)
 def _phase4_functions(num_stocks: int, num_sectors: int, sector_features: int,
                       return_window: int, networks: NetworkConfig, spec: Phase4Spec,
-                      policy_goals: bool) -> tuple[MicroEnv, Phase4]:
+                      policy_goals: bool, macro_features: int = NUM_MACRO_FEATURES
+                      ) -> tuple[MicroEnv, Phase4]:
     """One (MicroEnv, Phase4) per static setup (goals from the frozen Macro, or sampled), so
     that Phase 4, Phase 5's Micro block, resumes and walk-forward folds in one process share
     the same functions and so the same jitted programs (``programs.jit_once``)."""
     if policy_goals:
         env = MicroEnv(num_stocks, num_sectors, return_window=return_window,
                        goal_source="policy",
-                       goal_fn=macro_goal_fn(networks, num_sectors, sector_features))
+                       goal_fn=macro_goal_fn(networks, num_sectors, sector_features,
+                                             macro_features))
     else:
         env = MicroEnv(num_stocks, num_sectors, return_window=return_window,
                        goal_source="sampled")

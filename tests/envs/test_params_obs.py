@@ -119,3 +119,30 @@ def test_hierarchical_params_need_a_week_end_to_start_on(inputs, cfg):
     day = int(np.flatnonzero(~week_end[:-1] & ~week_end[1:])[0])  # two non-week-end days
     with pytest.raises(ConfigError, match="week end"):
         HierarchicalEnv.make_params(*inputs, cfg, start=(day, day + 1))
+
+
+def test_macro_obs_carries_the_level_features(inputs, cfg):
+    """With ``features.macro_levels`` the feature rows are 24 wide: the Macro observation holds
+    all 24 (the drawdown in slot 17, the six levels after it) and the layout finds the rest
+    where it was; any other width is refused."""
+    from hrl_sarp_jax.envs.macro import MacroEnv
+
+    market, feats = inputs
+    extra = jnp.asarray(np.random.default_rng(3).normal(size=(T, 6)), jnp.float32)
+    wide = feats.replace(macro=jnp.concatenate([feats.macro, extra], 1),
+                         macro_mask=jnp.concatenate([feats.macro_mask, extra > 0], 1))
+    p = MacroEnv.make_params(market, wide, cfg)
+    assert p.macro_feature_dim == 24
+    env = MacroEnv(N, S, FS, return_window=cfg.return_window, macro_features=24)
+    obs, st = env.reset(jax.random.key(12), p)
+    lay = MacroObsLayout(S, FS, 24)
+    assert obs.shape == (MacroObsLayout(S, FS).size + 6,) == (lay.size,)
+    v = lay.unflatten(obs)
+    t = int(st.t)
+    np.testing.assert_array_equal(v["macro"][18:], extra[t])
+    np.testing.assert_array_equal(v["macro"][:17], p.macro_features[t, :17])
+    assert float(v["macro"][17]) == 0.0  # the drawdown at the start
+    np.testing.assert_array_equal(v["sector"], p.sector_features[t])
+    bad = feats.replace(macro=wide.macro[:, :20], macro_mask=wide.macro_mask[:, :20])
+    with pytest.raises(ConfigError, match="macro/sector shapes"):
+        MacroEnv.make_params(market, bad, cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,10 +12,11 @@ import pytest
 
 from hrl_sarp_jax.data import schema
 from hrl_sarp_jax.features.build import build_features
-from hrl_sarp_jax.features.featureset import MACRO_FEATURES
+from hrl_sarp_jax.features.featureset import MACRO_FEATURES, macro_feature_names
 from hrl_sarp_jax.features.macro import event_features
 from tests.features import reference as ref
 from tests.features.conftest import CFG
+from tests.features.make_market import to_market
 
 
 def _col(name):
@@ -114,3 +117,56 @@ def test_missing_series_give_zero_and_mask_false(built):
     for name in ("vix_z", "vix_chg_1w", "event_flag", "days_to_event"):
         assert not mask[:, _col(name)].any() and np.all(macro[:, _col(name)] == 0), name
     assert mask[:, _col("pcr")].all()
+
+
+# ----------------------------------------------------------------- features.macro_levels
+
+LEVELS = dataclasses.replace(CFG, macro_levels=True)
+
+
+@pytest.fixture(scope="module")
+def levels_np(built):
+    f = build_features(built.market, LEVELS)
+    return np.asarray(f.macro), np.asarray(f.macro_mask)
+
+
+def test_level_features_against_pandas(levels_np, feats_np, series, ref_np):
+    macro, mask = levels_np
+    assert macro.shape[1] == len(macro_feature_names(True)) == 24
+    # the 18 are the same features (another program: float32 rounding only)
+    np.testing.assert_array_equal(mask[:, :18], feats_np["macro_mask"])
+    np.testing.assert_allclose(macro[:, :18], feats_np["macro"], atol=1e-6, rtol=0)
+    names = macro_feature_names(True)
+
+    def check(name, expected, atol):
+        i = names.index(name)
+        want = ~np.isnan(expected)
+        np.testing.assert_array_equal(mask[:, i], want, err_msg=f"{name}: mask")
+        assert np.all(macro[~mask[:, i], i] == 0)
+        np.testing.assert_allclose(macro[mask[:, i], i], expected[want], atol=atol, rtol=0,
+                                   err_msg=name)
+
+    for feat, ser in (("vix_ma20_z", "vix"), ("fii_flow_ma20_z", "fii_flow"),
+                      ("dii_flow_ma20_z", "dii_flow"), ("credit_spread_ma20_z", "credit_spread")):
+        ma = series[ser].rolling(20, min_periods=10).mean()
+        roll = ma.rolling(CFG.norm_window, min_periods=60)
+        check(feat, ((ma - roll.mean()) / roll.std()).clip(-3, 3).to_numpy(), 2e-4)
+    pcr = series["put_call_ratio"].rolling(20, min_periods=10).mean()
+    check("pcr_ma20", (pcr - 1).clip(-1, 1).to_numpy(), 1e-5)
+    lb = pd.Series(np.log(ref_np["benchmark_close"]))
+    check("index_ret_13w", (lb - lb.shift(60)).clip(-0.5, 0.5).to_numpy(), 1e-5)
+    # fii starts on day 30: 10 values for the mean (day 39), then 60 means for the z (day 98)
+    fii = mask[:, names.index("fii_flow_ma20_z")]
+    assert not fii[:98].any() and fii[98]
+
+
+def test_level_features_are_causal(built, levels_np):
+    """Every input after t replaced: the 24 columns up to t are bitwise unchanged."""
+    from tests.features.test_causality import _perturb_after
+
+    t = 150
+    f = build_features(to_market(_perturb_after(built.np, t, seed=t, keep_schedule=True)), LEVELS)
+    macro, mask = levels_np
+    np.testing.assert_array_equal(np.asarray(f.macro)[: t + 1], macro[: t + 1])
+    np.testing.assert_array_equal(np.asarray(f.macro_mask)[: t + 1], mask[: t + 1])
+    assert not np.array_equal(np.asarray(f.macro)[t + 1:, 18:], macro[t + 1:, 18:])
