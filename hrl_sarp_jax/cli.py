@@ -211,6 +211,42 @@ def _synth_matches(market_dir: Path, synth) -> bool:
             and jitter == float(synth.alpha_jitter))
 
 
+SHAPE_KEYS = ("networks.", "features.macro_levels")
+"""Config keys (a prefix ending in '.' or a whole key) that fix a run's parameter shapes."""
+
+
+def _config_for_run(args: argparse.Namespace, run_dir: Path):
+    """The config a command on a trained run uses: the run's saved config.yaml, or ``--config``
+    when given (``--set`` applies on top of either). A ``--config`` that differs from the run
+    in a key that fixes parameter shapes (``SHAPE_KEYS``) is refused with the key named, where
+    the restore would fail later with a shape mismatch."""
+    from hrl_sarp_jax.checkpointing import CONFIG_FILE
+    from hrl_sarp_jax.config import load_config, load_run_config, to_dict
+
+    saved = run_dir / CONFIG_FILE
+    if not args.config:
+        return load_run_config(saved, args.overrides)
+    cfg = load_config(args.config, args.overrides)
+    if not saved.is_file():
+        return cfg
+
+    def flat(d: dict, pre: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
+        return out
+
+    mine, theirs = flat(to_dict(cfg)), flat(to_dict(load_run_config(saved, args.overrides)))
+    for key in sorted(mine):
+        if any(key.startswith(s) if s.endswith(".") else key == s for s in SHAPE_KEYS) \
+                and mine[key] != theirs.get(key):
+            raise HrlSarpError(
+                f"--config {args.config} sets {key}={mine[key]!r} but run {run_dir.name} was "
+                f"trained with {theirs.get(key)!r} (its parameters have that shape); leave out "
+                f"--config to use the run's own config, or add --set {key}={theirs.get(key)}")
+    return cfg
+
+
 def _train_market(args: argparse.Namespace, cfg) -> Path:
     """--data DIR, or the embedded default market in data/default (generated when missing or
     when it was generated from other ``synth.*`` settings)."""
@@ -715,8 +751,7 @@ def _add_sweep_parser(sub) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Restore a run's trained policy, backtest it next to every baseline on a window and write
     checkpoints/<run>/report/ (pipeline.evaluate_run)."""
-    from hrl_sarp_jax.checkpointing import CONFIG_FILE, data_fingerprint, open_run
-    from hrl_sarp_jax.config import load_config, load_run_config
+    from hrl_sarp_jax.checkpointing import data_fingerprint, open_run
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.pipeline import evaluate_run
@@ -740,9 +775,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise HrlSarpError(f"--baselines {args.baselines!r}: unknown or untrained baseline(s) "
                                f"{unknown}; choose from {', '.join(usable)}")
     run = open_run(run_dir)
-    # the run's resolved config unless --config is given; --set applies on top of either
-    cfg = (load_config(args.config, args.overrides) if args.config
-           else load_run_config(run_dir / CONFIG_FILE, args.overrides))
+    cfg = _config_for_run(args, run_dir)
     if args.markets is not None:
         return _evaluate_markets(args, run, cfg, include)
     for flag, value in (("--market-seed", args.market_seed), ("--preset", args.preset),
@@ -864,8 +897,7 @@ def _add_eval_parsers(sub) -> None:
 def cmd_decide(args: argparse.Namespace) -> int:
     """Orders for the next trading day from a run's agents (decide.decide_run); --ledger
     appends the decision to a hash-chained paper ledger."""
-    from hrl_sarp_jax.checkpointing import CONFIG_FILE, open_run
-    from hrl_sarp_jax.config import load_config, load_run_config
+    from hrl_sarp_jax.checkpointing import open_run
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.decide import decide_run, decision_record, format_decision, read_holdings
     from hrl_sarp_jax.evaluation.ledger import append_entry, read_ledger
@@ -881,8 +913,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if args.ledger and Path(args.ledger).exists():
         read_ledger(args.ledger)  # a damaged ledger fails before any work
     run = open_run(run_dir)
-    cfg = (load_config(args.config, args.overrides) if args.config
-           else load_run_config(run_dir / CONFIG_FILE, args.overrides))
+    cfg = _config_for_run(args, run_dir)
     market_dir = _train_market(args, cfg)
     market, meta = load_market(market_dir, cfg.data)
     holdings, cash = (read_holdings(args.holdings, meta.tickers) if args.holdings
@@ -955,8 +986,7 @@ def _add_decide_parsers(sub) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Integrated-gradient attributions of a run's Macro and Micro decisions at one date
     (pipeline.explain_run); text, or one JSON object with --json."""
-    from hrl_sarp_jax.checkpointing import CONFIG_FILE, data_fingerprint, open_run
-    from hrl_sarp_jax.config import load_config, load_run_config
+    from hrl_sarp_jax.checkpointing import data_fingerprint, open_run
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.evaluation.explain import format_explanation
     from hrl_sarp_jax.features.build import build_features
@@ -967,8 +997,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise HrlSarpError(f"no run folder {run_dir}; check --run and --checkpoints, or train "
                            f"one with `hrl-sarp train --phase 1 --run {args.run}`")
     run = open_run(run_dir)
-    cfg = (load_config(args.config, args.overrides) if args.config
-           else load_run_config(run_dir / CONFIG_FILE, args.overrides))
+    cfg = _config_for_run(args, run_dir)
     market_dir = _train_market(args, cfg)
     if run.data_fingerprint and data_fingerprint(market_dir) != run.data_fingerprint:
         print(f"note: {market_dir} is not the market run {args.run} was trained on (its data "

@@ -88,3 +88,35 @@ def test_compilation_cache_keeps_quick_programs(tmp_path):
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     entries = [p for p in folder.iterdir() if p.name.startswith("jit_")]
     assert len(entries) == 1, sorted(p.name for p in folder.iterdir())
+
+
+def test_a_config_that_changes_a_runs_parameter_shapes_is_refused(tmp_path):
+    """evaluate / explain / decide with --config: a key that fixes parameter shapes must match
+    the run's saved config (named in the error with the --set that fixes it); other keys may
+    differ, and without --config the run's own config is used."""
+    import argparse
+
+    import yaml
+
+    from hrl_sarp_jax.cli import _config_for_run
+    from hrl_sarp_jax.config import load_config, to_dict
+    from hrl_sarp_jax.errors import HrlSarpError
+
+    trained = load_config("smoke", ["features.macro_levels=true", "env.goal_step=0.3"])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_dict(trained)))
+
+    def ns(config, *overrides):
+        return argparse.Namespace(config=config, overrides=list(overrides))
+
+    assert _config_for_run(ns(None), tmp_path) == trained
+    with pytest.raises(HrlSarpError, match=r"features\.macro_levels=False .* trained with True.*"
+                                           r"--set features\.macro_levels=True"):
+        _config_for_run(ns("smoke"), tmp_path)
+    got = _config_for_run(ns("smoke", "features.macro_levels=True"), tmp_path)
+    assert got.features.macro_levels and got.env.goal_step != 0.3  # an evaluation rule may differ
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.yaml").write_text(yaml.safe_dump(to_dict(
+        load_config("smoke", ["networks.macro_hidden=[16, 8]"]))))
+    with pytest.raises(HrlSarpError, match=r"networks\.macro_hidden=\[32, 16\] .* \[16, 8\]"):
+        _config_for_run(ns("smoke"), other)
