@@ -28,17 +28,18 @@ def orthonormal_columns(z: Array) -> Array:
     same pool; two such calls running at once on a 2-thread pool wait on each other forever
     (observed: every worker parked, ``jax::ParallelBatchMap`` in ``BlockingCounter::Wait``).
     """
-    m, n = z.shape
-    cols = jnp.arange(n)
+    return jax.lax.fori_loop(0, z.shape[1], _orthogonalise_column, z)
 
-    def body(j: Array, q: Array) -> Array:
-        v = q[:, j]
-        earlier = (cols < j).astype(q.dtype)
-        for _ in range(2):
-            v = v - q @ ((q.T @ v) * earlier)
-        return q.at[:, j].set(v / jnp.linalg.norm(v))
 
-    return jax.lax.fori_loop(0, n, body, z)
+def _orthogonalise_column(j: Array, q: Array) -> Array:
+    """Column j of q [M, N] made orthonormal to columns 0..j-1 (two passes). A module-level
+    function, so the loop body's trace is cached across every layer an init builds (a closure
+    per call was traced again for each of them: 173 traces in one evaluation)."""
+    v = q[:, j]
+    earlier = (jnp.arange(q.shape[1]) < j).astype(q.dtype)
+    for _ in range(2):
+        v = v - q @ ((q.T @ v) * earlier)
+    return q.at[:, j].set(v / jnp.linalg.norm(v))
 
 
 def orthogonal(gain: float) -> nn.initializers.Initializer:

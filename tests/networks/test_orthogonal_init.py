@@ -32,3 +32,24 @@ def test_vmapped_init_has_no_lapack_call():
     f = jax.vmap(lambda k: orthogonal(1.0)(k, (16, 8)))
     text = str(jax.make_jaxpr(f)(jax.random.split(jax.random.key(0), 3)))
     assert not re.search(r"\bqr\b|householder|geqrf", text)
+
+
+def test_the_loop_body_is_traced_once_for_layers_of_one_shape(monkeypatch):
+    """Restore templates trace every layer's init (under eval_shape): the Gram-Schmidt loop
+    body is one module-level function, so layers of one shape share its trace (a closure
+    defined per call was traced again for each layer)."""
+    from hrl_sarp_jax.networks import common
+
+    traced = []
+    body = common._orthogonalise_column
+
+    def counting(j, q):
+        traced.append(q.shape)
+        return body(j, q)
+
+    monkeypatch.setattr(common, "_orthogonalise_column", counting)
+    init = orthogonal(1.0)
+    for seed in range(3):
+        jax.eval_shape(lambda k: init(k, (16, 8)), jax.random.key(seed))
+    jax.eval_shape(lambda k: init(k, (12, 8)), jax.random.key(0))
+    assert traced == [(16, 8), (12, 8)]
