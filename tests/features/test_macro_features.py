@@ -170,3 +170,18 @@ def test_level_features_are_causal(built, levels_np):
     np.testing.assert_array_equal(np.asarray(f.macro)[: t + 1], macro[: t + 1])
     np.testing.assert_array_equal(np.asarray(f.macro_mask)[: t + 1], mask[: t + 1])
     assert not np.array_equal(np.asarray(f.macro)[t + 1:, 18:], macro[t + 1:, 18:])
+
+
+def test_level_features_of_a_missing_series_are_masked(built, levels_np):
+    """A market without VIX (e.g. one imported without it): its level feature is 0 with mask
+    False on every day, the others are untouched (same shapes: the compiled builder is reused)."""
+    names = list(schema.MACRO_SERIES)
+    names[names.index("vix")] = "not_a_known_series"
+    f = build_features(built.market, LEVELS, macro_names=names)
+    macro, mask = np.asarray(f.macro), np.asarray(f.macro_mask)
+    cols = macro_feature_names(True)
+    i = cols.index("vix_ma20_z")
+    assert not mask[:, i].any() and np.all(macro[:, i] == 0)
+    j = cols.index("fii_flow_ma20_z")
+    np.testing.assert_array_equal(mask[:, j], levels_np[1][:, j])
+    np.testing.assert_array_equal(macro[:, j], levels_np[0][:, j])
