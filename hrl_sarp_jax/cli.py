@@ -212,14 +212,16 @@ def _synth_matches(market_dir: Path, synth) -> bool:
 
 
 SHAPE_KEYS = ("networks.", "features.macro_levels")
-"""Config keys (a prefix ending in '.' or a whole key) that fix a run's parameter shapes."""
+"""Config keys (a prefix ending in '.' or a whole key) that define a run's networks: their
+parameter shapes, or the function they compute (e.g. ``networks.stock_activation``)."""
 
 
 def _config_for_run(args: argparse.Namespace, run_dir: Path):
     """The config a command on a trained run uses: the run's saved config.yaml, or ``--config``
     when given (``--set`` applies on top of either). A ``--config`` that differs from the run
-    in a key that fixes parameter shapes (``SHAPE_KEYS``) is refused with the key named, where
-    the restore would fail later with a shape mismatch."""
+    in a key that defines its networks (``SHAPE_KEYS``) is refused with the key named, where
+    the restore would fail later with a shape mismatch or, for a key without parameters of
+    its own (an activation), evaluate other networks than the ones trained."""
     from hrl_sarp_jax.checkpointing import CONFIG_FILE
     from hrl_sarp_jax.config import load_config, load_run_config, to_dict
 
@@ -242,7 +244,7 @@ def _config_for_run(args: argparse.Namespace, run_dir: Path):
                 and mine[key] != theirs.get(key):
             raise HrlSarpError(
                 f"--config {args.config} sets {key}={mine[key]!r} but run {run_dir.name} was "
-                f"trained with {theirs.get(key)!r} (its parameters have that shape); leave out "
+                f"trained with {theirs.get(key)!r} (its networks are built with it); leave out "
                 f"--config to use the run's own config, or add --set {key}={theirs.get(key)}")
     return cfg
 

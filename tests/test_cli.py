@@ -120,3 +120,12 @@ def test_a_config_that_changes_a_runs_parameter_shapes_is_refused(tmp_path):
         load_config("smoke", ["networks.macro_hidden=[16, 8]"]))))
     with pytest.raises(HrlSarpError, match=r"networks\.macro_hidden=\[32, 16\] .* \[16, 8\]"):
         _config_for_run(ns("smoke"), other)
+    # a key without parameters: a run saved before networks.stock_activation existed was
+    # trained with gelu (its saved config's meaning), the preset says relu
+    old = tmp_path / "old"
+    old.mkdir()
+    data = to_dict(load_config("smoke"))
+    del data["networks"]["stock_activation"]
+    (old / "config.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(HrlSarpError, match=r"stock_activation='relu' .* trained with 'gelu'"):
+        _config_for_run(ns("smoke"), old)
