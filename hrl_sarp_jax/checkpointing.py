@@ -51,7 +51,13 @@ import orbax.checkpoint as ocp
 import yaml
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from hrl_sarp_jax.config import Config, config_from_dict, to_dict, upgrade_saved_config
+from hrl_sarp_jax.config import (
+    Config,
+    config_from_dict,
+    dotted_items,
+    to_dict,
+    upgrade_saved_config,
+)
 from hrl_sarp_jax.errors import CheckpointError, ConfigError, DataError, HrlSarpError
 from hrl_sarp_jax.types import PyTree
 from hrl_sarp_jax.utils.atomic import (
@@ -250,15 +256,6 @@ def _phase_name(phase: int | str) -> str:
     return text
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def _config_dict(cfg: Config | Mapping) -> dict:
     return to_dict(cfg) if dataclasses.is_dataclass(cfg) else json.loads(json.dumps(dict(cfg)))
 
@@ -272,7 +269,7 @@ def _normalised(data: dict) -> dict:
 
 
 def _config_diff(saved: dict, now: dict) -> list[str]:
-    a, b = _flatten(_normalised(saved)), _flatten(_normalised(now))
+    a, b = dotted_items(_normalised(saved)), dotted_items(_normalised(now))
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
@@ -382,7 +379,8 @@ class _MlflowSink:
     def _params(self, config: Mapping) -> None:
         from mlflow.entities import Param
 
-        flat = [Param(k, str(to_json_safe(v))[:6000]) for k, v in sorted(_flatten(config).items())]
+        flat = [Param(k, str(to_json_safe(v))[:6000])
+                for k, v in sorted(dotted_items(config).items())]
         for i in range(0, len(flat), 100):  # MLflow's batch limit
             self.client.log_batch(self.run_id, params=flat[i:i + 100])
 

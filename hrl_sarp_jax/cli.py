@@ -223,7 +223,7 @@ def _config_for_run(args: argparse.Namespace, run_dir: Path):
     the restore would fail later with a shape mismatch or, for a key without parameters of
     its own (an activation), evaluate other networks than the ones trained."""
     from hrl_sarp_jax.checkpointing import CONFIG_FILE
-    from hrl_sarp_jax.config import load_config, load_run_config, to_dict
+    from hrl_sarp_jax.config import dotted_items, load_config, load_run_config, to_dict
 
     saved = run_dir / CONFIG_FILE
     if not args.config:
@@ -232,13 +232,8 @@ def _config_for_run(args: argparse.Namespace, run_dir: Path):
     if not saved.is_file():
         return cfg
 
-    def flat(d: dict, pre: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
-        return out
-
-    mine, theirs = flat(to_dict(cfg)), flat(to_dict(load_run_config(saved, args.overrides)))
+    mine = dotted_items(to_dict(cfg))
+    theirs = dotted_items(to_dict(load_run_config(saved, args.overrides)))
     for key in sorted(mine):
         if any(key.startswith(s) if s.endswith(".") else key == s for s in SHAPE_KEYS) \
                 and mine[key] != theirs.get(key):

@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -635,6 +636,16 @@ def to_dict(cfg: Any) -> dict:
         return x
 
     return conv(cfg)
+
+
+def dotted_items(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping (e.g. ``to_dict(cfg)``) as {dotted key ('train.ppo.lr'): leaf value}."""
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(dotted_items(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: data}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.config import load_config
@@ -29,6 +30,7 @@ from hrl_sarp_jax.data.synthetic_presets import make_params
 from hrl_sarp_jax.evaluation.regime_rule import fit_softmax_regression, regime_rule_inputs
 from hrl_sarp_jax.features.build import build_features, column_index
 from hrl_sarp_jax.features.macro import macro_level_features
+from hrl_sarp_jax.training import pretrain
 from hrl_sarp_jax.types import NUM_REGIMES
 
 WARMUP_DAYS = 260
@@ -49,8 +51,7 @@ def forward_filter(log_ret: np.ndarray, transition: np.ndarray, mu: np.ndarray,
 
 
 def balanced_accuracy(pred: np.ndarray, label: np.ndarray) -> float:
-    return float(np.mean([np.mean(pred[label == c] == c) for c in range(NUM_REGIMES)
-                          if np.any(label == c)]))
+    return float(pretrain.balanced_accuracy(jnp.asarray(pred), jnp.asarray(label)))
 
 
 def logistic_score(x: np.ndarray, label: np.ndarray, train: np.ndarray, test: np.ndarray

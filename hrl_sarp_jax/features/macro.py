@@ -41,6 +41,11 @@ def series(table: Array, mask: Array, col: Array) -> tuple[Array, Array]:
     return jnp.where(ok, table[:, safe], 0.0).astype(jnp.float32), ok
 
 
+def named_series(table: Array, mask: Array, columns: Array, name: str) -> tuple[Array, Array]:
+    """``series`` of the ``schema.MACRO_SERIES`` name ``name`` (``columns``: its column index)."""
+    return series(table, mask, columns[MACRO_SERIES.index(name)])
+
+
 def _pct_change(x: Array, ok: Array, k: int) -> tuple[Array, Array]:
     prev, prev_ok = lag(x, k), lag(ok, k, False)
     good = ok & prev_ok & (prev > 0)
@@ -115,7 +120,7 @@ def macro_features(
     """
 
     def get(name: str) -> tuple[Array, Array]:
-        return series(macro, macro_mask, columns[MACRO_SERIES.index(name)])
+        return named_series(macro, macro_mask, columns, name)
 
     out: dict[str, tuple[Array, Array]] = {}
     zscored = (  # feature, series, window, min periods
@@ -193,11 +198,8 @@ def macro_level_features(
     (clip ±0.5). Row t uses days <= t only.
     """
 
-    def get(name: str) -> tuple[Array, Array]:
-        return series(macro, macro_mask, columns[MACRO_SERIES.index(name)])
-
     names = ("vix", "fii_flow", "dii_flow", "credit_spread", "put_call_ratio")
-    cols = [get(n) for n in names]
+    cols = [named_series(macro, macro_mask, columns, n) for n in names]
     x = jnp.stack([c[0] for c in cols], 1)
     ok = jnp.stack([c[1] for c in cols], 1)
     n, mean, _ = rolling_moments(x, ok, LEVEL_MA_WINDOW)
