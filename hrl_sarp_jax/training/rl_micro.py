@@ -843,6 +843,59 @@ def _final_counts(state: Phase4State, last_eval: dict[str, Any], seeds: int
     }
 
 
+class _Started(NamedTuple):
+    """Phase 4's start: the state on the seed mesh and its compiled programs."""
+
+    state: Phase4State
+    hp: Phase4HParams
+    chunk: Callable
+    evaluate: Callable
+    eval_key: Array
+    compile_s: float
+    fingerprints: dict[str, str]
+    resumed: bool
+
+
+# HOST ONLY
+def _start_compiled(setup: Phase4Setup, ranked: RankedCheckpoints, seed: int, k: int,
+                    actor: Params | None, mesh: Any) -> _Started:
+    """K fresh seeds (``actor``: Phase 2's, else the init's), or the latest checkpoint when
+    ``ranked`` has one, placed on the seed ``mesh``, with the init, chunk and evaluation
+    programs compiled (Phase 5's Micro block runs the same ones: ``seed_programs``)."""
+    hp = stack_hparams(setup.hp, k)
+    train_keys, eval_key = phase4_keys(seed, k)
+    programs = seed_programs(setup.p4, setup.train_params)
+    state, init_s, init_fp = _fresh_state(programs["init"], train_keys, setup, actor, k)
+    ranked.windows = eval_windows(setup.p4.spec, setup.val_params)
+    restored = ranked.restore_latest(state)
+    if restored is not None:
+        state = restored[0]
+    state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
+    chunk, chunk_s, chunk_fp = compile_ahead(programs["chunk"], state, setup.train_params, hp)
+    evaluate, eval_s, eval_fp = compile_ahead(programs["evaluate"], state.agent.actor_params,
+                                              setup.val_params, eval_key)
+    return _Started(state, hp, chunk, evaluate, eval_key, init_s + chunk_s + eval_s,
+                    {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp},
+                    restored is not None)
+
+
+# HOST ONLY
+def chunk_plan(cfg: Config, sp: Phase4Spec, total_env_steps: int | None = None,
+               chunk_limit: int | None = None, eval_every_chunks: int | None = None
+               ) -> tuple[int, int, int, int]:
+    """(env steps per chunk and seed, chunks in the budget, chunks to run now, validate every
+    this many chunks): the budget ``total_env_steps`` (default ``train.td3.total_env_steps``)
+    in whole chunks, at least one; ``chunk_limit`` stops earlier (a simulated interruption);
+    ``eval_every_chunks`` defaults to ``train.eval_interval``."""
+    budget = int(cfg.train.td3.total_env_steps if total_env_steps is None else total_env_steps)
+    per_chunk = sp.num_envs * sp.steps_per_chunk
+    total_chunks = max(1, math.ceil(budget / per_chunk))
+    limit = total_chunks if chunk_limit is None else min(total_chunks, int(chunk_limit))
+    every = max(1, int(cfg.train.eval_interval if eval_every_chunks is None
+                       else eval_every_chunks))
+    return per_chunk, total_chunks, limit, every
+
+
 # HOST ONLY
 def run_phase4(
     run: Any,
@@ -890,42 +943,22 @@ def run_phase4(
         mesh = seed_mesh_for(k)
         setup = setup_phase4(cfg, market, meta, feats, spec=spec, macro_params=(
             None if macro is None else shard_seeds(macro, mesh)), seeds=k)
-        p4, sp = setup.p4, setup.p4.spec
-        hp = stack_hparams(setup.hp, k)
-        train_keys, eval_key = phase4_keys(cfg.seed, k)
-        programs = seed_programs(p4, setup.train_params)  # Phase 5's Micro block's too
-        chunk, evaluate = programs["chunk"], programs["evaluate"]
-        state, init_s, init_fp = _fresh_state(programs["init"], train_keys, setup, actor, k)
-        ranked.windows = eval_windows(sp, setup.val_params)
-        restored = ranked.restore_latest(state)
-        if restored is not None:
-            state = restored[0]
-        state, hp = shard_seeds((state, hp), mesh)  # the seed axis over the mesh's devices
-        chunk, chunk_s, chunk_fp = compile_ahead(chunk, state, setup.train_params, hp)
-        evaluate, eval_s, eval_fp = compile_ahead(evaluate, state.agent.actor_params,
-                                                  setup.val_params, eval_key)
-        compile_s = init_s + chunk_s + eval_s
-        fingerprints = {"init": init_fp, "chunk": chunk_fp, "evaluate": eval_fp}
-        budget = int(cfg.train.td3.total_env_steps if total_env_steps is None
-                     else total_env_steps)
-        per_chunk = sp.num_envs * sp.steps_per_chunk
-        total_chunks = max(1, math.ceil(budget / per_chunk))
-        limit = total_chunks if chunk_limit is None else min(total_chunks, int(chunk_limit))
-        every = max(1, int(cfg.train.eval_interval if eval_every_chunks is None
-                           else eval_every_chunks))
+        go = _start_compiled(setup, ranked, cfg.seed, k, actor, mesh)
+        per_chunk, total_chunks, limit, every = chunk_plan(
+            cfg, setup.p4.spec, total_env_steps, chunk_limit, eval_every_chunks)
         say(f"phase 4: {k} seed(s), {total_chunks} chunks of {per_chunk} env steps, goals "
-            f"{setup.info['goal_source']}, compiled in {compile_s:.1f}s")
-        task = Phase4Task(run, ranked, setup, hp, chunk, evaluate, eval_key, per_chunk,
-                          every, k, say)
-        state, last_eval, last_eps = run_loop(task, ranked, state, limit=limit,
-                                              evaluate_start=restored is None)
+            f"{setup.info['goal_source']}, compiled in {go.compile_s:.1f}s")
+        task = Phase4Task(run, ranked, setup, go.hp, go.chunk, go.evaluate, go.eval_key,
+                          per_chunk, every, k, say)
+        state, last_eval, last_eps = run_loop(task, ranked, go.state, limit=limit,
+                                              evaluate_start=not go.resumed)
     selection = ranked.summary(last_eps, "actor", say)
     summary = {
         **_final_counts(state, last_eval, k),
         "wall_s": round(time.perf_counter() - t0, 3),
         "train_s": round(task.train_s, 3),
-        "compile_s": round(compile_s, 3),
-        "programs": fingerprints,
+        "compile_s": round(go.compile_s, 3),
+        "programs": go.fingerprints,
         "best_metric": cfg.train.td3.checkpoint_metric,
         **selection,
         **macro_info, **actor_info, **setup.info,

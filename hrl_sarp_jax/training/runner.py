@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm import tqdm
 
 from hrl_sarp_jax.checkpointing import PhaseCheckpointer, Run, write_phase_summary
@@ -321,65 +322,92 @@ def run_pretrain_phase(
     t0 = time.perf_counter()
     pool = market_pool(cfg, run.info.get("market"), phase, market, meta)
     prep = PREPARE[phase](cfg, market, meta, feats, pool)
-    p = prep.pcfg
     seeds = int(cfg.train.seeds)
     if seeds < 1:
         raise ConfigError(f"config key 'train.seeds' must be >= 1 (got {seeds})")
     tx = pt.make_optimizer()
-    spec = pt.EngineSpec(train_size=prep.train_size, batch_size=p.batch_size,
-                         chunk_epochs=min(p.chunk_epochs, p.epochs), total_epochs=p.epochs,
-                         patience=p.patience)
-    keys = seed_keys(cfg.seed, seeds)
-    init, init_s, _ = compile_ahead(jax.jit(jax.vmap(lambda k: pt.init_state(prep.task, tx, k))),
-                                    keys)
-    state = init(keys)
-    limit = p.epochs if epoch_limit is None else max(0, min(int(epoch_limit), p.epochs))
-
+    epochs = prep.pcfg.epochs
+    limit = epochs if epoch_limit is None else max(0, min(int(epoch_limit), epochs))
     ck = PhaseCheckpointer(run, phase, keep_latest=cfg.train.keep_latest,
                            best_metric=CHECKPOINT_METRIC, higher_is_better=False)
     try:
-        resumed_from = None
-        if ck.latest_step() is not None:
-            if not resume:
-                raise CheckpointError(
-                    f"phase {phase} of run {run.name} already has checkpoints "
-                    f"(steps {ck.all_steps()}); pass --resume to continue it or use a new --run")
-            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-            state, _meta, resumed_from = ck.restore(abstract, "latest")
-        limit_arr = jnp.asarray(limit, jnp.int32)
-        chunk, chunk_s, _ = compile_ahead(pt.make_run_chunk(prep.task, tx, spec), state,
-                                          prep.hp, prep.train, prep.val, limit_arr)
-        bar = tqdm(total=limit, initial=min(int(np.max(np.asarray(state.epoch))), limit),
-                   desc=f"phase {phase}", unit="epoch", file=sys.stderr, disable=not progress,
-                   leave=False)
-        state = _train_chunks(lambda s: chunk(s, prep.hp, prep.train, prep.val, limit_arr),
-                              state, limit, run, phase, ck, seeds, bar)
-        bar.close()
+        state, init_s, resumed_from = _start_or_resume(prep, tx, cfg, ck, resume, run.name)
+        state, chunk_s = _train_to_limit(prep, tx, state, limit, run, ck, seeds, progress)
         ck.wait_until_finished()
-        best_step, latest_step = ck.best_step(), ck.latest_step()
+        steps = {"resumed_from_step": resumed_from, "latest_step": ck.latest_step(),
+                 "best_step": ck.best_step()}
     finally:
         ck.close()
+    return _finish_phase(prep, state, run, cfg, t0, init_s + chunk_s, steps)
 
+
+# HOST ONLY
+def _start_or_resume(prep: Prepared, tx: optax.GradientTransformation, cfg: Config,
+                     ck: PhaseCheckpointer, resume: bool, run_name: str
+                     ) -> tuple[pt.PretrainState, float, int | None]:
+    """(state [K], init compile seconds, the step resumed from or None): the K seeds' fresh
+    state, or with ``resume`` the phase's latest checkpoint (CheckpointError when the phase
+    has checkpoints and ``resume`` is off)."""
+    keys = seed_keys(cfg.seed, int(cfg.train.seeds))
+    init, init_s, _ = compile_ahead(jax.jit(jax.vmap(lambda k: pt.init_state(prep.task, tx, k))),
+                                    keys)
+    state = init(keys)
+    if ck.latest_step() is None:
+        return state, init_s, None
+    if not resume:
+        raise CheckpointError(
+            f"phase {prep.phase} of run {run_name} already has checkpoints "
+            f"(steps {ck.all_steps()}); pass --resume to continue it or use a new --run")
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    state, _meta, resumed_from = ck.restore(abstract, "latest")
+    return state, init_s, resumed_from
+
+
+# HOST ONLY
+def _train_to_limit(prep: Prepared, tx: optax.GradientTransformation, state: pt.PretrainState,
+                    limit: int, run: Run, ck: PhaseCheckpointer, seeds: int, progress: bool
+                    ) -> tuple[pt.PretrainState, float]:
+    """(state, chunk compile seconds): the chunk program compiled once, run until every seed
+    stopped early or reached ``limit`` epochs (``_train_chunks``), with a progress bar."""
+    p = prep.pcfg
+    spec = pt.EngineSpec(train_size=prep.train_size, batch_size=p.batch_size,
+                         chunk_epochs=min(p.chunk_epochs, p.epochs), total_epochs=p.epochs,
+                         patience=p.patience)
+    limit_arr = jnp.asarray(limit, jnp.int32)
+    chunk, chunk_s, _ = compile_ahead(pt.make_run_chunk(prep.task, tx, spec), state,
+                                      prep.hp, prep.train, prep.val, limit_arr)
+    bar = tqdm(total=limit, initial=min(int(np.max(np.asarray(state.epoch))), limit),
+               desc=f"phase {prep.phase}", unit="epoch", file=sys.stderr, disable=not progress,
+               leave=False)
+    state = _train_chunks(lambda s: chunk(s, prep.hp, prep.train, prep.val, limit_arr),
+                          state, limit, run, prep.phase, ck, seeds, bar)
+    bar.close()
+    return state, chunk_s
+
+
+# HOST ONLY
+def _finish_phase(prep: Prepared, state: pt.PretrainState, run: Run, cfg: Config, t0: float,
+                  compile_s: float, steps: dict[str, int | None]) -> PhaseResult:
+    """The best params of every seed on the validation split (one more compiled program),
+    the phase summary written, and the headline rows."""
     evaluate, eval_s, _ = compile_ahead(pt.make_evaluate(prep.task), state.best_params,
                                         prep.hp, prep.val)
     losses, metrics = jax.device_get(evaluate(state.best_params, prep.hp, prep.val))
     summary: dict[str, Any] = {
         **_pretrain_outcome(prep, state, losses, metrics),
         "wall_s": round(time.perf_counter() - t0, 3),
-        "compile_s": round(init_s + chunk_s + eval_s, 3),
-        "seeds": seeds,
+        "compile_s": round(compile_s + eval_s, 3),
+        "seeds": int(cfg.train.seeds),
         "per_seed": _pretrain_per_seed(state, losses, metrics),
-        "resumed_from_step": resumed_from,
-        "latest_step": latest_step,
-        "best_step": best_step,
+        **steps,
         "params_used": "per-seed best_params (lowest validation loss; in every checkpoint)",
         **prep.info,
-        **skipped_pool(cfg, run.info.get("market"), phase),
+        **skipped_pool(cfg, run.info.get("market"), prep.phase),
     }
-    path = write_phase_summary(run, phase, summary)
+    path = write_phase_summary(run, prep.phase, summary)
     rows = [(label, float(summary[key]), base, float(summary[base]) if base else None)
             for label, key, base in prep.headline]
-    return PhaseResult(phase, summary, path, rows)
+    return PhaseResult(prep.phase, summary, path, rows)
 
 
 def _train_chunks(chunk: Callable[[pt.PretrainState], tuple[pt.PretrainState, Any]],

@@ -611,6 +611,47 @@ def validation_weekly_returns(run: Run, cfg: Config, spec: SweepSpec,
             "end": str(dates[ends[-1]]), "weeks": weeks, "step": int(step)}
 
 
+# HOST ONLY
+def claim_sweep_folder(run: Run, spec: SweepSpec, settings: Sequence[Mapping[str, float]],
+                       resume: bool) -> Path:
+    """``<run>/sweep/sweep.json`` written (the parsed sweep and its settings) and its path;
+    ConfigError when the folder holds another sweep, CheckpointError when it holds this one
+    and ``resume`` is off."""
+    out_dir = run.root / SECTION
+    record = _spec_record(spec, settings)
+    spec_path = out_dir / "sweep.json"
+    if spec_path.is_file():
+        saved = json.loads(spec_path.read_text())
+        if saved != json.loads(json.dumps(record)):
+            raise ConfigError(f"config key '{SECTION}': differs from the sweep saved in "
+                              f"{spec_path}; rerun it with the same sweep or use a new --run")
+        if not resume:
+            raise CheckpointError(f"run {run.name} already holds this sweep ({spec_path}); "
+                                  f"pass --resume to continue it, or choose a new --run name")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(spec_path, record)
+    return spec_path
+
+
+def member_results(settings: Sequence[Mapping[str, float]], k: int,
+                   per_member: Mapping[str, Sequence[float]], summary: Mapping[str, Any],
+                   walk: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """results.json: one record per member m (setting m // k, seed m % k) with its setting's
+    values, its final validation ``METRICS``, its env steps and its weekly net returns on the
+    validation walk (``WEEKLY``) with the number of weeks it was live."""
+    results = []
+    members = range(len(settings) * k)
+    for i, weekly, live in zip(members, walk["returns"], walk["live"], strict=True):
+        rec: dict[str, Any] = {"member": i, "setting": i // k, "seed": i % k,
+                               "params": dict(settings[i // k])}
+        rec.update({name: per_member[name][i] for name in METRICS})
+        rec["env_steps"] = int(summary["env_steps_per_seed"])
+        rec[WEEKLY] = [float(x) for x in weekly]
+        rec["val_walk_live_weeks"] = int(live.sum())
+        results.append(rec)
+    return results
+
+
 # HOST ONLY (not jittable)
 def run_sweep(
     run: Run,
@@ -635,19 +676,8 @@ def run_sweep(
     settings = sweep_settings(spec, cfg.seed)
     cfg = anchored_config(cfg, settings)
     m, k = len(settings), spec.seeds
-    out_dir = run.root / SECTION
-    record = _spec_record(spec, settings)
-    spec_path = out_dir / "sweep.json"
-    if spec_path.is_file():
-        saved = json.loads(spec_path.read_text())
-        if saved != json.loads(json.dumps(record)):
-            raise ConfigError(f"config key '{SECTION}': differs from the sweep saved in "
-                              f"{spec_path}; rerun it with the same sweep or use a new --run")
-        if not resume:
-            raise CheckpointError(f"run {run.name} already holds this sweep ({spec_path}); "
-                                  f"pass --resume to continue it, or choose a new --run name")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(spec_path, record)
+    spec_path = claim_sweep_folder(run, spec, settings, resume)
+    out_dir = spec_path.parent
     say(f"sweep: {m} setting(s) × {k} seed(s) = {m * k} members in one program "
         f"({spec.method}: {', '.join(spec.names)})")
 
@@ -658,18 +688,9 @@ def run_sweep(
                             total_env_steps=total_env_steps, log=say, hparams=hp,
                             member_keys=keys)
     per_member = {name: [float(x) for x in summary["per_seed"][name]] for name in METRICS}
-    results = []
-    for i in range(m * k):
-        rec: dict[str, Any] = {"member": i, "setting": i // k, "seed": i % k,
-                               "params": dict(settings[i // k])}
-        rec.update({name: per_member[name][i] for name in METRICS})
-        rec["env_steps"] = int(summary["env_steps_per_seed"])
-        results.append(rec)
     walk = validation_weekly_returns(run, cfg, spec, settings, market, meta, feats,
                                      total_env_steps=total_env_steps)
-    for rec, weekly, live in zip(results, walk["returns"], walk["live"], strict=True):
-        rec[WEEKLY] = [float(x) for x in weekly]
-        rec["val_walk_live_weeks"] = int(live.sum())
+    results = member_results(settings, k, per_member, summary, walk)
     ranking = rank_settings(settings, per_member, k)
     walk_info = {key: walk[key] for key in ("start", "end", "weeks", "step")}
     block = overfitting_block(results, ranking[0]["setting"], m, k, overfitting, walk=walk_info)
