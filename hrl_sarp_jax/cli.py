@@ -35,10 +35,18 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_cfg(args: argparse.Namespace):
-    from hrl_sarp_jax.config import load_config
+def _load_cfg(args: argparse.Namespace, *, sweep_preset: bool = False):
+    """The config of ``--config`` / ``--set``; with ``sweep_preset`` a ``sweep:`` section is
+    allowed and left out (a sweep preset's run trains its earlier phases with ``train``)."""
+    from hrl_sarp_jax.config import load_config, load_config_sections
 
-    return load_config(args.config, args.overrides)
+    if not sweep_preset:
+        return load_config(args.config, args.overrides)
+    cfg, extra = load_config_sections(args.config, tuple(args.overrides), ("sweep",))
+    if "sweep" in extra:
+        print(f"note: --config {args.config} has a 'sweep:' section; `train` trains the rest "
+              f"of it (the sweep itself is `hrl-sarp sweep`)", file=sys.stderr, flush=True)
+    return cfg
 
 
 # --------------------------------------------------------------------------- data
@@ -276,7 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.training.phases import check_training_config, get_phases
 
     todo = get_phases(args.phase)  # unknown phases fail before any work
-    cfg = _load_cfg(args)
+    cfg = _load_cfg(args, sweep_preset=True)
     _start_tracking(args)
     if args.seeds is not None:
         if args.seeds < 1:
@@ -701,7 +709,8 @@ def _add_backtest_parser(sub) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Settings × seeds of a ``sweep:`` preset as one vmapped Phase-3 program (training.sweep)."""
+    """Settings × seeds of a ``sweep:`` preset as one vmapped Phase-3 (Macro PPO) or Phase-4
+    (Micro TD3+HER) program (training.sweep)."""
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
@@ -724,8 +733,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         log=lambda msg: print(msg, file=sys.stderr, flush=True),
                         overfitting=selection_overfitting)
     print(out["paths"]["ranking_md"].read_text(), end="")
-    s = out["phase3"]
-    print(f"sweep done: {len(out['results'])} members, {s['updates']} updates, "
+    s = out["summary"]
+    print(f"sweep done: phase {out['phase']}, {len(out['results'])} members, {out['work']}, "
           f"{s['wall_s']}s (compile {s['compile_s']}s)")
     for name in ("results", "ranking_json", "ranking_md", "best_run"):
         print(f"{name}: {out['paths'][name]}")
@@ -733,8 +742,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _add_sweep_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="grid/random search over dynamic PPO hyperparameters x "
-                                     "seeds as one vmapped program (Phase 3)")
+    p = sub.add_parser("sweep", help="grid/random search over dynamic PPO (Phase 3) or TD3 "
+                                     "(Phase 4) hyperparameters x seeds as one vmapped program")
     _add_config_args(p)
     p.add_argument("--run", required=True, help="run name: the folder under --checkpoints")
     p.add_argument("--data", default=None,

@@ -129,3 +129,20 @@ def test_a_config_that_changes_a_runs_parameter_shapes_is_refused(tmp_path):
     (old / "config.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(HrlSarpError, match=r"stock_activation='relu' .* trained with 'gelu'"):
         _config_for_run(ns("smoke"), old)
+
+
+def test_train_reads_a_sweep_preset_without_its_sweep_section(capsys):
+    """A Phase-4 sweep runs in a run whose Phases 1-3 were trained with the same preset, so
+    `train` takes a sweep preset: the rest of it, with a note that the sweep is `sweep`."""
+    from hrl_sarp_jax.cli import _load_cfg
+    from hrl_sarp_jax.config import load_config_sections
+
+    args = build_parser().parse_args(
+        ["train", "--config", "sweep_td3_smoke", "--phase", "1", "--run", "x"])
+    cfg = _load_cfg(args, sweep_preset=True)
+    want, extra = load_config_sections("sweep_td3_smoke", (), ("sweep",))
+    assert cfg == want and extra["sweep"]["phase"] == 4
+    assert cfg.train.td3.warmup_transitions == 128
+    assert "'sweep:' section" in capsys.readouterr().err
+    with pytest.raises(Exception, match="unknown config key 'sweep'"):
+        _load_cfg(args)

@@ -115,7 +115,8 @@ def test_config_is_frozen():
 
 def test_presets_ship_inside_the_package():
     assert PRESETS_DIR == REPO / "hrl_sarp_jax" / "configs"
-    assert list_presets() == ["default", "quick", "smoke", "sweep_ppo", "sweep_smoke"]
+    assert list_presets() == ["default", "quick", "smoke", "sweep_ppo", "sweep_smoke", "sweep_td3",
+                              "sweep_td3_smoke"]
     assert not (REPO / "configs").exists()  # one copy only
 
 

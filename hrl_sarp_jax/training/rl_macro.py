@@ -77,7 +77,7 @@ from hrl_sarp_jax.training.ppo_loop import (
     split_bounds,
     stack_hparams,
 )
-from hrl_sarp_jax.training.sharding import seed_mesh_for
+from hrl_sarp_jax.training.sharding import check_member_axis, seed_mesh_for
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PyTree
 from hrl_sarp_jax.utils.trees import first_member
 
@@ -496,11 +496,7 @@ def run_phase3(
     k = int(cfg.train.seeds if seeds is None else seeds)
     if k < 1:
         raise ConfigError(f"Phase 3 needs at least one seed (got {k})")
-    for what, tree in (("hparams", hparams), ("member_keys", member_keys)):
-        leads = {tuple(jnp.shape(x)[:1]) for x in jax.tree.leaves(tree)}
-        if tree is not None and leads != {(k,)}:
-            raise ConfigError(f"run_phase3: {what} must have a leading axis of {k} members "
-                              f"(one per seed), got leading shapes {sorted(leads)}")
+    check_member_axis("run_phase3", k, hparams=hparams, member_keys=member_keys)
 
     def make_setup() -> tuple[Phase3Setup, dict[str, Any]]:
         micro, micro_info = load_phase2_micro(run, cfg, market, meta, feats)

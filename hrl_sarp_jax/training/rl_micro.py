@@ -62,7 +62,12 @@ from hrl_sarp_jax.training.programs import (
     jit_once,
 )
 from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
-from hrl_sarp_jax.training.sharding import seed_mesh_for, shard_seeds, to_host
+from hrl_sarp_jax.training.sharding import (
+    check_member_axis,
+    seed_mesh_for,
+    shard_seeds,
+    to_host,
+)
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey
 from hrl_sarp_jax.utils.trees import first_member, repeat_members
 
@@ -284,6 +289,7 @@ class Phase4(NamedTuple):
     td3: TD3
     spec: Phase4Spec
     nets: Networks
+    walk: Callable[..., tuple[Array, Array]]
 
 
 def _example_transition(n: int, g: int) -> buffers.Transition:
@@ -466,6 +472,13 @@ def _eval_episode(m: Phase4Model, env_params: EnvParams, start: Array, key: PRNG
     return out
 
 
+def _actor_policy(m: Phase4Model, actor_params: Params, st: MicroState, p: EnvParams
+                  ) -> Array:
+    """The deterministic actor's weights [N] in one env state."""
+    inp = expand_batch(jax.tree.map(lambda x: x[None], compact_from_state(st)), p)
+    return actor_weights(m.nets, actor_params, inp)[0]
+
+
 def _equal_weight(st: MicroState, p: EnvParams) -> Array:
     """1/n over the stocks tradable on the state's day [N]."""
     tradable = p.tradable[st.t].astype(_F32)
@@ -482,10 +495,7 @@ def evaluate(m: Phase4Model, actor_params: Params, env_params: EnvParams, key: P
     span = (env_params.start_hi - env_params.start_lo).astype(_F32)
     starts = env_params.start_lo + jnp.round(frac * span).astype(_I32)
 
-    def policy_weights(st: MicroState, p: EnvParams) -> Array:
-        inp = expand_batch(jax.tree.map(lambda x: x[None], compact_from_state(st)), p)
-        return actor_weights(m.nets, actor_params, inp)[0]
-
+    policy_weights = partial(_actor_policy, m, actor_params)
     ep_keys = jax.random.split(key, e_num)
     agent_out = jax.vmap(lambda st, k: _eval_episode(m, env_params, st, k, policy_weights))(
         starts, ep_keys)
@@ -514,6 +524,17 @@ def evaluate(m: Phase4Model, actor_params: Params, env_params: EnvParams, key: P
     }
 
 
+def validation_walk(m: Phase4Model, actor_params: Params, env_params: EnvParams,
+                    key: PRNGKey) -> tuple[Array, Array]:
+    """The deterministic actor on ONE episode from ``env_params.start_lo`` for up to
+    ``max_steps_in_episode`` days (set it to reach the split's end): (daily net returns [L],
+    alive [L]: False after the episode ended). Goals from the env's goal source (the frozen
+    Macro) driven by ``key``. A sweep's selection statistics are computed on these series."""
+    out = _eval_episode(m, env_params, env_params.start_lo, key,
+                        partial(_actor_policy, m, actor_params))
+    return out["net_return"], out["alive"]
+
+
 # --------------------------------------------------------------------------- the factory
 
 
@@ -522,12 +543,13 @@ def make_phase4(env: MicroEnv, nets: Networks, spec: Phase4Spec) -> Phase4:
 
     init(key, env_params, actor_params=None) -> Phase4State (``init_state``);
     run_chunk(state, env_params, hp, clock=None) -> (state, metrics [steps_per_chunk]);
-    evaluate(actor_params, env_params, key) -> validation metrics (deterministic actor).
+    evaluate(actor_params, env_params, key) -> validation metrics (deterministic actor);
+    walk(actor_params, env_params, key) -> (daily net returns, alive) of one long episode.
     """
     td3 = _td3(nets, spec)
     m = Phase4Model(env, nets, spec, td3)
     return Phase4(partial(init_state, m), partial(run_chunk, m), partial(evaluate, m), td3,
-                  spec, nets)
+                  spec, nets, partial(validation_walk, m))
 
 
 def seeds_chunk(p4: Phase4, params_axis: int | None = None
@@ -858,12 +880,15 @@ class _Started(NamedTuple):
 
 # HOST ONLY
 def _start_compiled(setup: Phase4Setup, ranked: RankedCheckpoints, seed: int, k: int,
-                    actor: Params | None, mesh: Any) -> _Started:
+                    actor: Params | None, mesh: Any, hparams: Phase4HParams | None = None,
+                    member_keys: Array | None = None) -> _Started:
     """K fresh seeds (``actor``: Phase 2's, else the init's), or the latest checkpoint when
     ``ranked`` has one, placed on the seed ``mesh``, with the init, chunk and evaluation
-    programs compiled (Phase 5's Micro block runs the same ones: ``seed_programs``)."""
-    hp = stack_hparams(setup.hp, k)
+    programs compiled (Phase 5's Micro block runs the same ones: ``seed_programs``).
+    ``hparams`` / ``member_keys`` ([K]) replace K copies of ``setup.hp`` / the seed keys."""
+    hp = stack_hparams(setup.hp, k) if hparams is None else hparams
     train_keys, eval_key = phase4_keys(seed, k)
+    train_keys = train_keys if member_keys is None else member_keys
     programs = seed_programs(setup.p4, setup.train_params)
     state, init_s, init_fp = _fresh_state(programs["init"], train_keys, setup, actor, k)
     ranked.windows = eval_windows(setup.p4.spec, setup.val_params)
@@ -911,6 +936,8 @@ def run_phase4(
     chunk_limit: int | None = None,
     spec: Phase4Spec | None = None,
     log: Callable[[str], None] | None = None,
+    hparams: Phase4HParams | None = None,
+    member_keys: Array | None = None,
 ) -> dict[str, Any]:
     """Train Phase 4 into ``run``, write ``phase4/summary.json`` and return the summary.
 
@@ -923,6 +950,9 @@ def run_phase4(
     bit-exactly from the latest checkpoint (the whole state: networks, optimisers, buffer,
     envs, keys).
     ``chunk_limit`` stops after that many chunks in total (a simulated interruption).
+    ``hparams`` (leaves [K], e.g. a sweep's settings × seeds) replaces K copies of
+    ``cfg.train.td3``; ``member_keys`` [K] replaces ``phase4_keys(cfg.seed, K)``'s training
+    keys (a sweep gives every setting the same seed keys). A resume must pass the same ones.
     """
     from hrl_sarp_jax.checkpointing import write_phase_summary
     from hrl_sarp_jax.errors import ConfigError
@@ -932,6 +962,7 @@ def run_phase4(
     k = int(cfg.train.seeds if seeds is None else seeds)
     if k < 1:
         raise ConfigError(f"Phase 4 needs at least one seed (got {k})")
+    check_member_axis("run_phase4", k, hparams=hparams, member_keys=member_keys)
     # the selection margin pairs per-episode Sharpes: with checkpoint_metric val_sharpe only
     margin = (float(cfg.train.checkpoint_margin)
               if cfg.train.td3.checkpoint_metric == "val_sharpe" else 0.0)
@@ -943,7 +974,7 @@ def run_phase4(
         mesh = seed_mesh_for(k)
         setup = setup_phase4(cfg, market, meta, feats, spec=spec, macro_params=(
             None if macro is None else shard_seeds(macro, mesh)), seeds=k)
-        go = _start_compiled(setup, ranked, cfg.seed, k, actor, mesh)
+        go = _start_compiled(setup, ranked, cfg.seed, k, actor, mesh, hparams, member_keys)
         per_chunk, total_chunks, limit, every = chunk_plan(
             cfg, setup.p4.spec, total_env_steps, chunk_limit, eval_every_chunks)
         say(f"phase 4: {k} seed(s), {total_chunks} chunks of {per_chunk} env steps, goals "

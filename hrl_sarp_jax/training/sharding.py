@@ -273,3 +273,13 @@ def maybe_initialize_distributed(enabled: bool | None = None, *,
             f"{ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}) before any JAX work, or run under "
             f"Slurm / Open MPI / a TPU pod where they are detected") from exc
     return True
+
+
+def check_member_axis(where: str, k: int, **trees: Any) -> None:
+    """ConfigError naming ``where`` and the tree unless every given (not None) tree's leaves
+    have a leading axis of ``k`` members (a sweep's settings x seeds)."""
+    for what, tree in trees.items():
+        leads = {tuple(np.shape(x)[:1]) for x in jax.tree.leaves(tree)}
+        if tree is not None and leads != {(k,)}:
+            raise ConfigError(f"{where}: {what} must have a leading axis of {k} members "
+                              f"(one per seed), got leading shapes {sorted(leads)}")

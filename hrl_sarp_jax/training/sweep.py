@@ -1,4 +1,5 @@
-"""Vectorized hyperparameter sweeps: settings × seeds of Phase 3 (Macro PPO) as ONE program.
+"""Vectorized hyperparameter sweeps: settings × seeds of Phase 3 (Macro PPO) or Phase 4
+(Micro TD3+HER, ``sweep.phase: 4``: what it adds is ``training.sweep_td3``) as ONE program.
 
 Outline:
   settings ← grid (product of value lists, the last key varying fastest)
@@ -13,7 +14,8 @@ Outline:
              (weekly net returns); over the settings' seed-mean weekly series, the PBO by CSCV
              and the deflated Sharpe of the best setting with trials = M (``overfitting_block``)
 
-Only *dynamic* hyperparameters (the leaves of ``PPOHParams``) can be swept this way: a static
+Only *dynamic* hyperparameters (the leaves of ``PPOHParams``; for Phase 4 those of
+``Phase4HParams``, ``DYNAMIC_TD3``) can be swept this way: a static
 setting (network sizes, num_envs, rollout length, epochs ...) changes array shapes or the
 program and needs a compile of its own, i.e. a separate ``hrl-sarp train`` run.
 
@@ -24,9 +26,11 @@ validation Sharpe of the members' mean would let one setting change what another
 Outputs under ``<run>/sweep/``: ``sweep.json`` (the parsed sweep and its settings),
 ``results.json`` (one record per member, with its weekly validation returns),
 ``ranking.json`` ({"trials": M, "seeds", "members", "overfitting", "ranking": [...]}) /
-``ranking.md`` and ``best/``, a run folder whose Phase 3 holds the best setting's K seeds (its
-config carries the best values, so ``hrl-sarp train --phase 4 --checkpoints <run>/sweep --run
-best`` continues from it).
+``ranking.md`` and ``best/``, a run folder whose Phase 3 (4) holds the best setting's K seeds
+beside a copy of the sweep run's earlier phases (its config.yaml carries the best values, so
+``hrl-sarp train --phase 4 --checkpoints <run>/sweep --run best --config
+<run>/sweep/best/config.yaml`` (Phase 5 after a Phase-4 sweep) and ``hrl-sarp evaluate``
+continue from it).
 
 Overfitting of the selection. The ranking's validation Sharpe is a mean over overlapping
 ``eval_weeks``-week episodes, which are no return series. So after training each member's final
@@ -81,7 +85,7 @@ from hrl_sarp_jax.training.ppo_engine import walk
 from hrl_sarp_jax.utils.atomic import atomic_write_json, atomic_write_text
 
 SECTION = "sweep"
-PHASES = (3,)
+PHASES = (3, 4)
 METHODS = ("grid", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 CURRICULA = ("schedule", "off")
@@ -95,6 +99,15 @@ named ``ppo.<field>``; the schedule and the auxiliary weight come from the base.
 _SAMPLING_STREAM = 104_729
 """fold_in tag of the random-search key (distinct from the phase keys fold_in(seed, 1..5))."""
 METRICS = ("val_sharpe", "val_equal_weight_sharpe", "val_return", "val_max_drawdown")
+"""Phase 3's per-member validation metrics in results.json (Phase 4's: ``sweep_td3``)."""
+DYNAMIC_TD3 = ("actor_lr", "critic_lr", "gamma", "tau", "target_noise", "noise_clip",
+               "explore_noise_start", "explore_noise_end", "anchor_kl_coef", "her_k")
+"""The sweepable Phase-4 hyperparameters: the ``train.td3`` keys that set ``Phase4HParams``
+leaves, named ``td3.<key>`` (``td3.her_k`` sets the HER ratio k/(k+1): whole numbers only).
+Sweeping ``td3.anchor_kl_coef`` compiles the anchored program for every member as for PPO."""
+SWEPT = {3: ("ppo", DYNAMIC, "Phase-3 PPO"), 4: ("td3", DYNAMIC_TD3, "Phase-4 TD3")}
+"""phase -> (its ``train`` section, its sweepable keys, what it is called in messages)."""
+WHOLE_NUMBERS = frozenset({"td3.her_k"})
 WEEKLY = "val_weekly_returns"
 """results.json key: a member's weekly net returns on the validation walk."""
 WEEKS_PER_YEAR = 52
@@ -174,49 +187,52 @@ def _config_field(path: str) -> bool:
     return True
 
 
-def canonical_name(name: Any) -> str:
-    """``'ppo.lr'`` / ``'train.ppo.lr'`` -> ``'ppo.lr'``; anything not sweepable is a
-    ConfigError that says why (a static setting, not a Phase-3 hyperparameter, or unknown)."""
+def canonical_name(name: Any, phase: int = 3) -> str:
+    """``'ppo.lr'`` / ``'train.ppo.lr'`` -> ``'ppo.lr'`` (Phase 4: ``'td3.actor_lr'``); anything
+    not sweepable in ``phase`` is a ConfigError that says why (a static setting, another
+    phase's or no hyperparameter, or unknown)."""
     where = _where("params", str(name))
-    dynamic = ", ".join(f"ppo.{d}" for d in DYNAMIC)
+    section, fields, called = SWEPT[phase]
+    dynamic = ", ".join(f"{section}.{d}" for d in fields)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"config key '{where}': a swept key must be a dotted name like "
-                          f"'ppo.lr' (sweepable: {dynamic})")
+                          f"'{section}.{fields[0]}' (sweepable: {dynamic})")
     short = name.removeprefix("train.")
-    if short.startswith("ppo.") and short.removeprefix("ppo.") in DYNAMIC:
+    if short.startswith(f"{section}.") and short.removeprefix(f"{section}.") in fields:
         return short
     in_train = short.split(".")[0] in typing.get_type_hints(TrainConfig)
     full = f"train.{short}" if in_train else name
     if not _config_field(full):
         raise ConfigError(f"config key '{where}': unknown hyperparameter '{name}' "
                           f"(sweepable: {dynamic})")
-    if full.startswith(("train.ppo.", "networks.")):
+    if full.startswith((f"train.{section}.", "networks.")):
         raise ConfigError(
             f"config key '{where}': '{name}' is a static setting (it changes array shapes "
             f"or the compiled program, so every value needs its own compile); a sweep "
             f"varies only dynamic hyperparameters ({dynamic}). Sweep it with separate "
             f"`hrl-sarp train --set {full}=...` runs instead")
     raise ConfigError(
-        f"config key '{where}': '{name}' is not a Phase-3 PPO hyperparameter, so it cannot "
+        f"config key '{where}': '{name}' is not a {called} hyperparameter, so it cannot "
         f"be vmapped in this sweep (sweepable: {dynamic}); use separate `hrl-sarp train "
         f"--set {full}=...` runs instead")
 
 
-def _check_value(field: str, value: float, where: str) -> float:
-    """``value`` if ``train.ppo.<field>`` may take it (``config_ranges.RANGES``), else a
-    ConfigError naming ``where``."""
-    check_value(f"train.ppo.{field}", value, where)
+def _check_value(name: str, value: float, where: str) -> float:
+    """``value`` if ``train.<name>`` may take it (``config_ranges.RANGES``; a whole number for
+    ``WHOLE_NUMBERS``), else a ConfigError naming ``where``."""
+    check_value(f"train.{name}", value, where)
+    if name in WHOLE_NUMBERS and value != int(value):
+        raise ConfigError(f"config key '{where}': {name} takes whole numbers, got {value!r}")
     return value
 
 
-def _parse_param(method: str, raw_name: Any, raw: Any) -> ParamSpace:
-    name = canonical_name(raw_name)
-    field = name.split(".", 1)[1]
+def _parse_param(method: str, raw_name: Any, raw: Any, phase: int = 3) -> ParamSpace:
+    name = canonical_name(raw_name, phase)
     where = _where("params", str(raw_name))
     if isinstance(raw, list | tuple):
         if not raw:
             raise ConfigError(f"config key '{where}': give at least one value")
-        values = tuple(_check_value(field, _number(v, f"{where}[{i}]"), f"{where}[{i}]")
+        values = tuple(_check_value(name, _number(v, f"{where}[{i}]"), f"{where}[{i}]")
                        for i, v in enumerate(raw))
         return ParamSpace(name, "values", values)
     if method == "grid":
@@ -234,10 +250,13 @@ def _parse_param(method: str, raw_name: Any, raw: Any) -> ParamSpace:
     if not isinstance(args, list | tuple) or not args:
         raise ConfigError(f"config key '{sub}': expected a list, got {args!r}")
     if dist == "choice":
-        return _parse_param(method, raw_name, list(args))
+        return _parse_param(method, raw_name, list(args), phase)
+    if name in WHOLE_NUMBERS:
+        raise ConfigError(f"config key '{sub}': {name} takes whole numbers; give a list of "
+                          f"values or {{choice: [...]}}")
     if len(args) != 2:
         raise ConfigError(f"config key '{sub}': expected [low, high], got {args!r}")
-    lo, hi = (_check_value(field, _number(v, f"{sub}[{i}]"), f"{sub}[{i}]")
+    lo, hi = (_check_value(name, _number(v, f"{sub}[{i}]"), f"{sub}[{i}]")
               for i, v in enumerate(args))
     if not lo < hi:
         raise ConfigError(f"config key '{sub}': low {lo} must be below high {hi}")
@@ -249,9 +268,10 @@ def _parse_param(method: str, raw_name: Any, raw: Any) -> ParamSpace:
 def parse_sweep(section: Any, *, default_seeds: int = 1) -> SweepSpec:
     """Parse a ``sweep:`` mapping (see the ``sweep_smoke`` preset) into a SweepSpec.
 
-    Keys: ``phase`` (3), ``method`` ('grid' | 'random'), ``samples`` (random only), ``seeds``
-    (K per setting, default ``default_seeds``), ``curriculum`` ('schedule' | 'off') and
-    ``params``: ``ppo.<field>`` -> list of values (grid or random), or for random one of
+    Keys: ``phase`` (3: Macro PPO, 4: Micro TD3+HER), ``method`` ('grid' | 'random'),
+    ``samples`` (random only), ``seeds`` (K per setting, default ``default_seeds``),
+    ``curriculum`` ('schedule' | 'off'; Phase 3 only) and ``params``: ``ppo.<field>`` (Phase
+    4: ``td3.<key>``) -> list of values (grid or random), or for random one of
     ``{uniform: [lo, hi]}``, ``{log_uniform: [lo, hi]}``, ``{choice: [...]}``.
     """
     if not isinstance(section, Mapping):
@@ -262,14 +282,17 @@ def parse_sweep(section: Any, *, default_seeds: int = 1) -> SweepSpec:
                           f"{', '.join(sorted(SECTION_KEYS))})")
     phase = section.get("phase", 3)
     if phase not in PHASES or isinstance(phase, bool):
-        raise ConfigError(f"config key '{_where('phase')}': only phase 3 (Macro PPO) can be "
-                          f"swept for now, got {phase!r}")
+        raise ConfigError(f"config key '{_where('phase')}': phase 3 (Macro PPO) or 4 (Micro "
+                          f"TD3+HER) can be swept, got {phase!r}")
     method = section.get("method", "grid")
     if method not in METHODS:
         raise ConfigError(f"config key '{_where('method')}': expected one of "
                           f"{', '.join(METHODS)}, got {method!r}")
     seeds = _int(section.get("seeds", default_seeds), _where("seeds"), 1)
     curriculum = section.get("curriculum", "schedule")
+    if phase == 4 and "curriculum" in section:
+        raise ConfigError(f"config key '{_where('curriculum')}' applies to phase 3 only (Phase "
+                          f"4 has no curriculum); remove it")
     if curriculum not in CURRICULA:
         raise ConfigError(f"config key '{_where('curriculum')}': expected one of "
                           f"{', '.join(CURRICULA)}, got {curriculum!r}")
@@ -287,7 +310,7 @@ def parse_sweep(section: Any, *, default_seeds: int = 1) -> SweepSpec:
     if not isinstance(params, Mapping) or not params:
         raise ConfigError(f"config key '{_where('params')}': expected a non-empty mapping "
                           f"from a hyperparameter (e.g. ppo.lr) to its values")
-    parsed = tuple(_parse_param(method, k, v) for k, v in params.items())
+    parsed = tuple(_parse_param(method, k, v, int(phase)) for k, v in params.items())
     names = [p.name for p in parsed]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -364,22 +387,33 @@ def member_keys(seed: int, num_settings: int, seeds: int) -> jax.Array:
 
 
 def anchored_config(cfg: Config, settings: Sequence[Mapping[str, float]]) -> Config:
-    """``cfg`` whose ``train.ppo.anchor_kl_coef`` is the largest swept anchor weight when the
-    base has none and some setting has one: the anchor is part of the compiled program
-    (``PPOSpec.anchored``), which all members share; each member still trains with its own
-    weight (the ``PPOHParams`` leaf). Otherwise ``cfg`` as it is."""
-    weights = [float(s["ppo.anchor_kl_coef"]) for s in settings if "ppo.anchor_kl_coef" in s]
-    if float(cfg.train.ppo.anchor_kl_coef) > 0 or not weights or max(weights) <= 0:
-        return cfg
-    ppo = dataclasses.replace(cfg.train.ppo, anchor_kl_coef=max(weights))
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=ppo))
+    """``cfg`` whose ``train.ppo.anchor_kl_coef`` (``train.td3.anchor_kl_coef``) is the largest
+    swept anchor weight when the base has none and some setting has one: the anchor is part of
+    the compiled program (``PPOSpec.anchored``, ``Phase4Spec.anchored``), which all members
+    share; each member still trains with its own weight (its hyperparameter leaf). Otherwise
+    ``cfg`` as it is."""
+    for section in ("ppo", "td3"):
+        name = f"{section}.anchor_kl_coef"
+        weights = [float(s[name]) for s in settings if name in s]
+        base = getattr(cfg.train, section)
+        if float(base.anchor_kl_coef) > 0 or not weights or max(weights) <= 0:
+            continue
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{
+            section: dataclasses.replace(base, anchor_kl_coef=max(weights))}))
+    return cfg
 
 
 def settings_config(cfg: Config, setting: Mapping[str, float], seeds: int) -> Config:
-    """``cfg`` with a setting's values in ``train.ppo`` and ``train.seeds = seeds``."""
-    ppo = dataclasses.replace(cfg.train.ppo, **{n.split(".", 1)[1]: float(v)
-                                                for n, v in setting.items()})
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=ppo, seeds=seeds))
+    """``cfg`` with a setting's values in ``train.ppo`` / ``train.td3`` (each key's own type:
+    ``td3.her_k`` an int) and ``train.seeds = seeds``."""
+    train = dataclasses.replace(cfg.train, seeds=seeds)
+    for name, value in setting.items():
+        section, key = name.split(".", 1)
+        sec = getattr(train, section)
+        kind = typing.get_type_hints(type(sec))[key]  # float, or int for td3.her_k
+        train = dataclasses.replace(train, **{
+            section: dataclasses.replace(sec, **{key: kind(value)})})
+    return dataclasses.replace(cfg, train=train)
 
 
 # --------------------------------------------------------------------------- ranking
@@ -449,15 +483,23 @@ def overfitting_line(block: Mapping[str, Any]) -> str:
     return (f"{'; '.join(parts)}. Rows: {block['rows']}.{notes}")
 
 
+PPO_COLUMNS = (("equal-weight Sharpe", "val_equal_weight_sharpe_mean"),
+               ("val return", "val_return_mean"), ("val max DD", "val_max_drawdown_mean"))
+"""ranking.md's columns after the Sharpe statistics for Phase 3: (header, ranking key)."""
+
+
 def ranking_markdown(ranking: Sequence[Mapping[str, Any]], names: Sequence[str], *,
                      seeds: int, title: str = "Sweep ranking",
-                     overfitting: Mapping[str, Any] | None = None) -> str:
+                     overfitting: Mapping[str, Any] | None = None,
+                     columns: Sequence[tuple[str, str]] = PPO_COLUMNS,
+                     sharpe: str = "weekly, annualised") -> str:
     """The ranking as a Markdown table (one row per setting, best first), preceded by the
-    ``overfitting_line`` when ``overfitting`` is given."""
+    ``overfitting_line`` when ``overfitting`` is given; ``columns`` after the Sharpe statistics
+    (Phase 3's by default), ``sharpe`` says how the validation Sharpe is measured."""
     head = ["rank", "setting", *names, "val Sharpe mean", "std", "min", "max",
-            "equal-weight Sharpe", "val return", "val max DD"]
+            *(h for h, _ in columns)]
     lines = [f"# {title}", "",
-             f"Settings ranked by the mean validation Sharpe (weekly, annualised) over {seeds} "
+             f"Settings ranked by the mean validation Sharpe ({sharpe}) over {seeds} "
              f"seed(s); std is the population std over seeds. Every setting trained on the "
              f"same seeds (common random numbers).", ""]
     if overfitting is not None:
@@ -466,8 +508,7 @@ def ranking_markdown(ranking: Sequence[Mapping[str, Any]], names: Sequence[str],
     for r in ranking:
         row = [str(r["rank"]), str(r["setting"]), *(f"{r['params'][n]:.6g}" for n in names),
                _fmt(r["val_sharpe_mean"]), _fmt(r["val_sharpe_std"]), _fmt(r["val_sharpe_min"]),
-               _fmt(r["val_sharpe_max"]), _fmt(r.get("val_equal_weight_sharpe_mean")),
-               _fmt(r.get("val_return_mean")), _fmt(r.get("val_max_drawdown_mean"))]
+               _fmt(r["val_sharpe_max"]), *(_fmt(r.get(key)) for _, key in columns)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -535,6 +576,60 @@ def overfitting_block(results: Sequence[Mapping[str, Any]], best_setting: int,
 
 
 # --------------------------------------------------------------------------- host loop
+
+
+@dataclass(frozen=True)
+class PhaseSweep:
+    """What one phase brings to ``run_sweep``: its per-member metrics (results.json), the
+    ranking's columns, and three host functions over the sweep's members (member m = setting
+    m // K, seed m % K):
+
+    train(run, cfg, spec, settings, market, meta, feats, *, resume, unit_limit,
+          total_env_steps, log) -> the phase summary (``per_seed`` over the M·K members);
+    walk(run, cfg, spec, settings, market, meta, feats, *, total_env_steps) -> every member's
+          final policy on one walk through the validation split ({"returns" [M·K, W] weekly,
+          "live", "ended", "start", "end", "weeks", "step"});
+    save_best(run, cfg, spec, settings, best, summary, market, meta, feats, *,
+          total_env_steps) -> the ``<run>/sweep/best`` run folder of setting ``best``.
+    """
+
+    phase: int
+    metrics: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]
+    sharpe: str
+    train: Callable[..., dict[str, Any]]
+    walk: Callable[..., dict[str, Any]]
+    save_best: Callable[..., Path]
+    work: Callable[[Mapping[str, Any]], str]
+    """The work done per member, from the summary (for the ranking's title)."""
+
+
+# HOST ONLY
+def train_ppo_members(run: Run, cfg: Config, spec: SweepSpec,
+                      settings: Sequence[Mapping[str, float]], market: MarketArrays,
+                      meta: MarketMeta, feats: FeatureSet, *, resume: bool = False,
+                      unit_limit: int | None = None, total_env_steps: int | None = None,
+                      log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Phase 3 of the M·K members as one program (``unit_limit``: updates in total)."""
+    k = spec.seeds
+    return rm.run_phase3(run, cfg, market, meta, feats, seeds=len(settings) * k,
+                         resume=resume, update_limit=unit_limit, rule=curriculum_rule(spec),
+                         total_env_steps=total_env_steps, log=log,
+                         hparams=member_hparams(PPOHParams.from_config(cfg.train.ppo),
+                                                settings, k),
+                         member_keys=member_keys(cfg.seed, len(settings), k))
+
+
+def phase_sweep(phase: int) -> PhaseSweep:
+    """The adapter of ``phase`` (3 here, 4 from ``training.sweep_td3``)."""
+    if phase == 4:
+        from hrl_sarp_jax.training.sweep_td3 import TD3_SWEEP  # it builds on this module
+
+        return TD3_SWEEP
+    return PhaseSweep(3, METRICS, PPO_COLUMNS, "weekly, annualised", train_ppo_members,
+                      validation_weekly_returns, save_best_setting,
+                      lambda s: f"{s['updates']} updates, {s['env_steps_per_seed']} env steps "
+                                f"per seed")
 
 
 def _spec_record(spec: SweepSpec, settings: Sequence[Mapping[str, float]]) -> dict[str, Any]:
@@ -637,14 +732,14 @@ def member_results(settings: Sequence[Mapping[str, float]], k: int,
                    per_member: Mapping[str, Sequence[float]], summary: Mapping[str, Any],
                    walk: Mapping[str, Any]) -> list[dict[str, Any]]:
     """results.json: one record per member m (setting m // k, seed m % k) with its setting's
-    values, its final validation ``METRICS``, its env steps and its weekly net returns on the
-    validation walk (``WEEKLY``) with the number of weeks it was live."""
+    values, its final validation metrics (``per_member``: metric -> [M·K]), its env steps and
+    its weekly net returns on the validation walk (``WEEKLY``) with the weeks it was live."""
     results = []
     members = range(len(settings) * k)
     for i, weekly, live in zip(members, walk["returns"], walk["live"], strict=True):
         rec: dict[str, Any] = {"member": i, "setting": i // k, "seed": i % k,
                                "params": dict(settings[i // k])}
-        rec.update({name: per_member[name][i] for name in METRICS})
+        rec.update({name: values[i] for name, values in per_member.items()})
         rec["env_steps"] = int(summary["env_steps_per_seed"])
         rec[WEEKLY] = [float(x) for x in weekly]
         rec["val_walk_live_weeks"] = int(live.sum())
@@ -667,12 +762,15 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     overfitting: Callable[..., dict] | None = None,
 ) -> dict[str, Any]:
-    """Train every setting × seed of ``spec`` as one Phase-3 program into ``run`` and write
-    ``<run>/sweep/`` (see the module docstring). ``overfitting``: the PBO / deflated-Sharpe
+    """Train every setting × seed of ``spec`` as one program of its phase (3 or 4) into
+    ``run`` and write ``<run>/sweep/`` (see the module docstring). ``update_limit``: stop after
+    that many updates (Phase 4: chunks) in total. ``overfitting``: the PBO / deflated-Sharpe
     function of the selection (``evaluation.overfitting.selection_overfitting``, passed in by
     the CLI; None leaves ranking.json's "overfitting" without statistics). Returns {"results",
-    "ranking", "overfitting", "best", "paths", "phase3"} (phase3: run_phase3's summary)."""
+    "ranking", "overfitting", "best", "paths", "phase", "summary", "work", "phase<N>"}
+    (summary and phase<N>: the phase's summary)."""
     say = log or (lambda _msg: None)
+    ph = phase_sweep(spec.phase)
     settings = sweep_settings(spec, cfg.seed)
     cfg = anchored_config(cfg, settings)
     m, k = len(settings), spec.seeds
@@ -681,15 +779,11 @@ def run_sweep(
     say(f"sweep: {m} setting(s) × {k} seed(s) = {m * k} members in one program "
         f"({spec.method}: {', '.join(spec.names)})")
 
-    hp = member_hparams(PPOHParams.from_config(cfg.train.ppo), settings, k)
-    keys = member_keys(cfg.seed, m, k)
-    summary = rm.run_phase3(run, cfg, market, meta, feats, seeds=m * k, resume=resume,
-                            update_limit=update_limit, rule=curriculum_rule(spec),
-                            total_env_steps=total_env_steps, log=say, hparams=hp,
-                            member_keys=keys)
-    per_member = {name: [float(x) for x in summary["per_seed"][name]] for name in METRICS}
-    walk = validation_weekly_returns(run, cfg, spec, settings, market, meta, feats,
-                                     total_env_steps=total_env_steps)
+    summary = ph.train(run, cfg, spec, settings, market, meta, feats, resume=resume,
+                       unit_limit=update_limit, total_env_steps=total_env_steps, log=say)
+    per_member = {name: [float(x) for x in summary["per_seed"][name]] for name in ph.metrics}
+    walk = ph.walk(run, cfg, spec, settings, market, meta, feats,
+                   total_env_steps=total_env_steps)
     results = member_results(settings, k, per_member, summary, walk)
     ranking = rank_settings(settings, per_member, k)
     walk_info = {key: walk[key] for key in ("start", "end", "weeks", "step")}
@@ -703,18 +797,36 @@ def run_sweep(
     atomic_write_json(paths["results"], results)
     atomic_write_json(paths["ranking_json"], {"trials": m, "seeds": k, "members": m * k,
                                               "overfitting": block, "ranking": ranking})
+    work = ph.work(summary)
     atomic_write_text(paths["ranking_md"], ranking_markdown(
-        ranking, spec.names, seeds=k, title=f"Sweep ranking: run {run.name}, phase 3, "
-        f"{summary['updates']} updates, {summary['env_steps_per_seed']} env steps per seed",
-        overfitting=block))
+        ranking, spec.names, seeds=k, title=f"Sweep ranking: run {run.name}, phase "
+        f"{spec.phase}, {work}", overfitting=block, columns=ph.columns, sharpe=ph.sharpe))
     best = ranking[0]
-    paths["best_run"] = save_best_setting(run, cfg, spec, settings, best["setting"], summary,
-                                          market, meta, feats, total_env_steps=total_env_steps)
+    paths["best_run"] = ph.save_best(run, cfg, spec, settings, best["setting"], summary,
+                                     market, meta, feats, total_env_steps=total_env_steps)
     say(f"sweep: best setting {best['setting']} {best['params']} val_sharpe mean "
         f"{_fmt(best['val_sharpe_mean'])} over {k} seed(s)")
     say(f"sweep: {overfitting_line(block)}")
     return {"results": results, "ranking": ranking, "overfitting": block, "best": best,
-            "paths": {n: Path(p) for n, p in paths.items()}, "phase3": summary}
+            "paths": {n: Path(p) for n, p in paths.items()}, "phase": spec.phase,
+            "summary": summary, "work": work, f"phase{spec.phase}": summary}
+
+
+# HOST ONLY
+def best_run_folder(run: Run, best_cfg: Config, earlier: Sequence[int]) -> Run:
+    """A fresh run folder ``<run>/sweep/best`` (an earlier one replaced) under ``best_cfg``,
+    holding a copy of the sweep run's ``earlier`` phases that it has (their checkpoints and
+    summaries), so the next phase and ``evaluate`` continue from the best setting with the
+    same pre-trained agents the sweep started from."""
+    folder = run.root / SECTION / "best"
+    if folder.exists():
+        shutil.rmtree(folder)
+    best_run = create_run(run.root / SECTION, "best", best_cfg, run.data_fingerprint,
+                          resume=False, tensorboard=False, market=run.info.get("market"))
+    for phase in earlier:
+        if run.phase_dir(phase).is_dir():
+            shutil.copytree(run.phase_dir(phase), best_run.phase_dir(phase))
+    return best_run
 
 
 # HOST ONLY
@@ -724,7 +836,8 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
                       feats: FeatureSet, *, total_env_steps: int | None = None) -> Path:
     """Copy setting ``best``'s K seeds of the sweep's latest Phase-3 checkpoint into a run
     folder ``<run>/sweep/best`` (config = ``cfg`` with the setting's values and train.seeds=K,
-    phase3/ckpt + phase3/summary.json), replacing any earlier one. Returns its path."""
+    phase3/ckpt + phase3/summary.json, and the sweep run's Phases 1-2: ``best_run_folder``),
+    replacing any earlier one. Returns its path."""
     k = spec.seeds
     setup = rm.setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
     state, saved, step = _latest_state(run, cfg, setup, settings, k)
@@ -737,11 +850,7 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     best_cfg = settings_config(cfg, settings[best], k)
     if state.anchor is not None and not float(best_cfg.train.ppo.anchor_kl_coef) > 0:
         state = state.replace(anchor=None)  # an unanchored setting: its config has no anchor
-    folder = run.root / SECTION / "best"
-    if folder.exists():
-        shutil.rmtree(folder)
-    best_run = create_run(run.root / SECTION, "best", best_cfg, run.data_fingerprint,
-                          resume=False, tensorboard=False, market=run.info.get("market"))
+    best_run = best_run_folder(run, best_cfg, (1, 2))
     origin = {"sweep_run": run.name, "setting": best, "params": dict(settings[best]),
               "members": members.tolist()}
     with PhaseCheckpointer(best_run, rm.PHASE, keep_latest=cfg.train.keep_latest,

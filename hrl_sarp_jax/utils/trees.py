@@ -33,3 +33,4 @@ def take_members(tree: PyTree, index: jax.Array) -> PyTree:
 def repeat_members(tree: PyTree, count: int) -> PyTree:
     """Every leaf repeated on a new leading axis ([...] -> [count, ...])."""
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (count, *jnp.shape(x))), tree)
+

@@ -90,7 +90,14 @@ def test_static_or_foreign_settings_are_rejected_with_the_reason(name, static):
     ({"method": "random", "samples": 2, "params": {"ppo.lr": {"uniform": [1e-3, 1e-4]}}},
      "must be below"),
     ({"method": "bayes", "params": {"ppo.lr": [1e-3]}}, r"'sweep\.method'"),
-    ({"phase": 4, "params": {"ppo.lr": [1e-3]}}, "only phase 3"),
+    ({"phase": 5, "params": {"ppo.lr": [1e-3]}}, r"phase 3 \(Macro PPO\) or 4"),
+    ({"phase": 4, "params": {"ppo.lr": [1e-3]}}, "not a Phase-4 TD3 hyperparameter"),
+    ({"phase": 4, "params": {"td3.batch_size": [64]}}, "static setting"),
+    ({"phase": 4, "params": {"td3.her_k": [2.5]}}, "whole numbers"),
+    ({"phase": 4, "method": "random", "samples": 2,
+      "params": {"td3.her_k": {"uniform": [1, 4]}}}, "whole numbers"),
+    ({"phase": 4, "curriculum": "off", "params": {"td3.tau": [0.01]}}, "phase 3 only"),
+    ({"phase": 3, "params": {"td3.tau": [0.01]}}, "not a Phase-3 PPO hyperparameter"),
     ({"seeds": 0, "params": {"ppo.lr": [1e-3]}}, r"'sweep\.seeds'.*>= 1"),
     ({"params": {}}, r"'sweep\.params'.*non-empty"),
     ({"params": {"ppo.lr": [1e-3], "train.ppo.lr": [1e-4]}}, "given twice"),
@@ -486,3 +493,24 @@ def test_cli_sweep_on_the_smoke_market(tmp_path, smoke_market, capsys):
     assert block["trials"] == 4 and block["pbo"] is not None and block["dsr"] is not None
     assert f"PBO {block['pbo']:.2f} over 4 settings (CSCV, " in printed
     assert (tmp_path / "cli" / "sweep" / "best" / "phase3" / "summary.json").is_file()
+
+
+def test_the_best_run_folder_copies_the_earlier_phases_and_replaces_an_older_best(tmp_path):
+    """best/ holds the sweep run's earlier phases it has (their files byte for byte, so the
+    next phase and evaluate start from the same pre-trained agents), not the later ones, and a
+    second best/ replaces the first."""
+    cfg = Config()
+    run = create_run(tmp_path, "sweep_run", cfg, "fp", resume=False)
+    for phase, text in ((1, "one"), (3, "three")):
+        (run.phase_dir(phase) / "ckpt").mkdir(parents=True)
+        (run.phase_dir(phase) / "ckpt" / "data").write_text(text)
+    first = sw.best_run_folder(run, cfg, (1, 2))
+    assert (first.phase_dir(1) / "ckpt" / "data").read_text() == "one"
+    assert not first.phase_dir(2).exists() and not first.phase_dir(3).exists()
+    (first.phase_dir(1) / "stale").write_text("x")
+    tau = dataclasses.replace(cfg.train.td3, tau=0.01)
+    again = sw.best_run_folder(run, dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, td3=tau)), (1, 2, 3))
+    assert again.root == first.root and not (again.phase_dir(1) / "stale").exists()
+    assert (again.phase_dir(3) / "ckpt" / "data").read_text() == "three"
+    assert open_run(again.root).config.train.td3.tau == 0.01
