@@ -719,6 +719,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.training.sweep import load_sweep_config, run_sweep
 
     cfg, spec = load_sweep_config(args.config, args.overrides)
+    if args.markets is not None:  # refused before any training: a judgement seed, no partner
+        from hrl_sarp_jax.sweep_judge import check_judgeable, check_tuning_seeds
+
+        check_tuning_seeds(args.markets, args.market_seed)
+        check_judgeable(Path(args.checkpoints) / args.run, spec.phase)
     market_dir = _train_market(args, cfg)
     t0 = time.perf_counter()
     market, meta = load_market(market_dir, cfg.data)
@@ -732,12 +737,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         out = run_sweep(run, cfg, spec, market, meta, feats, resume=args.resume,
                         log=lambda msg: print(msg, file=sys.stderr, flush=True),
                         overfitting=selection_overfitting)
+        if args.markets is not None:
+            from hrl_sarp_jax.sweep_judge import judge_settings
+
+            judged = judge_settings(run, cfg, spec, out["summary"], market, meta, feats,
+                                    markets=args.markets, market_seed=args.market_seed,
+                                    chunk=args.chunk,
+                                    log=lambda msg: print(msg, file=sys.stderr, flush=True))
+            out["paths"].update(judged["paths"])
     print(out["paths"]["ranking_md"].read_text(), end="")
+    if args.markets is not None:
+        print(out["paths"]["instrument_md"].read_text(), end="")
     s = out["summary"]
     print(f"sweep done: phase {out['phase']}, {len(out['results'])} members, {out['work']}, "
           f"{s['wall_s']}s (compile {s['compile_s']}s)")
-    for name in ("results", "ranking_json", "ranking_md", "best_run"):
-        print(f"{name}: {out['paths'][name]}")
+    for name in ("results", "ranking_json", "ranking_md", "instrument_json", "instrument_md",
+                 "best_run"):
+        if name in out["paths"]:
+            print(f"{name}: {out['paths'][name]}")
     return 0
 
 
@@ -751,6 +768,13 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep from its latest checkpoint")
     p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.add_argument("--markets", type=int, default=None, metavar="K",
+                   help="then judge every setting on K generated markets (the many-market "
+                        "instrument) and make best/ the first there (sweep_judge)")
+    p.add_argument("--market-seed", type=int, default=DEFAULT_MARKET_SEED, metavar="S",
+                   help="first market seed (default 1000; the judgement seeds 9000-9999 are "
+                        "refused: this is a choice)")
+    p.add_argument("--chunk", type=int, default=8, help="markets per compiled evaluation call")
     p.set_defaults(func=cmd_sweep)
 
 

@@ -590,7 +590,8 @@ class PhaseSweep:
           final policy on one walk through the validation split ({"returns" [M·K, W] weekly,
           "live", "ended", "start", "end", "weeks", "step"});
     save_best(run, cfg, spec, settings, best, summary, market, meta, feats, *,
-          total_env_steps) -> the ``<run>/sweep/best`` run folder of setting ``best``.
+          total_env_steps, name="best") -> the ``<run>/sweep/<name>`` run folder of setting
+          ``best`` (``sweep_judge`` writes one per setting to judge them on many markets).
     """
 
     phase: int
@@ -813,15 +814,16 @@ def run_sweep(
 
 
 # HOST ONLY
-def best_run_folder(run: Run, best_cfg: Config, earlier: Sequence[int]) -> Run:
-    """A fresh run folder ``<run>/sweep/best`` (an earlier one replaced) under ``best_cfg``,
+def best_run_folder(run: Run, best_cfg: Config, earlier: Sequence[int], name: str = "best"
+                    ) -> Run:
+    """A fresh run folder ``<run>/sweep/<name>`` (an earlier one replaced) under ``best_cfg``,
     holding a copy of the sweep run's ``earlier`` phases that it has (their checkpoints and
     summaries), so the next phase and ``evaluate`` continue from the best setting with the
     same pre-trained agents the sweep started from."""
-    folder = run.root / SECTION / "best"
+    folder = run.root / SECTION / name
     if folder.exists():
         shutil.rmtree(folder)
-    best_run = create_run(run.root / SECTION, "best", best_cfg, run.data_fingerprint,
+    best_run = create_run(run.root / SECTION, name, best_cfg, run.data_fingerprint,
                           resume=False, tensorboard=False, market=run.info.get("market"))
     for phase in earlier:
         if run.phase_dir(phase).is_dir():
@@ -833,11 +835,12 @@ def best_run_folder(run: Run, best_cfg: Config, earlier: Sequence[int]) -> Run:
 def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
                       settings: Sequence[Mapping[str, float]], best: int,
                       summary: Mapping[str, Any], market: MarketArrays, meta: MarketMeta,
-                      feats: FeatureSet, *, total_env_steps: int | None = None) -> Path:
+                      feats: FeatureSet, *, total_env_steps: int | None = None,
+                      name: str = "best") -> Path:
     """Copy setting ``best``'s K seeds of the sweep's latest Phase-3 checkpoint into a run
-    folder ``<run>/sweep/best`` (config = ``cfg`` with the setting's values and train.seeds=K,
-    phase3/ckpt + phase3/summary.json, and the sweep run's Phases 1-2: ``best_run_folder``),
-    replacing any earlier one. Returns its path."""
+    folder ``<run>/sweep/<name>`` (config = ``cfg`` with the setting's values and
+    train.seeds=K, phase3/ckpt + phase3/summary.json, and the sweep run's Phases 1-2:
+    ``best_run_folder``), replacing any earlier one. Returns its path."""
     k = spec.seeds
     setup = rm.setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
     state, saved, step = _latest_state(run, cfg, setup, settings, k)
@@ -850,7 +853,7 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     best_cfg = settings_config(cfg, settings[best], k)
     if state.anchor is not None and not float(best_cfg.train.ppo.anchor_kl_coef) > 0:
         state = state.replace(anchor=None)  # an unanchored setting: its config has no anchor
-    best_run = best_run_folder(run, best_cfg, (1, 2))
+    best_run = best_run_folder(run, best_cfg, (1, 2), name)
     origin = {"sweep_run": run.name, "setting": best, "params": dict(settings[best]),
               "members": members.tolist()}
     with PhaseCheckpointer(best_run, rm.PHASE, keep_latest=cfg.train.keep_latest,

@@ -175,9 +175,10 @@ def validation_weekly_returns(run: Run, cfg: Config, spec: SweepSpec,
 def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
                       settings: Sequence[Mapping[str, float]], best: int,
                       summary: Mapping[str, Any], market: MarketArrays, meta: MarketMeta,
-                      feats: FeatureSet, *, total_env_steps: int | None = None) -> Path:
+                      feats: FeatureSet, *, total_env_steps: int | None = None,
+                      name: str = "best") -> Path:
     """Setting ``best``'s K seeds of the sweep's latest Phase-4 checkpoint (the whole state)
-    in a run folder ``<run>/sweep/best`` with copies of the sweep run's Phases 1-3
+    in a run folder ``<run>/sweep/<name>`` with copies of the sweep run's Phases 1-3
     (``best_run_folder``; config = ``cfg`` with the setting's values and train.seeds = K),
     replacing any earlier one. Returns its path."""
     k = spec.seeds
@@ -198,7 +199,7 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     user = dict(saved.get("user", {}))
     if START_KEY in user:  # the start's per-episode Sharpes of these members only
         user[START_KEY] = np.asarray(user[START_KEY])[members].tolist()
-    best_run = best_run_folder(run, best_cfg, (1, 2, 3))
+    best_run = best_run_folder(run, best_cfg, (1, 2, 3), name)
     metric = best_cfg.train.td3.checkpoint_metric
     with PhaseCheckpointer(best_run, PHASE, keep_latest=cfg.train.keep_latest,
                            best_metric=metric) as out:
