@@ -714,6 +714,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.data.synthetic import generator_of
     from hrl_sarp_jax.evaluation.overfitting import selection_overfitting
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.training.sweep import load_sweep_config, run_sweep
@@ -725,6 +726,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_tuning_seeds(args.markets, args.market_seed)
         check_judgeable(Path(args.checkpoints) / args.run, spec.phase)
     market_dir = _train_market(args, cfg)
+    if args.markets is not None and args.preset is None \
+            and generator_of(market_identity(market_dir), cfg.synth) is None:
+        raise HrlSarpError(f"--markets: {market_dir} is not a generated market, so the "
+                           f"instrument has no generator for it; give --preset nse|small (its "
+                           f"markets must have the run's stocks and sectors) or leave out "
+                           f"--markets")
     t0 = time.perf_counter()
     market, meta = load_market(market_dir, cfg.data)
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
@@ -742,7 +749,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
             judged = judge_settings(run, cfg, spec, out["summary"], market, meta, feats,
                                     markets=args.markets, market_seed=args.market_seed,
-                                    chunk=args.chunk,
+                                    chunk=args.chunk, preset=args.preset,
                                     log=lambda msg: print(msg, file=sys.stderr, flush=True))
             out["paths"].update(judged["paths"])
     print(out["paths"]["ranking_md"].read_text(), end="")
@@ -775,6 +782,9 @@ def _add_sweep_parser(sub) -> None:
                    help="first market seed (default 1000; the judgement seeds 9000-9999 are "
                         "refused: this is a choice)")
     p.add_argument("--chunk", type=int, default=8, help="markets per compiled evaluation call")
+    p.add_argument("--preset", default=None, choices=("nse", "small"),
+                   help="generator of the judging markets (default: the run market's own; "
+                        "needed for a real market)")
     p.set_defaults(func=cmd_sweep)
 
 

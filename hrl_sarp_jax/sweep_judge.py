@@ -95,10 +95,11 @@ def _setting_record(i: int, setting: Mapping[str, float], folder: Path,
 # HOST ONLY
 def judge_settings(run: Run, cfg: Config, spec: SweepSpec, summary: Mapping[str, Any],
                    market: MarketArrays, meta: MarketMeta, feats: FeatureSet, *, markets: int,
-                   market_seed: int = 1000, chunk: int = 8,
+                   market_seed: int = 1000, chunk: int = 8, preset: str | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every setting of a finished sweep in ``run`` (``summary``: its phase summary) judged on
-    the K generated markets, ranked, ``best/`` rewritten to the first (module docstring).
+    the K generated markets (``preset``: their generator, default the run market's own),
+    ranked, ``best/`` rewritten to the first (module docstring).
     Returns {"ranking": [record, ...] best first, "seeds", "paths"}."""
     say = log or (lambda _msg: None)
     seeds = check_tuning_seeds(markets, market_seed)
@@ -113,7 +114,8 @@ def judge_settings(run: Run, cfg: Config, spec: SweepSpec, summary: Mapping[str,
         say(f"sweep: setting {i} {dict(setting)} on {markets} market(s) ...")
         with setting_run:
             doc = evaluate_markets(setting_run, setting_run.config, markets=markets,
-                                   market_seed=market_seed, chunk=chunk, ladder=False)["metrics"]
+                                   market_seed=market_seed, chunk=chunk, preset=preset,
+                                   ladder=False)["metrics"]
         if doc["seeds"]["markets"] != seeds:
             raise ConfigError(f"sweep: setting {i} was judged on other markets than asked")
         records.append(_setting_record(i, setting, folder, doc))

@@ -79,3 +79,22 @@ def test_cli_sweep_judged_on_markets_ranks_and_keeps_the_first(tmp_path, smoke_m
     assert doc["best_setting"] == first
     assert {"ppo.lr": best.config.train.ppo.lr,
             "ppo.entropy_coef": best.config.train.ppo.entropy_coef} == ranking[0]["params"]
+
+
+def test_cli_refuses_markets_for_a_real_market_without_a_preset(tmp_path, smoke_market,
+                                                                 capsys):
+    """A market without a generator (meta.json not synthetic) has no instrument markets of
+    its own: --markets without --preset is refused before any training."""
+    import shutil
+
+    from hrl_sarp_jax.cli import main
+
+    real = tmp_path / "real"
+    shutil.copytree(smoke_market[0], real)
+    meta = json.loads((real / "meta.json").read_text())
+    (real / "meta.json").write_text(json.dumps({**meta, "synthetic": False}))
+    (tmp_path / "ck" / "r" / "phase2" / "ckpt").mkdir(parents=True)  # the partner is there
+    rc = main(["sweep", "--config", str(PRESETS_DIR / "sweep_smoke.yaml"), "--data", str(real),
+               "--run", "r", "--checkpoints", str(tmp_path / "ck"), "--markets", "2"])
+    assert rc != 0 and "is not a generated market" in capsys.readouterr().err
+    assert not (tmp_path / "ck" / "r" / "run.json").exists()
