@@ -182,12 +182,9 @@ def restore_phase4_state(run: Any, cfg: Config, market: MarketArrays, meta: Mark
     if not (run.phase_dir(4) / "ckpt").is_dir():
         raise CheckpointError(f"phase 5 needs phase 4 of run {run.name}: run `hrl-sarp train "
                               f"--phase 4 --run {run.name}` first")
-    summary = read_phase_summary(run, 4) or {}
-    k4 = int(summary.get("seeds", cfg.train.seeds))
-    s4 = rl_micro.setup_phase4(cfg, market, meta, feats, macro_params=example_macro)
-    keys, _ = rl_micro.phase4_keys(cfg.seed, k4)
-    abstract = jax.eval_shape(jax.vmap(s4.p4.init, in_axes=(0, None)), keys, s4.train_params)
-    state, _meta, step = restore_chosen(run, 4, abstract, cfg.train.checkpoint)
+    state, _meta, step = rl_micro.restore_phase4(run, cfg, market, meta, feats, example_macro,
+                                                 cfg.train.checkpoint)
+    k4 = int(jax.tree.leaves(state)[0].shape[0])
     return state, {"phase4": f"{cfg.train.checkpoint} step {step} ({k4} seed(s))"}
 
 

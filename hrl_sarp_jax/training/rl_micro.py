@@ -905,6 +905,23 @@ def _start_compiled(setup: Phase4Setup, ranked: RankedCheckpoints, seed: int, k:
 
 
 # HOST ONLY
+def restore_phase4(run: Any, cfg: Config, market: Any, meta: Any, feats: Any,
+                   example_macro: Params | None, which: str) -> tuple[Phase4State, dict, int]:
+    """(state, checkpoint meta, step): Phase 4's ``which`` ('best' | 'latest') checkpoint,
+    all its seeds (actor, critics, optimisers, replay buffer, envs). ``example_macro``: one
+    Macro (unstacked) when Phase 4 trained under one (the state's shapes do not depend on
+    which), else None."""
+    from hrl_sarp_jax.checkpointing import read_phase_summary, restore_chosen
+
+    summary = read_phase_summary(run, 4) or {}
+    k4 = int(summary.get("seeds", cfg.train.seeds))
+    s4 = setup_phase4(cfg, market, meta, feats, macro_params=example_macro)
+    keys, _ = phase4_keys(cfg.seed, k4)
+    abstract = jax.eval_shape(jax.vmap(s4.p4.init, in_axes=(0, None)), keys, s4.train_params)
+    return restore_chosen(run, 4, abstract, which)
+
+
+# HOST ONLY
 def chunk_plan(cfg: Config, sp: Phase4Spec, total_env_steps: int | None = None,
                chunk_limit: int | None = None, eval_every_chunks: int | None = None
                ) -> tuple[int, int, int, int]:

@@ -82,6 +82,7 @@ from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training.ppo_engine import walk
+from hrl_sarp_jax.training.selection import START_KEY
 from hrl_sarp_jax.utils.atomic import atomic_write_json, atomic_write_text
 
 SECTION = "sweep"
@@ -813,6 +814,40 @@ def run_sweep(
             "summary": summary, "work": work, f"phase{spec.phase}": summary}
 
 
+@dataclass(frozen=True)
+class SettingMembers:
+    """Setting ``setting``'s K members of a sweep: what its ``best/`` folder records."""
+
+    members: np.ndarray
+    """int [K]: the members m = setting·K … setting·K + K − 1."""
+    per_seed: dict[str, list]
+    """The phase summary's ``per_seed`` lists cut to the members."""
+    means: dict[str, float]
+    """Each per-seed metric's mean over the members (NaNs ignored)."""
+    meta: dict[str, Any]
+    """The checkpoint's user meta with the members' own start Sharpes (``START_KEY``), the seed
+    count and the ``sweep`` origin."""
+    origin: dict[str, Any]
+
+
+def setting_members(run: Run, settings: Sequence[Mapping[str, float]], setting: int, k: int,
+                    summary: Mapping[str, Any], saved: Mapping[str, Any]) -> SettingMembers:
+    """The members of ``setting`` (K each) and their records, from the sweep's phase
+    ``summary`` and its latest checkpoint's meta ``saved``."""
+    members = np.arange(setting * k, (setting + 1) * k)
+    per_seed = {name: list(v)[setting * k:(setting + 1) * k]
+                for name, v in summary["per_seed"].items()}
+    means = {name: float(np.nanmean(np.asarray(v, np.float64)))
+             for name, v in per_seed.items() if v and np.asarray(v).ndim == 1}
+    origin = {"sweep_run": run.name, "setting": setting, "params": dict(settings[setting]),
+              "members": members.tolist()}
+    user = dict(saved.get("user", {}))
+    if START_KEY in user:  # the start's per-episode Sharpes (selection margin) of these members
+        user[START_KEY] = np.asarray(user[START_KEY])[members].tolist()
+    return SettingMembers(members, per_seed, means, {**user, "seeds": k, "sweep": origin},
+                          origin)
+
+
 # HOST ONLY
 def best_run_folder(run: Run, best_cfg: Config, earlier: Sequence[int], name: str = "best"
                     ) -> Run:
@@ -844,34 +879,28 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     k = spec.seeds
     setup = rm.setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
     state, saved, step = _latest_state(run, cfg, setup, settings, k)
-    members = np.arange(best * k, (best + 1) * k)
-    state = jax.tree.map(lambda x: x[members], state)
-    per_seed = {name: list(v)[best * k:(best + 1) * k]
-                for name, v in summary["per_seed"].items()}
-    means = {name: float(np.nanmean(np.asarray(v, np.float64))) if v else None
-             for name, v in per_seed.items()}
+    sm = setting_members(run, settings, best, k, summary, saved)
+    state = jax.tree.map(lambda x: x[sm.members], state)
     best_cfg = settings_config(cfg, settings[best], k)
     if state.anchor is not None and not float(best_cfg.train.ppo.anchor_kl_coef) > 0:
         state = state.replace(anchor=None)  # an unanchored setting: its config has no anchor
     best_run = best_run_folder(run, best_cfg, (1, 2), name)
-    origin = {"sweep_run": run.name, "setting": best, "params": dict(settings[best]),
-              "members": members.tolist()}
     with PhaseCheckpointer(best_run, rm.PHASE, keep_latest=cfg.train.keep_latest,
                            best_metric=rm.BEST_METRIC) as out:
         out.save(int(step), state,
-                 metrics={rm.BEST_METRIC: means["val_sharpe"],
-                          "val_equal_weight_sharpe": means["val_equal_weight_sharpe"]},
-                 meta={**saved.get("user", {}), "seeds": k, "sweep": origin})
+                 metrics={rm.BEST_METRIC: sm.means["val_sharpe"],
+                          "val_equal_weight_sharpe": sm.means["val_equal_weight_sharpe"]},
+                 meta=sm.meta)
     best_summary = {
         **{key: v for key, v in summary.items() if not key.startswith("val_")},
-        **{key: v for key, v in means.items() if key in summary},
+        **{key: v for key, v in sm.means.items() if key in summary},
         "seeds": k,
         "env_steps": int(summary["env_steps_per_seed"]) * k,
-        "per_seed": per_seed,
+        "per_seed": sm.per_seed,
         "best_step": int(step),
         "latest_step": int(step),
-        "best_val_sharpe": means["val_sharpe"],
-        "sweep": origin,
+        "best_val_sharpe": sm.means["val_sharpe"],
+        "sweep": sm.origin,
         "params_used": "the sweep's final params of this setting's seeds",
     }
     write_phase_summary(best_run, rm.PHASE, best_summary)

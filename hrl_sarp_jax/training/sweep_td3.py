@@ -31,24 +31,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrl_sarp_jax.checkpointing import (
-    PhaseCheckpointer,
-    Run,
-    read_phase_summary,
-    restore_chosen,
-    write_phase_summary,
-)
+from hrl_sarp_jax.checkpointing import PhaseCheckpointer, Run, write_phase_summary
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import seed_axes
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import rl_micro as rmi
-from hrl_sarp_jax.training.selection import START_KEY
 from hrl_sarp_jax.training.sweep import (
     PhaseSweep,
     SweepSpec,
     best_run_folder,
+    setting_members,
     settings_config,
 )
 from hrl_sarp_jax.utils.trees import first_member, take_members
@@ -99,25 +93,18 @@ def train_members(run: Run, cfg: Config, spec: SweepSpec,
 
 def _setup(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
            members: int) -> tuple[rmi.Phase4Setup, Any]:
-    """(the Phase-4 setup with each member's Phase-3 Macro, the Macros [M·K]) under the spec
-    the sweep trained with (recorded in its summary)."""
-    summary = read_phase_summary(run, PHASE) or {}
-    spec = rmi.Phase4Spec(**summary["spec"]) if "spec" in summary else None
+    """(the Phase-4 setup with each member's Phase-3 Macro, the Macros [M·K] or None)."""
     macro, _ = rmi.load_phase3_macro(run, cfg, market, meta, feats, members)
-    setup = rmi.setup_phase4(cfg, market, meta, feats, spec=spec, macro_params=macro,
+    setup = rmi.setup_phase4(cfg, market, meta, feats, macro_params=macro,
                              seeds=None if macro is None else members)
     return setup, macro
 
 
-def _latest_state(run: Run, cfg: Config, setup: rmi.Phase4Setup, macro: Any, members: int
-                  ) -> tuple[rmi.Phase4State, dict, int]:
+def _latest_state(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
+                  feats: FeatureSet, macro: Any) -> tuple[rmi.Phase4State, dict, int]:
     """The sweep's latest Phase-4 checkpoint, all M·K members (networks, optimisers, buffer)."""
-    keys = member_keys(cfg.seed, 1, members)
-    params = setup.train_params
-    if macro is not None:  # the state's shapes do not depend on which Macro sets the goals
-        params = params.replace(policy_params=first_member(macro))
-    abstract = jax.eval_shape(jax.vmap(setup.p4.init, in_axes=(0, None)), keys, params)
-    return restore_chosen(run, PHASE, abstract, "latest")
+    example = None if macro is None else first_member(macro)
+    return rmi.restore_phase4(run, cfg, market, meta, feats, example, "latest")
 
 
 def weekly_from_daily(daily: np.ndarray, alive: np.ndarray, week_end: np.ndarray, day0: int
@@ -151,7 +138,7 @@ def validation_weekly_returns(run: Run, cfg: Config, spec: SweepSpec,
     (``weekly_from_daily``). The same keys as ``training.sweep.validation_weekly_returns``."""
     n = len(settings) * spec.seeds
     setup, macro = _setup(run, cfg, market, meta, feats, n)
-    state, _, step = _latest_state(run, cfg, setup, macro, n)
+    state, _, step = _latest_state(run, cfg, market, meta, feats, macro)
     day0, t_hi = int(setup.val_params.start_lo), int(setup.val_params.t_hi)
     params = setup.val_params.replace(start_hi=jnp.int32(day0),
                                       max_steps_in_episode=t_hi - day0)
@@ -182,36 +169,28 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     (``best_run_folder``; config = ``cfg`` with the setting's values and train.seeds = K),
     replacing any earlier one. Returns its path."""
     k = spec.seeds
-    setup, macro = _setup(run, cfg, market, meta, feats, len(settings) * k)
-    state, saved, step = _latest_state(run, cfg, setup, macro, len(settings) * k)
-    members = np.arange(best * k, (best + 1) * k)
-    state = take_members(state, members)
+    macro, _ = rmi.load_phase3_macro(run, cfg, market, meta, feats, 1)
+    state, saved, step = _latest_state(run, cfg, market, meta, feats, macro)
+    sm = setting_members(run, settings, best, k, summary, saved)
+    state = take_members(state, sm.members)
     best_cfg = settings_config(cfg, settings[best], k)
     anchored = float(best_cfg.train.td3.anchor_kl_coef) > 0
     if state.agent.anchor is not None and not anchored:  # its config has no anchor
         state = state.replace(agent=state.agent.replace(anchor=None))
-    per_seed = {name: list(v)[best * k:(best + 1) * k]
-                for name, v in summary["per_seed"].items()}
-    means = {name: float(np.nanmean(np.asarray(v, np.float64))) for name, v in per_seed.items()
-             if v and np.asarray(v).ndim == 1}
-    origin = {"sweep_run": run.name, "setting": best, "params": dict(settings[best]),
-              "members": members.tolist()}
-    user = dict(saved.get("user", {}))
-    if START_KEY in user:  # the start's per-episode Sharpes of these members only
-        user[START_KEY] = np.asarray(user[START_KEY])[members].tolist()
     best_run = best_run_folder(run, best_cfg, (1, 2, 3), name)
     metric = best_cfg.train.td3.checkpoint_metric
     with PhaseCheckpointer(best_run, PHASE, keep_latest=cfg.train.keep_latest,
                            best_metric=metric) as out:
-        out.save(int(step), state, metrics={m: means[m] for m in METRICS if m in means},
-                 meta={**user, "seeds": k, "sweep": origin})
+        out.save(int(step), state, metrics={m: sm.means[m] for m in METRICS if m in sm.means},
+                 meta=sm.meta)
     spec_record = {**summary.get("spec", {}), "anchored": anchored}
     write_phase_summary(best_run, PHASE, {
         **{key: v for key, v in summary.items() if not key.startswith("val_")},
-        **{key: v for key, v in means.items() if key in summary},
-        "seeds": k, "env_steps": int(summary["env_steps_per_seed"]) * k, "per_seed": per_seed,
-        "best_step": int(step), "latest_step": int(step), "spec": spec_record,
-        "sweep": origin, "params_used": "the sweep's final state of this setting's seeds"})
+        **{key: v for key, v in sm.means.items() if key in summary},
+        "seeds": k, "env_steps": int(summary["env_steps_per_seed"]) * k,
+        "per_seed": sm.per_seed, "best_step": int(step), "latest_step": int(step),
+        "spec": spec_record, "sweep": sm.origin,
+        "params_used": "the sweep's final state of this setting's seeds"})
     return best_run.root
 
 

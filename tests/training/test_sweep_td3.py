@@ -112,8 +112,8 @@ def tiny_td3_sweep(tmp_path_factory):
 
 
 def _latest(run, cfg, inputs, members):
-    setup, macro = st._setup(run, cfg, *inputs, members)
-    return st._latest_state(run, cfg, setup, macro, members)
+    _, macro = st._setup(run, cfg, *inputs, members)
+    return st._latest_state(run, cfg, *inputs, macro)
 
 
 def test_td3_sweep_members_are_their_settings_runs(tiny_td3_sweep):
@@ -192,6 +192,6 @@ def test_the_td3_sweep_presets_parse_into_phase4_grids():
     cfg, spec = sw.load_sweep_config(PRESETS_DIR / "sweep_td3_smoke.yaml")
     assert (spec.phase, spec.seeds, len(sw.sweep_settings(spec, 0))) == (4, 2, 4)
     assert cfg.train.td3.warmup_transitions == 128
-    gpu_cfg, gpu = sw.load_sweep_config(PRESETS_DIR / "sweep_td3.yaml")
+    _, gpu = sw.load_sweep_config(PRESETS_DIR / "sweep_td3.yaml")
     assert (gpu.phase, gpu.seeds, len(sw.sweep_settings(gpu, 0))) == (4, 4, 18)
     assert gpu.names == ("td3.actor_lr", "td3.anchor_kl_coef", "td3.tau")
