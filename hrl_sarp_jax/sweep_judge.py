@@ -106,10 +106,11 @@ def judge_settings(run: Run, cfg: Config, spec: SweepSpec, summary: Mapping[str,
     settings = sweep_settings(spec, cfg.seed)
     cfg = anchored_config(cfg, settings)  # the program the members were trained with
     ph = phase_sweep(spec.phase)
+    restored = ph.latest(run, cfg, spec, settings, market, meta, feats)  # once for all
     records, agent_sharpes = [], []
     for i, setting in enumerate(settings):
         folder = ph.save_best(run, cfg, spec, settings, i, summary, market, meta, feats,
-                              name=f"setting{i}")
+                              name=f"setting{i}", restored=restored)
         setting_run = open_run(folder)
         say(f"sweep: setting {i} {dict(setting)} on {markets} market(s) ...")
         with setting_run:
@@ -126,7 +127,8 @@ def judge_settings(run: Run, cfg: Config, spec: SweepSpec, summary: Mapping[str,
     for rank, j in enumerate(order, 1):
         vs = None if j == first else paired_over_markets(agent_sharpes[j], agent_sharpes[first])
         ranking.append({"rank": rank, **records[j], "agent_vs_first": vs})
-    best = ph.save_best(run, cfg, spec, settings, first, summary, market, meta, feats)
+    best = ph.save_best(run, cfg, spec, settings, first, summary, market, meta, feats,
+                        restored=restored)
     out_dir = run.root / SECTION
     paths = {"instrument_json": out_dir / "instrument.json",
              "instrument_md": out_dir / "instrument.md", "best_run": best}

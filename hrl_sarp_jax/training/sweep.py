@@ -591,8 +591,11 @@ class PhaseSweep:
           final policy on one walk through the validation split ({"returns" [M·K, W] weekly,
           "live", "ended", "start", "end", "weeks", "step"});
     save_best(run, cfg, spec, settings, best, summary, market, meta, feats, *,
-          total_env_steps, name="best") -> the ``<run>/sweep/<name>`` run folder of setting
-          ``best`` (``sweep_judge`` writes one per setting to judge them on many markets).
+          total_env_steps, name="best", restored=None) -> the ``<run>/sweep/<name>`` run
+          folder of setting ``best`` (``sweep_judge`` writes one per setting to judge them
+          on many markets, from one ``latest`` restore);
+    latest(run, cfg, spec, settings, market, meta, feats, *, total_env_steps) -> (state,
+          saved meta, step) of the sweep's latest checkpoint, all members.
     """
 
     phase: int
@@ -602,6 +605,7 @@ class PhaseSweep:
     train: Callable[..., dict[str, Any]]
     walk: Callable[..., dict[str, Any]]
     save_best: Callable[..., Path]
+    latest: Callable[..., tuple]
     work: Callable[[Mapping[str, Any]], str]
     """The work done per member, from the summary (for the ranking's title)."""
 
@@ -629,7 +633,7 @@ def phase_sweep(phase: int) -> PhaseSweep:
 
         return TD3_SWEEP
     return PhaseSweep(3, METRICS, PPO_COLUMNS, "weekly, annualised", train_ppo_members,
-                      validation_weekly_returns, save_best_setting,
+                      validation_weekly_returns, save_best_setting, latest_members,
                       lambda s: f"{s['updates']} updates, {s['env_steps_per_seed']} env steps "
                                 f"per seed")
 
@@ -667,6 +671,15 @@ def _latest_state(run: Run, cfg: Config, setup: rm.Phase3Setup,
                               cur.stage_starts(0, setup.windows))
     with PhaseCheckpointer(run, rm.PHASE, read_only=True) as ck:
         return ck.restore(abstract, "latest")
+
+
+# HOST ONLY
+def latest_members(run: Run, cfg: Config, spec: SweepSpec,
+                   settings: Sequence[Mapping[str, float]], market: MarketArrays,
+                   meta: MarketMeta, feats: FeatureSet, *, total_env_steps: int | None = None):
+    """(state, saved meta, step): the sweep's latest Phase-3 checkpoint, all M·K members."""
+    setup = rm.setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
+    return _latest_state(run, cfg, setup, settings, spec.seeds)
 
 
 # HOST ONLY
@@ -871,14 +884,15 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
                       settings: Sequence[Mapping[str, float]], best: int,
                       summary: Mapping[str, Any], market: MarketArrays, meta: MarketMeta,
                       feats: FeatureSet, *, total_env_steps: int | None = None,
-                      name: str = "best") -> Path:
+                      name: str = "best", restored: tuple | None = None) -> Path:
     """Copy setting ``best``'s K seeds of the sweep's latest Phase-3 checkpoint into a run
     folder ``<run>/sweep/<name>`` (config = ``cfg`` with the setting's values and
     train.seeds=K, phase3/ckpt + phase3/summary.json, and the sweep run's Phases 1-2:
-    ``best_run_folder``), replacing any earlier one. Returns its path."""
+    ``best_run_folder``), replacing any earlier one. ``restored``: ``latest_members``' result
+    when the caller has it (one restore for many settings). Returns its path."""
     k = spec.seeds
-    setup = rm.setup_phase3(cfg, market, meta, feats, total_env_steps=total_env_steps)
-    state, saved, step = _latest_state(run, cfg, setup, settings, k)
+    state, saved, step = restored or latest_members(run, cfg, spec, settings, market, meta,
+                                                    feats, total_env_steps=total_env_steps)
     sm = setting_members(run, settings, best, k, summary, saved)
     state = jax.tree.map(lambda x: x[sm.members], state)
     best_cfg = settings_config(cfg, settings[best], k)

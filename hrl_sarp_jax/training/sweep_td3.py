@@ -107,6 +107,16 @@ def _latest_state(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
     return rmi.restore_phase4(run, cfg, market, meta, feats, example, "latest")
 
 
+# HOST ONLY
+def latest_members(run: Run, cfg: Config, spec: SweepSpec,
+                   settings: Sequence[Mapping[str, float]], market: MarketArrays,
+                   meta: MarketMeta, feats: FeatureSet, *, total_env_steps: int | None = None
+                   ) -> tuple[rmi.Phase4State, dict, int]:
+    """(state, saved meta, step): the sweep's latest Phase-4 checkpoint, all M·K members."""
+    macro, _ = rmi.load_phase3_macro(run, cfg, market, meta, feats, 1)
+    return _latest_state(run, cfg, market, meta, feats, macro)
+
+
 def weekly_from_daily(daily: np.ndarray, alive: np.ndarray, week_end: np.ndarray, day0: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Daily net returns [n, L] of walks whose day i is decided at ``day0 + i`` (its outcome on
@@ -163,14 +173,15 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
                       settings: Sequence[Mapping[str, float]], best: int,
                       summary: Mapping[str, Any], market: MarketArrays, meta: MarketMeta,
                       feats: FeatureSet, *, total_env_steps: int | None = None,
-                      name: str = "best") -> Path:
+                      name: str = "best", restored: tuple | None = None) -> Path:
     """Setting ``best``'s K seeds of the sweep's latest Phase-4 checkpoint (the whole state)
     in a run folder ``<run>/sweep/<name>`` with copies of the sweep run's Phases 1-3
     (``best_run_folder``; config = ``cfg`` with the setting's values and train.seeds = K),
-    replacing any earlier one. Returns its path."""
+    replacing any earlier one. ``restored``: ``latest_members``' result when the caller has
+    it (one restore for many settings). Returns its path."""
     k = spec.seeds
-    macro, _ = rmi.load_phase3_macro(run, cfg, market, meta, feats, 1)
-    state, saved, step = _latest_state(run, cfg, market, meta, feats, macro)
+    state, saved, step = restored or latest_members(run, cfg, spec, settings, market, meta,
+                                                    feats)
     sm = setting_members(run, settings, best, k, summary, saved)
     state = take_members(state, sm.members)
     best_cfg = settings_config(cfg, settings[best], k)
@@ -196,9 +207,9 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
 
 TD3_SWEEP = PhaseSweep(
     PHASE, METRICS, COLUMNS, "daily, annualised, on validation episodes", train_members,
-    validation_weekly_returns, save_best_setting,
+    validation_weekly_returns, save_best_setting, latest_members,
     lambda s: f"{s['updates_per_seed']} updates, {s['env_steps_per_seed']} env steps per seed")
 """Phase 4's part of ``training.sweep.run_sweep``."""
 
-__all__ = ["TD3_SWEEP", "member_hparams", "member_keys", "save_best_setting", "train_members",
-           "validation_weekly_returns", "weekly_from_daily"]
+__all__ = ["TD3_SWEEP", "latest_members", "member_hparams", "member_keys", "save_best_setting",
+           "train_members", "validation_weekly_returns", "weekly_from_daily"]
