@@ -90,6 +90,36 @@ def _format_facts(facts: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_data_calibrate(args: argparse.Namespace) -> int:
+    """Fit the generator to a market folder's training window (``data.calibrate``) and write
+    the calibration file ``--out``; print what was fitted and how to use it."""
+    import numpy as np
+
+    from hrl_sarp_jax.data.calibrate import calibrate_market, write_calibration
+    from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.data.synthetic_presets import SECTORS
+
+    cfg = _load_cfg(args)
+    end = args.end or cfg.data.val_start
+    market, meta = load_market(Path(args.dir), cfg.data)
+    t0 = time.perf_counter()
+    fallback = np.mean([spec.fund for spec in SECTORS.values()], axis=0)
+    fit = calibrate_market(market, meta, end=end, start=args.start, fund_fallback=fallback,
+                           seed=args.seed, sector_weighting=cfg.data.sector_weighting)
+    out = write_calibration(Path(args.out), fit)
+    src, diag = fit["source"], fit["diagnostics"]
+    print(f"calibrated {args.dir} on {src['first_day']} .. {src['last_day']} ({src['days']} days, "
+          f"{len(fit['sectors'])} sectors, {sum(map(len, fit['tickers'].values()))} stocks) in "
+          f"{time.perf_counter() - t0:.1f}s; wrote {out}")
+    for r, name in enumerate(("bull", "bear", "sideways")):
+        print(f"  {name:<9} drift {fit['market_mu'][r]:+.3f}/yr  vol {fit['market_sigma'][r]:.3f}"
+              f"  mean spell {diag['regime_mean_duration_days'][r]:6.1f} days  share "
+              f"{diag['regime_days'][r] / src['days']:.2f}")
+    print(f"  price bands: {diag['price_bands']}; use it as --preset {out} (data synth, "
+          f"evaluate --markets, sweep --markets) or synth.preset: {out}")
+    return 0
+
+
 def cmd_data_validate(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.data.validate import validate_market
 
@@ -482,13 +512,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--preset", choices=["nse", "small"], default=None)
+    p.add_argument("--preset", default=None, metavar="NAME|FILE.yaml",
+                   help="'nse', 'small' or a calibration file (`hrl-sarp data calibrate`)")
     p.add_argument("--start", default=None, help="first calendar date, YYYY-MM-DD")
     p.add_argument("--end", default=None, help="last calendar date, YYYY-MM-DD")
     p.add_argument("--stocks-per-sector", type=int, default=None)
     p.add_argument("--report", action="store_true", help="print the market's stylized facts")
     p.add_argument("--json", action="store_true", help="with --report: print JSON")
     p.set_defaults(func=cmd_data_synth)
+
+    p = dsub.add_parser("calibrate", help="fit the generator to a market's training window; "
+                                          "the file it writes is a synth.preset")
+    _add_config_args(p)
+    p.add_argument("dir", help="market folder (e.g. a real market from `data import`)")
+    p.add_argument("--out", required=True, metavar="FILE.yaml", help="calibration file to write")
+    p.add_argument("--start", default=None, help="first day of the window (default: the first)")
+    p.add_argument("--end", default=None, help="day after the window (default: data.val_start, "
+                                               "so only the training window is read)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fit's random restarts")
+    p.set_defaults(func=cmd_data_calibrate)
 
     p = dsub.add_parser("validate", help="check a market folder; lists every problem found")
     _add_config_args(p)
@@ -729,9 +771,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.markets is not None and args.preset is None \
             and generator_of(market_identity(market_dir), cfg.synth) is None:
         raise HrlSarpError(f"--markets: {market_dir} is not a generated market, so the "
-                           f"instrument has no generator for it; give --preset nse|small (its "
-                           f"markets must have the run's stocks and sectors) or leave out "
-                           f"--markets")
+                           f"instrument has no generator for it; give --preset nse|small or a "
+                           f"calibration FILE.yaml (`hrl-sarp data calibrate`; its markets must "
+                           f"have the run's stocks and sectors) or leave out --markets")
     t0 = time.perf_counter()
     market, meta = load_market(market_dir, cfg.data)
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
@@ -782,9 +824,9 @@ def _add_sweep_parser(sub) -> None:
                    help="first market seed (default 1000; the judgement seeds 9000-9999 are "
                         "refused: this is a choice)")
     p.add_argument("--chunk", type=int, default=8, help="markets per compiled evaluation call")
-    p.add_argument("--preset", default=None, choices=("nse", "small"),
-                   help="generator of the judging markets (default: the run market's own; "
-                        "needed for a real market)")
+    p.add_argument("--preset", default=None, metavar="NAME|FILE.yaml",
+                   help="generator of the judging markets: 'nse', 'small' or a calibration "
+                        "file (default: the run market's own; needed for a real market)")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -926,8 +968,9 @@ def _add_eval_parsers(sub) -> None:
                    help=f"first market seed (markets S .. S+K-1; default "
                         f"{DEFAULT_MARKET_SEED}, the tuning range; 9000-9999 is reserved for "
                         f"judgement)")
-    g.add_argument("--preset", choices=["nse", "small"], default=None,
-                   help="generator preset (default: the run's own market's)")
+    g.add_argument("--preset", default=None, metavar="NAME|FILE.yaml",
+                   help="generator preset: 'nse', 'small' or a calibration file from `hrl-sarp "
+                        "data calibrate` (default: the run's own market's)")
     g.add_argument("--chunk", type=int, default=None, metavar="C",
                    help="markets per batched program (memory bound; default 8)")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -33,7 +33,9 @@ class SynthConfig:
     """The embedded synthetic market (``hrl-sarp data synth``)."""
 
     preset: str = "nse"
-    """'nse' (11 NSE sectors, real-looking tickers) or 'small' (3 sectors, for tests)."""
+    """'nse' (11 NSE sectors, real-looking tickers), 'small' (3 sectors, for tests) or the path
+    of a calibration file ending in .yaml (``hrl-sarp data calibrate``: a real market's
+    universe and fitted regimes; ``stocks_per_sector`` is then the file's universe, unused)."""
     seed: int = 0
     start: str = "2012-01-02"
     end: str = "2024-12-31"
@@ -416,8 +418,10 @@ class PoolConfig:
     pool they seed the resampling."""
     source: str = "auto"
     """'generator' (more markets of the run's generator), 'bootstrap' (resampled histories of
-    the run's training window: ``data/resample.py``) or 'auto' (the generator for a generated
-    market; no pool for a real one, where the bootstrap measured no gain: docs/status.md)."""
+    the run's training window: ``data/resample.py``), 'calibration' (markets of
+    ``synth.preset``, a calibration file fitted to the run's market: ``data/calibrate.py``;
+    Phases 1-2) or 'auto' (the generator for a generated market; no pool for a real one,
+    where the bootstrap measured no gain: docs/status.md)."""
     block_days: float = 63.0
     """The bootstrap's mean block length in trading days (geometric lengths; 63: a quarter, so
     that most regime episodes survive in one piece)."""

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hrl_sarp_jax.checkpointing import Run
+from hrl_sarp_jax.checkpointing import Run, read_phase_summary
 from hrl_sarp_jax.config import Config, SynthConfig, to_dict
 from hrl_sarp_jax.data.synthetic import (
     GENERATOR_KEYS,
@@ -43,6 +43,7 @@ from hrl_sarp_jax.data.synthetic import (
     synthetic_markets,
     synthetic_meta,
 )
+from hrl_sarp_jax.data.synthetic_presets import calibration, is_calibration
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.evaluation import attribution as ea
@@ -103,10 +104,29 @@ def market_settings(run: Run, cfg: Config, preset: str | None) -> tuple[SynthCon
         what = ("a real market" if isinstance(trained, dict)
                 else "a market it does not record (trained before run.json recorded markets)")
         raise ConfigError(f"--preset: run {run.name} was trained on {what}; give --preset "
-                          f"nse|small to choose the generator of the evaluation markets")
+                          f"nse|small, or a calibration FILE.yaml fitted to it (`hrl-sarp data "
+                          f"calibrate`), to choose the generator of the evaluation markets")
     if preset is not None:
         synth = replace(synth or cfg.synth, preset=preset)
     return synth, trained if isinstance(trained, dict) else None
+
+
+def shared_calibration(run: Run, synth: SynthConfig) -> list[str]:
+    """A warning when the judging markets come from a calibration file that a phase of the run
+    pooled markets from (``train.pool.source: calibration``): markets sharing that file's
+    regime -> sector drift table favour the policy that learned it (docs/status.md)."""
+    if not is_calibration(synth.preset):
+        return []
+    sha = calibration(synth.preset).sha256
+    phases = [k for k in (1, 2, 3) if ((read_phase_summary(run, k) or {}).get("pool") or {}
+                                        ).get("calibration_sha256") == sha]
+    if not phases:
+        return []
+    return [f"phase(s) {phases} of run {run.name} trained on markets of {synth.preset}, the "
+            f"calibration these markets come from: they share its regime -> sector drift "
+            f"table, which favours that run (measured: +0.24 Sharpe over the run without the "
+            f"pool here, -0.003 on the true generator's markets); judge it on another "
+            f"generator"]
 
 
 def in_sample_seeds(trained: dict | None, synth: SynthConfig, seeds: Sequence[int]) -> list[int]:
@@ -238,6 +258,7 @@ def evaluate_markets(
     if overlap:
         warnings.append(f"market seed(s) {overlap} are the market run {run.name} trained on: "
                         f"those results are in sample (metrics.json in_sample: true)")
+    warnings += shared_calibration(run, synth)
     judged = [s for s in seeds if s in JUDGEMENT_SEEDS]
 
     gen = synthetic_markets(synth, cfg.data, seeds)

@@ -38,6 +38,8 @@ from hrl_sarp_jax.data.synthetic_core import (
 )
 from hrl_sarp_jax.data.synthetic_presets import (
     MEAN_DURATION,
+    calibration,
+    is_calibration,
     make_params,
     preset_sectors,
     preset_tickers,
@@ -228,9 +230,12 @@ def synthetic_meta(cfg: SynthConfig, sectors: tuple[str, ...] | None = None) -> 
     sectors = preset_sectors(cfg.preset) if sectors is None else sectors
     drift = sector_drift_annual(cfg.preset, cfg.seed, cfg.alpha_jitter)
     jitter = {"alpha_jitter": float(cfg.alpha_jitter)} if cfg.alpha_jitter else {}
+    cal = calibration(cfg.preset) if is_calibration(cfg.preset) else None
+    durations = MEAN_DURATION if cal is None else tuple(round(d, 4) for d in cal.mean_durations())
     return {
-        "market": "synthetic-nse",
-        "currency": "INR",
+        "market": "synthetic-nse" if cal is None else "synthetic-calibrated",
+        "currency": "INR" if cal is None else cal.currency,
+        **({} if cal is None else {"calibration_sha256": cal.sha256}),
         "calendar": NSE_CALENDAR,
         "sectors": list(sectors),
         "synthetic": True,
@@ -242,7 +247,7 @@ def synthetic_meta(cfg: SynthConfig, sectors: tuple[str, ...] | None = None) -> 
         "generator_version": GENERATOR_VERSION,
         **jitter,
         "regime_names": list(REGIME_NAMES),
-        "regime_mean_duration_days": dict(zip(REGIME_NAMES, MEAN_DURATION, strict=True)),
+        "regime_mean_duration_days": dict(zip(REGIME_NAMES, durations, strict=True)),
         "sector_drift_annual": {
             name: {s: round(float(v), 6) for s, v in zip(sectors, drift[r], strict=True)}
             for r, name in enumerate(REGIME_NAMES)
@@ -270,9 +275,12 @@ def _check_seed(seed: object, what: str = "synth.seed") -> None:
 
 def preset_hash(cfg: SynthConfig) -> str:
     """sha256 of the generator's parameters for ``cfg`` (preset, stocks per sector) and its
-    version: two evaluations on markets with equal hashes and seeds saw the same process."""
+    version: two evaluations on markets with equal hashes and seeds saw the same process.
+    A calibration counts by its file's content (its universe included), not its path."""
     jitter = f":alpha_jitter={cfg.alpha_jitter!r}" if cfg.alpha_jitter else ""
-    h = hashlib.sha256(f"hrl-sarp-synth-v{GENERATOR_VERSION}:{cfg.preset}:"
+    name = f"calibration={calibration(cfg.preset).sha256}" if is_calibration(cfg.preset) \
+        else cfg.preset
+    h = hashlib.sha256(f"hrl-sarp-synth-v{GENERATOR_VERSION}:{name}:"
                        f"{cfg.stocks_per_sector}:{cfg.start}:{cfg.end}{jitter}".encode())
     for leaf in jax.tree.leaves(make_params(cfg.preset, cfg.stocks_per_sector)):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())

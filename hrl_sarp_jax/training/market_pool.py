@@ -21,6 +21,12 @@ first for a generated market and no pool for a real one, where the second measur
   "validation" days are training days again, so validation stays the run's own window, and
   nothing on or after ``data.val_start`` is read (a test perturbs those days). Phase 3 cannot
   pool them (its validation walks every pool market's validation window).
+- ``calibration``: markets of ``synth.preset``, a calibration file fitted to the run's market
+  (``hrl-sarp data calibrate``, ``data/calibrate.py``: its universe, regimes and sector
+  parameters from its training window), seeds as above, each spanning the run market's first
+  to last date on the generator's calendar, pooled like the generator's (training and
+  validation samples) in Phases 1 and 2. Phase 3 cannot pool them (their calendar is the
+  generator's, not the run market's).
 
 Seeds must stay below 1000: 1000-8999 are the many-market instrument's tuning range and
 9000-9999 its judgement range (docs/evaluation.md), which training must never see.
@@ -38,7 +44,8 @@ import numpy as np
 from hrl_sarp_jax.config import Config, DataConfig, FeatureConfig, PoolConfig, SynthConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.data.resample import bootstrap_market
-from hrl_sarp_jax.data.synthetic import generator_of, synthetic_markets
+from hrl_sarp_jax.data.synthetic import generator_of, synth_dates, synthetic_markets
+from hrl_sarp_jax.data.synthetic_presets import calibration, is_calibration
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.features.build import build_features
 from hrl_sarp_jax.features.featureset import FeatureSet
@@ -47,7 +54,7 @@ from hrl_sarp_jax.training.datasets import split_days
 FIRST_INSTRUMENT_SEED = 1000
 """The many-market instrument's tuning range starts here; pool seeds stay below it."""
 POOL_PHASES = (1, 2, 3)
-POOL_SOURCES = ("auto", "generator", "bootstrap")
+POOL_SOURCES = ("auto", "generator", "bootstrap", "calibration")
 _SPLITS = DataConfig()
 """Fixed split dates for the generated pool's cache key (loading and features ignore them)."""
 
@@ -64,6 +71,8 @@ class PoolMarket:
     source: str = "generator"
     block_days: float | None = None
     """The bootstrap's mean block length (None for a generated market)."""
+    calibration_sha256: str | None = None
+    """The calibration file's content hash for a 'calibration' market."""
 
     @property
     def train_only(self) -> bool:
@@ -86,6 +95,10 @@ def check_pool_config(pool: PoolConfig, ppo_envs: int | None = None) -> None:
                           f"{', '.join(POOL_SOURCES)}")
     if pool.source == "bootstrap" and pool.markets and 3 in pool.phases:
         raise ConfigError(_NO_BOOTSTRAP_PHASE3)
+    if pool.source == "calibration" and pool.markets and 3 in pool.phases:
+        raise ConfigError("train.pool: Phase 3 runs the pool markets day by day beside the run's "
+                          "own, and a calibration's markets keep the generator's calendar; take "
+                          "3 out of train.pool.phases")
     bad = [p for p in pool.phases if p not in POOL_PHASES]
     if bad:
         raise ConfigError(f"train.pool.phases = {list(pool.phases)}: only phases "
@@ -142,11 +155,14 @@ def pool_seeds(pool: PoolConfig, own_seed: int | None) -> list[int]:
 
 @lru_cache(maxsize=2)
 def _generated(synth: SynthConfig, data: DataConfig, features: FeatureConfig,
-               seeds: tuple[int, ...]) -> tuple[PoolMarket, ...]:
+               seeds: tuple[int, ...], source: str = "generator",
+               calibration_sha256: str | None = None) -> tuple[PoolMarket, ...]:
+    """The generated pool (cached; ``calibration_sha256`` keys a calibration file's content)."""
     out = []
     for seed, market, meta in synthetic_markets(synth, data, list(seeds)):
         feats = build_features(market, features, meta.macro_names, meta.fundamental_names)
-        out.append(PoolMarket(seed, market, meta, feats))
+        out.append(PoolMarket(seed, market, meta, feats, source=source,
+                              calibration_sha256=calibration_sha256))
     return tuple(out)
 
 
@@ -183,10 +199,11 @@ def _bootstrapped(market: MarketArrays, meta: MarketMeta, data: DataConfig,
 
 # HOST ONLY
 def pool_source(cfg: Config, run_market: object) -> str | None:
-    """'generator' or 'bootstrap', the source of this run's pool (None without a pool, and
-    for 'auto' on a real market: ``AUTO_REAL_MARKET``); ConfigError when it cannot serve the
-    run (checked before Phase 1 by the main job, ``train`` and the walk-forward): a generator
-    pool on a real market, or Phase 3 on a bootstrap pool."""
+    """'generator', 'bootstrap' or 'calibration', the source of this run's pool (None without a
+    pool, and for 'auto' on a real market: ``AUTO_REAL_MARKET``); ConfigError when it cannot
+    serve the run (checked before Phase 1 by the main job, ``train`` and the walk-forward): a
+    generator pool on a real market, Phase 3 on a bootstrap pool, a calibration pool without a
+    calibration file as ``synth.preset``."""
     pool = cfg.train.pool
     check_pool_config(pool)
     if not pool.markets:
@@ -201,6 +218,13 @@ def pool_source(cfg: Config, run_market: object) -> str | None:
                           "train.pool.source=bootstrap (or auto), or train.pool.markets=0")
     if source == "bootstrap" and 3 in pool.phases:
         raise ConfigError(_NO_BOOTSTRAP_PHASE3)
+    if source == "calibration" and not is_calibration(cfg.synth.preset):
+        raise ConfigError(f"train.pool.source = calibration draws markets of synth.preset, "
+                          f"which is {cfg.synth.preset!r}, not a calibration file; write one "
+                          f"with `hrl-sarp data calibrate MARKET --out FILE.yaml` and set "
+                          f"synth.preset=FILE.yaml")
+    if source == "calibration":
+        calibration(cfg.synth.preset)  # the file exists and reads
     return source
 
 
@@ -232,14 +256,21 @@ def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays,
     # the split dates do not change a market's arrays: walk-forward folds share one pool
     same_arrays = dataclasses.replace(cfg.data, val_start=_SPLITS.val_start,
                                       test_start=_SPLITS.test_start)
-    markets = _generated(generator_of(run_market, cfg.synth), same_arrays, cfg.features,
-                         tuple(seeds))
+    if source == "calibration":  # as long as the run's market, on the generator's calendar
+        span = like_meta.dates if like_meta is not None else synth_dates(cfg.synth)
+        synth = dataclasses.replace(cfg.synth, start=str(span[0]), end=str(span[-1]))
+        markets = _generated(synth, same_arrays, cfg.features, tuple(seeds), source,
+                             calibration(synth.preset).sha256)
+    else:
+        markets = _generated(generator_of(run_market, cfg.synth), same_arrays, cfg.features,
+                             tuple(seeds))
     for m in markets:
         if (m.market.num_stocks, m.market.num_sectors) != (like.num_stocks, like.num_sectors):
             raise ConfigError(
                 f"train.pool: market seed {m.seed} has {m.market.num_stocks} stocks and "
                 f"{m.market.num_sectors} sectors, the run's market {like.num_stocks} and "
-                f"{like.num_sectors}; the pool needs the run's own generator settings")
+                f"{like.num_sectors}; the pool needs the run's own generator settings (or, "
+                f"for a calibration, the data.max_stocks / max_sectors the run loaded with)")
     return markets
 
 
@@ -250,4 +281,6 @@ def pool_record(markets: tuple[PoolMarket, ...], counts: dict[str, list[int]]) -
                  "seeds": [m.seed for m in markets], **counts}
     if markets and markets[0].block_days is not None:
         out["block_days"] = markets[0].block_days
+    if markets and markets[0].calibration_sha256 is not None:
+        out["calibration_sha256"] = markets[0].calibration_sha256
     return out
