@@ -95,7 +95,7 @@ def cmd_data_calibrate(args: argparse.Namespace) -> int:
     the calibration file ``--out``; print what was fitted and how to use it."""
     import numpy as np
 
-    from hrl_sarp_jax.data.calibrate import calibrate_market, write_calibration
+    from hrl_sarp_jax.data.calibrate import calibrate_market, fit_check, write_calibration
     from hrl_sarp_jax.data.loader import load_market
     from hrl_sarp_jax.data.synthetic_presets import SECTORS
 
@@ -107,6 +107,9 @@ def cmd_data_calibrate(args: argparse.Namespace) -> int:
     fit = calibrate_market(market, meta, end=end, start=args.start, fund_fallback=fallback,
                            seed=args.seed, sector_weighting=cfg.data.sector_weighting)
     out = write_calibration(Path(args.out), fit)
+    if args.check:
+        fit["diagnostics"]["check"] = fit_check(out, market, meta, fit, cfg.data, args.check)
+        out = write_calibration(out, fit)
     src, diag = fit["source"], fit["diagnostics"]
     print(f"calibrated {args.dir} on {src['first_day']} .. {src['last_day']} ({src['days']} days, "
           f"{len(fit['sectors'])} sectors, {sum(map(len, fit['tickers'].values()))} stocks) in "
@@ -115,6 +118,10 @@ def cmd_data_calibrate(args: argparse.Namespace) -> int:
         print(f"  {name:<9} drift {fit['market_mu'][r]:+.3f}/yr  vol {fit['market_sigma'][r]:.3f}"
               f"  mean spell {diag['regime_mean_duration_days'][r]:6.1f} days  share "
               f"{diag['regime_days'][r] / src['days']:.2f}")
+    if args.check:
+        print(f"  {'fit check':<26} {'market':>8} {'generated (' + str(args.check) + ')':>16}")
+        for key, (own, mean, sd) in diag["check"].items():
+            print(f"  {key:<26} {own:>8.3f} {mean:>9.3f} ± {sd:.3f}")
     print(f"  price bands: {diag['price_bands']}; use it as --preset {out} (data synth, "
           f"evaluate --markets, sweep --markets) or synth.preset: {out}")
     return 0
@@ -530,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", default=None, help="day after the window (default: data.val_start, "
                                                "so only the training window is read)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fit's random restarts")
+    p.add_argument("--check", type=int, default=4, metavar="K",
+                   help="compare the market's stylized facts with K markets generated from the "
+                        "file over the same dates (default 4; 0: no check)")
     p.set_defaults(func=cmd_data_calibrate)
 
     p = dsub.add_parser("validate", help="check a market folder; lists every problem found")

@@ -52,7 +52,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from hrl_sarp_jax.config import DataConfig, SynthConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
+from hrl_sarp_jax.data.synthetic import synthetic_markets
 from hrl_sarp_jax.data.synthetic_presets import GARCH, T_DOF
 from hrl_sarp_jax.errors import ConfigError
 
@@ -431,3 +433,79 @@ def write_calibration(path: Path, calibration: dict) -> Path:
     return path
 
 
+
+
+# --------------------------------------------------------------------------- the fit check
+
+
+FACTS = ("market_vol", "market_sharpe", "sector_vol", "cross_sector_corr", "within_sector_corr",
+         "stock_vol", "stock_kurtosis", "abs_return_autocorr_lag1", "abs_return_autocorr_lag5")
+"""What ``market_facts`` measures (annualised volatilities and Sharpe, daily shapes)."""
+
+
+def _lag_corr(x: np.ndarray, ok: np.ndarray, lag: int) -> np.ndarray:
+    """[N] correlation of x[t] and x[t - lag] per column over the days both are valid."""
+    a, b = x[lag:], x[:-lag]
+    both = ok[lag:] & ok[:-lag]
+    n = np.maximum(both.sum(axis=0), 1)
+    ma, mb = (a * both).sum(axis=0) / n, (b * both).sum(axis=0) / n
+    cov = (((a - ma) * (b - mb)) * both).sum(axis=0) / n
+    va = (((a - ma) ** 2) * both).sum(axis=0) / n
+    vb = (((b - mb) ** 2) * both).sum(axis=0) / n
+    return cov / np.sqrt(np.maximum(va * vb, 1e-30))
+
+
+def market_facts(market: MarketArrays, lo: int, hi: int) -> dict[str, float]:
+    """The stylized facts ``FACTS`` of a market's days [lo, hi) from its arrays (any market,
+    real or generated; stocks listed on both days only): the equal-weighted market's and the
+    sectors' volatility, the market's Sharpe, the mean correlation between sectors and between
+    stocks of one sector, the stocks' volatility and raw kurtosis (normal 3), and the
+    autocorrelation of |r| (volatility clustering), each a mean over sectors or stocks."""
+    ok = np.asarray(market.stock_mask[lo:hi]) & np.asarray(market.stock_mask[lo - 1:hi - 1])
+    ok &= np.asarray(market.stock_valid)[None, :]
+    r = np.where(ok, np.asarray(market.returns[lo:hi], np.float64), 0.0)
+    n = np.maximum(ok.sum(axis=0), 1)
+    mean = r.sum(axis=0) / n
+    dev = np.where(ok, r - mean, 0.0)
+    var = (dev**2).sum(axis=0) / n
+    listed = ok.sum(axis=0) >= 60
+    sid = np.asarray(market.stock_sector)
+    sectors = [s for s in range(market.num_sectors) if bool(market.sector_valid[s])]
+    sec = np.stack([(r * (sid == s)).sum(axis=1) / np.maximum((ok * (sid == s)).sum(axis=1), 1)
+                    for s in sectors], axis=1)  # [T, S] equal-weighted sector returns
+    ew = sec.mean(axis=1)
+    full = ok[:, listed].all(axis=1)  # days every stock with history is listed
+    corr = np.corrcoef(r[full][:, listed].T)
+    same = sid[listed][:, None] == sid[listed][None, :]
+    off = ~np.eye(len(corr), dtype=bool)
+    d = math.sqrt(TRADING_DAYS)
+    sec_corr = np.corrcoef(sec.T)
+    return {
+        "market_vol": float(ew.std() * d),
+        "market_sharpe": float(ew.mean() / ew.std() * d),
+        "sector_vol": float(sec.std(axis=0).mean() * d),
+        "cross_sector_corr": float(sec_corr[~np.eye(len(sectors), dtype=bool)].mean()),
+        "within_sector_corr": float(corr[same & off].mean()) if (same & off).any() else math.nan,
+        "stock_vol": float(np.sqrt(var[listed]).mean() * d),
+        "stock_kurtosis": float(((dev**4).sum(axis=0) / n / var**2)[listed].mean()),
+        "abs_return_autocorr_lag1": float(_lag_corr(np.abs(r), ok, 1)[listed].mean()),
+        "abs_return_autocorr_lag5": float(_lag_corr(np.abs(r), ok, 5)[listed].mean()),
+    }
+
+
+def fit_check(path: Path, market: MarketArrays, meta: MarketMeta, calibration: dict,
+              data_cfg: DataConfig, markets: int = 4, first_seed: int = 0
+              ) -> dict[str, list[float]]:
+    """``market_facts`` of the calibrated market's window beside those of ``markets`` markets
+    generated from the calibration file ``path`` over the same dates (seeds ``first_seed``
+    up): {fact: [the market's, the generated markets' mean, their standard deviation]}."""
+    src = calibration["source"]
+    lo = int(np.searchsorted(meta.dates, np.datetime64(src["first_day"])))
+    hi = int(np.searchsorted(meta.dates, np.datetime64(src["last_day"]))) + 1
+    own = market_facts(market, lo, hi)
+    synth = SynthConfig(preset=str(path), start=src["first_day"], end=src["last_day"])
+    seeds = list(range(int(first_seed), int(first_seed) + int(markets)))
+    generated = [market_facts(m, 1, m.num_days) for _, m, _ in
+                 synthetic_markets(synth, data_cfg, seeds)]
+    return {k: [round(own[k], 4), round(float(np.mean([g[k] for g in generated])), 4),
+                round(float(np.std([g[k] for g in generated])), 4)] for k in FACTS}

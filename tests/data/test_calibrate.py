@@ -10,6 +10,7 @@ import shutil
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 import yaml
@@ -18,12 +19,14 @@ from hrl_sarp_jax.config import DataConfig, SynthConfig, load_config
 from hrl_sarp_jax.data import io
 from hrl_sarp_jax.data import synthetic as sy
 from hrl_sarp_jax.data.calibrate import (
+    FACTS,
     MIN_DAYS,
     _em,
     _t_logpdf,
     calibrate_market,
     fit_t_hmm,
     forward_backward,
+    market_facts,
     member_weights,
     one_factor,
     write_calibration,
@@ -159,6 +162,33 @@ def test_calibrate_reads_nothing_on_or_after_its_end(fixture_market):
     np.testing.assert_allclose(beta.sum(), len(SECTOR_ORDER), atol=1e-6)
 
 
+def test_market_facts_are_pandas_and_scipys(fixture_market):
+    _, market, _ = fixture_market
+    lo, hi = 1, market.num_days
+    assert np.asarray(market.stock_mask).all()  # every stock listed every day: plain frames
+    r = pd.DataFrame(np.asarray(market.returns[lo:hi], np.float64))
+    sid = np.asarray(market.stock_sector)
+    sectors = pd.DataFrame({s: r.loc[:, sid == s].mean(axis=1) for s in range(3)})
+    ew = sectors.mean(axis=1)
+    c = r.corr().to_numpy()
+    same = (sid[:, None] == sid[None, :]) & ~np.eye(len(sid), dtype=bool)
+    cs = sectors.corr().to_numpy()[~np.eye(3, dtype=bool)]
+    want = {
+        "market_vol": ew.std(ddof=0) * np.sqrt(252),
+        "market_sharpe": ew.mean() / ew.std(ddof=0) * np.sqrt(252),
+        "sector_vol": sectors.std(ddof=0).mean() * np.sqrt(252),
+        "cross_sector_corr": cs.mean(),
+        "within_sector_corr": c[same].mean(),
+        "stock_vol": r.std(ddof=0).mean() * np.sqrt(252),
+        "stock_kurtosis": scipy.stats.kurtosis(r.to_numpy(), axis=0, fisher=True).mean() + 3,
+        "abs_return_autocorr_lag1": np.mean([r[i].abs().autocorr(1) for i in r]),
+        "abs_return_autocorr_lag5": np.mean([r[i].abs().autocorr(5) for i in r]),
+    }
+    got = market_facts(market, lo, hi)
+    for key in FACTS:
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+
+
 def test_a_window_too_short_is_refused(fixture_market):
     _, market, meta = fixture_market
     with pytest.raises(ConfigError, match=f"needs at least {MIN_DAYS}"):
@@ -171,8 +201,14 @@ def test_cli_calibration_generates_the_source_universe(fixture_market, tmp_path,
     folder, market, meta = fixture_market
     out = tmp_path / "cal" / "test.yaml"
     assert main(["data", "calibrate", str(folder), "--out", str(out), "--end",
-                 "2019-06-01"]) == 0
-    assert "wrote" in capsys.readouterr().out
+                 "2019-06-01", "--check", "2"]) == 0
+    assert "fit check" in capsys.readouterr().out
+    doc = yaml.safe_load(out.read_text())
+    lo, hi = 1, int(np.searchsorted(meta.dates, np.datetime64("2019-06-01")))
+    own = market_facts(market, lo, hi)
+    assert set(doc["diagnostics"]["check"]) == set(FACTS)
+    for key, (mine, mean, sd) in doc["diagnostics"]["check"].items():
+        assert mine == pytest.approx(own[key], abs=1e-4) and np.isfinite(mean) and sd >= 0
     cal = calibration(str(out))
     assert cal.sectors == tuple(SECTOR_ORDER)
     params = make_params(str(out), 5)
