@@ -30,7 +30,7 @@ from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.stats import paired_over_markets
 from hrl_sarp_jax.features.featureset import FeatureSet
-from hrl_sarp_jax.many_markets import JUDGEMENT_SEEDS, evaluate_markets
+from hrl_sarp_jax.many_markets import JUDGEMENT_SEEDS, MarketsCache, evaluate_markets
 from hrl_sarp_jax.training.sweep import (
     SECTION,
     SweepSpec,
@@ -108,6 +108,7 @@ def judge_settings(run: Run, cfg: Config, spec: SweepSpec, summary: Mapping[str,
     ph = phase_sweep(spec.phase)
     restored = ph.latest(run, cfg, spec, settings, market, meta, feats)  # once for all
     records, agent_sharpes = [], []
+    markets_cache = MarketsCache()  # every setting is judged on the same markets
     for i, setting in enumerate(settings):
         folder = ph.save_best(run, cfg, spec, settings, i, summary, market, meta, feats,
                               name=f"setting{i}", restored=restored)
@@ -116,7 +117,7 @@ def judge_settings(run: Run, cfg: Config, spec: SweepSpec, summary: Mapping[str,
         with setting_run:
             doc = evaluate_markets(setting_run, setting_run.config, markets=markets,
                                    market_seed=market_seed, chunk=chunk, preset=preset,
-                                   ladder=False)["metrics"]
+                                   ladder=False, markets_cache=markets_cache)["metrics"]
         if doc["seeds"]["markets"] != seeds:
             raise ConfigError(f"sweep: setting {i} was judged on other markets than asked")
         records.append(_setting_record(i, setting, folder, doc))

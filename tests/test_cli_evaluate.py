@@ -330,3 +330,36 @@ def test_in_sample_seeds_reads_records_without_a_drift_jitter():
     assert in_sample_seeds(old, jittered, [7]) == []
     assert in_sample_seeds({**old, "alpha_jitter": 0.05}, jittered, [7]) == [7]
     assert in_sample_seeds({**old, "synthetic": False}, synth, [7]) == []
+
+
+def test_a_markets_cache_serves_the_next_judgement_the_same_markets(trained, smoke_market,
+                                                                      tmp_path, monkeypatch):
+    """A sweep judges every setting on the same markets: with one ``MarketsCache`` the second
+    call builds no market and reports the same figures; a cache stops keeping chunks at its
+    byte budget."""
+    from hrl_sarp_jax import many_markets as mm
+
+    cfg = smoke_market[4]
+    run = open_run(trained / "ev")
+    built: list[int] = []
+    real = mm.synthetic_markets
+
+    def counting(synth, data, seeds):
+        for item in real(synth, data, seeds):
+            built.append(item[0])
+            yield item
+
+    monkeypatch.setattr(mm, "synthetic_markets", counting)
+    kw = {"markets": 3, "market_seed": 1000, "chunk": 2, "include": BASELINES,
+          "random_seeds": 2, "bootstrap_num": 50, "ladder": False}
+    cache = mm.MarketsCache()
+    first = mm.evaluate_markets(run, cfg, out_dir=tmp_path / "a", markets_cache=cache, **kw)
+    assert built == [1000, 1001, 1002] and len(cache.kept) == 2
+    second = mm.evaluate_markets(run, cfg, out_dir=tmp_path / "b", markets_cache=cache, **kw)
+    assert built == [1000, 1001, 1002]  # nothing built again
+    assert second["metrics"]["markets"] == first["metrics"]["markets"]
+    one_chunk = cache.nbytes - 1  # room for the 2-market chunk, not for the third market too
+    small = mm.MarketsCache(max_bytes=one_chunk)
+    list(small.chunks(mm.market_settings(run, cfg, None)[0], cfg, [[1000, 1001], [1002]]))
+    assert [k[1] for k in small.kept] == [(1000, 1001)] and small.nbytes <= one_chunk
+    assert mm.MarketsCache(max_bytes=0).kept == {}
