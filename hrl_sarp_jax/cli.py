@@ -93,19 +93,15 @@ def _format_facts(facts: dict) -> str:
 def cmd_data_calibrate(args: argparse.Namespace) -> int:
     """Fit the generator to a market folder's training window (``data.calibrate``) and write
     the calibration file ``--out``; print what was fitted and how to use it."""
-    import numpy as np
-
     from hrl_sarp_jax.data.calibrate import calibrate_market, fit_check, write_calibration
     from hrl_sarp_jax.data.loader import load_market
-    from hrl_sarp_jax.data.synthetic_presets import SECTORS
 
     cfg = _load_cfg(args)
     end = args.end or cfg.data.val_start
     market, meta = load_market(Path(args.dir), cfg.data)
     t0 = time.perf_counter()
-    fallback = np.mean([spec.fund for spec in SECTORS.values()], axis=0)
-    fit = calibrate_market(market, meta, end=end, start=args.start, fund_fallback=fallback,
-                           seed=args.seed, sector_weighting=cfg.data.sector_weighting)
+    fit = calibrate_market(market, meta, end=end, start=args.start, seed=args.seed,
+                           sector_weighting=cfg.data.sector_weighting)
     out = write_calibration(Path(args.out), fit)
     if args.check:
         fit["diagnostics"]["check"] = fit_check(out, market, meta, fit, cfg.data, args.check)

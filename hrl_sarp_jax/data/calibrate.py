@@ -55,7 +55,7 @@ import yaml
 from hrl_sarp_jax.config import DataConfig, SynthConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.data.synthetic import synthetic_markets
-from hrl_sarp_jax.data.synthetic_presets import GARCH, T_DOF
+from hrl_sarp_jax.data.synthetic_presets import BAND_LEVELS, BAND_PROBS, GARCH, SECTORS, T_DOF
 from hrl_sarp_jax.errors import ConfigError
 
 CALIBRATION_VERSION = 1
@@ -351,12 +351,10 @@ def _banded(market: MarketArrays, lo: int, hi: int) -> bool:
 
 
 def calibrate_market(market: MarketArrays, meta: MarketMeta, end: str, start: str | None = None,
-                     fund_fallback: np.ndarray | None = None, band_levels=(0.05, 0.10, 0.20),
-                     band_probs=(0.10, 0.30, 0.60), seed: int = 0,
-                     sector_weighting: str = "cap") -> dict:
+                     seed: int = 0, sector_weighting: str = "cap") -> dict:
     """The calibration (a YAML-ready dict, annual units) of ``market`` on the days in
-    [start, end); see the module docstring. ``fund_fallback`` [6]: fundamentals for sectors
-    without any; the band arguments: the NSE's circuit bands, used when the data shows them;
+    [start, end); see the module docstring. Sectors without fundamentals get the built-in
+    presets' mean; the price bands are the generator's NSE bands when the data shows them.
     ``sector_weighting``: how the market's sector returns were formed (``data``)."""
     lo, hi = _window(meta, start, end)
     sectors = [s for s in range(market.num_sectors) if bool(market.sector_valid[s])]
@@ -376,7 +374,7 @@ def calibrate_market(market: MarketArrays, meta: MarketMeta, end: str, start: st
     sigma = np.sqrt(np.maximum(psi - own[sectors], 0.25 * psi))
     market_var = np.maximum(hmm.sds**2 - float(np.sum(psi)) / len(sectors) ** 2,
                             0.25 * hmm.sds**2)
-    fallback = np.zeros(6) if fund_fallback is None else np.asarray(fund_fallback, float)
+    fallback = np.mean([spec.fund for spec in SECTORS.values()], axis=0)
     funds = _fund_bases(market, meta, lo, hi, sectors, fallback)
     banded = _banded(market, lo, hi)
     names = [meta.sectors[s] for s in sectors]
@@ -402,8 +400,8 @@ def calibrate_market(market: MarketArrays, meta: MarketMeta, end: str, start: st
         "idio_regime_mult": idio_mult.round(8).tolist(),
         "crash_per_year": [0.0, 0.0, 0.0],
         "garch": [[0.0, 0.0], list(GARCH[1]), list(GARCH[2])],
-        "band_levels": list(band_levels) if banded else [NO_BAND] * 3,
-        "band_probs": list(band_probs),
+        "band_levels": list(BAND_LEVELS) if banded else [NO_BAND] * 3,
+        "band_probs": list(BAND_PROBS),
         "diagnostics": {
             "hmm_loglik": round(hmm.loglik, 4), "hmm_iterations": hmm.iterations,
             "regime_days": gamma[days].sum(axis=0).round(2).tolist(),
