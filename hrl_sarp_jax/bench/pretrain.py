@@ -61,9 +61,9 @@ def step_mflop(prep: runner.Prepared) -> float:
     """XLA's flop count (millions) of one training minibatch step of one seed."""
     tx = pt.make_optimizer()
     state = pt.init_state(prep.task, tx, runner.seed_keys(0, 1)[0])
-    spec = pt.EngineSpec(train_size=prep.train_size, batch_size=prep.pcfg.batch_size,
+    spec = pt.EngineSpec(train_size=prep.train.rows, batch_size=prep.pcfg.batch_size,
                          chunk_epochs=1, total_epochs=1, patience=1)
-    data = prep.task.epoch_data(jax.random.key(0), prep.train)
+    data = prep.task.epoch_data(jax.random.key(0), prep.train.data)
     batch = jax.tree.map(lambda x: x[: spec.minibatch], data)
 
     def step(params, opt, batch, key):
@@ -79,7 +79,7 @@ def time_phase(prep: runner.Prepared, seeds: int, epochs: int, repeats: int, see
                ) -> dict[str, Any]:
     """Compile and time ``epochs`` epochs of ``prep`` for ``seeds`` vmapped seeds."""
     tx = pt.make_optimizer()
-    spec = pt.EngineSpec(train_size=prep.train_size, batch_size=prep.pcfg.batch_size,
+    spec = pt.EngineSpec(train_size=prep.train.rows, batch_size=prep.pcfg.batch_size,
                          chunk_epochs=epochs, total_epochs=epochs, patience=10**6)
     init = jax.jit(jax.vmap(lambda k: pt.init_state(prep.task, tx, k)))
     state0 = jax.block_until_ready(init(runner.seed_keys(seed, seeds)))

@@ -3,10 +3,13 @@
 Outline (one compiled program per phase, K seeds vmapped, hyperparameters traced):
   state_k = init(fold_in(key(seed), k))                          # per seed: params, Adam, best
   repeat chunk_epochs times (lax.scan over epochs), per seed:
-    key_e = fold_in(state.key, epoch)            -> permutation, per-epoch data (Phase 2 goals)
+    key_e = fold_in(state.key, epoch)            -> shuffle, per-epoch data (Phase 2 goals)
     lax.scan over minibatches: θ ← adam(L2(clip_by_global_norm(∇L))), lr = lr0·½(1+cos(π e/E))
     val = L(θ; validation split); keep θ_best if val < best - min_delta, else bad += 1
     stop when bad >= patience (the seed's later epochs leave its state unchanged)
+The sample sets arrive padded to bucketed sizes (``Padded``, ``pad_set``): the sample count is
+a traced value, so sets of nearby sizes (a walk-forward's folds, another market of about the
+same length) run one compiled program, and the padding changes no result.
 
 Losses (allocation terms are cross-entropies, reported as KL, i.e. minus the target entropy):
   Phase 1: w_regime · CE_w(regime_logits, regime) + w_alloc · KL(oracle ‖ Dirichlet mean).
@@ -39,6 +42,7 @@ from hrl_sarp_jax.networks.macro import MacroActor
 from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.training.datasets import MacroSamples, MicroSamples
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey, PyTree
+from hrl_sarp_jax.utils.trees import take_members
 
 MIN_DELTA = 1e-4
 """An epoch improves on the best validation loss only by more than this (the original's)."""
@@ -124,13 +128,14 @@ class Task(NamedTuple):
     init(key) -> params
     epoch_data(key, train) -> pytree with leading axis B (the epoch's samples)
     loss(params, hp, batch, key) -> (scalar loss, metrics)
-    evaluate(params, hp, val) -> (scalar validation loss, metrics)
+    evaluate(params, hp, val, valid) -> (scalar validation loss, metrics): means over the
+        rows where ``valid`` [B] bool is set (the rest is a padded set's filler)
     """
 
     init: Callable[[PRNGKey], Params]
     epoch_data: Callable[[PRNGKey, PyTree], PyTree]
     loss: Callable[[Params, PretrainHParams, PyTree, PRNGKey], tuple[Array, Metrics]]
-    evaluate: Callable[[Params, PretrainHParams, PyTree], tuple[Array, Metrics]]
+    evaluate: Callable[[Params, PretrainHParams, PyTree, Array], tuple[Array, Metrics]]
 
 
 def _apply_batched(module: nn.Module, params: Params, args: tuple, key: PRNGKey | None,
@@ -149,6 +154,11 @@ def kl_to_target(target: Array, log_q: Array, mask: Array) -> Array:
     p = jnp.where(mask, target, 0.0)
     log_p = jnp.log(jnp.where(p > 0, p, 1.0))
     return jnp.sum(jnp.where(p > 0, p * (log_p - jnp.where(mask, log_q, 0.0)), 0.0), axis=-1)
+
+
+def masked_mean(x: Array, valid: Array) -> Array:
+    """Mean of ``x`` [B] over the rows where ``valid`` [B] bool is set (0 if none)."""
+    return jnp.sum(jnp.where(valid, x, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 
 
 def balanced_accuracy(pred: Array, label: Array, valid: Array | None = None) -> Array:
@@ -176,33 +186,35 @@ def macro_task(net: NetworkConfig, example: MacroSamples) -> tuple[Task, MacroAc
         dummy = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return actor.init(key, *dummy)
 
-    def losses(params, hp, batch: MacroSamples, key, train: bool):
+    def losses(params, hp, batch: MacroSamples, key, train: bool, valid: Array):
         policy = _apply_batched(actor, params, tuple(batch.inputs), key, train and train_dropout)
         logp = jax.nn.log_softmax(policy.regime_logits, axis=-1)  # [B, 3]
         y = jnp.clip(batch.regime, 0, NUM_REGIMES - 1)
         ce = -jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0]
-        w = hp.class_weights[y]
+        w = jnp.where(valid, hp.class_weights[y], 0.0)
         regime_loss = jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
         mask = batch.inputs.sector_mask
         q = policy.mean_weights
         log_q = jnp.log(jnp.where(mask & (q > 0), q, 1.0))
-        alloc = jnp.mean(kl_to_target(batch.alloc_target, log_q, mask))
+        alloc = masked_mean(kl_to_target(batch.alloc_target, log_q, mask), valid)
         loss = hp.w_regime * regime_loss + hp.w_alloc * alloc
         return loss, policy, regime_loss, alloc
 
     def loss(params, hp, batch, key):
-        total, _, regime_loss, alloc = losses(params, hp, batch, key, True)
+        every = jnp.ones(batch.regime.shape, bool)
+        total, _, regime_loss, alloc = losses(params, hp, batch, key, True, every)
         return total, {"regime_loss": regime_loss, "alloc_kl": alloc}
 
-    def evaluate(params, hp, val: MacroSamples):
-        total, policy, regime_loss, alloc = losses(params, hp, val, None, False)
+    def evaluate(params, hp, val: MacroSamples, valid: Array):
+        total, policy, regime_loss, alloc = losses(params, hp, val, None, False, valid)
         pred = jnp.argmax(policy.regime_logits, axis=-1)
         return total, {
             "regime_loss": regime_loss,
             "alloc_kl": alloc,
-            "regime_accuracy": jnp.mean(pred == val.regime),
-            "regime_balanced_accuracy": balanced_accuracy(pred, val.regime),
-            "alloc_return": jnp.mean(jnp.sum(policy.mean_weights * val.next_returns, axis=-1)),
+            "regime_accuracy": masked_mean(pred == val.regime, valid),
+            "regime_balanced_accuracy": balanced_accuracy(pred, val.regime, valid),
+            "alloc_return": masked_mean(jnp.sum(policy.mean_weights * val.next_returns, -1),
+                                        valid),
         }
 
     return Task(init, lambda _key, train: train, loss, evaluate), actor
@@ -274,12 +286,12 @@ def micro_task(net: NetworkConfig, example: MicroSamples) -> tuple[Task, MicroAc
                                    s.current_weights)
         return _apply_batched(actor, params, (x, batch.goal, s.stock_mask), key, train)
 
-    def losses(params, batch: MicroBatch, key, train: bool):
+    def losses(params, batch: MicroBatch, key, train: bool, valid: Array):
         policy = policy_of(params, batch, key, train and train_dropout)
         mask = batch.samples.stock_mask
         log_q = jax.nn.log_softmax(jnp.where(mask, policy.logits, -jnp.inf), axis=-1)
         kl = kl_to_target(goal_target(batch.samples, batch.goal), log_q, mask)
-        return jnp.mean(kl), policy
+        return masked_mean(kl, valid), policy
 
     def epoch_data(key: PRNGKey, train: MicroTrainSet) -> MicroBatch:
         goal = sample_goals(key, train.samples.sector_active, train.regime_probs)
@@ -287,20 +299,68 @@ def micro_task(net: NetworkConfig, example: MicroSamples) -> tuple[Task, MicroAc
 
     def loss(params, hp, batch, key):
         del hp
-        kl, _ = losses(params, batch, key, True)
+        kl, _ = losses(params, batch, key, True, jnp.ones(batch.goal.shape[:1], bool))
         return kl, {"alloc_kl": kl}
 
-    def evaluate(params, hp, val: MicroBatch):
+    def evaluate(params, hp, val: MicroBatch, valid: Array):
         del hp
-        kl, policy = losses(params, val, None, False)
+        kl, policy = losses(params, val, None, False, valid)
         s = val.samples
         return kl, {
             "alloc_kl": kl,
-            "goal_alignment": jnp.mean(goal_alignment(policy.weights, s.stock_sector, val.goal)),
-            "return": jnp.mean(jnp.sum(policy.weights * s.next_returns, axis=-1)),
+            "goal_alignment": masked_mean(
+                goal_alignment(policy.weights, s.stock_sector, val.goal), valid),
+            "return": masked_mean(jnp.sum(policy.weights * s.next_returns, axis=-1), valid),
         }
 
     return Task(init, epoch_data, loss, evaluate), actor
+
+
+# --------------------------------------------------------------------------- padded sets
+
+BUCKETS_PER_OCTAVE = 8
+"""Padded sample sets take one of this many sizes per doubling (at most 1/8 of rows filler)."""
+
+
+def bucket_rows(count: int, unit: int = 1) -> int:
+    """The padded size of a ``count``-row set: ``count`` itself up to ``unit`` rows, else
+    ``count`` rounded up to a multiple of unit · 2^max(0, ⌊log2(count / unit)⌋ − 3): whole
+    minibatches of ``unit`` rows, ``BUCKETS_PER_OCTAVE`` sizes per doubling, so sets of nearby
+    sizes (a walk-forward's folds, another window or market) share one compiled program."""
+    count, unit = int(count), max(int(unit), 1)
+    if count <= unit:
+        return count
+    octave = int(np.floor(np.log2(count / unit)))
+    step = unit * 2 ** max(0, octave - int(np.log2(BUCKETS_PER_OCTAVE)))
+    return -(-count // step) * step
+
+
+@struct.dataclass
+class Padded:
+    """A sample set padded along axis 0 to a bucketed size (``bucket_rows``). Rows at and
+    after ``count`` repeat row 0 and enter no minibatch, loss or metric: training on a padded
+    set gives what the unpadded set gives (``train_epoch``'s shuffle is padding-invariant)."""
+
+    data: PyTree          # leaves [rows, ...] (Phase 2's MicroTrainSet: its samples)
+    count: Array          # [] int32 real rows
+    rows: int = struct.field(pytree_node=False)   # the padded size (static: shapes follow it)
+
+    @property
+    def valid(self) -> Array:
+        """[rows] bool: the real rows."""
+        return jnp.arange(self.rows) < self.count
+
+
+# HOST ONLY
+def pad_set(samples: PyTree, unit: int = 1) -> Padded:
+    """``samples`` (leaves [n, ...]) padded to ``bucket_rows(n, unit)`` rows by repeating row
+    0 (one compiled gather; no copy when n is already a bucket size)."""
+    n = int(jax.tree.leaves(samples)[0].shape[0])
+    rows = bucket_rows(n, unit)
+    if rows != n:
+        index = np.concatenate([np.arange(n), np.zeros(rows - n, np.int64)]).astype(np.int32)
+        samples = take_members(samples, jnp.asarray(index))
+    return Padded(samples, jnp.asarray(n, jnp.int32), rows)
 
 
 # --------------------------------------------------------------------------- the engine
@@ -308,7 +368,8 @@ def micro_task(net: NetworkConfig, example: MicroSamples) -> tuple[Task, MicroAc
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Static shape of the epoch loop (hashable; changing it recompiles)."""
+    """Static shape of the epoch loop (hashable; changing it recompiles). ``train_size`` is
+    the padded training set's rows (``Padded.rows``); the real count is a traced value."""
 
     train_size: int
     batch_size: int
@@ -323,7 +384,8 @@ class EngineSpec:
     @property
     def num_minibatches(self) -> int:
         # Drop the last partial minibatch (a new permutation each epoch uses every sample
-        # over time); at least one minibatch even when train_size < batch_size.
+        # over time); at least one minibatch even when train_size < batch_size. Of these,
+        # the first max(1, count // minibatch) run: those of a padded set's filler are skipped.
         return max(1, self.train_size // self.minibatch)
 
 
@@ -346,31 +408,45 @@ def init_state(task: Task, tx: optax.GradientTransformation, seed_key: PRNGKey) 
 
 
 def train_epoch(task: Task, tx: optax.GradientTransformation, spec: EngineSpec,
-                state: PretrainState, hp: PretrainHParams, train: PyTree, val: PyTree,
+                state: PretrainState, hp: PretrainHParams, train: Padded, val: Padded,
                 epoch_limit: Array) -> tuple[PretrainState, Metrics]:
-    """One epoch for one seed; a no-op (same state) once stopped or at ``epoch_limit``."""
+    """One epoch for one seed; a no-op (same state) once stopped or at ``epoch_limit``.
+
+    The shuffle sorts the real rows by uniform keys drawn per row index (threefry is
+    partitionable: row i's key does not depend on the set's size), so a padded set's real rows
+    come in the order the unpadded set's do, and its filler rows last; minibatches past the
+    real ones are skipped (a ``cond`` on the shared count, not per seed)."""
     active = (~state.stopped) & (state.epoch < epoch_limit)
     epoch_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.epoch)
     perm_key, data_key, step_key = jax.random.split(epoch_key, 3)
-    data = task.epoch_data(data_key, train)
+    data = task.epoch_data(data_key, train.data)
     mb, nmb = spec.minibatch, spec.num_minibatches
-    order = jax.random.permutation(perm_key, spec.train_size)[: mb * nmb].reshape(nmb, mb)
+    sort_key = jnp.where(train.valid, jax.random.uniform(perm_key, (spec.train_size,)), 2.0)
+    order = jnp.argsort(sort_key)[: mb * nmb].reshape(nmb, mb)
+    runs = jnp.arange(nmb) < jnp.maximum(train.count // mb, 1)   # [nmb] bool, unbatched
     opt_state = set_injected(
         state.opt_state, max_norm=hp.max_grad_norm, weight_decay=hp.weight_decay,
         peak_lr=hp.lr, lr_scale=cosine_scale(state.epoch, spec.total_epochs))
 
-    def step(carry, xs):
+    def update(carry, idx, key):
         params, opt = carry
-        idx, key = xs
         batch = jax.tree.map(lambda x: x[idx], data)
         (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(params, hp, batch, key)
         updates, opt = tx.update(grads, opt, params)
         return (optax.apply_updates(params, updates), opt), (loss, aux)
 
+    def skip(carry, idx, key):
+        out = jax.eval_shape(update, carry, idx, key)[1]
+        return carry, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out)
+
+    def step(carry, xs):
+        idx, key, run = xs
+        return jax.lax.cond(run, update, skip, carry, idx, key)
+
     step_keys = jax.random.split(step_key, nmb)
     (params, opt_state), (losses, aux) = jax.lax.scan(
-        step, (state.params, opt_state), (order, step_keys))
-    val_loss, val_metrics = task.evaluate(params, hp, val)
+        step, (state.params, opt_state), (order, step_keys, runs))
+    val_loss, val_metrics = task.evaluate(params, hp, val.data, val.valid)
     improved = val_loss < state.best_val - MIN_DELTA
     epoch = state.epoch + 1
     bad = jnp.where(improved, 0, state.bad_epochs + 1).astype(jnp.int32)
@@ -387,15 +463,16 @@ def train_epoch(task: Task, tx: optax.GradientTransformation, spec: EngineSpec,
         epoch=epoch,
     )
     out = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
-    metrics = {"active": active, "epoch": epoch, "train_loss": jnp.mean(losses),
-               **{f"train_{k}": jnp.mean(v) for k, v in aux.items()},
+    metrics = {"active": active, "epoch": epoch, "train_loss": masked_mean(losses, runs),
+               **{f"train_{k}": masked_mean(v, runs) for k, v in aux.items()},
                "val_loss": val_loss, **{f"val_{k}": v for k, v in val_metrics.items()}}
     return out, metrics
 
 
 def make_run_chunk(task: Task, tx: optax.GradientTransformation, spec: EngineSpec
                    ) -> Callable[..., tuple[PretrainState, Metrics]]:
-    """``run_chunk(states [K], hp, train, val, epoch_limit) -> (states, metrics [K, chunk])``:
+    """``run_chunk(states [K], hp, train: Padded, val: Padded, epoch_limit) -> (states,
+    metrics [K, chunk])``:
     ``spec.chunk_epochs`` epochs for K seeds (vmapped; hp shared), jitted once."""
 
     def one_seed(state, hp, train, val, epoch_limit):
@@ -407,8 +484,10 @@ def make_run_chunk(task: Task, tx: optax.GradientTransformation, spec: EngineSpe
 
 
 def make_evaluate(task: Task) -> Callable[..., tuple[Array, Metrics]]:
-    """``evaluate(params [K], hp, val) -> (loss [K], metrics [K])``, jitted."""
-    return jax.jit(jax.vmap(task.evaluate, in_axes=(0, None, None)))
+    """``evaluate(params [K], hp, val: Padded) -> (loss [K], metrics [K])``, jitted."""
+    def one_seed(params, hp, val: Padded):
+        return task.evaluate(params, hp, val.data, val.valid)
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
 
 def seed_keys(seed: int, count: int) -> PRNGKey:

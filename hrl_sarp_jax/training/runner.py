@@ -42,7 +42,7 @@ from hrl_sarp_jax.training.market_pool import (
     skipped_pool,
 )
 from hrl_sarp_jax.training.programs import compile_ahead
-from hrl_sarp_jax.types import NUM_REGIMES, PyTree
+from hrl_sarp_jax.types import NUM_REGIMES
 
 CHECKPOINT_METRIC = "val_loss"
 
@@ -53,11 +53,11 @@ class Prepared:
 
     phase: int
     task: pt.Task
-    train: PyTree
-    val: PyTree
+    train: pt.Padded         # padded to whole minibatches of a bucketed size (pt.pad_set)
+    val: pt.Padded
     hp: pt.PretrainHParams
     pcfg: PretrainConfig
-    train_size: int
+    train_size: int          # real training samples (train.rows counts the padding too)
     baselines: dict[str, float]
     info: dict[str, Any]
     summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]]
@@ -172,11 +172,14 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
             "val_regime_loss": float(np.mean(m["regime_loss"])),
         }
 
+    padded_train, padded_val = pt.pad_set(train, p.batch_size), pt.pad_set(val)
     return Prepared(
-        phase=1, task=task, train=train, val=val, hp=hp, pcfg=p, train_size=train.size,
+        phase=1, task=task, train=padded_train, val=padded_val, hp=hp, pcfg=p,
+        train_size=train.size,
         baselines=macro_baselines(train, val),
         info={
             "train_samples": train.size, "val_samples": val.size,
+            "padded_rows": {"train": padded_train.rows, "val": padded_val.rows},
             "train_span": [str(dates[int(own[0].day[0])]), str(dates[int(own[0].day[-1])])],
             "val_span": [str(dates[int(own[1].day[0])]), str(dates[int(own[1].day[-1])])],
             "train_regime_share": label_share.tolist(), **pool_info, **table_info,
@@ -247,12 +250,15 @@ def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
             "val_alloc_kl": float(np.mean(m["alloc_kl"])),
         }
 
+    padded, padded_val = pt.pad_set(train, p.batch_size), pt.pad_set(val_set)
     return Prepared(
-        phase=2, task=task, train=pt.MicroTrainSet(train, jnp.asarray(probs, jnp.float32)),
-        val=val_set, hp=pt.PretrainHParams.from_config(p), pcfg=p, train_size=train.size,
+        phase=2, task=task,
+        train=padded.replace(data=pt.MicroTrainSet(padded.data, jnp.asarray(probs, jnp.float32))),
+        val=padded_val, hp=pt.PretrainHParams.from_config(p), pcfg=p, train_size=train.size,
         baselines=micro_baselines(val_set),
         info={
             "train_samples": train.size, "val_samples": val.size,
+            "padded_rows": {"train": padded.rows, "val": padded_val.rows},
             "train_span": [str(dates[int(own[0].day[0])]), str(dates[int(own[0].day[-1])])],
             "val_span": [str(dates[int(own[1].day[0])]), str(dates[int(own[1].day[-1])])],
             "goal_regime_probs": probs.tolist(), **pool_info,
@@ -370,7 +376,7 @@ def _train_to_limit(prep: Prepared, tx: optax.GradientTransformation, state: pt.
     """(state, chunk compile seconds): the chunk program compiled once, run until every seed
     stopped early or reached ``limit`` epochs (``_train_chunks``), with a progress bar."""
     p = prep.pcfg
-    spec = pt.EngineSpec(train_size=prep.train_size, batch_size=p.batch_size,
+    spec = pt.EngineSpec(train_size=prep.train.rows, batch_size=p.batch_size,
                          chunk_epochs=min(p.chunk_epochs, p.epochs), total_epochs=p.epochs,
                          patience=p.patience)
     limit_arr = jnp.asarray(limit, jnp.int32)

@@ -34,6 +34,11 @@ from hrl_sarp_jax.training.ppo_engine import step_envs
 from hrl_sarp_jax.training.runner import prepare_macro, prepare_micro, run_pretrain_phase
 
 
+def _real(padded):
+    """A padded sample set's real rows (``pt.Padded``: the first ``count``)."""
+    return jax.tree.map(lambda x: x[: int(padded.count)], padded.data)
+
+
 def with_pool(cfg, **kw):
     return dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, pool=dataclasses.replace(cfg.train.pool, **kw)))
@@ -108,11 +113,11 @@ def test_bootstrap_pool_adds_training_samples_only(smoke_market):
     own_tr, own_va = ds.macro_datasets(market, meta, feats, on)
     p_tr = [ds.macro_datasets(m.market, m.meta, m.feats, on)[0] for m in pool]
     prep = prepare_macro(on, market, meta, feats, pool)
-    assert prep.train.size == own_tr.size + sum(x.size for x in p_tr)
-    assert prep.val.size == own_va.size
-    np.testing.assert_allclose(np.asarray(prep.val.inputs.macro),
+    assert int(prep.train.count) == own_tr.size + sum(x.size for x in p_tr)
+    assert int(prep.val.count) == own_va.size
+    np.testing.assert_allclose(np.asarray(_real(prep.val).inputs.macro),
                                np.asarray(own_va.inputs.macro), rtol=0, atol=0)
-    np.testing.assert_allclose(np.asarray(prep.train.next_returns)[own_tr.size:][:p_tr[0].size],
+    np.testing.assert_allclose(np.asarray(_real(prep.train).next_returns)[own_tr.size:][:p_tr[0].size],
                                np.asarray(p_tr[0].next_returns), rtol=0, atol=0)
     assert prep.info["pool"] == {
         "source": "bootstrap", "seeds": [5, 6], "block_days": 21.0,
@@ -122,7 +127,7 @@ def test_bootstrap_pool_adds_training_samples_only(smoke_market):
     assert not np.allclose(np.asarray(p_tr[0].next_returns)[:10],
                            np.asarray(own_tr.next_returns)[:10])
     _, m_va = ds.micro_datasets(market, meta, feats, on)
-    assert prepare_micro(on, market, meta, feats, pool).val.samples.size == m_va.size
+    assert int(prepare_micro(on, market, meta, feats, pool).val.count) == m_va.size
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +159,13 @@ def test_phase1_and_2_samples_pool_each_markets_own_samples(smoke_market, pooled
     own_tr, own_va = ds.macro_datasets(market, meta, feats, cfg)
     p_tr, p_va = ds.macro_datasets(pool[0].market, pool[0].meta, pool[0].feats, cfg)
     prep = prepare_macro(cfg, market, meta, feats, pool)
-    assert prep.train.size == own_tr.size + p_tr.size and prep.val.size == own_va.size + p_va.size
-    np.testing.assert_array_equal(np.asarray(prep.train.regime),
+    train, val = _real(prep.train), _real(prep.val)
+    assert train.size == own_tr.size + p_tr.size and val.size == own_va.size + p_va.size
+    np.testing.assert_array_equal(np.asarray(train.regime),
                                   np.r_[np.asarray(own_tr.regime), np.asarray(p_tr.regime)])
-    np.testing.assert_allclose(np.asarray(prep.train.next_returns)[own_tr.size:],
+    np.testing.assert_allclose(np.asarray(train.next_returns)[own_tr.size:],
                                np.asarray(p_tr.next_returns), rtol=0, atol=0)
-    np.testing.assert_allclose(np.asarray(prep.val.inputs.macro)[own_va.size:],
+    np.testing.assert_allclose(np.asarray(val.inputs.macro)[own_va.size:],
                                np.asarray(p_va.inputs.macro), rtol=0, atol=0)
     labels = np.r_[np.asarray(own_tr.regime), np.asarray(p_tr.regime)]
     np.testing.assert_allclose(np.asarray(prep.hp.class_weights),
@@ -176,7 +182,7 @@ def test_phase1_and_2_samples_pool_each_markets_own_samples(smoke_market, pooled
     q_tr, _ = ds.micro_datasets(pool[0].market, pool[0].meta, pool[0].feats, cfg)
     micro = prepare_micro(cfg, market, meta, feats, pool)
     assert micro.train_size == m_tr.size + q_tr.size
-    np.testing.assert_allclose(np.asarray(micro.train.samples.within)[m_tr.size:],
+    np.testing.assert_allclose(np.asarray(micro.train.data.samples.within)[m_tr.size:micro.train_size],
                                np.asarray(q_tr.within), rtol=0, atol=0)
 
 
@@ -361,10 +367,11 @@ def test_regime_table_target_is_fitted_on_the_pooled_training_samples(smoke_mark
             cfg.train.macro_pretrain, alloc_target="regime_table", alloc_temperature=100.0)))
     plain = prepare_macro(cfg, market, meta, feats, pool)
     prep = prepare_macro(table_cfg, market, meta, feats, pool)
-    table = ds.regime_table(plain.train)          # both markets' training samples
+    table = ds.regime_table(_real(plain.train))   # both markets' training samples
     np.testing.assert_allclose(prep.info["regime_table"], np.round(table, 6), atol=1e-9)
-    want = ds.with_table_target(plain.val, table, 100.0).alloc_target
-    np.testing.assert_allclose(np.asarray(prep.val.alloc_target), np.asarray(want), rtol=1e-6)
+    want = ds.with_table_target(_real(plain.val), table, 100.0).alloc_target
+    np.testing.assert_allclose(np.asarray(_real(prep.val).alloc_target), np.asarray(want),
+                               rtol=1e-6)
     np.testing.assert_allclose(np.asarray(prep.hp.class_weights),
                                np.asarray(plain.hp.class_weights), rtol=0)
     assert prep.info["alloc_target"] == "regime_table" and plain.info["alloc_target"] == "returns"

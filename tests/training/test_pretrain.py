@@ -55,6 +55,24 @@ def test_cosine_scale_and_minibatching():
     assert (spec.minibatch, spec.num_minibatches) == (64, 2)
 
 
+def test_bucket_rows_hand_values_and_pad_set_repeats_row_zero():
+    assert pt.bucket_rows(10, 64) == 10                 # up to one minibatch: never padded
+    assert pt.bucket_rows(130, 64) == 192               # whole minibatches below 8 of them
+    assert pt.bucket_rows(200, 32) == 224
+    assert pt.bucket_rows(7000, 64) == 7168             # 109 minibatches: steps of 512 rows
+    assert pt.bucket_rows(1000) == 1024 and pt.bucket_rows(1025) == 1152  # 8 sizes an octave
+    assert pt.bucket_rows(104) == 104
+    for n in (9, 100, 777, 5000):                       # at most 1/8 of the rows filler
+        assert n <= pt.bucket_rows(n) < n + max(1, n / 8)
+    x = {"a": jnp.arange(10.0), "b": jnp.arange(20).reshape(10, 2)}
+    padded = pt.pad_set(x)                              # 10 rows: octave 3, steps of 1
+    assert padded.rows == 10 and padded.data["a"] is x["a"]
+    padded = pt.pad_set(x, unit=4)                      # 12 rows: 2 of them filler (row 0)
+    assert (padded.rows, int(padded.count)) == (12, 10)
+    np.testing.assert_array_equal(np.asarray(padded.data["b"])[10:], [[0, 1], [0, 1]])
+    np.testing.assert_array_equal(np.asarray(padded.valid), [True] * 10 + [False] * 2)
+
+
 # ------------------------------------------------------------------ a market with a known answer
 
 S = 3
@@ -96,7 +114,12 @@ def macro_setup():
     return task, tx, hp, train, val
 
 
+def _padded(x):
+    return x if isinstance(x, pt.Padded) else pt.pad_set(x)
+
+
 def _run(task, tx, spec, hp, train, val, keys, chunks=1, limit=None):
+    train, val = _padded(train), _padded(val)
     init = jax.jit(jax.vmap(lambda k: pt.init_state(task, tx, k)))
     state = init(keys)
     chunk = pt.make_run_chunk(task, tx, spec)
@@ -112,7 +135,7 @@ def test_phase1_learns_the_signalled_sector_and_regime(macro_setup):
     task, tx, hp, train, val = macro_setup
     spec = pt.EngineSpec(train.size, PCFG.batch_size, 20, PCFG.epochs, PCFG.patience)
     state, _ = _run(task, tx, spec, hp, train, val, seed_keys(0, 1), chunks=2)
-    _, m = pt.make_evaluate(task)(state.best_params, hp, val)
+    _, m = pt.make_evaluate(task)(state.best_params, hp, _padded(val))
     base = macro_baselines(train, val)
     assert base["majority_baseline_balanced_accuracy"] == pytest.approx(1 / 3)
     assert float(m["regime_balanced_accuracy"][0]) > 0.9
@@ -137,14 +160,64 @@ def test_determinism_same_seed_bitwise_seeds_differ_vmap_equals_loop(macro_setup
     # test compares what the networks compute: per-epoch losses and validation outputs.
     _, hist_a = _run(task, tx, spec, hp, train, val, keys)
     evaluate = pt.make_evaluate(task)
-    loss_a, m_a = evaluate(a.params, hp, val)
+    loss_a, m_a = evaluate(a.params, hp, _padded(val))
     for k in range(3):
         alone, hist = _run(task, tx, spec, hp, train, val, seed_keys(7, 3)[k:k + 1])
         np.testing.assert_allclose(hist[0]["val_loss"][0], hist_a[0]["val_loss"][k], rtol=1e-4)
-        loss_k, m_k = evaluate(alone.params, hp, val)
+        loss_k, m_k = evaluate(alone.params, hp, _padded(val))
         np.testing.assert_allclose(loss_k[0], loss_a[k], rtol=1e-4)
         np.testing.assert_allclose(m_k["alloc_return"][0], m_a["alloc_return"][k], rtol=1e-3)
         assert int(alone.best_epoch[0]) == int(a.best_epoch[k])
+
+
+def _unpadded(x):
+    n = int(jax.tree.leaves(x)[0].shape[0])
+    return pt.Padded(x, jnp.asarray(n, jnp.int32), n)
+
+
+def test_padded_sets_train_as_the_unpadded_ones(macro_setup):
+    """200 training rows padded to 224 (7 minibatches of 32, 6 run) and 100 validation rows to
+    104: every epoch's losses and the parameters equal the unpadded program's (another program:
+    float tolerance), and the filler rows' values do not matter."""
+    task, tx, hp, _, _ = macro_setup
+    train, val = _signal_samples(200, 3), _signal_samples(100, 4)
+    padded_train, padded_val = pt.pad_set(train, PCFG.batch_size), pt.pad_set(val)
+    assert (padded_train.rows, padded_val.rows) == (224, 104)
+    # filler rows changed to other samples' values: still nothing changes
+    other = _signal_samples(224, 5)
+    junk = jax.tree.map(lambda p, o: p.at[200:].set(o[200:]), padded_train.data, other)
+    runs = {}
+    for name, tr, va in (("plain", _unpadded(train), _unpadded(val)),
+                         ("padded", padded_train, padded_val),
+                         ("junk", padded_train.replace(data=junk), padded_val)):
+        spec = pt.EngineSpec(tr.rows, PCFG.batch_size, 3, PCFG.epochs, PCFG.patience)
+        runs[name] = _run(task, tx, spec, hp, tr, va, seed_keys(2, 1))
+    (plain, hist), _ = runs["plain"], None
+    for name in ("padded", "junk"):
+        state, h = runs[name]
+        for key in ("train_loss", "train_alloc_kl", "val_loss", "val_regime_accuracy",
+                    "val_alloc_return"):
+            np.testing.assert_allclose(h[0][key], hist[0][key], rtol=2e-5, atol=1e-7,
+                                       err_msg=f"{name} {key}")
+        for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(plain.params),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # a 200-row set runs 6 minibatches of 32 an epoch, as it did unpadded
+    spec = pt.EngineSpec(224, PCFG.batch_size, 1, 1, 1)
+    assert spec.num_minibatches == 7 and int(padded_train.count) // spec.minibatch == 6
+
+
+def test_phase2_epoch_goals_of_a_padded_set_are_the_unpadded_ones():
+    """Phase 2 draws its goals per row: the real rows' draws do not depend on the padding."""
+    train = _micro_samples(200, 0)
+    padded = pt.pad_set(train, 32)
+    probs = jnp.array([0.5, 0.2, 0.3])
+    task, _ = pt.micro_task(TINY, train)
+    key = jax.random.key(4)
+    plain = task.epoch_data(key, pt.MicroTrainSet(train, probs)).goal
+    goal = task.epoch_data(key, pt.MicroTrainSet(padded.data, probs)).goal
+    assert goal.shape[0] == 224
+    np.testing.assert_array_equal(np.asarray(goal)[:200], np.asarray(plain))
 
 
 def test_early_stopping_freezes_a_seed_that_stops_improving(macro_setup):
@@ -192,8 +265,10 @@ def test_phase2_meets_goals_and_picks_the_signalled_stocks():
     p = PretrainConfig(epochs=30, batch_size=32, lr=3e-3, patience=30)
     hp = pt.PretrainHParams.from_config(p)
     spec = pt.EngineSpec(train.size, p.batch_size, 30, p.epochs, p.patience)
-    state, _ = _run(task, tx, spec, hp, pt.MicroTrainSet(train, probs), val, seed_keys(0, 1))
-    _, m = pt.make_evaluate(task)(state.best_params, hp, val)
+    padded = pt.pad_set(train)
+    train_set = padded.replace(data=pt.MicroTrainSet(padded.data, probs))
+    state, _ = _run(task, tx, spec, hp, train_set, val, seed_keys(0, 1))
+    _, m = pt.make_evaluate(task)(state.best_params, hp, _padded(val))
     base = micro_baselines(val)
     assert float(m["goal_alignment"][0]) > 0.97 > base["equal_weight_goal_alignment"] + 0.1
     # stock picking inside the sectors beats spreading each sector's goal weight evenly
