@@ -131,6 +131,11 @@ class ConstraintConfig:
     """No-trade band: a rebalance whose turnover ½Σ|target - drifted| is below this is skipped
     and the drifted book is held (the original's ``rebalance_threshold`` 0.05, whose check
     raised AttributeError). Applies to every strategy alike; 0 trades on every decision."""
+    rebalance_residual: float = 0.0
+    """Where a rebalance outside the no-trade band lands: at most this fraction of the band
+    away from the target, on the line from the drifted book to it (names the target does not
+    hold are sold whole). 0: trade to the target (the original); 1: to the band's edge (the
+    no-trade region of proportional costs, Davis & Norman 1990). Every strategy alike."""
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ RANGES: dict[str, Bound] = {
     "env.constraints.support_margin": within(0, 1, hi_open=True),
     "env.constraints.rebalance_threshold": within(0, 0.5, hi_open=True,
                                                   note="a one-way turnover; 0: always trade"),
+    "env.constraints.rebalance_residual": within(
+        0, 1, note="a fraction of the band; 0: trade to the target"),
     "env.risk.derisk_drawdown": within(0, 1, lo_open=True, note="a drawdown"),
     "env.risk.rerisk_drawdown": within(0, 1, hi_open=True, note="a drawdown"),
     "env.risk.derisked_exposure": FRACTION,

@@ -112,23 +112,31 @@ def sector_ew_return(achieved_sector_w: jax.Array, t: jax.Array, params: EnvPara
     return equal_weight_in_sectors(achieved_sector_w, t, params) @ params.returns[t + 1]
 
 
-def hold_within_band(drifted: jax.Array, target: jax.Array, threshold: jax.Array) -> jax.Array:
-    """``drifted`` [A] if ½Σ|target - drifted| < threshold, else ``target`` [A]."""
-    small = 0.5 * jnp.sum(jnp.abs(target - drifted)) < threshold
-    return jnp.where(small, drifted, target)
+def hold_within_band(drifted: jax.Array, target: jax.Array, threshold: jax.Array,
+                     residual: jax.Array | float = 0.0) -> jax.Array:
+    """The book [A] to trade to: ``drifted`` if its turnover to ``target`` [A],
+    d = ½Σ|target - drifted|, is below ``threshold``; else ``target`` when ``residual`` is 0,
+    otherwise target + (residual·threshold / d)·(drifted - target) on the target's support
+    and 0 off it (at most residual·threshold away from the target)."""
+    gap = 0.5 * jnp.sum(jnp.abs(target - drifted))
+    k = residual * threshold / jnp.maximum(gap, 1e-12)
+    partial = jnp.where(target > 0, target + k * (drifted - target), 0.0).astype(target.dtype)
+    return jnp.where(gap < threshold, drifted, jnp.where(residual > 0, partial, target))
 
 
 def trade_day(
     port: PortfolioState, target: jax.Array, t: jax.Array, params: EnvParams
 ) -> tuple[PortfolioState, StepInfo, jax.Array]:
     """Rebalance to target [N] at the close of t, earn returns[t+1]; a rebalance with turnover
-    below ``constraints.rebalance_threshold`` is skipped (the drifted book is held).
+    below ``constraints.rebalance_threshold`` is skipped (the drifted book is held), a larger
+    one lands ``constraints.rebalance_residual`` of the band short of the target.
 
     Returns (new portfolio, StepInfo, value_return): value_return = sum of w_exec * r over value
     stocks (pe_z[t] < -0.5). Use ``net_return`` below for returns, not ``info.net_return``.
     """
     r = params.returns[t + 1]
-    target = hold_within_band(port.weights, target, params.constraints.rebalance_threshold)
+    c = params.constraints
+    target = hold_within_band(port.weights, target, c.rebalance_threshold, c.rebalance_residual)
     port2, info = portfolio_step(port, target, r, params.circuit_lock[t], params.adv_value[t],
                                  params.cost)
     value = params.stock_features[t, :, PE_Z_INDEX] < VALUE_PE_Z

@@ -88,11 +88,19 @@ def execute(drifted: np.ndarray, target: np.ndarray, lock: np.ndarray) -> np.nda
     return drifted + buys - sells
 
 
-def hold_within_band(drifted: np.ndarray, target: np.ndarray, threshold) -> np.ndarray:
-    """No-trade band: the drifted book if ½Σ|target - drifted| < threshold, else the target."""
-    if 0.5 * np.abs(target - drifted).sum() < float(np.asarray(threshold)):
+def hold_within_band(drifted: np.ndarray, target: np.ndarray, threshold,
+                     residual=0.0) -> np.ndarray:
+    """No-trade band: the drifted book if ½Σ|target - drifted| < threshold, else the target,
+    or with ``residual`` > 0 the point residual·threshold short of it on the line from the
+    drifted book (names the target does not hold sold whole)."""
+    gap = 0.5 * np.abs(target - drifted).sum()
+    threshold, residual = float(np.asarray(threshold)), float(np.asarray(residual))
+    if gap < threshold:
         return drifted.copy()
-    return target
+    if residual <= 0:
+        return target
+    k = residual * threshold / max(gap, 1e-12)
+    return np.where(target > 0, target + k * (drifted - target), 0.0).astype(target.dtype)
 
 
 class Book:
@@ -279,7 +287,9 @@ class _Base:
         return e
 
     def day(self, target: np.ndarray, t: int) -> tuple[dict, float]:
-        target = hold_within_band(self.book.w, target, self.p.constraints.rebalance_threshold)
+        c = self.p.constraints
+        target = hold_within_band(self.book.w, target, c.rebalance_threshold,
+                                  c.rebalance_residual)
         info = self.book.trade(target, self.ret[t + 1], self.lock[t], self.adv[t], self.cp)
         value = self.stock_f[t, :, PE_Z] < VALUE_THR
         value_ret = float(np.sum(info["exec"] * self.ret[t + 1] * value))

@@ -34,6 +34,7 @@ class ConstraintParams:
     min_cash: jax.Array           # float32 scalar
     rebalance_threshold: jax.Array  # float32 scalar: skip rebalances with smaller turnover
     support_margin: jax.Array = 0.0  # float32 scalar: hysteresis of the held support
+    rebalance_residual: jax.Array = 0.0  # float32 scalar: band fraction left after a trade
     max_positions: int = struct.field(pytree_node=False, default=0)  # <= 0: no limit
     # Static: the support under max_positions keeps held names (``sticky_top_k_mask``); False
     # is the original rule (the max_positions largest targets, ties by index).
@@ -59,7 +60,8 @@ def constraint_params(cfg: ConstraintConfig) -> ConstraintParams:
     return ConstraintParams(
         max_stock_weight=f(cfg.max_stock_weight), max_sector_weight=f(cfg.max_sector_weight),
         min_cash=f(cfg.min_cash), rebalance_threshold=f(cfg.rebalance_threshold),
-        support_margin=f(cfg.support_margin), max_positions=int(cfg.max_positions),
+        support_margin=f(cfg.support_margin), rebalance_residual=f(cfg.rebalance_residual),
+        max_positions=int(cfg.max_positions),
         sticky_support=cfg.support_rule == "hysteresis",
     )
 

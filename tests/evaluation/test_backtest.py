@@ -38,7 +38,8 @@ def _numpy_replay(fn, params, t0, reb):
             target = ref.project_stocks(target, np.asarray(params.stock_sector),
                                         np.asarray(params.tradable[t]), s, params.constraints, 1.0,
                                         book.w)
-            target = ref.hold_within_band(book.w, target, params.constraints.rebalance_threshold)
+            target = ref.hold_within_band(book.w, target, params.constraints.rebalance_threshold,
+                                          params.constraints.rebalance_residual)
         else:
             target = book.w.copy()
         rows.append(book.trade(target, ref._np(params.returns[t + 1]),
@@ -181,6 +182,45 @@ def test_hold_within_band_hand_values():
     np.testing.assert_array_equal(hold_within_band(drifted, near, 0.0), near)
     np.testing.assert_array_equal(ref.hold_within_band(np.asarray(drifted), np.asarray(near),
                                                        0.05), np.asarray(drifted))
+
+
+def test_hold_within_band_residual_hand_values():
+    import jax.numpy as jnp
+
+    from hrl_sarp_jax.envs.common import hold_within_band
+
+    drifted = jnp.array([0.30, 0.30, 0.30, 0.08])
+    target = jnp.array([0.50, 0.20, 0.28, 0.0])   # turnover ½(0.2 + 0.1 + 0.02 + 0.08) = 0.2
+    # residual 0.5 of a 0.1 band: k = 0.05 / 0.2 = 0.25 of the way back towards the drifted
+    # book on the target's support; the last name, which the target drops, is sold whole
+    want = np.array([0.45, 0.225, 0.285, 0.0])
+    got = hold_within_band(drifted, target, 0.1, 0.5)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert 0.5 * np.abs(np.asarray(got) - np.asarray(target)).sum() <= 0.05 + 1e-7
+    np.testing.assert_allclose(ref.hold_within_band(np.array([0.30, 0.30, 0.30, 0.08]),
+                                                    np.array([0.50, 0.20, 0.28, 0.0]), 0.1, 0.5),
+                               want, rtol=1e-12)
+    # inside the band the drifted book is held whatever the residual; residual 0 is the target
+    near = jnp.array([0.32, 0.30, 0.30, 0.06])
+    np.testing.assert_array_equal(hold_within_band(drifted, near, 0.1, 0.5), drifted)
+    np.testing.assert_array_equal(hold_within_band(drifted, target, 0.1, 0.0), target)
+
+
+def test_rebalance_residual_matches_numpy_replay_and_trades_less(tiny, weekly):
+    """A weekly strategy with a 5% band landing half the band short of its targets: the jitted
+    backtest equals the float64 reference replay, and trades less than trading to the targets."""
+    *_, params = tiny
+    c = params.constraints
+    half = params.replace(constraints=c.replace(rebalance_threshold=np.float32(0.05),
+                                                rebalance_residual=np.float32(0.5)))
+    full = params.replace(constraints=c.replace(rebalance_threshold=np.float32(0.05)))
+    strategy = bl.SectorMomentum(lookback=60, skip=5)
+    _, res = run_backtest(strategy, (), half, T0, weekly)
+    _, to_target = run_backtest(strategy, (), full, T0, weekly)
+    rows = _numpy_replay(strategy, half, T0, weekly)
+    np.testing.assert_allclose(res.net_return, [r["net"] for r in rows], atol=2e-6)
+    np.testing.assert_allclose(res.turnover, [r["turnover"] for r in rows], atol=2e-5)
+    assert res.turnover[1:].sum() < 0.95 * to_target.turnover[1:].sum()
 
 
 def test_replaying_recorded_targets_reproduces_the_run(tiny, weekly):

@@ -307,8 +307,8 @@ def test_rebalance_threshold_out_of_range_names_the_key():
     for bad in (-0.01, 0.49, 0.8):
         with pytest.raises(ConfigError, match=r"env\.constraints\.rebalance_threshold"):
             constraint_params(ConstraintConfig(rebalance_threshold=bad))
-    ok = constraint_params(ConstraintConfig(rebalance_threshold=0.0))
-    assert float(ok.rebalance_threshold) == 0.0
+    ok = constraint_params(ConstraintConfig(rebalance_threshold=0.0, rebalance_residual=0.25))
+    assert float(ok.rebalance_threshold) == 0.0 and float(ok.rebalance_residual) == 0.25
 
 
 def _np_sticky(w, valid, k, held, margin):
