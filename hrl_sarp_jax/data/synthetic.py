@@ -45,7 +45,7 @@ from hrl_sarp_jax.data.synthetic_presets import (
     preset_tickers,
     sector_drift_annual,
 )
-from hrl_sarp_jax.data.validate import check_tables
+from hrl_sarp_jax.data.validate import MarketFrames
 from hrl_sarp_jax.errors import ConfigError, DataError, ValidationError
 
 GENERATOR_VERSION = 1
@@ -329,15 +329,36 @@ def synthetic_markets(cfg: SynthConfig, data_cfg: DataConfig, seeds: list[int]
 def synthetic_market_arrays(a: SynthArrays, cfg: SynthConfig, data_cfg: DataConfig,
                             dates: np.ndarray) -> tuple[MarketArrays, MarketMeta]:
     """One generated market (``a`` from ``generate_market``, ``cfg.seed`` its seed) as the loader
-    would build it from the folder ``write_synthetic_market`` writes: the same tables, the
-    same validation and ``build_market_arrays``, only without the Parquet bytes."""
+    builds it from the folder ``write_synthetic_market`` writes, bit for bit: the same tables
+    and ``build_market_arrays``, without the Parquet bytes and without the validation's pandas
+    work (``_generated_frames``: the generator's tables are valid by construction)."""
+    if len(dates) < data_cfg.min_history_days:
+        raise ValidationError([
+            f"{schema.PRICES_FILE}: column 'date': only {len(dates)} trading days of history, "
+            f"fewer than data.min_history_days={data_cfg.min_history_days} -> generate a longer "
+            "market (synth.start / synth.end) or lower data.min_history_days"])
     tables = market_frames(a, dates, preset_tickers(cfg.preset, cfg.stocks_per_sector))
-    read = {name: io.as_read_back(name, df) for name, df in tables.items()}
     meta = json.loads(json.dumps(synthetic_meta(cfg), default=str))
-    report, frames = check_tables(read, meta, data_cfg)
-    if report.problems:
-        raise ValidationError(report.problems)
-    return build_market_arrays(frames, data_cfg, source=f"synthetic seed {cfg.seed}")
+    return build_market_arrays(_generated_frames(tables, meta), data_cfg,
+                               source=f"synthetic seed {cfg.seed}")
+
+
+def _generated_frames(tables: dict[str, pd.DataFrame], meta: dict) -> MarketFrames:
+    """The frames ``check_tables`` returns for ``market_frames``' tables (dates as
+    datetime64[ns], the price column the close: the generator writes no ``adj_close``), built
+    directly. Equal to validating the written folder, as
+    ``test_markets_in_memory_are_the_written_folder_loaded`` checks bit for bit."""
+    def dated(name: str) -> pd.DataFrame:
+        df = tables[name].reset_index(drop=True)
+        return df.assign(date=np.asarray(df["date"], "datetime64[D]").astype("datetime64[ns]"))
+
+    prices = dated(schema.PRICES_FILE)
+    prices["price"] = prices["close"]
+    return MarketFrames(
+        meta=meta, calendar=meta["calendar"], sector_order=list(dict.fromkeys(meta["sectors"])),
+        prices=prices, macro=dated(schema.MACRO_FILE), index=dated(schema.INDEX_FILE),
+        fundamentals=dated(schema.FUNDAMENTALS_FILE), sentiment=dated(schema.SENTIMENT_FILE),
+        regimes=dated(schema.REGIMES_FILE))
 
 
 def write_synthetic_market(out_dir: Path, cfg: SynthConfig) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from hrl_sarp_jax.config import DataConfig
 from hrl_sarp_jax.data import calendar, io, schema
-from hrl_sarp_jax.data.loader import gap_runs, load_market
+from hrl_sarp_jax.data.loader import category_codes, gap_runs, load_market
 from hrl_sarp_jax.errors import ConfigError, ValidationError
 from tests.data.market_fixtures import market_tables
 
@@ -329,3 +329,13 @@ def test_load_speed_3200_days_55_tickers(tmp_path, monkeypatch):
     a, _ = load_market(root, DataConfig())
     assert a.close.shape == (3199, 55)
     assert time.perf_counter() - t < 2.0
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_category_codes_hand_values(dtype):
+    """Each value's position among the categories; -1 for a value not among them and for a
+    missing one (what pd.Categorical(values, categories).codes gave)."""
+    values = pd.Series(["IT", "BANK", None, "OIL", "IT", "AUTO"], dtype=dtype)
+    got = category_codes(values, ["AUTO", "BANK", "IT"])
+    np.testing.assert_array_equal(got, [2, 1, -1, -1, 2, 0])
+    assert category_codes(pd.Series([], dtype=dtype), ["AUTO"]).shape == (0,)
