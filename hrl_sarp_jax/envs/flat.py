@@ -7,7 +7,8 @@ decision calendar as ``MacroEnv`` (decide at a week end d, hold until the next w
 
 Step from week end d to the next week end d' (gymnax 1.0 API, ``common.ObserveOnce``):
   1. exposure = risk manager at d (drawdown gate, CVaR over the recent *weekly* net returns,
-     event days), exactly as MacroEnv;
+     event days), exactly as MacroEnv; the manager steps on every day of the week (its gate
+     and clock as in the backtest of a weekly strategy), applied at the next decision;
   2. target = ``common.project_stocks(action, d, exposure)``: action [N] is any nonnegative
      scores (a Dirichlet sample or mean in training), projected onto the stock cap, sector cap,
      min cash and max positions over the stocks tradable at d;
@@ -142,14 +143,15 @@ class FlatEnv(common.ObserveOnce, environment.Environment[FlatState, EnvParams])
         return flat_obs(port, t, params), state
 
     @staticmethod
-    def _day(carry, k, *, d, length, target, params: EnvParams):
-        port, log_growth, cost, turnover, executed = carry
+    def _day(carry, k, *, d, length, target, buf, mask, params: EnvParams):
+        port, risk, log_growth, cost, turnover, executed = carry
         active = k < length
+        risk2, _ = common.risk_exposure(risk, port, buf, mask, d + k, params)
         port2, info, _ = common.trade_day(port, jnp.where(k == 0, target, port.weights),
                                           d + k, params)
         net = common.net_return(info)
         sel = lambda a, b: jnp.where(active, a, b)  # noqa: E731
-        new = (jax.tree.map(sel, port2, port),
+        new = (jax.tree.map(sel, port2, port), jax.tree.map(sel, risk2, risk),
                sel(log_growth + jnp.log(jnp.maximum(1.0 + net, LOG_FLOOR)), log_growth),
                sel(cost + info.costs.total, cost), sel(turnover + info.turnover, turnover),
                jnp.where(k == 0, info.executed_weights, executed))
@@ -158,15 +160,15 @@ class FlatEnv(common.ObserveOnce, environment.Environment[FlatState, EnvParams])
     def step_env(self, key, state: FlatState, action, params: EnvParams):
         d = state.t
         d_next = params.week_end_idx[state.week + 1]
-        risk, expo = common.risk_exposure(state.risk, state.port, state.ret_buf,
-                                          buffer_mask(state.ret_buf, state.ret_count), d, params)
+        mask = buffer_mask(state.ret_buf, state.ret_count)
+        _, expo = common.risk_exposure(state.risk, state.port, state.ret_buf, mask, d, params)
         target = common.project_stocks(jnp.asarray(action, _F32), d, expo, params,
                                        state.port.weights)
         zero = jnp.zeros((), _F32)
-        carry0 = (state.port, zero, zero, zero, jnp.zeros((self.num_stocks,), _F32))
-        day = lambda c, k: self._day(c, k, d=d, length=d_next - d,  # noqa: E731
-                                     target=target, params=params)
-        (port, log_growth, cost, turnover, executed), _ = jax.lax.scan(
+        carry0 = (state.port, state.risk, zero, zero, zero, jnp.zeros((self.num_stocks,), _F32))
+        day = lambda c, k: self._day(c, k, d=d, length=d_next - d, target=target,  # noqa: E731
+                                     buf=state.ret_buf, mask=mask, params=params)
+        (port, risk, log_growth, cost, turnover, executed), _ = jax.lax.scan(
             day, carry0, jnp.arange(params.max_week_days, dtype=_I32))
         week_ret = jnp.expm1(log_growth)  # V_end / V_0 - 1 without float32 cancellation
         buf, cnt = push_return(state.ret_buf, state.ret_count, week_ret)

@@ -9,8 +9,13 @@ at the stock level, one ``portfolio_step`` per trading day:
     on the following days of the week the drifted holdings are kept (no daily churn);
   allocator fn: a frozen Micro policy, fn(params.policy_params, micro_obs [D_m]) -> [N], called
     every trading day with goal = this week's macro goal; its output is projected.
-The risk exposure is set once per week at the decision day. Truncated after
-max_steps_in_episode weeks or when the next full week does not fit in the split.
+The risk manager steps every trading day, as in the backtest and HierarchicalEnv: with an
+allocator each day's target gets that day's exposure (the same daily book as the backtest of
+the same policies: ``test_macro_with_allocator_trades_the_hierarchical_envs_days``); without
+one the week-end trade gets the decision day's and the days between hold (as a weekly
+strategy in the backtest). One difference remains: the CVaR rule
+(``env.risk.cvar_budget`` > 0, off in every preset) reads this env's weekly returns. Truncated
+after max_steps_in_episode weeks or when the next full week does not fit in the split.
 """
 
 from __future__ import annotations
@@ -75,10 +80,11 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
                            risk=risk, ret_buf=buf, ret_count=cnt)
         return common.macro_obs(port, t, params), state
 
-    def _day(self, carry, k, *, d, length, goal, stock_target, expo, params: EnvParams):
-        port, cost, value_ret, growth, bench, wealth = carry
+    def _day(self, carry, k, *, d, length, goal, stock_target, buf, mask, params: EnvParams):
+        port, risk, cost, value_ret, growth, bench, wealth = carry
         day = d + k
         active = k < length
+        risk2, expo = common.risk_exposure(risk, port, buf, mask, day, params)
         if self.allocator is None:
             target = jnp.where(k == 0, stock_target, port.weights)
         else:
@@ -87,7 +93,8 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
             target = common.project_stocks(raw, day, expo, params, port.weights)
         port2, info, v = common.trade_day(port, target, day, params)
         sel = lambda a, b: jnp.where(active, a, b)  # noqa: E731
-        new = (jax.tree.map(sel, port2, port), sel(cost + info.costs.total, cost),
+        new = (jax.tree.map(sel, port2, port), jax.tree.map(sel, risk2, risk),
+               sel(cost + info.costs.total, cost),
                sel(value_ret + v, value_ret),
                sel(growth * (1.0 + params.sector_returns[day + 1]), growth),
                sel(bench * (1.0 + params.benchmark_returns[day + 1]), bench),
@@ -101,17 +108,18 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
         goal = common.macro_action_to_goal(action, params, state.port.weights)
         call = goal[:s]
         prev_sw = sector_weights(state.port.weights, params.stock_sector, s)
-        risk, expo = common.risk_exposure(state.risk, state.port, state.ret_buf,
-                                          buffer_mask(state.ret_buf, state.ret_count), d, params)
+        mask = buffer_mask(state.ret_buf, state.ret_count)
+        _, expo = common.risk_exposure(state.risk, state.port, state.ret_buf, mask, d, params)
         stock_target = common.project_stocks(
             common.equal_weight_in_sectors(call * expo, d, params), d, expo, params,
             state.port.weights)
         one = jnp.ones((), _F32)
-        carry0 = (state.port, jnp.zeros((), _F32), jnp.zeros((), _F32), jnp.ones((s,), _F32),
-                  one, one)
+        carry0 = (state.port, state.risk, jnp.zeros((), _F32), jnp.zeros((), _F32),
+                  jnp.ones((s,), _F32), one, one)
         day = lambda c, k: self._day(c, k, d=d, length=d_next - d, goal=goal,  # noqa: E731
-                                     stock_target=stock_target, expo=expo, params=params)
-        (port, cost, value_ret, growth, bench, wealth), _ = jax.lax.scan(
+                                     stock_target=stock_target, buf=state.ret_buf, mask=mask,
+                                     params=params)
+        (port, risk, cost, value_ret, growth, bench, wealth), _ = jax.lax.scan(
             day, carry0, jnp.arange(params.max_week_days, dtype=_I32))
         v0 = state.port.value
         week_ret = wealth - 1.0  # = V_end / V_0 - 1 without float32 cancellation

@@ -364,6 +364,8 @@ class RefMacroEnv(_Base):
         cost = value_ret = 0.0
         growth, bench = np.ones(self.s), 1.0
         for day in range(d, d_next):
+            if day > d:
+                self.exposure(day)  # the gate steps every day; the days between hold
             info, v = self.day(target if day == d else self.book.w.copy(), day)
             cost += info["cost"]["total"]
             value_ret += v

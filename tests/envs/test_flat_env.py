@@ -76,13 +76,16 @@ def test_all_in_one_stock_earns_the_hand_computed_log_return(inputs, env, step):
 
 
 def _accounting_week(params, port, risk, buf, cnt, action, d, d2):
-    """The week by hand with envs.common: risk exposure at d, projection, trade at d, hold."""
+    """The week by hand with envs.common: risk exposure at d, projection, trade at d, hold;
+    the risk manager steps on every day of the week, as in the backtest."""
     risk2, expo = common.risk_exposure(risk, port, buf, buffer_mask(buf, cnt), d, params)
     target = common.project_stocks(jnp.asarray(action, jnp.float32), d, expo, params,
                                    port.weights)
     log_growth, cost, turnover = 0.0, 0.0, 0.0
     v0 = float(port.value)
     for day in range(d, d2):
+        if day > d:
+            risk2, _ = common.risk_exposure(risk2, port, buf, buffer_mask(buf, cnt), day, params)
         tgt = target if day == d else port.weights
         port, info, _ = common.trade_day(port, tgt, jnp.int32(day), params)
         log_growth += float(np.log1p(np.float64(common.net_return(info))))
@@ -117,6 +120,8 @@ def test_reward_is_the_net_log_return_of_the_shared_accounting(inputs, cfg, env,
         np.testing.assert_allclose(np.asarray(st.port.weights), np.asarray(port.weights),
                                    atol=1e-5)
         np.testing.assert_allclose(float(st.port.value), float(port.value), rtol=1e-5)
+        assert bool(st.risk.derisked) == bool(risk.derisked) and int(st.risk.since) == int(
+            risk.since)
         assert not bool(term)
     assert float(cost_frac) > 0 and abs(float(r)) > 1e-4
 

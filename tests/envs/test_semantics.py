@@ -13,7 +13,7 @@ from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.rewards import sector_weights
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.risk.constraints import project_sector_weights
-from tests.envs.conftest import N, S
+from tests.envs.conftest import FS, N, S
 
 EQUAL = jnp.full((N,), 1.0 / N, jnp.float32)
 MACRO_A = jnp.array([0.5, 0.3, 0.2, 0.1, 2.0, 0.3], jnp.float32)
@@ -229,7 +229,8 @@ def test_macro_with_frozen_allocator_follows_the_goal(macro_params):
     # no stock cap and full exposure, so the allocator's book can match the goal exactly
     p = macro_params.replace(
         risk=macro_params.risk.replace(cvar_budget=jnp.float32(0.0),
-                                       event_reduction=jnp.float32(0.0)),
+                                       event_reduction=jnp.float32(0.0),
+                                       derisked_exposure=jnp.float32(1.0)),
         constraints=macro_params.constraints.replace(max_stock_weight=jnp.float32(1.0)))
     _, st = env.reset(jax.random.key(1), p)
     a = jnp.array([0.1, 0.3, 0.6, 0.0, 0.0, 1.0], jnp.float32)
@@ -238,6 +239,50 @@ def test_macro_with_frozen_allocator_follows_the_goal(macro_params):
     goal = np.asarray(info["goal"][:S])
     assert np.allclose(goal, [0.28, 0.35, 0.35], atol=1e-6)
     assert np.abs(held - goal).max() < 0.03 and np.corrcoef(held, goal)[0, 1] > 0.95
+
+
+def test_macro_with_allocator_trades_the_hierarchical_envs_days(macro_params):
+    """Phase 3's env (MacroEnv with a frozen Micro allocator) and HierarchicalEnv (the
+    backtest's path) given the same Macro actions and Micro policy hold the same book every
+    week: the risk manager steps daily in both (tight drawdown gate, timed re-risk, event
+    cuts; CVaR off, which MacroEnv reads on weekly returns)."""
+    from hrl_sarp_jax.envs.hierarchical import HierarchicalEnv
+    from hrl_sarp_jax.envs.macro import MacroEnv
+    from hrl_sarp_jax.envs.obs import MicroObsLayout
+
+    layout = MicroObsLayout(N, S)
+    ids = jnp.asarray(macro_params.stock_sector)
+
+    def allocator(_, obs):  # tilts towards the goal, so its book depends on the day's inputs
+        v = layout.unflatten(obs)
+        cnt = jnp.zeros(S).at[ids].add(v["stock_mask"])
+        return (v["goal"][ids] + 0.05 * v["weights"]) * v["stock_mask"] / jnp.maximum(
+            cnt[ids], 1.0)
+
+    p = macro_params.replace(risk=macro_params.risk.replace(cvar_budget=jnp.float32(0.0)))
+    macro, hier = MacroEnv(N, S, FS, allocator=allocator), HierarchicalEnv(N, S, FS)
+    actions = jax.random.uniform(jax.random.key(7), (6, S + 3))
+    _, ms = macro.reset(jax.random.key(3), p)
+    obs, hs = hier.reset(jax.random.key(3), p)
+    assert int(ms.t) == int(hs.t)
+    m_step, h_step = jax.jit(macro.step_env), jax.jit(hier.step_env)
+    expos = []
+    for a in actions:
+        _, ms, _, _, _ = m_step(jax.random.key(0), ms, a, p)
+        week = []
+        while True:
+            micro = allocator(None, hier.micro_obs_for(obs, a, p))
+            obs, hs, _, _, info = h_step(jax.random.key(0), hs, {"macro": a, "micro": micro}, p)
+            week.append(float(info["exposure"]))
+            if int(hs.t) == int(ms.t):
+                break
+        expos.append(week)
+        np.testing.assert_allclose(np.asarray(hs.port.weights), np.asarray(ms.port.weights),
+                                   atol=2e-6)
+        np.testing.assert_allclose(float(hs.port.value), float(ms.port.value), rtol=1e-6)
+        assert bool(hs.risk.derisked) == bool(ms.risk.derisked)
+    # the exposure moved inside some week: a weekly gate would have held another book
+    assert any(len(set(w)) > 1 for w in expos)
 
 
 def test_hierarchical_micro_obs_for_sets_the_goal_only_on_macro_steps(hier_env, micro_params):
