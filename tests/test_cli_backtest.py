@@ -16,7 +16,8 @@ import pytest
 from hrl_sarp_jax.cli import main
 from hrl_sarp_jax.config import load_config
 from hrl_sarp_jax.errors import ConfigError
-from hrl_sarp_jax.walk_forward import parse_walk_forward_phases, slice_days, walk_forward_folds
+from hrl_sarp_jax.features.days import slice_days
+from hrl_sarp_jax.walk_forward import parse_walk_forward_phases, walk_forward_folds
 from tests.training.conftest import FAST
 
 D = np.datetime64
@@ -137,8 +138,8 @@ def test_pad_days_appends_empty_days_and_leaves_every_real_day_as_it_was():
     import jax
 
     from hrl_sarp_jax.envs.params import make_env_params
+    from hrl_sarp_jax.features.days import pad_days
     from hrl_sarp_jax.training import curriculum as cur
-    from hrl_sarp_jax.walk_forward import pad_days
     from tests.evaluation.make_market import ENV_CFG, make_market
 
     market, meta, feats = make_market()

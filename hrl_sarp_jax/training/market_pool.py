@@ -13,7 +13,10 @@ first for a generated market and no pool for a real one, where the second measur
   (``data.synthetic.synthetic_markets``), with the same causal features and the same date
   splits: a sample's inputs and targets come from one market, and no target crosses its
   market's ``data.val_start`` / ``data.test_start``. Validation pools the markets' validation
-  windows too, so early stopping and the best epoch are chosen for markets in general.
+  windows too, so early stopping and the best epoch are chosen for markets in general. Each
+  starts where the run's market does (a rolling walk-forward fold's market starts at the
+  fold's training start: its pool is cut there too, so every fold learns from windows of one
+  length, and Phase 1 runs one compiled program for the folds).
 - ``bootstrap``: K resampled histories of the run's own market (``data.resample``: the
   stationary block bootstrap of its training days ``[1, val_start)``, mean block
   ``block_days``, seeds as above), each as long as the market and on its calendar, with
@@ -48,6 +51,7 @@ from hrl_sarp_jax.data.synthetic import generator_of, synth_dates, synthetic_mar
 from hrl_sarp_jax.data.synthetic_presets import calibration, is_calibration
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.features.build import build_features
+from hrl_sarp_jax.features.days import slice_days
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training.datasets import split_days
 
@@ -264,6 +268,8 @@ def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays,
     else:
         markets = _generated(generator_of(run_market, cfg.synth), same_arrays, cfg.features,
                              tuple(seeds))
+    if like_meta is not None:
+        markets = tuple(from_day(m, like_meta.dates[0]) for m in markets)
     for m in markets:
         if (m.market.num_stocks, m.market.num_sectors) != (like.num_stocks, like.num_sectors):
             raise ConfigError(
@@ -272,6 +278,18 @@ def market_pool(cfg: Config, run_market: object, phase: int, like: MarketArrays,
                 f"{like.num_sectors}; the pool needs the run's own generator settings (or, "
                 f"for a calibration, the data.max_stocks / max_sectors the run loaded with)")
     return markets
+
+
+def from_day(m: PoolMarket, first: object) -> PoolMarket:
+    """``m`` from its first trading day on or after ``first`` (the run market's first day);
+    ``m`` itself when it starts there. Its features keep their causal history (built on the
+    whole market, as a walk-forward fold's own)."""
+    dates = np.asarray(m.meta.dates).astype("datetime64[D]")
+    lo = int(np.searchsorted(dates, np.datetime64(first, "D")))
+    if lo == 0:
+        return m
+    market, meta, feats = slice_days(m.market, m.meta, m.feats, lo)
+    return dataclasses.replace(m, market=market, meta=meta, feats=feats)
 
 
 def pool_record(markets: tuple[PoolMarket, ...], counts: dict[str, list[int]]) -> dict:

@@ -153,6 +153,31 @@ def test_pool_market_is_the_data_synth_market(pooled, tmp_path):
     assert record["seed"] != 7
 
 
+def test_a_folds_pool_starts_where_its_market_does(smoke_market, pooled):
+    """A rolling walk-forward fold's market starts at its training start (``slice_days``);
+    its pool markets are cut there too, day for day, so every fold of one length learns from
+    pool windows of one length. Starting on the market's own first day changes nothing."""
+    from hrl_sarp_jax.features.days import slice_days
+
+    _, market, meta, feats, _ = smoke_market
+    record, cfg, pool = pooled
+    whole = pool[0]
+    tr_whole, _ = ds.macro_datasets(whole.market, whole.meta, whole.feats, cfg)
+    lo = int(np.asarray(tr_whole.day)[10])  # the fold starts after 10 of its training weeks
+    fold = slice_days(market, meta, feats, lo)
+    cut = market_pool(cfg, record, 1, fold[0], fold[1])
+    assert market_pool(cfg, record, 1, market, meta)[0] is pool[0]
+    assert cut[0].meta.dates[0] == meta.dates[lo] and len(cut[0].meta.dates) == len(
+        whole.meta.dates) - lo
+    np.testing.assert_array_equal(np.asarray(cut[0].market.returns),
+                                  np.asarray(whole.market.returns)[lo:])
+    np.testing.assert_array_equal(np.asarray(cut[0].feats.macro),
+                                  np.asarray(whole.feats.macro)[lo:])
+    tr_cut, _ = ds.macro_datasets(cut[0].market, cut[0].meta, cut[0].feats, cfg)
+    assert tr_cut.size == tr_whole.size - 10  # the weeks before the fold's start are gone
+    np.testing.assert_array_equal(np.asarray(tr_cut.regime), np.asarray(tr_whole.regime)[10:])
+
+
 def test_phase1_and_2_samples_pool_each_markets_own_samples(smoke_market, pooled):
     _, market, meta, feats, _ = smoke_market
     _, cfg, pool = pooled
