@@ -49,12 +49,6 @@ def _to_table(name: str, df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(df[[f.name for f in fields]], schema=pa.schema(fields), preserve_index=False)
 
 
-def as_read_back(name: str, df: pd.DataFrame) -> pd.DataFrame:
-    """The frame ``read_table`` returns for ``df`` written by ``write_table`` as ``name``,
-    without the Parquet bytes (same canonical cast; Parquet stores an Arrow table losslessly)."""
-    return _to_table(name, df).to_pandas()
-
-
 def write_table(path: Path, name: str, df: pd.DataFrame) -> None:
     """Write one canonical file (``name`` is e.g. ``prices.parquet``) atomically and deterministically."""
     table = _to_table(name, df)

@@ -344,7 +344,7 @@ def synthetic_market_arrays(a: SynthArrays, cfg: SynthConfig, data_cfg: DataConf
 
 
 def _generated_frames(tables: dict[str, pd.DataFrame], meta: dict) -> MarketFrames:
-    """The frames ``check_tables`` returns for ``market_frames``' tables (dates as
+    """The frames ``check_market`` returns for ``market_frames``' tables written (dates as
     datetime64[ns], the price column the close: the generator writes no ``adj_close``), built
     directly. Equal to validating the written folder, as
     ``test_markets_in_memory_are_the_written_folder_loaded`` checks bit for bit."""

@@ -568,24 +568,6 @@ def check_market(market_dir: Path, cfg: DataConfig) -> tuple[ValidationReport, M
     return _check_tables(tables, meta, cfg, rep)
 
 
-def check_tables(tables: dict[str, pd.DataFrame], meta: dict[str, Any],
-                 cfg: DataConfig) -> tuple[ValidationReport, MarketFrames]:
-    """``check_market`` of a market held in memory: ``tables`` maps canonical file names to
-    frames as ``io.read_table`` would return them (``io.as_read_back``), ``meta`` is meta.json's
-    content. Same checks, same frames as writing the folder and checking it."""
-    rep = _Report()
-    read = {}
-    for name in _TABLE_FILES:
-        if name in tables:
-            read[name] = _as_table(name, tables[name], rep)
-        else:
-            read[name] = None
-            if name in schema.REQUIRED_FILES:
-                rep.problem(name, None, "required table is missing",
-                            f"give {name} (see hrl_sarp_jax/data/schema.py)")
-    return _check_tables(read, meta, cfg, rep)
-
-
 _TABLE_FILES = (schema.PRICES_FILE, schema.MACRO_FILE, schema.INDEX_FILE,
                 schema.FUNDAMENTALS_FILE, schema.SENTIMENT_FILE, schema.REGIMES_FILE)
 
