@@ -67,6 +67,32 @@ def _ann_sharpe(r: np.ndarray, periods: int = 252) -> float:
     return float(np.mean(r) / sd * np.sqrt(periods)) if sd > 0 else float("nan")
 
 
+# where a turnover source comes from, and the settings that move it
+_TURNOVER_LEVERS = {
+    "exposure": ("the risk manager's exposure changes", "env.risk.*"),
+    "macro": ("the Macro's sector moves on its decision days",
+              "env.goal_step, env.constraints.rebalance_threshold"),
+    "sector_between_goals": ("sector moves between the Macro's decisions",
+                             "env.reward.micro_turnover_cost, the Micro's checkpoint rule"),
+    "support": ("changes of the names held", "env.constraints.support_margin"),
+    "micro": ("the Micro's trades within sectors", "env.reward.micro_turnover_cost"),
+}
+
+
+def turnover_source_note(attribution: dict | None) -> str:
+    """' Most of it is <source> (x of y/yr; levers: ...).' from a strategy's
+    ``attribution.turnover_by_source``; '' when it has none."""
+    t = (attribution or {}).get("turnover_by_source") or {}
+    have = {k: float(t[k]) for k in _TURNOVER_LEVERS if t.get(k) is not None}
+    if not have or not t.get("total"):
+        return ""
+    top = max(have, key=have.get)
+    what, levers = _TURNOVER_LEVERS[top]
+    return (f" The largest share is {what} ({have[top]:.1f} of {float(t['total']):.1f}/yr; "
+            f"settings that move it: {levers}; the no-trade band, "
+            f"env.constraints.rebalance_threshold / rebalance_residual, acts on every source).")
+
+
 def verdict(payload: dict, agent: str = AGENT) -> dict | None:
     """Did the agent beat the best classical baseline, and what do the diagnostics say?
 
@@ -127,9 +153,8 @@ def verdict(payload: dict, agent: str = AGENT) -> dict | None:
                      f"{out['classical_median_turnover']:.1f}/yr costs {drag:.1%}/yr (median "
                      f"{mdrag:.1%}); gross of costs its Sharpe is "
                      f"{(out['agent_gross_sharpe'] or float('nan')):.2f} vs "
-                     f"{(out['best_classical_gross_sharpe'] or float('nan')):.2f}. The daily "
-                     f"Micro re-allocation churns: a wider no-trade band "
-                     f"(env.constraints.rebalance_threshold) is the first lever.")
+                     f"{(out['best_classical_gross_sharpe'] or float('nan')):.2f}."
+                     + turnover_source_note(st[agent].get("attribution")))
     ga, gb = out["agent_gross_sharpe"], out["best_classical_gross_sharpe"]
     if not out["beats_best_classical"] and ga is not None and gb is not None and ga < gb:
         notes.append(f"Gross of costs it still trails {best} (Sharpe {ga:.2f} vs {gb:.2f}): "

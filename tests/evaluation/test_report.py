@@ -118,6 +118,20 @@ def test_verdict_names_the_best_classical_baseline_and_the_cost_diagnosis(payloa
     assert verdict(payload) is None   # no agent, no verdict
 
 
+def test_the_cost_note_names_the_largest_turnover_source():
+    from hrl_sarp_jax.evaluation.report import turnover_source_note
+
+    tov = {"rule": "r", "days": 400, "exposure": 0.99, "macro": 1.73, "micro": 0.2,
+           "sector_between_goals": 0.58, "support": 0.04, "total": 3.55}
+    note = turnover_source_note({"turnover_by_source": tov})
+    assert "the Macro's sector moves on its decision days (1.7 of 3.5/yr" in note
+    assert "env.goal_step" in note
+    gate = turnover_source_note({"turnover_by_source": {**tov, "exposure": 2.5}})
+    assert "the risk manager's exposure changes (2.5 of 3.5/yr" in gate
+    assert turnover_source_note(None) == "" == turnover_source_note(
+        {"turnover_by_source": None})
+
+
 def _chromium() -> str | None:
     import shutil
 
