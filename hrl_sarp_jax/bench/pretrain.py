@@ -97,8 +97,10 @@ def time_phase(prep: runner.Prepared, seeds: int, epochs: int, repeats: int, see
     return {
         "phase": prep.phase, "seeds": seeds, "epochs": epochs,
         "wall_s": round(compile_s + sum(times), 4), "compile_s": round(compile_s, 4),
-        "epoch_s": round(chunk_s / epochs, 6), "train_samples": prep.train_size,
-        "batch_size": prep.pcfg.batch_size, "minibatches_per_epoch": spec.num_minibatches,
+        "epoch_s": round(chunk_s / epochs, 6), "train_samples": int(prep.train.count),
+        "batch_size": prep.pcfg.batch_size,
+        # the minibatches that run (a padded set's filler minibatches are skipped)
+        "minibatches_per_epoch": max(1, int(prep.train.count) // spec.minibatch),
     }
 
 
@@ -132,8 +134,8 @@ def bench_pretrain(repeats: int = 3, cfg: Config | None = None,
             rec = time_phase(preps[phase], seeds, epochs, repeats)
             yield {**rec, **roofline(rec, mflops[phase]), **ctx}
     p1 = preps[1]
-    big = dataclasses.replace(p1, train=_tile(p1.train, ORIGINAL_PHASE1_SAMPLES),
-                              train_size=ORIGINAL_PHASE1_SAMPLES,
+    real = jax.tree.map(lambda x: x[: int(p1.train.count)], p1.train.data)
+    big = dataclasses.replace(p1, train=pt.pad_set(_tile(real, ORIGINAL_PHASE1_SAMPLES), 64),
                               pcfg=dataclasses.replace(p1.pcfg, batch_size=64))
     rec = time_phase(big, 1, epochs, repeats)
     same_batch = big.pcfg.batch_size == p1.pcfg.batch_size  # tiling alone changes no shape

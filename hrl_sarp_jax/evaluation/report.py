@@ -80,8 +80,8 @@ _TURNOVER_LEVERS = {
 
 
 def turnover_source_note(attribution: dict | None) -> str:
-    """' Most of it is <source> (x of y/yr; levers: ...).' from a strategy's
-    ``attribution.turnover_by_source``; '' when it has none."""
+    """' The largest share is <source> (x of y/yr; settings that move it: ...).' from a
+    strategy's ``attribution.turnover_by_source``; '' when it has none."""
     t = (attribution or {}).get("turnover_by_source") or {}
     have = {k: float(t[k]) for k in _TURNOVER_LEVERS if t.get(k) is not None}
     if not have or not t.get("total"):

@@ -57,7 +57,6 @@ class Prepared:
     val: pt.Padded
     hp: pt.PretrainHParams
     pcfg: PretrainConfig
-    train_size: int          # real training samples (train.rows counts the padding too)
     baselines: dict[str, float]
     info: dict[str, Any]
     summarize: Callable[[dict[str, np.ndarray]], dict[str, Any]]
@@ -175,7 +174,6 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
     padded_train, padded_val = pt.pad_set(train, p.batch_size), pt.pad_set(val)
     return Prepared(
         phase=1, task=task, train=padded_train, val=padded_val, hp=hp, pcfg=p,
-        train_size=train.size,
         baselines=macro_baselines(train, val),
         info={
             "train_samples": train.size, "val_samples": val.size,
@@ -254,7 +252,7 @@ def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
     return Prepared(
         phase=2, task=task,
         train=padded.replace(data=pt.MicroTrainSet(padded.data, jnp.asarray(probs, jnp.float32))),
-        val=padded_val, hp=pt.PretrainHParams.from_config(p), pcfg=p, train_size=train.size,
+        val=padded_val, hp=pt.PretrainHParams.from_config(p), pcfg=p,
         baselines=micro_baselines(val_set),
         info={
             "train_samples": train.size, "val_samples": val.size,

@@ -206,8 +206,8 @@ def test_phase1_and_2_samples_pool_each_markets_own_samples(smoke_market, pooled
     m_tr, _ = ds.micro_datasets(market, meta, feats, cfg)
     q_tr, _ = ds.micro_datasets(pool[0].market, pool[0].meta, pool[0].feats, cfg)
     micro = prepare_micro(cfg, market, meta, feats, pool)
-    assert micro.train_size == m_tr.size + q_tr.size
-    np.testing.assert_allclose(np.asarray(micro.train.data.samples.within)[m_tr.size:micro.train_size],
+    assert int(micro.train.count) == m_tr.size + q_tr.size
+    np.testing.assert_allclose(np.asarray(micro.train.data.samples.within)[m_tr.size:int(micro.train.count)],
                                np.asarray(q_tr.within), rtol=0, atol=0)
 
 
