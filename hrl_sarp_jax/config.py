@@ -463,6 +463,15 @@ class TrainConfig:
     validation Sharpe minus this many standard errors of its paired per-episode improvement over
     the starting policy (``training/selection.py``): a trained checkpoint replaces the start only
     when it beats it by more than the margin. 0: the plain maximum (the original's rule)."""
+    validation: str = "continuous"
+    """How the RL phases (3, 4, 5, flat) validate while they train. ``episodes``: the policy on
+    up to 16 episodes started across the validation window (Macro and flat: 26 weeks each,
+    ``env.macro_episode_weeks``; Micro: 126 days), each from cash with a fresh risk gate, the
+    validation Sharpe their mean. ``continuous``: as the test is run, one walk from the
+    window's first week end (Micro: its first day) to its end, one book and one gate
+    throughout, the validation Sharpe that walk's; its consecutive quarters (13 weeks, 63
+    days; a window shorter than two quarters is halved) stand in for episodes in the selection
+    margin's standard error (``training/validation.py``)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _F32 = jnp.float32
 _EPS = 1e-12
@@ -49,6 +50,29 @@ def sharpe(r, periods_per_year: float = 252, rf: float = 0.0, mask=None) -> jax.
     # float32 rounding leaves a constant series with std ~ ulp(mean): treat that as 0.
     std = jnp.where(std > 1e-5 * jnp.abs(mean), std, 0.0)
     return _safe_div(mean, std) * jnp.sqrt(_F32(periods_per_year))
+
+
+def block_index(length: int, block: int) -> np.ndarray:
+    """int [length]: the block of each period when a series of ``length`` periods is cut
+    into consecutive blocks of ``block`` periods, a short remainder joining the last block
+    (length 5, block 2: [0, 0, 1, 1, 1]). A series shorter than two blocks is cut in two
+    halves of at least 2 periods instead (length 7, block 13: [0, 0, 0, 1, 1, 1, 1]), so a
+    spread over blocks exists whenever the series has 4 periods. Static (NumPy)."""
+    length, block = int(length), max(int(block), 1)
+    size = block if length // block >= 2 else max(length // 2, 2)
+    count = max(length // size, 1)
+    return np.minimum(np.arange(length) // size, count - 1)
+
+
+def block_sharpes(r, block: int, periods_per_year: float = 252, mask=None) -> jax.Array:
+    """[B] the ``sharpe`` of each consecutive block of ``block`` periods of r [T]
+    (``block_index``: the last block takes the remainder, a series shorter than two blocks
+    is halved); masked periods are dropped within their block."""
+    r = jnp.asarray(r, _F32)
+    m = jnp.ones(r.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    idx = block_index(r.shape[0], block)
+    member = jnp.asarray(idx[None, :] == np.arange(int(idx[-1]) + 1)[:, None])  # [B, T]
+    return jax.vmap(lambda b: sharpe(r, periods_per_year, mask=m & b))(member)
 
 
 def sortino(r, periods_per_year: float = 252, rf: float = 0.0, mask=None) -> jax.Array:

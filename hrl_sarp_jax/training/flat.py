@@ -57,12 +57,12 @@ from hrl_sarp_jax.training.ppo_loop import (
     LoopSpec,
     PPOSetup,
     compile_programs,
-    eval_start_days,
     member_keys,
     run_ppo,
     split_bounds,
 )
 from hrl_sarp_jax.training.sharding import seed_mesh_for
+from hrl_sarp_jax.training.validation import MAX_EPISODES, block_steps, weekly_plan
 from hrl_sarp_jax.types import Array, Params, PyTree
 
 __all__ = ["compile_programs"]
@@ -227,18 +227,19 @@ def _program(num_stocks: int, num_sectors: int, return_window: int, networks: Ne
 
 # HOST ONLY
 def setup_flat(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet, *,
-               total_env_steps: int | None = None, max_eval_episodes: int = 16) -> FlatSetup:
+               total_env_steps: int | None = None,
+               max_eval_episodes: int = MAX_EPISODES) -> FlatSetup:
     """Env params for the train / validation splits, the evaluation start days and the
     program, with Phase 3's sizes and env-step budget (``cfg.train.ppo``)."""
     val_start, test_start, _ = split_bounds(meta, cfg, market.num_days)
     train_params = FlatEnv.make_params(market, feats, cfg.env, split=(0, val_start - 1))
     val_params = FlatEnv.make_params(market, feats, cfg.env, split=(val_start, test_start - 1))
     spec = FlatSpec.from_config(cfg.train.ppo, updates_per_chunk=cfg.train.eval_interval,
-                                eval_weeks=cfg.env.macro_episode_weeks,
-                                total_env_steps=total_env_steps)
+                                total_env_steps=total_env_steps,
+                                eval_block_weeks=block_steps(cfg.train.validation))
     spec = dataclasses.replace(spec, anchored=False)  # no starting policy to anchor to
-    days = eval_start_days(np.asarray(market.week_end), val_start, test_start - 1,
-                           spec.eval_weeks, max_eval_episodes)
+    val_params, days = weekly_plan(cfg.train.validation, np.asarray(market.week_end), val_start,
+                                   test_start - 1, val_params, max_eval_episodes)
     dates = np.asarray(meta.dates)
     info = {
         "agent": "flat PPO over stock weights (Dirichlet over tradable stocks), weekly",

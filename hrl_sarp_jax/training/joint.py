@@ -49,7 +49,7 @@ from hrl_sarp_jax.envs.params import seed_axes, with_policy
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training import curriculum as cur
-from hrl_sarp_jax.training import rl_macro, rl_micro
+from hrl_sarp_jax.training import rl_macro, rl_micro, validation
 from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.ppo_loop import (
     chunk_program,
@@ -58,7 +58,7 @@ from hrl_sarp_jax.training.ppo_loop import (
     place_env_params,
 )
 from hrl_sarp_jax.training.programs import compile_ahead
-from hrl_sarp_jax.training.selection import RankedCheckpoints, effective_windows
+from hrl_sarp_jax.training.selection import RankedCheckpoints
 from hrl_sarp_jax.training.sharding import replicate, seed_mesh_for, shard_seeds, to_host
 from hrl_sarp_jax.types import Params, PyTree
 from hrl_sarp_jax.utils.trees import first_member, take_members
@@ -143,11 +143,11 @@ def _programs(s3: rl_macro.Phase3Setup, s4: rl_micro.Phase4Setup) -> dict[str, C
     ``policy_params`` only (jit caches one executable per shape)."""
     p3, p4 = s3.program, s4.p4
     ax3 = seed_axes(s3.train_params)
-    micro = rl_micro.seed_programs(p4, s4.train_params)  # Phase 4's own programs
+    micro = rl_micro.seed_programs(p4, s4.train_params, s4.val_params)  # Phase 4's own
     return {  # Phase 3's own programs as well (ppo_loop.compile_programs)
         "init3": init_program(p3),
         "chunk3": chunk_program(p3, ax3, True),
-        "eval3": evaluate_program(p3, ax3),
+        "eval3": evaluate_program(p3, seed_axes(s3.val_params)),
         "chunk4": micro["chunk"],
         "eval4": micro["evaluate"],
     }
@@ -454,8 +454,9 @@ def run_phase5(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta, fe
             state3, state4 = both["macro"], both["micro"]
             done = int(user.get("round", ranked.resumed_from))
             say(f"phase 5: resumed after round {done}")
-        windows = effective_windows(np.asarray(setup.s3.eval_days),
-                                    setup.s3.program.spec.eval_weeks)
+        windows = validation.windows(np.asarray(setup.s3.eval_days),
+                                     setup.s3.val_params.max_steps_in_episode,
+                                     setup.s3.program.spec.eval_block_weeks)
         mesh = seed_mesh_for(k)
         setup, state3, state4 = _place(setup, state3, state4, mesh)
         compile_s, fingerprints = _compile(setup, state3, state4, mesh)

@@ -23,7 +23,7 @@ def check_training_config(cfg) -> None:
     """Every data-free check of the keys a training run reads, before any phase starts (each a
     ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*
     and attention sizes, the pre-training, PPO, TD3, joint and pool settings and
-    ``train.checkpoint`` / ``checkpoint_margin``. Phases check again where they use a key."""
+    ``train.checkpoint`` / ``checkpoint_margin`` / ``validation``. Phases check again where they use a key."""
 
     from hrl_sarp_jax.agents.ppo import PPOHParams
     from hrl_sarp_jax.agents.td3 import TD3HParams
@@ -35,16 +35,18 @@ def check_training_config(cfg) -> None:
     from hrl_sarp_jax.training.rl_macro import Phase3Spec
     from hrl_sarp_jax.training.rl_micro import Phase4Spec
     from hrl_sarp_jax.training.runner import check_pretrain_config
+    from hrl_sarp_jax.training.validation import check_kind
 
     check_env_config(cfg.env)
     check_network_config(cfg.networks)
     check_pretrain_config(cfg.train.macro_pretrain, "macro_pretrain")
     check_pretrain_config(cfg.train.micro_pretrain, "micro_pretrain")
-    Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1, eval_weeks=1)
+    Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1)
     PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)
     TD3HParams.from_config(cfg.train.td3)
     check_pool_config(cfg.train.pool, cfg.train.ppo.num_envs)
+    check_kind(cfg.train.validation)
     if cfg.train.checkpoint not in CHECKPOINT_RULES:
         raise ConfigError(f"train.checkpoint = {cfg.train.checkpoint!r} is not one of "
                           f"{', '.join(CHECKPOINT_RULES)}")

@@ -47,7 +47,13 @@ from hrl_sarp_jax.agents.ppo import (
 from hrl_sarp_jax.config import PPOConfig
 from hrl_sarp_jax.envs.params import EnvParams, is_pooled, market_axes
 from hrl_sarp_jax.errors import ConfigError
-from hrl_sarp_jax.finance.metrics import max_drawdown, sharpe, total_return
+from hrl_sarp_jax.finance.metrics import (
+    block_index,
+    block_sharpes,
+    max_drawdown,
+    sharpe,
+    total_return,
+)
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training.programs import compiled_flops
 from hrl_sarp_jax.types import Array, Params, PRNGKey, PyTree
@@ -84,8 +90,13 @@ class PPOSpec:
     anchored: bool = False
     """The state keeps the policy the phase starts from (``PPOState.anchor``) and PPO's loss
     adds ``hp.anchor_kl_coef`` × KL(anchor ‖ π) (``train.ppo.anchor_kl_coef`` > 0)."""
-    eval_weeks: int = 26
-    """Weeks per deterministic evaluation episode."""
+    eval_block_weeks: int = 0
+    """0: each evaluation start day begins one episode, whose Sharpe is one of the per-episode
+    statistics (``train.validation: episodes``). B > 0: each start day begins one continuous
+    walk through the validation window (``train.validation: continuous``), whose Sharpe is the
+    validation Sharpe, and its consecutive blocks of B weeks (the last one taking the remainder)
+    are the per-episode statistics that the selection margin's standard error reads. Either
+    way the walk's length is the validation env params' ``max_steps_in_episode``."""
 
     @property
     def steps_per_update(self) -> int:
@@ -97,8 +108,8 @@ class PPOSpec:
 
     # HOST ONLY
     @classmethod
-    def from_config(cls, ppo: PPOConfig, *, updates_per_chunk: int, eval_weeks: int,
-                    total_env_steps: int | None = None) -> PPOSpec:
+    def from_config(cls, ppo: PPOConfig, *, updates_per_chunk: int,
+                    total_env_steps: int | None = None, eval_block_weeks: int = 0) -> PPOSpec:
         """The spec of ``PPOConfig``: ``rollout_steps`` env steps per update over all envs
         (T = rollout_steps / num_envs weeks per env), num_minibatches = rollout_steps /
         minibatch_size, updates = the budget / rollout_steps rounded up to whole chunks."""
@@ -127,7 +138,7 @@ class PPOSpec:
                    warmup_updates=min(int(ppo.warmup_updates), updates),
                    critic_warmup_updates=int(ppo.critic_warmup_updates),
                    anchored=float(ppo.anchor_kl_coef) > 0,
-                   eval_weeks=max(int(eval_weeks), 1))
+                   eval_block_weeks=max(int(eval_block_weeks), 0))
 
 
 def phase_optimizer() -> Any:
@@ -483,17 +494,25 @@ def walk(task: PPOTask, params: Params, env_params: EnvParams, weeks: int, use_p
 
 def _eval_episode(m: _Model, params: Params, env_params: EnvParams, day: Array,
                   use_policy: Array, key: PRNGKey) -> dict[str, Array]:
-    """Statistics of one ``walk`` of ``spec.eval_weeks`` weeks from week end ``day``."""
+    """Statistics of one ``walk`` of ``env_params.max_steps_in_episode`` weeks from week end
+    ``day``; with ``spec.eval_block_weeks`` also its blocks' Sharpes and live weeks [B]."""
     p = env_params.replace(start_lo=day, start_hi=day)
-    out = walk(m.task, params, p, m.spec.eval_weeks, use_policy, key)
+    out = walk(m.task, params, p, env_params.max_steps_in_episode, use_policy, key)
     r, live = out["net_return"], out["live"]
-    return {
+    stats = {
         "sharpe": sharpe(r, WEEKS_PER_YEAR, mask=live),
         "return": total_return(r, mask=live),
         "max_drawdown": max_drawdown(r, mask=live),
         "weeks": jnp.sum(live).astype(_I32),
         **m.task.eval_stats(out, live),
     }
+    if m.spec.eval_block_weeks:
+        bw = m.spec.eval_block_weeks
+        idx = block_index(r.shape[0], bw)
+        stats["block_sharpe"] = block_sharpes(r, bw, WEEKS_PER_YEAR, mask=live)
+        stats["block_weeks"] = jnp.zeros(int(idx[-1]) + 1, _I32).at[idx].add(
+            live.astype(_I32))
+    return stats
 
 
 def _policy_and_comparator(m: _Model, params: Params, env_params: EnvParams,
@@ -521,25 +540,29 @@ def evaluate(m: _Model, params: Params, env_params: EnvParams, start_days: Array
 
     ``key`` only feeds the env's reset draw inside a one-week window: results do not depend on
     it. Returns per-episode arrays [K] (``episode_sharpe``, ``episode_equal_weight_sharpe``,
-    ``episode_weeks``) and scalars: val_sharpe / val_sharpe_std (annualised with √52 over
-    weekly net returns, mean / std over episodes), the same for the comparator, val_return,
+    ``episode_weeks``; with ``spec.eval_block_weeks`` the walks' blocks instead, [K·B]) and
+    scalars: val_sharpe (annualised with √52 over weekly net returns, mean over episodes or
+    walks) / val_sharpe_std (std over the per-episode values), the same for the comparator,
+    val_return,
     val_equal_weight_return (mean total return), val_max_drawdown, val_episodes and the task's
     ``eval_metrics``.
     """
     pol, ew = _policy_and_comparator(m, params, env_params, start_days, key)
     k = pol["sharpe"].shape[0]
+    unit = "block_" if m.spec.eval_block_weeks else ""
+    per, per_ew = pol[unit + "sharpe"].reshape(-1), ew[unit + "sharpe"].reshape(-1)
     return {
         "val_sharpe": jnp.mean(pol["sharpe"]),
-        "val_sharpe_std": jnp.std(pol["sharpe"]),
+        "val_sharpe_std": jnp.std(per),
         "val_equal_weight_sharpe": jnp.mean(ew["sharpe"]),
-        "val_equal_weight_sharpe_std": jnp.std(ew["sharpe"]),
+        "val_equal_weight_sharpe_std": jnp.std(per_ew),
         "val_return": jnp.mean(pol["return"]),
         "val_equal_weight_return": jnp.mean(ew["return"]),
         "val_max_drawdown": jnp.mean(pol["max_drawdown"]),
         "val_episodes": jnp.asarray(k, _I32),
-        "episode_sharpe": pol["sharpe"],
-        "episode_equal_weight_sharpe": ew["sharpe"],
-        "episode_weeks": pol["weeks"],
+        "episode_sharpe": per,
+        "episode_equal_weight_sharpe": per_ew,
+        "episode_weeks": pol[unit + "weeks"].reshape(-1),
         **m.task.eval_metrics(pol, ew),
     }
 

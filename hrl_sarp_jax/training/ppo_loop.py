@@ -16,7 +16,6 @@ the starting one by more than a standard error (``final_vs_start``).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,10 +33,11 @@ from hrl_sarp_jax.data.market import MarketMeta
 from hrl_sarp_jax.envs.params import EnvParams, seed_axes, with_policy
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.training import curriculum as cur
+from hrl_sarp_jax.training import validation
 from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.ppo_engine import PPOProgram, PPOState
 from hrl_sarp_jax.training.programs import RUN_ONCE_OPTIONS, compile_ahead, jit_once
-from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints, effective_windows
+from hrl_sarp_jax.training.selection import SELECT_METRIC, RankedCheckpoints
 from hrl_sarp_jax.training.sharding import replicate, shard_seeds, to_host
 from hrl_sarp_jax.types import Array, PyTree
 from hrl_sarp_jax.utils.trees import repeat_members
@@ -73,19 +73,6 @@ def split_bounds(meta: MarketMeta, cfg: Config, num_days: int) -> tuple[int, int
                           f"{cfg.data.test_start} leave no training or validation days in "
                           f"{dates[0]}..{dates[-1]}")
     return val, test, num_days
-
-
-# HOST ONLY
-def eval_start_days(week_end: np.ndarray, lo: int, hi: int, weeks: int, max_episodes: int
-                    ) -> np.ndarray:
-    """int32 [K] evaluation start days: every k-th week end in [lo, hi] that leaves ``weeks``
-    full weeks before hi (or the first week end if none does), k chosen so K <= max_episodes."""
-    ends = cur.window_week_ends(week_end, lo, hi)
-    if ends.size == 0:
-        raise ConfigError(f"the validation window [{lo}, {hi}] holds no week end")
-    usable = ends[: max(ends.size - weeks, 1)]
-    every = max(math.ceil(usable.size / max(int(max_episodes), 1)), 1)
-    return usable[::every].astype(np.int32)
 
 
 # HOST ONLY
@@ -472,7 +459,9 @@ def run_ppo(run: Run, cfg: Config, loop: LoopSpec,
         state = compiled.init(member_keys(cfg.seed, loop.key_stream, k) if keys is None
                               else keys, hp, compiled.train_params,
                               *_starts_arg(setup, course.stage))
-        ranked.windows = effective_windows(np.asarray(setup.eval_days), spec.eval_weeks)
+        ranked.windows = validation.windows(np.asarray(setup.eval_days),
+                                            setup.val_params.max_steps_in_episode,
+                                            spec.eval_block_weeks)
         state, info, resumed = _start_or_resume(ranked, state, course, start_info, prepare)
         if resumed:
             said = f" (next stage {course.stage})" if rule is not None else ""

@@ -71,13 +71,18 @@ from hrl_sarp_jax.training.ppo_loop import (
     LoopSpec,
     PPOSetup,
     compile_programs,
-    eval_start_days,
     member_keys,
     run_ppo,
     split_bounds,
     stack_hparams,
 )
 from hrl_sarp_jax.training.sharding import check_member_axis, seed_mesh_for
+from hrl_sarp_jax.training.validation import (
+    MAX_EPISODES,
+    block_steps,
+    eval_start_days,
+    weekly_plan,
+)
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PyTree
 from hrl_sarp_jax.utils.trees import first_member
 
@@ -269,7 +274,7 @@ def phase3_keys(seed: int, count: int) -> Array:
 def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet, *,
                  micro_params: Params | None = None,
                  rule: cur.CurriculumRule = cur.DEFAULT_RULE,
-                 total_env_steps: int | None = None, max_eval_episodes: int = 16,
+                 total_env_steps: int | None = None, max_eval_episodes: int = MAX_EPISODES,
                  pool: tuple[PoolMarket, ...] = ()) -> Phase3Setup:
     """Env params for the train / validation splits, the curriculum stages, the eval starts and
     the Phase-3 functions. ``micro_params``: a Phase-2 MicroActor to freeze inside the env
@@ -280,8 +285,8 @@ def setup_phase3(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fea
     envs) with that market's curriculum, and validation runs every market's validation window
     (M·K episodes)."""
     spec = Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=cfg.train.eval_interval,
-                                  eval_weeks=cfg.env.macro_episode_weeks,
-                                  total_env_steps=total_env_steps)
+                                  total_env_steps=total_env_steps,
+                                  eval_block_weeks=block_steps(cfg.train.validation))
     policy_params = None if micro_params is None else {
         "actor": micro_params, "stock_sector": jnp.asarray(market.stock_sector, _I32)}
     markets = [(market, meta, feats)] + [(p.market, p.meta, p.feats) for p in pool]
@@ -344,8 +349,8 @@ def _market_setup(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
         np.asarray(market.week_end), regime, np.asarray(market.benchmark_returns),
         int(train_params.start_lo), int(train_params.start_hi), int(train_params.t_hi), rule,
         width_lo=0)  # the training split's first day: one width for one training span
-    days = eval_start_days(np.asarray(market.week_end), val_start, test_start - 1,
-                           spec.eval_weeks, max_eval_episodes)
+    val_params, days = weekly_plan(cfg.train.validation, np.asarray(market.week_end),
+                                   val_start, test_start - 1, val_params, max_eval_episodes)
     return train_params, val_params, windows, days, cinfo, source
 
 

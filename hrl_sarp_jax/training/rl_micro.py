@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
@@ -51,9 +51,10 @@ from hrl_sarp_jax.envs.params import EnvParams, seed_axes
 from hrl_sarp_jax.envs.rewards import goal_reward
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES
-from hrl_sarp_jax.finance.metrics import sharpe
+from hrl_sarp_jax.finance.metrics import block_sharpes, sharpe
 from hrl_sarp_jax.networks.inputs import micro_inputs
 from hrl_sarp_jax.networks.micro import MicroActor, MicroCritic
+from hrl_sarp_jax.training import validation
 from hrl_sarp_jax.training.host_loop import run_loop
 from hrl_sarp_jax.training.programs import (
     RUN_ONCE_OPTIONS,
@@ -61,7 +62,7 @@ from hrl_sarp_jax.training.programs import (
     compiled_flops,
     jit_once,
 )
-from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints, effective_windows
+from hrl_sarp_jax.training.selection import DAYS_PER_WEEK, RankedCheckpoints
 from hrl_sarp_jax.training.sharding import (
     check_member_axis,
     seed_mesh_for,
@@ -111,6 +112,10 @@ class Phase4Spec:
     > 0; see agents.td3.make_td3)."""
     eval_episodes: int = 16
     """Validation episodes, started at evenly spaced days of the validation window."""
+    eval_block_days: int = 0
+    """0: each validation episode's Sharpe is one per-episode statistic. B > 0 (``train.validation:
+    continuous``, one episode through the window): its consecutive blocks of B days (the
+    last one taking the remainder) are (``validation.daily_plan``)."""
 
     def buffer_rows(self, episode_days: int) -> int:
         """Ring rows (vector steps of num_envs transitions) for ``buffer_episodes`` episodes of
@@ -518,9 +523,13 @@ def evaluate(m: Phase4Model, actor_params: Params, env_params: EnvParams, key: P
         "val_turnover": mean(agent_out["turnover"]),
         "val_mean_daily_return": mean(agent_out["net_return"]),
         "val_days": jnp.sum(alive.astype(_I32)),
-        # [m] each episode's own annualised Sharpe (the selection margin pairs them)
-        "episode_sharpe": jax.vmap(lambda r, a: sharpe(r, 252, mask=a))(
-            agent_out["net_return"], agent_out["alive"]),
+        # [m] each episode's own annualised Sharpe (the selection margin pairs them), or [B]
+        # each block's of the one continuous episode
+        "episode_sharpe": (
+            block_sharpes(agent_out["net_return"][0], m.spec.eval_block_days, 252,
+                          mask=agent_out["alive"][0]) if m.spec.eval_block_days else
+            jax.vmap(lambda r, a: sharpe(r, 252, mask=a))(
+                agent_out["net_return"], agent_out["alive"])),
     }
 
 
@@ -567,18 +576,22 @@ def seeds_chunk(p4: Phase4, params_axis: int | None = None
     return chunk
 
 
-def seed_programs(p4: Phase4, env_params: EnvParams) -> dict[str, Callable]:
+def seed_programs(p4: Phase4, env_params: EnvParams, val_params: EnvParams | None = None
+                  ) -> dict[str, Callable]:
     """Phase 4's jitted programs over K lock-step seeds, env params mapped on their per-seed
     ``policy_params`` (``envs.params.seed_axes``): ``init(keys [K], env_params, actor [K] or
-    None)``, ``chunk(state, env_params, hp)``, ``evaluate(actor [K], env_params, key)``. Phase 4
-    and Phase 5's Micro block both use these, so the same shapes give the same executables."""
+    None)``, ``chunk(state, env_params, hp)``, ``evaluate(actor [K], val_params, key)``
+    (``val_params``: the validation params, whose episode length may differ; default
+    ``env_params``). Phase 4 and Phase 5's Micro block both use these, so the same shapes give
+    the same executables."""
     axes = seed_axes(env_params)
+    val_axes = axes if val_params is None else seed_axes(val_params)
     return {
         "init": jit_once(p4, "init", axes, lambda: jax.jit(
             jax.vmap(p4.init, in_axes=(0, axes, 0)), compiler_options=RUN_ONCE_OPTIONS)),
         "chunk": jit_once(p4, "chunk", axes, lambda: jax.jit(seeds_chunk(p4, axes))),
-        "evaluate": jit_once(p4, "evaluate", axes, lambda: jax.jit(
-            jax.vmap(p4.evaluate, in_axes=(0, axes, None)))),
+        "evaluate": jit_once(p4, "evaluate", val_axes, lambda: jax.jit(
+            jax.vmap(p4.evaluate, in_axes=(0, val_axes, None)))),
     }
 
 
@@ -646,17 +659,20 @@ def setup_phase4(cfg: Config, market: Any, meta: Any, feats: Any, *,
     val_start, test_start = split_bounds(meta, cfg, market.num_days)
     n, s = market.num_stocks, market.num_sectors
     f_s = int(feats.sector.shape[-1])
+    train_params = MicroEnv.make_params(market, feats, cfg.env, split=(0, val_start - 1),
+                                        policy_params=macro_params)
     spec = spec or Phase4Spec.from_config(cfg.train.td3)
+    val_params, episodes = validation.daily_plan(cfg.train.validation, MicroEnv.make_params(
+        market, feats, cfg.env, split=(val_start, test_start - 1), policy_params=macro_params),
+        spec.eval_episodes)
+    spec = replace(spec, eval_episodes=episodes, eval_block_days=validation.block_steps(
+        cfg.train.validation, daily=True))
     env, p4 = _phase4_functions(n, s, f_s, cfg.env.return_window, cfg.networks, spec,
                                 macro_params is not None, int(feats.macro.shape[-1]))
     if macro_params is not None and seeds is not None and {
             int(np.shape(x)[0]) for x in jax.tree.leaves(macro_params)} != {int(seeds)}:
         raise ValueError(f"setup_phase4: macro_params must be stacked [{seeds}] (one Macro "
                          f"per seed)")
-    train_params = MicroEnv.make_params(market, feats, cfg.env, split=(0, val_start - 1),
-                                        policy_params=macro_params)
-    val_params = MicroEnv.make_params(market, feats, cfg.env, split=(val_start, test_start - 1),
-                                      policy_params=macro_params)
     dates = np.asarray(meta.dates)
     info = {
         "goal_source": "phase3_macro" if macro_params is not None else "sampled",
@@ -777,10 +793,12 @@ def _evaluate_record(evaluate: Callable, state: Phase4State, setup: Phase4Setup,
 
 def eval_windows(spec: Phase4Spec, val_params: EnvParams) -> float:
     """Independent windows behind Phase 4's ``eval_episodes`` validation episodes (evenly
-    spaced starts over the split, each ``max_steps_in_episode`` days; ``training.selection``)."""
+    spaced starts over the split, each ``max_steps_in_episode`` days; ``training.selection``),
+    or the blocks of its one continuous episode."""
     lo, hi = int(val_params.start_lo), int(val_params.start_hi)
     starts = lo + np.round(np.linspace(0.0, 1.0, spec.eval_episodes) * (hi - lo))
-    return effective_windows(starts, int(val_params.max_steps_in_episode) / DAYS_PER_WEEK)
+    return validation.windows(starts, int(val_params.max_steps_in_episode),
+                              spec.eval_block_days, steps_per_week=DAYS_PER_WEEK)
 
 
 class Phase4Task:
@@ -889,7 +907,7 @@ def _start_compiled(setup: Phase4Setup, ranked: RankedCheckpoints, seed: int, k:
     hp = stack_hparams(setup.hp, k) if hparams is None else hparams
     train_keys, eval_key = phase4_keys(seed, k)
     train_keys = train_keys if member_keys is None else member_keys
-    programs = seed_programs(setup.p4, setup.train_params)
+    programs = seed_programs(setup.p4, setup.train_params, setup.val_params)
     state, init_s, init_fp = _fresh_state(programs["init"], train_keys, setup, actor, k)
     ranked.windows = eval_windows(setup.p4.spec, setup.val_params)
     restored = ranked.restore_latest(state)

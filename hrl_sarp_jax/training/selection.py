@@ -69,7 +69,9 @@ def selection_score(value: float, now: np.ndarray, start: np.ndarray | None, win
 
 
 def seeds_vs_start(now: np.ndarray, start: np.ndarray, windows: float) -> dict:
-    """Per seed (``now`` / ``start`` [K, E]): the mean per-episode improvement over the start,
+    """Per seed (``now`` / ``start`` [K, E]): the mean per-episode improvement over the start
+    (under ``train.validation: continuous`` the episodes are the walk's quarters, so this is
+    the mean quarterly Sharpe's change, near but not equal to the walk Sharpe's),
     its standard error (as ``improvement_se`` for that seed alone) and how many seeds improved
     by more than one standard error -- issue 13's test of an RL phase, for its summary."""
     now, start = np.asarray(now, np.float64), np.asarray(start, np.float64)

@@ -32,11 +32,12 @@ beside a copy of the sweep run's earlier phases (its config.yaml carries the bes
 <run>/sweep/best/config.yaml`` (Phase 5 after a Phase-4 sweep) and ``hrl-sarp evaluate``
 continue from it).
 
-Overfitting of the selection. The ranking's validation Sharpe is a mean over overlapping
-``eval_weeks``-week episodes, which are no return series. So after training each member's final
-policy (deterministic, as in the evaluation) walks the validation split once, from its first
-evaluation start day to its end, as ONE episode: weekly net returns [W] per member
-(``validation_walk``; its first ``eval_weeks`` weeks are the first validation episode). Rows of
+Overfitting of the selection. Under ``train.validation: episodes`` the ranking's validation
+Sharpe is a mean over overlapping episodes, which are no return series. So after training each
+member's final policy (deterministic, as in the evaluation) walks the validation split once,
+from its first week end to its end, as ONE episode (``train.validation: continuous``'s walk):
+weekly net returns [W] per member (``validation_walk``; under ``episodes`` its first
+``env.macro_episode_weeks`` weeks are the first validation episode). Rows of
 the PBO matrix are these W weeks, columns the M settings (each the mean over its K seeds'
 weekly returns); ``overfitting_block`` hands the matrix and the chosen setting (rank 1) to the
 ``overfitting`` callback, ``evaluation.overfitting.selection_overfitting``: PBO by CSCV
@@ -83,6 +84,7 @@ from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training.ppo_engine import walk
 from hrl_sarp_jax.training.selection import START_KEY
+from hrl_sarp_jax.training.validation import weekly_plan
 from hrl_sarp_jax.utils.atomic import atomic_write_json, atomic_write_text
 
 SECTION = "sweep"
@@ -701,17 +703,14 @@ def validation_weekly_returns(run: Run, cfg: Config, spec: SweepSpec,
     setup = rm.setup_phase3(cfg, market, meta, feats, micro_params=micro,
                             rule=curriculum_rule(spec), total_env_steps=total_env_steps)
     state, _, step = _latest_state(run, cfg, setup, settings, k)
-    day0, t_hi = int(setup.eval_days[0]), int(setup.val_params.t_hi)
+    t_hi = int(setup.val_params.t_hi)
     week_end = np.asarray(market.week_end, bool)
-    weeks = int(week_end[day0 + 1: t_hi + 1].sum())
-    if weeks < 1:
-        raise ConfigError(f"the validation split holds no full week after its first start day "
-                          f"{meta.dates[day0]}; move data.test_start later")
+    params, days = weekly_plan("continuous", week_end, int(setup.eval_days.min()), t_hi,
+                               setup.val_params)
+    day0, weeks = int(days[0]), int(params.max_steps_in_episode) - 1
     ends = np.flatnonzero(week_end[: t_hi + 1])
-    params = setup.val_params.replace(start_lo=jnp.int32(day0), start_hi=jnp.int32(day0),
-                                      max_steps_in_episode=weeks + 1)
+    params = params.replace(start_lo=jnp.int32(day0), start_hi=jnp.int32(day0))
     key = jax.random.fold_in(jax.random.key(int(cfg.seed)), 1000 + rm.PHASE)
-    # one step more than the weeks left: only the end of the split (or ruin) ends the episode
     walks = jax.jit(jax.vmap(partial(validation_walk, setup.program, weeks),
                              in_axes=(0, None, None)))
     r, live, ended = jax.device_get(walks(state.train.params, params, key))

@@ -45,6 +45,7 @@ from hrl_sarp_jax.training.sweep import (
     setting_members,
     settings_config,
 )
+from hrl_sarp_jax.training.validation import daily_plan
 from hrl_sarp_jax.utils.trees import first_member, take_members
 
 PHASE = 4
@@ -149,9 +150,8 @@ def validation_weekly_returns(run: Run, cfg: Config, spec: SweepSpec,
     n = len(settings) * spec.seeds
     setup, macro = _setup(run, cfg, market, meta, feats, n)
     state, _, step = _latest_state(run, cfg, market, meta, feats, macro)
-    day0, t_hi = int(setup.val_params.start_lo), int(setup.val_params.t_hi)
-    params = setup.val_params.replace(start_hi=jnp.int32(day0),
-                                      max_steps_in_episode=t_hi - day0)
+    params, _ = daily_plan("continuous", setup.val_params)
+    day0, t_hi = int(params.start_lo), int(params.t_hi)
     _, eval_key = rmi.phase4_keys(cfg.seed, spec.seeds)
     walks = jax.jit(jax.vmap(setup.p4.walk, in_axes=(0, seed_axes(params)
                                                      if macro is not None else None, None)))

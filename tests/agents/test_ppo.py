@@ -194,15 +194,14 @@ def test_critic_warmup_from_config_counts_gradient_steps():
 
     cfg = PPOConfig(rollout_steps=128, num_envs=8, minibatch_size=64, epochs=4,
                     total_env_steps=8192, critic_warmup_updates=16)
-    spec = PPOSpec.from_config(cfg, updates_per_chunk=8, eval_weeks=26)
+    spec = PPOSpec.from_config(cfg, updates_per_chunk=8)
     hp = with_schedule(PPOHParams.from_config(cfg), spec)
     assert float(hp.critic_warmup_steps) == 16 * 4 * 2  # updates x epochs x minibatches
     off = PPOConfig(rollout_steps=128, num_envs=8, minibatch_size=64)
     assert with_schedule(PPOHParams.from_config(off), PPOSpec.from_config(
-        off, updates_per_chunk=8, eval_weeks=26)).critic_warmup_steps is None
+        off, updates_per_chunk=8)).critic_warmup_steps is None
     with pytest.raises(ConfigError, match="critic_warmup_updates"):
-        PPOSpec.from_config(PPOConfig(critic_warmup_updates=-1), updates_per_chunk=8,
-                            eval_weeks=26)
+        PPOSpec.from_config(PPOConfig(critic_warmup_updates=-1), updates_per_chunk=8)
 
 
 def test_loss_does_not_renormalise_advantages():

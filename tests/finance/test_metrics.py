@@ -125,3 +125,22 @@ def test_cvar_tail_size_at_alpha_095():
     assert float(M.cvar(r21, 0.95)) == pytest.approx((0.05 + 0.045) / 2, rel=1e-5)
     assert float(M.var(r21, 0.95)) == pytest.approx(0.045, rel=1e-5)
     assert float(M.var(r21, 0.95)) <= float(M.cvar(r21, 0.95))
+
+
+def test_block_sharpes_cut_the_series_into_consecutive_blocks():
+    assert M.block_index(5, 2).tolist() == [0, 0, 1, 1, 1]
+    assert M.block_index(8, 4).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    # shorter than two blocks: two halves of at least 2 periods
+    assert M.block_index(7, 13).tolist() == [0, 0, 0, 1, 1, 1, 1]
+    assert M.block_index(6, 4).tolist() == [0, 0, 0, 1, 1, 1]
+    assert M.block_index(3, 4).tolist() == [0, 0, 0]      # too short to halve: one block
+    mask = np.ones(R.size, bool)
+    mask[4] = False                                        # dropped inside its block
+    got = np.asarray(jax.jit(lambda r, m: M.block_sharpes(r, 3, 52, mask=m))(R, mask))
+
+    def numpy_sharpe(x):
+        return x.mean() / x.std(ddof=1) * math.sqrt(52)
+
+    # blocks [0, 3), [3, 6) and [6, 10) (the remainder joins the last), period 4 masked out
+    want = [numpy_sharpe(R[:3]), numpy_sharpe(R[[3, 5]]), numpy_sharpe(R[6:])]
+    np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -96,8 +96,7 @@ def setup(updates: int, *, num_envs: int = 8, rollout_len: int = 8, env_cfg=PROB
     env = FlatEnv(N, S, return_window=20)
     params = FlatEnv.make_params(market, feats, env_cfg, split=split)
     spec = fl.FlatSpec(num_envs=num_envs, rollout_len=rollout_len, epochs=4, num_minibatches=2,
-                       updates_per_chunk=updates, total_updates=updates, warmup_updates=2,
-                       eval_weeks=8)
+                       updates_per_chunk=updates, total_updates=updates, warmup_updates=2)
     return market, feats, env, params, fl.make_flat(env, TINY, spec)
 
 
@@ -285,7 +284,7 @@ def test_run_flat_budget_resume_summary_and_saved_policy(tmp_path):
     full = create_run(tmp_path, "full", cfg, "fp", resume=False)
     summary = fl.run_flat(full, cfg, market, meta, feats, log=lines.append)
     # Phase 3's budget: 96 env steps -> 6 updates of 16 steps, per seed
-    p3 = rm.Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=2, eval_weeks=4)
+    p3 = rm.Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=2)
     assert summary["updates"] == p3.total_updates == 6
     assert summary["env_steps_per_seed"] == 96 and summary["env_steps"] == 2 * 96
     on_disk = read_phase_summary(full, "flat")
@@ -371,8 +370,8 @@ def test_backtest_of_the_policy_is_the_envs_accounting():
 
 
 def test_spec_and_budget_are_phase_3s():
-    spec = fl.FlatSpec.from_config(PPOConfig(), updates_per_chunk=1, eval_weeks=26)
-    assert spec == rm.Phase3Spec.from_config(PPOConfig(), updates_per_chunk=1, eval_weeks=26)
+    spec = fl.FlatSpec.from_config(PPOConfig(), updates_per_chunk=1)
+    assert spec == rm.Phase3Spec.from_config(PPOConfig(), updates_per_chunk=1)
     assert spec.total_updates * spec.steps_per_update == 546 * 128
 
 

@@ -354,8 +354,12 @@ def test_pooled_validation_is_every_markets_validation(smoke_market, pooled):
               jnp.asarray(setup.eval_days[i]), jax.random.key(1)) for i in range(2)]
     want = np.r_[np.asarray(per[0]["episode_sharpe"]), np.asarray(per[1]["episode_sharpe"])]
     np.testing.assert_allclose(np.asarray(both["episode_sharpe"]), want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(float(both["val_sharpe"]), want.mean(), rtol=1e-5)
-    assert int(both["val_episodes"]) == want.size
+    # continuous validation (the default): one walk per market, the validation Sharpe the
+    # mean of the markets' walks, their blocks the per-episode Sharpes
+    assert on.train.validation == "continuous" and setup.eval_days.shape[1] == 1
+    np.testing.assert_allclose(float(both["val_sharpe"]),
+                               np.mean([float(p["val_sharpe"]) for p in per]), rtol=1e-5)
+    assert int(both["val_episodes"]) == 2 and want.size == 2 * per[0]["episode_sharpe"].size
 
 
 @pytest.mark.slow  # two pooled Phase-3 runs at smoke shapes (~2 min on 2 cores)

@@ -31,6 +31,7 @@ from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training.ppo_engine import with_schedule
+from hrl_sarp_jax.training.validation import weekly_plan
 from tests.agents._compile import compile_fast
 from tests.envs.make_inputs import make_dates, make_inputs
 
@@ -121,7 +122,7 @@ def setup(kind: str, updates: int, *, num_envs: int = 8, rollout_len: int = 8,
     params = MacroEnv.make_params(market, feats, env_cfg)
     spec = rm.Phase3Spec(num_envs=num_envs, rollout_len=rollout_len, epochs=4,
                          num_minibatches=2, updates_per_chunk=updates, total_updates=updates,
-                         warmup_updates=2, eval_weeks=8)
+                         warmup_updates=2)
     return market, feats, env, params, rm.make_phase3(env, TINY, spec)
 
 
@@ -341,6 +342,45 @@ def test_equal_weight_baseline_matches_a_numpy_recomputation():
         np.testing.assert_allclose(ev["episode_equal_weight_sharpe"][i], expect, rtol=1e-3)
 
 
+def test_continuous_validation_walks_the_whole_window_with_one_book():
+    # train.validation: continuous: one walk from the window's first week end to its end (one
+    # book, one gate), its Sharpe the validation Sharpe and its 4-week blocks (the remainder
+    # joining the last) the per-episode statistics, against NumPy over the env stepped by hand
+    # with the 50/50 action for every week of the window.
+    market, _feats, env, params, p3 = setup("flip", 1)
+    p3c = rm.make_phase3(env, TINY, dataclasses.replace(p3.spec, eval_block_weeks=4))
+    lo, hi = 100, T - 1
+    val, days = weekly_plan("continuous", np.asarray(market.week_end), lo, hi,
+                            params.replace(t_hi=jnp.int32(hi)))
+    day0 = int(days[0])
+    ends = np.flatnonzero(np.asarray(market.week_end))
+    assert days.tolist() == [ends[ends >= lo][0]]
+    weeks = int(np.sum(ends > day0))
+    assert val.max_steps_in_episode == weeks + 1 and weeks > 2 * PROBE_ENV.macro_episode_weeks
+    state = jax.jit(p3c.init)(jax.random.key(0), hparams(), params, all_starts(market, params))
+    ev = jax.jit(p3c.evaluate)(state.train.params, val, jnp.asarray(days), jax.random.key(0))
+    step = jax.jit(env.step_env)
+    a = np.array([0.5, 0.5, 0.0, 0.0, 1.0], np.float32)
+    p = val.replace(start_lo=jnp.int32(day0), start_hi=jnp.int32(day0))
+    _, st = env.reset(jax.random.key(0), p)
+    rets = []
+    for _ in range(weeks):
+        _, st, _, _, info = step(jax.random.key(0), st, a, p)
+        rets.append(float(info["net_return"]))
+    r = np.array(rets)
+
+    def numpy_sharpe(x):
+        return x.mean() / x.std(ddof=1) * np.sqrt(52)
+
+    np.testing.assert_allclose(ev["val_equal_weight_sharpe"], numpy_sharpe(r), rtol=1e-3)
+    starts = list(range(0, 4 * ((weeks + 1) // 4), 4))   # the walk has weeks + 1 steps
+    blocks = [numpy_sharpe(r[i:j]) for i, j in zip(starts, [*starts[1:], weeks], strict=True)]
+    assert len(blocks) >= 3
+    np.testing.assert_allclose(ev["episode_equal_weight_sharpe"], blocks, rtol=1e-3)
+    assert int(np.sum(ev["episode_weeks"])) == weeks and int(ev["val_episodes"]) == 1
+    assert float(ev["val_sharpe_std"]) == pytest.approx(np.std(ev["episode_sharpe"]), rel=1e-5)
+
+
 # --------------------------------------------------------------------------- frozen Micro
 
 
@@ -451,12 +491,11 @@ def test_run_phase3_resumes_exactly_and_writes_its_summary(tmp_path, anchor):
 
 
 def test_spec_from_default_config_matches_the_original_update_structure():
-    spec = rm.Phase3Spec.from_config(PPOConfig(), updates_per_chunk=1, eval_weeks=26)
+    spec = rm.Phase3Spec.from_config(PPOConfig(), updates_per_chunk=1)
     assert spec.steps_per_update == 128 and spec.num_minibatches == 2 and spec.epochs == 8
     assert spec.total_updates == 546          # 70,000 // 128, like the original
     with pytest.raises(Exception, match="rollout_steps"):
-        rm.Phase3Spec.from_config(PPOConfig(rollout_steps=100), updates_per_chunk=1,
-                                  eval_weeks=26)
+        rm.Phase3Spec.from_config(PPOConfig(rollout_steps=100), updates_per_chunk=1)
 
 
 def test_phase3_after_phases_1_and_2_uses_their_checkpoints(tmp_path, smoke_market):

@@ -28,6 +28,7 @@ from hrl_sarp_jax.envs.rewards import goal_reward
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.networks.inputs import micro_inputs_from_views
 from hrl_sarp_jax.training import rl_micro as rm
+from hrl_sarp_jax.training import validation
 from tests.agents._compile import compile_fast
 from tests.envs.make_inputs import make_inputs
 
@@ -448,3 +449,32 @@ def test_a_run_saved_before_checkpoint_metric_keeps_goal_alignment(tmp_path):
     (run.root / "config.yaml").write_text(yaml.safe_dump(saved))  # as an old version wrote it
     for cfg in (open_run(run.root).config, load_run_config(run.root / "config.yaml")):
         assert cfg.train.td3.checkpoint_metric == "val_goal_alignment"
+
+
+def test_continuous_validation_is_one_walk_cut_into_blocks(env, val_params):
+    """train.validation: continuous: one episode from the window's first day to its end; the
+    validation Sharpe is that walk's daily Sharpe and its 20-day blocks (the remainder joining
+    the last) are the per-episode Sharpes, against NumPy over ``walk``'s daily returns."""
+    params, episodes = validation.daily_plan("continuous", val_params, 16)
+    days = int(val_params.t_hi) - int(val_params.start_lo)
+    assert episodes == 1 and params.max_steps_in_episode == days > 2 * 20
+    assert int(params.start_hi) == int(params.start_lo) == 180
+    spec = dataclasses.replace(LEARN_SPEC, eval_episodes=1, eval_block_days=20)
+    p4 = rm.make_phase4(env, rm.make_networks(TINY_NET), spec)
+    keys, eval_key = rm.phase4_keys(7, 1)
+    actor = p4.init(keys[0], params).agent.actor_params
+    ev = jax.device_get(jax.jit(p4.evaluate)(actor, params, eval_key))
+    # evaluate draws episode e's goals from split(key, episodes)[e]
+    r, alive = jax.device_get(jax.jit(p4.walk)(actor, params, jax.random.split(eval_key, 1)[0]))
+    r = np.asarray(r, np.float64)[np.asarray(alive)]
+    assert r.size == days
+
+    def numpy_sharpe(x):
+        return x.mean() / x.std(ddof=1) * np.sqrt(252)
+
+    np.testing.assert_allclose(ev["val_sharpe"], numpy_sharpe(r), rtol=1e-3)
+    starts = list(range(0, 20 * (days // 20), 20))
+    want = [numpy_sharpe(r[i:j]) for i, j in zip(starts, [*starts[1:], days], strict=True)]
+    np.testing.assert_allclose(ev["episode_sharpe"], want, rtol=1e-3)
+    assert int(ev["val_days"]) == days
+    assert rm.eval_windows(spec, params) == len(want) >= 2

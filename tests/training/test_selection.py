@@ -78,8 +78,12 @@ def test_bad_margin_is_a_config_error_naming_the_key():
 
 
 def test_phase3_with_a_huge_margin_keeps_its_starting_policy(tmp_path):
+    # episodes (the validation Sharpe is the episodes' mean, so the per-seed change below is
+    # its change; under continuous validation the margin reads the walk's blocks: Phase 4's
+    # resume test)
     cfg, market, meta, feats = host_inputs()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_margin=1e6))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_margin=1e6,
+                                                             validation="episodes"))
     run = create_run(tmp_path, "margin", cfg, "fp", resume=False)
     summary = rm.run_phase3(run, cfg, market, meta, feats)
     assert summary["updates"] == 6 and summary["checkpoint_margin"] == 1e6

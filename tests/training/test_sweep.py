@@ -441,12 +441,12 @@ def test_overfitting_block_of_a_sweep_walks_the_whole_validation_split(tiny_swee
     assert block["selected_setting"] == doc["ranking"][0]["setting"]
     # settings 0 and 2 are the same setting on the same seeds: the same weekly returns
     np.testing.assert_array_equal(series[:, 0], series[:, 2])
-    # its first eval_weeks weeks are the first validation episode: the same Sharpe as
+    # its first episode-length weeks are the first validation episode: the same Sharpe as
     # rl_macro.evaluate's episode 0 on the final params (two XLA programs: float32 rounding)
     state, _, _ = sw._latest_state(run, cfg, setup, sw.sweep_settings(spec, cfg.seed), 2)
     evaluate = jax.jit(jax.vmap(setup.program.evaluate, in_axes=(0, None, None, None)))
     ev = evaluate(state.train.params, setup.val_params, setup.eval_days, jax.random.key(0))
-    w = setup.program.spec.eval_weeks
+    w = setup.val_params.max_steps_in_episode
     first = weekly[:, :w]
     ours = first.mean(1) / first.std(1, ddof=1) * np.sqrt(52)
     np.testing.assert_allclose(ours, np.asarray(ev["episode_sharpe"])[:, 0], rtol=2e-4,
