@@ -105,10 +105,11 @@ _RESERVED_METRIC_KEYS = ("phase", "step", "time")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TMP_MARK = ".orbax-checkpoint-tmp"
 
-ADDED_LEAVES = (("risk", "base"), ("risk", "since"))
+ADDED_LEAVES = (("risk", "base"), ("risk", "since"), ("daily_buf",), ("daily_count",))
 """Leaves (path suffixes) a later version added to a saved state, with their initial value 0.
 A checkpoint written before them restores with them set to 0 (``risk.manager.RiskState``'s
-timed re-risk: a gate that never re-armed); any other difference stays a mismatch error."""
+timed re-risk: a gate that never re-armed; MacroEnv's daily return buffer for the risk
+manager's CVaR: empty); any other difference stays a mismatch error."""
 
 REBUILT_SUBTREES = ("buffer",)
 """Subtrees (by a key on their path) a later version laid out anew: the replay buffer (episode

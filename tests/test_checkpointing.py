@@ -137,6 +137,24 @@ def test_wrong_target_is_a_clear_error_not_a_fallback(run):
                 ckpt.restore(bad)
 
 
+def test_macro_state_saved_before_the_daily_buffer_restores_it_empty(run):
+    """A MacroEnv state saved before its daily return buffer (the risk manager's CVaR input)
+    restores with ``daily_buf`` / ``daily_count`` as 0 (an empty buffer), the weekly buffer
+    and the book as saved."""
+    old = {"env": {"ret_buf": jnp.arange(8.0).reshape(2, 4), "ret_count": jnp.array([4, 2]),
+                   "t": jnp.array([10, 15])}}
+    with ck.PhaseCheckpointer(run, 3) as ckpt:
+        ckpt.save(0, old, metrics={"val_sharpe": 0.0})
+        new = {"env": {"ret_buf": jnp.zeros((2, 4)), "ret_count": jnp.zeros(2, jnp.int32),
+                       "t": jnp.zeros(2, jnp.int32), "daily_buf": jnp.ones((2, 4)),
+                       "daily_count": jnp.ones(2, jnp.int32)}}
+        state, meta, _ = ckpt.restore(jax.eval_shape(lambda: new))
+    assert meta["migrated_leaves"]
+    np.testing.assert_array_equal(state["env"]["ret_buf"], np.arange(8.0).reshape(2, 4))
+    np.testing.assert_array_equal(state["env"]["daily_buf"], np.zeros((2, 4)))
+    np.testing.assert_array_equal(state["env"]["daily_count"], [0, 0])
+
+
 def test_state_saved_before_the_timed_rerisk_restores_with_zero_gate_fields(run):
     """A RiskState saved with only ``derisked`` (before risk.rerisk_days) restores into today's
     RiskState: stored leaves verified by their hash, base and since added as 0; any other

@@ -6,9 +6,10 @@ same stock-level accounting (``common.trade_day`` once per trading day) and the 
 decision calendar as ``MacroEnv`` (decide at a week end d, hold until the next week end).
 
 Step from week end d to the next week end d' (gymnax 1.0 API, ``common.ObserveOnce``):
-  1. exposure = risk manager at d (drawdown gate, CVaR over the recent *weekly* net returns,
-     event days), exactly as MacroEnv; the manager steps on every day of the week (its gate
-     and clock as in the backtest of a weekly strategy), applied at the next decision;
+  1. exposure = risk manager at d (drawdown gate, CVaR over the recent daily net returns,
+     event days), exactly as MacroEnv; the manager steps on every day of the week (its gate,
+     clock and return buffer as in the backtest of a weekly strategy), applied at the next
+     decision;
   2. target = ``common.project_stocks(action, d, exposure)``: action [N] is any nonnegative
      scores (a Dirichlet sample or mean in training), projected onto the stock cap, sector cap,
      min cash and max positions over the stocks tradable at d;
@@ -116,7 +117,7 @@ class FlatState(environment.EnvState):
     start: jax.Array        # int32 episode start day
     port: PortfolioState
     risk: RiskState
-    ret_buf: jax.Array      # [R] recent weekly net returns, newest last (risk manager's CVaR)
+    ret_buf: jax.Array      # [R] recent daily net returns, newest last (risk manager's CVaR)
     ret_count: jax.Array    # int32
 
 
@@ -143,18 +144,20 @@ class FlatEnv(common.ObserveOnce, environment.Environment[FlatState, EnvParams])
         return flat_obs(port, t, params), state
 
     @staticmethod
-    def _day(carry, k, *, d, length, target, buf, mask, params: EnvParams):
-        port, risk, log_growth, cost, turnover, executed = carry
+    def _day(carry, k, *, d, length, target, params: EnvParams):
+        port, risk, log_growth, cost, turnover, executed, buf, cnt = carry
         active = k < length
-        risk2, _ = common.risk_exposure(risk, port, buf, mask, d + k, params)
+        risk2, _ = common.risk_exposure(risk, port, buf, buffer_mask(buf, cnt), d + k, params)
         port2, info, _ = common.trade_day(port, jnp.where(k == 0, target, port.weights),
                                           d + k, params)
         net = common.net_return(info)
+        buf2, cnt2 = push_return(buf, cnt, net)
         sel = lambda a, b: jnp.where(active, a, b)  # noqa: E731
         new = (jax.tree.map(sel, port2, port), jax.tree.map(sel, risk2, risk),
                sel(log_growth + jnp.log(jnp.maximum(1.0 + net, LOG_FLOOR)), log_growth),
                sel(cost + info.costs.total, cost), sel(turnover + info.turnover, turnover),
-               jnp.where(k == 0, info.executed_weights, executed))
+               jnp.where(k == 0, info.executed_weights, executed), sel(buf2, buf),
+               sel(cnt2, cnt))
         return new, None
 
     def step_env(self, key, state: FlatState, action, params: EnvParams):
@@ -165,13 +168,13 @@ class FlatEnv(common.ObserveOnce, environment.Environment[FlatState, EnvParams])
         target = common.project_stocks(jnp.asarray(action, _F32), d, expo, params,
                                        state.port.weights)
         zero = jnp.zeros((), _F32)
-        carry0 = (state.port, state.risk, zero, zero, zero, jnp.zeros((self.num_stocks,), _F32))
+        carry0 = (state.port, state.risk, zero, zero, zero, jnp.zeros((self.num_stocks,), _F32),
+                  state.ret_buf, state.ret_count)
         day = lambda c, k: self._day(c, k, d=d, length=d_next - d, target=target,  # noqa: E731
-                                     buf=state.ret_buf, mask=mask, params=params)
-        (port, risk, log_growth, cost, turnover, executed), _ = jax.lax.scan(
+                                     params=params)
+        (port, risk, log_growth, cost, turnover, executed, buf, cnt), _ = jax.lax.scan(
             day, carry0, jnp.arange(params.max_week_days, dtype=_I32))
         week_ret = jnp.expm1(log_growth)  # V_end / V_0 - 1 without float32 cancellation
-        buf, cnt = push_return(state.ret_buf, state.ret_count, week_ret)
         new = FlatState(time=state.time + 1, t=d_next, week=state.week + 1, start=state.start,
                         port=port, risk=risk, ret_buf=buf, ret_count=cnt)
         v0 = jnp.where(state.port.value > 0, state.port.value, 1.0)

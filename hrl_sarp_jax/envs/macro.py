@@ -13,8 +13,9 @@ The risk manager steps every trading day, as in the backtest and HierarchicalEnv
 allocator each day's target gets that day's exposure (the same daily book as the backtest of
 the same policies: ``test_macro_with_allocator_trades_the_hierarchical_envs_days``); without
 one the week-end trade gets the decision day's and the days between hold (as a weekly
-strategy in the backtest). One difference remains: the CVaR rule
-(``env.risk.cvar_budget`` > 0, off in every preset) reads this env's weekly returns. Truncated
+strategy in the backtest). The CVaR rule (``env.risk.cvar_budget`` > 0) reads the book's
+daily net returns (``daily_buf``), as there; the weekly ones (``ret_buf``) feed the reward.
+Truncated
 after max_steps_in_episode weeks or when the next full week does not fit in the split.
 """
 
@@ -46,8 +47,10 @@ class MacroState(environment.EnvState):
     start: jax.Array        # int32 episode start day
     port: PortfolioState
     risk: RiskState
-    ret_buf: jax.Array      # [R] recent weekly net returns, newest last
+    ret_buf: jax.Array      # [R] recent weekly net returns, newest last (the reward's)
     ret_count: jax.Array    # int32
+    daily_buf: jax.Array    # [R] recent daily net returns, newest last (the risk manager's)
+    daily_count: jax.Array  # int32
 
 
 def week_window(params: EnvParams) -> tuple[jax.Array, jax.Array]:
@@ -77,14 +80,15 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
         t = params.week_end_idx[week]
         port, risk, buf, cnt = initial_parts(params, self.window)
         state = MacroState(time=jnp.zeros((), _I32), t=t, week=week, start=t, port=port,
-                           risk=risk, ret_buf=buf, ret_count=cnt)
+                           risk=risk, ret_buf=buf, ret_count=cnt, daily_buf=buf,
+                           daily_count=cnt)
         return common.macro_obs(port, t, params), state
 
-    def _day(self, carry, k, *, d, length, goal, stock_target, buf, mask, params: EnvParams):
-        port, risk, cost, value_ret, growth, bench, wealth = carry
+    def _day(self, carry, k, *, d, length, goal, stock_target, params: EnvParams):
+        port, risk, cost, value_ret, growth, bench, wealth, buf, cnt = carry
         day = d + k
         active = k < length
-        risk2, expo = common.risk_exposure(risk, port, buf, mask, day, params)
+        risk2, expo = common.risk_exposure(risk, port, buf, buffer_mask(buf, cnt), day, params)
         if self.allocator is None:
             target = jnp.where(k == 0, stock_target, port.weights)
         else:
@@ -92,13 +96,15 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
             raw = self.allocator(params.policy_params, obs)
             target = common.project_stocks(raw, day, expo, params, port.weights)
         port2, info, v = common.trade_day(port, target, day, params)
+        net = common.net_return(info)
+        buf2, cnt2 = push_return(buf, cnt, net)
         sel = lambda a, b: jnp.where(active, a, b)  # noqa: E731
         new = (jax.tree.map(sel, port2, port), jax.tree.map(sel, risk2, risk),
                sel(cost + info.costs.total, cost),
                sel(value_ret + v, value_ret),
                sel(growth * (1.0 + params.sector_returns[day + 1]), growth),
                sel(bench * (1.0 + params.benchmark_returns[day + 1]), bench),
-               sel(wealth * (1.0 + common.net_return(info)), wealth))
+               sel(wealth * (1.0 + net), wealth), sel(buf2, buf), sel(cnt2, cnt))
         return new, None
 
     def step_env(self, key, state: MacroState, action, params: EnvParams):
@@ -108,18 +114,17 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
         goal = common.macro_action_to_goal(action, params, state.port.weights)
         call = goal[:s]
         prev_sw = sector_weights(state.port.weights, params.stock_sector, s)
-        mask = buffer_mask(state.ret_buf, state.ret_count)
-        _, expo = common.risk_exposure(state.risk, state.port, state.ret_buf, mask, d, params)
+        _, expo = common.risk_exposure(state.risk, state.port, state.daily_buf,
+                                       buffer_mask(state.daily_buf, state.daily_count), d, params)
         stock_target = common.project_stocks(
             common.equal_weight_in_sectors(call * expo, d, params), d, expo, params,
             state.port.weights)
         one = jnp.ones((), _F32)
         carry0 = (state.port, state.risk, jnp.zeros((), _F32), jnp.zeros((), _F32),
-                  jnp.ones((s,), _F32), one, one)
+                  jnp.ones((s,), _F32), one, one, state.daily_buf, state.daily_count)
         day = lambda c, k: self._day(c, k, d=d, length=d_next - d, goal=goal,  # noqa: E731
-                                     stock_target=stock_target, buf=state.ret_buf, mask=mask,
-                                     params=params)
-        (port, risk, cost, value_ret, growth, bench, wealth), _ = jax.lax.scan(
+                                     stock_target=stock_target, params=params)
+        (port, risk, cost, value_ret, growth, bench, wealth, dbuf, dcnt), _ = jax.lax.scan(
             day, carry0, jnp.arange(params.max_week_days, dtype=_I32))
         v0 = state.port.value
         week_ret = wealth - 1.0  # = V_end / V_0 - 1 without float32 cancellation
@@ -128,7 +133,8 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
                                      common.regime_call(action, s), params.regime_label[d],
                                      cost / v0, value_ret, params.reward)
         new = MacroState(time=state.time + 1, t=d_next, week=state.week + 1, start=state.start,
-                         port=port, risk=risk, ret_buf=buf, ret_count=cnt)
+                         port=port, risk=risk, ret_buf=buf, ret_count=cnt, daily_buf=dbuf,
+                         daily_count=dcnt)
         info = {
             "reward_components": comps, "value": port.value, "drawdown": common.drawdown(port),
             "net_return": week_ret, "cost": cost, "cost_frac": cost / v0, "exposure": expo,

@@ -340,12 +340,14 @@ class RefMicroEnv(_Base):
 
 
 class RefMacroEnv(_Base):
-    """Weekly steps; equal weight within sectors at the week end, then the holdings drift."""
+    """Weekly steps; equal weight within sectors at the week end, then the holdings drift.
+    The risk manager reads the daily net returns (``buf``), the reward the weekly (``mbuf``)."""
 
     def reset(self, t: int) -> np.ndarray:
         assert self.week_end[t], "macro episodes start at a week end"
         self._reset_book(t)
         self.ends = np.flatnonzero(self.week_end)
+        self.mbuf: list[float] = []
         return self.macro_obs()
 
     def step(self, action: np.ndarray):
@@ -367,12 +369,13 @@ class RefMacroEnv(_Base):
             if day > d:
                 self.exposure(day)  # the gate steps every day; the days between hold
             info, v = self.day(target if day == d else self.book.w.copy(), day)
+            self.buf.append(info["net"])
             cost += info["cost"]["total"]
             value_ret += v
             growth = growth * (1.0 + self.sec_ret[day + 1])
             bench *= 1.0 + self.bench[day + 1]
-        self.buf.append(self.book.value / v0 - 1.0)
-        reward = macro_reward(np.array(self.buf[-self.window:]), call, prev_sw, growth, bench,
+        self.mbuf.append(self.book.value / v0 - 1.0)
+        reward = macro_reward(np.array(self.mbuf[-self.window:]), call, prev_sw, growth, bench,
                               int(np.argmax(action[self.s:])), int(self.label[d]), cost / v0,
                               value_ret, self.w)
         self.t, self.time = d_next, self.time + 1

@@ -14,7 +14,7 @@ import pytest
 from hrl_sarp_jax.config import ConstraintConfig, EnvConfig, RiskConfig
 from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.flat import FlatEnv, FlatObsLayout, flat_obs
-from hrl_sarp_jax.envs.rewards import buffer_mask
+from hrl_sarp_jax.envs.rewards import buffer_mask, push_return
 from hrl_sarp_jax.finance.portfolio import init_portfolio
 from hrl_sarp_jax.risk.manager import init_risk_state
 from tests.envs.conftest import FS, N, S, T, make_rollout
@@ -77,7 +77,8 @@ def test_all_in_one_stock_earns_the_hand_computed_log_return(inputs, env, step):
 
 def _accounting_week(params, port, risk, buf, cnt, action, d, d2):
     """The week by hand with envs.common: risk exposure at d, projection, trade at d, hold;
-    the risk manager steps on every day of the week, as in the backtest."""
+    the risk manager steps on every day of the week and reads the daily net returns, as in
+    the backtest."""
     risk2, expo = common.risk_exposure(risk, port, buf, buffer_mask(buf, cnt), d, params)
     target = common.project_stocks(jnp.asarray(action, jnp.float32), d, expo, params,
                                    port.weights)
@@ -88,16 +89,19 @@ def _accounting_week(params, port, risk, buf, cnt, action, d, d2):
             risk2, _ = common.risk_exposure(risk2, port, buf, buffer_mask(buf, cnt), day, params)
         tgt = target if day == d else port.weights
         port, info, _ = common.trade_day(port, tgt, jnp.int32(day), params)
+        buf, cnt = push_return(buf, cnt, common.net_return(info))
         log_growth += float(np.log1p(np.float64(common.net_return(info))))
         cost += float(info.costs.total)
         turnover += float(info.turnover)
-    return port, risk2, expo, log_growth, cost / v0, turnover
+    return port, risk2, expo, log_growth, cost / v0, turnover, buf, cnt
 
 
 def test_reward_is_the_net_log_return_of_the_shared_accounting(inputs, cfg, env, step):
     # The conftest config switches every accounting branch on (capped brokerage, impact,
-    # de-risking, CVaR budget, events), with random circuit locks; two consecutive weeks.
+    # de-risking, CVaR budget, events), with random circuit locks; three consecutive weeks,
+    # the CVaR budget tight enough to bind on the daily returns.
     params = FlatEnv.make_params(*inputs, cfg)
+    params = params.replace(risk=params.risk.replace(cvar_budget=jnp.float32(0.004)))
     ends = week_ends(inputs)
     d = int(ends[25])
     p = at_week(params, d)
@@ -105,14 +109,14 @@ def test_reward_is_the_net_log_return_of_the_shared_accounting(inputs, cfg, env,
     rng = np.random.default_rng(0)
     port, risk = init_portfolio(N, 1e7), init_risk_state()
     buf, cnt = jnp.zeros(cfg.return_window, jnp.float32), jnp.zeros((), jnp.int32)
-    for w in range(2):
+    expos = []
+    for w in range(3):
         d, d2 = int(ends[25 + w]), int(ends[26 + w])
         action = rng.dirichlet(np.ones(N)).astype(np.float32)
         _, st, r, term, info = step(jax.random.key(w), st, action, p)
-        port, risk, expo, lg, cost_frac, turn = _accounting_week(p, port, risk, buf, cnt,
-                                                                 action, d, d2)
-        buf = jnp.concatenate([buf[1:], jnp.float32(np.expm1(lg))[None]])
-        cnt = jnp.minimum(cnt + 1, cfg.return_window)
+        port, risk, expo, lg, cost_frac, turn, buf, cnt = _accounting_week(
+            p, port, risk, buf, cnt, action, d, d2)
+        expos.append(float(expo))
         np.testing.assert_allclose(float(r), lg, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(float(info["exposure"]), float(expo), rtol=1e-6)
         np.testing.assert_allclose(float(info["cost_frac"]), cost_frac, rtol=1e-4)
@@ -120,9 +124,14 @@ def test_reward_is_the_net_log_return_of_the_shared_accounting(inputs, cfg, env,
         np.testing.assert_allclose(np.asarray(st.port.weights), np.asarray(port.weights),
                                    atol=1e-5)
         np.testing.assert_allclose(float(st.port.value), float(port.value), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(st.ret_buf), np.asarray(buf), atol=1e-7)
         assert bool(st.risk.derisked) == bool(risk.derisked) and int(st.risk.since) == int(
             risk.since)
         assert not bool(term)
+    # the budget bound after the first week: an exposure no gate level gives
+    levels = [1.0, float(p.risk.derisked_exposure)]
+    levels += [x * float(p.risk.event_reduction) for x in levels]
+    assert any(min(abs(e - x) for x in levels) > 1e-3 for e in expos[1:]), expos
     assert float(cost_frac) > 0 and abs(float(r)) > 1e-4
 
 

@@ -241,11 +241,12 @@ def test_macro_with_frozen_allocator_follows_the_goal(macro_params):
     assert np.abs(held - goal).max() < 0.03 and np.corrcoef(held, goal)[0, 1] > 0.95
 
 
-def test_macro_with_allocator_trades_the_hierarchical_envs_days(macro_params):
+@pytest.mark.parametrize("cvar_budget", [0.0, 0.004])
+def test_macro_with_allocator_trades_the_hierarchical_envs_days(macro_params, cvar_budget):
     """Phase 3's env (MacroEnv with a frozen Micro allocator) and HierarchicalEnv (the
     backtest's path) given the same Macro actions and Micro policy hold the same book every
     week: the risk manager steps daily in both (tight drawdown gate, timed re-risk, event
-    cuts; CVaR off, which MacroEnv reads on weekly returns)."""
+    cuts, and a CVaR budget read on the daily net returns)."""
     from hrl_sarp_jax.envs.hierarchical import HierarchicalEnv
     from hrl_sarp_jax.envs.macro import MacroEnv
     from hrl_sarp_jax.envs.obs import MicroObsLayout
@@ -259,7 +260,8 @@ def test_macro_with_allocator_trades_the_hierarchical_envs_days(macro_params):
         return (v["goal"][ids] + 0.05 * v["weights"]) * v["stock_mask"] / jnp.maximum(
             cnt[ids], 1.0)
 
-    p = macro_params.replace(risk=macro_params.risk.replace(cvar_budget=jnp.float32(0.0)))
+    p = macro_params.replace(risk=macro_params.risk.replace(
+        cvar_budget=jnp.float32(cvar_budget)))
     macro, hier = MacroEnv(N, S, FS, allocator=allocator), HierarchicalEnv(N, S, FS)
     actions = jax.random.uniform(jax.random.key(7), (6, S + 3))
     _, ms = macro.reset(jax.random.key(3), p)
@@ -283,6 +285,10 @@ def test_macro_with_allocator_trades_the_hierarchical_envs_days(macro_params):
         assert bool(hs.risk.derisked) == bool(ms.risk.derisked)
     # the exposure moved inside some week: a weekly gate would have held another book
     assert any(len(set(w)) > 1 for w in expos)
+    if cvar_budget:  # the budget binds: exposures no gate level gives (0.5, 1, their events)
+        levels = {1.0, float(p.risk.derisked_exposure)}
+        levels |= {x * float(p.risk.event_reduction) for x in set(levels)}
+        assert any(min(abs(e - x) for x in levels) > 1e-3 for w in expos for e in w)
 
 
 def test_hierarchical_micro_obs_for_sets_the_goal_only_on_macro_steps(hier_env, micro_params):
