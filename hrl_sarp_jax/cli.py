@@ -252,7 +252,7 @@ def _synth_matches(market_dir: Path, synth) -> bool:
             and jitter == float(synth.alpha_jitter))
 
 
-SHAPE_KEYS = ("networks.", "features.macro_levels")
+SHAPE_KEYS = ("networks.", "features.macro_levels", "features.regime_hmm")
 """Config keys (a prefix ending in '.' or a whole key) that define a run's networks: their
 parameter shapes, or the function they compute (e.g. ``networks.stock_activation``)."""
 

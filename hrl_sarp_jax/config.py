@@ -88,6 +88,11 @@ class FeatureConfig:
     means of VIX, the flows and the credit spread standardised over ``norm_window``, the mean
     put/call ratio and the index's 13-week return, levels a short z-score removes. Tuning
     markets: the regime call's balanced accuracy +0.034, net Sharpe no better (docs/status.md)."""
+    regime_hmm: bool = False
+    """Three more Macro inputs, last (``features.featureset.MACRO_HMM_FEATURES``): the filtered
+    state probabilities of a 3-state Gaussian HMM on the index's daily log returns, refitted
+    by EM every year on the days so far (``features.hmm``; row t reads days <= t, so it is
+    safe in walk-forward folds)."""
 
 
 @dataclass(frozen=True)

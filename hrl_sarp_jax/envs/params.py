@@ -154,7 +154,7 @@ class EnvParams(environment.EnvParams):
 
     @property
     def macro_feature_dim(self) -> int:
-        """F_m: 18, or 24 with ``features.macro_levels``."""
+        """F_m: 18, + 6 with ``features.macro_levels``, + 3 with ``features.regime_hmm``."""
         return int(self.macro_features.shape[-1])
 
 

@@ -72,10 +72,9 @@ from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.agent import run_agent
 from hrl_sarp_jax.evaluation.backtest import BacktestResult
 from hrl_sarp_jax.features.featureset import (
-    NUM_MACRO_FEATURES,
     SECTOR_FEATURES,
     STOCK_FEATURES,
-    macro_feature_names,
+    macro_names_for_width,
 )
 from hrl_sarp_jax.finance.portfolio import PortfolioState, init_portfolio
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
@@ -485,7 +484,7 @@ def explanation_record(mac: MacroExplanation, mic: MicroExplanation, *,
     s = int(np.shape(mac.sector_mask)[0])
     f_s = int(np.shape(mac.sector_inputs)[-1])
     if macro_names is None:  # MACRO_FEATURES, and the level features when the run has them
-        macro_names = macro_feature_names(np.shape(mac.macro_inputs)[-1] > NUM_MACRO_FEATURES)
+        macro_names = macro_names_for_width(np.shape(mac.macro_inputs)[-1])
     named = [j for j in range(s) if j < len(sectors) and sectors[j]]
     valid = [j for j in named if bool(mac.sector_mask[j])]
     sec_names = [f"{sectors[j]}.{sector_feature_names[c]}" for j in named for c in range(f_s)]

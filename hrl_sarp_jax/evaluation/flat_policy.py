@@ -92,7 +92,7 @@ def load_flat_policy(run: Run, cfg: Config, step: int | str = "best") -> tuple[P
         seeds = int((saved or {}).get("seeds", cfg.train.seeds))
         net = FlatActorCritic(cfg.networks)
         dummy = (jnp.zeros((1, NUM_STOCK_FEATURES)), jnp.ones((1,), bool), jnp.zeros((1,)),
-                 jnp.zeros((macro_width(cfg.features.macro_levels) + 2,)))
+                 jnp.zeros((macro_width(cfg.features.macro_levels, cfg.features.regime_hmm) + 2,)))
         keys = jax.random.split(jax.random.key(0), seeds)  # shapes only: never evaluated
         abstract = jax.eval_shape(jax.vmap(lambda k: {"policy": net.init(k, *dummy)}), keys)
         state, _meta, got = ck.restore(abstract, step)

@@ -54,7 +54,10 @@ Macro features [T, 18] (MACRO_FEATURES); series by name from ``schema.MACRO_SERI
 | regime_prev        | regime_rule[t] as +1 Bull / −1 Bear / 0 Sideways     | a whole week   |
 | portfolio_drawdown | 0, mask False: the environment fills it              | —              |
 
-With ``features.macro_levels`` six more follow (MACRO_LEVEL_FEATURES, [T, 24] in all):
+With ``features.macro_levels`` six more follow (MACRO_LEVEL_FEATURES, [T, 24] in all), and
+with ``features.regime_hmm`` three last (MACRO_HMM_FEATURES: the filtered probabilities of a
+3-state Gaussian HMM on the index's daily log returns, refitted every year on the days so far,
+calm state first; ``features.hmm``):
 
 | feature              | definition                                                   |
 |----------------------|--------------------------------------------------------------|
@@ -113,11 +116,10 @@ from hrl_sarp_jax.features import regime
 from hrl_sarp_jax.features import sector as sec
 from hrl_sarp_jax.features import technical as tech
 from hrl_sarp_jax.features.featureset import (
-    NUM_MACRO_FEATURES,
     SECTOR_FEATURES,
     STOCK_FEATURES,
     FeatureSet,
-    macro_feature_names,
+    macro_names_for_width,
 )
 from hrl_sarp_jax.features.macro import macro_features
 from hrl_sarp_jax.features.rolling import rolling_zscore, run_length
@@ -248,6 +250,7 @@ def _build_core(
         cfg.norm_window,
         cfg.norm_min_periods,
         cfg.macro_levels,
+        cfg.regime_hmm,
     )
     return FeatureSet(
         stock=stock,
@@ -388,7 +391,7 @@ def feature_summary(market: MarketArrays, meta: MarketMeta, feats: FeatureSet) -
     )
     table(
         "macro feature",
-        macro_feature_names(np.shape(feats.macro)[-1] > NUM_MACRO_FEATURES),
+        macro_names_for_width(np.shape(feats.macro)[-1]),
         np.asarray(feats.macro),
         np.asarray(feats.macro_mask),
         np.ones(num_t),

@@ -43,23 +43,39 @@ MACRO_LEVEL_FEATURES = (
     "vix_ma20_z", "fii_flow_ma20_z", "dii_flow_ma20_z", "credit_spread_ma20_z", "pcr_ma20",
     "index_ret_13w",
 )
+# Causal regime probabilities (``features.hmm``: a 3-state Gaussian HMM on the index's daily log
+# returns, refitted yearly on the days so far), calm state first. Appended last when enabled.
+MACRO_HMM_FEATURES = ("hmm_p_calm", "hmm_p_mid", "hmm_p_volatile")
 NUM_STOCK_FEATURES = len(STOCK_FEATURES)   # 22
 NUM_MACRO_FEATURES = len(MACRO_FEATURES)   # 18
 NUM_SECTOR_FEATURES = len(SECTOR_FEATURES)  # 14
 
 
-def macro_feature_names(levels: bool) -> tuple[str, ...]:
+def macro_feature_names(levels: bool, hmm: bool = False) -> tuple[str, ...]:
     """The Macro's input columns: MACRO_FEATURES, then MACRO_LEVEL_FEATURES with ``levels``
-    (``features.macro_levels``)."""
-    return MACRO_FEATURES + (MACRO_LEVEL_FEATURES if levels else ())
+    (``features.macro_levels``), then MACRO_HMM_FEATURES with ``hmm``
+    (``features.regime_hmm``)."""
+    return (MACRO_FEATURES + (MACRO_LEVEL_FEATURES if levels else ())
+            + (MACRO_HMM_FEATURES if hmm else ()))
 
 
-def macro_width(levels: bool) -> int:
-    """F_m, the Macro's input columns: 18, or 24 with ``features.macro_levels``."""
-    return len(macro_feature_names(levels))
+def macro_width(levels: bool, hmm: bool = False) -> int:
+    """F_m, the Macro's input columns: 18, + 6 with ``features.macro_levels``, + 3 with
+    ``features.regime_hmm``."""
+    return len(macro_feature_names(levels, hmm))
 
 
-MACRO_WIDTHS = (macro_width(False), macro_width(True))  # 18, 24
+MACRO_WIDTHS = (18, 21, 24, 27)
+"""Every F_m: the options' four combinations (each width names one)."""
+
+
+def macro_names_for_width(width: int) -> tuple[str, ...]:
+    """The Macro's input columns of a run whose inputs are ``width`` wide."""
+    for levels in (False, True):
+        for hmm in (False, True):
+            if macro_width(levels, hmm) == int(width):
+                return macro_feature_names(levels, hmm)
+    raise ValueError(f"no macro feature layout is {width} wide (one of {MACRO_WIDTHS})")
 
 
 @struct.dataclass

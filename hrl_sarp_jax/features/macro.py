@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from hrl_sarp_jax.data.schema import MACRO_SERIES
 from hrl_sarp_jax.features.featureset import MACRO_FEATURES
+from hrl_sarp_jax.features.hmm import regime_probabilities
 from hrl_sarp_jax.features.rolling import (
     lag,
     rolling_moments,
@@ -111,9 +112,12 @@ def macro_features(
     norm_window: int,
     norm_min_periods: int,
     levels: bool = False,
+    hmm: bool = False,
 ) -> tuple[Array, Array]:
     """[T, M] series -> ([T, F_m] float32, [T, F_m] bool) in ``MACRO_FEATURES`` order, then
-    with ``levels`` the six ``MACRO_LEVEL_FEATURES`` (``macro_level_features``): F_m 18 or 24.
+    with ``levels`` the six ``MACRO_LEVEL_FEATURES`` (``macro_level_features``), then with
+    ``hmm`` the three ``MACRO_HMM_FEATURES`` (``features.hmm.regime_probabilities``): F_m 18,
+    21, 24 or 27.
 
     ``columns`` int32 [len(MACRO_SERIES)]: the column of each ``schema.MACRO_SERIES`` name in
     ``macro``, -1 where the market lacks it (a traced argument: one compile for any layout).
@@ -178,6 +182,10 @@ def macro_features(
     if levels:
         more, more_ok = macro_level_features(macro, macro_mask, columns, bench_close, norm_window)
         values, masks = jnp.concatenate([values, more], 1), jnp.concatenate([masks, more_ok], 1)
+    if hmm:
+        probs, probs_ok = regime_probabilities(bench_close)
+        values = jnp.concatenate([values, probs], 1)
+        masks = jnp.concatenate([masks, probs_ok], 1)
     return jnp.where(masks, values, 0.0), masks
 
 

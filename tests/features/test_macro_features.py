@@ -185,3 +185,26 @@ def test_level_features_of_a_missing_series_are_masked(built, levels_np):
     j = cols.index("fii_flow_ma20_z")
     np.testing.assert_array_equal(mask[:, j], levels_np[1][:, j])
     np.testing.assert_array_equal(macro[:, j], levels_np[0][:, j])
+
+
+def test_regime_hmm_features_come_last_and_are_the_filters():
+    """features.regime_hmm: three columns after the 18 and the six levels, equal to
+    ``features.hmm.regime_probabilities`` of the index closes (another program), on a market
+    long enough for two refits."""
+    from hrl_sarp_jax.features.featureset import MACRO_HMM_FEATURES, macro_names_for_width
+    from hrl_sarp_jax.features.hmm import regime_probabilities
+    from tests.features.make_market import make_market
+
+    long = make_market(num_days=800)
+    f = build_features(long.market, dataclasses.replace(LEVELS, regime_hmm=True))
+    macro, mask = np.asarray(f.macro), np.asarray(f.macro_mask)
+    assert macro.shape[1] == 27 and macro_names_for_width(27)[-3:] == MACRO_HMM_FEATURES
+    plain = build_features(long.market, LEVELS)
+    np.testing.assert_allclose(macro[:, :24], np.asarray(plain.macro), atol=1e-6, rtol=0)
+    probs, ok = (np.asarray(a) for a in jax.jit(regime_probabilities)(
+        long.market.benchmark_close))
+    np.testing.assert_array_equal(mask[:, 24:], ok)
+    assert ok[504:].all() and not ok[:504].any()
+    np.testing.assert_allclose(macro[:, 24:], probs, atol=1e-5)
+    np.testing.assert_allclose(macro[504:, 24:].sum(1), 1.0, rtol=1e-5)
+    assert macro_names_for_width(21) == (*MACRO_FEATURES, *MACRO_HMM_FEATURES)
