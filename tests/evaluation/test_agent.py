@@ -58,7 +58,7 @@ def world():
     stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
     week_end = np.asarray(market.week_end)
     return types.SimpleNamespace(p=params, macro=stack(macro), micro=stack(micro),
-                                 week_end=week_end)
+                                 week_end=week_end, market=market, feats=feats)
 
 
 def _run(world, t0, params=None):
@@ -120,6 +120,45 @@ def test_equals_stepping_the_hierarchical_env_in_a_python_loop(world):
     # the test has teeth: the two seeds decide differently, and both regimes and weeks vary
     assert not np.allclose(np.asarray(carry.goals[0]), np.asarray(carry.goals[1]))
     assert np.asarray(carry.macro_step).sum() == K * week_end[t0: t0 + L].sum()
+
+
+def test_phase3_continuous_validation_is_the_backtest_of_its_window(world):
+    """Phase 3's in-training validation (``train.validation: continuous``: MacroEnv with the
+    frozen Micro inside, one walk from the window's first week end) earns, week by week, the
+    backtest's daily net returns of the same Macro and Micro over the same days (one book,
+    the daily risk manager with CVaR and events), so its validation Sharpe is the backtest's
+    weekly Sharpe."""
+    from hrl_sarp_jax.envs.macro import MacroEnv
+    from hrl_sarp_jax.training.validation import BLOCK_WEEKS, weekly_plan
+
+    k, lo, hi = 0, 100, T - 1
+    mk, nk = (jax.tree.map(lambda x: x[k], tree) for tree in (world.macro, world.micro))
+    policy = {"actor": nk, "stock_sector": jnp.asarray(world.p.stock_sector)}
+    weekly = make_env_params(world.market, world.feats, ENV, weekly=True, split=(lo, hi),
+                             policy_params=policy)
+    val, days = weekly_plan("continuous", world.week_end, lo, hi, weekly)
+    env = MacroEnv(N, S, FS, return_window=ENV.return_window,
+                   allocator=rl_macro.micro_allocator(NET, N, S))
+    spec = rl_macro.Phase3Spec(num_envs=2, rollout_len=2, epochs=1, num_minibatches=1,
+                               updates_per_chunk=1, total_updates=1, warmup_updates=0,
+                               eval_block_weeks=BLOCK_WEEKS)
+    p3 = rl_macro.make_phase3(env, NET, spec)
+    ev = jax.jit(p3.evaluate)({"params": {"actor": mk["params"]}}, val, jnp.asarray(days),
+                              jax.random.key(0))
+    day0 = int(days[0])
+    ends = np.flatnonzero(world.week_end)
+    ends = ends[(ends > day0) & (ends <= hi)]
+    _, res = run_agent(NET, world.macro, world.micro, world.p, day0, int(ends[-1]) - day0,
+                       risk_manager=True, return_window=ENV.return_window)
+    daily = np.asarray(res.net_return[k], np.float64)
+    bounds = np.concatenate([[day0], ends]) - day0
+    week = np.array([np.prod(1.0 + daily[a:b]) - 1.0 for a, b in zip(bounds[:-1], bounds[1:],
+                                                                       strict=True)])
+    assert week.size == int(np.sum(ev["episode_weeks"])) >= 10
+    want = week.mean() / week.std(ddof=1) * np.sqrt(52)
+    np.testing.assert_allclose(float(ev["val_sharpe"]), want, rtol=1e-3)
+    np.testing.assert_allclose(float(ev["val_return"]), np.prod(1.0 + week) - 1.0, rtol=1e-4,
+                               atol=1e-6)
 
 
 def test_decisions_never_read_rows_after_the_decision_day(world):
