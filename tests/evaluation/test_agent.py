@@ -3,6 +3,7 @@ goal moves only when the Macro agent decides (week ends and the window's first d
 
 from __future__ import annotations
 
+import itertools
 import types
 
 import jax
@@ -152,8 +153,7 @@ def test_phase3_continuous_validation_is_the_backtest_of_its_window(world):
                        risk_manager=True, return_window=ENV.return_window)
     daily = np.asarray(res.net_return[k], np.float64)
     bounds = np.concatenate([[day0], ends]) - day0
-    week = np.array([np.prod(1.0 + daily[a:b]) - 1.0 for a, b in zip(bounds[:-1], bounds[1:],
-                                                                       strict=True)])
+    week = np.array([np.prod(1.0 + daily[a:b]) - 1.0 for a, b in itertools.pairwise(bounds)])
     assert week.size == int(np.sum(ev["episode_weeks"])) >= 10
     want = week.mean() / week.std(ddof=1) * np.sqrt(52)
     np.testing.assert_allclose(float(ev["val_sharpe"]), want, rtol=1e-3)
