@@ -52,6 +52,7 @@ from hrl_sarp_jax.evaluation import markets as mk
 from hrl_sarp_jax.evaluation import metrics as em
 from hrl_sarp_jax.evaluation.agent import (
     EnsembleStrategy,
+    EqualSectorsStrategy,
     HierarchicalStrategy,
     regime_call_scores,
 )
@@ -83,6 +84,8 @@ from hrl_sarp_jax.training.policy import (
 from hrl_sarp_jax.utils.atomic import atomic_write_text
 
 ENSEMBLE = "hrl_sarp_ensemble"
+EQUAL_SECTORS = "hrl_sarp_equal_sectors"
+"""The run's Micro on a fixed equal-sector goal: the agent minus it is what the Macro adds."""
 REPORT_DIR = "report-markets"
 JUDGEMENT_FILE = "judgement.jsonl"
 JUDGEMENT_SEEDS = range(9000, 10000)
@@ -160,7 +163,12 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
                              description=f"HRL-SARP agent, {policy.seeds} seed(s)"),
            mk.MarketStrategy(ENSEMBLE, EnsembleStrategy(networks), freq, "ensemble",
                              carry=carries, description="seed ensemble: mean of the seeds' "
-                                                        "target weights, one book")]
+                                                        "target weights, one book"),
+           mk.MarketStrategy(EQUAL_SECTORS, EqualSectorsStrategy(networks), freq, "trained",
+                             carry=carries, seeded=True,
+                             description="the agent's Micro on equal sector weights (a goal "
+                                         "that never moves): what the Macro adds is the agent "
+                                         "minus this")]
     if pretrained is not None:
         pre = agent.init_carries(pretrained.macro_actor, pretrained.micro_actor, first_params, t0,
                                  length)
@@ -313,7 +321,7 @@ def evaluate_markets(
         inputs = next(built, None)
 
     names = list(records[0]["strategies"])
-    trained = (AGENT, ENSEMBLE, PRETRAINED, *(rung_name(p) for p, _ in rungs))
+    trained = (AGENT, ENSEMBLE, EQUAL_SECTORS, PRETRAINED, *(rung_name(p) for p, _ in rungs))
     classical = [n for n in names if n not in (*trained, "oracle", "regime_rule")]
     paired = mk.paired_table(records, AGENT, [n for n in names if n != AGENT],
                              num_boot=bootstrap_num, seed=int(cfg.seed))

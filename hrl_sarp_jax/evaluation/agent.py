@@ -155,6 +155,24 @@ class EnsembleStrategy:
         return carry, weights.mean(0)
 
 
+@dataclass(frozen=True)
+class EqualSectorsStrategy:
+    """The run's Micro actor on a goal that never moves: equal weight over the valid sectors
+    ⊕ Sideways (``params.fixed_goal``, ``envs.params.default_goal``), re-allocating as the
+    hierarchy does. What the hierarchy earns without its Macro's calls, so the agent minus this
+    is what the Macro adds. Carry: ``HierarchicalStrategy.init_carries`` (the Macro params
+    ride along unused; the logs record the fixed goal and no Macro decision)."""
+
+    networks: NetworkConfig
+
+    def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
+        params, i = view.params, jnp.asarray(view.i, _I32)
+        goal = jnp.asarray(params.fixed_goal, _F32)
+        weights = HierarchicalStrategy(self.networks).micro_weights(
+            carry.micro_params, view.port, goal, t, params)
+        return carry.replace(goal=goal, goals=carry.goals.at[i].set(goal)), weights
+
+
 def _leading(tree: Params, name: str) -> int:
     sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(tree) if np.ndim(x) > 0}
     if len(sizes) != 1:
