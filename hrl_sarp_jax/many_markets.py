@@ -86,6 +86,8 @@ from hrl_sarp_jax.utils.atomic import atomic_write_text
 ENSEMBLE = "hrl_sarp_ensemble"
 EQUAL_SECTORS = "hrl_sarp_equal_sectors"
 """The run's Micro on a fixed equal-sector goal: the agent minus it is what the Macro adds."""
+MACRO_ONLY = "hrl_sarp_macro_only"
+"""The run's Macro with equal weight within sectors: the agent minus it is what the Micro adds."""
 REPORT_DIR = "report-markets"
 JUDGEMENT_FILE = "judgement.jsonl"
 JUDGEMENT_SEEDS = range(9000, 10000)
@@ -168,6 +170,11 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
                              carry=carries, seeded=True,
                              description="the agent's Micro on equal sector weights (a goal "
                                          "that never moves): what the Macro adds is the agent "
+                                         "minus this"),
+           mk.MarketStrategy(MACRO_ONLY, HierarchicalStrategy(networks, micro=False), freq,
+                             "trained", carry=carries, seeded=True,
+                             description="the agent's Macro with equal weight within each "
+                                         "sector (no Micro): what the Micro adds is the agent "
                                          "minus this")]
     if pretrained is not None:
         pre = agent.init_carries(pretrained.macro_actor, pretrained.micro_actor, first_params, t0,
@@ -321,7 +328,8 @@ def evaluate_markets(
         inputs = next(built, None)
 
     names = list(records[0]["strategies"])
-    trained = (AGENT, ENSEMBLE, EQUAL_SECTORS, PRETRAINED, *(rung_name(p) for p, _ in rungs))
+    trained = (AGENT, ENSEMBLE, EQUAL_SECTORS, MACRO_ONLY, PRETRAINED,
+               *(rung_name(p) for p, _ in rungs))
     classical = [n for n in names if n not in (*trained, "oracle", "regime_rule")]
     paired = mk.paired_table(records, AGENT, [n for n in names if n != AGENT],
                              num_boot=bootstrap_num, seed=int(cfg.seed))

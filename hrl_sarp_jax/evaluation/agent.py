@@ -72,9 +72,13 @@ class AgentCarry:
 @dataclass(frozen=True)
 class HierarchicalStrategy:
     """Deterministic hierarchical policy: ``__call__(carry, t, view) -> (carry, weights [N])``
-    (module docstring). Frozen and hashable: equal network configs share one compile."""
+    (module docstring). Frozen and hashable: equal network configs share one compile.
+    ``micro=False``: the Macro's goal split equally over each sector's tradable stocks
+    instead of the Micro actor's weights (``envs.common.equal_weight_in_sectors``): what the
+    hierarchy earns without its Micro, so the agent minus it is what the Micro adds."""
 
     networks: NetworkConfig
+    micro: bool = True
 
     # -- the two levels (pure, one example)
     def macro_decision(self, macro_params: Params, port: PortfolioState, t: Array,
@@ -109,7 +113,10 @@ class HierarchicalStrategy:
             return c.goal, jnp.zeros((NUM_REGIMES,), _F32)
 
         goal, probs = jax.lax.cond(decide, macro, keep, carry)
-        weights = self.micro_weights(carry.micro_params, port, goal, t, params)
+        if self.micro:
+            weights = self.micro_weights(carry.micro_params, port, goal, t, params)
+        else:
+            weights = common.equal_weight_in_sectors(goal[:params.num_sectors], t, params)
         carry = carry.replace(goal=goal, goals=carry.goals.at[i].set(goal),
                               regime_probs=carry.regime_probs.at[i].set(probs),
                               macro_step=carry.macro_step.at[i].set(decide))

@@ -193,6 +193,44 @@ def test_equal_sectors_strategy_is_the_micro_on_the_fixed_goal(world):
     assert not np.allclose(np.asarray(res.weights[0]), np.asarray(res.weights[1]))
 
 
+def test_macro_only_strategy_is_the_macro_env_without_an_allocator(world):
+    """HierarchicalStrategy(micro=False) re-allocating weekly (the Macro's goal split equally
+    within sectors, the many-market report's ``hrl_sarp_macro_only``) holds, at every week
+    end, the book of MacroEnv without an allocator stepped with the same Macro's actions.
+    With the exposure at 1 (gate, CVaR and events off): MacroEnv scales the sector weights by
+    the exposure before its projection, the backtest projects onto the exposure's budget."""
+    from hrl_sarp_jax.envs.macro import MacroEnv
+    from hrl_sarp_jax.evaluation.agent import HierarchicalStrategy
+    from hrl_sarp_jax.evaluation.backtest import rebalance_mask, run_backtest
+
+    # no stock cap, so the equal split and a Micro's weights are different books
+    loose = lambda q: q.replace(  # noqa: E731
+        constraints=q.constraints.replace(max_stock_weight=jnp.float32(1.0)),
+        risk=q.risk.replace(derisk_drawdown=jnp.float32(1.0), cvar_budget=jnp.float32(0.0),
+                            event_reduction=jnp.float32(0.0)))
+    p, week_end = loose(world.p), world.week_end
+    t0 = _first_week_end(week_end, 60)
+    strategy = HierarchicalStrategy(NET, micro=False)
+    carries = strategy.init_carries(world.macro, world.micro, p, t0, L)
+    _, res = run_backtest(strategy, carries, p, t0, rebalance_mask("weekly", t0, L, week_end),
+                          batched=True, risk_manager=True, return_window=ENV.return_window)
+    weekly = loose(make_env_params(world.market, world.feats, ENV, weekly=True))
+    env = MacroEnv(N, S, FS, return_window=ENV.return_window)
+    goal_fn = rl_micro.macro_goal_fn(NET, S, FS)
+    step = jax.jit(env.step_env)
+    ends = [d - t0 for d in np.flatnonzero(week_end) if t0 < d <= t0 + L - 1]
+    for k in range(K):
+        mk = jax.tree.map(lambda x, k=k: x[k], world.macro)
+        obs, state = env.reset_env(jax.random.key(0),
+                                   weekly.replace(start_lo=t0, start_hi=t0))
+        for i in ends:
+            obs, state, _, _, _ = step(jax.random.key(0), state, goal_fn(mk, obs), weekly)
+            # the backtest's value after day t0 + i - 1's returns is MacroEnv's at that week end
+            np.testing.assert_allclose(float(res.value[k][i - 1]), float(state.port.value),
+                                       rtol=1e-5)
+        assert len(ends) >= 4
+
+
 def test_decisions_never_read_rows_after_the_decision_day(world):
     """Perturb every market/feature row > tc (the calendar stays): goals, regime calls and
     executed weights of days <= tc are unchanged, later ones change."""
