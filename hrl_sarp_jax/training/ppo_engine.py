@@ -94,8 +94,9 @@ class PPOSpec:
     """0: each evaluation start day begins one episode, whose Sharpe is one of the per-episode
     statistics (``train.validation: episodes``). B > 0: each start day begins one continuous
     walk through the validation window (``train.validation: continuous``), whose Sharpe is the
-    validation Sharpe, and its consecutive blocks of B weeks (the last one taking the remainder)
-    are the per-episode statistics that the selection margin's standard error reads. Either
+    validation Sharpe, and its consecutive blocks of B weeks (``finance.metrics.block_index``:
+    the last one takes the remainder, a walk shorter than two blocks is halved) are the
+    per-episode statistics that the selection margin's standard error reads. Either
     way the walk's length is the validation env params' ``max_steps_in_episode``."""
 
     @property

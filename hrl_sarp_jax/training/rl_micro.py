@@ -114,8 +114,8 @@ class Phase4Spec:
     """Validation episodes, started at evenly spaced days of the validation window."""
     eval_block_days: int = 0
     """0: each validation episode's Sharpe is one per-episode statistic. B > 0 (``train.validation:
-    continuous``, one episode through the window): its consecutive blocks of B days (the
-    last one taking the remainder) are (``validation.daily_plan``)."""
+    continuous``, one episode through the window): its consecutive blocks of B days are
+    (``finance.metrics.block_index``; ``validation.daily_plan``)."""
 
     def buffer_rows(self, episode_days: int) -> int:
         """Ring rows (vector steps of num_envs transitions) for ``buffer_episodes`` episodes of
