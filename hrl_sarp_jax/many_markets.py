@@ -52,7 +52,6 @@ from hrl_sarp_jax.evaluation import markets as mk
 from hrl_sarp_jax.evaluation import metrics as em
 from hrl_sarp_jax.evaluation.agent import (
     EnsembleStrategy,
-    EqualSectorsStrategy,
     HierarchicalStrategy,
     regime_call_scores,
 )
@@ -166,8 +165,8 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
            mk.MarketStrategy(ENSEMBLE, EnsembleStrategy(networks), freq, "ensemble",
                              carry=carries, description="seed ensemble: mean of the seeds' "
                                                         "target weights, one book"),
-           mk.MarketStrategy(EQUAL_SECTORS, EqualSectorsStrategy(networks), freq, "trained",
-                             carry=carries, seeded=True,
+           mk.MarketStrategy(EQUAL_SECTORS, HierarchicalStrategy(networks, macro=False), freq,
+                             "trained", carry=carries, seeded=True,
                              description="the agent's Micro on equal sector weights (a goal "
                                          "that never moves): what the Macro adds is the agent "
                                          "minus this"),

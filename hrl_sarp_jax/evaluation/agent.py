@@ -73,11 +73,14 @@ class AgentCarry:
 class HierarchicalStrategy:
     """Deterministic hierarchical policy: ``__call__(carry, t, view) -> (carry, weights [N])``
     (module docstring). Frozen and hashable: equal network configs share one compile.
-    ``micro=False``: the Macro's goal split equally over each sector's tradable stocks
-    instead of the Micro actor's weights (``envs.common.equal_weight_in_sectors``): what the
-    hierarchy earns without its Micro, so the agent minus it is what the Micro adds."""
+    Each level can be switched off to measure what it adds: ``macro=False`` holds a goal that
+    never moves (equal weight over the valid sectors ⊕ Sideways, ``params.fixed_goal``; the
+    logs record no Macro decision), ``micro=False`` splits the goal equally over each sector's
+    tradable stocks instead of the Micro actor's weights (``envs.common.
+    equal_weight_in_sectors``); the agent minus either is what that level adds."""
 
     networks: NetworkConfig
+    macro: bool = True
     micro: bool = True
 
     # -- the two levels (pure, one example)
@@ -112,7 +115,11 @@ class HierarchicalStrategy:
         def keep(c: AgentCarry) -> tuple[Array, Array]:
             return c.goal, jnp.zeros((NUM_REGIMES,), _F32)
 
-        goal, probs = jax.lax.cond(decide, macro, keep, carry)
+        if self.macro:
+            goal, probs = jax.lax.cond(decide, macro, keep, carry)
+        else:
+            goal, probs = jnp.asarray(params.fixed_goal, _F32), jnp.zeros((NUM_REGIMES,), _F32)
+            decide = jnp.zeros((), bool)
         if self.micro:
             weights = self.micro_weights(carry.micro_params, port, goal, t, params)
         else:
@@ -160,24 +167,6 @@ class EnsembleStrategy:
         seed = HierarchicalStrategy(self.networks)
         carry, weights = jax.vmap(seed, in_axes=(0, None, None))(carry, t, view)
         return carry, weights.mean(0)
-
-
-@dataclass(frozen=True)
-class EqualSectorsStrategy:
-    """The run's Micro actor on a goal that never moves: equal weight over the valid sectors
-    ⊕ Sideways (``params.fixed_goal``, ``envs.params.default_goal``), re-allocating as the
-    hierarchy does. What the hierarchy earns without its Macro's calls, so the agent minus this
-    is what the Macro adds. Carry: ``HierarchicalStrategy.init_carries`` (the Macro params
-    ride along unused; the logs record the fixed goal and no Macro decision)."""
-
-    networks: NetworkConfig
-
-    def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
-        params, i = view.params, jnp.asarray(view.i, _I32)
-        goal = jnp.asarray(params.fixed_goal, _F32)
-        weights = HierarchicalStrategy(self.networks).micro_weights(
-            carry.micro_params, view.port, goal, t, params)
-        return carry.replace(goal=goal, goals=carry.goals.at[i].set(goal)), weights
 
 
 def _leading(tree: Params, name: str) -> int:

@@ -125,7 +125,7 @@ def fit_hmm(x: Array, fit: Array) -> HMMParams:
     ``fit`` [T] bool (other days carry no evidence), states ordered by variance."""
     x = jnp.where(fit, x, 0.0).astype(jnp.float32)
     start = _init(x, fit)
-    floor = VAR_FLOOR * jnp.maximum(start.var[0], 1e-12)
+    floor = VAR_FLOOR * jnp.maximum(jnp.var(x, where=fit), 1e-12)
     params = jax.lax.fori_loop(0, EM_ITERS, lambda _, p: _em_step(p, x, fit, floor), start)
     order = jnp.argsort(params.var)
     return HMMParams(params.pi[order], params.trans[order][:, order], params.mean[order],

@@ -162,17 +162,17 @@ def test_phase3_continuous_validation_is_the_backtest_of_its_window(world):
 
 
 def test_equal_sectors_strategy_is_the_micro_on_the_fixed_goal(world):
-    """EqualSectorsStrategy (the agent's Micro on equal sector weights, the Macro's
+    """HierarchicalStrategy(macro=False) (the agent's Micro on equal sector weights, the Macro's
     counterfactual in the many-market report) equals MicroEnv with the 'fixed' goal source
     stepped day by day with Phase 3's frozen allocator: same trades, returns and exposures."""
     from hrl_sarp_jax.envs.micro import MicroEnv
-    from hrl_sarp_jax.evaluation.agent import EqualSectorsStrategy, HierarchicalStrategy
+    from hrl_sarp_jax.evaluation.agent import HierarchicalStrategy
     from hrl_sarp_jax.evaluation.backtest import rebalance_mask, run_backtest
 
     p, week_end = world.p, world.week_end
     t0 = _first_week_end(week_end, 60)
     carries = HierarchicalStrategy(NET).init_carries(world.macro, world.micro, p, t0, L)
-    _, res = run_backtest(EqualSectorsStrategy(NET), carries, p, t0,
+    _, res = run_backtest(HierarchicalStrategy(NET, macro=False), carries, p, t0,
                           rebalance_mask("daily", t0, L, week_end), batched=True,
                           risk_manager=True, return_window=ENV.return_window)
     env = MicroEnv(N, S, return_window=ENV.return_window, goal_source="fixed")
