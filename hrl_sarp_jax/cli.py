@@ -312,7 +312,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
+    from hrl_sarp_jax.evaluation.report import val_baselines_text
     from hrl_sarp_jax.features.build import build_features
+    from hrl_sarp_jax.pipeline import record_validation_baselines
     from hrl_sarp_jax.training.market_pool import pool_source
     from hrl_sarp_jax.training.phases import check_training_config, get_phases
 
@@ -344,6 +346,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     pool_source(cfg, market_identity(market_dir))  # the pool can serve this market
     run = create_run(args.checkpoints, args.run, cfg, data_fingerprint(market_dir), resume=resume,
                      market=market_identity(market_dir))
+    walks: dict = {}  # validation walk -> its comparators (pipeline.validation_baselines)
     with run:
         for number, spec in todo:
             if args.resume and read_phase_summary(run, number) is not None:
@@ -356,6 +359,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                   flush=True)
             result = spec.run(cfg, market, meta, feats, run, resume=args.resume, progress=True)
             _print_result(result)
+            done = record_validation_baselines(run, number, cfg, market, meta, feats, walks)
+            if done is not None:
+                print(f"  {val_baselines_text(done['val_baselines'])}", flush=True)
     return 0
 
 

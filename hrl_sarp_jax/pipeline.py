@@ -41,7 +41,7 @@ from hrl_sarp_jax.evaluation.evaluate import add_strategy, evaluate_baselines, s
 from hrl_sarp_jax.evaluation.flat_policy import flat_daily_returns
 from hrl_sarp_jax.evaluation.ladder import LADDER_RULE, window_ladder
 from hrl_sarp_jax.evaluation.overfitting import deflated_sharpe
-from hrl_sarp_jax.evaluation.report import write_report
+from hrl_sarp_jax.evaluation.report import val_baselines_text, write_report
 from hrl_sarp_jax.features.featureset import FeatureSet
 from hrl_sarp_jax.training.policy import (
     load_policy,
@@ -165,16 +165,90 @@ def rl_phase_record(run: Run) -> dict[str, Any]:
     """What each RL phase of the run kept against its starting policy, from its summary
     (phases without one are left out): best and latest step, the selection margin and, where
     the phase evaluated its start, ``final_vs_start`` (per-seed change of the final
-    policy over its start, its standard error, seeds improved by more than one)."""
+    policy over its start, its standard error, seeds improved by more than one), its
+    validation comparators (``val_baselines``) and the run's ``train.checkpoint`` rule
+    (``checkpoint_rule``: which of best and latest the policy uses)."""
     out = {}
+    rule = run.config.train.checkpoint
     for k in RL_PHASES:
         s = read_phase_summary(run, k)
         if s is None:
             continue
         out[str(k)] = {key: s.get(key) for key in ("best_step", "latest_step",
-                                                   "checkpoint_margin", "final_vs_start")
+                                                   "checkpoint_margin", "final_vs_start",
+                                                   "val_baselines")
                        if s.get(key) is not None}
+        out[str(k)]["checkpoint_rule"] = rule
     return out
+
+
+VAL_COMPARATORS = ("equal_weight", "sector_momentum")
+"""The baselines each RL phase's validation walk is set beside (``validation_baselines``)."""
+VAL_PHASES = (3, 4, 5, "flat")
+"""The phases that validate on a walk (``train.validation``)."""
+
+
+# HOST ONLY
+def validation_baselines(summary: dict, phase: int | str, cfg: Config, market: MarketArrays,
+                         meta: MarketMeta, feats: FeatureSet,
+                         cache: dict | None = None) -> dict | None:
+    """The comparators of an RL phase's validation, computed by the baselines' own code:
+    plain 1/N and sector momentum (``VAL_COMPARATORS``) traded from cash over the days of the
+    phase's ``continuous`` walk (``training.validation.walk_window``: weekly from the
+    window's first week end, Phase 4 daily from its first day), their daily net returns
+    compounded into the walk's periods and scored with the walk's Sharpe. None under
+    ``train.validation: episodes`` (no single walk to set them beside) or without a
+    validation window. ``cache``: walk -> result, shared by phases with one walk."""
+    from hrl_sarp_jax.evaluation.evaluate import baseline_returns
+    from hrl_sarp_jax.finance.metrics import sharpe
+    from hrl_sarp_jax.training.validation import walk_returns, walk_window
+
+    span = summary.get("val_span")
+    if cfg.train.validation != "continuous" or not span or phase not in VAL_PHASES:
+        return None
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    lo, hi = (int(np.searchsorted(dates, np.datetime64(d, "D"))) for d in span)
+    walk = walk_window(np.asarray(market.week_end, bool), lo, hi, daily=phase == 4)
+    key = (walk.t0, walk.length, walk.periods_per_year)
+    if cache is not None and key in cache:
+        return cache[key]
+    daily = baseline_returns(market, meta, feats, cfg, VAL_COMPARATORS, walk.t0, walk.length)
+    strategies = {}
+    for name, r in daily.items():
+        periods = walk_returns(r, walk)
+        strategies[name] = {"sharpe": float(sharpe(periods, walk.periods_per_year)),
+                            "return": float(np.prod(1.0 + periods) - 1.0)}
+    out = {"first_day": str(dates[walk.t0]), "last_day": str(dates[walk.t0 + walk.length]),
+           "periods": walk.periods, "periods_per_year": walk.periods_per_year,
+           "strategies": strategies}
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+# HOST ONLY
+def record_validation_baselines(run: Run, phase: int | str, cfg: Config, market: MarketArrays,
+                                meta: MarketMeta, feats: FeatureSet,
+                                cache: dict | None = None) -> dict | None:
+    """Add ``val_baselines`` (``validation_baselines``) to the phase's summary, with the
+    phase's validation Sharpe minus each comparator's, and return the summary (None when the
+    phase has no summary or no walk to compare). A summary that holds them is left as is."""
+    from hrl_sarp_jax.checkpointing import write_phase_summary
+
+    summary = read_phase_summary(run, phase)
+    if summary is None:
+        return None
+    if "val_baselines" in summary:
+        return summary
+    vb = validation_baselines(summary, phase, cfg, market, meta, feats, cache)
+    if vb is None:
+        return None
+    own = float(summary["val_sharpe"])
+    vb = {**vb, "val_sharpe": own,
+          "val_sharpe_minus": {n: own - v["sharpe"] for n, v in vb["strategies"].items()}}
+    summary = {**summary, "val_baselines": vb}
+    write_phase_summary(run, phase, summary)
+    return summary
 
 
 # HOST ONLY
@@ -383,6 +457,7 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
     run = create_run(root, run_name, cfg, data_fingerprint(market_dir), resume=resume,
                      market=market_identity(market_dir))
     summaries: dict[int, dict] = {}
+    walks: dict = {}  # validation walk -> its comparators, shared by the phases that walk it
     with run:
         for k in sorted(PHASES):
             spec = PHASES[k]
@@ -390,7 +465,8 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
             t_k = time.perf_counter()
             if done is not None:
                 say(f"[phase {k}/5] {spec.name}: already trained (summary found), kept")
-                summaries[k] = done
+                summaries[k] = _with_val_baselines(run, k, done, cfg, market, meta, feats,
+                                                   walks, say)
                 continue
             say(f"[phase {k}/5] {spec.name}, {cfg.train.seeds} seed(s) ...")
             result = spec.run(cfg, market, meta, feats, run, resume=True, progress=True)
@@ -399,6 +475,8 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
                 + ", ".join(f"{label} {value:.4g}" + (f" (baseline {base:.4g})" if base_key
                                                       else "")
                             for label, value, base_key, base in result.rows[:2]))
+            summaries[k] = _with_val_baselines(run, k, summaries[k], cfg, market, meta, feats,
+                                               walks, say)
         flat = FLAT_PHASE
         if read_phase_summary(run, flat.number) is None:
             t_k = time.perf_counter()
@@ -406,6 +484,9 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
             result = flat.run(cfg, market, meta, feats, run, resume=True, progress=True)
             summaries[flat.number] = result.summary
             say(f"[baseline] done in {time.perf_counter() - t_k:.0f}s")
+        summaries[flat.number] = _with_val_baselines(
+            run, flat.number, read_phase_summary(run, flat.number), cfg, market, meta, feats,
+            walks, say)
         say("[evaluate] every baseline and the agent on the same window ...")
         t_e = time.perf_counter()
         out = evaluate_run(run, cfg, market, meta, feats, split=split, market_dir=market_dir,
@@ -413,6 +494,19 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
         say(f"[evaluate] done in {time.perf_counter() - t_e:.0f}s")
     out["phases"] = summaries
     return out
+
+
+# HOST ONLY
+def _with_val_baselines(run: Run, phase: int | str, summary: dict, cfg: Config,
+                        market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
+                        walks: dict, say: Callable[[str], None]) -> dict:
+    """The phase's summary with its validation comparators recorded (and said)."""
+    done = record_validation_baselines(run, phase, cfg, market, meta, feats, walks)
+    if done is None:
+        return summary
+    label = "[baseline]" if phase == "flat" else f"[phase {phase}]"
+    say(f"{label} {val_baselines_text(done['val_baselines'])}")
+    return done
 
 
 # HOST ONLY

@@ -96,6 +96,54 @@ def _index_end_book(s: Mapping, return_window: int) -> Any:
         weights=np.ones(1, np.float32), peak=np.float32(value / (1.0 - dd)))))
 
 
+def baseline_strategy(name: str, market: MarketArrays, params: Any, dates: np.ndarray,
+                      cfg: Config, *, schedule: str | int = "weekly",
+                      seeds: Sequence[int] = (0,), drift: np.ndarray | None = None
+                      ) -> tuple[Any, Any, bool, str | int]:
+    """(weights_fn, first carry, batched over seeds, rebalance schedule) of the weights
+    baseline ``name`` (``baselines.BASELINES``; ``schedule`` where it has none of its own;
+    ``seeds`` for the seeded one, ``drift`` [3, S] for the oracle)."""
+    spec = bl.BASELINES[name]
+    sched = spec.schedule if spec.schedule is not None else schedule
+    if spec.kind == "seeded":
+        keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
+        return spec.make(), keys, True, sched
+    if spec.kind == "oracle":
+        fn = bl.RegimeOracle(bl.oracle_top_k(int(np.sum(np.asarray(market.sector_valid)))))
+        return fn, fn.init_carry(drift, np.asarray(market.latent_regime)), False, sched
+    if spec.kind == "fitted":
+        fn = spec.make()
+        return fn, fn.init_carry(fit_market(market, params, dates, cfg)), False, sched
+    fn = spec.make()
+    return fn, fn.init_carry(), False, sched
+
+
+# HOST ONLY
+def baseline_returns(market: MarketArrays, meta: MarketMeta, feats: FeatureSet, cfg: Config,
+                     names: Sequence[str], t0: int, length: int, *,
+                     schedule: str | int = "weekly", risk_manager: bool = True
+                     ) -> dict[str, np.ndarray]:
+    """name -> float64 [length] daily net returns of each weights baseline (plain or fitted:
+    ``equal_weight``, ``sector_momentum``, ``regime_rule``, ...) decided on days t0 ..
+    t0 + length - 1 from cash, traded as ``evaluate_baselines`` trades it (same schedule,
+    costs and risk manager), e.g. the comparators of a validation walk."""
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    params = make_env_params(market, feats, cfg.env)
+    week_end = np.asarray(market.week_end, bool)
+    out = {}
+    for name in names:
+        if bl.get_baseline(name).kind not in ("weights", "fitted"):
+            raise ConfigError(f"baseline {name!r} ({bl.BASELINES[name].kind}) has no single "
+                              f"daily return series; choose a weights baseline")
+        fn, carry, _, sched = baseline_strategy(name, market, params, dates, cfg,
+                                                schedule=schedule)
+        _, res = run_backtest(fn, carry, params, t0,
+                              rebalance_mask(sched, t0, length, week_end, dates),
+                              risk_manager=risk_manager, return_window=cfg.env.return_window)
+        out[name] = np.asarray(res.net_return, np.float64)
+    return out
+
+
 def evaluate_baselines(
     market: MarketArrays,
     meta: MarketMeta,
@@ -173,26 +221,12 @@ def evaluate_baselines(
         else:
             drift = np.asarray(sector_drift, np.float32)
 
-    def strategy_run(name: str):
-        """(weights_fn, carry, batched, schedule) of a weights baseline."""
-        spec = bl.BASELINES[name]
-        sched = spec.schedule if spec.schedule is not None else schedule
-        if spec.kind == "seeded":
-            keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
-            return spec.make(), keys, True, sched
-        if spec.kind == "oracle":
-            fn = bl.RegimeOracle(bl.oracle_top_k(int(np.sum(np.asarray(market.sector_valid)))))
-            return fn, fn.init_carry(drift, latent), False, sched
-        if spec.kind == "fitted":
-            fn = spec.make()
-            return fn, fn.init_carry(fit_market(market, params, dates, cfg)), False, sched
-        fn = spec.make()
-        return fn, fn.init_carry(), False, sched
-
     def run_window(name: str, w0: int, wl: int, book0: Any = None, keep: bool = False):
         """(result, batched, schedule); from ``book0`` (None: cash); with ``keep`` the end
         book goes to ``end_books[name]``."""
-        fn, carry, batched, sched = strategy_run(name)
+        fn, carry, batched, sched = baseline_strategy(name, market, params, dates, cfg,
+                                                      schedule=schedule, seeds=seeds,
+                                                      drift=drift)
         reb = rebalance_mask(sched, w0, wl, week_end, dates)
         out = run_backtest(fn, carry, params, w0, reb, batched=batched,
                            risk_manager=risk_manager, return_window=cfg.env.return_window,

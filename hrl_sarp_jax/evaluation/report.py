@@ -444,6 +444,16 @@ def _dsr_line(payload: dict) -> str | None:
     return None
 
 
+def val_baselines_text(vb: dict) -> str:
+    """One line: an RL phase's validation Sharpe beside its comparators over the same walk
+    (``pipeline.record_validation_baselines``)."""
+    names = {"equal_weight": "1/N", "sector_momentum": "sector momentum"}
+    parts = ", ".join(f"{names.get(n, n)} {v['sharpe']:.3g}" for n, v in vb["strategies"].items())
+    return (f"validation Sharpe {vb['val_sharpe']:.3g} vs {parts} over the same walk "
+            f"({vb['first_day']} .. {vb['last_day']}, {vb['periods']} "
+            f"{'days' if vb['periods_per_year'] == 252 else 'weeks'})")
+
+
 def rl_phases_line(payload: dict) -> str | None:
     """What the run's RL phases kept against their starting policies (``payload["rl_phases"]``,
     from the phase summaries), e.g. whether Phase 3 improved on Phase 1's Macro at all."""
@@ -452,13 +462,19 @@ def rl_phases_line(payload: dict) -> str | None:
         return None
     parts = []
     for k, r in sorted(phases.items()):
-        part = f"Phase {k} kept step {r.get('best_step')} of {r.get('latest_step')}"
+        if r.get("checkpoint_rule") == "latest":
+            part = (f"Phase {k} used its latest step {r.get('latest_step')} (train.checkpoint: "
+                    f"latest; ranked best: step {r.get('best_step')})")
+        else:
+            part = f"Phase {k} kept step {r.get('best_step')} of {r.get('latest_step')}"
         v = r.get("final_vs_start")
         if v:
             n = len(v["diff"])
             part += (f"; its final policy beats the start by more than one standard error for "
                      f"{v['improved_seeds']} of {n} seed(s) (mean change "
                      f"{float(np.mean(v['diff'])):+.3f}, SE {float(np.mean(v['se'])):.3f})")
+        if r.get("val_baselines"):
+            part += f"; {val_baselines_text(r['val_baselines'])}"
         parts.append(part)
     margin = next((r["checkpoint_margin"] for r in phases.values() if "checkpoint_margin" in r),
                   None)

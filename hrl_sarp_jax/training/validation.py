@@ -10,14 +10,16 @@ per-episode statistics the selection margin pairs (``training.selection``).
 the window's first week end (Micro: its first day) to its end; the validation Sharpe is that
 walk's, and its consecutive quarters (``BLOCK_WEEKS`` weeks, ``BLOCK_DAYS`` days, the last
 one taking the remainder, a window shorter than two quarters halved:
-``finance.metrics.block_sharpes``) stand in for episodes in the margin's standard error. The walk's length is the validation env params'
-``max_steps_in_episode``, so the compiled training programs do not depend on it.
+``finance.metrics.block_sharpes``) stand in for episodes in the margin's standard error.
+The walk's length is the validation env params' ``max_steps_in_episode``, so the compiled
+training programs do not depend on it. ``walk_window`` names its days as a backtest sees
+them, so the baselines can be scored over the same walk (``pipeline.validation_baselines``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -75,12 +77,49 @@ def weekly_plan(kind: str, week_end: np.ndarray, lo: int, hi: int, val_params: A
     if check_kind(kind) == "episodes":
         return val_params, eval_start_days(week_end, lo, hi, int(val_params.max_steps_in_episode),
                                            max_episodes)
+    walk = walk_window(week_end, lo, hi)
+    return (val_params.replace(max_steps_in_episode=walk.periods + 1),
+            np.asarray([walk.t0], np.int32))
+
+
+class WalkWindow(NamedTuple):
+    """The days a continuous validation walk covers, as a backtest sees them: decisions on
+    days t0 .. t0 + length - 1, returns earned on days t0 + 1 .. t0 + length; the walk's
+    period p compounds the backtest's daily returns [bounds[p], bounds[p + 1])."""
+
+    t0: int
+    length: int
+    bounds: np.ndarray  # int [periods + 1], 0 .. length
+    periods_per_year: int  # 52 weekly, 252 daily
+
+    @property
+    def periods(self) -> int:
+        return int(self.bounds.size) - 1
+
+
+def walk_window(week_end: np.ndarray, lo: int, hi: int, *, daily: bool = False) -> WalkWindow:
+    """The ``continuous`` walk through the validation window [lo, hi]: weekly (MacroEnv,
+    FlatEnv) from its first week end over every week end after it up to hi; ``daily``
+    (MicroEnv) from lo over every day up to hi (``weekly_plan``, ``daily_plan``)."""
+    if daily:
+        if hi - lo < 1:
+            raise ConfigError("the validation window holds a single day; move data.test_start "
+                              "later")
+        return WalkWindow(int(lo), int(hi - lo), np.arange(hi - lo + 1), 252)
     day0 = int(eval_start_days(week_end, lo, hi, 0, 1)[0])
-    weeks = int(np.asarray(week_end, bool)[day0 + 1: hi + 1].sum())
-    if weeks < 1:
+    ends = np.flatnonzero(np.asarray(week_end, bool)[day0 + 1: hi + 1]) + 1
+    if ends.size < 1:
         raise ConfigError(f"the validation window [{lo}, {hi}] holds no full week after its "
                           f"first week end (day {day0}); move data.test_start later")
-    return val_params.replace(max_steps_in_episode=weeks + 1), np.asarray([day0], np.int32)
+    return WalkWindow(day0, int(ends[-1]), np.concatenate([[0], ends]), 52)
+
+
+def walk_returns(daily: np.ndarray, walk: WalkWindow) -> np.ndarray:
+    """float64 [..., periods]: daily returns [..., walk.length] compounded into the walk's
+    periods."""
+    growth = np.cumprod(1.0 + np.asarray(daily, np.float64), axis=-1)
+    growth = np.concatenate([np.ones((*growth.shape[:-1], 1)), growth], axis=-1)
+    return growth[..., walk.bounds[1:]] / growth[..., walk.bounds[:-1]] - 1.0
 
 
 def daily_plan(kind: str, val_params: Any, episodes: int = MAX_EPISODES) -> tuple[Any, int]:

@@ -184,14 +184,18 @@ def test_report_states_what_the_rl_phases_kept(payload, tmp_path):
     write_phase_summary(run, 4, {"best_step": 4096, "latest_step": 8192})
     record = rl_phase_record(run)  # phase 5 has no summary: left out
     assert record == {"3": {"best_step": 0, "latest_step": 64, "checkpoint_margin": 1.0,
-                            "final_vs_start": vs},
-                      "4": {"best_step": 4096, "latest_step": 8192}}
+                            "final_vs_start": vs, "checkpoint_rule": "best"},
+                      "4": {"best_step": 4096, "latest_step": 8192, "checkpoint_rule": "best"}}
     line = rl_phases_line({**payload, "rl_phases": record})
     assert line == (
         "RL phases on validation (checkpoints ranked by validation Sharpe minus 1 standard "
         "error(s) of the improvement over the start; step 0 is the starting policy): Phase 3 "
         "kept step 0 of 64; its final policy beats the start by more than one standard error "
         "for 1 of 3 seed(s) (mean change -0.030, SE 0.050); Phase 4 kept step 4096 of 8192.")
+    # under train.checkpoint: latest the policy is the last step, whatever ranked best
+    latest = {k: {**r, "checkpoint_rule": "latest"} for k, r in record.items()}
+    assert "Phase 4 used its latest step 8192 (train.checkpoint: latest; ranked best: step " \
+        "4096)." in rl_phases_line({**payload, "rl_phases": latest})
     assert rl_phases_line(payload) is None  # a baselines-only report has no RL phases
     files = write_report({**payload, "rl_phases": record}, tmp_path / "rep")
     assert line in files["markdown"].read_text()

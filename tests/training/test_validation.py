@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import types
 
 import numpy as np
@@ -54,3 +55,84 @@ def test_an_unknown_validation_kind_names_the_key():
     with pytest.raises(ConfigError, match=r"train\.validation = 'weekly' is not one of "
                                           r"episodes, continuous"):
         v.block_steps("weekly")
+
+
+def test_walk_windows_by_hand():
+    """The days a continuous walk covers, as a backtest sees them, and its period returns."""
+    walk = v.walk_window(WEEK_END, 10, 47)
+    # from the first week end in [10, 47] (14) to the last one (44): weeks 14-19, ..., 39-44
+    assert (walk.t0, walk.length, walk.periods, walk.periods_per_year) == (14, 30, 6, 52)
+    assert walk.bounds.tolist() == [0, 5, 10, 15, 20, 25, 30]
+    daily = v.walk_window(WEEK_END, 10, 47, daily=True)
+    assert (daily.t0, daily.length, daily.periods, daily.periods_per_year) == (10, 37, 37, 252)
+    r = np.linspace(-0.01, 0.02, 30)
+    want = [np.prod(1.0 + r[a:b]) - 1.0 for a, b in itertools.pairwise(walk.bounds)]
+    np.testing.assert_allclose(v.walk_returns(r, walk), want, rtol=1e-12)
+    np.testing.assert_allclose(v.walk_returns(r[:37 - 7], daily._replace(
+        bounds=np.arange(31))), r, rtol=1e-12)
+    with pytest.raises(ConfigError, match="single day"):
+        v.walk_window(WEEK_END, 47, 47, daily=True)
+
+
+def test_validation_comparators_are_the_reports_baselines_over_the_walk(smoke_market, tmp_path):
+    """An RL phase's summary gets plain 1/N and sector momentum over its continuous walk:
+    the report's own baselines (``evaluate_baselines``) from cash over the walk's days,
+    compounded into the walk's weeks (hand-cut here from the week ends) and scored as the
+    walk is (mean / std x sqrt(52)); the daily walk of Phase 4 from the window's first day."""
+    import dataclasses
+
+    from hrl_sarp_jax.checkpointing import (
+        create_run,
+        data_fingerprint,
+        read_phase_summary,
+        write_phase_summary,
+    )
+    from hrl_sarp_jax.evaluation.evaluate import evaluate_baselines
+    from hrl_sarp_jax.evaluation.report import rl_phases_line
+    from hrl_sarp_jax.pipeline import record_validation_baselines, rl_phase_record
+
+    market_dir, market, meta, feats, cfg = smoke_market
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, validation="continuous"))
+    dates = np.asarray(meta.dates).astype("datetime64[D]")
+    lo = int(np.searchsorted(dates, np.datetime64(cfg.data.val_start)))
+    hi = int(np.searchsorted(dates, np.datetime64(cfg.data.test_start))) - 1
+    span = [str(dates[lo]), str(dates[hi])]
+    run = create_run(tmp_path, "r", cfg, data_fingerprint(market_dir), resume=False)
+    for phase in (3, 4, 5):
+        write_phase_summary(run, phase, {"val_span": span, "val_sharpe": 0.5, "best_step": 7,
+                                         "latest_step": 7})
+    walks: dict = {}
+    got = {k: record_validation_baselines(run, k, cfg, market, meta, feats, walks)
+           for k in (3, 4, 5)}
+
+    ends = np.flatnonzero(np.asarray(market.week_end, bool))
+    ends = ends[(ends >= lo) & (ends <= hi)]
+    t0, t_end = int(ends[0]), int(ends[-1])
+    ref = evaluate_baselines(market, meta, feats, cfg, split=(str(dates[t0]), str(dates[t_end])),
+                             include=["equal_weight", "sector_momentum"], risk_manager=True,
+                             bootstrap_num=10, historical=False)
+    vb = got[3]["val_baselines"]
+    assert (vb["first_day"], vb["last_day"], vb["periods"]) == (str(dates[t0]),
+                                                                str(dates[t_end]), ends.size - 1)
+    for name in ("equal_weight", "sector_momentum"):
+        daily = ref["strategies"][name]["series"]["net"]
+        week = np.array([np.prod(1.0 + daily[a - t0:b - t0]) - 1.0
+                         for a, b in itertools.pairwise(ends)])
+        want = week.mean() / week.std(ddof=1) * np.sqrt(52)
+        np.testing.assert_allclose(vb["strategies"][name]["sharpe"], want, rtol=1e-4)
+        np.testing.assert_allclose(vb["strategies"][name]["return"], np.prod(1.0 + week) - 1.0,
+                                   rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(vb["val_sharpe_minus"][name], 0.5 - want, rtol=1e-4)
+    # Phase 5 walks Phase 3's weeks (one computation), Phase 4 the days from lo
+    assert got[5]["val_baselines"]["strategies"] == vb["strategies"]
+    v4 = got[4]["val_baselines"]
+    assert (v4["first_day"], v4["last_day"], v4["periods"]) == (span[0], span[1], hi - lo)
+    assert len(walks) == 2 and v4["strategies"] != vb["strategies"]
+    assert read_phase_summary(run, 3)["val_baselines"] == vb  # written, and kept as is
+    assert record_validation_baselines(run, 3, cfg, market, meta, feats)["val_baselines"] == vb
+    line = rl_phases_line({"rl_phases": rl_phase_record(run)})
+    assert f"1/N {vb['strategies']['equal_weight']['sharpe']:.3g}" in line
+    # the episodes rule has no single walk to set them beside
+    episodes = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, validation="episodes"))
+    write_phase_summary(run, "flat", {"val_span": span, "val_sharpe": 0.5})
+    assert record_validation_baselines(run, "flat", episodes, market, meta, feats) is None
