@@ -111,6 +111,12 @@ A checkpoint written before them restores with them set to 0 (``risk.manager.Ris
 timed re-risk: a gate that never re-armed; MacroEnv's daily return buffer for the risk
 manager's CVaR: empty); any other difference stays a mismatch error."""
 
+COPIED_SUBTREES = (("ema_params", "params"),)
+"""(new key, source key): a subtree a later version added as a copy of another at the time of
+saving. A checkpoint written before it restores the new subtree from the source's stored
+leaves (the pre-training state's weight average, ``ema_params``: equal to ``params`` under the
+only rule that existed then, ``ema_decay`` 0)."""
+
 REBUILT_SUBTREES = ("buffer",)
 """Subtrees (by a key on their path) a later version laid out anew: the replay buffer (episode
 slots until 2026-12-04, a ring of vector steps since). A step saved with the old layout
@@ -1091,12 +1097,13 @@ class PhaseCheckpointer:
         except Exception:
             return None
         by_path = dict(_sorted_leaves(stored))
+        stored_paths = dict(by_path)  # COPIED_SUBTREES read sources that restore themselves too
         flat, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
         emptied = _rebuilt_mismatches(by_path, flat)
         for prefix in emptied:
             for parts in [p for p in by_path if p[:len(prefix)] == prefix]:
                 del by_path[parts]
-        leaves, added = [], False
+        leaves, added, copied = [], False, False
         for path, want in flat:
             parts = _path_parts(path)
             if any(parts[:len(p)] == p for p in emptied):
@@ -1107,6 +1114,11 @@ class PhaseCheckpointer:
                     return None
             elif any(parts[-len(a):] == a for a in ADDED_LEAVES):
                 value, added = np.zeros(want.shape, want.dtype), True
+            elif _copied_source(parts) in stored_paths:
+                value = stored_paths[_copied_source(parts)]
+                copied = True
+                if tuple(np.shape(value)) != tuple(want.shape):
+                    return None
             else:
                 return None
             sharding = getattr(want, "sharding", None)
@@ -1120,9 +1132,20 @@ class PhaseCheckpointer:
             return None
         if added:
             meta["migrated_leaves"] = [list(a) for a in ADDED_LEAVES]
+        if copied:
+            meta["copied_subtrees"] = [list(c) for c in COPIED_SUBTREES]
         if emptied:
             meta["emptied"] = sorted({"/".join(p) for p in emptied})
         return jax.tree_util.tree_unflatten(treedef, leaves), meta
+
+
+def _copied_source(parts: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The stored path a ``COPIED_SUBTREES`` leaf is restored from (None: not such a leaf)."""
+    for key, source in COPIED_SUBTREES:
+        if key in parts:
+            i = parts.index(key)
+            return (*parts[:i], source, *parts[i + 1:])
+    return None
 
 
 def _rebuilt_mismatches(stored: dict[tuple[str, ...], Any], target: list

@@ -316,6 +316,10 @@ class PretrainConfig:
     split's labels, so a minority regime counts as much as the majority) or 'none'."""
     chunk_epochs: int = 5
     """Epochs per compiled call; metrics are logged and a checkpoint is saved after each."""
+    ema_decay: float = 0.0
+    """Exponential moving average of the weights, updated after every minibatch step (Polyak &
+    Juditsky 1992): validation, early stopping and the phase's ``best_params`` then use the
+    average instead of the raw weights. 0: the raw weights (the original)."""
 
 
 @dataclass(frozen=True)

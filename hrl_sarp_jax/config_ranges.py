@@ -84,6 +84,7 @@ def _pretrain(prefix: str) -> dict[str, Bound]:
         f"{prefix}.patience": COUNT, f"{prefix}.w_regime": NONNEG, f"{prefix}.w_alloc": NONNEG,
         f"{prefix}.alloc_temperature": POSITIVE,
         f"{prefix}.target_horizon": ge(1, "trading days"), f"{prefix}.chunk_epochs": COUNT,
+        f"{prefix}.ema_decay": Bound(0.0, 1.0, hi_open=True, note="0: the raw weights"),
     }
 
 

@@ -582,3 +582,36 @@ def test_restore_chosen_follows_the_checkpoint_rule(run):
     np.testing.assert_array_equal(state["params"]["w"], make_state(3)["params"]["w"])
     with pytest.raises(CheckpointError, match=r"train\.checkpoint = 'last'"):
         ck.restore_chosen(run, 3, target, "last")
+
+
+def test_pretrain_state_saved_before_the_weight_average_restores_it_as_the_weights(run):
+    """A pre-training state saved before ``ema_params`` (the weight average of
+    ``train.*_pretrain.ema_decay``) restores with the average equal to the saved weights (what
+    the only rule then, decay 0, kept), every stored leaf as saved; a target that wants
+    anything else stays a mismatch error."""
+    from hrl_sarp_jax.training import pretrain as pt
+
+    tx = pt.make_optimizer()
+    params = {"dense": {"kernel": jnp.arange(6.0).reshape(2, 3), "bias": jnp.ones(3)}}
+    fields = dict(params=params, opt_state=tx.init(params),
+                  best_params=jax.tree.map(lambda x: x * 2.0, params),
+                  best_val=jnp.float32(0.5), last_val=jnp.float32(0.6),
+                  best_epoch=jnp.int32(3), bad_epochs=jnp.int32(1), stopped=jnp.asarray(False),
+                  epoch=jnp.int32(4), key=jnp.zeros(2, jnp.uint32))
+    with ck.PhaseCheckpointer(run, 1) as ckpt:
+        ckpt.save(4, {**fields}, metrics={"val_loss": 0.5})
+        target = jax.eval_shape(lambda: pt.PretrainState(
+            **fields, ema_params=jax.tree.map(jnp.zeros_like, params)))
+        state, meta, step = ckpt.restore(target)
+        assert step == 4 and meta["hash_verified"] and meta["copied_subtrees"]
+        assert isinstance(state, pt.PretrainState)
+        np.testing.assert_array_equal(state.ema_params["dense"]["kernel"],
+                                      np.arange(6.0).reshape(2, 3))
+        np.testing.assert_array_equal(state.params["dense"]["bias"], np.ones(3))
+        np.testing.assert_array_equal(state.best_params["dense"]["kernel"],
+                                      2.0 * np.arange(6.0).reshape(2, 3))
+        assert int(state.epoch) == 4
+        wider = jax.eval_shape(lambda: pt.PretrainState(
+            **fields, ema_params={"dense": {"kernel": jnp.zeros((2, 4)), "bias": jnp.ones(3)}}))
+        with pytest.raises(CheckpointError, match="does not fit"):
+            ckpt.restore(wider)

@@ -63,6 +63,7 @@ class PretrainHParams:
     w_regime: Array        # Phase 1 regime cross-entropy weight
     w_alloc: Array         # allocation KL weight
     class_weights: Array   # [3] regime class weights (ones for 'none')
+    ema_decay: Array       # weight average per step (0: the raw weights are validated and kept)
 
     # HOST ONLY
     @classmethod
@@ -71,7 +72,8 @@ class PretrainHParams:
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         cw = np.ones(NUM_REGIMES) if class_weights is None else class_weights
         return cls(lr=f(p.lr), weight_decay=f(p.weight_decay), max_grad_norm=f(p.grad_clip),
-                   w_regime=f(p.w_regime), w_alloc=f(p.w_alloc), class_weights=f(cw))
+                   w_regime=f(p.w_regime), w_alloc=f(p.w_alloc), class_weights=f(cw),
+                   ema_decay=f(p.ema_decay))
 
 
 @struct.dataclass
@@ -80,9 +82,10 @@ class PretrainState:
 
     params: Params
     opt_state: optax.OptState
-    best_params: Params      # params of the epoch with the lowest validation loss so far
+    ema_params: Params       # the weights' moving average (``hp.ema_decay``; = params at 0)
+    best_params: Params      # validated params (ema_params) of the lowest validation loss so far
     best_val: Array          # [] float32 (+inf before the first epoch)
-    last_val: Array          # [] float32 validation loss of ``params`` (+inf before training)
+    last_val: Array          # [] float32 validation loss of ``ema_params`` (+inf before training)
     best_epoch: Array        # [] int32, 1-based (0: none yet)
     bad_epochs: Array        # [] int32 epochs since the last improvement
     stopped: Array           # [] bool early-stopped
@@ -396,6 +399,7 @@ def init_state(task: Task, tx: optax.GradientTransformation, seed_key: PRNGKey) 
     return PretrainState(
         params=params,
         opt_state=tx.init(params),
+        ema_params=params,
         best_params=params,
         best_val=jnp.asarray(jnp.inf, jnp.float32),
         last_val=jnp.asarray(jnp.inf, jnp.float32),
@@ -429,11 +433,14 @@ def train_epoch(task: Task, tx: optax.GradientTransformation, spec: EngineSpec,
         peak_lr=hp.lr, lr_scale=cosine_scale(state.epoch, spec.total_epochs))
 
     def update(carry, idx, key):
-        params, opt = carry
+        params, opt, ema = carry
         batch = jax.tree.map(lambda x: x[idx], data)
         (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(params, hp, batch, key)
         updates, opt = tx.update(grads, opt, params)
-        return (optax.apply_updates(params, updates), opt), (loss, aux)
+        params = optax.apply_updates(params, updates)
+        # at decay 0 exactly the new params (0·ema + 1·params), so the original bit for bit
+        ema = jax.tree.map(lambda e, p: hp.ema_decay * e + (1.0 - hp.ema_decay) * p, ema, params)
+        return (params, opt, ema), (loss, aux)
 
     def skip(carry, idx, key):
         out = jax.eval_shape(update, carry, idx, key)[1]
@@ -444,16 +451,17 @@ def train_epoch(task: Task, tx: optax.GradientTransformation, spec: EngineSpec,
         return jax.lax.cond(run, update, skip, carry, idx, key)
 
     step_keys = jax.random.split(step_key, nmb)
-    (params, opt_state), (losses, aux) = jax.lax.scan(
-        step, (state.params, opt_state), (order, step_keys, runs))
-    val_loss, val_metrics = task.evaluate(params, hp, val.data, val.valid)
+    (params, opt_state, ema), (losses, aux) = jax.lax.scan(
+        step, (state.params, opt_state, state.ema_params), (order, step_keys, runs))
+    val_loss, val_metrics = task.evaluate(ema, hp, val.data, val.valid)
     improved = val_loss < state.best_val - MIN_DELTA
     epoch = state.epoch + 1
     bad = jnp.where(improved, 0, state.bad_epochs + 1).astype(jnp.int32)
     new = state.replace(
         params=params,
         opt_state=opt_state,
-        best_params=jax.tree.map(lambda a, b: jnp.where(improved, a, b), params,
+        ema_params=ema,
+        best_params=jax.tree.map(lambda a, b: jnp.where(improved, a, b), ema,
                                  state.best_params),
         best_val=jnp.where(improved, val_loss, state.best_val).astype(jnp.float32),
         last_val=jnp.asarray(val_loss, jnp.float32),

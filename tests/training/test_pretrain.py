@@ -233,6 +233,43 @@ def test_early_stopping_freezes_a_seed_that_stops_improving(macro_setup):
     assert int(state.epoch[0]) == 2 and not bool(state.stopped[0])
 
 
+def test_weight_average_follows_the_raw_weights_and_is_what_is_validated(macro_setup):
+    """``ema_decay``: after every step the average moves (1 - d) of the way to the new
+    weights (a NumPy recursion over the raw weights, one step an epoch here); training itself
+    is untouched (the raw weights equal the d = 0 run's bit for bit), validation and
+    ``best_params`` read the average, and at d = 0 the average is the weights themselves."""
+    task, tx, hp, train, val = macro_setup
+    spec = pt.EngineSpec(train.size, train.size, 1, 4, 40)   # one minibatch an epoch
+    chunk = pt.make_run_chunk(task, tx, spec)
+    evaluate = pt.make_evaluate(task)
+    tr, va, lim = _padded(train), _padded(val), jnp.asarray(4, jnp.int32)
+    init = jax.jit(jax.vmap(lambda k: pt.init_state(task, tx, k)))
+
+    def epochs(decay: float):
+        state, out = init(seed_keys(3, 1)), []
+        for _ in range(4):
+            state, m = chunk(state, hp.replace(ema_decay=jnp.float32(decay)), tr, va, lim)
+            out.append((jax.device_get(state), jax.device_get(m)))
+        return init(seed_keys(3, 1)), out
+
+    start, avg = epochs(0.5)
+    _, raw = epochs(0.0)
+    ema = jax.device_get(start.params)
+    for (s_avg, m_avg), (s_raw, _) in zip(avg, raw, strict=True):
+        assert content_hash(s_avg.params) == content_hash(s_raw.params)
+        assert content_hash(s_raw.ema_params) == content_hash(s_raw.params)
+        ema = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, ema, s_avg.params)
+        for got, want in zip(jax.tree.leaves(s_avg.ema_params), jax.tree.leaves(ema),
+                             strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+        on_avg, _ = evaluate(s_avg.ema_params, hp, va)
+        on_raw, _ = evaluate(s_avg.params, hp, va)
+        np.testing.assert_allclose(m_avg["val_loss"][:, 0], on_avg, rtol=1e-5)
+        assert abs(float(on_avg[0]) - float(on_raw[0])) > 1e-4   # the two differ
+    best = int(avg[-1][0].best_epoch[0])
+    assert content_hash(avg[-1][0].best_params) == content_hash(avg[best - 1][0].ema_params)
+
+
 # ------------------------------------------------------------------ Phase 2 with a known answer
 
 
