@@ -240,6 +240,8 @@ def record_validation_baselines(run: Run, phase: int | str, cfg: Config, market:
         return None
     if "val_baselines" in summary:
         return summary
+    if summary.get("val_sharpe") is None:   # a phase that reports no validation Sharpe
+        return None
     vb = validation_baselines(summary, phase, cfg, market, meta, feats, cache)
     if vb is None:
         return None
