@@ -185,6 +185,17 @@ def _eta(records: Sequence[Mapping], budget: int | None) -> tuple[float | None, 
     return rate, left
 
 
+def _walk_baselines(summary: Any) -> dict[str, float | None]:
+    """Plain 1/N and sector momentum over the phase's validation walk, once the phase has
+    ended (its summary's ``val_baselines``: ``pipeline.record_validation_baselines``)."""
+    vb = summary.get("val_baselines") if isinstance(summary, dict) else None
+    strategies = vb.get("strategies") if isinstance(vb, dict) else None
+    if not isinstance(strategies, dict):
+        return {}
+    return {k: _num(b.get("sharpe")) if isinstance(b, dict) else None
+            for k, b in strategies.items()}
+
+
 def _phase_snapshot(run_dir: Path, phase: str, label: str, records: list[dict], cfg: Any,
                     now: float) -> dict[str, Any]:
     summary_path = run_dir / f"phase{phase}" / "summary.json"
@@ -223,6 +234,7 @@ def _phase_snapshot(run_dir: Path, phase: str, label: str, records: list[dict], 
             "comparators": {k: _num(last.get(k)) for k in comparators},
             "series": _series(evals, "val_sharpe"),
             "comparator_series": {k: _series(evals, k) for k in comparators},
+            "walk_baselines": _walk_baselines(summary),
         }
     return {
         "phase": phase, "label": label, "status": status, "step": step, "budget": budget,
@@ -412,6 +424,10 @@ def _validation_table(snap: Mapping[str, Any]) -> str:
         if not v:
             continue
         comps = ", ".join(f"{html.escape(k[4:])} {_fmt(x)}" for k, x in v["comparators"].items())
+        walk = v.get("walk_baselines") or {}
+        if walk:
+            comps += "; over the same walk: " + ", ".join(
+                f"{html.escape(k)} {_fmt(x)}" for k, x in walk.items())
         seeds = " ".join(_fmt(x) for x in v["per_seed"])
         rows.append(f'<tr><td>{html.escape(p["phase"])}</td><td>{_fmt(v["step"], "d")}</td>'
                     f'<td><b>{_fmt(v["val_sharpe"])}</b></td><td>{seeds}</td>'

@@ -283,3 +283,25 @@ def test_the_page_loads_renders_and_updates_in_headless_chromium(run_dir, tmp_pa
     for color in ("#1f77b4", "#ff7f0e"):  # seed 0, seed 1
         rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(pixels - rgb).sum(axis=1) <= 30).any(), color
+
+
+def test_a_finished_phase_shows_its_walk_beside_the_baselines(run_dir, tmp_path):
+    """Once an RL phase's summary holds ``val_baselines`` (plain 1/N and sector momentum over
+    the same validation walk), the snapshot and the page show them beside its Sharpe."""
+    (run_dir / "phase3").mkdir()
+    (run_dir / "phase3" / "summary.json").write_text(json.dumps({
+        "val_sharpe": 0.3, "val_baselines": {"strategies": {
+            "equal_weight": {"sharpe": 1.04, "return": 0.2},
+            "sector_momentum": {"sharpe": 1.35, "return": 0.3}}}}))
+    snap = mon.snapshot(run_dir, now=T0 + 125)
+    v = next(p for p in snap["phases"] if p["phase"] == "3")["validation"]
+    assert v["walk_baselines"] == {"equal_weight": 1.04, "sector_momentum": 1.35}
+    page = mon.render_page(snap, live=False)
+    assert ("equal_weight_sharpe 0.050; over the same walk: equal_weight 1.040, "
+            "sector_momentum 1.350") in page
+    # a summary without them, or a damaged entry, shows none
+    (run_dir / "phase3" / "summary.json").write_text(json.dumps({"val_baselines": {
+        "strategies": "?"}}))
+    snap = mon.snapshot(run_dir, now=T0 + 125)
+    assert next(p for p in snap["phases"] if p["phase"] == "3")["validation"][
+        "walk_baselines"] == {}
