@@ -253,9 +253,12 @@ def _check_plan(path: Path, plan: dict) -> bool:
 def _train_fold(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
                 feats: FeatureSet, phases: Sequence[str], say: Callable[[str], None]) -> dict:
     from hrl_sarp_jax.checkpointing import read_phase_summary
+    from hrl_sarp_jax.evaluation.report import val_baselines_text
+    from hrl_sarp_jax.pipeline import record_validation_baselines
     from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES
 
     summaries: dict[str, dict] = {}
+    walks: dict = {}  # the fold's validation walks -> their comparators
     for p in phases:
         number, spec = (FLAT_PHASE.number, FLAT_PHASE) if p == FLAT_PHASE.number else (
             int(p), PHASES[int(p)])
@@ -263,12 +266,16 @@ def _train_fold(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
         if done is not None:
             say(f"phase {p} ({spec.name}): already trained (summary found), kept")
             summaries[p] = done
-            continue
-        t0 = time.perf_counter()
-        say(f"phase {p} ({spec.name}), {cfg.train.seeds} seed(s) ...")
-        result = spec.run(cfg, market, meta, feats, run, resume=True, progress=False)
-        summaries[p] = result.summary
-        say(f"phase {p} done in {time.perf_counter() - t0:.0f}s")
+        else:
+            t0 = time.perf_counter()
+            say(f"phase {p} ({spec.name}), {cfg.train.seeds} seed(s) ...")
+            result = spec.run(cfg, market, meta, feats, run, resume=True, progress=False)
+            summaries[p] = result.summary
+            say(f"phase {p} done in {time.perf_counter() - t0:.0f}s")
+        compared = record_validation_baselines(run, number, cfg, market, meta, feats, walks)
+        if compared is not None:
+            summaries[p] = compared
+            say(f"phase {p}: {val_baselines_text(compared['val_baselines'])}")
     return summaries
 
 
