@@ -312,7 +312,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.data.loader import load_market
-    from hrl_sarp_jax.evaluation.report import val_baselines_text
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.pipeline import record_validation_baselines
     from hrl_sarp_jax.training.market_pool import pool_source
@@ -359,9 +358,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                   flush=True)
             result = spec.run(cfg, market, meta, feats, run, resume=args.resume, progress=True)
             _print_result(result)
-            done = record_validation_baselines(run, number, cfg, market, meta, feats, walks)
-            if done is not None:
-                print(f"  {val_baselines_text(done['val_baselines'])}", flush=True)
+            record_validation_baselines(run, number, cfg, market, meta, feats, walks,
+                                        lambda text: print(f"  {text}", flush=True))
     return 0
 
 

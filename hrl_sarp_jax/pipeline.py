@@ -228,28 +228,28 @@ def validation_baselines(summary: dict, phase: int | str, cfg: Config, market: M
 
 # HOST ONLY
 def record_validation_baselines(run: Run, phase: int | str, cfg: Config, market: MarketArrays,
-                                meta: MarketMeta, feats: FeatureSet,
-                                cache: dict | None = None) -> dict | None:
+                                meta: MarketMeta, feats: FeatureSet, cache: dict | None = None,
+                                say: Callable[[str], None] | None = None) -> dict | None:
     """Add ``val_baselines`` (``validation_baselines``) to the phase's summary, with the
     phase's validation Sharpe minus each comparator's, and return the summary (None when the
-    phase has no summary or no walk to compare). A summary that holds them is left as is."""
+    phase has no summary or no walk to compare); ``say`` gets them as one line
+    (``report.val_baselines_text``). A summary that holds them is left as is."""
     from hrl_sarp_jax.checkpointing import write_phase_summary
 
     summary = read_phase_summary(run, phase)
-    if summary is None:
+    if summary is None or summary.get("val_sharpe") is None:  # none, or no validation Sharpe
         return None
-    if "val_baselines" in summary:
-        return summary
-    if summary.get("val_sharpe") is None:   # a phase that reports no validation Sharpe
-        return None
-    vb = validation_baselines(summary, phase, cfg, market, meta, feats, cache)
-    if vb is None:
-        return None
-    own = float(summary["val_sharpe"])
-    vb = {**vb, "val_sharpe": own,
-          "val_sharpe_minus": {n: own - v["sharpe"] for n, v in vb["strategies"].items()}}
-    summary = {**summary, "val_baselines": vb}
-    write_phase_summary(run, phase, summary)
+    if "val_baselines" not in summary:
+        vb = validation_baselines(summary, phase, cfg, market, meta, feats, cache)
+        if vb is None:
+            return None
+        own = float(summary["val_sharpe"])
+        summary = {**summary, "val_baselines": {
+            **vb, "val_sharpe": own,
+            "val_sharpe_minus": {n: own - v["sharpe"] for n, v in vb["strategies"].items()}}}
+        write_phase_summary(run, phase, summary)
+    if say is not None:
+        say(val_baselines_text(summary["val_baselines"]))
     return summary
 
 
@@ -467,8 +467,9 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
             t_k = time.perf_counter()
             if done is not None:
                 say(f"[phase {k}/5] {spec.name}: already trained (summary found), kept")
-                summaries[k] = _with_val_baselines(run, k, done, cfg, market, meta, feats,
-                                                   walks, say)
+                summaries[k] = record_validation_baselines(
+                    run, k, cfg, market, meta, feats, walks,
+                    lambda text, k=k: say(f"[phase {k}] {text}")) or done
                 continue
             say(f"[phase {k}/5] {spec.name}, {cfg.train.seeds} seed(s) ...")
             result = spec.run(cfg, market, meta, feats, run, resume=True, progress=True)
@@ -477,8 +478,9 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
                 + ", ".join(f"{label} {value:.4g}" + (f" (baseline {base:.4g})" if base_key
                                                       else "")
                             for label, value, base_key, base in result.rows[:2]))
-            summaries[k] = _with_val_baselines(run, k, summaries[k], cfg, market, meta, feats,
-                                               walks, say)
+            summaries[k] = record_validation_baselines(
+                run, k, cfg, market, meta, feats, walks,
+                lambda text, k=k: say(f"[phase {k}] {text}")) or summaries[k]
         flat = FLAT_PHASE
         if read_phase_summary(run, flat.number) is None:
             t_k = time.perf_counter()
@@ -486,9 +488,9 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
             result = flat.run(cfg, market, meta, feats, run, resume=True, progress=True)
             summaries[flat.number] = result.summary
             say(f"[baseline] done in {time.perf_counter() - t_k:.0f}s")
-        summaries[flat.number] = _with_val_baselines(
-            run, flat.number, read_phase_summary(run, flat.number), cfg, market, meta, feats,
-            walks, say)
+        summaries[flat.number] = record_validation_baselines(
+            run, flat.number, cfg, market, meta, feats, walks,
+            lambda text: say(f"[baseline] {text}")) or read_phase_summary(run, flat.number)
         say("[evaluate] every baseline and the agent on the same window ...")
         t_e = time.perf_counter()
         out = evaluate_run(run, cfg, market, meta, feats, split=split, market_dir=market_dir,
@@ -496,19 +498,6 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
         say(f"[evaluate] done in {time.perf_counter() - t_e:.0f}s")
     out["phases"] = summaries
     return out
-
-
-# HOST ONLY
-def _with_val_baselines(run: Run, phase: int | str, summary: dict, cfg: Config,
-                        market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
-                        walks: dict, say: Callable[[str], None]) -> dict:
-    """The phase's summary with its validation comparators recorded (and said)."""
-    done = record_validation_baselines(run, phase, cfg, market, meta, feats, walks)
-    if done is None:
-        return summary
-    label = "[baseline]" if phase == "flat" else f"[phase {phase}]"
-    say(f"{label} {val_baselines_text(done['val_baselines'])}")
-    return done
 
 
 # HOST ONLY

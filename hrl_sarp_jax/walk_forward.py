@@ -253,7 +253,6 @@ def _check_plan(path: Path, plan: dict) -> bool:
 def _train_fold(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
                 feats: FeatureSet, phases: Sequence[str], say: Callable[[str], None]) -> dict:
     from hrl_sarp_jax.checkpointing import read_phase_summary
-    from hrl_sarp_jax.evaluation.report import val_baselines_text
     from hrl_sarp_jax.pipeline import record_validation_baselines
     from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES
 
@@ -272,10 +271,9 @@ def _train_fold(run: Any, cfg: Config, market: MarketArrays, meta: MarketMeta,
             result = spec.run(cfg, market, meta, feats, run, resume=True, progress=False)
             summaries[p] = result.summary
             say(f"phase {p} done in {time.perf_counter() - t0:.0f}s")
-        compared = record_validation_baselines(run, number, cfg, market, meta, feats, walks)
-        if compared is not None:
-            summaries[p] = compared
-            say(f"phase {p}: {val_baselines_text(compared['val_baselines'])}")
+        summaries[p] = record_validation_baselines(
+            run, number, cfg, market, meta, feats, walks,
+            lambda text, p=p: say(f"phase {p}: {text}")) or summaries[p]
     return summaries
 
 

@@ -97,10 +97,12 @@ class WalkWindow(NamedTuple):
         return int(self.bounds.size) - 1
 
 
-def walk_window(week_end: np.ndarray, lo: int, hi: int, *, daily: bool = False) -> WalkWindow:
+def walk_window(week_end: np.ndarray | None, lo: int, hi: int, *, daily: bool = False
+                ) -> WalkWindow:
     """The ``continuous`` walk through the validation window [lo, hi]: weekly (MacroEnv,
     FlatEnv) from its first week end over every week end after it up to hi; ``daily``
-    (MicroEnv) from lo over every day up to hi (``weekly_plan``, ``daily_plan``)."""
+    (MicroEnv; ``week_end`` unused) from lo over every day up to hi (``weekly_plan``,
+    ``daily_plan``)."""
     if daily:
         if hi - lo < 1:
             raise ConfigError("the validation window holds a single day; move data.test_start "
@@ -128,11 +130,8 @@ def daily_plan(kind: str, val_params: Any, episodes: int = MAX_EPISODES) -> tupl
     over [start_lo, start_hi]) or, ``continuous``, one episode from start_lo to t_hi."""
     if check_kind(kind) == "episodes":
         return val_params, int(episodes)
-    days = int(val_params.t_hi) - int(val_params.start_lo)
-    if days < 1:
-        raise ConfigError("the validation window holds a single day; move data.test_start "
-                          "later")
-    return val_params.replace(start_hi=val_params.start_lo, max_steps_in_episode=days), 1
+    walk = walk_window(None, int(val_params.start_lo), int(val_params.t_hi), daily=True)
+    return val_params.replace(start_hi=val_params.start_lo, max_steps_in_episode=walk.length), 1
 
 
 def windows(start_days: np.ndarray, walk: int, block: int, steps_per_week: int = 1) -> float:

@@ -129,7 +129,10 @@ def test_validation_comparators_are_the_reports_baselines_over_the_walk(smoke_ma
     assert (v4["first_day"], v4["last_day"], v4["periods"]) == (span[0], span[1], hi - lo)
     assert len(walks) == 2 and v4["strategies"] != vb["strategies"]
     assert read_phase_summary(run, 3)["val_baselines"] == vb  # written, and kept as is
-    assert record_validation_baselines(run, 3, cfg, market, meta, feats)["val_baselines"] == vb
+    said: list[str] = []
+    assert record_validation_baselines(run, 3, cfg, market, meta, feats,
+                                       say=said.append)["val_baselines"] == vb
+    assert len(said) == 1 and f"1/N {vb['strategies']['equal_weight']['sharpe']:.3g}" in said[0]
     line = rl_phases_line({"rl_phases": rl_phase_record(run)})
     assert f"1/N {vb['strategies']['equal_weight']['sharpe']:.3g}" in line
     # the episodes rule has no single walk to set them beside
