@@ -222,6 +222,13 @@ class EnvConfig:
     smaller values damp week-to-week noise in the call, and the sector turnover it causes, in
     training, validation and backtests alike (``envs.common.macro_action_to_goal``). 0.5 chosen
     on tuning markets (Macro-day turnover 5.9 -> 0.9 /yr; docs/status.md)."""
+    goal_lock: float = 0.0
+    """Share of the Micro's sector mix pulled onto the goal's: the executed target is
+    ``(1 - lock) * w + lock * w_locked``, where ``w_locked`` rescales the Micro's names within
+    each sector to the goal's sector weight (equal weight in a sector it left empty). 0 = the
+    Micro sets its own sector weights (the original); 1 = it only selects names inside the
+    Macro's sector mix. In training, validation and backtests alike
+    (``envs.common.lock_to_goal``)."""
     micro_frequency: str = "daily"
     """When the trained hierarchy re-allocates in a backtest: ``daily`` (the Micro acts every
     day, the original) or ``weekly`` (on the Macro's decision days only; the book drifts in

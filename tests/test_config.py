@@ -212,6 +212,7 @@ def test_a_built_wheel_carries_the_presets_and_runs_them_from_any_folder(tmp_pat
 @pytest.mark.parametrize("override, key", [
     ("train.joint.rounds=0", r"train\.joint\.rounds"),
     ("env.goal_step=0", r"env\.goal_step"),
+    ("env.goal_lock=1.5", r"env\.goal_lock"),
     ("env.reward.kind=sharpe", r"env\.reward\.kind"),
     ("env.micro_frequency=hourly", r"env\.micro_frequency"),
     ("env.constraints.support_rule=sticky", r"env\.constraints\.support_rule"),

@@ -103,6 +103,24 @@ def equal_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams
     return per[params.stock_sector] * valid
 
 
+def lock_to_goal(w: jax.Array, goal: jax.Array, t: jax.Array, params: EnvParams) -> jax.Array:
+    """[N] the Micro's weights w [N] with a share ``params.goal_lock`` of its sector mix set to
+    the goal's: (1 - lock) w + lock w_locked, where w_locked rescales w within each sector to
+    the goal's sector weight goal[:S] (a sector where w holds < 1e-6 gets the goal's weight
+    split equally over its stocks tradable at t). lock 0 (static): w itself, nothing added to
+    the program."""
+    lock = params.goal_lock
+    if lock == 0.0:
+        return w
+    ids = params.stock_sector
+    g = goal[:params.num_sectors]
+    held = sector_weights(w, ids, params.num_sectors)                   # [S]
+    filled = held > 1e-6
+    scale = jnp.where(filled, g / jnp.where(filled, held, 1.0), 0.0)
+    locked = jnp.where(filled[ids], w * scale[ids], equal_weight_in_sectors(g, t, params))
+    return lock * locked + (1.0 - lock) * w
+
+
 def sector_ew_return(achieved_sector_w: jax.Array, t: jax.Array, params: EnvParams) -> jax.Array:
     """sum_s sw_s ew_s: the return over day t + 1 of holding the executed sector weights
     [S] equal-weighted over each sector's stocks tradable at t (the Micro's ``excess`` reward

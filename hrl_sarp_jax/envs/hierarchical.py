@@ -142,8 +142,8 @@ class HierarchicalEnv(common.ObserveOnce, environment.Environment[HierState, Env
         # the Micro's day (same as MicroEnv.step_env)
         risk, expo = common.risk_exposure(state.risk, state.port, state.ret_buf,
                                           buffer_mask(state.ret_buf, state.ret_count), t, params)
-        target = common.project_stocks(jnp.asarray(action["micro"], _F32), t, expo, params,
-                                       state.port.weights)
+        raw = common.lock_to_goal(jnp.asarray(action["micro"], _F32), goal, t, params)
+        target = common.project_stocks(raw, t, expo, params, state.port.weights)
         port, info, value_ret = common.trade_day(state.port, target, t, params)
         net = common.net_return(info)
         buf, cnt = push_return(state.ret_buf, state.ret_count, net)

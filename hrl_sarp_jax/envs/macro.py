@@ -93,7 +93,8 @@ class MacroEnv(common.ObserveOnce, environment.Environment[MacroState, EnvParams
             target = jnp.where(k == 0, stock_target, port.weights)
         else:
             obs = common.micro_obs(port, goal, day, params)
-            raw = self.allocator(params.policy_params, obs)
+            raw = common.lock_to_goal(self.allocator(params.policy_params, obs), goal, day,
+                                      params)
             target = common.project_stocks(raw, day, expo, params, port.weights)
         port2, info, v = common.trade_day(port, target, day, params)
         net = common.net_return(info)

@@ -94,8 +94,8 @@ class MicroEnv(common.ObserveOnce, environment.Environment[MicroState, EnvParams
         t = state.t
         risk, expo = common.risk_exposure(state.risk, state.port, state.ret_buf,
                                           buffer_mask(state.ret_buf, state.ret_count), t, params)
-        target = common.project_stocks(jnp.asarray(action, _F32), t, expo, params,
-                                       state.port.weights)
+        raw = common.lock_to_goal(jnp.asarray(action, _F32), state.goal, t, params)
+        target = common.project_stocks(raw, t, expo, params, state.port.weights)
         port, info, value_ret = common.trade_day(state.port, target, t, params)
         net = common.net_return(info)
         buf, cnt = push_return(state.ret_buf, state.ret_count, net)

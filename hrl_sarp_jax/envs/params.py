@@ -78,6 +78,9 @@ def check_env_config(cfg: EnvConfig) -> None:
     if not 0.0 < cfg.goal_step <= 1.0:
         raise ConfigError(f"env.goal_step = {cfg.goal_step} must be in (0, 1] (1: the Macro's "
                           "call is the goal)")
+    if not 0.0 <= cfg.goal_lock <= 1.0:
+        raise ConfigError(f"env.goal_lock = {cfg.goal_lock} must be in [0, 1] (0: the Micro "
+                          "sets its own sector mix, 1: the goal's)")
     if cfg.micro_frequency not in MICRO_FREQUENCIES:
         raise ConfigError(f"env.micro_frequency = {cfg.micro_frequency!r} is not one of "
                           f"{', '.join(MICRO_FREQUENCIES)}")
@@ -139,6 +142,10 @@ class EnvParams(environment.EnvParams):
     policy_params: Any = None    # frozen allocator / goal policy params (any pytree)
     max_steps_in_episode: int = struct.field(pytree_node=False, default=126)
     max_week_days: int = struct.field(pytree_node=False, default=5)
+    # static: at 0 (the original) the lock is not in the program at all, so the default's
+    # compiled programs and results stay bit for bit those without it
+    goal_lock: float = struct.field(pytree_node=False, default=0.0)  # [0, 1]: share of the
+    # Micro's sector mix set to the goal's (envs.common.lock_to_goal)
 
     @property
     def num_stocks(self) -> int:
@@ -320,4 +327,5 @@ def make_env_params(
         start_lo=i32(start[0]), start_hi=i32(start[1]),
         fixed_goal=f32(default_goal(np.asarray(market.sector_valid), cfg)),
         policy_params=policy_params, max_steps_in_episode=steps, max_week_days=max_week,
+        goal_lock=float(cfg.goal_lock),
     )

@@ -295,6 +295,23 @@ class _Base:
         value_ret = float(np.sum(info["exec"] * self.ret[t + 1] * value))
         return info, value_ret
 
+    def lock_to_goal(self, w: np.ndarray, goal: np.ndarray, t: int) -> np.ndarray:
+        """(1 - lock) w + lock w_locked: w rescaled within each sector to goal[:S], a sector
+        w leaves empty split equally over its stocks tradable at t (``common.lock_to_goal``)."""
+        lock = float(self.p.goal_lock)
+        w = _np(w)
+        if lock == 0.0:
+            return w
+        held, locked = self.sector_sums(w), np.zeros_like(w)
+        for j in range(self.s):
+            members = self.sector == j
+            if held[j] > 1e-6:
+                locked[members] = w[members] * goal[j] / held[j]
+            elif (members & self.tradable[t]).any():
+                trad = members & self.tradable[t]
+                locked[trad] = goal[j] / trad.sum()
+        return lock * locked + (1.0 - lock) * w
+
     def project(self, raw: np.ndarray, t: int, expo: float) -> np.ndarray:
         return project_stocks(raw, self.sector, self.tradable[t], self.s, self.p.constraints, expo,
                               self.book.w)
@@ -327,7 +344,7 @@ class RefMicroEnv(_Base):
 
     def step(self, action: np.ndarray):
         t = self.t
-        target = self.project(action, t, self.exposure(t))
+        target = self.project(self.lock_to_goal(action, self.goal, t), t, self.exposure(t))
         info, value_ret = self.day(target, t)
         self.buf.append(info["net"])
         achieved = self.sector_sums(info["exec"])
@@ -402,7 +419,8 @@ class RefHierarchicalEnv(_Base):
                       "label": int(self.label[t]), "prev": self.sector_sums(self.book.w),
                       "v0": self.book.value, "cost": 0.0, "value": 0.0, "growth": np.ones(self.s),
                       "bench": 1.0}
-        target = self.project(micro_action, t, self.exposure(t))
+        target = self.project(self.lock_to_goal(micro_action, self.goal, t), t,
+                              self.exposure(t))
         info, value_ret = self.day(target, t)
         self.buf.append(info["net"])
         achieved = self.sector_sums(info["exec"])

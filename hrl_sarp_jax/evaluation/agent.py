@@ -96,10 +96,12 @@ class HierarchicalStrategy:
 
     def micro_weights(self, micro_params: Params, port: PortfolioState, goal: Array, t: Array,
                       params: EnvParams) -> Array:
-        """Stock weights [N] of the Micro actor for ``goal`` at the close of t."""
+        """Stock weights [N] of the Micro actor for ``goal`` at the close of t, with
+        ``env.goal_lock`` of its sector mix set to the goal's (as in every env)."""
         layout = MicroObsLayout(params.num_stocks, params.num_sectors)
-        return micro_weights(self.networks, layout, micro_params, params.stock_sector,
-                             common.micro_obs(port, goal, t, params))
+        w = micro_weights(self.networks, layout, micro_params, params.stock_sector,
+                          common.micro_obs(port, goal, t, params))
+        return common.lock_to_goal(w, goal, t, params)
 
     # -- the weight function
     def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:

@@ -73,7 +73,8 @@ _TURNOVER_LEVERS = {
     "macro": ("the Macro's sector moves on its decision days",
               "env.goal_step, env.constraints.rebalance_threshold"),
     "sector_between_goals": ("sector moves between the Macro's decisions",
-                             "env.reward.micro_turnover_cost, the Micro's checkpoint rule"),
+                             "env.goal_lock, env.reward.micro_turnover_cost, the Micro's "
+                             "checkpoint rule"),
     "support": ("changes of the names held", "env.constraints.support_margin"),
     "micro": ("the Micro's trades within sectors", "env.reward.micro_turnover_cost"),
 }

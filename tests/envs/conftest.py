@@ -20,8 +20,9 @@ def inputs():
 @pytest.fixture(scope="session")
 def cfg():
     """Every accounting branch switched on: capped brokerage, impact, de-risking with a timed
-    re-risk, CVaR, events, and a partial goal step."""
-    base = EnvConfig(micro_episode_days=40, macro_episode_weeks=10, goal_step=0.5)
+    re-risk, CVaR, events, a partial goal step and a partial goal lock."""
+    base = EnvConfig(micro_episode_days=40, macro_episode_weeks=10, goal_step=0.5,
+                     goal_lock=0.5)
     return dataclasses.replace(
         base,
         cost=CostConfig(brokerage_pct=0.0003, brokerage_cap=20.0, impact_coef=0.1),

@@ -304,10 +304,12 @@ def test_hierarchical_micro_obs_for_sets_the_goal_only_on_macro_steps(hier_env, 
 
 
 def test_her_relabelling_recomputes_the_micro_reward(micro_env, micro_params):
-    """r(g2) = r(g1) - goal_reward(ach, g1) + goal_reward(ach, g2), with the env's own info."""
+    """r(g2) = r(g1) - goal_reward(ach, g1) + goal_reward(ach, g2), with the env's own info,
+    where the achieved mix does not depend on the goal (``env.goal_lock`` 0; under a lock it
+    does, and HER's relabelled rewards are approximate: docs/status.md)."""
     from hrl_sarp_jax.envs.rewards import goal_reward
 
-    env, p = micro_env, micro_params
+    env, p = micro_env, micro_params.replace(goal_lock=0.0)
     g1 = jnp.array([0.5, 0.3, 0.18, 1.0, 0.0, 0.0], jnp.float32)
     g2 = jnp.array([0.0, 0.1, 0.88, 0.0, 0.0, 1.0], jnp.float32)
     rewards, infos = [], []
@@ -351,3 +353,25 @@ def test_goal_step_moves_part_of_the_way_from_the_book(micro_params):
                                call, atol=1e-6)
     one = np.asarray(common.macro_action_to_goal(a, p.replace(goal_step=jnp.float32(1.0)), book))
     assert np.array_equal(one[:S], call)
+
+
+def test_goal_lock_sets_a_share_of_the_micro_sector_mix_to_the_goal(micro_params):
+    """env.goal_lock by hand (sectors of stocks 0..6: 0 1 2 0 1 2 0; stock 7 padding): the
+    Micro holds 0.6 / 0.4 / 0 in the three sectors, the goal asks 0.3 / 0.5 / 0.2; locked,
+    each sector's names are rescaled to the goal's weight and the empty sector is split
+    equally; lock 0.5 takes half of each; lock 0 is the Micro's weights bit for bit."""
+    p = micro_params
+    assert np.asarray(p.stock_sector)[:7].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    t = int(np.flatnonzero(np.asarray(p.tradable)[:, :7].all(1))[0])
+    w = jnp.asarray([0.2, 0.1, 0.0, 0.2, 0.3, 0.0, 0.2, 0.0], jnp.float32)
+    goal = jnp.asarray([0.3, 0.5, 0.2, 1.0, 0.0, 0.0], jnp.float32)
+    locked = [0.1, 0.125, 0.1, 0.1, 0.375, 0.1, 0.1, 0.0]
+    for lock in (1.0, 0.5):
+        got = np.asarray(common.lock_to_goal(w, goal, t, p.replace(goal_lock=lock)))
+        want = lock * np.asarray(locked) + (1.0 - lock) * np.asarray(w)
+        np.testing.assert_allclose(got, want, atol=1e-7)
+    np.testing.assert_allclose(want, [0.15, 0.1125, 0.05, 0.15, 0.3375, 0.05, 0.15, 0.0],
+                               atol=1e-7)
+    np.testing.assert_allclose(np.asarray(sector_weights(jnp.asarray(locked), p.stock_sector, S)),
+                               [0.3, 0.5, 0.2], atol=1e-7)
+    assert common.lock_to_goal(w, goal, t, p.replace(goal_lock=0.0)) is w  # nothing traced
