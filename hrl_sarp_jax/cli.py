@@ -586,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parsers(sub)
     _add_backtest_parser(sub)
     _add_eval_parsers(sub)
+    _add_compare_parser(sub)
     _add_decide_parsers(sub)
     _add_explain_parser(sub)
     _add_sweep_parser(sub)
@@ -985,6 +986,61 @@ def _add_eval_parsers(sub) -> None:
                    help="markets per batched program (memory bound; default 8)")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+
+def _markets_report(where: str, checkpoints: str) -> tuple[Path, dict]:
+    """(path, payload) of a many-market metrics.json: ``where`` is the file, a report folder,
+    a run folder (its report-markets/) or a run name under --checkpoints."""
+    from hrl_sarp_jax.many_markets import REPORT_DIR
+
+    base = Path(where)
+    tries = [base, base / "metrics.json", base / REPORT_DIR / "metrics.json",
+             Path(checkpoints) / where / REPORT_DIR / "metrics.json"]
+    path = next((t for t in tries if t.is_file()), None)
+    if path is None:
+        raise HrlSarpError(f"compare: no many-market report at {where!r} (tried a metrics.json, "
+                           f"a report folder, {base / REPORT_DIR} and "
+                           f"{Path(checkpoints) / where / REPORT_DIR}); make one with "
+                           f"`hrl-sarp evaluate --run RUN --markets K`")
+    try:
+        return path, json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise HrlSarpError(f"compare: {path} is not a readable JSON report ({e})") from e
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """B minus A over the markets two many-market reports share (evaluation/compare.py)."""
+    from hrl_sarp_jax.evaluation.compare import compare_lines, compare_reports
+
+    if args.bootstrap < 1:
+        raise HrlSarpError(f"--bootstrap {args.bootstrap}: give at least 1 resample")
+    (path_a, a), (path_b, b) = (_markets_report(w, args.checkpoints) for w in (args.a, args.b))
+    chosen = ([s.strip() for s in args.strategies.split(",") if s.strip()]
+              if args.strategies else None)
+    try:
+        result = compare_reports(a, b, names=(str(path_a), str(path_b)), strategies=chosen,
+                                 num_boot=args.bootstrap)
+    except ValueError as e:
+        raise HrlSarpError(f"compare: {e}") from e
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(compare_lines(result)))
+    return 0
+
+
+def _add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="two many-market reports of the same markets side by "
+                                       "side: B minus A per strategy, paired by market")
+    p.add_argument("a", help="report A: a run name, run folder, report folder or metrics.json")
+    p.add_argument("b", help="report B (the change), the same forms")
+    p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
+    p.add_argument("--strategies", default=None, metavar="NAME,NAME",
+                   help="only these (default: every strategy whose figures differ)")
+    p.add_argument("--bootstrap", type=int, default=4000,
+                   help="resamples of the seed-resampled interval (default 4000)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=cmd_compare)
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
