@@ -872,7 +872,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.markets is not None:
         return _evaluate_markets(args, run, cfg, include)
     for flag, value in (("--market-seed", args.market_seed), ("--preset", args.preset),
-                        ("--chunk", args.chunk), ("--json", args.json or None)):
+                        ("--chunk", args.chunk), ("--json", args.json or None),
+                        ("--tag", args.tag)):
         if value is not None:
             raise HrlSarpError(f"{flag} applies to many-market evaluation; add --markets K")
     market_dir = _train_market(args, cfg)
@@ -902,11 +903,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
     """``evaluate --markets K``: the run judged on K generated markets (many_markets)."""
-    from hrl_sarp_jax.many_markets import evaluate_markets
+    import re
+
+    from hrl_sarp_jax.many_markets import REPORT_DIR, evaluate_markets
 
     if args.data is not None:
         raise HrlSarpError("--data: many-market evaluation generates its markets; leave out "
                            "--data (or leave out --markets to evaluate on that folder)")
+    if args.tag is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", args.tag):
+        raise HrlSarpError(f"--tag {args.tag!r}: use letters, digits, '.', '_' or '-' (it "
+                           f"names the folder {REPORT_DIR}-TAG)")
+    out_dir = None if args.tag is None else run.root / f"{REPORT_DIR}-{args.tag}"
     with run:
         out = evaluate_markets(
             run, cfg, markets=args.markets,
@@ -914,7 +921,7 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
             preset=args.preset, split=args.split, chunk=args.chunk or 8,
             random_seeds=args.random_seeds, risk_manager=not args.no_risk_manager,
             include=include, bootstrap_num=args.bootstrap, ladder=not args.no_ladder,
-            log=lambda msg: print(msg, file=sys.stderr, flush=True))
+            out_dir=out_dir, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     doc = out["metrics"]
     for warning in out["warnings"]:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -985,17 +992,24 @@ def _add_eval_parsers(sub) -> None:
     g.add_argument("--chunk", type=int, default=None, metavar="C",
                    help="markets per batched program (memory bound; default 8)")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument("--tag", default=None, metavar="NAME",
+                   help="write the report to checkpoints/<run>/report-markets-NAME/ instead, "
+                        "beside earlier ones (`hrl-sarp compare RUN:A RUN:B`)")
     p.set_defaults(func=cmd_evaluate)
 
 
 def _markets_report(where: str, checkpoints: str) -> tuple[Path, dict]:
     """(path, payload) of a many-market metrics.json: ``where`` is the file, a report folder,
-    a run folder (its report-markets/) or a run name under --checkpoints."""
+    a run folder (its report-markets/), a run name under --checkpoints, or RUN:TAG (the
+    report ``evaluate --markets K --tag TAG`` wrote)."""
     from hrl_sarp_jax.many_markets import REPORT_DIR
 
     base = Path(where)
     tries = [base, base / "metrics.json", base / REPORT_DIR / "metrics.json",
              Path(checkpoints) / where / REPORT_DIR / "metrics.json"]
+    if ":" in where:
+        run, tag = where.split(":", 1)
+        tries.append(Path(checkpoints) / run / f"{REPORT_DIR}-{tag}" / "metrics.json")
     path = next((t for t in tries if t.is_file()), None)
     if path is None:
         raise HrlSarpError(f"compare: no many-market report at {where!r} (tried a metrics.json, "
@@ -1032,7 +1046,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="two many-market reports of the same markets side by "
                                        "side: B minus A per strategy, paired by market")
-    p.add_argument("a", help="report A: a run name, run folder, report folder or metrics.json")
+    p.add_argument("a", help="report A: a run name, RUN:TAG (evaluate --tag), a run or report "
+                             "folder, or a metrics.json")
     p.add_argument("b", help="report B (the change), the same forms")
     p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
     p.add_argument("--strategies", default=None, metavar="NAME,NAME",

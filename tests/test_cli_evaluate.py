@@ -289,13 +289,23 @@ def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_
     from hrl_sarp_jax.evaluation.markets_report import render_markdown
 
     assert written["rl_phases"] == {}
+    # --tag keeps the report beside the others, and compare reads it as RUN:TAG
+    assert main([*base, "--markets", "1", "--market-seed", "7", "--json", "--tag", "t1"]) == 0
+    capsys.readouterr()
+    tagged = json.loads((trained / "ev" / "report-markets-t1" / "metrics.json").read_text())
+    assert tagged["markets"] == written["markets"]
+    assert main(["compare", "ev", "ev:t1", "--checkpoints", str(trained), "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["strategies"] == {} and "equal_weight" in same["identical"]
     kept = {**written, "rl_phases": {"3": {"best_step": 0, "latest_step": 8}}}
     assert "Phase 3 kept step 0 of 8." in render_markdown(kept, "plot.png")
     assert "RL phases" not in render_markdown(written, "plot.png")
 
     cases = [(["--markets", "0"], "--markets 0"),
              (["--market-seed", "3"], "--market-seed applies to many-market evaluation"),
-             (["--markets", "2", "--data", str(smoke_market[0])], "--data")]
+             (["--markets", "2", "--data", str(smoke_market[0])], "--data"),
+             (["--markets", "1", "--tag", "a/b"], "--tag 'a/b'"),
+             (["--tag", "x"], "--tag applies to many-market evaluation")]
     for extra, needle in cases:
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
