@@ -231,8 +231,15 @@ class EnvConfig:
     (``envs.common.lock_to_goal``)."""
     micro_frequency: str = "daily"
     """When the trained hierarchy re-allocates in a backtest: ``daily`` (the Micro acts every
-    day, the original) or ``weekly`` (on the Macro's decision days only; the book drifts in
-    between). Every evaluation path (evaluate, many markets, walk-forward) reads it."""
+    day, the original), ``weekly`` (on the Macro's decision days only; the book drifts in
+    between) or ``on_goal_change`` (on a Macro decision day only when its goal's sector
+    weights moved by at least ``goal_change`` since the last re-allocation; else the book
+    drifts on). Every evaluation path (evaluate, many markets, walk-forward, decide) reads
+    it."""
+    goal_change: float = 0.1
+    """Under ``micro_frequency: on_goal_change``: the one-way share of sector weight,
+    0.5 * sum_s |g_s - g_last_s|, by which the goal must have moved since the hierarchy last
+    re-allocated for it to re-allocate (``evaluation.agent.HierarchicalStrategy``)."""
     cost: CostConfig = field(default_factory=CostConfig)
     constraints: ConstraintConfig = field(default_factory=ConstraintConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)

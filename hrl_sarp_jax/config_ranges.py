@@ -118,6 +118,7 @@ RANGES: dict[str, Bound] = {
     "env.drawdown_stop": within(0, 1, hi_open=True, note="a drawdown; 0: off"),
     "env.goal_step": within(0, 1, lo_open=True, note="1: the Macro's call is the goal"),
     "env.goal_lock": within(0, 1, note="0: the Micro sets its sector mix; 1: the goal's"),
+    "env.goal_change": within(0, 1, note="a one-way share of sector weight"),
     **{f"env.cost.{k}": ge(0, "a fraction of traded value")
        for k in ("stt_buy", "stt_sell", "stamp_buy", "exchange", "sebi", "brokerage_pct")},
     "env.cost.gst": within(0, 1, note="a tax rate"),

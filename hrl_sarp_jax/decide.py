@@ -52,6 +52,7 @@ from hrl_sarp_jax.evaluation.agent import (
     AgentCarry,
     EnsembleStrategy,
     HierarchicalStrategy,
+    agent_goal_change,
     agent_rebalance,
 )
 from hrl_sarp_jax.evaluation.backtest import DayView, cash_book, run_backtest
@@ -116,6 +117,10 @@ class Resume:
         i = jnp.asarray(view.i, jnp.int32) + offset
         inner, w = self.inner(inner, t, view.replace(i=i))
         return (offset, inner), w
+
+    def holds(self, carry: tuple[Any, Any]) -> jax.Array | None:
+        """The inner strategy's hold flag (``evaluation.backtest``), if it has one."""
+        return self.inner.holds(carry[1]) if hasattr(self.inner, "holds") else None
 
 
 # --------------------------------------------------------------------------- holdings
@@ -317,7 +322,7 @@ def decide_run(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
     rw = int(cfg.env.return_window)
     carries = HierarchicalStrategy(cfg.networks).init_carries(macro, micro, params, t0,
                                                               t - t0 + 1)
-    strategy = EnsembleStrategy(cfg.networks)
+    strategy = EnsembleStrategy(cfg.networks, agent_goal_change(cfg.env))
     n_days = t - t0
     schedule = agent_rebalance(cfg.env.micro_frequency, params, t0, n_days + 1)
     if not schedule[-1]:

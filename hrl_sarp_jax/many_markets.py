@@ -53,6 +53,8 @@ from hrl_sarp_jax.evaluation import metrics as em
 from hrl_sarp_jax.evaluation.agent import (
     EnsembleStrategy,
     HierarchicalStrategy,
+    agent_goal_change,
+    agent_schedule,
     regime_call_scores,
 )
 from hrl_sarp_jax.evaluation.backtest import ReplayTargets, date_window, rebalance_mask
@@ -157,12 +159,13 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
     run's Phase 1 + 2 policy when the agent came from RL phases (else None); ``rungs``: [(phase,
     policy)] the hierarchy after each earlier RL phase (``training.policy.phase_ladder``)."""
     networks = cfg.networks
-    freq = cfg.env.micro_frequency   # checked with the other env keys (make_env_params)
-    agent = HierarchicalStrategy(networks)
+    freq = agent_schedule(cfg.env.micro_frequency)  # checked with the env keys (make_env_params)
+    change = agent_goal_change(cfg.env)  # on_goal_change: held where the goal did not move
+    agent = HierarchicalStrategy(networks, goal_change=change)
     carries = agent.init_carries(policy.macro_actor, policy.micro_actor, first_params, t0, length)
     out = [mk.MarketStrategy(AGENT, agent, freq, "agent", carry=carries, seeded=True,
                              description=f"HRL-SARP agent, {policy.seeds} seed(s)"),
-           mk.MarketStrategy(ENSEMBLE, EnsembleStrategy(networks), freq, "ensemble",
+           mk.MarketStrategy(ENSEMBLE, EnsembleStrategy(networks, change), freq, "ensemble",
                              carry=carries, description="seed ensemble: mean of the seeds' "
                                                         "target weights, one book"),
            mk.MarketStrategy(EQUAL_SECTORS, HierarchicalStrategy(networks, macro=False), freq,
@@ -170,7 +173,8 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
                              description="the agent's Micro on equal sector weights (a goal "
                                          "that never moves): what the Macro adds is the agent "
                                          "minus this"),
-           mk.MarketStrategy(MACRO_ONLY, HierarchicalStrategy(networks, micro=False), freq,
+           mk.MarketStrategy(MACRO_ONLY, HierarchicalStrategy(networks, micro=False,
+                                                              goal_change=change), freq,
                              "trained", carry=carries, seeded=True,
                              description="the agent's Macro with equal weight within each "
                                          "sector (no Micro): what the Micro adds is the agent "
@@ -488,7 +492,8 @@ def _chunk_records(inputs: _ChunkInputs, cfg: Config, strategies: list[mk.Market
     if risk_manager:  # the agent's raw targets replayed without the risk manager (open loop)
         _, norisk = jax.device_get(mk.backtest_markets(
             ReplayTargets(), agent_res.target, stacked, jnp.asarray(t0, jnp.int32),
-            jnp.asarray(rebalance(cfg.env.micro_frequency), bool), axes=axes, seeded=True,
+            jnp.asarray(rebalance(agent_schedule(cfg.env.micro_frequency)), bool), axes=axes,
+            seeded=True,
             carry_axis=0,
             risk_manager=False, return_window=cfg.env.return_window))
     out = []

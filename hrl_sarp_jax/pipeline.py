@@ -31,6 +31,7 @@ from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.errors import ConfigError, DataError
 from hrl_sarp_jax.evaluation.agent import (
+    agent_goal_change,
     agent_rebalance,
     decision_records,
     regime_call_scores,
@@ -343,7 +344,7 @@ def evaluate_run(
         cfg.networks, policy.macro_actor, policy.micro_actor, params, t0, length,
         risk_manager=risk_manager, return_window=cfg.env.return_window,
         book0=(start_books or {}).get(AGENT), return_book=return_books,
-        frequency=cfg.env.micro_frequency)
+        frequency=cfg.env.micro_frequency, goal_change=agent_goal_change(cfg.env))
     books.update({AGENT: agent_book[0]} if return_books else {})
     if (run.phase_dir("flat_policy") / "ckpt").is_dir():
         say("flat RL baseline: the run's trained flat PPO agent over the same window ...")
@@ -367,7 +368,7 @@ def evaluate_run(
             cfg.networks, rung.macro_actor, rung.micro_actor, params, t0, length,
             risk_manager=risk_manager, return_window=cfg.env.return_window,
             book0=(start_books or {}).get(name), return_book=return_books,
-            frequency=cfg.env.micro_frequency)
+            frequency=cfg.env.micro_frequency, goal_change=agent_goal_change(cfg.env))
         books.update({name: rung_book[0]} if return_books else {})
         # before the agent, so the agent's tests include it
         payload = _add_backtest(payload, name, rung_res, description, compare=False)

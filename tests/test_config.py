@@ -213,6 +213,7 @@ def test_a_built_wheel_carries_the_presets_and_runs_them_from_any_folder(tmp_pat
     ("train.joint.rounds=0", r"train\.joint\.rounds"),
     ("env.goal_step=0", r"env\.goal_step"),
     ("env.goal_lock=1.5", r"env\.goal_lock"),
+    ("env.goal_change=-0.1", r"env\.goal_change"),
     ("env.reward.kind=sharpe", r"env\.reward\.kind"),
     ("env.micro_frequency=hourly", r"env\.micro_frequency"),
     ("env.constraints.support_rule=sticky", r"env\.constraints\.support_rule"),

@@ -64,7 +64,7 @@ REWARD_KINDS = ("original", "excess", "macro_excess")
 """Which levels earn the ``excess`` reward (``envs.rewards``): none, both, or the Macro only
 (the Micro keeps the original composite)."""
 MACRO_EXCESS_KINDS = ("excess", "macro_excess")
-MICRO_FREQUENCIES = ("daily", "weekly")
+MICRO_FREQUENCIES = ("daily", "weekly", "on_goal_change")
 
 
 # HOST ONLY

@@ -35,7 +35,7 @@ import numpy as np
 from flax import struct
 
 from hrl_sarp_jax.agents.policies import macro_action, micro_weights
-from hrl_sarp_jax.config import REGIME_NAMES, NetworkConfig
+from hrl_sarp_jax.config import REGIME_NAMES, EnvConfig, NetworkConfig
 from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.obs import MacroObsLayout, MicroObsLayout
 from hrl_sarp_jax.envs.params import MICRO_FREQUENCIES, EnvParams
@@ -67,6 +67,9 @@ class AgentCarry:
     goals: Array             # [L, G] goal in force at each decision day
     regime_probs: Array      # [L, 3] the Macro's regime probabilities (0 on non-decision days)
     macro_step: Array        # [L] bool: the Macro decided that day
+    last_goal: Array         # [G] the goal of the last re-allocation (``goal_change``)
+    last_exposure: Array     # [] the risk manager's exposure at the last re-allocation
+    hold: Array              # [] bool: this day the book is held (``goal_change``)
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,16 @@ class HierarchicalStrategy:
     never moves (equal weight over the valid sectors ⊕ Sideways, ``params.fixed_goal``; the
     logs record no Macro decision), ``micro=False`` splits the goal equally over each sector's
     tradable stocks instead of the Micro actor's weights (``envs.common.
-    equal_weight_in_sectors``); the agent minus either is what that level adds."""
+    equal_weight_in_sectors``); the agent minus either is what that level adds.
+    ``goal_change`` (``env.micro_frequency: on_goal_change``, run on the weekly schedule):
+    on a Macro day the book is held (``holds``) unless the goal's sector weights moved by at
+    least this one-way share since the last re-allocation or the risk manager's exposure
+    changed since then (the window's first day always re-allocates); None: never held."""
 
     networks: NetworkConfig
     macro: bool = True
     micro: bool = True
+    goal_change: float | None = None
 
     # -- the two levels (pure, one example)
     def macro_decision(self, macro_params: Params, port: PortfolioState, t: Array,
@@ -129,7 +137,18 @@ class HierarchicalStrategy:
         carry = carry.replace(goal=goal, goals=carry.goals.at[i].set(goal),
                               regime_probs=carry.regime_probs.at[i].set(probs),
                               macro_step=carry.macro_step.at[i].set(decide))
+        if self.goal_change is not None:
+            s = params.num_sectors
+            moved = 0.5 * jnp.sum(jnp.abs(goal[:s] - carry.last_goal[:s]))
+            expo = jnp.asarray(1.0 if view.exposure is None else view.exposure, _F32)
+            act = (i == 0) | (moved >= self.goal_change) | (expo != carry.last_exposure)
+            carry = carry.replace(hold=~act, last_goal=jnp.where(act, goal, carry.last_goal),
+                                  last_exposure=jnp.where(act, expo, carry.last_exposure))
         return carry, weights
+
+    def holds(self, carry: AgentCarry) -> Array | None:
+        """[] bool: keep the drifted book this day (None: the strategy never holds)."""
+        return None if self.goal_change is None else carry.hold
 
     def init_carry(self, macro_params: Params, micro_params: Params, params: EnvParams,
                    t0: int, length: int) -> AgentCarry:
@@ -140,7 +159,9 @@ class HierarchicalStrategy:
             t0=jnp.asarray(t0, _I32), goal=jnp.asarray(params.fixed_goal, _F32),
             goals=jnp.zeros((length, g), _F32),
             regime_probs=jnp.zeros((length, NUM_REGIMES), _F32),
-            macro_step=jnp.zeros((length,), bool))
+            macro_step=jnp.zeros((length,), bool),
+            last_goal=jnp.asarray(params.fixed_goal, _F32),
+            last_exposure=jnp.ones((), _F32), hold=jnp.zeros((), bool))
 
     def init_carries(self, macro_params: Params, micro_params: Params, params: EnvParams,
                      t0: int, length: int) -> AgentCarry:
@@ -161,14 +182,20 @@ class EnsembleStrategy:
     """The seed ensemble as one strategy: every seed's Macro and Micro act on the ensemble's
     own book (each seed keeps its goal), and the target is the mean of the seeds' Micro
     weights [N]; the backtest then applies the same projection, support rule and no-trade
-    band as to any strategy. Carry: ``HierarchicalStrategy.init_carries`` (leading [K])."""
+    band as to any strategy. Carry: ``HierarchicalStrategy.init_carries`` (leading [K]).
+    ``goal_change``: as the seeds'; the ensemble holds its book when every seed would."""
 
     networks: NetworkConfig
+    goal_change: float | None = None
 
     def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
-        seed = HierarchicalStrategy(self.networks)
+        seed = HierarchicalStrategy(self.networks, goal_change=self.goal_change)
         carry, weights = jax.vmap(seed, in_axes=(0, None, None))(carry, t, view)
         return carry, weights.mean(0)
+
+    def holds(self, carry: AgentCarry) -> Array | None:
+        """[] bool: every seed holds (None: the ensemble never holds)."""
+        return None if self.goal_change is None else jnp.all(carry.hold)
 
 
 def _leading(tree: Params, name: str) -> int:
@@ -182,30 +209,45 @@ def _leading(tree: Params, name: str) -> int:
 # --------------------------------------------------------------------------- host helpers
 
 
-# HOST ONLY
-def agent_rebalance(frequency: str, params: EnvParams, t0: int, length: int) -> np.ndarray:
-    """bool [length]: the days the hierarchy re-allocates (``env.micro_frequency``): every day,
-    or the calendar week ends where the Macro decides (and the window's first day)."""
+def agent_schedule(frequency: str) -> str:
+    """The backtest schedule of ``env.micro_frequency``: ``on_goal_change`` runs on the
+    weekly one (its strategy holds on the weeks the goal did not move)."""
     if frequency not in MICRO_FREQUENCIES:  # envs.params: checked with the other env keys
         raise ConfigError(f"env.micro_frequency = {frequency!r} is not one of "
                           f"{', '.join(MICRO_FREQUENCIES)}")
-    return rebalance_mask(frequency, t0, length, np.asarray(params.week_end, bool))
+    return "weekly" if frequency == "on_goal_change" else frequency
+
+
+def agent_goal_change(env: EnvConfig) -> float | None:
+    """``HierarchicalStrategy.goal_change`` of an env config: ``env.goal_change`` under
+    ``micro_frequency: on_goal_change``, else None (never held)."""
+    return float(env.goal_change) if env.micro_frequency == "on_goal_change" else None
+
+
+# HOST ONLY
+def agent_rebalance(frequency: str, params: EnvParams, t0: int, length: int) -> np.ndarray:
+    """bool [length]: the days the hierarchy may re-allocate (``env.micro_frequency``): every
+    day, or the calendar week ends where the Macro decides (and the window's first day)."""
+    return rebalance_mask(agent_schedule(frequency), t0, length,
+                          np.asarray(params.week_end, bool))
 
 
 # HOST ONLY
 def run_agent(networks: NetworkConfig, macro_params: Params, micro_params: Params,
               params: EnvParams, t0: int, length: int, *, risk_manager: bool = True,
               return_window: int = 20, book0: BookState | None = None,
-              return_book: bool = False, frequency: str = "daily") -> tuple:
+              return_book: bool = False, frequency: str = "daily",
+              goal_change: float | None = None) -> tuple:
     """Backtest the policy of K seeds (params stacked [K]) over decision days
     t0 .. t0 + length - 1, re-allocating on ``agent_rebalance(frequency)`` days (default
-    every day, the Micro agent's schedule). ``risk_manager``
+    every day, the Micro agent's schedule), holding the book where ``goal_change``
+    (``agent_goal_change``) says the goal did not move. ``risk_manager``
     scales each day's budget by the envs' risk manager (the HierarchicalEnv always does).
     ``book0``: each seed's starting book (leading [K]; None: cash), e.g. the book its seed
     ended the previous walk-forward fold with; the Macro decides on day 0 either way.
     Returns host arrays: (carry with [K, L] logs, BacktestResult with [K, L] leaves), plus
     the end books [K] with ``return_book``."""
-    strategy = HierarchicalStrategy(networks)
+    strategy = HierarchicalStrategy(networks, goal_change=goal_change)
     carries = strategy.init_carries(macro_params, micro_params, params, t0, length)
     return run_backtest(strategy, carries, params, t0,
                         agent_rebalance(frequency, params, t0, length), batched=True,

@@ -15,7 +15,9 @@ exactly as the environments; ``envs.common.trade_day``):
    ``risk.constraints.project_weights`` onto the constraints of ``EnvParams.constraints``
    (stock cap, sector cap, min cash, max positions) over the stocks tradable at t, at the
    exposure allowed by the risk manager when ``risk_manager=True`` (else exposure 1);
-   otherwise the target is the drifted book itself (no trade, no cost);
+   otherwise the target is the drifted book itself (no trade, no cost). A weight function
+   with a ``holds(carry) -> [] bool | None`` method may keep the drifted book on a
+   rebalance day too (True after its call; None: it never holds);
 2. ``finance.portfolio_step``: trades against the drifted weights, blocked by
    ``circuit_lock[t]``, itemised costs with square-root impact on the trailing 20-day ADV
    (``EnvParams.adv_value[t]``, mean close x volume over days <= t), earn returns[t+1], drift.
@@ -76,6 +78,7 @@ class DayView:
     params: EnvParams
     port: PortfolioState     # drifted book at the close of t, before trading
     i: Any = 0               # int32 day of the window (0 = its first day); never batched
+    exposure: Any = None     # float32 budget share the risk manager allows at t (1 without it)
 
 
 WeightsFn = Callable[[Any, jax.Array, DayView], tuple[Any, jax.Array]]
@@ -156,9 +159,13 @@ def backtest_scan_book(weights_fn: WeightsFn, carry0: Any, params: EnvParams, t0
             risk2, expo = risk, jnp.ones((), _F32)
 
         def rebalance_branch(c):
-            c2, raw = weights_fn(c, t, DayView(params=params, port=port, i=i))
+            c2, raw = weights_fn(c, t, DayView(params=params, port=port, i=i, exposure=expo))
             raw = jnp.maximum(jnp.asarray(raw, _F32), 0.0)
             proj = project_stocks(raw, t, expo, params, port.weights)
+            hold = weights_fn.holds(c2) if hasattr(weights_fn, "holds") else None
+            if hold is not None:  # the strategy keeps its drifted book today
+                proj = jnp.where(hold, port.weights, proj)
+                raw = jnp.where(hold, port.weights, raw)
             return c2, proj, raw
 
         def hold_branch(c):

@@ -342,3 +342,46 @@ def test_weekly_frequency_trades_on_the_macro_days_only(world):
 
     with pytest.raises(ConfigError, match=r"env\.micro_frequency"):
         run_agent(NET, world.macro, world.micro, world.p, t0, L, frequency="hourly")
+
+
+def test_on_goal_change_holds_the_weeks_the_goal_did_not_move(world):
+    """env.micro_frequency = on_goal_change: on the weekly schedule, the hierarchy re-allocates
+    on a Macro day only when 0.5 * sum |g - g_last| >= goal_change or the risk manager's
+    exposure changed, g_last / the exposure those of its last re-allocation (the NumPy
+    recursion over the logged goals and exposures below); a held day targets the drifted
+    book and trades nothing. With goal_change 0 it is the weekly run; the ensemble holds
+    only when every seed would."""
+    week_end = world.week_end
+    t0 = int(np.flatnonzero(~week_end[61:])[0]) + 61
+    kw = {"risk_manager": True, "return_window": ENV.return_window,
+          "frequency": "on_goal_change"}
+    _, weekly = run_agent(NET, world.macro, world.micro, world.p, t0, L, risk_manager=True,
+                          return_window=ENV.return_window, frequency="weekly")
+    _, zero = run_agent(NET, world.macro, world.micro, world.p, t0, L, goal_change=0.0, **kw)
+    np.testing.assert_allclose(np.asarray(zero.weights), np.asarray(weekly.weights), atol=1e-6)
+    carry, res = run_agent(NET, world.macro, world.micro, world.p, t0, L, goal_change=0.05,
+                           **kw)
+    goals, macro_days = np.asarray(carry.goals)[..., :S], np.asarray(carry.macro_step)
+    expo, traded = np.asarray(res.exposure), np.asarray(res.turnover) > 0
+    target, drifted = np.asarray(res.target), np.asarray(res.drifted)
+    held_any = False
+    for k in range(K):
+        last, last_expo, acts = goals[k, 0], 1.0, []
+        for i in np.flatnonzero(macro_days[k]):
+            act = (i == 0 or 0.5 * np.abs(goals[k, i] - last).sum() >= 0.05
+                   or expo[k, i] != last_expo)
+            last, last_expo = (goals[k, i], expo[k, i]) if act else (last, last_expo)
+            acts.append(act)
+        days = np.flatnonzero(macro_days[k])
+        held = days[~np.asarray(acts)]
+        held_any |= held.size > 0
+        np.testing.assert_array_equal(target[k, held], drifted[k, held])
+        assert not traded[k, held].any() and not traded[k, ~macro_days[k]].any()
+        assert traded[k, days[np.asarray(acts)]].any()
+    assert held_any                           # the threshold binds on some weeks
+    from hrl_sarp_jax.evaluation.agent import EnsembleStrategy, HierarchicalStrategy
+
+    ens = EnsembleStrategy(NET, goal_change=0.05)
+    holds = np.asarray(ens.holds(carry.replace(hold=jnp.asarray([True, False]))))
+    assert not holds and ens.holds(carry.replace(hold=jnp.asarray([True, True])))
+    assert HierarchicalStrategy(NET).holds(carry) is None
