@@ -567,7 +567,8 @@ def explain_run(
         say(f"book: the agent's own backtest from {dates[t0]} to {dates[t]} ...")
         port, goal_in_force = ex.backtest_book(
             cfg.networks, macro_p, micro_p, params, t0, t, risk_manager=risk_manager,
-            return_window=cfg.env.return_window)
+            return_window=cfg.env.return_window, frequency=cfg.env.micro_frequency,
+            goal_change=agent_goal_change(cfg.env))
         decides = week_end or t == t0
         description = (f"the agent's own drifted book at the close of {dates[t]}, before "
                        f"trading, from its daily backtest since {dates[t0]}")

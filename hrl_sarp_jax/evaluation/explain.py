@@ -375,15 +375,18 @@ def book_from_result(res: BacktestResult, params: EnvParams, i: int) -> Portfoli
 # HOST ONLY
 def backtest_book(networks: NetworkConfig, macro_params: Params, micro_params: Params,
                   params: EnvParams, t0: int, t: int, *, risk_manager: bool = True,
-                  return_window: int = 20) -> tuple[PortfolioState, Array | None]:
+                  return_window: int = 20, frequency: str = "daily",
+                  goal_change: float | None = None) -> tuple[PortfolioState, Array | None]:
     """(book, goal in force) of one seed's agent at the close of t before trading, from its
-    backtest over decision days t0 .. t - 1 (params unstacked, one seed). At t == t0 the book
-    is cash and no goal is in force yet (the Macro decides on a window's first day)."""
+    backtest over decision days t0 .. t - 1 (params unstacked, one seed; re-allocating as
+    ``env.micro_frequency`` / ``agent_goal_change`` say, like every backtest). At t == t0 the
+    book is cash and no goal is in force yet (the Macro decides on a window's first day)."""
     if t == t0:
         return flat_book(params), None
     stack = lambda tree: jax.tree.map(lambda a: np.asarray(a)[None], tree)  # noqa: E731
     carry, res = run_agent(networks, stack(macro_params), stack(micro_params), params, t0,
-                           t - t0, risk_manager=risk_manager, return_window=return_window)
+                           t - t0, risk_manager=risk_manager, return_window=return_window,
+                           frequency=frequency, goal_change=goal_change)
     return book_from_result(res, params, t - t0), jnp.asarray(np.asarray(carry.goal)[0])
 
 

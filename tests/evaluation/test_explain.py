@@ -303,6 +303,23 @@ def test_the_backtest_book_is_the_book_the_agent_decides_on(world):
     assert ex.book_from_result(res, p, 0).value == p.initial_value
 
 
+def test_the_backtest_book_follows_the_re_allocation_frequency(world):
+    """Under env.micro_frequency weekly the book explained at D is the weekly backtest's (the
+    drifted book), not the daily one's."""
+    p, d = world.p, T0 + L
+    stack = lambda tree: jax.tree.map(lambda a: jnp.asarray(a)[None], tree)  # noqa: E731
+    _, weekly = run_agent(NET, stack(world.macro), stack(world.micro), p, T0, L,
+                          risk_manager=True, return_window=ENV.return_window,
+                          frequency="weekly")
+    port, _ = ex.backtest_book(NET, world.macro, world.micro, p, T0, d,
+                               return_window=ENV.return_window, frequency="weekly")
+    np.testing.assert_allclose(np.asarray(port.weights),
+                               np.asarray(ex.book_from_result(weekly, p, L).weights), atol=1e-6)
+    daily, _ = ex.backtest_book(NET, world.macro, world.micro, p, T0, d,
+                                return_window=ENV.return_window)
+    assert np.abs(np.asarray(daily.weights) - np.asarray(port.weights)).sum() > 1e-3
+
+
 def test_attributions_at_d_never_read_data_after_d(world):
     """Perturb every market/feature row after D: the backtest book, the decisions and every
     attribution at D are unchanged; perturbing row D itself changes them."""
