@@ -305,10 +305,10 @@ class _Base:
         held, locked = self.sector_sums(w), np.zeros_like(w)
         for j in range(self.s):
             members = self.sector == j
+            trad = members & self.tradable[t]
             if held[j] > 1e-6:
                 locked[members] = w[members] * goal[j] / held[j]
-            elif (members & self.tradable[t]).any():
-                trad = members & self.tradable[t]
+            elif trad.any():
                 locked[trad] = goal[j] / trad.sum()
         return lock * locked + (1.0 - lock) * w
 

@@ -247,6 +247,10 @@ def run_agent(networks: NetworkConfig, macro_params: Params, micro_params: Param
     ended the previous walk-forward fold with; the Macro decides on day 0 either way.
     Returns host arrays: (carry with [K, L] logs, BacktestResult with [K, L] leaves), plus
     the end books [K] with ``return_book``."""
+    if (goal_change is not None) != (frequency == "on_goal_change"):
+        raise ConfigError(f"run_agent: goal_change {goal_change} goes with frequency "
+                          f"'on_goal_change' only, got {frequency!r} (agent_goal_change(env) "
+                          f"gives the pair's value)")
     strategy = HierarchicalStrategy(networks, goal_change=goal_change)
     carries = strategy.init_carries(macro_params, micro_params, params, t0, length)
     return run_backtest(strategy, carries, params, t0,

@@ -109,9 +109,10 @@ def compare_reports(a: Mapping, b: Mapping, *, names: tuple[str, str] = ("A", "B
     """
     check_comparable(a, b, names)
     common = [s for s in a["markets"][0]["strategies"] if s in b["markets"][0]["strategies"]]
+    same = {s for s in common
+            if np.array_equal(per_market(a, s, "sharpe"), per_market(b, s, "sharpe"))}
     if strategies is None:
-        chosen = [s for s in common
-                  if not np.array_equal(per_market(a, s, "sharpe"), per_market(b, s, "sharpe"))]
+        chosen = [s for s in common if s not in same]
         chosen = [s for s in FIRST if s in chosen] + [s for s in chosen if s not in FIRST]
     else:
         missing = [s for s in strategies if s not in common]
@@ -142,8 +143,7 @@ def compare_reports(a: Mapping, b: Mapping, *, names: tuple[str, str] = ("A", "B
             "judgement_range": bool(a.get("judgement_range") or b.get("judgement_range")),
             "split": a.get("split"), "window": a.get("window"),
             "classical_median_turnover": list(med), "num_boot": num_boot, "seed": seed,
-            "identical": [s for s in common if s not in rows and np.array_equal(
-                per_market(a, s, "sharpe"), per_market(b, s, "sharpe"))],
+            "identical": [s for s in common if s in same and s not in rows],
             "strategies": rows}
 
 

@@ -385,3 +385,8 @@ def test_on_goal_change_holds_the_weeks_the_goal_did_not_move(world):
     holds = np.asarray(ens.holds(carry.replace(hold=jnp.asarray([True, False]))))
     assert not holds and ens.holds(carry.replace(hold=jnp.asarray([True, True])))
     assert HierarchicalStrategy(NET).holds(carry) is None
+    from hrl_sarp_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"goal_change .* .on_goal_change. only"):
+        run_agent(NET, world.macro, world.micro, world.p, t0, L, frequency="weekly",
+                  goal_change=0.05)
