@@ -873,7 +873,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_markets(args, run, cfg, include)
     for flag, value in (("--market-seed", args.market_seed), ("--preset", args.preset),
                         ("--chunk", args.chunk), ("--json", args.json or None),
-                        ("--tag", args.tag)):
+                        ("--tag", args.tag), ("--oracle-lags", args.oracle_lags)):
         if value is not None:
             raise HrlSarpError(f"{flag} applies to many-market evaluation; add --markets K")
     market_dir = _train_market(args, cfg)
@@ -914,6 +914,15 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
         raise HrlSarpError(f"--tag {args.tag!r}: use letters, digits, '.', '_' or '-' (it "
                            f"names the folder {REPORT_DIR}-TAG)")
     out_dir = None if args.tag is None else run.root / f"{REPORT_DIR}-{args.tag}"
+    lags = []
+    for part in (args.oracle_lags or "").split(","):
+        if part.strip():
+            if not re.fullmatch(r"\d+", part.strip()):
+                raise HrlSarpError(f"--oracle-lags {args.oracle_lags!r}: {part.strip()!r} is "
+                                   f"not a whole number of trading days (e.g. 5,10,20)")
+            lags.append(int(part))
+    if args.oracle_lags is not None and not lags:
+        raise HrlSarpError(f"--oracle-lags {args.oracle_lags!r}: give trading days, e.g. 5,10,20")
     with run:
         out = evaluate_markets(
             run, cfg, markets=args.markets,
@@ -921,14 +930,15 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
             preset=args.preset, split=args.split, chunk=args.chunk or 8,
             random_seeds=args.random_seeds, risk_manager=not args.no_risk_manager,
             include=include, bootstrap_num=args.bootstrap, ladder=not args.no_ladder,
-            out_dir=out_dir, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+            out_dir=out_dir, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+            oracle_lags=lags)
     doc = out["metrics"]
     for warning in out["warnings"]:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     if args.json:
         keep = ("run", "split", "window", "seeds", "in_sample", "paired", "oracle_share",
-                "paired_ensemble", "best_classical", "verdict", "summary", "ladder", "seconds",
-                "warnings")
+                "paired_ensemble", "best_classical", "verdict", "summary", "ladder",
+                "regime_knowledge", "seconds", "warnings")
         print(json.dumps({k: doc[k] for k in keep}, allow_nan=False))
         return 0
     seeds = doc["seeds"]["markets"]
@@ -942,9 +952,23 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
         ci = "-" if lo is None else f"[{lo:+.2f}, {hi:+.2f}]"
         print(f"  {name:<{width}}  {p['mean']:>+6.2f}  {ci:>16}  {p['wins']}/{p['n']}")
     _print_ladder(doc.get("ladder"))
+    _print_knowledge(doc)
     for key in ("metrics", "markdown", "html"):
         print(f"{key}: {out['files'][key]}")
     return 0
+
+
+def _print_knowledge(doc: dict) -> None:
+    """The regime oracle told the regime late beside the agent (``--oracle-lags``), if any."""
+    from hrl_sarp_jax.evaluation.markets_report import KNOWLEDGE_HEADER, knowledge_rows
+
+    rows = knowledge_rows(doc)
+    if not rows:
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(KNOWLEDGE_HEADER, *rows, strict=True)]
+    print("regime knowledge (minus equal weight, over markets):")
+    for row in (KNOWLEDGE_HEADER, *rows):
+        print("  " + "  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)))
 
 
 def _print_ladder(ladder: dict | None) -> None:
@@ -992,6 +1016,10 @@ def _add_eval_parsers(sub) -> None:
     g.add_argument("--chunk", type=int, default=None, metavar="C",
                    help="markets per batched program (memory bound; default 8)")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument("--oracle-lags", default=None, metavar="DAYS,DAYS",
+                   help="also run the regime oracle told the regime that many trading days "
+                        "late (e.g. 5,10,20,40): where the agent's edge over equal weight sits "
+                        "on the value of regime knowledge against detection delay")
     g.add_argument("--tag", default=None, metavar="NAME",
                    help="write the report to checkpoints/<run>/report-markets-NAME/ instead, "
                         "beside earlier ones (`hrl-sarp compare RUN:A RUN:B`)")

@@ -24,7 +24,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from hrl_sarp_jax.evaluation import attribution as ea
 from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation import markets as mk
 from hrl_sarp_jax.evaluation import metrics as em
+from hrl_sarp_jax.evaluation import stats as st
 from hrl_sarp_jax.evaluation.agent import (
     EnsembleStrategy,
     HierarchicalStrategy,
@@ -153,11 +154,13 @@ def config_hash(cfg: Config) -> str:
 
 def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_params: Any, t0: int,
                 length: int, include: Sequence[str] | None,
-                random_seeds: int, rungs: Sequence[tuple[int, Any]] = ()
-                ) -> list[mk.MarketStrategy]:
+                random_seeds: int, rungs: Sequence[tuple[int, Any]] = (),
+                oracle_lags: Sequence[int] = ()) -> list[mk.MarketStrategy]:
     """Every strategy of the evaluation (module docstring), agent first; ``pretrained``: the
     run's Phase 1 + 2 policy when the agent came from RL phases (else None); ``rungs``: [(phase,
-    policy)] the hierarchy after each earlier RL phase (``training.policy.phase_ladder``)."""
+    policy)] the hierarchy after each earlier RL phase (``training.policy.phase_ladder``);
+    ``oracle_lags``: the regime oracle told the regime that many days late, one strategy each
+    (``bl.oracle_lag_name``)."""
     networks = cfg.networks
     freq = agent_schedule(cfg.env.micro_frequency)  # checked with the env keys (make_env_params)
     change = agent_goal_change(cfg.env)  # on_goal_change: held where the goal did not move
@@ -216,6 +219,12 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
             fn = spec.make()
             out.append(mk.MarketStrategy(name, fn, sched, "classical", carry=fn.init_carry(),
                                          description=spec.description))
+    k = bl.oracle_top_k(int(np.sum(np.asarray(first_params.sector_valid))))
+    for lag in oracle_lags:
+        out.append(mk.MarketStrategy(
+            bl.oracle_lag_name(lag), bl.RegimeOracle(k, int(lag)), "daily", "oracle",
+            description=f"the regime oracle told the latent regime {int(lag)} trading days "
+                        f"late: a regime allocator whose only error is a detection delay"))
     return out
 
 
@@ -258,11 +267,14 @@ def evaluate_markets(
     log: Callable[[str], None] | None = None,
     ladder: bool = True,
     markets_cache: MarketsCache | None = None,
+    oracle_lags: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Judge the run on ``markets`` generated markets (module docstring). With ``ladder`` the
     hierarchy after each earlier RL phase runs too (``evaluation.ladder``). ``markets_cache``:
     keeps each chunk's markets, features and env params for the next call on the same markets
-    (a sweep judging its settings one after another). Returns {"report_dir", "files",
+    (a sweep judging its settings one after another). ``oracle_lags``: the regime oracle told
+    the regime that many trading days late, one strategy each, and metrics.json's
+    ``regime_knowledge`` (``regime_knowledge``). Returns {"report_dir", "files",
     "metrics" (metrics.json's content), "warnings"}."""
     say = log or (lambda _msg: None)
     started = time.perf_counter()
@@ -272,6 +284,10 @@ def evaluate_markets(
         raise ConfigError(f"--chunk {chunk}: give at least 1 market per chunk")
     if int(random_seeds) < 1:
         raise ConfigError(f"--random-seeds {random_seeds}: give at least 1 seed")
+    lags = check_oracle_lags(oracle_lags)
+    if lags and include is not None and "equal_weight" not in include:
+        raise ConfigError("--oracle-lags reads each oracle against equal weight: keep "
+                          "equal_weight in --baselines")
     seeds = list(range(int(market_seed), int(market_seed) + int(markets)))
     synth, trained = market_settings(run, cfg, preset)
     warnings = []
@@ -311,7 +327,7 @@ def evaluate_markets(
     rungs = (phase_ladder(run, cfg, market0, meta0, feats0, policy)
              if ladder and pretrained is not None else [])
     strategies = _strategies(run, cfg, policy, pretrained, params0, t0, length, include,
-                             random_seeds, rungs)
+                             random_seeds, rungs, lags)
     index = include is None or BENCHMARK in include
     week_end = np.asarray(market0.week_end, bool)
     jitter = f", sector drifts jittered by {synth.alpha_jitter:g}" if synth.alpha_jitter else ""
@@ -333,7 +349,8 @@ def evaluate_markets(
     names = list(records[0]["strategies"])
     trained = (AGENT, ENSEMBLE, EQUAL_SECTORS, MACRO_ONLY, PRETRAINED,
                *(rung_name(p) for p, _ in rungs))
-    classical = [n for n in names if n not in (*trained, "oracle", "regime_rule")]
+    oracles = [s.name for s in strategies if s.kind == "oracle"]
+    classical = [n for n in names if n not in (*trained, *oracles, "regime_rule")]
     paired = mk.paired_table(records, AGENT, [n for n in names if n != AGENT],
                              num_boot=bootstrap_num, seed=int(cfg.seed))
     paired_ens = mk.paired_table(records, ENSEMBLE, [n for n in names
@@ -377,6 +394,7 @@ def evaluate_markets(
                for m in ("accuracy", "balanced_accuracy", "brier")},
             "over": "mean over markets of each market's mean over seeds",
             "labels": records[0]["regime_call"]["labels"]},
+        "regime_knowledge": regime_knowledge(records, lags) if lags else None,
         "strategies": {s.name: {"kind": s.kind, "schedule": str(s.schedule),
                                 "description": s.description} for s in strategies},
         "depends_on": {
@@ -508,7 +526,72 @@ def _chunk_records(inputs: _ChunkInputs, cfg: Config, strategies: list[mk.Market
             np.asarray(params[c].regime_label)).items() if k != "per_seed"}
         rec["attribution"] = _attribution_record(agent_res, norisk, params[c], c,
                                                  results[AGENT][0].macro_step)
+        if oracle:
+            steps = np.asarray(results[AGENT][0].macro_step)[c, 0].astype(bool)
+            rec["oracle_calls"] = oracle_call_scores(
+                latent[c], np.asarray(params[c].regime_label), t0 + np.flatnonzero(steps),
+                {s.name: s.weights_fn.lag for s in oracle})
         out.append(rec)
+    return out
+
+
+def check_oracle_lags(lags: Sequence[int]) -> list[int]:
+    """The ``--oracle-lags`` days as sorted distinct ints >= 1; a one-line error otherwise."""
+    out = []
+    for lag in lags:
+        if isinstance(lag, bool) or int(lag) != lag or int(lag) < 1 or int(lag) > 252:
+            raise ConfigError(f"--oracle-lags: {lag!r} is not a whole number of trading days "
+                              f"in 1..252 (the oracle told the regime that many days late; "
+                              f"the oracle itself, 0 days late, always runs)")
+        out.append(int(lag))
+    return sorted(set(out))
+
+
+def regime_knowledge(records: Sequence[Mapping], lags: Sequence[int]) -> dict[str, Any]:
+    """metrics.json ``regime_knowledge``: the regime oracle told the regime 0 and ``lags``
+    days late, each row its call's balanced accuracy (mean over markets, scored as the agent's
+    call) and its net Sharpe minus equal weight's (paired over markets), beside the agent's
+    and the seed ensemble's: where on the curve of detection delay the agent's edge sits."""
+    ew = mk.per_market_sharpe(records, "equal_weight")
+    rows = []
+    for lag in (0, *lags):
+        name = bl.oracle_lag_name(lag)
+        if name not in records[0]["strategies"]:
+            continue
+        acc = [r["oracle_calls"][name]["balanced_accuracy"] for r in records]
+        rows.append({"strategy": name, "lag_days": int(lag),
+                     "balanced_accuracy": None if None in acc else float(np.mean(acc)),
+                     "minus_equal_weight": st.paired_over_markets(
+                         mk.per_market_sharpe(records, name), ew)})
+    calls = [r["regime_call"]["balanced_accuracy"] for r in records]
+    for name in (AGENT, ENSEMBLE):
+        rows.append({"strategy": name, "lag_days": None,
+                     "balanced_accuracy": (None if name != AGENT or None in calls
+                                           else float(np.mean(calls))),
+                     "minus_equal_weight": st.paired_over_markets(
+                         mk.per_market_sharpe(records, name), ew)})
+    return {"rows": rows, "over": "markets (balanced accuracy: mean over markets; the agent's: "
+                                  "mean over its seeds, then markets)",
+            "definition": "oracle_late_Ld: the regime oracle (top-k sectors by the generator's "
+                          "drift in the latent regime) told the regime L trading days late; "
+                          "its call scored on the agent's decision days against the label the "
+                          "agent's call is scored on"}
+
+
+def oracle_call_scores(latent: np.ndarray, labels: np.ndarray, days: np.ndarray,
+                       lags: Mapping[str, int]) -> dict[str, dict]:
+    """Each regime oracle's call on the agent's decision days ``days`` [W] scored as the
+    agent's is (``regime_scores`` against ``labels`` [T], ``features.regime_label``): the
+    oracle told the regime ``lag`` days late calls latent [T] of day t + 1 - lag (days whose
+    latent regime is unknown are left out). {name: {"accuracy", "balanced_accuracy"}}."""
+    from hrl_sarp_jax.evaluation.attribution import regime_scores
+
+    out = {}
+    for name, lag in lags.items():
+        calls = np.asarray(latent)[np.clip(days + 1 - int(lag), 0, len(latent) - 1)]
+        known = calls >= 0
+        sc = regime_scores(calls[known], np.asarray(labels)[days][known])
+        out[name] = {m: sc[m] for m in ("accuracy", "balanced_accuracy")}
     return out
 
 

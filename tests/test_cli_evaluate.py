@@ -297,6 +297,21 @@ def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_
     assert main(["compare", "ev", "ev:t1", "--checkpoints", str(trained), "--json"]) == 0
     same = json.loads(capsys.readouterr().out)
     assert same["strategies"] == {} and "equal_weight" in same["identical"]
+    # --oracle-lags: the oracle told the regime late, not a classical baseline, and its table
+    assert main([*base, "--markets", "1", "--market-seed", "7", "--json", "--tag", "t2",
+                 "--oracle-lags", "5"]) == 0
+    rows = {r["strategy"]: r for r in json.loads(capsys.readouterr().out)[
+        "regime_knowledge"]["rows"]}
+    late = json.loads((trained / "ev" / "report-markets-t2" / "metrics.json").read_text())
+    assert late["strategies"]["oracle_late_5d"]["kind"] == "oracle"
+    assert "oracle_late_5d" not in written["strategies"]
+    rec = late["markets"][0]["strategies"]
+    assert rows["oracle_late_5d"]["minus_equal_weight"]["mean"] == pytest.approx(
+        rec["oracle_late_5d"]["sharpe"] - rec["equal_weight"]["sharpe"])
+    assert rows["oracle"]["balanced_accuracy"] >= rows["oracle_late_5d"]["balanced_accuracy"]
+    assert rec["oracle"] == written["markets"][0]["strategies"]["oracle"]  # lag 0 unchanged
+    assert "## Regime knowledge" in (trained / "ev" / "report-markets-t2" / "report.md"
+                                     ).read_text()
     kept = {**written, "rl_phases": {"3": {"best_step": 0, "latest_step": 8}}}
     assert "Phase 3 kept step 0 of 8." in render_markdown(kept, "plot.png")
     assert "RL phases" not in render_markdown(written, "plot.png")
@@ -305,7 +320,10 @@ def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_
              (["--market-seed", "3"], "--market-seed applies to many-market evaluation"),
              (["--markets", "2", "--data", str(smoke_market[0])], "--data"),
              (["--markets", "1", "--tag", "a/b"], "--tag 'a/b'"),
-             (["--tag", "x"], "--tag applies to many-market evaluation")]
+             (["--tag", "x"], "--tag applies to many-market evaluation"),
+             (["--oracle-lags", "5"], "--oracle-lags applies to many-market evaluation"),
+             (["--markets", "1", "--oracle-lags", "5,x"], "--oracle-lags '5,x'"),
+             (["--markets", "1", "--oracle-lags", "0"], "--oracle-lags: 0")]
     for extra, needle in cases:
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()

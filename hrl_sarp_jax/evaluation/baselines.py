@@ -398,11 +398,16 @@ class RegimeOracle:
     """UPPER BOUND, not a strategy: knows the synthetic market's latent regime of day t + 1
     and holds the ``top_k`` sectors by that regime's configured annual drift
     (meta.json ``sector_drift_annual``), equal-weighted tradable stocks within. Carry: the
-    drift table [3, S] and the latent regime path [T] (equal sectors where it is -1)."""
+    drift table [3, S] and the latent regime path [T] (equal sectors where it is -1).
+
+    ``lag`` > 0: the same rule told the regime ``lag`` trading days late (it reads the latent
+    regime of day t + 1 - lag): a regime allocator whose only error is a detection delay,
+    the yardstick of ``oracle_lag_name`` (``hrl-sarp evaluate --oracle-lags``)."""
 
     open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
 
     top_k: int = 3
+    lag: int = 0
 
     def init_carry(self, drift: np.ndarray, latent_regime: np.ndarray) -> Any:
         return (jnp.asarray(drift, _F32), jnp.asarray(latent_regime, _I32))
@@ -410,7 +415,7 @@ class RegimeOracle:
     def __call__(self, carry, t, view: DayView):
         p = view.params
         drift, regime = carry
-        r = regime[jnp.minimum(t + 1, regime.shape[0] - 1)]
+        r = regime[jnp.clip(t + 1 - self.lag, 0, regime.shape[0] - 1)]
         tradable = p.tradable[t]
         has = (_sector_counts(tradable, p) > 0) & p.sector_valid
         score = drift[jnp.clip(r, 0, 2)]
@@ -560,6 +565,12 @@ def sector_drift_matrix(meta_json: dict, sectors: tuple[str, ...] | list[str]) -
     return np.where(np.isfinite(out), out, -1e9).astype(np.float32)
 
 
+def oracle_lag_name(lag: int) -> str:
+    """The many-market strategy name of the regime oracle told the regime ``lag`` days late
+    ('oracle' at 0)."""
+    return "oracle" if int(lag) == 0 else f"oracle_late_{int(lag)}d"
+
+
 def oracle_top_k(num_sectors: int) -> int:
     """k = min(3, max(1, S // 3)), as ``data.synthetic.stylized_facts``'s oracle."""
     return min(3, max(1, num_sectors // 3))
@@ -569,6 +580,7 @@ __all__ = [
     "BASELINES", "BaselineSpec", "EqualWeight", "InverseVol", "MinVariance", "RandomDirichlet",
     "RegimeOracle", "RegimeRule", "RiskParity", "SectorEqualWeight", "SectorMomentum",
     "StockMomentum",
-    "get_baseline", "index_buy_hold", "ledoit_wolf", "min_variance_weights", "oracle_top_k",
+    "get_baseline", "index_buy_hold", "ledoit_wolf", "min_variance_weights", "oracle_lag_name",
+    "oracle_top_k",
     "risk_parity_weights", "sector_drift_matrix", "trailing_returns",
 ]

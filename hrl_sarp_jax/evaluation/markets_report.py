@@ -57,6 +57,43 @@ def summary_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+KNOWLEDGE_HEADER = ["strategy", "told the regime", "call balanced accuracy", "minus equal weight",
+                    "95% interval", "ahead in"]
+KNOWLEDGE_NOTE = ("The regime oracle told the latent regime L trading days late (`--oracle-lags`): "
+                  "a regime allocator whose only error is a detection delay, each call scored "
+                  "on the agent's decision days against the label the agent's call is scored "
+                  "on. Where the agent's edge over equal weight sits on this curve says how "
+                  "much of the regime's value its decisions capture.")
+
+
+def knowledge_rows(doc: dict) -> list[list[str]]:
+    """metrics.json ``regime_knowledge`` as rows (none when the run had no --oracle-lags)."""
+    k = doc.get("regime_knowledge")
+    if not k:
+        return []
+    rows = []
+    for r in k["rows"]:
+        p = r["minus_equal_weight"]
+        lo, hi = p["ci95"]
+        late = ("-" if r["lag_days"] is None else "next day" if r["lag_days"] == 0
+                else f"{r['lag_days']} days late")
+        rows.append([r["strategy"], late, _f(r["balanced_accuracy"], ".3f"), _f(p["mean"]),
+                     f"[{_f(lo)}, {_f(hi)}]", f"{p['wins']}/{p['n']}"])
+    return rows
+
+
+def knowledge_section(doc: dict, *, md: bool) -> list[str]:
+    """The regime-knowledge table in markdown or HTML, or nothing."""
+    rows = knowledge_rows(doc)
+    if not rows:
+        return []
+    title = "Regime knowledge: the oracle told the regime late"
+    if md:
+        return [f"## {title}", "", KNOWLEDGE_NOTE, "", md_table(KNOWLEDGE_HEADER, rows), ""]
+    return [f"<h2>{title}</h2>", f"<p>{html.escape(KNOWLEDGE_NOTE)}</p>",
+            html_table(KNOWLEDGE_HEADER, rows)]
+
+
 def attribution_tables(doc: dict) -> tuple[list[list[str]], list[list[str]]]:
     """The agent's attribution and turnover by source, mean over markets (one row each)."""
     a = doc.get("attribution")
@@ -140,6 +177,7 @@ def render_markdown(doc: dict, plot_file: str) -> str:
               "## Per strategy over markets (net of costs unless gross)", "",
               md_table(SUMMARY_HEADER, summary_rows(doc)), "",
               *ladder_section(doc, md=True),
+              *knowledge_section(doc, md=True),
               "## Attribution by decision level (mean over markets)", "", ATTRIBUTION_NOTE, "",
               md_table(ATTRIBUTION_HEADER, attribution_tables(doc)[0]), "",
               "## Turnover by source (one-way, per year, mean over markets)", "",
@@ -168,6 +206,7 @@ def render_html(doc: dict, plot: bytes) -> str:
               html_table(PAIRED_HEADER, paired_rows(doc["paired_ensemble"])),
               "<h2>Per strategy over markets</h2>", html_table(SUMMARY_HEADER, summary_rows(doc)),
               *ladder_section(doc, md=False),
+              *knowledge_section(doc, md=False),
               "<h2>Attribution by decision level (mean over markets)</h2>",
               f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>",
               html_table(ATTRIBUTION_HEADER, attribution_tables(doc)[0]),

@@ -89,6 +89,37 @@ def test_oracle_reads_only_the_next_regime(tiny, weekly):
     assert np.mean(top == best) > 0.95  # circuit locks may delay a switch by a day
 
 
+def test_oracle_told_late_reads_the_regime_lag_days_back(tiny):
+    """RegimeOracle(lag=L) on the latent path is the next-day oracle on the path delayed by L
+    days, and it never reads a regime after day t + 1 - L."""
+    market, meta, _, params = tiny
+    drift = bl.sector_drift_matrix(meta_json(), meta.sectors)
+    latent = np.asarray(market.latent_regime)
+    lag = 7
+    daily = np.ones(LENGTH, bool)
+    params = params.replace(constraints=params.constraints.replace(rebalance_threshold=0.0))
+    late = bl.RegimeOracle(top_k=1, lag=lag)
+    _, a = run_backtest(late, late.init_carry(drift, latent), params, T0, daily)
+    delayed = np.concatenate([np.full(lag, latent[0]), latent[:-lag]])
+    now = bl.RegimeOracle(top_k=1)
+    _, b = run_backtest(now, now.init_carry(drift, delayed), params, T0, daily)
+    np.testing.assert_allclose(a.weights, b.weights, rtol=0, atol=1e-7)
+    # a changed regime after day CUT + 1 - lag leaves its decisions up to CUT alone ...
+    changed = latent.copy()
+    changed[CUT + 2 - lag:] = (changed[CUT + 2 - lag:] + 1) % 3
+    _, c = run_backtest(late, late.init_carry(drift, changed), params, T0, daily)
+    k = CUT - T0 + 1
+    np.testing.assert_array_equal(a.weights[:k], c.weights[:k])
+    assert not np.allclose(a.weights[k:], c.weights[k:])
+    # ... and the lag is real: the next-day oracle's holdings lead the late one's by `lag` days
+    _, d = run_backtest(now, now.init_carry(drift, latent), params, T0, daily)
+    lead = np.argmax(d.sector_weights, axis=1)[:-lag]
+    follow = np.argmax(a.sector_weights, axis=1)[lag:]
+    assert np.mean(lead == follow) > 0.95 > np.mean(np.argmax(d.sector_weights, axis=1)
+                                                     == np.argmax(a.sector_weights, axis=1))
+    assert bl.oracle_lag_name(0) == "oracle" and bl.oracle_lag_name(20) == "oracle_late_20d"
+
+
 def _view(params, t):
     n = params.num_stocks
     return DayView(params=params, port=PortfolioState(weights=jnp.zeros(n), value=jnp.ones(()),
