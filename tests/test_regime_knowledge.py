@@ -80,3 +80,25 @@ def test_the_report_section_only_when_asked():
     assert "| oracle | next day | 0.900 | +1.00 |" in md
     page = "".join(knowledge_section(doc, md=False))
     assert "<td>next day</td>" in page and "<td>0.900</td>" in page
+
+
+def _call_value_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "call_value.py"
+    spec = importlib.util.spec_from_file_location("call_value", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_call_value_holds_each_call_until_the_next(capsys):
+    script = _call_value_script()
+    probs = np.array([[0.1, 0.7, 0.2], [0, 0, 0], [0, 0, 0], [0.6, 0.3, 0.1], [0, 0, 0]])
+    steps = np.array([True, False, False, True, False])
+    # decision day t0 + l; RegimeOracle reads day t + 1 at t: the call in force at t
+    path = script.held_calls(probs, steps, t0=3, num_days=10)
+    np.testing.assert_array_equal(path, [-1, -1, -1, -1, 1, 1, 1, 0, 0, -1])
+    assert script.main(["--checkpoints", "x", "--run", "y", "--first-seed", "9990"]) == 2
+    assert "judgement range" in capsys.readouterr().err
