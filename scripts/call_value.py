@@ -12,8 +12,12 @@ the latent regime, with (a) the generator's true drift table (k = the oracle's k
 and (b) the regime table the run's Phase 1 learned (``phase1/summary.json``). Each is the mean
 over the policy's seeds, paired with the agent (seed mean) and equal weight over markets. If
 the agent's calls earn more under the oracle's hard rule than the agent itself, its decision
-rule loses information; if less, the calls are the limit. Judgement seeds (9000-9999) are
-refused.
+rule loses information; if less, the calls are the limit. Also printed: the calls' accuracy
+against the next day's latent regime by days since the latest regime switch, their confusion
+matrix, and the balanced accuracy (against ``features.regime_label``, as the agent's call is
+scored) of a forward filter of the Macro's own probabilities q with the preset's weekly regime
+persistence (p_t ∝ (p_{t-1} P^5) · (q_t / π)^a, a = likelihood weight; the default preset's
+transition matrix P and stationary π). Judgement seeds (9000-9999) are refused.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ import numpy as np
 from hrl_sarp_jax.checkpointing import open_run, read_phase_summary
 from hrl_sarp_jax.config import load_run_config
 from hrl_sarp_jax.data.synthetic import synthetic_meta
+from hrl_sarp_jax.data.synthetic_presets import stationary, transition_matrix
 from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation import markets as mk
 from hrl_sarp_jax.evaluation.agent import HierarchicalStrategy, agent_schedule
+from hrl_sarp_jax.evaluation.attribution import regime_scores
 from hrl_sarp_jax.evaluation.backtest import date_window, rebalance_mask
 from hrl_sarp_jax.evaluation.stats import paired_over_markets
 from hrl_sarp_jax.many_markets import JUDGEMENT_SEEDS, MarketsCache, market_settings
@@ -49,6 +55,28 @@ def held_calls(probs: np.ndarray, steps: np.ndarray, t0: int, num_days: int) -> 
             last = int(np.argmax(p))
         path[t0 + 1 + i] = last
     return path
+
+
+SINCE_BINS = (0, 5, 10, 20, 40, 80, 1 << 30)
+FILTER_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+
+
+def days_since_switch(latent: np.ndarray) -> np.ndarray:
+    """int [T]: days since the latent regime last changed (0 on a switch day)."""
+    since = np.zeros(latent.shape[0], np.int64)
+    for t in range(1, latent.shape[0]):
+        since[t] = 0 if latent[t] != latent[t - 1] else since[t - 1] + 1
+    return since
+
+
+def filtered_calls(q: np.ndarray, weekly: np.ndarray, pi: np.ndarray, a: float) -> np.ndarray:
+    """int [W] argmax of p_t ∝ (p_{t-1} weekly) · (q_t / pi)^a from p_0 = pi (q [W, 3])."""
+    p, calls = pi, []
+    for qt in q:
+        p = (p @ weekly) * (qt / pi) ** a
+        p = p / p.sum()
+        calls.append(int(np.argmax(p)))
+    return np.asarray(calls, np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         variants.append(("learned_table", np.asarray(learned, np.float32), 0))
     out: dict[str, list[float]] = {n: [] for n in ("agent", "equal_weight", *(v[0] for v in
                                                                               variants))}
+    hits, calls_n = np.zeros(len(SINCE_BINS) - 1), np.zeros(len(SINCE_BINS) - 1)
+    confusion = np.zeros((3, 3))
+    daily = transition_matrix()
+    weekly, pi = np.linalg.matrix_power(daily, 5), stationary(daily)
+    filt: dict[float, list[float]] = {a: [] for a in (0.0, *FILTER_WEIGHTS)}
     policy = strategy = None
     groups = [seeds[i:i + 8] for i in range(0, len(seeds), 8)]
     for inputs in MarketsCache(max_bytes=0).chunks(synth, cfg, groups):
@@ -109,6 +142,25 @@ def main(argv: list[str] | None = None) -> int:
                                            meta.sectors)
             paths = [held_calls(probs[c, k], steps[c, k], t0, week_end.shape[0])
                      for k in range(probs.shape[1])]
+            latent = np.asarray(inputs.arrays[c].latent_regime)
+            labels = np.asarray(inputs.params[c].regime_label)
+            since = days_since_switch(latent)
+            for k in range(probs.shape[1]):
+                days = t0 + np.flatnonzero(steps[c, k])
+                q = probs[c, k][steps[c, k]]
+                q = q / q.sum(-1, keepdims=True)
+                call, truth = np.argmax(q, -1), latent[days + 1]
+                ok = truth >= 0
+                b = np.searchsorted(SINCE_BINS, since[days + 1][ok], side="right") - 1
+                np.add.at(calls_n, b, 1)
+                np.add.at(hits, b, (call[ok] == truth[ok]).astype(float))
+                np.add.at(confusion, (truth[ok], call[ok]), 1)
+                y = labels[days]
+                for a in filt:
+                    got = call if a == 0.0 else filtered_calls(q, weekly, pi, a)
+                    ba = regime_scores(got[y >= 0], y[y >= 0])["balanced_accuracy"]
+                    if ba is not None:
+                        filt[a].append(ba)
             one, axes1 = mk.stack_params([inputs.params[c]])
             for name, table, top in variants:
                 fn = bl.RegimeOracle(top or k_default)
@@ -132,9 +184,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:15s} {np.mean(vals):.3f}  minus equal weight {d['mean']:+.3f}  "
               f"minus agent {a['mean']:+.3f} [{a['ci95'][0] or 0:+.3f}, "
               f"{a['ci95'][1] or 0:+.3f}] ahead {a['wins']}/{a['n']}")
+    print("the calls against the next day's latent regime, by days since the last switch:")
+    for i in range(len(SINCE_BINS) - 1):
+        hi = "" if SINCE_BINS[i + 1] >= 1 << 30 else f"-{SINCE_BINS[i + 1]}"
+        print(f"  {SINCE_BINS[i]}{hi or '+'} days: {int(calls_n[i])} calls, accuracy "
+              f"{hits[i] / max(calls_n[i], 1):.3f}")
+    share = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    print("  confusion (rows: Bull, Bear, Sideways; columns: the call):",
+          np.round(share, 3).tolist())
+    for a, vals in filt.items():
+        print(f"balanced accuracy, {'the calls' if a == 0 else f'filtered, weight {a:g}'}: "
+              f"{np.mean(vals):.3f}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"seeds": seeds, "run": args.run, "rows": rows, "per_market": out}, fh)
+            json.dump({"seeds": seeds, "run": args.run, "rows": rows, "per_market": out,
+                       "accuracy_by_days_since_switch": {
+                           "bins": list(SINCE_BINS[:-1]), "calls": calls_n.tolist(),
+                           "accuracy": (hits / np.maximum(calls_n, 1)).tolist()},
+                       "confusion": share.tolist(),
+                       "filtered_balanced_accuracy": {str(a): float(np.mean(v))
+                                                      for a, v in filt.items()}}, fh)
     return 0
 
 

@@ -102,3 +102,18 @@ def test_call_value_holds_each_call_until_the_next(capsys):
     np.testing.assert_array_equal(path, [-1, -1, -1, -1, 1, 1, 1, 0, 0, -1])
     assert script.main(["--checkpoints", "x", "--run", "y", "--first-seed", "9990"]) == 2
     assert "judgement range" in capsys.readouterr().err
+
+
+def test_call_value_days_since_switch_and_filter_by_hand():
+    script = _call_value_script()
+    np.testing.assert_array_equal(script.days_since_switch(np.array([0, 0, 1, 1, 1, 0])),
+                                  [0, 1, 0, 1, 2, 0])
+    # with no persistence (weekly rows = pi) and weight 1 the filter is the calls themselves
+    pi = np.array([0.5, 0.2, 0.3])
+    q = np.array([[0.2, 0.7, 0.1], [0.4, 0.3, 0.3], [0.1, 0.2, 0.7]])
+    flat = np.tile(pi, (3, 1))
+    # p ∝ pi * q / pi = q
+    np.testing.assert_array_equal(script.filtered_calls(q, flat, pi, 1.0), [1, 0, 2])
+    # a sticky prior keeps regime 1 through a weak second week: p1 ∝ (0.2, 0.7, 0.1),
+    # prior = p1 (identity transition), p2 ∝ p1 * q2 / pi = (0.16, 1.05, 0.1) -> 1
+    np.testing.assert_array_equal(script.filtered_calls(q[:2], np.eye(3), pi, 1.0), [1, 1])
