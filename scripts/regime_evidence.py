@@ -14,7 +14,9 @@ forward filter on the benchmark's daily log returns with the generator's own reg
 volatilities and transition matrix (the best a fitted 3-state Gaussian HMM on returns could
 do; its argmax as a call too), a supervised forward filter on the sectors' daily log returns
 (one Gaussian per regime and a transition matrix fitted on the training window's labels),
-the 17 features with their causal exponential means over 5, 20 and 60 days, and a ceiling
+the 17 features with their causal exponential means over 5, 20 and 60 days, the raw flows,
+put/call ratio, credit spread and VIX as trailing means over 20, 40 and 60 days (levels no
+z-score has removed; alone and beside the 17), and a ceiling
 that no causal input reaches: the generator's ``mood`` (``data.synthetic_core._macro_step``,
 the lagged, smoothed regime score the macro series are driven by, recomputed from the latent
 regime path). ``--pooled``: one model fitted on the training windows of the first half of
@@ -117,6 +119,19 @@ def logistic_score(x: np.ndarray, label: np.ndarray, train: np.ndarray, test: np
     return balanced_accuracy(np.argmax(z @ w, 1)[test], label[test])
 
 
+RAW_SERIES = ("fii_flow", "dii_flow", "put_call_ratio", "credit_spread", "vix")
+RAW_WINDOWS = (20, 40, 60)
+
+
+def trailing_means(x: np.ndarray, windows: tuple[int, ...]) -> np.ndarray:
+    """[T, F * len(windows)] trailing means of x [T, F] over rows t-w+1..t (fewer at the
+    start), one block of F columns per window."""
+    c = np.cumsum(np.r_[np.zeros((1, x.shape[1])), np.asarray(x, np.float64)], 0)
+    t = np.arange(1, x.shape[0] + 1)
+    return np.concatenate([(c[t] - c[np.maximum(t - w, 0)]) / np.minimum(t, w)[:, None]
+                           for w in windows], 1)
+
+
 def market_sets(cfg, market, meta, truth) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """({input set: [T, F]}, labels [T], training week ends [T], test week ends [T])."""
     feats = build_features(market, cfg.features, meta.macro_names)
@@ -139,12 +154,16 @@ def market_sets(cfg, market, meta, truth) -> tuple[dict, np.ndarray, np.ndarray,
                                np.asarray(market.sector_returns, np.float64), 0.0))
     sfilt = np.log(sector_filter(sector, label, fit_days) + 1e-6)
     mood = generator_mood(np.asarray(market.latent_regime))
+    names = list(meta.macro_names)
+    raw = trailing_means(np.asarray(market.macro)[:, [names.index(n) for n in RAW_SERIES]],
+                         RAW_WINDOWS)
     sets = {"macro_17": base, "levels_6": np.asarray(levels),
             "macro_17+levels_6": np.c_[base, np.asarray(levels)], "rule_inputs": rule,
             "filter": np.log(filt + 1e-6), "macro_17+filter": np.c_[base, np.log(filt + 1e-6)],
             "sector_filter": sfilt, "macro_17+sector_filter": np.c_[base, sfilt],
             "macro_17+ema_5_20_60": np.c_[base, causal_ema(base, 5), causal_ema(base, 20),
                                           causal_ema(base, 60)],
+            "raw_means": raw, "macro_17+raw_means": np.c_[base, raw],
             "generator_mood (ceiling)": np.c_[mood, mood - np.r_[np.zeros(5), mood[:-5]]]}
     return sets, label, train, test
 
