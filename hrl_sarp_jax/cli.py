@@ -960,7 +960,11 @@ def _evaluate_markets(args: argparse.Namespace, run, cfg, include) -> int:
 
 def _print_knowledge(doc: dict) -> None:
     """The regime oracle told the regime late beside the agent (``--oracle-lags``), if any."""
-    from hrl_sarp_jax.evaluation.markets_report import KNOWLEDGE_HEADER, knowledge_rows
+    from hrl_sarp_jax.evaluation.markets_report import (
+        KNOWLEDGE_HEADER,
+        equivalent_lag_line,
+        knowledge_rows,
+    )
 
     rows = knowledge_rows(doc)
     if not rows:
@@ -969,6 +973,7 @@ def _print_knowledge(doc: dict) -> None:
     print("regime knowledge (minus equal weight, over markets):")
     for row in (KNOWLEDGE_HEADER, *rows):
         print("  " + "  ".join(f"{x:<{w}}" for x, w in zip(row, widths, strict=True)))
+    print(f"  {equivalent_lag_line(doc)}")
 
 
 def _print_ladder(ladder: dict | None) -> None:

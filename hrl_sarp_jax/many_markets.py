@@ -570,12 +570,29 @@ def regime_knowledge(records: Sequence[Mapping], lags: Sequence[int]) -> dict[st
                                            else float(np.mean(calls))),
                      "minus_equal_weight": st.paired_over_markets(
                          mk.per_market_sharpe(records, name), ew)})
-    return {"rows": rows, "over": "markets (balanced accuracy: mean over markets; the agent's: "
-                                  "mean over its seeds, then markets)",
+    curve = [(r["lag_days"], r["minus_equal_weight"]["mean"]) for r in rows
+             if r["lag_days"] is not None]
+    return {"rows": rows,
+            "equivalent_lag_days": {r["strategy"]: equivalent_lag(
+                curve, r["minus_equal_weight"]["mean"]) for r in rows if r["lag_days"] is None},
+            "over": "markets (balanced accuracy: mean over markets; the agent's: "
+                    "mean over its seeds, then markets)",
             "definition": "oracle_late_Ld: the regime oracle (top-k sectors by the generator's "
                           "drift in the latent regime) told the regime L trading days late; "
                           "its call scored on the agent's decision days against the label the "
                           "agent's call is scored on"}
+
+
+def equivalent_lag(curve: Sequence[tuple[int, float]], edge: float) -> float | None:
+    """The detection delay at which the late oracles' edge over equal weight falls to
+    ``edge``: linear interpolation between the first two consecutive lags of ``curve``
+    [(lag days, edge)] (sorted by lag) that bracket it; None where no pair does (the edge is
+    above the first lag's or below the last's)."""
+    pts = sorted(curve)
+    for (l0, e0), (l1, e1) in itertools.pairwise(pts):
+        if min(e0, e1) <= edge <= max(e0, e1) and e0 != e1:
+            return float(l0 + (e0 - edge) / (e0 - e1) * (l1 - l0))
+    return None
 
 
 def oracle_call_scores(latent: np.ndarray, labels: np.ndarray, days: np.ndarray,

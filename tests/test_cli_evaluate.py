@@ -310,6 +310,8 @@ def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_
         rec["oracle_late_5d"]["sharpe"] - rec["equal_weight"]["sharpe"])
     assert rows["oracle"]["balanced_accuracy"] >= rows["oracle_late_5d"]["balanced_accuracy"]
     assert rec["oracle"] == written["markets"][0]["strategies"]["oracle"]  # lag 0 unchanged
+    assert set(late["regime_knowledge"]["equivalent_lag_days"]) == {"hrl_sarp",
+                                                                   "hrl_sarp_ensemble"}
     assert "## Regime knowledge" in (trained / "ev" / "report-markets-t2" / "report.md"
                                      ).read_text()
     kept = {**written, "rl_phases": {"3": {"best_step": 0, "latest_step": 8}}}

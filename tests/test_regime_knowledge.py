@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from hrl_sarp_jax.errors import ConfigError
-from hrl_sarp_jax.evaluation.markets_report import knowledge_rows, knowledge_section
-from hrl_sarp_jax.many_markets import check_oracle_lags, oracle_call_scores, regime_knowledge
+from hrl_sarp_jax.evaluation.markets_report import (
+    equivalent_lag_line,
+    knowledge_rows,
+    knowledge_section,
+)
+from hrl_sarp_jax.many_markets import (
+    check_oracle_lags,
+    equivalent_lag,
+    oracle_call_scores,
+    regime_knowledge,
+)
 
 
 def test_oracle_call_scores_by_hand():
@@ -27,6 +36,17 @@ def test_oracle_call_scores_by_hand():
     # an unknown latent regime (-1) is left out, not scored as a call
     unknown = oracle_call_scores(latent, labels, np.array([8]), {"oracle": 0})
     assert unknown["oracle"]["balanced_accuracy"] is None
+
+
+def test_equivalent_lag_by_hand():
+    curve = [(20, 0.38), (0, 0.72), (10, 0.53), (30, 0.25), (40, 0.27)]  # given out of order
+    assert equivalent_lag(curve, 0.26) == pytest.approx(20 + 10 * 0.12 / 0.13)
+    assert equivalent_lag(curve, 0.72) == pytest.approx(0.0)
+    assert equivalent_lag(curve, 0.60) == pytest.approx(10 * 0.12 / 0.19)
+    # the first bracketing pair wins where noise makes the curve rise again (30 -> 40 days)
+    assert equivalent_lag(curve, 0.255) == pytest.approx(20 + 10 * 0.125 / 0.13)
+    assert equivalent_lag(curve, 0.80) is None and equivalent_lag(curve, 0.1) is None
+    assert equivalent_lag([(0, 0.5), (5, 0.5)], 0.5) is None
 
 
 def test_check_oracle_lags():
@@ -64,6 +84,12 @@ def test_regime_knowledge_table_by_hand():
     assert rows["oracle_late_5d"]["minus_equal_weight"]["mean"] == pytest.approx(0.45)
     assert rows["hrl_sarp"]["minus_equal_weight"]["mean"] == pytest.approx(0.2)
     assert rows["hrl_sarp"]["minus_equal_weight"]["wins"] == 2
+    # the agent's +0.2 lies beyond the 5-day oracle's +0.45: outside the lags run; a curve
+    # 0: +0.8, 5: +0.45 puts +0.5 at 5 * 0.3 / 0.35 days
+    assert k["equivalent_lag_days"] == {"hrl_sarp": None, "hrl_sarp_ensemble": None}
+    assert equivalent_lag([(0, 0.8), (5, 0.45)], 0.5) == pytest.approx(5 * 0.3 / 0.35)
+    line = equivalent_lag_line({"regime_knowledge": k})
+    assert "hrl_sarp outside the lags run (0..5 days)" in line
     table = knowledge_rows({"regime_knowledge": k})
     assert table[1][:4] == ["oracle_late_5d", "5 days late", "0.600", "+0.45"]
     assert table[0][1] == "next day" and table[2][1] == "-"
@@ -80,6 +106,10 @@ def test_the_report_section_only_when_asked():
     assert "| oracle | next day | 0.900 | +1.00 |" in md
     page = "".join(knowledge_section(doc, md=False))
     assert "<td>next day</td>" in page and "<td>0.900</td>" in page
+    doc["regime_knowledge"]["equivalent_lag_days"] = {"hrl_sarp": 29.6, "hrl_sarp_ensemble": None}
+    line = equivalent_lag_line(doc)
+    assert "hrl_sarp as an oracle about 30 trading days late" in line
+    assert line in "\n".join(knowledge_section(doc, md=True))
 
 
 def _call_value_script():

@@ -82,16 +82,33 @@ def knowledge_rows(doc: dict) -> list[list[str]]:
     return rows
 
 
+def equivalent_lag_line(doc: dict) -> str | None:
+    """'The agent's edge over equal weight is that of the regime oracle told the regime about
+    N trading days late …' from metrics.json ``regime_knowledge``, or None without one."""
+    k = doc.get("regime_knowledge")
+    if not k or "equivalent_lag_days" not in k:
+        return None
+    lags = [r["lag_days"] for r in k["rows"] if r["lag_days"] is not None]
+    parts = []
+    for name, lag in k["equivalent_lag_days"].items():
+        parts.append(f"{name} as an oracle about {lag:.0f} trading days late" if lag is not None
+                     else f"{name} outside the lags run ({min(lags)}..{max(lags)} days)")
+    return ("Edge over equal weight as a detection delay (the late oracles' edges interpolated "
+            "linearly): " + "; ".join(parts) + ".")
+
+
 def knowledge_section(doc: dict, *, md: bool) -> list[str]:
     """The regime-knowledge table in markdown or HTML, or nothing."""
     rows = knowledge_rows(doc)
     if not rows:
         return []
     title = "Regime knowledge: the oracle told the regime late"
+    line = equivalent_lag_line(doc)
     if md:
-        return [f"## {title}", "", KNOWLEDGE_NOTE, "", md_table(KNOWLEDGE_HEADER, rows), ""]
+        return [f"## {title}", "", KNOWLEDGE_NOTE, "", md_table(KNOWLEDGE_HEADER, rows), "",
+                *([line, ""] if line else [])]
     return [f"<h2>{title}</h2>", f"<p>{html.escape(KNOWLEDGE_NOTE)}</p>",
-            html_table(KNOWLEDGE_HEADER, rows)]
+            html_table(KNOWLEDGE_HEADER, rows), *([f"<p>{html.escape(line)}</p>"] if line else [])]
 
 
 def attribution_tables(doc: dict) -> tuple[list[list[str]], list[list[str]]]:
