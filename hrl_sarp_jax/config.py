@@ -316,11 +316,20 @@ class PretrainConfig:
     the target was almost uniform (weekly sector returns are ~1%) and the head learned 1/N;
     at τ = 50 the allocation beats 1/N on validation (docs/status.md)."""
     alloc_target: str = "returns"
-    """Phase 1 only: the allocation head's target. ``returns``: softmax(τ · the next week's
-    realised sector returns), the original's; ``regime_table``: softmax(τ · the mean next-week
+    """The allocation target. ``returns`` (both phases): softmax(τ · the next period's realised
+    returns), the original's. Phase 1 ``regime_table``: softmax(τ · the mean next-week
     return of each sector over the training samples with the same next-period regime label
     (pooled markets included)), the same target with the week's noise averaged out, so the
-    head learns which sectors each regime favours rather than one week's winners."""
+    head learns which sectors each regime favours rather than one week's winners. Phase 2
+    ``fitted``: inside each sector, softmax(τ · s / sd(s)) with s a ridge forecast of each
+    name's ``target_horizon``-day return in excess of its sector's from its features, fitted
+    on the training samples (pooled markets included; ``datasets.fit_within_forecast``), so τ
+    is logits per SD of the forecast: the next day's winner is mostly noise (what a softmax of
+    realised returns asks for), an expected edge is not."""
+    forecast_features: tuple[str, ...] = ()
+    """Phase 2 with ``alloc_target: fitted``: the stock features (``STOCK_FEATURES`` names) the
+    forecast may use; empty: all of them. Slow features (valuation, quality) give a ranking
+    that lasts; fast ones (returns, oscillators) re-rank the names every day."""
     target_horizon: int = 1
     """Phase 2 only: the target ranks stocks inside each sector by their compound return over
     the next H trading days (1: next day, the original's). Phase 1's target is the next week.

@@ -242,6 +242,9 @@ class MicroSamples:
     next_returns: Array      # [B, N] r_{t+1} (0 where not tradable at t)
     sector_active: Array     # [B, S] bool: the sector has a tradable stock at t
     day: Array               # [B] int32
+    forward: Array | None = None
+    """[B, N] R_{t,H} (0 where not tradable at t), for a target fitted over the pooled
+    samples (``fit_within_forecast``); the trainer drops it (None: no leaf)."""
 
     @property
     def size(self) -> int:
@@ -279,7 +282,78 @@ def micro_samples(market: MarketArrays, feats: FeatureSet, days: np.ndarray,
     within = jax.vmap(within_sector_softmax, in_axes=(0, 0, None, None))(
         alloc_temperature * score, samples.stock_mask,
         jnp.asarray(market.stock_sector, jnp.int32), market.num_sectors)
-    return samples.replace(within=within.astype(jnp.float32))
+    return samples.replace(within=within.astype(jnp.float32), forward=score)
+
+
+MICRO_TARGETS = ("returns", "fitted")
+"""``train.micro_pretrain.alloc_target`` choices (``config.PretrainConfig``)."""
+
+
+@struct.dataclass
+class ForecastFit:
+    """A pooled linear forecast of a stock's H-day return in excess of its sector's
+    (``fit_within_forecast``): score = ((x - mean) / scale) @ coef, x the [F] stock features."""
+
+    mean: Array   # [F]
+    scale: Array  # [F]
+    coef: Array   # [F]
+    score_sd: Array  # [] SD of the training scores around their (day, sector) means
+
+
+# HOST ONLY
+def _within_demeaned(x: np.ndarray, mask: np.ndarray, sector: np.ndarray, num_sectors: int
+                     ) -> np.ndarray:
+    """x [B, N, ...] minus the mean over the masked stocks of the same day and sector (0 where
+    masked out)."""
+    onehot = (sector[None, :, None] == np.arange(num_sectors)[None, None, :]) & mask[..., None]
+    w = onehot.astype(np.float64)  # [B, N, S]
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    means = np.einsum("bns,bnf->bsf", w, flat) / np.maximum(w.sum(1), 1.0)[..., None]
+    out = flat - np.einsum("bns,bsf->bnf", w, means)
+    return np.where(mask[..., None], out, 0.0).reshape(x.shape)
+
+
+# HOST ONLY
+def fit_within_forecast(samples: MicroSamples, num_sectors: int, ridge: float = 1e-3,
+                        columns: tuple[int, ...] | None = None) -> ForecastFit:
+    """Ridge regression (float64) of each tradable stock's H-day return in excess of its
+    sector's mean (``samples.forward``), on its features in excess of the sector's mean,
+    standardised by their pooled SD, over every (day, stock) of ``samples``; ``ridge`` times
+    the number of rows is added to the normal equations' diagonal. Demeaning within each day
+    and sector leaves only what tells names of one sector apart, which is all the Micro's
+    within-sector target uses. ``columns``: the feature indices the forecast may use (None:
+    all; the others get coefficient 0)."""
+    if samples.forward is None:
+        raise ValueError("fit_within_forecast: samples carry no forward returns")
+    mask = np.asarray(samples.stock_mask, bool)
+    sector = np.asarray(samples.stock_sector[0], np.int64)
+    x = _within_demeaned(np.asarray(samples.stock, np.float64), mask, sector, num_sectors)
+    y = _within_demeaned(np.asarray(samples.forward, np.float64), mask, sector, num_sectors)
+    rows = x[mask]                                   # [M, F]
+    raw = np.asarray(samples.stock, np.float64)[mask]
+    mean, scale = raw.mean(0), rows.std(0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    z = rows / scale
+    use = np.arange(z.shape[1]) if columns is None else np.asarray(columns, np.int64)
+    zu = z[:, use]
+    gram = zu.T @ zu + ridge * zu.shape[0] * np.eye(use.size)
+    coef = np.zeros(z.shape[1])
+    coef[use] = np.linalg.solve(gram, zu.T @ y[mask])
+    fitted = z @ coef
+    return ForecastFit(mean=jnp.asarray(mean, jnp.float32), scale=jnp.asarray(scale, jnp.float32),
+                       coef=jnp.asarray(coef, jnp.float32),
+                       score_sd=jnp.asarray(max(float(fitted.std()), 1e-12), jnp.float32))
+
+
+def with_forecast_target(samples: MicroSamples, fit: ForecastFit, temperature: float,
+                         num_sectors: int) -> MicroSamples:
+    """``samples`` whose ``within`` target is softmax(τ · score / score_sd) inside each sector
+    (``train.micro_pretrain.alloc_target: fitted``; τ = ``alloc_temperature``, logits per SD
+    of the forecast), without the forward returns."""
+    score = ((samples.stock - fit.mean) / fit.scale) @ fit.coef / fit.score_sd  # [B, N]
+    within = jax.vmap(within_sector_softmax, in_axes=(0, 0, 0, None))(
+        float(temperature) * score, samples.stock_mask, samples.stock_sector, num_sectors)
+    return samples.replace(within=within.astype(jnp.float32), forward=None)
 
 
 @partial(jax.jit, static_argnames=("num_sectors", "min_cash"))

@@ -32,7 +32,7 @@ from hrl_sarp_jax.checkpointing import PhaseCheckpointer, Run, write_phase_summa
 from hrl_sarp_jax.config import Config, PretrainConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
-from hrl_sarp_jax.features.featureset import FeatureSet
+from hrl_sarp_jax.features.featureset import STOCK_FEATURES, FeatureSet
 from hrl_sarp_jax.training import datasets as ds
 from hrl_sarp_jax.training import pretrain as pt
 from hrl_sarp_jax.training.market_pool import (
@@ -73,11 +73,16 @@ class PhaseResult:
 
 def check_pretrain_config(p: PretrainConfig, where: str) -> None:
     """ConfigError naming the first out-of-range ``train.<where>.*`` key."""
+    targets = ds.MICRO_TARGETS if where == "micro_pretrain" else ds.ALLOC_TARGETS
     checks = [  # numeric ranges: config_ranges (checked when the Config is built)
         (p.w_regime + p.w_alloc > 0, "w_regime/w_alloc", "must not both be 0"),
-        (p.alloc_target in ds.ALLOC_TARGETS, "alloc_target",
-         f"must be one of {', '.join(ds.ALLOC_TARGETS)}"),
+        (p.alloc_target in targets, "alloc_target",
+         f"must be one of {', '.join(targets)} for Phase {1 if where == 'macro_pretrain' else 2}"),
         (p.class_weights in ("balanced", "none"), "class_weights", "must be 'balanced' or 'none'"),
+        (all(n in STOCK_FEATURES for n in p.forecast_features), "forecast_features",
+         f"must name stock features ({', '.join(STOCK_FEATURES)})"),
+        (not p.forecast_features or (where == "micro_pretrain" and p.alloc_target == "fitted"),
+         "forecast_features", "applies to train.micro_pretrain with alloc_target: fitted only"),
     ]
     for ok, key, msg in checks:
         if not ok:
@@ -231,6 +236,19 @@ def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
     p = cfg.train.micro_pretrain
     check_pretrain_config(p, "micro_pretrain")
     own, train, val, pool_info = pooled(ds.micro_datasets, market, meta, feats, cfg, pool)
+    target_info: dict[str, Any] = {"alloc_target": p.alloc_target}
+    if p.alloc_target == "fitted":
+        cols = (None if not p.forecast_features else
+                tuple(STOCK_FEATURES.index(n) for n in p.forecast_features))
+        fit = ds.fit_within_forecast(train, market.num_sectors, columns=cols)
+        train, val = (ds.with_forecast_target(x, fit, p.alloc_temperature, market.num_sectors)
+                      for x in (train, val))
+        target_info["forecast"] = {
+            "horizon_days": p.target_horizon, "score_sd": float(fit.score_sd),
+            "coef_per_sd": dict(zip(STOCK_FEATURES, np.round(np.asarray(fit.coef), 8).tolist(),
+                                    strict=True))}
+    else:
+        train, val = train.replace(forward=None), val.replace(forward=None)
     labels = [ds.train_regime_labels(market, meta, feats, cfg)]
     labels += [ds.train_regime_labels(m.market, m.meta, m.feats, cfg) for m in pool]
     probs = ds.regime_frequencies(np.concatenate(labels))
@@ -259,7 +277,7 @@ def prepare_micro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
             "padded_rows": {"train": padded.rows, "val": padded_val.rows},
             "train_span": [str(dates[int(own[0].day[0])]), str(dates[int(own[0].day[-1])])],
             "val_span": [str(dates[int(own[1].day[0])]), str(dates[int(own[1].day[-1])])],
-            "goal_regime_probs": probs.tolist(), **pool_info,
+            "goal_regime_probs": probs.tolist(), **pool_info, **target_info,
             "goals": "Dirichlet(1) over sectors with a tradable stock ⊕ regime one-hot; fresh "
                      "each epoch (training), fixed from the config seed (validation)",
             "current_weights": "equal weight over tradable stocks * (1 - min_cash)",

@@ -239,3 +239,81 @@ def test_sample_gathers_are_numpys_and_targets_the_op_by_op_softmax(small_built)
     within = jax.vmap(ds.within_sector_softmax, in_axes=(0, 0, None, None))(
         20.0 * score, mask, jnp.asarray(m.stock_sector, jnp.int32), m.num_sectors)
     np.testing.assert_array_equal(mi.within, within)
+
+
+def _planted_samples(days: int = 400, seed: int = 0) -> ds.MicroSamples:
+    """Two sectors of 3 names, 4 features; the 3-day forward return in excess of the sector's
+    is 0.02 * feature 1 (within the sector) plus noise, and every sector and day has its own
+    level in both the features and the returns (which the within-sector fit must ignore)."""
+    rng = np.random.default_rng(seed)
+    n, f = 6, 4
+    sector = np.array([0, 0, 0, 1, 1, 1])
+    x = rng.standard_normal((days, n, f)) + 5.0 * rng.standard_normal((days, 1, 1))
+    level = rng.standard_normal((days, 2))[:, sector]                # per day and sector
+    fwd = 0.02 * x[..., 1] + level + 0.005 * rng.standard_normal((days, n))
+    mask = np.ones((days, n), bool)
+    mask[::7, 2] = False                                             # a name not tradable
+    fwd = np.where(mask, fwd, 0.0)
+    z = np.zeros((days, n), np.float32)
+    return ds.MicroSamples(
+        stock=jnp.asarray(x, jnp.float32), stock_mask=jnp.asarray(mask),
+        stock_sector=jnp.asarray(np.broadcast_to(sector, (days, n)), jnp.int32),
+        current_weights=jnp.asarray(z), within=jnp.asarray(z), next_returns=jnp.asarray(z),
+        sector_active=jnp.ones((days, 2), bool), day=jnp.arange(days, dtype=jnp.int32),
+        forward=jnp.asarray(fwd, jnp.float32))
+
+
+def test_within_forecast_recovers_a_planted_edge_and_matches_numpy():
+    s = _planted_samples()
+    fit = ds.fit_within_forecast(s, num_sectors=2, ridge=0.0)
+    per_unit = np.asarray(fit.coef) / np.asarray(fit.scale)         # per unit of each feature
+    np.testing.assert_allclose(per_unit, [0.0, 0.02, 0.0, 0.0], atol=1e-3)
+    # the same regression by NumPy: both sides minus their (day, sector) mean, lstsq
+    x, y = np.asarray(s.stock, np.float64), np.asarray(s.forward, np.float64)
+    m, sec = np.asarray(s.stock_mask), np.asarray(s.stock_sector[0])
+    rows_x, rows_y = [], []
+    for b in range(x.shape[0]):
+        for k in range(2):
+            on = m[b] & (sec == k)
+            rows_x.append(x[b, on] - x[b, on].mean(0))
+            rows_y.append(y[b, on] - y[b, on].mean())
+    want, *_ = np.linalg.lstsq(np.concatenate(rows_x), np.concatenate(rows_y), rcond=None)
+    np.testing.assert_allclose(per_unit, want, rtol=1e-4, atol=1e-7)
+    # restricted to some columns: 0 elsewhere, and on one column the univariate slope
+    only = ds.fit_within_forecast(s, num_sectors=2, ridge=0.0, columns=(1,))
+    assert np.count_nonzero(np.asarray(only.coef)) == 1
+    xs = np.concatenate(rows_x)[:, 1]
+    np.testing.assert_allclose(float(only.coef[1]) / float(only.scale[1]),
+                               xs @ np.concatenate(rows_y) / (xs @ xs), rtol=1e-4)
+    # ridge shrinks towards 0
+    shrunk = ds.fit_within_forecast(s, num_sectors=2, ridge=1.0)
+    assert abs(float(shrunk.coef[1])) < 0.6 * abs(float(fit.coef[1]))
+
+
+def test_forecast_target_is_a_within_sector_softmax_of_the_scaled_score():
+    s = _planted_samples(days=50)
+    fit = ds.fit_within_forecast(s, num_sectors=2)
+    out = ds.with_forecast_target(s, fit, temperature=2.0, num_sectors=2)
+    assert out.forward is None
+    score = ((np.asarray(s.stock, np.float64) - np.asarray(fit.mean)) / np.asarray(fit.scale)
+             ) @ np.asarray(fit.coef, np.float64) / float(fit.score_sd)
+    b = 7  # day 7: name 2 is not tradable
+    assert not bool(s.stock_mask[b, 2])
+    for names in ([0, 1], [3, 4, 5]):
+        e = np.exp(2.0 * score[b, names])
+        np.testing.assert_allclose(np.asarray(out.within)[b, names], e / e.sum(), rtol=1e-4)
+    assert float(out.within[b, 2]) == 0.0
+    # the name with the higher feature 1 gets more of its sector, by the hand softmax above
+    np.testing.assert_allclose(np.asarray(out.within).sum(1), 2.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="no forward returns"):
+        ds.fit_within_forecast(out, num_sectors=2)
+
+
+def test_micro_samples_carry_the_forward_return(small_built):
+    built, feats = small_built
+    days = np.arange(60, 70)
+    s = ds.micro_samples(built.market, feats, days, 20.0, 0.02, horizon=3)
+    r = np.asarray(built.market.returns, np.float64)
+    want = np.prod(1.0 + r[days[:, None] + np.arange(1, 4)], axis=1) - 1.0
+    np.testing.assert_allclose(np.asarray(s.forward), np.where(s.stock_mask, want, 0.0),
+                               rtol=1e-5, atol=1e-6)

@@ -404,3 +404,41 @@ def test_regime_table_target_is_fitted_on_the_pooled_training_samples(smoke_mark
     np.testing.assert_allclose(np.asarray(prep.hp.class_weights),
                                np.asarray(plain.hp.class_weights), rtol=0)
     assert prep.info["alloc_target"] == "regime_table" and plain.info["alloc_target"] == "returns"
+
+
+def test_fitted_micro_target_is_fitted_on_the_pooled_training_samples(smoke_market, pooled):
+    from hrl_sarp_jax.training.runner import check_pretrain_config
+    from hrl_sarp_jax.training.runner import pooled as pool_sets
+
+    _, market, meta, feats, _ = smoke_market
+    _, cfg, pool = pooled
+    fitted_cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, micro_pretrain=dataclasses.replace(
+            cfg.train.micro_pretrain, alloc_target="fitted", alloc_temperature=1.5,
+            target_horizon=3)))
+    prep = prepare_micro(fitted_cfg, market, meta, feats, pool)
+    _, train, val, _ = pool_sets(ds.micro_datasets, market, meta, feats, fitted_cfg, pool)
+    fit = ds.fit_within_forecast(train, market.num_sectors)   # both markets' training samples
+    assert prep.info["forecast"]["score_sd"] == pytest.approx(float(fit.score_sd))
+    assert prep.info["alloc_target"] == "fitted" and prep.info["forecast"]["horizon_days"] == 3
+    want = ds.with_forecast_target(val, fit, 1.5, market.num_sectors).within
+    np.testing.assert_allclose(np.asarray(_real(prep.val).samples.within), np.asarray(want),
+                               rtol=1e-6)
+    # the default target is unchanged and the forward returns never reach the trainer
+    plain = prepare_micro(cfg, market, meta, feats, pool)
+    assert plain.info["alloc_target"] == "returns" and "forecast" not in plain.info
+    assert _real(plain.val).samples.forward is None and _real(prep.val).samples.forward is None
+    assert plain.train.data.samples.forward is None  # the trainer's programs see no new leaf
+    _, _, val_plain, _ = pool_sets(ds.micro_datasets, market, meta, feats, cfg, pool)
+    np.testing.assert_array_equal(np.asarray(_real(plain.val).samples.within),
+                                  np.asarray(val_plain.within))
+    cases = [("micro_pretrain", {"alloc_target": "regime_table"}, "alloc_target"),
+             ("macro_pretrain", {"alloc_target": "fitted"}, "alloc_target"),
+             ("micro_pretrain", {"alloc_target": "fitted", "forecast_features": ("pe",)},
+              "forecast_features"),
+             ("micro_pretrain", {"forecast_features": ("pe_z",)}, "forecast_features")]
+    for where, kw, key in cases:
+        p = dataclasses.replace(getattr(cfg.train, where), **kw)
+        with pytest.raises(ConfigError, match=f"train.{where}.{key}") as e:
+            check_pretrain_config(p, where)
+        assert "\n" not in str(e.value)
