@@ -197,8 +197,7 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
         out.append(mk.MarketStrategy(FLAT, FlatPolicyFn(networks, first_params.num_stocks),
                                      FLAT_SCHEDULE, "trained", carry=flat, seeded=True,
                                      description="flat single-level PPO over stocks"))
-    names = list(include) if include is not None else [
-        n for n, s in bl.BASELINES.items() if s.kind != "requires_training"]
+    names = list(include) if include is not None else bl.default_baselines()
     for name in names:
         spec = bl.get_baseline(name)
         sched = spec.schedule if spec.schedule is not None else "weekly"
@@ -217,8 +216,9 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
                                          description=spec.description))
         else:
             fn = spec.make()
-            out.append(mk.MarketStrategy(name, fn, sched, "classical", carry=fn.init_carry(),
-                                         description=spec.description))
+            out.append(mk.MarketStrategy(name, fn, sched,
+                                         "classical" if spec.classical else "screen",
+                                         carry=fn.init_carry(), description=spec.description))
     k = bl.oracle_top_k(int(np.sum(np.asarray(first_params.sector_valid))))
     for lag in oracle_lags:
         out.append(mk.MarketStrategy(
@@ -349,8 +349,8 @@ def evaluate_markets(
     names = list(records[0]["strategies"])
     trained = (AGENT, ENSEMBLE, EQUAL_SECTORS, MACRO_ONLY, PRETRAINED,
                *(rung_name(p) for p, _ in rungs))
-    oracles = [s.name for s in strategies if s.kind == "oracle"]
-    classical = [n for n in names if n not in (*trained, *oracles, "regime_rule")]
+    others = [s.name for s in strategies if s.kind in ("oracle", "screen")]
+    classical = [n for n in names if n not in (*trained, *others, "regime_rule")]
     paired = mk.paired_table(records, AGENT, [n for n in names if n != AGENT],
                              num_boot=bootstrap_num, seed=int(cfg.seed))
     paired_ens = mk.paired_table(records, ENSEMBLE, [n for n in names

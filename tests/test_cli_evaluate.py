@@ -299,11 +299,15 @@ def test_evaluate_markets_cli_output_judgement_log_and_bad_input(trained, smoke_
     assert same["strategies"] == {} and "equal_weight" in same["identical"]
     # --oracle-lags: the oracle told the regime late, not a classical baseline, and its table
     assert main([*base, "--markets", "1", "--market-seed", "7", "--json", "--tag", "t2",
-                 "--oracle-lags", "5"]) == 0
+                 "--oracle-lags", "5", "--baselines", ",".join((*BASELINES, "sector_value"))]
+                ) == 0
     rows = {r["strategy"]: r for r in json.loads(capsys.readouterr().out)[
         "regime_knowledge"]["rows"]}
     late = json.loads((trained / "ev" / "report-markets-t2" / "metrics.json").read_text())
     assert late["strategies"]["oracle_late_5d"]["kind"] == "oracle"
+    # the opt-in value screen is no classical baseline (nor the best one)
+    assert late["strategies"]["sector_value"]["kind"] == "screen"
+    assert late["best_classical"] != "sector_value" and "sector_value" not in written["strategies"]
     assert "oracle_late_5d" not in written["strategies"]
     rec = late["markets"][0]["strategies"]
     assert rows["oracle_late_5d"]["minus_equal_weight"]["mean"] == pytest.approx(

@@ -32,6 +32,8 @@ start or on which a stock was not tradable on both ends of the day are excluded)
 |                     | stocks within (monthly)                                                |
 | momentum_60_5       | original: top 5 stocks by 60-day return, every 21 days (support widened |
 |                     | to stay fully invested under the stock cap, see above)                 |
+| sector_value        | opt-in value screen: equal over sectors, each sector's 2 cheapest names |
+|                     | by pe_z, equal within (weekly)                                         |
 | random              | Dirichlet(1) over tradable stocks, redrawn each rebalance, one key per |
 |                     | seed, vmapped (weekly)                                                 |
 | oracle              | UPPER BOUND, looks ahead: top-k sectors by the synthetic generator's   |
@@ -55,11 +57,13 @@ from hrl_sarp_jax.config import REGIME_NAMES
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.backtest import COST_ITEMS, DayView
+from hrl_sarp_jax.features.featureset import STOCK_FEATURES
 from hrl_sarp_jax.finance.costs import effective_rates
 from hrl_sarp_jax.risk.constraints import ConstraintParams, project_weights
 
 _F32 = jnp.float32
 _I32 = jnp.int32
+PE_Z_FEATURE = STOCK_FEATURES.index("pe_z")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -237,6 +241,35 @@ class SectorEqualWeight:
         active = (_sector_counts(members, p) > 0) & p.sector_valid
         sw = _equal_on(active)
         return carry, _equal_in_sectors(sw, members, p)
+
+
+@dataclass(frozen=True)
+class SectorValue:
+    """A value screen: equal weight across sectors with a tradable stock, each sector's weight
+    split equally over its ``per_sector`` cheapest tradable names by the ``pe_z`` stock feature
+    (ties by lower index; fewer where a sector has fewer; at most max(1, max_positions // S)
+    each when ``max_positions`` binds). Not in the issue's classical set, so opt-in
+    (``--baselines``)."""
+
+    open_loop: ClassVar[bool] = True  # never reads view.port (backtest.is_open_loop)
+
+    per_sector: int = 2
+
+    def init_carry(self) -> Any:
+        return ()
+
+    def __call__(self, carry, t, view: DayView):
+        p = view.params
+        tradable = p.tradable[t]
+        n_sec = jnp.sum(_sector_counts(tradable, p) > 0)
+        k = jnp.asarray(self.per_sector, _I32)
+        cap = p.constraints.max_positions
+        if 0 < cap < p.num_stocks:
+            k = jnp.minimum(k, jnp.maximum(cap // jnp.maximum(n_sec, 1), 1))
+        cheap = -p.stock_features[t, :, PE_Z_FEATURE]
+        members = tradable & (_rank_in_sector(cheap, tradable, p.stock_sector) < k)
+        active = (_sector_counts(members, p) > 0) & p.sector_valid
+        return carry, _equal_in_sectors(_equal_on(active), members, p)
 
 
 @dataclass(frozen=True)
@@ -501,6 +534,8 @@ class BaselineSpec:
                                       # 'oracle', 'fitted' (carry fitted per market on its
                                       # training window), 'requires_training'
     upper_bound: bool = False
+    default: bool = True              # run when no --baselines are given
+    classical: bool = True            # one of the issue's classical set (its median turnover)
 
 
 BASELINES: dict[str, BaselineSpec] = {
@@ -523,6 +558,9 @@ BASELINES: dict[str, BaselineSpec] = {
         BaselineSpec("regime_rule", "causal regime rule: logistic regime model on raw macro "
                      "+ moving averages, fitted on the training window; top-3 sectors of the "
                      "predicted regime", RegimeRule, "weekly", kind="fitted"),
+        BaselineSpec("sector_value", "value screen: equal across sectors, each sector's 2 "
+                     "cheapest names by pe_z (opt-in: --baselines)", SectorValue, None,
+                     default=False, classical=False),
         BaselineSpec("random", "Dirichlet(1) portfolios, one per seed", RandomDirichlet, None,
                      kind="seeded"),
         BaselineSpec("oracle", "UPPER BOUND: knows the next day's latent regime (synthetic)",
@@ -531,6 +569,11 @@ BASELINES: dict[str, BaselineSpec] = {
                      kind="requires_training"),
     )
 }
+
+
+def default_baselines() -> list[str]:
+    """The baselines run when none are named: every default one that needs no training."""
+    return [n for n, s in BASELINES.items() if s.default and s.kind != "requires_training"]
 
 
 def get_baseline(name: str) -> BaselineSpec:
@@ -579,8 +622,8 @@ def oracle_top_k(num_sectors: int) -> int:
 __all__ = [
     "BASELINES", "BaselineSpec", "EqualWeight", "InverseVol", "MinVariance", "RandomDirichlet",
     "RegimeOracle", "RegimeRule", "RiskParity", "SectorEqualWeight", "SectorMomentum",
-    "StockMomentum",
-    "get_baseline", "index_buy_hold", "ledoit_wolf", "min_variance_weights", "oracle_lag_name",
-    "oracle_top_k",
+    "SectorValue", "StockMomentum",
+    "default_baselines", "get_baseline", "index_buy_hold", "ledoit_wolf",
+    "min_variance_weights", "oracle_lag_name", "oracle_top_k",
     "risk_parity_weights", "sector_drift_matrix", "trailing_returns",
 ]

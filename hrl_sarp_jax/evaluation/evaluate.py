@@ -190,8 +190,7 @@ def evaluate_baselines(
         raise ConfigError(f"window {start}..{end} runs to the last day of the data")
     seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     limit = float(cfg.env.risk.derisk_drawdown if stress_limit is None else stress_limit)
-    names = list(include) if include is not None else [n for n, s in bl.BASELINES.items()
-                                                       if s.kind != "requires_training"]
+    names = list(include) if include is not None else bl.default_baselines()
     for n in names:
         bl.get_baseline(n)
     books0 = dict(start_books or {})

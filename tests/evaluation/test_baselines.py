@@ -54,6 +54,7 @@ CASES = {
     "sector_momentum": lambda: (bl.SectorMomentum(lookback=60, skip=5, top_k=1), ()),
     "momentum_60_5": lambda: (bl.StockMomentum(), ()),
     "random": lambda: (bl.RandomDirichlet(), jax.random.key(0)),
+    "sector_value": lambda: (bl.SectorValue(), ()),
 }
 
 
@@ -128,6 +129,26 @@ def _view(params, t):
 
 def _target(fn, params, t, carry=()):
     return np.asarray(jax.jit(lambda c, tt: fn(c, tt, _view(params, tt))[1])(carry, t))
+
+
+def test_sector_value_holds_each_sectors_cheapest_names(tiny):
+    *_, params = tiny
+    t = 100
+    w = _target(bl.SectorValue(per_sector=2), params, t)
+    pe = np.asarray(params.stock_features)[t, :, bl.PE_Z_FEATURE]
+    trad = np.asarray(params.tradable)[t]
+    sec = np.asarray(params.stock_sector)
+    active = [k for k in range(params.num_sectors) if (trad & (sec == k)).any()]
+    want = np.zeros_like(w)
+    for k in active:
+        names = np.flatnonzero(trad & (sec == k))
+        cheap = names[np.argsort(pe[names], kind="stable")[:2]]
+        want[cheap] = 1.0 / len(active) / len(cheap)
+    np.testing.assert_allclose(w, want, rtol=1e-6, atol=1e-9)
+    assert np.count_nonzero(w) < np.count_nonzero(trad)  # a screen, not equal weight
+    assert "sector_value" in bl.BASELINES and "sector_value" not in bl.default_baselines()
+    assert not bl.BASELINES["sector_value"].classical
+    assert bl.default_baselines()[0] == "equal_weight" and "flat_rl" not in bl.default_baselines()
 
 
 def test_inverse_vol_hand(tiny):
