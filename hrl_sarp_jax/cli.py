@@ -1057,15 +1057,25 @@ def _markets_report(where: str, checkpoints: str) -> tuple[Path, dict]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """B minus A over the markets two many-market reports share (evaluation/compare.py)."""
-    from hrl_sarp_jax.evaluation.compare import compare_lines, compare_reports
+    from hrl_sarp_jax.evaluation.compare import compare_lines, compare_reports, pool_reports
 
     if args.bootstrap < 1:
         raise HrlSarpError(f"--bootstrap {args.bootstrap}: give at least 1 resample")
-    (path_a, a), (path_b, b) = (_markets_report(w, args.checkpoints) for w in (args.a, args.b))
+    sides = []
+    for where in (args.a, args.b):
+        parts = [w.strip() for w in where.split("+")]
+        if not all(parts):
+            raise HrlSarpError(f"compare: {where!r} has an empty replicate; join reports with "
+                               f"'+', e.g. Q:ev0+S1:ev0")
+        sides.append([_markets_report(w, args.checkpoints) for w in parts])
     chosen = ([s.strip() for s in args.strategies.split(",") if s.strip()]
               if args.strategies else None)
     try:
-        result = compare_reports(a, b, names=(str(path_a), str(path_b)), strategies=chosen,
+        (name_a, a), (name_b, b) = (
+            ("+".join(str(p) for p, _ in side),
+             pool_reports([rep for _, rep in side], [str(p) for p, _ in side]))
+            for side in sides)
+        result = compare_reports(a, b, names=(name_a, name_b), strategies=chosen,
                                  num_boot=args.bootstrap)
     except ValueError as e:
         raise HrlSarpError(f"compare: {e}") from e
@@ -1080,7 +1090,8 @@ def _add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="two many-market reports of the same markets side by "
                                        "side: B minus A per strategy, paired by market")
     p.add_argument("a", help="report A: a run name, RUN:TAG (evaluate --tag), a run or report "
-                             "folder, or a metrics.json")
+                             "folder, or a metrics.json; replicates (retrainings of one "
+                             "setting on the same markets) joined by '+' are pooled")
     p.add_argument("b", help="report B (the change), the same forms")
     p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
     p.add_argument("--strategies", default=None, metavar="NAME,NAME",

@@ -8,6 +8,14 @@ judgement range reversed). So for the trained strategies with per-seed figures (
 and the ladder's rungs) a second interval resamples the seeds too: markets paired, each run's
 seeds drawn with replacement independently (a two-level percentile bootstrap).
 
+Replicates (``pool_reports``; ``hrl-sarp compare A1+A2 B1+B2``): several retrainings of one
+setting, each judged on the same markets, pooled into one side. Each market's figure is the
+mean over the replicates (over every seed of every replicate for the agent); the per-seed
+figures are laid side by side, so the seed-resampled interval draws from every retraining;
+and a strategy with one figure per run (the seed ensemble; the baselines, identical in every
+replicate) gets each replicate's figure as its "seeds", so the ensemble too gets an interval
+that holds the retraining noise.
+
 Shapes: K markets, S_a / S_b training seeds of each run.
 """
 
@@ -85,6 +93,45 @@ def seed_resampled_interval(a: np.ndarray, b: np.ndarray, *, num_boot: int = 400
         diffs[i] = b[m][:, sb].mean() - a[m][:, sa].mean()
     lo, hi = np.quantile(diffs, [alpha / 2.0, 1.0 - alpha / 2.0])
     return [float(lo), float(hi)]
+
+
+def pool_reports(reps: Sequence[Mapping], names: Sequence[str]) -> dict[str, Any]:
+    """One report of the replicates ``reps`` (the same markets, split and window: ValueError
+    naming the two that differ otherwise): per market and strategy in every replicate, each
+    metric is the mean over the replicates, weighted by their seeds where a strategy keeps
+    per-seed figures; ``seeds`` holds the per-seed figures side by side, or, for a strategy
+    without them, one figure per replicate (module docstring). ``run``: the runs joined by '+'.
+    """
+    if len(reps) == 1:
+        return dict(reps[0])
+    for rep, name in zip(reps[1:], names[1:], strict=True):
+        check_comparable(reps[0], rep, (names[0], name))
+    common = [s for s in reps[0]["markets"][0]["strategies"]
+              if all(s in r["markets"][0]["strategies"] for r in reps)]
+    markets = []
+    for k, first in enumerate(reps[0]["markets"]):
+        out: dict[str, Any] = {}
+        for s in common:
+            entries = [r["markets"][k]["strategies"][s] for r in reps]
+            seeded = all(isinstance(e.get("seeds"), Mapping) for e in entries)
+            metrics = [m for m in entries[0] if m != "seeds" and all(
+                isinstance(e.get(m), int | float) for e in entries)]
+            if seeded:
+                keys = [m for m in entries[0]["seeds"] if all(m in e["seeds"] for e in entries)]
+                seeds = {m: [float(v) for e in entries for v in e["seeds"][m]] for m in keys}
+                weights = np.array([len(next(iter(e["seeds"].values()))) for e in entries],
+                                   np.float64)
+            else:
+                seeds = {m: [float(e[m]) for e in entries] for m in metrics}
+                weights = np.ones(len(entries))
+            out[s] = {m: float(np.average([e[m] for e in entries], weights=weights))
+                      for m in metrics}
+            out[s]["seeds"] = seeds
+        markets.append({"seed": first["seed"], "strategies": out})
+    return {**{k: v for k, v in reps[0].items() if k not in ("markets", "run")},
+            "run": "+".join(str(r.get("run")) for r in reps), "replicates": list(names),
+            "judgement_range": any(bool(r.get("judgement_range")) for r in reps),
+            "markets": markets}
 
 
 def classical_median_turnover(rep: Mapping) -> float | None:

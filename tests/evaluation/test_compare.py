@@ -11,6 +11,7 @@ import pytest
 from hrl_sarp_jax.evaluation.compare import (
     classical_median_turnover,
     compare_reports,
+    pool_reports,
     seed_resampled_interval,
 )
 
@@ -111,3 +112,57 @@ def test_cli_compare_reads_run_names_and_prints_json(tmp_path, capsys):
     assert "hrl_sarp" in text and "1.100 -> 1.000" not in text and "0.800 -> 0.750" in text
     assert main(["compare", "A", "C", "--checkpoints", str(tmp_path)]) != 0
     assert "compare: no many-market report at 'C'" in capsys.readouterr().err
+
+
+def _with_ensemble(rep, values):
+    """``rep`` plus a one-figure-per-run strategy 'hrl_sarp_ensemble' (Sharpe ``values`` [K])."""
+    for m, v in zip(rep["markets"], values, strict=True):
+        m["strategies"]["hrl_sarp_ensemble"] = {"sharpe": v, "gross_sharpe": v + 0.1,
+                                                "turnover": 3.0}
+    rep["strategies"]["hrl_sarp_ensemble"] = {"kind": "ensemble"}
+    return rep
+
+
+def test_pool_reports_by_hand():
+    r1 = _with_ensemble(_report([[1.0, 1.2], [0.5, 0.5]], [0.3, 0.3], run="Q"), [0.9, 0.6])
+    r2 = _with_ensemble(_report([[0.4], [0.2]], [0.3, 0.3], run="S1"), [0.7, 0.2])
+    pooled = pool_reports([r1, r2], ["q", "s1"])
+    m0 = pooled["markets"][0]["strategies"]
+    # the agent: every seed of every replicate, (1.0 + 1.2 + 0.4) / 3
+    assert m0["hrl_sarp"]["sharpe"] == pytest.approx(2.6 / 3)
+    assert m0["hrl_sarp"]["seeds"]["sharpe"] == [1.0, 1.2, 0.4]
+    assert m0["hrl_sarp"]["gross_sharpe"] == pytest.approx(2.6 / 3 + 0.1)
+    # one figure per run: the replicates' mean, and each replicate as a "seed"
+    assert m0["hrl_sarp_ensemble"]["sharpe"] == pytest.approx(0.8)
+    assert m0["hrl_sarp_ensemble"]["seeds"]["sharpe"] == [0.9, 0.7]
+    assert m0["equal_weight"]["sharpe"] == pytest.approx(0.3)
+    assert pooled["run"] == "Q+S1" and pooled["replicates"] == ["q", "s1"]
+    assert pool_reports([r1], ["q"]) == r1
+    # the ensemble of a pooled side gets a seed-resampled interval; the baselines are identical
+    other = _with_ensemble(_report([[1.0, 1.0], [0.5, 0.5]], [0.3, 0.3], run="B"), [0.5, 0.5])
+    got = compare_reports(pool_reports([other, other], ["b1", "b2"]), pooled, num_boot=100)
+    assert got["strategies"]["hrl_sarp_ensemble"]["seed_resampled_ci95"] is not None
+    assert got["strategies"]["hrl_sarp_ensemble"]["difference"]["mean"] == pytest.approx(
+        np.mean([0.8, 0.4]) - 0.5)
+    assert "equal_weight" in got["identical"]
+    with pytest.raises(ValueError, match="q and s9 judge different markets"):
+        pool_reports([r1, _report([[1.0], [1.0]], [0.3, 0.3], first_seed=9000)], ["q", "s9"])
+
+
+def test_cli_compare_pools_replicates_joined_by_plus(tmp_path, capsys):
+    from hrl_sarp_jax.cli import main
+
+    for run, rows in (("A", [[1.0, 1.2], [0.5, 0.5]]), ("B", [[1.2, 1.2], [0.3, 0.3]]),
+                      ("C", [[0.6, 0.6], [0.9, 0.9]])):
+        d = tmp_path / run / "report-markets"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(_report(rows, [0.3, 0.3], run=run)))
+    assert main(["compare", "A", "B+C", "--checkpoints", str(tmp_path), "--json",
+                 "--bootstrap", "50"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["runs"] == ["A", "B+C"]
+    # B+C per market: (1.2 + 0.6) / 2 = 0.9 and (0.3 + 0.9) / 2 = 0.6 against A's 1.1 and 0.5
+    assert got["strategies"]["hrl_sarp"]["net"] == pytest.approx([0.8, 0.75])
+    assert main(["compare", "A", "B+", "--checkpoints", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "empty replicate" in err[0]
