@@ -94,13 +94,18 @@ def test_compare_refuses_different_markets_or_windows():
         compare_reports(a, a, names=("a", "b"), strategies=["oracle"])
 
 
+def _write_reports(root, runs):
+    """root/RUN/report-markets/metrics.json for each run's per-seed agent Sharpes [K, S]."""
+    for run, rows in runs.items():
+        d = root / run / "report-markets"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(_report(rows, [0.3, 0.3], run=run)))
+
+
 def test_cli_compare_reads_run_names_and_prints_json(tmp_path, capsys):
     from hrl_sarp_jax.cli import main
 
-    for run, rows in (("A", [[1.0, 1.2], [0.5, 0.5]]), ("B", [[1.2, 1.2], [0.3, 0.3]])):
-        d = tmp_path / run / "report-markets"
-        d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps(_report(rows, [0.3, 0.3], run=run)))
+    _write_reports(tmp_path, {"A": [[1.0, 1.2], [0.5, 0.5]], "B": [[1.2, 1.2], [0.3, 0.3]]})
     assert main(["compare", "A", "B", "--checkpoints", str(tmp_path), "--json",
                  "--bootstrap", "50"]) == 0
     got = json.loads(capsys.readouterr().out)
@@ -152,11 +157,8 @@ def test_pool_reports_by_hand():
 def test_cli_compare_pools_replicates_joined_by_plus(tmp_path, capsys):
     from hrl_sarp_jax.cli import main
 
-    for run, rows in (("A", [[1.0, 1.2], [0.5, 0.5]]), ("B", [[1.2, 1.2], [0.3, 0.3]]),
-                      ("C", [[0.6, 0.6], [0.9, 0.9]])):
-        d = tmp_path / run / "report-markets"
-        d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps(_report(rows, [0.3, 0.3], run=run)))
+    _write_reports(tmp_path, {"A": [[1.0, 1.2], [0.5, 0.5]], "B": [[1.2, 1.2], [0.3, 0.3]],
+                              "C": [[0.6, 0.6], [0.9, 0.9]]})
     assert main(["compare", "A", "B+C", "--checkpoints", str(tmp_path), "--json",
                  "--bootstrap", "50"]) == 0
     got = json.loads(capsys.readouterr().out)
