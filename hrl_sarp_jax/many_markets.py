@@ -88,6 +88,10 @@ from hrl_sarp_jax.utils.atomic import atomic_write_text
 ENSEMBLE = "hrl_sarp_ensemble"
 EQUAL_SECTORS = "hrl_sarp_equal_sectors"
 """The run's Micro on a fixed equal-sector goal: the agent minus it is what the Macro adds."""
+MACRO_VALUE = "hrl_sarp_macro_value"
+"""The run's Macro with each sector's ``VALUE_NAMES`` cheapest names by pe_z instead of the
+Micro: the agent minus it is what the Micro adds over a value screen."""
+VALUE_NAMES = 2
 MACRO_ONLY = "hrl_sarp_macro_only"
 """The run's Macro with equal weight within sectors: the agent minus it is what the Micro adds."""
 REPORT_DIR = "report-markets"
@@ -181,7 +185,13 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
                              "trained", carry=carries, seeded=True,
                              description="the agent's Macro with equal weight within each "
                                          "sector (no Micro): what the Micro adds is the agent "
-                                         "minus this")]
+                                         "minus this"),
+           mk.MarketStrategy(MACRO_VALUE, HierarchicalStrategy(
+               networks, micro=False, goal_change=change, value_names=VALUE_NAMES), freq,
+               "trained", carry=carries, seeded=True,
+               description=f"the agent's Macro with each sector's {VALUE_NAMES} cheapest names "
+                           f"by pe_z (a value screen) instead of the Micro: what the Micro adds "
+                           f"over a value screen is the agent minus this")]
     if pretrained is not None:
         pre = agent.init_carries(pretrained.macro_actor, pretrained.micro_actor, first_params, t0,
                                  length)
@@ -347,7 +357,7 @@ def evaluate_markets(
         inputs = next(built, None)
 
     names = list(records[0]["strategies"])
-    trained = (AGENT, ENSEMBLE, EQUAL_SECTORS, MACRO_ONLY, PRETRAINED,
+    trained = (AGENT, ENSEMBLE, EQUAL_SECTORS, MACRO_ONLY, MACRO_VALUE, PRETRAINED,
                *(rung_name(p) for p, _ in rungs))
     others = [s.name for s in strategies if s.kind in ("oracle", "screen")]
     classical = [n for n in names if n not in (*trained, *others, "regime_rule")]

@@ -103,6 +103,31 @@ def equal_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams
     return per[params.stock_sector] * valid
 
 
+def cheapest_in_sectors(t: jax.Array, params: EnvParams, per_sector: jax.Array | int
+                        ) -> jax.Array:
+    """bool [N]: each sector's ``per_sector`` tradable names at t with the lowest ``pe_z``
+    stock feature (ties by lower index): a value screen."""
+    tradable = params.tradable[t]
+    score = jnp.where(tradable, params.stock_features[t, :, PE_Z_INDEX], jnp.inf)
+    n = score.shape[0]
+    i = jnp.arange(n)
+    same = params.stock_sector[:, None] == params.stock_sector[None, :]
+    ahead = (score[None, :] < score[:, None]) | ((score[None, :] == score[:, None])
+                                                 & (i[None, :] < i[:, None]))
+    rank = jnp.sum(same & ahead & tradable[None, :], axis=1)
+    return tradable & (rank < per_sector)
+
+
+def value_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams,
+                            per_sector: int) -> jax.Array:
+    """[N] sector weight split equally among the sector's ``per_sector`` cheapest tradable
+    names at t (``cheapest_in_sectors``)."""
+    members = cheapest_in_sectors(t, params, per_sector).astype(_F32)
+    counts = sector_weights(members, params.stock_sector, params.num_sectors)
+    per = jnp.where(counts > 0, sector_w / jnp.maximum(counts, 1.0), 0.0)
+    return per[params.stock_sector] * members
+
+
 def lock_to_goal(w: jax.Array, goal: jax.Array, t: jax.Array, params: EnvParams) -> jax.Array:
     """[N] the Micro's weights w [N] with a share ``params.goal_lock`` of its sector mix set to
     the goal's: (1 - lock) w + lock w_locked, where w_locked rescales w within each sector to

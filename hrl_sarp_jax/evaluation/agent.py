@@ -90,6 +90,10 @@ class HierarchicalStrategy:
     macro: bool = True
     micro: bool = True
     goal_change: float | None = None
+    value_names: int = 0
+    """With ``micro=False``: each sector's goal weight goes to its ``value_names`` cheapest
+    tradable names by ``pe_z`` (``envs.common.value_weight_in_sectors``: a value screen in the
+    Micro's place); 0: to all of them equally."""
 
     # -- the two levels (pure, one example)
     def macro_decision(self, macro_params: Params, port: PortfolioState, t: Array,
@@ -132,6 +136,9 @@ class HierarchicalStrategy:
             decide = jnp.zeros((), bool)
         if self.micro:
             weights = self.micro_weights(carry.micro_params, port, goal, t, params)
+        elif self.value_names > 0:
+            weights = common.value_weight_in_sectors(goal[:params.num_sectors], t, params,
+                                                     self.value_names)
         else:
             weights = common.equal_weight_in_sectors(goal[:params.num_sectors], t, params)
         carry = carry.replace(goal=goal, goals=carry.goals.at[i].set(goal),

@@ -54,16 +54,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.config import REGIME_NAMES
+from hrl_sarp_jax.envs.common import cheapest_in_sectors
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.backtest import COST_ITEMS, DayView
-from hrl_sarp_jax.features.featureset import STOCK_FEATURES
 from hrl_sarp_jax.finance.costs import effective_rates
 from hrl_sarp_jax.risk.constraints import ConstraintParams, project_weights
 
 _F32 = jnp.float32
 _I32 = jnp.int32
-PE_Z_FEATURE = STOCK_FEATURES.index("pe_z")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -266,8 +265,7 @@ class SectorValue:
         cap = p.constraints.max_positions
         if 0 < cap < p.num_stocks:
             k = jnp.minimum(k, jnp.maximum(cap // jnp.maximum(n_sec, 1), 1))
-        cheap = -p.stock_features[t, :, PE_Z_FEATURE]
-        members = tradable & (_rank_in_sector(cheap, tradable, p.stock_sector) < k)
+        members = cheapest_in_sectors(t, p, k)
         active = (_sector_counts(members, p) > 0) & p.sector_valid
         return carry, _equal_in_sectors(_equal_on(active), members, p)
 

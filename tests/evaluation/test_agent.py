@@ -231,6 +231,40 @@ def test_macro_only_strategy_is_the_macro_env_without_an_allocator(world):
         assert len(ends) >= 4
 
 
+def test_macro_value_strategy_puts_each_goal_weight_on_the_cheapest_names(world):
+    """HierarchicalStrategy(micro=False, value_names=2) (the many-market report's
+    ``hrl_sarp_macro_value``): on every rebalance day its target gives each sector the goal's
+    weight, split equally over the sector's two tradable names with the lowest pe_z (NumPy);
+    with value_names 0 it is the equal split."""
+    from hrl_sarp_jax.evaluation.agent import HierarchicalStrategy
+    from hrl_sarp_jax.evaluation.backtest import rebalance_mask, run_backtest
+
+    p, week_end = world.p, world.week_end
+    t0 = _first_week_end(week_end, 60)
+    reb = rebalance_mask("weekly", t0, L, week_end)
+    strategy = HierarchicalStrategy(NET, micro=False, value_names=2)
+    carry, res = run_backtest(strategy, strategy.init_carries(world.macro, world.micro, p, t0, L),
+                              p, t0, reb, batched=True, risk_manager=True,
+                              return_window=ENV.return_window)
+    pe = np.asarray(p.stock_features)[:, :, 9]
+    trad, sec = np.asarray(p.tradable), np.asarray(p.stock_sector)
+    goals, target = np.asarray(carry.goals), np.asarray(res.target)
+    days = np.flatnonzero(reb)
+    for k in range(K):
+        for i in days:
+            t, want = t0 + i, np.zeros(N)
+            for s in range(S):
+                names = np.flatnonzero(trad[t] & (sec == s))
+                cheap = names[np.argsort(pe[t, names], kind="stable")[:2]]
+                want[cheap] = goals[k, i, s] / max(len(cheap), 1)
+            np.testing.assert_allclose(target[k, i], want, rtol=1e-5, atol=1e-7)
+    assert len(days) >= 4 and (np.count_nonzero(target[0, days[0]]) <= 2 * S)
+    plain = HierarchicalStrategy(NET, micro=False)
+    _, eq = run_backtest(plain, plain.init_carries(world.macro, world.micro, p, t0, L), p, t0,
+                         reb, batched=True, risk_manager=True, return_window=ENV.return_window)
+    assert not np.allclose(np.asarray(eq.target), target)  # the screen is not the equal split
+
+
 def test_decisions_never_read_rows_after_the_decision_day(world):
     """Perturb every market/feature row > tc (the calendar stays): goals, regime calls and
     executed weights of days <= tc are unchanged, later ones change."""

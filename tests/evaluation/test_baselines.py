@@ -9,6 +9,7 @@ import pytest
 
 from hrl_sarp_jax.evaluation import baselines as bl
 from hrl_sarp_jax.evaluation.backtest import DayView, run_backtest
+from hrl_sarp_jax.features.featureset import STOCK_FEATURES
 from hrl_sarp_jax.finance.portfolio import PortfolioState
 from hrl_sarp_jax.risk.constraints import ConstraintParams
 from tests.evaluation.conftest import LENGTH, T0
@@ -135,7 +136,7 @@ def test_sector_value_holds_each_sectors_cheapest_names(tiny):
     *_, params = tiny
     t = 100
     w = _target(bl.SectorValue(per_sector=2), params, t)
-    pe = np.asarray(params.stock_features)[t, :, bl.PE_Z_FEATURE]
+    pe = np.asarray(params.stock_features)[t, :, STOCK_FEATURES.index("pe_z")]
     trad = np.asarray(params.tradable)[t]
     sec = np.asarray(params.stock_sector)
     active = [k for k in range(params.num_sectors) if (trad & (sec == k)).any()]
