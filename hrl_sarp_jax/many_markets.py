@@ -9,9 +9,11 @@
    program vmapped over the chunk (``evaluation.markets``): the agent (each seed), the seed
    ensemble (mean of the seeds' target weights on one shared book), the run's pre-trained
    hierarchy (Phases 1 + 2, no RL) when the agent came from RL phases and the hierarchy after
-   each RL phase before the last (the ladder: what each phase added), every classical baseline,
-   the random baseline, the flat RL baseline when the run has one, the regime oracle; same
-   window, accounting, costs, risk manager and no-trade band as ``hrl-sarp evaluate``.
+   each RL phase before the last (the ladder: what each phase added), the agent with one level
+   replaced (its Micro on a fixed goal; its Macro with equal weight, or a value screen, inside
+   sectors), every classical baseline, the random baseline, the flat RL baseline when the run
+   has one, the regime oracle (and, with ``oracle_lags``, the oracle told the regime late);
+   same window, accounting, costs, risk manager and no-trade band as ``hrl-sarp evaluate``.
 3. ``<run>/report-markets/``: metrics.json (per-market records, paired statistics, summary,
    what the result depends on), report.md / report.html (``evaluation.markets_report``).
 Seeds in the judgement range (9000-9999) append a line to ``<run>/judgement.jsonl``.
