@@ -210,6 +210,7 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
                                      FLAT_SCHEDULE, "trained", carry=flat, seeded=True,
                                      description="flat single-level PPO over stocks"))
     names = list(include) if include is not None else bl.default_baselines()
+    top_k = bl.oracle_top_k(int(np.sum(np.asarray(first_params.sector_valid))))
     for name in names:
         spec = bl.get_baseline(name)
         sched = spec.schedule if spec.schedule is not None else "weekly"
@@ -220,8 +221,7 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
             out.append(mk.MarketStrategy(name, spec.make(), sched, "seeded", carry=keys,
                                          seeded=True, description=spec.description))
         elif spec.kind == "oracle":
-            k = bl.oracle_top_k(int(np.sum(np.asarray(first_params.sector_valid))))
-            out.append(mk.MarketStrategy(name, bl.RegimeOracle(k), sched, "oracle",
+            out.append(mk.MarketStrategy(name, bl.RegimeOracle(top_k), sched, "oracle",
                                          description=spec.description))
         elif spec.kind == "fitted":  # carry fitted per market (_chunk_records)
             out.append(mk.MarketStrategy(name, spec.make(), sched, "fitted",
@@ -231,10 +231,9 @@ def _strategies(run: Run, cfg: Config, policy: Any, pretrained: Any, first_param
             out.append(mk.MarketStrategy(name, fn, sched,
                                          "classical" if spec.classical else "screen",
                                          carry=fn.init_carry(), description=spec.description))
-    k = bl.oracle_top_k(int(np.sum(np.asarray(first_params.sector_valid))))
     for lag in oracle_lags:
         out.append(mk.MarketStrategy(
-            bl.oracle_lag_name(lag), bl.RegimeOracle(k, int(lag)), "daily", "oracle",
+            bl.oracle_lag_name(lag), bl.RegimeOracle(top_k, int(lag)), "daily", "oracle",
             description=f"the regime oracle told the latent regime {int(lag)} trading days "
                         f"late: a regime allocator whose only error is a detection delay"))
     return out
@@ -613,13 +612,11 @@ def oracle_call_scores(latent: np.ndarray, labels: np.ndarray, days: np.ndarray,
     agent's is (``regime_scores`` against ``labels`` [T], ``features.regime_label``): the
     oracle told the regime ``lag`` days late calls latent [T] of day t + 1 - lag (days whose
     latent regime is unknown are left out). {name: {"accuracy", "balanced_accuracy"}}."""
-    from hrl_sarp_jax.evaluation.attribution import regime_scores
-
     out = {}
     for name, lag in lags.items():
         calls = np.asarray(latent)[np.clip(days + 1 - int(lag), 0, len(latent) - 1)]
         known = calls >= 0
-        sc = regime_scores(calls[known], np.asarray(labels)[days][known])
+        sc = ea.regime_scores(calls[known], np.asarray(labels)[days][known])
         out[name] = {m: sc[m] for m in ("accuracy", "balanced_accuracy")}
     return out
 

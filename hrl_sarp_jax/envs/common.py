@@ -119,7 +119,7 @@ def cheapest_in_sectors(t: jax.Array, params: EnvParams, per_sector: jax.Array |
 
 
 def value_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams,
-                            per_sector: int) -> jax.Array:
+                            per_sector: jax.Array | int) -> jax.Array:
     """[N] sector weight split equally among the sector's ``per_sector`` cheapest tradable
     names at t (``cheapest_in_sectors``)."""
     members = cheapest_in_sectors(t, params, per_sector).astype(_F32)

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.config import REGIME_NAMES
-from hrl_sarp_jax.envs.common import cheapest_in_sectors
+from hrl_sarp_jax.envs.common import value_weight_in_sectors
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.backtest import COST_ITEMS, DayView
@@ -259,15 +259,12 @@ class SectorValue:
 
     def __call__(self, carry, t, view: DayView):
         p = view.params
-        tradable = p.tradable[t]
-        n_sec = jnp.sum(_sector_counts(tradable, p) > 0)
+        has = _sector_counts(p.tradable[t], p) > 0
         k = jnp.asarray(self.per_sector, _I32)
         cap = p.constraints.max_positions
         if 0 < cap < p.num_stocks:
-            k = jnp.minimum(k, jnp.maximum(cap // jnp.maximum(n_sec, 1), 1))
-        members = cheapest_in_sectors(t, p, k)
-        active = (_sector_counts(members, p) > 0) & p.sector_valid
-        return carry, _equal_in_sectors(_equal_on(active), members, p)
+            k = jnp.minimum(k, jnp.maximum(cap // jnp.maximum(jnp.sum(has), 1), 1))
+        return carry, value_weight_in_sectors(_equal_on(has & p.sector_valid), t, p, k)
 
 
 @dataclass(frozen=True)
