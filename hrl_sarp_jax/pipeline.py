@@ -125,7 +125,9 @@ def synthetic_drift(market_dir: str | Path | None) -> dict | None:
     return {"sector_drift_annual": table} if isinstance(table, dict) else None
 
 
-def _table(payload: dict) -> list[tuple[str, float | None, float | None, float | None]]:
+def summary_table(payload: dict) -> list[tuple[str, float | None, float | None, float | None]]:
+    """The CLI's short table of a report payload: (strategy, net Sharpe, ...) per row, the agent
+    first and the oracle last."""
     rows = []
     entries = [(AGENT, payload["strategies"][AGENT])] if AGENT in payload["strategies"] else []
     entries += [(n, e) for n, e in payload["strategies"].items() if n != AGENT]
@@ -405,7 +407,7 @@ def evaluate_run(
     decisions = report_dir / DECISIONS_FILE
     atomic_write_text(decisions, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
     out = {"report_dir": report_dir, "files": files, "decisions": decisions,
-           "table": _table(payload), "window": payload["window"], "split": label,
+           "table": summary_table(payload), "window": payload["window"], "split": label,
            "policy": dict(policy.source), "seeds": policy.seeds,
            "ladder": payload["ladder"]}
     if return_payload:

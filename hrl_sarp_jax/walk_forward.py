@@ -310,7 +310,7 @@ def walk_forward(
     from hrl_sarp_jax.evaluation.report import write_report
     from hrl_sarp_jax.evaluation.stitch import stitch_payloads
     from hrl_sarp_jax.features.build import build_features
-    from hrl_sarp_jax.pipeline import _table, evaluate_run, load_valid_market
+    from hrl_sarp_jax.pipeline import evaluate_run, load_valid_market, summary_table
     from hrl_sarp_jax.training.market_pool import pool_source
     from hrl_sarp_jax.training.phases import check_training_config
 
@@ -420,5 +420,5 @@ def walk_forward(
     say(f"stitched report of {len(done_folds)} fold(s) in {report_dir} "
         f"({time.perf_counter() - t_start:.0f}s in all)")
     return {"folds": done_folds, "window": stitched["window"], "seeds": next(iter(seeds)),
-            "table": _table(stitched), "files": files, "decisions": decisions,
+            "table": summary_table(stitched), "files": files, "decisions": decisions,
             "report_dir": report_dir, "plan": plan_path, "mode": mode}

@@ -29,7 +29,8 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def _machine() -> dict[str, Any]:
+def machine_context() -> dict[str, Any]:
+    """The machine a benchmark ran on (architecture, CPUs, JAX backend, devices)."""
     return {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -45,7 +46,7 @@ def bench_data(repeats: int = 3, cfg: Config | None = None) -> Iterator[dict[str
     from hrl_sarp_jax.features.build import build_features
 
     cfg = cfg or Config()
-    ctx = _machine()
+    ctx = machine_context()
     with tempfile.TemporaryDirectory(prefix="hrl_sarp_bench_") as tmp:
         out = Path(tmp) / "market"
         synth_times, load_times, feat_times = [], [], []

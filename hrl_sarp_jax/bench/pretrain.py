@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hrl_sarp_jax.bench.data import _machine
+from hrl_sarp_jax.bench.data import machine_context
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.training import pretrain as pt
 from hrl_sarp_jax.training import runner
@@ -113,7 +113,7 @@ def bench_pretrain(repeats: int = 3, cfg: Config | None = None,
     from hrl_sarp_jax.features.build import build_features
 
     cfg = cfg or Config()
-    ctx = _machine()
+    ctx = machine_context()
     peak = round(matmul_peak_gflops(), 1)
     with tempfile.TemporaryDirectory(prefix="hrl_sarp_bench_") as tmp:
         out = write_synthetic_market(Path(tmp) / "market", cfg.synth)

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hrl_sarp_jax.bench.data import _machine
+from hrl_sarp_jax.bench.data import machine_context
 from hrl_sarp_jax.config import Config
 from hrl_sarp_jax.errors import ConfigError, HrlSarpError
 
@@ -237,7 +237,7 @@ def bench_rl(repeats: int = 1, cfg: Config | None = None, *,
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
     from hrl_sarp_jax.bench.pretrain import matmul_peak_gflops
 
-    ctx = {**_machine(), "num_stocks": int(market.num_stocks),
+    ctx = {**machine_context(), "num_stocks": int(market.num_stocks),
            "num_sectors": int(market.num_sectors),
            "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}  # this run's reference
     for phase in phases:

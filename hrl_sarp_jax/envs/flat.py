@@ -47,7 +47,7 @@ from hrl_sarp_jax.config import EnvConfig
 from hrl_sarp_jax.envs import common
 from hrl_sarp_jax.envs.macro import week_window
 from hrl_sarp_jax.envs.micro import initial_parts
-from hrl_sarp_jax.envs.obs import _slices
+from hrl_sarp_jax.envs.obs import field_slices
 from hrl_sarp_jax.envs.params import EnvParams, make_env_params
 from hrl_sarp_jax.envs.rewards import buffer_mask, push_return, sector_weights
 from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES, NUM_STOCK_FEATURES
@@ -69,7 +69,7 @@ class FlatObsLayout:
     @property
     def slices(self) -> dict[str, slice]:
         n = self.num_stocks
-        return _slices([("stock", n * self.stock_features), ("stock_mask", n), ("weights", n),
+        return field_slices([("stock", n * self.stock_features), ("stock_mask", n), ("weights", n),
                         ("macro", self.macro_features), ("portfolio", 2)])
 
     @property

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from hrl_sarp_jax.features.featureset import NUM_MACRO_FEATURES, NUM_STOCK_FEATURES
 
 
-def _slices(sizes: list[tuple[str, int]]) -> dict[str, slice]:
+def field_slices(sizes: list[tuple[str, int]]) -> dict[str, slice]:
+    """Consecutive slices of a flat observation, one per (name, size) in order."""
     out, at = {}, 0
     for name, size in sizes:
         out[name] = slice(at, at + size)
@@ -37,7 +38,7 @@ class MacroObsLayout:
     @property
     def slices(self) -> dict[str, slice]:
         s = self.num_sectors
-        return _slices([("macro", self.macro_features), ("sector", s * self.sector_features),
+        return field_slices([("macro", self.macro_features), ("sector", s * self.sector_features),
                         ("sector_mask", s), ("adjacency", s * s), ("sector_weights", s),
                         ("portfolio", 2)])
 
@@ -75,7 +76,7 @@ class MicroObsLayout:
     @property
     def slices(self) -> dict[str, slice]:
         n = self.num_stocks
-        return _slices([("stock", n * self.stock_features), ("stock_mask", n), ("weights", n),
+        return field_slices([("stock", n * self.stock_features), ("stock_mask", n), ("weights", n),
                         ("portfolio", 2), ("goal", self.goal_size)])
 
     @property
