@@ -103,19 +103,23 @@ def equal_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams
     return per[params.stock_sector] * valid
 
 
+def rank_in_sector(score: jax.Array, eligible: jax.Array, sector: jax.Array) -> jax.Array:
+    """int32 [N]: each name's rank by descending ``score`` [N] within its sector among the
+    ``eligible`` [N] names (0 = highest; ties by lower index)."""
+    i = jnp.arange(score.shape[0])
+    better = (score[None, :] > score[:, None]) | ((score[None, :] == score[:, None])
+                                                   & (i[None, :] < i[:, None]))
+    same = (sector[None, :] == sector[:, None]) & eligible[None, :]
+    return jnp.sum(better & same, axis=1).astype(jnp.int32)
+
+
 def cheapest_in_sectors(t: jax.Array, params: EnvParams, per_sector: jax.Array | int
                         ) -> jax.Array:
     """bool [N]: each sector's ``per_sector`` tradable names at t with the lowest ``pe_z``
     stock feature (ties by lower index): a value screen."""
     tradable = params.tradable[t]
-    score = jnp.where(tradable, params.stock_features[t, :, PE_Z_INDEX], jnp.inf)
-    n = score.shape[0]
-    i = jnp.arange(n)
-    same = params.stock_sector[:, None] == params.stock_sector[None, :]
-    ahead = (score[None, :] < score[:, None]) | ((score[None, :] == score[:, None])
-                                                 & (i[None, :] < i[:, None]))
-    rank = jnp.sum(same & ahead & tradable[None, :], axis=1)
-    return tradable & (rank < per_sector)
+    cheap = -params.stock_features[t, :, PE_Z_INDEX]
+    return tradable & (rank_in_sector(cheap, tradable, params.stock_sector) < per_sector)
 
 
 def value_weight_in_sectors(sector_w: jax.Array, t: jax.Array, params: EnvParams,

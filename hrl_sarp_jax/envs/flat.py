@@ -69,8 +69,8 @@ class FlatObsLayout:
     @property
     def slices(self) -> dict[str, slice]:
         n = self.num_stocks
-        return field_slices([("stock", n * self.stock_features), ("stock_mask", n), ("weights", n),
-                        ("macro", self.macro_features), ("portfolio", 2)])
+        return field_slices([("stock", n * self.stock_features), ("stock_mask", n),
+                             ("weights", n), ("macro", self.macro_features), ("portfolio", 2)])
 
     @property
     def size(self) -> int:

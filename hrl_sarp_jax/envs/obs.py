@@ -38,9 +38,9 @@ class MacroObsLayout:
     @property
     def slices(self) -> dict[str, slice]:
         s = self.num_sectors
-        return field_slices([("macro", self.macro_features), ("sector", s * self.sector_features),
-                        ("sector_mask", s), ("adjacency", s * s), ("sector_weights", s),
-                        ("portfolio", 2)])
+        return field_slices([("macro", self.macro_features),
+                             ("sector", s * self.sector_features), ("sector_mask", s),
+                             ("adjacency", s * s), ("sector_weights", s), ("portfolio", 2)])
 
     @property
     def size(self) -> int:
@@ -76,8 +76,8 @@ class MicroObsLayout:
     @property
     def slices(self) -> dict[str, slice]:
         n = self.num_stocks
-        return field_slices([("stock", n * self.stock_features), ("stock_mask", n), ("weights", n),
-                        ("portfolio", 2), ("goal", self.goal_size)])
+        return field_slices([("stock", n * self.stock_features), ("stock_mask", n),
+                             ("weights", n), ("portfolio", 2), ("goal", self.goal_size)])
 
     @property
     def size(self) -> int:

@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hrl_sarp_jax.config import REGIME_NAMES
-from hrl_sarp_jax.envs.common import value_weight_in_sectors
+from hrl_sarp_jax.envs.common import rank_in_sector, value_weight_in_sectors
 from hrl_sarp_jax.envs.params import EnvParams
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.evaluation.backtest import COST_ITEMS, DayView
@@ -94,16 +94,6 @@ def _rank_desc(score: jax.Array, eligible: jax.Array) -> jax.Array:
     order = jnp.argsort(-s, stable=True)
     rank = jnp.zeros((n,), _I32).at[order].set(jnp.arange(n, dtype=_I32))
     return jnp.where(eligible, rank, n)
-
-
-def _rank_in_sector(score: jax.Array, eligible: jax.Array, sector: jax.Array) -> jax.Array:
-    """int32 [N] rank of score within its sector among eligible (ties by lower index)."""
-    n = score.shape[0]
-    i = jnp.arange(n)
-    better = (score[None, :] > score[:, None]) | ((score[None, :] == score[:, None])
-                                                   & (i[None, :] < i[:, None]))
-    same = (sector[None, :] == sector[:, None]) & eligible[None, :]
-    return jnp.sum(better & same, axis=1).astype(_I32)
 
 
 def _liquid_support(t: jax.Array, params: EnvParams) -> jax.Array:
@@ -235,7 +225,7 @@ class SectorEqualWeight:
         if 0 < k < p.num_stocks:
             n_sec = jnp.sum(_sector_counts(tradable, p) > 0)
             per = jnp.maximum(k // jnp.maximum(n_sec, 1), 1)
-            keep = _rank_in_sector(p.adv_value[t], tradable, p.stock_sector) < per
+            keep = rank_in_sector(p.adv_value[t], tradable, p.stock_sector) < per
             members = jnp.where(jnp.sum(tradable) > k, tradable & keep, tradable)
         active = (_sector_counts(members, p) > 0) & p.sector_valid
         sw = _equal_on(active)

@@ -16,6 +16,7 @@ from hrl_sarp_jax.envs.hierarchical import HierarchicalEnv
 from hrl_sarp_jax.envs.obs import MacroObsLayout
 from hrl_sarp_jax.envs.params import make_env_params
 from hrl_sarp_jax.evaluation.agent import decision_records, regime_calls, run_agent
+from hrl_sarp_jax.features.featureset import STOCK_FEATURES
 from hrl_sarp_jax.networks.gnn import GNNConfig
 from hrl_sarp_jax.networks.inputs import macro_inputs_from_views, micro_inputs
 from hrl_sarp_jax.networks.macro import MacroActor
@@ -246,7 +247,7 @@ def test_macro_value_strategy_puts_each_goal_weight_on_the_cheapest_names(world)
     carry, res = run_backtest(strategy, strategy.init_carries(world.macro, world.micro, p, t0, L),
                               p, t0, reb, batched=True, risk_manager=True,
                               return_window=ENV.return_window)
-    pe = np.asarray(p.stock_features)[:, :, 9]
+    pe = np.asarray(p.stock_features)[:, :, STOCK_FEATURES.index("pe_z")]
     trad, sec = np.asarray(p.tradable), np.asarray(p.stock_sector)
     goals, target = np.asarray(carry.goals), np.asarray(res.target)
     days = np.flatnonzero(reb)
