@@ -23,7 +23,8 @@ def check_training_config(cfg) -> None:
     """Every data-free check of the keys a training run reads, before any phase starts (each a
     ConfigError naming the key): env.* (``envs.params.check_env_config``), networks.stock_*
     and attention sizes, the pre-training, PPO, TD3, joint and pool settings and
-    ``train.checkpoint`` / ``checkpoint_margin`` / ``validation``. Phases check again where they use a key."""
+    ``train.checkpoint`` / ``checkpoint_margin`` / ``validation``. Phases check again where
+    they use a key."""
 
     from hrl_sarp_jax.agents.ppo import PPOHParams
     from hrl_sarp_jax.agents.td3 import TD3HParams

@@ -39,7 +39,7 @@ def p12(smoke_market, tmp_path_factory):
 
 def _best_val(run, phase: int) -> float:
     with PhaseCheckpointer(run, phase, read_only=True) as ck:
-        return float(ck.metrics(ck.best_step())["best_val_loss"])
+        return float(ck.metrics(ck.latest_step())["best_val_loss"])
 
 
 def test_loads_the_best_params_of_phases_1_and_2(p12, smoke_market):
@@ -47,23 +47,55 @@ def test_loads_the_best_params_of_phases_1_and_2(p12, smoke_market):
     _, run = p12
     policy = load_policy(open_run(run.root), cfg, market, meta, feats)
     assert isinstance(policy, TrainedPolicy) and policy.seeds == 1
-    assert policy.source["macro"].startswith("phase 1") and "best step" in policy.source["macro"]
+    assert policy.source["macro"].startswith("phase 1") and "latest step" in policy.source["macro"]
     assert policy.source["micro"].startswith("phase 2")
 
-    # the very arrays of the best checkpoints (Phase 1: every seed's best_params)
-    p1, _, _ = restore_phase_state(run, 1, cfg, market, meta, feats, "best")
+    # the very arrays of the latest checkpoints (every seed's best_params so far)
+    p1, _, _ = restore_phase_state(run, 1, cfg, market, meta, feats)
     assert content_hash(policy.macro_actor) == content_hash(p1.best_params)
-    p2, _, _ = restore_phase_state(run, 2, cfg, market, meta, feats, "best")
+    p2, _, _ = restore_phase_state(run, 2, cfg, market, meta, feats)
     for a, b in zip(jax.tree.leaves(policy.micro_actor), jax.tree.leaves(p2.best_params),
                     strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
     # ... and they are the best params: evaluated on the validation split they reproduce the
-    # best validation loss each phase recorded with its best checkpoint
+    # lowest validation loss each phase recorded
     for phase, params in ((1, policy.macro_actor), (2, policy.micro_actor)):
         prep = PREPARE[phase](cfg, market, meta, feats)
         loss, _ = pt.make_evaluate(prep.task)(params, prep.hp, prep.val)
         np.testing.assert_allclose(np.asarray(loss), [_best_val(run, phase)], rtol=1e-5)
+
+
+def test_later_phases_read_the_latest_best_params_not_the_best_ranked_checkpoint(
+        p12, smoke_market, tmp_path):
+    """A checkpoint is ranked by its *current* params' validation loss; the best params so far
+    ride in every checkpoint. A later checkpoint whose current params are worse (overfitting)
+    but whose best params improved (a seed's best epoch after the best-ranked chunk) must be
+    the one read: by the evaluation's policy, Phase 3's start and Phase 4's Micro."""
+    from hrl_sarp_jax.training.rl_macro import load_phase1_actor, load_phase2_micro
+
+    _, market, meta, feats, cfg = smoke_market
+    run = _copy_run(p12[1], tmp_path / "r", (1, 2))
+    newer = {}
+    for phase in (1, 2):
+        state, _, step = restore_phase_state(run, phase, cfg, market, meta, feats)
+        better = state.replace(
+            best_params=jax.tree.map(lambda x: x + 0.01, state.best_params),
+            best_val=state.best_val - 0.01, last_val=state.last_val + 1.0)
+        with PhaseCheckpointer(run, phase, best_metric="val_loss", higher_is_better=False) as ck:
+            ck.save(step + 1, better, metrics={
+                "val_loss": float(np.mean(np.asarray(better.last_val))),
+                "best_val_loss": float(np.mean(np.asarray(better.best_val)))})
+        with PhaseCheckpointer(run, phase, read_only=True) as ck:
+            assert ck.best_step() <= step and ck.latest_step() == step + 1
+        newer[phase] = content_hash(better.best_params)
+    policy = load_policy(open_run(run.root), cfg, market, meta, feats)
+    assert content_hash(policy.macro_actor) == newer[1]
+    assert content_hash(policy.micro_actor) == newer[2]   # 1 seed: the seed itself
+    macro, how = load_phase1_actor(run, cfg, market, meta, feats, 1)
+    assert content_hash(macro) == newer[1] and how["phase1"].endswith(f"step {step + 1}")
+    micro, _ = load_phase2_micro(run, cfg, market, meta, feats)
+    assert content_hash(jax.tree.map(lambda x: np.asarray(x)[None], micro)) == newer[2]
 
 
 def test_pair_seeds_takes_k_mod_each_count():

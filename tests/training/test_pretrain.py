@@ -233,6 +233,59 @@ def test_early_stopping_freezes_a_seed_that_stops_improving(macro_setup):
     assert int(state.epoch[0]) == 2 and not bool(state.stopped[0])
 
 
+def _noisy_labels(samples: MacroSamples, share: float, seed: int) -> MacroSamples:
+    """``samples`` with a ``share`` of the regime labels redrawn at random: a net first learns
+    the signal, then memorises the noise, so its validation loss turns up (overfitting)."""
+    rng = np.random.default_rng(seed)
+    lab = np.asarray(samples.regime).copy()
+    flip = rng.random(lab.size) < share
+    lab[flip] = rng.choice(3, int(flip.sum()))
+    return samples.replace(regime=jnp.asarray(lab, jnp.int32))
+
+
+def _best_and_plateau(val_loss: np.ndarray) -> tuple[int, int]:
+    """(best epoch, the longest run of epochs without a gain before it) of one seed's
+    validation losses, as ``train_epoch`` counts them (a gain: below the best - MIN_DELTA)."""
+    best, best_epoch, plateau = np.inf, 0, 0
+    for epoch, v in enumerate(val_loss, start=1):
+        if v < best - pt.MIN_DELTA:
+            plateau, best, best_epoch = max(plateau, epoch - best_epoch - 1), v, epoch
+    return best_epoch, plateau
+
+
+def test_a_shorter_patience_keeps_the_best_params_when_no_plateau_reaches_it(macro_setup):
+    """No epoch's keys, minibatches or learning rate (the cosine runs over ``total_epochs``)
+    depend on the patience: a patience longer than every run of epochs without a gain before
+    the best one stops sooner with the same best params, bit for bit (the ``quick`` preset's
+    Phase 1 at 5 instead of 15: docs/status.md); one that a run reaches stops before the
+    best epoch."""
+    task, tx, hp, _, val = macro_setup
+    train = _noisy_labels(_signal_samples(64, 0), 0.5, 5)
+    hp = hp.replace(w_regime=jnp.float32(1.0), w_alloc=jnp.float32(0.0))
+    epochs = 24
+
+    def run(patience: int):
+        spec = pt.EngineSpec(train.size, 16, epochs, epochs, patience)
+        state, hist = _run(task, tx, spec, hp, train, val, seed_keys(0, 2))
+        return state, hist[0]
+
+    full, hist = run(epochs + 1)                    # never stops: every epoch's loss
+    found = [_best_and_plateau(hist["val_loss"][k]) for k in range(2)]
+    best = [b for b, _ in found]
+    assert np.asarray(full.best_epoch).tolist() == best
+    assert all(b < epochs - 3 for b in best)        # it overfits: the best comes early
+    patience = max(p for _, p in found) + 1
+    short, _ = run(patience)
+    assert bool(np.all(short.stopped)) and np.all(np.asarray(short.epoch) < epochs)
+    np.testing.assert_array_equal(short.epoch, np.asarray(best) + patience)
+    assert content_hash(short.best_params) == content_hash(full.best_params)
+    assert content_hash(short.best_val) == content_hash(full.best_val)
+    np.testing.assert_array_equal(short.best_epoch, full.best_epoch)
+    if patience > 1:  # a plateau before the best: a patience it reaches stops there
+        early, _ = run(patience - 1)
+        assert np.any(np.asarray(early.best_epoch) < np.asarray(best))
+
+
 def test_weight_average_follows_the_raw_weights_and_is_what_is_validated(macro_setup):
     """``ema_decay``: after every step the average moves (1 - d) of the way to the new
     weights (a NumPy recursion over the raw weights, one step an epoch here); training itself
