@@ -396,8 +396,8 @@ def abstract_state(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: F
 def load_phase2_micro(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
                       feats: FeatureSet) -> tuple[Params | None, dict[str, Any]]:
     """The Phase-2 Micro actor (``best_params`` of the seed with the lowest validation loss,
-    from the latest checkpoint: ``pretrain_best_params``), or None with the reason when Phase 2
-    has no usable checkpoint."""
+    from the latest checkpoint: ``runner.PRETRAIN_BEST_PARAMS_STEP``), or None with the reason
+    when Phase 2 has no usable checkpoint."""
     if not (run.phase_dir(2) / "ckpt").is_dir():
         return None, {"phase2": "no checkpoint: equal-weight-in-sector allocator"}
     from hrl_sarp_jax.training.runner import PRETRAIN_BEST_PARAMS_STEP, restore_phase_state
