@@ -5,7 +5,7 @@
 - Phase 5 (joint fine-tuning) when the run has one: both actors from
   ``training.joint.load_phase5_policy``;
 - else the MacroActor from Phase 3's best checkpoint (every seed), else each seed's Phase-1
-  ``best_params`` (its latest checkpoint: ``runner.PRETRAIN_BEST_PARAMS_STEP``); the
+  ``best_params`` (its latest checkpoint: ``runner.restore_best_params``); the
   MicroActor from Phase 4's best checkpoint (every seed), else Phase 2's ``best_params`` of
   the seed with the lowest validation loss (latest checkpoint), broadcast.
 ``load_policy(upto=p)`` reads only phases <= p: the hierarchy as it stood after phase p
@@ -103,14 +103,13 @@ def load_phase3_macro_all(run: Run, cfg: Config, market: MarketArrays, meta: Mar
 def load_phase1_macro_all(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
                           feats: FeatureSet) -> tuple[Params, str]:
     """Every seed's Phase-1 ``best_params`` from the phase's latest checkpoint (stacked [K]:
-    ``runner.PRETRAIN_BEST_PARAMS_STEP``)."""
-    from hrl_sarp_jax.training.runner import PRETRAIN_BEST_PARAMS_STEP, restore_phase_state
+    ``runner.restore_best_params``)."""
+    from hrl_sarp_jax.training.runner import restore_best_params
 
     seeds = _seeds_of(run, 1, cfg)
     cfg_k = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=seeds))
     try:
-        state, _meta, step = restore_phase_state(run, 1, cfg_k, market, meta, feats,
-                                                 PRETRAIN_BEST_PARAMS_STEP)
+        state, _meta, step = restore_best_params(run, 1, cfg_k, market, meta, feats)
     except (CheckpointError, ConfigError, ValueError) as exc:
         raise _restore_failed(run, 1, exc) from exc
     return to_host(state.best_params), (f"phase 1: MacroActor best_params of all {seeds} "

@@ -396,15 +396,14 @@ def abstract_state(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: F
 def load_phase2_micro(run: Run, cfg: Config, market: MarketArrays, meta: MarketMeta,
                       feats: FeatureSet) -> tuple[Params | None, dict[str, Any]]:
     """The Phase-2 Micro actor (``best_params`` of the seed with the lowest validation loss,
-    from the latest checkpoint: ``runner.PRETRAIN_BEST_PARAMS_STEP``), or None with the reason
+    from the latest checkpoint: ``runner.restore_best_params``), or None with the reason
     when Phase 2 has no usable checkpoint."""
     if not (run.phase_dir(2) / "ckpt").is_dir():
         return None, {"phase2": "no checkpoint: equal-weight-in-sector allocator"}
-    from hrl_sarp_jax.training.runner import PRETRAIN_BEST_PARAMS_STEP, restore_phase_state
+    from hrl_sarp_jax.training.runner import restore_best_params
 
     try:
-        state, _meta, step = restore_phase_state(run, 2, cfg, market, meta, feats,
-                                                 PRETRAIN_BEST_PARAMS_STEP)
+        state, _meta, step = restore_best_params(run, 2, cfg, market, meta, feats)
     except (CheckpointError, ConfigError) as exc:
         return None, {"phase2": f"not restored ({exc}); equal-weight-in-sector allocator"}
     k = int(np.argmin(np.asarray(state.best_val)))
@@ -417,14 +416,13 @@ def load_phase1_actor(run: Run, cfg: Config, market: MarketArrays, meta: MarketM
                       feats: FeatureSet, seeds: int) -> tuple[Params | None, dict[str, Any]]:
     """Phase-1 MacroActor params stacked [K] for the K Phase-3 seeds (seed k from Phase-1 seed
     k when the counts match, else every seed from the one with the lowest validation loss), each
-    seed's ``best_params`` from the latest checkpoint (``PRETRAIN_BEST_PARAMS_STEP``)."""
+    seed's ``best_params`` from the latest checkpoint (``runner.restore_best_params``)."""
     if not (run.phase_dir(1) / "ckpt").is_dir():
         return None, {"phase1": "no checkpoint: actor initialised at random"}
-    from hrl_sarp_jax.training.runner import PRETRAIN_BEST_PARAMS_STEP, restore_phase_state
+    from hrl_sarp_jax.training.runner import restore_best_params
 
     try:
-        state, _meta, step = restore_phase_state(run, 1, cfg, market, meta, feats,
-                                                 PRETRAIN_BEST_PARAMS_STEP)
+        state, _meta, step = restore_best_params(run, 1, cfg, market, meta, feats)
     except (CheckpointError, ConfigError) as exc:
         return None, {"phase1": f"not restored ({exc}); actor initialised at random"}
     best = np.asarray(state.best_val)

@@ -45,13 +45,6 @@ from hrl_sarp_jax.training.programs import compile_ahead
 from hrl_sarp_jax.types import NUM_REGIMES
 
 CHECKPOINT_METRIC = "val_loss"
-PRETRAIN_BEST_PARAMS_STEP = None
-"""The checkpoint later phases and the evaluation read a supervised phase's ``best_params``
-from: the latest (``restore_phase_state``'s step None). Every checkpoint carries each seed's
-best params so far, so the latest holds the lowest validation loss of the whole phase; the
-checkpoint ranked best by ``CHECKPOINT_METRIC`` (the *current* params' loss) can be an earlier
-one with older best params (with 5-epoch chunks, the quick preset's Phase 1 ranks step 5 best
-while its seeds' best epochs are 9, 5 and 10; until 2026-12-06 that step's were read)."""
 
 
 @dataclass
@@ -510,3 +503,16 @@ def restore_phase_state(run: Run, phase: int, cfg: Config, market: MarketArrays,
                               seed_keys(cfg.seed, cfg.train.seeds))
     with PhaseCheckpointer(run, phase, read_only=True) as ck:
         return ck.restore(abstract, step)
+
+
+def restore_best_params(run: Run, phase: int, cfg: Config, market: MarketArrays,
+                        meta: MarketMeta, feats: FeatureSet
+                        ) -> tuple[pt.PretrainState, dict, int]:
+    """The state later phases and the evaluation read a supervised phase's ``best_params``
+    (and ``best_val``) from: the latest checkpoint's. Every checkpoint carries each seed's best
+    params so far, so the latest holds the lowest validation loss of the whole phase; the
+    checkpoint ranked best by ``CHECKPOINT_METRIC`` (the *current* params' loss) can be an
+    earlier one with older best params (with 5-epoch chunks, the quick preset's Phase 1 ranks
+    step 5 best while its seeds' best epochs are 9, 5 and 10; until 2026-12-06 that step's
+    were read)."""
+    return restore_phase_state(run, phase, cfg, market, meta, feats, None)
