@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hrl_sarp_jax.agents.optim import set_injected
 from hrl_sarp_jax.checkpointing import content_hash
 from hrl_sarp_jax.config import PretrainConfig
 from hrl_sarp_jax.networks.common import masked_softmax
@@ -53,6 +54,40 @@ def test_cosine_scale_and_minibatching():
     assert (spec.minibatch, spec.num_minibatches) == (10, 1)  # never zero batches (original bug)
     spec = pt.EngineSpec(train_size=130, batch_size=64, chunk_epochs=1, total_epochs=1, patience=1)
     assert (spec.minibatch, spec.num_minibatches) == (64, 2)
+
+
+def _torch_adam_reference(params, grads, max_norm, weight_decay, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """NumPy float64: clip_grad_norm_(max_norm), then torch Adam(lr, weight_decay) steps
+    (the decay added to the clipped gradient, L2 before the moments) -> params after each."""
+    p, m, v, out = params.copy(), np.zeros_like(params), np.zeros_like(params), []
+    for t, g in enumerate(grads, start=1):
+        g = g * min(1.0, max_norm / np.linalg.norm(g))
+        g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        p = p - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        out.append(p.copy())
+    return out
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3, 0.5])
+def test_the_pretraining_optimiser_is_torch_adam_with_l2_weight_decay(weight_decay):
+    # the preset's Phase-1 weight decay (1e-3) acts as the original's torch Adam(weight_decay):
+    # an L2 term on the clipped gradient, before Adam's moments (not AdamW's decoupled decay)
+    params = np.array([0.8, -1.5, 0.3], np.float64)
+    grads = [np.array([3.0, -4.0, 0.0]), np.array([0.1, 0.2, -0.3]), np.array([-0.5, 0.0, 2.0])]
+    tx = pt.make_optimizer()
+    p = jnp.asarray(params, jnp.float32)
+    opt = set_injected(tx.init(p), max_norm=1.0, weight_decay=weight_decay, peak_lr=0.05,
+                       lr_scale=0.5)
+    ref = _torch_adam_reference(params, grads, 1.0, weight_decay, 0.025)
+    for g, want in zip(grads, ref, strict=True):
+        upd, opt = tx.update(jnp.asarray(g, jnp.float32), opt, p)
+        p = p + upd
+        np.testing.assert_allclose(np.asarray(p), want, rtol=1e-5, atol=1e-6)
+    if weight_decay:  # the decay moves the params: the reference without it differs
+        no_decay = _torch_adam_reference(params, grads, 1.0, 0.0, 0.025)[-1]
+        assert np.abs(ref[-1] - no_decay).max() > 1e-4
 
 
 def test_bucket_rows_hand_values_and_pad_set_repeats_row_zero():
