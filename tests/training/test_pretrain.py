@@ -72,8 +72,8 @@ def _torch_adam_reference(params, grads, max_norm, weight_decay, lr, b1=0.9, b2=
 
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3, 0.5])
 def test_the_pretraining_optimiser_is_torch_adam_with_l2_weight_decay(weight_decay):
-    # the preset's Phase-1 weight decay (1e-3) acts as the original's torch Adam(weight_decay):
-    # an L2 term on the clipped gradient, before Adam's moments (not AdamW's decoupled decay)
+    # Phases 1-2's weight decay acts as the original's torch Adam(weight_decay): an L2 term on
+    # the clipped gradient, before Adam's moments (not AdamW's decoupled decay)
     params = np.array([0.8, -1.5, 0.3], np.float64)
     grads = [np.array([3.0, -4.0, 0.0]), np.array([0.1, 0.2, -0.3]), np.array([-0.5, 0.0, 2.0])]
     tx = pt.make_optimizer()
