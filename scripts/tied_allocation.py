@@ -12,7 +12,7 @@ the regime head's probabilities (the head's own target in expectation, read from
 trained head), or ``hard``: softmax(τ · T_argmax p). τ: ``--tau`` (default the run's
 ``train.macro_pretrain.alloc_temperature``). Everything else is ``hrl-sarp`` as installed (the
 goal step, the projection, the Micro); the script replaces
-``HierarchicalStrategy.macro_decision`` (the agent, its ensemble and the pre-trained
+``HierarchicalStrategy.macro_action_at`` (the agent, its ensemble and the pre-trained
 hierarchy), so every classical baseline is unchanged. Not a library option
 (docs/status.md, "The allocation read from the regime call").
 """
@@ -29,10 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hrl_sarp_jax.evaluation.agent as agent_mod
-from hrl_sarp_jax.agents.policies import macro_action
 from hrl_sarp_jax.config import load_run_config
-from hrl_sarp_jax.envs import common
-from hrl_sarp_jax.envs.obs import MacroObsLayout
 from hrl_sarp_jax.networks.common import masked_softmax
 
 MODES = ("soft", "hard")
@@ -47,21 +44,19 @@ def tied_weights(probs: jax.Array, table: jax.Array, valid: jax.Array, tau: floa
     return probs @ rows if mode == "soft" else rows[jnp.argmax(probs)]
 
 
-def tied_decision(mode: str, table: np.ndarray, tau: float):
-    """``HierarchicalStrategy.macro_decision`` executing ``tied_weights``."""
+def tied_action(mode: str, table: np.ndarray, tau: float):
+    """``HierarchicalStrategy.macro_action_at`` with its sector weights replaced by
+    ``tied_weights`` of its regime probabilities."""
+    library = agent_mod.HierarchicalStrategy.macro_action_at
     t_ = jnp.asarray(table, jnp.float32)
 
-    def macro_decision(self, macro_params, port, t, params):
+    def macro_action_at(self, macro_params, port, t, params):
         s = params.num_sectors
-        layout = MacroObsLayout(s, params.sector_feature_dim, params.macro_feature_dim)
-        action = macro_action(self.networks, layout, macro_params,
-                              common.macro_obs(port, t, params))
-        probs = action[s:]
-        w = tied_weights(probs, t_[:, :s], params.sector_valid, tau, mode)
-        goal = common.macro_action_to_goal(jnp.concatenate([w, probs]), params, port.weights)
-        return goal, probs
+        probs = library(self, macro_params, port, t, params)[s:]
+        return jnp.concatenate([tied_weights(probs, t_[:, :s], params.sector_valid, tau, mode),
+                                probs])
 
-    return macro_decision
+    return macro_action_at
 
 
 def _option(argv: list[str], name: str) -> str | None:
@@ -80,7 +75,7 @@ if __name__ == "__main__":
     table = np.asarray(json.loads((run / "phase1" / "summary.json").read_text())["regime_table"])
     if tau is None:
         tau = load_run_config(run / "config.yaml").train.macro_pretrain.alloc_temperature
-    agent_mod.HierarchicalStrategy.macro_decision = tied_decision(mode, table, float(tau))
+    agent_mod.HierarchicalStrategy.macro_action_at = tied_action(mode, table, float(tau))
     from hrl_sarp_jax.cli import main
 
     sys.exit(main(argv))

@@ -96,13 +96,19 @@ class HierarchicalStrategy:
     Micro's place); 0: to all of them equally."""
 
     # -- the two levels (pure, one example)
+    def macro_action_at(self, macro_params: Params, port: PortfolioState, t: Array,
+                        params: EnvParams) -> Array:
+        """The Macro agent's deterministic action [S+3] at the close of t (sector weights ⊕
+        regime probabilities, ``agents.policies.macro_action``)."""
+        layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim,
+                                params.macro_feature_dim)
+        return macro_action(self.networks, layout, macro_params,
+                            common.macro_obs(port, t, params))
+
     def macro_decision(self, macro_params: Params, port: PortfolioState, t: Array,
                        params: EnvParams) -> tuple[Array, Array]:
         """(goal [G], regime probabilities [3]) of the Macro agent at the close of t."""
-        layout = MacroObsLayout(params.num_sectors, params.sector_feature_dim,
-                                params.macro_feature_dim)
-        action = macro_action(self.networks, layout, macro_params,
-                              common.macro_obs(port, t, params))
+        action = self.macro_action_at(macro_params, port, t, params)
         probs = action[params.num_sectors:]
         return common.macro_action_to_goal(action, params, port.weights), probs
 
@@ -115,12 +121,12 @@ class HierarchicalStrategy:
                           common.micro_obs(port, goal, t, params))
         return common.lock_to_goal(w, goal, t, params)
 
-    # -- the weight function
-    def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
+    def goal_in_force(self, carry: AgentCarry, t: Array, i: Array, view: DayView
+                      ) -> tuple[Array, Array, Array]:
+        """(goal [G], regime probabilities [3] (0 where the Macro does not decide), [] bool the
+        Macro decided) at the close of t, window day i: a decision on a week end and on the
+        window's first day, else the goal in the carry; without the Macro, the fixed goal."""
         params, port = view.params, view.port
-        # the window's day from the backtest (never batched over seeds or markets), so the
-        # Macro's cond stays a branch under vmap instead of running every day
-        i = jnp.asarray(view.i, _I32)
         decide = params.week_end[t] | (i == 0)
 
         def macro(c: AgentCarry) -> tuple[Array, Array]:
@@ -129,11 +135,19 @@ class HierarchicalStrategy:
         def keep(c: AgentCarry) -> tuple[Array, Array]:
             return c.goal, jnp.zeros((NUM_REGIMES,), _F32)
 
-        if self.macro:
-            goal, probs = jax.lax.cond(decide, macro, keep, carry)
-        else:
-            goal, probs = jnp.asarray(params.fixed_goal, _F32), jnp.zeros((NUM_REGIMES,), _F32)
-            decide = jnp.zeros((), bool)
+        if not self.macro:
+            return (jnp.asarray(params.fixed_goal, _F32), jnp.zeros((NUM_REGIMES,), _F32),
+                    jnp.zeros((), bool))
+        goal, probs = jax.lax.cond(decide, macro, keep, carry)
+        return goal, probs, decide
+
+    # -- the weight function
+    def __call__(self, carry: AgentCarry, t: Array, view: DayView) -> tuple[AgentCarry, Array]:
+        params, port = view.params, view.port
+        # the window's day from the backtest (never batched over seeds or markets), so the
+        # Macro's cond stays a branch under vmap instead of running every day
+        i = jnp.asarray(view.i, _I32)
+        goal, probs, decide = self.goal_in_force(carry, t, i, view)
         if self.micro:
             weights = self.micro_weights(carry.micro_params, port, goal, t, params)
         elif self.value_names > 0:
