@@ -292,6 +292,12 @@ class NetworkConfig:
     a third fewer flops in a TD3 update at the quick sizes (1.47 -> 0.99 GFLOP; Phase 4 with
     actor updates 1.3-1.5x the env steps a second). Tuning markets 1000-1039, Phases 2-5
     retrained: agent -0.010 Sharpe (-0.041 ... +0.021), ensemble +0.000 (docs/status.md)."""
+    macro_allocation: str = "head"
+    """What sets the Macro's sector shares: 'head' (its sector head, the original's) or
+    'regime_table' (its regime head: sum_r p_r softmax(tau T_r), T the run's Phase-1 table of
+    mean next-week sector returns per regime, tau = train.macro_pretrain.alloc_temperature,
+    frozen after Phase 1; needs train.macro_pretrain.alloc_target: regime_table). The executed
+    allocation then follows the regime call, and PPO trains the regime head through it."""
     sector_embedding: int = 8
     """Width of a learnable per-sector embedding appended to the Macro networks' sector node
     features (0: off, a fully permutation-equivariant network). Without it the Macro policy can

@@ -10,6 +10,12 @@ sectors and 0 on padded ones; c = softplus(raw) is a learnable scalar initialise
 sum(alpha) = 11.1 at S = 11 like the original, but exploration can be learned. The logits are
 bilinear in the node embeddings and the latent (logit_s = e_s . Dense(latent)), so the policy is
 permutation-equivariant over sectors and the same parameters serve any S.
+
+``networks.macro_allocation: regime_table`` ties the sector policy to the regime head: the
+Dirichlet's sector shares are sum_r p_r softmax_valid(L_r) with p = softmax(regime logits) and
+L [3, S] a frozen parameter (``regime_allocation``, Phase 1 writes tau x its table of mean
+next-week sector returns per regime; gradients stop at it), so what the Macro executes follows
+its regime call and PPO's gradient reaches the regime head through the allocation.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import math
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax import struct
 
@@ -25,6 +32,26 @@ from hrl_sarp_jax.networks.attention import SetAttentionPool
 from hrl_sarp_jax.networks.common import MLP, dense, masked_softmax
 from hrl_sarp_jax.networks.gnn import Graph, SectorGNN
 from hrl_sarp_jax.types import NUM_REGIMES, Array
+
+MACRO_ALLOCATIONS = ("head", "regime_table")
+"""``networks.macro_allocation`` choices: the sector head's logits (the original's), or the
+regime head's probabilities over a frozen per-regime allocation table."""
+FROZEN_PARAM = "regime_allocation"
+"""The name of the Macro actor's frozen parameter (no gradient, no weight decay)."""
+
+
+def decayable(params):
+    """A pytree of bools like ``params``: False at the frozen ``regime_allocation`` leaves (a
+    weight-decay mask: their gradient is 0, so Adam leaves them unchanged without decay)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not any(getattr(k, "key", None) == FROZEN_PARAM for k in path), params)
+
+
+def regime_allocation(probs: Array, table_logits: Array, mask: Array) -> Array:
+    """Sector shares [S] = sum_r probs[r] softmax_valid(table_logits[r]) for regime
+    probabilities [3], per-regime logits [3, S] and a valid-sector mask [S] (0 where masked)."""
+    rows = masked_softmax(table_logits, jnp.broadcast_to(mask, table_logits.shape))
+    return probs @ rows
 
 
 @struct.dataclass
@@ -92,16 +119,21 @@ class MacroActor(nn.Module):
         latent, nodes = MacroTrunk(self.config, name="trunk")(
             macro, sector_features, graph, mask, portfolio, deterministic
         )
-        query = dense(nodes.shape[-1], 0.01, name="sector_query")(latent)
-        logits = jnp.where(mask, nodes @ query, 0.0)
+        regime = dense(NUM_REGIMES, 0.01, name="regime_head")(latent)
+        if self.config.macro_allocation == "regime_table":
+            table = self.param(FROZEN_PARAM, nn.initializers.zeros,
+                               (NUM_REGIMES, mask.shape[-1]), jnp.float32)
+            share = regime_allocation(nn.softmax(regime), jax.lax.stop_gradient(table), mask)
+            logits = jnp.where(mask, jnp.log(jnp.maximum(share, 1e-30)), 0.0)
+        else:
+            query = dense(nodes.shape[-1], 0.01, name="sector_query")(latent)
+            logits = jnp.where(mask, nodes @ query, 0.0)
+            share = masked_softmax(logits, mask)
         raw_init = self.concentration_init + math.log(-math.expm1(-self.concentration_init))
         raw = self.param("concentration_raw", nn.initializers.constant(raw_init), (), jnp.float32)
         total = nn.softplus(raw)
-        alpha = jnp.where(
-            mask, total * masked_softmax(logits, mask) + self.concentration_floor, 0.0
-        )
+        alpha = jnp.where(mask, total * share + self.concentration_floor, 0.0)
         mean = alpha / jnp.maximum(jnp.sum(alpha), 1e-12)
-        regime = dense(NUM_REGIMES, 0.01, name="regime_head")(latent)
         return MacroPolicy(alpha, mean, logits, total, regime)
 
 

@@ -15,6 +15,7 @@ from hrl_sarp_jax.config import NetworkConfig
 from hrl_sarp_jax.errors import ConfigError
 from hrl_sarp_jax.networks.attention import MaskedSelfAttention
 from hrl_sarp_jax.networks.common import ACTIVATIONS, MLP, SQRT2, dense, masked_mean, orthogonal
+from hrl_sarp_jax.networks.macro import MACRO_ALLOCATIONS
 from hrl_sarp_jax.types import Array
 
 STOCK_MIXERS = ("attention", "deepsets")
@@ -29,6 +30,9 @@ def check_network_config(net: NetworkConfig) -> None:
     if net.stock_mixer not in STOCK_MIXERS:
         raise ConfigError(f"networks.stock_mixer = {net.stock_mixer!r} is not one of "
                           f"{', '.join(STOCK_MIXERS)}")
+    if net.macro_allocation not in MACRO_ALLOCATIONS:
+        raise ConfigError(f"networks.macro_allocation = {net.macro_allocation!r} is not one of "
+                          f"{', '.join(MACRO_ALLOCATIONS)}")
     if net.attention_dim % net.attention_heads:  # the Macro's sector pool attends too
         raise ConfigError(f"networks.attention_dim = {net.attention_dim} must be divisible by "
                           f"networks.attention_heads = {net.attention_heads}")

@@ -42,6 +42,11 @@ def check_training_config(cfg) -> None:
     check_network_config(cfg.networks)
     check_pretrain_config(cfg.train.macro_pretrain, "macro_pretrain")
     check_pretrain_config(cfg.train.micro_pretrain, "micro_pretrain")
+    if (cfg.networks.macro_allocation == "regime_table"
+            and cfg.train.macro_pretrain.alloc_target != "regime_table"):
+        raise ConfigError("config key 'networks.macro_allocation' = 'regime_table' needs "
+                          "train.macro_pretrain.alloc_target: regime_table (got "
+                          f"{cfg.train.macro_pretrain.alloc_target!r})")
     Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1)
     PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)

@@ -38,7 +38,7 @@ from flax import struct
 from hrl_sarp_jax.agents.optim import scheduled_adam, set_injected
 from hrl_sarp_jax.config import NetworkConfig, PretrainConfig
 from hrl_sarp_jax.networks.inputs import micro_inputs
-from hrl_sarp_jax.networks.macro import MacroActor
+from hrl_sarp_jax.networks.macro import FROZEN_PARAM, MacroActor
 from hrl_sarp_jax.networks.micro import MicroActor
 from hrl_sarp_jax.training.datasets import MacroSamples, MicroSamples
 from hrl_sarp_jax.types import NUM_REGIMES, Array, Params, PRNGKey, PyTree
@@ -106,12 +106,19 @@ def class_weights(labels: np.ndarray, mode: str) -> np.ndarray:
     return np.where(counts > 0, lab.size / (NUM_REGIMES * np.maximum(counts, 1)), 0.0)
 
 
-def make_optimizer() -> optax.GradientTransformation:
+def make_optimizer(decay_mask: Callable[[Params], PyTree] | None = None
+                   ) -> optax.GradientTransformation:
     """clip_by_global_norm -> L2 weight decay -> Adam(peak_lr · lr_scale); every knob injected
-    (set from PretrainHParams and the epoch's cosine scale before each epoch)."""
+    (set from PretrainHParams and the epoch's cosine scale before each epoch). ``decay_mask``
+    (params -> bools): decay only where True (``networks.macro.decayable`` keeps a frozen
+    leaf, whose gradient is 0, exactly where it is)."""
+    decay = (optax.inject_hyperparams(optax.add_decayed_weights)(weight_decay=0.0)
+             if decay_mask is None else
+             optax.inject_hyperparams(optax.add_decayed_weights, static_args=("mask",))(
+                 weight_decay=0.0, mask=decay_mask))
     return optax.chain(
         optax.inject_hyperparams(optax.clip_by_global_norm)(max_norm=1.0),
-        optax.inject_hyperparams(optax.add_decayed_weights)(weight_decay=0.0),
+        decay,
         optax.inject_hyperparams(scheduled_adam)(peak_lr=1e-3, lr_scale=1.0),
     )
 
@@ -179,15 +186,26 @@ def balanced_accuracy(pred: Array, label: Array, valid: Array | None = None) -> 
 # -- Phase 1
 
 
-def macro_task(net: NetworkConfig, example: MacroSamples) -> tuple[Task, MacroActor]:
-    """Phase-1 task for MacroActor(net); ``example`` gives the input shapes (not the values)."""
+def macro_task(net: NetworkConfig, example: MacroSamples,
+               allocation_logits: np.ndarray | None = None) -> tuple[Task, MacroActor]:
+    """Phase-1 task for MacroActor(net); ``example`` gives the input shapes (not the values).
+    ``allocation_logits`` [3, S]: tau x the regime table, written into the frozen
+    ``regime_allocation`` parameter (``networks.macro_allocation: regime_table``; None there:
+    zeros, a shape to restore a checkpoint into)."""
     actor = MacroActor(net)
     train_dropout = net.dropout > 0
     shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), example.inputs)
+    tied = net.macro_allocation == "regime_table"
 
     def init(key: PRNGKey) -> Params:
         dummy = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        return actor.init(key, *dummy)
+        params = actor.init(key, *dummy)
+        if tied:
+            inner = dict(params["params"])
+            if allocation_logits is not None:
+                inner[FROZEN_PARAM] = jnp.asarray(allocation_logits, jnp.float32)
+            params = {**params, "params": inner}
+        return params
 
     def losses(params, hp, batch: MacroSamples, key, train: bool, valid: Array):
         policy = _apply_batched(actor, params, tuple(batch.inputs), key, train and train_dropout)

@@ -514,10 +514,15 @@ def run_phase3(
     def prepare(state: Phase3State) -> tuple[Phase3State, dict[str, Any]]:
         """Phase 1's actor and the initial concentration, on a fresh start."""
         actor, info = load_phase1_actor(run, cfg, market, meta, feats, k)
+        applied = False
         if actor is not None:
             state, applied = warm_start_actor(state, actor)
             if not applied:
                 info["phase1"] = "Phase-1 actor does not fit the network; random init"
+        if cfg.networks.macro_allocation == "regime_table" and (actor is None or not applied):
+            raise ConfigError(f"networks.macro_allocation: regime_table reads its allocation "
+                              f"table from Phase 1, which run '{run.name}' lacks "
+                              f"({info['phase1']}): run Phase 1 first")
         if float(cfg.train.ppo.concentration) > 0:
             state = set_concentration(state, float(cfg.train.ppo.concentration))
             info["concentration"] = float(cfg.train.ppo.concentration)

@@ -33,6 +33,7 @@ from hrl_sarp_jax.config import Config, PretrainConfig
 from hrl_sarp_jax.data.market import MarketArrays, MarketMeta
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.features.featureset import STOCK_FEATURES, FeatureSet
+from hrl_sarp_jax.networks.macro import decayable
 from hrl_sarp_jax.training import datasets as ds
 from hrl_sarp_jax.training import pretrain as pt
 from hrl_sarp_jax.training.market_pool import (
@@ -163,7 +164,14 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
         table_info["regime_table"] = np.round(table, 6).tolist()
     cw = pt.class_weights(np.asarray(train.regime), p.class_weights)
     hp = pt.PretrainHParams.from_config(p, cw)
-    task, _ = pt.macro_task(cfg.networks, train)
+    logits = None
+    if cfg.networks.macro_allocation == "regime_table":
+        if p.alloc_target != "regime_table":
+            raise ConfigError("config key 'networks.macro_allocation' = 'regime_table' needs "
+                              "train.macro_pretrain.alloc_target: regime_table (got "
+                              f"{p.alloc_target!r})")
+        logits = p.alloc_temperature * table
+    task, _ = pt.macro_task(cfg.networks, train, logits)
     dates = np.asarray(meta.dates)
     label_share = ds.regime_frequencies(train.regime)
 
@@ -322,6 +330,13 @@ def _epoch_records(metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return out
 
 
+def pretrain_optimizer(phase: int, cfg: Config) -> optax.GradientTransformation:
+    """Phase ``phase``'s optimiser: ``pretrain.make_optimizer``, with weight decay kept off
+    the Macro's frozen regime table (``networks.macro_allocation: regime_table``)."""
+    tied = phase == 1 and cfg.networks.macro_allocation == "regime_table"
+    return pt.make_optimizer(decayable if tied else None)
+
+
 def run_pretrain_phase(
     phase: int,
     cfg: Config,
@@ -347,7 +362,7 @@ def run_pretrain_phase(
     seeds = int(cfg.train.seeds)
     if seeds < 1:
         raise ConfigError(f"config key 'train.seeds' must be >= 1 (got {seeds})")
-    tx = pt.make_optimizer()
+    tx = pretrain_optimizer(phase, cfg)
     epochs = prep.pcfg.epochs
     limit = epochs if epoch_limit is None else max(0, min(int(epoch_limit), epochs))
     ck = PhaseCheckpointer(run, phase, keep_latest=cfg.train.keep_latest,
@@ -498,7 +513,7 @@ def restore_phase_state(run: Run, phase: int, cfg: Config, market: MarketArrays,
                         ) -> tuple[pt.PretrainState, dict, int]:
     """Restore a supervised phase's checkpointed state (all seeds) for later phases or tests."""
     task = phase_task(phase, cfg, market, meta, feats)
-    tx = pt.make_optimizer()
+    tx = pretrain_optimizer(phase, cfg)
     abstract = jax.eval_shape(jax.vmap(lambda k: pt.init_state(task, tx, k)),
                               seed_keys(cfg.seed, cfg.train.seeds))
     with PhaseCheckpointer(run, phase, read_only=True) as ck:

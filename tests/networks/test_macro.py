@@ -170,3 +170,48 @@ def test_dropout_off_when_deterministic(model, tiny_config):
     noisy = net.apply(params, *ins, False, rngs={"dropout": jax.random.key(1)})
     assert abs(float(noisy[1]) - float(want[1])) > 1e-6
     assert jnp.isfinite(noisy[0].concentration).all()
+
+
+# ----------------------------------------------------- networks.macro_allocation: regime_table
+
+
+def test_regime_table_allocation_is_the_regime_mix_of_the_frozen_rows(tiny_config):
+    """The Dirichlet's sector shares are sum_r p_r softmax_valid(L_r) (NumPy by hand), p the
+    regime head's softmax; the table gets no gradient, the regime head gets the allocation's;
+    the weight-decay mask leaves out the table only."""
+    from hrl_sarp_jax.networks.macro import FROZEN_PARAM, MacroActor, decayable
+
+    actor = MacroActor(dataclasses.replace(tiny_config, macro_allocation="regime_table"))
+    x = _inputs(3)
+    params = actor.init(jax.random.key(1), *x)
+    assert np.all(np.asarray(params["params"][FROZEN_PARAM]) == 0.0)  # until Phase 1 writes it
+    table = np.array([[2.0, 0.0, -1.0, 0.5, 9.0], [0.0, 3.0, 0.0, 0.0, 9.0],
+                      [-1.0, -1.0, 1.0, 2.0, 9.0]], np.float32)  # column 4: a padded sector
+    inner = dict(params["params"])
+    inner[FROZEN_PARAM] = jnp.asarray(table)
+    kernel = dict(inner["regime_head"])
+    kernel["bias"] = jnp.array([1.5, -0.5, 0.2], jnp.float32)
+    inner["regime_head"] = kernel
+    params = {"params": inner}
+    pol = actor.apply(params, *x)
+    z = np.asarray(pol.regime_logits, np.float64)
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    rows = np.exp(table[:, :4].astype(np.float64))
+    rows /= rows.sum(1, keepdims=True)
+    share = p @ rows
+    c = float(pol.total_concentration)
+    alpha = c * share + 0.1
+    np.testing.assert_allclose(pol.concentration[:4], alpha, rtol=1e-5)
+    np.testing.assert_allclose(pol.mean_weights[:4], alpha / alpha.sum(), rtol=1e-5)
+    assert pol.concentration[4] == 0.0 and pol.mean_weights[4] == 0.0
+    assert np.argmax(pol.mean_weights) == 0  # p favours regime 0, whose row favours sector 0
+
+    def first_weight(prm):
+        return actor.apply(prm, *x).mean_weights[0]
+
+    grads = jax.grad(first_weight)(params)["params"]
+    assert np.all(np.asarray(grads[FROZEN_PARAM]) == 0.0)
+    assert np.abs(np.asarray(grads["regime_head"]["bias"])).max() > 1e-3
+    mask = decayable(params)["params"]
+    assert mask[FROZEN_PARAM] is False and mask["regime_head"]["bias"] is True
+    assert "sector_query" not in params["params"]  # the sector head is not built

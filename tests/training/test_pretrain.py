@@ -178,6 +178,40 @@ def test_phase1_learns_the_signalled_sector_and_regime(macro_setup):
     assert float(m["alloc_return"][0]) > 0.5 * base["oracle_alloc_return"]
 
 
+def test_phase1_with_the_allocation_tied_to_the_regime_head_keeps_its_table(macro_setup):
+    """``networks.macro_allocation: regime_table``: Phase 1 trains the regime head through the
+    tied allocation; the table (tau x the per-regime mean returns, here the signal's rows)
+    stays where Phase 1 wrote it under a large weight decay that moves every other weight;
+    the executed allocation then earns most of the oracle's."""
+    import dataclasses
+
+    from hrl_sarp_jax.networks.macro import FROZEN_PARAM, decayable
+    from hrl_sarp_jax.training.datasets import regime_table, with_table_target
+
+    _, _, hp, train, val = macro_setup
+    table = regime_table(train)
+    np.testing.assert_allclose(np.diag(table), 0.03, atol=0.003)   # the winner's +3%
+    train, val = (with_table_target(x, table, 100.0) for x in (train, val))
+    net = dataclasses.replace(TINY, macro_allocation="regime_table")
+    logits = (100.0 * table).astype(np.float32)
+    task, _ = pt.macro_task(net, train, logits)
+    tx = pt.make_optimizer(decayable)
+    hp = hp.replace(weight_decay=jnp.asarray(0.05, jnp.float32))
+    spec = pt.EngineSpec(train.size, PCFG.batch_size, 20, PCFG.epochs, PCFG.patience)
+    keys = seed_keys(0, 1)
+    state, _ = _run(task, tx, spec, hp, train, val, keys, chunks=2)
+    for tree in (state.params, state.best_params):
+        np.testing.assert_array_equal(np.asarray(tree["params"][FROZEN_PARAM])[0], logits)
+    start = jax.vmap(task.init)(jax.random.split(keys[0])[None, 0])
+    moved = np.abs(np.asarray(state.params["params"]["regime_head"]["kernel"])
+                   - np.asarray(start["params"]["regime_head"]["kernel"])).max()
+    assert moved > 1e-2
+    _, m = pt.make_evaluate(task)(state.best_params, hp, _padded(val))
+    base = macro_baselines(train, val)
+    assert float(m["regime_balanced_accuracy"][0]) > 0.9
+    assert float(m["alloc_return"][0]) > 0.7 * base["oracle_alloc_return"]
+
+
 @pytest.mark.slow  # one compiled sweep / K-seed program (~1-2 min cold)
 def test_determinism_same_seed_bitwise_seeds_differ_vmap_equals_loop(macro_setup):
     task, tx, hp, train, val = macro_setup

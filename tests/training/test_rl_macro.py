@@ -573,3 +573,44 @@ def test_set_concentration_sets_every_seeds_dirichlet_total(small):
                                rtol=1e-6)  # softplus(raw), as MacroActor computes it
     with pytest.raises(rm.ConfigError, match=r"train\.ppo\.concentration = 0"):
         rm.set_concentration(state, 0.0)
+
+
+def test_phase3_with_the_allocation_tied_to_the_regime_head(tmp_path, smoke_market):
+    """``networks.macro_allocation: regime_table`` end to end: Phase 1 writes tau x its regime
+    table into the actor, Phase 3 starts from it, trains the regime head through the executed
+    allocation and leaves the table exactly where Phase 1 put it; without Phase 1, Phase 3
+    refuses with the fix. A table-less config is refused before any training."""
+    from hrl_sarp_jax.errors import ConfigError
+    from hrl_sarp_jax.networks.macro import FROZEN_PARAM
+    from hrl_sarp_jax.training.phases import check_training_config
+    from hrl_sarp_jax.training.policy import load_phase1_macro_all, load_phase3_macro_all
+    from hrl_sarp_jax.training.runner import run_pretrain_phase
+    from tests.training.conftest import smoke_cfg
+
+    _, market, meta, feats, _ = smoke_market
+    tied = ("networks.macro_allocation=regime_table",
+            "train.macro_pretrain.alloc_target=regime_table")
+    with pytest.raises(ConfigError, match="alloc_target: regime_table"):
+        check_training_config(smoke_cfg(tied[0], "train.macro_pretrain.alloc_target=returns"))
+    cfg = smoke_cfg(*tied, "train.ppo.num_envs=2", "train.ppo.rollout_steps=8",
+                    "train.ppo.minibatch_size=4", "train.ppo.epochs=1",
+                    "train.ppo.total_env_steps=16", "train.eval_interval=1",
+                    "env.macro_episode_weeks=4", "train.seeds=1")
+    check_training_config(cfg)
+    bare = create_run(tmp_path, "bare", cfg, "fp", resume=False)
+    with pytest.raises(ConfigError, match="run Phase 1 first"):
+        rm.run_phase3_entry(cfg, market, meta, feats, bare, progress=False)
+    run = create_run(tmp_path, "tied", cfg, "fp", resume=False)
+    run_pretrain_phase(1, cfg, market, meta, feats, run, progress=False)
+    table = np.asarray(read_phase_summary(run, 1)["regime_table"])
+    want = (cfg.train.macro_pretrain.alloc_temperature * table).astype(np.float32)
+    p1, _ = load_phase1_macro_all(run, cfg, market, meta, feats)
+    np.testing.assert_allclose(np.asarray(p1["params"][FROZEN_PARAM])[0], want, rtol=1e-5,
+                               atol=1e-4)  # the summary rounds the table to 6 decimals
+    rm.run_phase3_entry(cfg, market, meta, feats, run, progress=False)
+    p3, _ = load_phase3_macro_all(run, cfg, market, meta, feats)
+    np.testing.assert_array_equal(np.asarray(p3["params"][FROZEN_PARAM]),
+                                  np.asarray(p1["params"][FROZEN_PARAM]))
+    moved = np.abs(np.asarray(p3["params"]["regime_head"]["kernel"])
+                   - np.asarray(p1["params"]["regime_head"]["kernel"])).max()
+    assert moved > 0.0
