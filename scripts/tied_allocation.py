@@ -13,8 +13,10 @@ trained head), or ``hard``: softmax(τ · T_argmax p). τ: ``--tau`` (default th
 ``train.macro_pretrain.alloc_temperature``). Everything else is ``hrl-sarp`` as installed (the
 goal step, the projection, the Micro); the script replaces
 ``HierarchicalStrategy.macro_action_at`` (the agent, its ensemble and the pre-trained
-hierarchy), so every classical baseline is unchanged. Not a library option
-(docs/status.md, "The allocation read from the regime call").
+hierarchy), so every classical baseline is unchanged. An evaluation-only probe of a run trained
+with the sector head; the library option that trains and executes the same allocation is
+``networks.macro_allocation: regime_table`` (docs/status.md, "The allocation read from the
+regime call" and "The allocation tied to the regime head").
 """
 
 from __future__ import annotations
