@@ -35,18 +35,14 @@ def check_training_config(cfg) -> None:
     from hrl_sarp_jax.training.market_pool import check_pool_config
     from hrl_sarp_jax.training.rl_macro import Phase3Spec
     from hrl_sarp_jax.training.rl_micro import Phase4Spec
-    from hrl_sarp_jax.training.runner import check_pretrain_config
+    from hrl_sarp_jax.training.runner import check_macro_allocation, check_pretrain_config
     from hrl_sarp_jax.training.validation import check_kind
 
     check_env_config(cfg.env)
     check_network_config(cfg.networks)
     check_pretrain_config(cfg.train.macro_pretrain, "macro_pretrain")
     check_pretrain_config(cfg.train.micro_pretrain, "micro_pretrain")
-    if (cfg.networks.macro_allocation == "regime_table"
-            and cfg.train.macro_pretrain.alloc_target != "regime_table"):
-        raise ConfigError("config key 'networks.macro_allocation' = 'regime_table' needs "
-                          "train.macro_pretrain.alloc_target: regime_table (got "
-                          f"{cfg.train.macro_pretrain.alloc_target!r})")
+    check_macro_allocation(cfg)
     Phase3Spec.from_config(cfg.train.ppo, updates_per_chunk=1)
     PPOHParams.from_config(cfg.train.ppo)
     Phase4Spec.from_config(cfg.train.td3)

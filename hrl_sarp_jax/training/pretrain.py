@@ -195,16 +195,14 @@ def macro_task(net: NetworkConfig, example: MacroSamples,
     actor = MacroActor(net)
     train_dropout = net.dropout > 0
     shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), example.inputs)
-    tied = net.macro_allocation == "regime_table"
+    write_table = net.macro_allocation == "regime_table" and allocation_logits is not None
 
     def init(key: PRNGKey) -> Params:
         dummy = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         params = actor.init(key, *dummy)
-        if tied:
-            inner = dict(params["params"])
-            if allocation_logits is not None:
-                inner[FROZEN_PARAM] = jnp.asarray(allocation_logits, jnp.float32)
-            params = {**params, "params": inner}
+        if write_table:
+            table = jnp.asarray(allocation_logits, jnp.float32)
+            params = {**params, "params": {**params["params"], FROZEN_PARAM: table}}
         return params
 
     def losses(params, hp, batch: MacroSamples, key, train: bool, valid: Array):

@@ -152,6 +152,15 @@ def pooled(datasets, market: MarketArrays, meta: MarketMeta, feats: FeatureSet, 
             record)
 
 
+def check_macro_allocation(cfg: Config) -> None:
+    """ConfigError unless ``networks.macro_allocation: regime_table`` has Phase 1's table
+    (``train.macro_pretrain.alloc_target: regime_table``)."""
+    target = cfg.train.macro_pretrain.alloc_target
+    if cfg.networks.macro_allocation == "regime_table" and target != "regime_table":
+        raise ConfigError("config key 'networks.macro_allocation' = 'regime_table' needs "
+                          f"train.macro_pretrain.alloc_target: regime_table (got {target!r})")
+
+
 def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: FeatureSet,
                   pool: tuple[PoolMarket, ...] = ()) -> Prepared:
     p = cfg.train.macro_pretrain
@@ -164,13 +173,9 @@ def prepare_macro(cfg: Config, market: MarketArrays, meta: MarketMeta, feats: Fe
         table_info["regime_table"] = np.round(table, 6).tolist()
     cw = pt.class_weights(np.asarray(train.regime), p.class_weights)
     hp = pt.PretrainHParams.from_config(p, cw)
-    logits = None
-    if cfg.networks.macro_allocation == "regime_table":
-        if p.alloc_target != "regime_table":
-            raise ConfigError("config key 'networks.macro_allocation' = 'regime_table' needs "
-                              "train.macro_pretrain.alloc_target: regime_table (got "
-                              f"{p.alloc_target!r})")
-        logits = p.alloc_temperature * table
+    check_macro_allocation(cfg)
+    logits = (p.alloc_temperature * table
+              if cfg.networks.macro_allocation == "regime_table" else None)
     task, _ = pt.macro_task(cfg.networks, train, logits)
     dates = np.asarray(meta.dates)
     label_share = ds.regime_frequencies(train.regime)
