@@ -275,14 +275,17 @@ def _normalised(data: dict) -> dict:
         return data
 
 
-def _config_diff(saved: dict, now: dict) -> list[str]:
+def _differing_keys(saved: dict, now: dict) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, saved value, now value)`` for every key whose values differ, sorted."""
     a, b = dotted_items(_normalised(saved)), dotted_items(_normalised(now))
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
-        if va != vb:
-            out.append(f"{key}: {va!r} (saved) != {vb!r} (now)")
-    return out
+    keys = sorted(set(a) | set(b))
+    pairs = ((key, a.get(key, "<absent>"), b.get(key, "<absent>")) for key in keys)
+    return [(key, va, vb) for key, va, vb in pairs if va != vb]
+
+
+def _config_diff(saved: dict, now: dict) -> list[str]:
+    return [f"{key}: {va!r} (saved) != {vb!r} (now)"
+            for key, va, vb in _differing_keys(saved, now)]
 
 
 def _repair_jsonl(path: Path) -> None:
@@ -653,6 +656,13 @@ def create_run(
             atomic_write_json(run_dir / RUN_FILE, info)
         return _tracked_run(Run(run_dir, info, saved_cfg, tensorboard=tensorboard), mlflow)
 
+    info = _new_run_info(run_name, data_fingerprint, market)
+    if jax.process_index() == 0:
+        _write_run_files(run_dir, info, now_cfg)
+    return _tracked_run(Run(run_dir, info, now_cfg, tensorboard=tensorboard), mlflow)
+
+
+def _new_run_info(run_name: str, data_fingerprint: str, market: Mapping | None) -> dict:
     info = {
         "format_version": FORMAT_VERSION,
         "run_name": run_name,
@@ -661,12 +671,112 @@ def create_run(
     }
     if market is not None:
         info["market"] = dict(market)
-    if jax.process_index() == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # config first: a folder with run.json always has its config.
-        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(now_cfg, sort_keys=False))
-        atomic_write_json(run_dir / RUN_FILE, info)
-    return _tracked_run(Run(run_dir, info, now_cfg, tensorboard=tensorboard), mlflow)
+    return info
+
+
+def _write_run_files(run_dir: Path, info: dict, config: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # config first: a folder with run.json always has its config.
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    atomic_write_json(run_dir / RUN_FILE, info)
+
+
+def branch_run(
+    root: str | Path,
+    source: str,
+    run_name: str,
+    cfg: Config | Mapping,
+    data_fingerprint: str,
+    *,
+    keep: int,
+    free_sections: Iterable[str],
+    market: Mapping | None = None,
+) -> Path:
+    """Start the new run ``root/run_name`` from run ``root/source``'s finished Phases 1..keep.
+
+    Their folders (checkpoints and summaries) and metrics lines are copied, so a run continued in
+    the new folder (``pipeline.main_job``) keeps them and trains only the later phases: variants
+    of the later phases against the same earlier ones, with every earlier rung identical.
+    ``free_sections``: the dotted config sections no kept phase reads (``training.phases.
+    sections_free_after``); any other key differing from ``source``'s saved config is refused,
+    as are another data fingerprint, an unfinished kept phase and an existing ``run_name``
+    (each a CheckpointError naming the key, phase or folder). The folder is assembled under
+    ``<run_name>.branching`` and renamed into place, so an interruption leaves no half run.
+    ``run.json`` records ``branched_from``. Returns the new run folder."""
+    if not isinstance(run_name, str) or not _NAME_RE.match(run_name):
+        raise CheckpointError(f"run name {run_name!r} is not valid: use letters, digits, '.', '_' "
+                              f"or '-', starting with a letter or digit")
+    if jax.process_count() > 1:
+        raise CheckpointError("--branch runs in one process: branch the run without "
+                              "--distributed, then continue it with --distributed")
+    root = Path(root)
+    src_dir, run_dir = root / source, root / run_name
+    if run_dir.exists():
+        raise CheckpointError(f"run folder {run_dir} already exists; a branch starts a new run: "
+                              f"choose another --run name")
+    if not (src_dir / RUN_FILE).is_file():
+        raise CheckpointError(f"--branch: no run {source!r} under {root} (no "
+                              f"{src_dir / RUN_FILE}); check the run name and --checkpoints")
+    src_info, src_cfg = _read_run_files(src_dir)
+    if str(src_info.get("data_fingerprint", "")) != data_fingerprint:
+        raise CheckpointError(f"run {src_dir} was trained on other data (fingerprint "
+                              f"{str(src_info.get('data_fingerprint', ''))[:19]}...): branch it "
+                              f"with its own --data")
+    src = Run(src_dir, src_info, src_cfg, tensorboard=False)
+    for k in range(1, keep + 1):
+        if read_phase_summary(src, k) is None:
+            raise CheckpointError(f"phase {k} of run {src_dir} is not finished (no "
+                                  f"phase{k}/{SUMMARY_FILE}): finish it, or branch after "
+                                  f"phase {k - 1}")
+    free = tuple(free_sections)
+    now_cfg = _config_dict(cfg)
+    fixed = [(key, va, vb) for key, va, vb in _differing_keys(src_cfg, now_cfg)
+             if not any(key == f or key.startswith(f + ".") for f in free)]
+    if fixed:
+        key, va, vb = fixed[0]
+        more = f" (+{len(fixed) - 1} more)" if len(fixed) > 1 else ""
+        raise CheckpointError(
+            f"{key}: {vb!r} differs from run {source}'s {va!r}{more}, and phases 1-{keep} of that "
+            f"run were trained with it; after phase {keep} only "
+            f"{', '.join(free) or 'nothing'} may change: branch after an earlier phase, or keep "
+            f"the value")
+    stage = root / f"{run_name}.branching"
+    if stage.exists():  # our own leftover of an interrupted branch
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for k in range(1, keep + 1):
+        shutil.copytree(src.phase_dir(k), stage / src.phase_dir(k).name, symlinks=True)
+    metrics = src_dir / METRICS_FILE
+    if metrics.is_file():
+        kept = [line for line in metrics.read_text().splitlines(keepends=True)
+                if _metrics_phase(line) in range(1, keep + 1)]
+        atomic_write_text(stage / METRICS_FILE, "".join(kept))
+    info = _new_run_info(run_name, data_fingerprint, market)
+    info["branched_from"] = {"run": source, "phases": keep,
+                             "created_at": src_info.get("created_at")}
+    _write_run_files(stage, info, now_cfg)
+    stage.rename(run_dir)
+    return run_dir
+
+
+def branched_from(run_dir: str | Path, branch: tuple[str, int]) -> bool:
+    """Whether ``run_dir`` is a run already branched from ``branch`` = (source, keep): the same
+    ``--branch`` command then continues it instead of refusing the existing folder."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        return False
+    info, _ = _read_run_files(Path(run_dir))
+    origin = info.get("branched_from") or {}
+    return (origin.get("run"), origin.get("phases")) == tuple(branch)
+
+
+def _metrics_phase(line: str) -> Any:
+    """The ``phase`` of one metrics.jsonl line (None for a torn or foreign line)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get("phase") if isinstance(record, dict) else None
 
 
 def _tracked_run(run: Run, mlflow: str | None) -> Run:

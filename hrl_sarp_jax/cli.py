@@ -206,13 +206,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = resolve_config_path(args.config or QUICK_PRESET)
     cfg = load_config(config, args.overrides)
     check_training_config(cfg)  # before the market is written or any phase trains
+    branch = _branch_arg(args.branch)
     _start_tracking(args)
     market_dir = _train_market(args, cfg)
     t0 = time.perf_counter()
     print(f"main job: config {config}, market {market_dir}, run {Path(args.checkpoints) / args.run}",
           flush=True)
     out = main_job(cfg, market_dir, args.checkpoints, args.run, split=args.split,
-                   log=lambda msg: print(msg, flush=True))
+                   log=lambda msg: print(msg, flush=True), branch=branch)
     w = out["window"]
     print(f"\nout of sample: {w['start']} .. {w['end']} ({w['days']} trading days), "
           f"{out['seeds']} seed(s), net of costs")
@@ -226,6 +227,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"        {out['files']['metrics']}")
     print(f"done in {time.perf_counter() - t0:.0f}s")
     return 0
+
+
+def _branch_arg(text: str | None) -> tuple[str, int] | None:
+    """``--branch RUN:K`` -> (RUN, K)."""
+    if text is None:
+        return None
+    from hrl_sarp_jax.training.phases import sections_free_after
+
+    source, sep, keep = text.rpartition(":")
+    if not sep or not source or not keep.isdigit():
+        raise HrlSarpError(f"--branch {text!r}: give RUN:K, a run under --checkpoints and the "
+                           f"last phase to keep (e.g. --branch main:3)")
+    sections_free_after(int(keep))  # K names a phase
+    return source, int(keep)
 
 
 def _print_table(table) -> None:
@@ -509,6 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", default="checkpoints", help="root folder of run folders")
     p.add_argument("--split", default="test", help="evaluation window: test (default), val or "
                                                    "START:END")
+    p.add_argument("--branch", metavar="RUN:K", default=None,
+                   help="start the new --run from run RUN's Phases 1..K (copied) and train only "
+                        "the later ones: a variant of the later phases against the same earlier "
+                        "ones; only the config sections no kept phase reads may differ "
+                        "(K=1: train.micro_pretrain, ppo, td3, joint; K=2: ppo, td3, joint; "
+                        "K=3: td3, joint; K=4: joint)")
     _add_mlflow_arg(p)
     p.set_defaults(func=cmd_run)
 

@@ -433,20 +433,34 @@ def load_valid_market(market_dir: Path, cfg: Config) -> tuple[MarketArrays, Mark
 
 
 def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_name: str, *,
-             split: str = "test", log: Callable[[str], None] | None = None) -> dict[str, Any]:
+             split: str = "test", log: Callable[[str], None] | None = None,
+             branch: tuple[str, int] | None = None) -> dict[str, Any]:
     """The README's first command: validate and load ``market_dir``, build the features, train
     Phases 1-5 into ``checkpoints/<run_name>`` (K = ``cfg.train.seeds`` seeds each), then
     ``evaluate_run`` on ``split``. An existing run folder is continued: finished phases are
     restored, not retrained, and an interrupted one resumes from its latest checkpoint (a
-    different config or market is refused by ``create_run``). Returns ``evaluate_run``'s
-    result plus ``phases`` (each phase's summary)."""
+    different config or market is refused by ``create_run``). ``branch=(source, K)`` starts the
+    new run from run ``source``'s Phases 1..K (``checkpointing.branch_run``: only the sections
+    no kept phase reads may differ) and trains the rest. Returns ``evaluate_run``'s result plus
+    ``phases`` (each phase's summary)."""
     import time
 
-    from hrl_sarp_jax.checkpointing import create_run, data_fingerprint, read_phase_summary
+    from hrl_sarp_jax.checkpointing import (
+        branch_run,
+        branched_from,
+        create_run,
+        data_fingerprint,
+        read_phase_summary,
+    )
     from hrl_sarp_jax.data.io import market_identity
     from hrl_sarp_jax.features.build import build_features
     from hrl_sarp_jax.training.market_pool import pool_source
-    from hrl_sarp_jax.training.phases import FLAT_PHASE, PHASES, check_training_config
+    from hrl_sarp_jax.training.phases import (
+        FLAT_PHASE,
+        PHASES,
+        check_training_config,
+        sections_free_after,
+    )
 
     say = log or (lambda _msg: None)
     check_training_config(cfg)  # every phase's keys, before Phase 1 spends any time
@@ -457,9 +471,14 @@ def main_job(cfg: Config, market_dir: str | Path, checkpoints: str | Path, run_n
     feats = build_features(market, cfg.features, meta.macro_names, meta.fundamental_names)
     say(f"[data] {market.num_days} days, {market.num_stocks} stocks, {market.num_sectors} "
         f"sectors; validated, loaded and features built in {time.perf_counter() - t0:.1f}s")
-    root = Path(checkpoints)
+    root, fingerprint = Path(checkpoints), data_fingerprint(market_dir)
+    if branch is not None and not branched_from(root / run_name, branch):
+        source, keep = branch
+        branch_run(root, source, run_name, cfg, fingerprint, keep=keep,
+                   free_sections=sections_free_after(keep), market=market_identity(market_dir))
+        say(f"[branch] run {run_name} starts from run {source}'s phases 1-{keep} (copied)")
     resume = (root / run_name / "run.json").exists()
-    run = create_run(root, run_name, cfg, data_fingerprint(market_dir), resume=resume,
+    run = create_run(root, run_name, cfg, fingerprint, resume=resume,
                      market=market_identity(market_dir))
     summaries: dict[int, dict] = {}
     walks: dict = {}  # validation walk -> its comparators, shared by the phases that walk it

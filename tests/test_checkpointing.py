@@ -479,6 +479,78 @@ def test_create_run_writes_config_and_guards_reuse(tmp_path):
         ck.open_run(root / "nope")
 
 
+def _source_run(root: Path, cfg: Config, finished: int) -> ck.Run:
+    """A run with phases 1..finished done (a checkpoint file and a summary each), phase
+    finished+1 started but not done, and metrics lines of every phase and the flat baseline."""
+    r = ck.create_run(root, "src", cfg, FP, resume=False)
+    for k in range(1, finished + 2):
+        (r.phase_dir(k) / "ckpt" / "8").mkdir(parents=True)
+        (r.phase_dir(k) / "ckpt" / "8" / "state.bin").write_bytes(bytes([k]) * (100 + k))
+        if k <= finished:
+            ck.write_phase_summary(r, k, {"best_step": 8, "wall_s": float(k)})
+        r.log_metrics(k, 8, {"loss": 1.0 / k})
+    r.log_metrics("flat", 8, {"loss": 0.5})
+    return r
+
+
+def test_branch_run_copies_the_kept_phases_and_refuses_keys_they_read(tmp_path):
+    from hrl_sarp_jax.training.phases import sections_free_after
+
+    root, cfg = tmp_path / "checkpoints", Config()
+    src = _source_run(root, cfg, finished=3)
+    td3 = dataclasses.replace(cfg.train.td3, total_env_steps=cfg.train.td3.total_env_steps * 2)
+    variant = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, td3=td3))
+    (root / "b.branching" / "phase9").mkdir(parents=True)  # an interrupted branch's leftover
+
+    out = ck.branch_run(root, "src", "b", variant, FP, keep=3, free_sections=sections_free_after(3))
+    assert out == root / "b" and not (root / "b.branching").exists()
+    for k in (1, 2, 3):  # byte-identical copies of the finished phases
+        copied = out / f"phase{k}" / "ckpt" / "8" / "state.bin"
+        assert copied.read_bytes() == bytes([k]) * (100 + k)
+        assert ck.read_phase_summary(out, k) == ck.read_phase_summary(src, k)
+    assert not (out / "phase4").exists() and not (out / "phase9").exists()
+    src_lines = src.metrics_path.read_text().splitlines()
+    assert (out / "metrics.jsonl").read_text().splitlines() == src_lines[:3]  # phases 1-3 only
+    info = json.loads((out / "run.json").read_text())
+    assert info["run_name"] == "b" and info["data_fingerprint"] == FP
+    assert info["branched_from"]["run"] == "src" and info["branched_from"]["phases"] == 3
+    assert ck.branched_from(out, ("src", 3)) and not ck.branched_from(out, ("src", 2))
+    assert not ck.branched_from(root / "src", ("src", 3))
+    # the branch is an ordinary run of the new config: it resumes, the old config is refused
+    assert ck.create_run(root, "b", variant, FP, resume=True).config == variant
+    with pytest.raises(CheckpointError, match=r"train\.td3\.total_env_steps"):
+        ck.create_run(root, "b", cfg, FP, resume=True)
+
+    ppo = dataclasses.replace(cfg.train.ppo, lr=cfg.train.ppo.lr / 2)
+    ppo_variant = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ppo=ppo))
+    with pytest.raises(CheckpointError) as err:  # Phase 3 (kept) reads train.ppo
+        ck.branch_run(root, "src", "c", ppo_variant, FP, keep=3,
+                      free_sections=sections_free_after(3))
+    msg = str(err.value)
+    assert msg.startswith("train.ppo.lr: ") and "run src's" in msg
+    assert "only train.td3, train.joint may change" in msg
+    assert not (root / "c").exists() and not (root / "c.branching").exists()
+    # after Phase 2 the same change is free; the seed never is
+    assert ck.branch_run(root, "src", "c", ppo_variant, FP, keep=2,
+                         free_sections=sections_free_after(2)).is_dir()
+    with pytest.raises(CheckpointError, match=r"^seed: 7 differs"):
+        ck.branch_run(root, "src", "d", dataclasses.replace(cfg, seed=7), FP, keep=1,
+                      free_sections=sections_free_after(1))
+    with pytest.raises(CheckpointError, match=r"phase 4 of run .* not finished .* after phase 3"):
+        ck.branch_run(root, "src", "d", cfg, FP, keep=4, free_sections=sections_free_after(4))
+    with pytest.raises(CheckpointError, match="already exists; a branch starts a new run"):
+        ck.branch_run(root, "src", "b", variant, FP, keep=3, free_sections=sections_free_after(3))
+    with pytest.raises(CheckpointError, match="other data"):
+        ck.branch_run(root, "src", "d", cfg, "sha256:" + "cd" * 32, keep=1,
+                      free_sections=sections_free_after(1))
+    with pytest.raises(CheckpointError, match="no run 'nope'"):
+        ck.branch_run(root, "nope", "d", cfg, FP, keep=1, free_sections=sections_free_after(1))
+    assert sorted(p.name for p in root.iterdir()) == ["b", "c", "src"]
+    assert sections_free_after(1) == ("train.micro_pretrain", "train.ppo", "train.td3",
+                                      "train.joint")
+    assert sections_free_after(5) == ()
+
+
 def test_metrics_jsonl_is_strict_json_and_survives_a_torn_line(tmp_path):
     root = tmp_path / "checkpoints"
     r = ck.create_run(root, "m", Config(), FP, resume=False)

@@ -146,3 +146,16 @@ def test_train_reads_a_sweep_preset_without_its_sweep_section(capsys):
     assert "'sweep:' section" in capsys.readouterr().err
     with pytest.raises(Exception, match="unknown config key 'sweep'"):
         _load_cfg(args)
+
+
+@pytest.mark.parametrize("branch, expected", [
+    ("main", "--branch 'main': give RUN:K"),
+    ("main:x", "--branch 'main:x': give RUN:K"),
+    ("main:7", "--branch RUN:K keeps phases 1..K: K must be one of 1, 2, 3, 4, 5, not 7"),
+])
+def test_a_bad_branch_is_one_line_before_any_work(capsys, tmp_path, branch, expected):
+    code = main(["run", "--config", "smoke", "--checkpoints", str(tmp_path / "ck"),
+                 "--data", str(tmp_path / "market"), "--branch", branch])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and err[0].startswith(f"hrl-sarp: error: {expected}")
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "market").exists()

@@ -91,6 +91,21 @@ PHASES[4] = PhaseSpec("Micro TD3+HER with the Macro agent frozen", _run_phase4)
 PHASES[5] = PhaseSpec("alternating joint fine-tuning of both agents", _run_phase5)
 
 
+FIRST_READER: dict[str, int] = {
+    "train.micro_pretrain": 2, "train.ppo": 3, "train.td3": 4, "train.joint": 5}
+"""The config sections that no phase before the given one reads (every other key is read by
+Phase 1 already: data, features, env, networks, the pool, seeds, checkpoint rules)."""
+
+
+def sections_free_after(keep: int) -> tuple[str, ...]:
+    """The sections a run branched after Phase ``keep`` may change (``checkpointing.branch_run``):
+    those whose first reader comes later. The flat baseline is never kept, so it is retrained."""
+    if keep not in PHASES:
+        raise PhaseNotAvailableError(f"--branch RUN:K keeps phases 1..K: K must be one of "
+                                     f"{', '.join(map(str, sorted(PHASES)))}, not {keep}")
+    return tuple(sec for sec, first in FIRST_READER.items() if first > keep)
+
+
 def _run_flat(*args, **kwargs) -> PhaseResult:
     from hrl_sarp_jax.training.flat import run_flat_entry
 

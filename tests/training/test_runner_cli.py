@@ -114,3 +114,22 @@ def test_cli_train_inspect_and_errors(smoke_market, tmp_path, capsys):
     assert len(err) == 1 and "--phase 3" in err[0] and "Traceback" not in err[0]
     assert main(["inspect", "--run", "cli", "--checkpoints", str(tmp_path), "--phase", "2"]) == 2
     assert "no phase 2" in capsys.readouterr().err
+
+    # a run branched after Phase 1 with another Phase-2 key restores the same Phase 1 and keeps it
+    from hrl_sarp_jax.checkpointing import branch_run, open_run
+    from hrl_sarp_jax.config import load_config
+    from hrl_sarp_jax.training.phases import sections_free_after
+
+    variant = ["--set", "train.micro_pretrain.lr=2e-4"]
+    cfg = load_config(SMOKE, [*FAST, "train.micro_pretrain.lr=2e-4"])
+    src = open_run(tmp_path / "cli")
+    branch_run(tmp_path, "cli", "br", cfg, src.data_fingerprint, keep=1,
+               free_sections=sections_free_after(1))
+    _, market, meta, feats, _ = smoke_market
+    state_src, _, step_src = restore_phase_state(src, 1, cfg, market, meta, feats)
+    state_br, _, step_br = restore_phase_state(open_run(tmp_path / "br"), 1, cfg, market, meta,
+                                               feats)
+    assert step_br == step_src == 4 and content_hash(state_br) == content_hash(state_src)
+    br_args = [*args[:-4], *variant, "--run", "br", "--checkpoints", str(tmp_path), "--resume"]
+    assert main(br_args) == 0
+    assert "already trained (summary found), kept" in capsys.readouterr().out
