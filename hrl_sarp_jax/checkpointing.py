@@ -703,9 +703,10 @@ def branch_run(
     (each a CheckpointError naming the key, phase or folder). The folder is assembled under
     ``<run_name>.branching`` and renamed into place, so an interruption leaves no half run.
     ``run.json`` records ``branched_from``. Returns the new run folder."""
-    if not isinstance(run_name, str) or not _NAME_RE.match(run_name):
-        raise CheckpointError(f"run name {run_name!r} is not valid: use letters, digits, '.', '_' "
-                              f"or '-', starting with a letter or digit")
+    for name in (run_name, source):
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise CheckpointError(f"run name {name!r} is not valid: use letters, digits, '.', "
+                                  f"'_' or '-', starting with a letter or digit")
     if jax.process_count() > 1:
         raise CheckpointError("--branch runs in one process: branch the run without "
                               "--distributed, then continue it with --distributed")
@@ -725,9 +726,9 @@ def branch_run(
     src = Run(src_dir, src_info, src_cfg, tensorboard=False)
     for k in range(1, keep + 1):
         if read_phase_summary(src, k) is None:
+            earlier = f", or branch after phase {k - 1}" if k > 1 else ""
             raise CheckpointError(f"phase {k} of run {src_dir} is not finished (no "
-                                  f"phase{k}/{SUMMARY_FILE}): finish it, or branch after "
-                                  f"phase {k - 1}")
+                                  f"phase{k}/{SUMMARY_FILE}): finish it{earlier}")
     free = tuple(free_sections)
     now_cfg = _config_dict(cfg)
     fixed = [(key, va, vb) for key, va, vb in _differing_keys(src_cfg, now_cfg)

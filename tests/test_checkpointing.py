@@ -545,6 +545,8 @@ def test_branch_run_copies_the_kept_phases_and_refuses_keys_they_read(tmp_path):
                       free_sections=sections_free_after(1))
     with pytest.raises(CheckpointError, match="no run 'nope'"):
         ck.branch_run(root, "nope", "d", cfg, FP, keep=1, free_sections=sections_free_after(1))
+    with pytest.raises(CheckpointError, match="'../src' is not valid"):
+        ck.branch_run(root, "../src", "d", cfg, FP, keep=1, free_sections=sections_free_after(1))
     assert sorted(p.name for p in root.iterdir()) == ["b", "c", "src"]
     assert sections_free_after(1) == ("train.micro_pretrain", "train.ppo", "train.td3",
                                       "train.joint")
