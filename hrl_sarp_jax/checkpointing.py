@@ -66,16 +66,22 @@ from hrl_sarp_jax.utils.atomic import (
     atomic_write_text,
     to_json_safe,
 )
-from hrl_sarp_jax.utils.processes import as_global_arrays, gather_processes
+from hrl_sarp_jax.utils.processes import (
+    as_global_arrays,
+    gather_processes,
+    wait_for_processes,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "PhaseCheckpointer",
     "Run",
+    "branch_run",
     "configure_tracking",
     "content_hash",
     "create_run",
     "data_fingerprint",
+    "derived_run",
     "find_best",
     "inspect_run",
     "open_run",
@@ -741,23 +747,62 @@ def branch_run(
             f"run were trained with it; after phase {keep} only "
             f"{', '.join(free) or 'nothing'} may change: branch after an earlier phase, or keep "
             f"the value")
-    stage = root / f"{run_name}.branching"
-    if stage.exists():  # our own leftover of an interrupted branch
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    for k in range(1, keep + 1):
-        shutil.copytree(src.phase_dir(k), stage / src.phase_dir(k).name, symlinks=True)
-    metrics = src_dir / METRICS_FILE
-    if metrics.is_file():
-        kept = [line for line in metrics.read_text().splitlines(keepends=True)
-                if _metrics_phase(line) in range(1, keep + 1)]
-        atomic_write_text(stage / METRICS_FILE, "".join(kept))
     info = _new_run_info(run_name, data_fingerprint, market)
     info["branched_from"] = {"run": source, "phases": keep,
                              "created_at": src_info.get("created_at")}
-    _write_run_files(stage, info, now_cfg)
-    stage.rename(run_dir)
+    _assemble_run(src, range(1, keep + 1), run_dir, info, now_cfg, ".branching")
     return run_dir
+
+
+def derived_run(src: Run, root: str | Path, run_name: str, cfg: Config | Mapping,
+                phases: Iterable[int], *, selected_from: Mapping[str, Any]) -> Run:
+    """A fresh run folder ``root/run_name`` under ``cfg`` (an earlier one replaced) holding
+    ``src``'s ``phases`` that it has: their folders (checkpoints, summaries) and metrics lines,
+    so the next phase and ``evaluate`` continue from the same agents and count the same
+    validation evaluations (``pipeline.selection_trials``). ``selected_from`` goes into
+    run.json (a sweep's ``best/``: {"run", "trials": the settings it was chosen among}). Same
+    data fingerprint and market as ``src``. Assembled under ``<run_name>.staging`` and swapped
+    in, so an interruption leaves the earlier folder or the new one, never half of either."""
+    if not isinstance(run_name, str) or not _NAME_RE.match(run_name):
+        raise CheckpointError(f"run name {run_name!r} is not valid: use letters, digits, '.', '_' "
+                              f"or '-', starting with a letter or digit")
+    run_dir = Path(root) / run_name
+    info = _new_run_info(run_name, src.data_fingerprint, src.info.get("market"))
+    info["selected_from"] = dict(selected_from)
+    now_cfg = _config_dict(cfg)
+    if jax.process_index() == 0:  # one writer; the others wait until the folder is in place
+        _assemble_run(src, phases, run_dir, info, now_cfg, ".staging")
+    wait_for_processes(f"derived_run/{run_name}")
+    return Run(run_dir, info, now_cfg, tensorboard=False)
+
+
+def _assemble_run(src: Run, phases: Iterable[int], run_dir: Path, info: dict, config: dict,
+                  suffix: str) -> None:
+    """Build ``run_dir`` under ``run_dir + suffix`` (a leftover of an interrupted build removed
+    first): ``src``'s phase folders among ``phases`` (those it has) and their metrics lines,
+    run.json and config.yaml; then rename it into place, an existing ``run_dir`` moved aside
+    first and removed after."""
+    stage = run_dir.with_name(run_dir.name + suffix)
+    if stage.exists():  # our own leftover of an interrupted build
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    kept = tuple(int(k) for k in phases)
+    for k in kept:
+        if src.phase_dir(k).is_dir():
+            shutil.copytree(src.phase_dir(k), stage / src.phase_dir(k).name, symlinks=True)
+    if src.metrics_path.is_file():
+        lines = [line for line in src.metrics_path.read_text().splitlines(keepends=True)
+                 if _metrics_phase(line) in kept]
+        atomic_write_text(stage / METRICS_FILE, "".join(lines))
+    _write_run_files(stage, info, config)
+    old = run_dir.with_name(run_dir.name + ".replaced")
+    if old.exists():
+        shutil.rmtree(old)
+    if run_dir.exists():
+        run_dir.rename(old)
+    stage.rename(run_dir)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def branched_from(run_dir: str | Path, branch: tuple[str, int]) -> bool:

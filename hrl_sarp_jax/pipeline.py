@@ -143,7 +143,8 @@ def selection_trials(run: Run) -> dict[str, Any]:
     """How many configurations chose this run's policy on validation: every validation
     evaluation a phase made to pick its best checkpoint (distinct (phase, step) rows with
     validation metrics in metrics.jsonl) plus the settings of a sweep the run holds
-    (``sweep/ranking.json`` trials); 1 when none. {"trials", "by_phase", "sweep"}."""
+    (``sweep/ranking.json`` trials) or was chosen by (a sweep's ``best/``: run.json's
+    ``selected_from`` trials); 1 when none. {"trials", "by_phase", "sweep"}."""
     steps: dict[str, set] = {}
     for row in run.read_metrics():
         if any(str(k).startswith("val_") for k in row):
@@ -157,6 +158,9 @@ def selection_trials(run: Run) -> dict[str, Any]:
             sweep = int(doc.get("trials", 0)) if isinstance(doc, dict) else 0
         except (OSError, ValueError):
             sweep = 0
+    chosen = run.info.get("selected_from")
+    if isinstance(chosen, dict) and int(chosen.get("trials", 1)) > 1:
+        sweep += int(chosen["trials"])
     return {"trials": max(1, sum(by_phase.values()) + sweep), "by_phase": by_phase,
             "sweep": sweep}
 

@@ -56,7 +56,6 @@ import dataclasses
 import itertools
 import json
 import math
-import shutil
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ from hrl_sarp_jax.agents.ppo import PPOHParams
 from hrl_sarp_jax.checkpointing import (
     PhaseCheckpointer,
     Run,
-    create_run,
+    derived_run,
     write_phase_summary,
 )
 from hrl_sarp_jax.config import Config, TrainConfig, load_config_sections
@@ -861,21 +860,16 @@ def setting_members(run: Run, settings: Sequence[Mapping[str, float]], setting: 
 
 
 # HOST ONLY
-def best_run_folder(run: Run, best_cfg: Config, earlier: Sequence[int], name: str = "best"
-                    ) -> Run:
-    """A fresh run folder ``<run>/sweep/<name>`` (an earlier one replaced) under ``best_cfg``,
-    holding a copy of the sweep run's ``earlier`` phases that it has (their checkpoints and
-    summaries), so the next phase and ``evaluate`` continue from the best setting with the
-    same pre-trained agents the sweep started from."""
-    folder = run.root / SECTION / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    best_run = create_run(run.root / SECTION, name, best_cfg, run.data_fingerprint,
-                          resume=False, tensorboard=False, market=run.info.get("market"))
-    for phase in earlier:
-        if run.phase_dir(phase).is_dir():
-            shutil.copytree(run.phase_dir(phase), best_run.phase_dir(phase))
-    return best_run
+def best_run_folder(run: Run, best_cfg: Config, earlier: Sequence[int], name: str = "best",
+                    *, trials: int = 1) -> Run:
+    """A fresh run folder ``<run>/sweep/<name>`` (an earlier one replaced, swapped in whole)
+    under ``best_cfg``, holding a copy of the sweep run's ``earlier`` phases that it has (their
+    checkpoints, summaries and metrics lines), so the next phase and ``evaluate`` continue from
+    the best setting with the same pre-trained agents the sweep started from. ``trials``: the
+    settings the folder's setting was chosen among (``best/``: all of them; a ``setting<i>/``
+    folder: 1), recorded in run.json so its report's deflated Sharpe counts them."""
+    return derived_run(run, run.root / SECTION, name, best_cfg, earlier,
+                       selected_from={"run": run.name, "sweep": SECTION, "trials": int(trials)})
 
 
 # HOST ONLY
@@ -897,7 +891,8 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     best_cfg = settings_config(cfg, settings[best], k)
     if state.anchor is not None and not float(best_cfg.train.ppo.anchor_kl_coef) > 0:
         state = state.replace(anchor=None)  # an unanchored setting: its config has no anchor
-    best_run = best_run_folder(run, best_cfg, (1, 2), name)
+    best_run = best_run_folder(run, best_cfg, (1, 2), name,
+                               trials=len(settings) if name == "best" else 1)
     with PhaseCheckpointer(best_run, rm.PHASE, keep_latest=cfg.train.keep_latest,
                            best_metric=rm.BEST_METRIC) as out:
         out.save(int(step), state,

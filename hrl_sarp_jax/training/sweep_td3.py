@@ -188,7 +188,8 @@ def save_best_setting(run: Run, cfg: Config, spec: SweepSpec,
     anchored = float(best_cfg.train.td3.anchor_kl_coef) > 0
     if state.agent.anchor is not None and not anchored:  # its config has no anchor
         state = state.replace(agent=state.agent.replace(anchor=None))
-    best_run = best_run_folder(run, best_cfg, (1, 2, 3), name)
+    best_run = best_run_folder(run, best_cfg, (1, 2, 3), name,
+                               trials=len(settings) if name == "best" else 1)
     metric = best_cfg.train.td3.checkpoint_metric
     with PhaseCheckpointer(best_run, PHASE, keep_latest=cfg.train.keep_latest,
                            best_metric=metric) as out:

@@ -16,6 +16,7 @@ from hrl_sarp_jax.checkpointing import PhaseCheckpointer, create_run, open_run, 
 from hrl_sarp_jax.config import PRESETS_DIR, Config, PPOConfig, load_config_sections
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.evaluation import overfitting as of
+from hrl_sarp_jax.pipeline import selection_trials
 from hrl_sarp_jax.training import curriculum as cur
 from hrl_sarp_jax.training import rl_macro as rm
 from hrl_sarp_jax.training import sweep as sw
@@ -497,20 +498,35 @@ def test_cli_sweep_on_the_smoke_market(tmp_path, smoke_market, capsys):
 
 def test_the_best_run_folder_copies_the_earlier_phases_and_replaces_an_older_best(tmp_path):
     """best/ holds the sweep run's earlier phases it has (their files byte for byte, so the
-    next phase and evaluate start from the same pre-trained agents), not the later ones, and a
-    second best/ replaces the first."""
+    next phase and evaluate start from the same pre-trained agents) and their metrics lines,
+    not the later ones; a second best/ replaces the first whole (an interrupted build's
+    leftover removed); and its report's deflated Sharpe counts the same trials as the sweep
+    run's (Phase 1's 3 validation rows + the 6 settings), a setting<i>/ folder only its own."""
     cfg = Config()
-    run = create_run(tmp_path, "sweep_run", cfg, "fp", resume=False)
+    run = create_run(tmp_path, "sweep_run", cfg, "fp", resume=False, tensorboard=False)
     for phase, text in ((1, "one"), (3, "three")):
         (run.phase_dir(phase) / "ckpt").mkdir(parents=True)
         (run.phase_dir(phase) / "ckpt" / "data").write_text(text)
-    first = sw.best_run_folder(run, cfg, (1, 2))
+    for step in range(3):
+        run.log_metrics(1, step, {"val_loss": 1.0 - step / 10})
+    run.log_metrics(3, 0, {"val_sharpe": 0.5})
+    (run.root / sw.SECTION).mkdir()
+    (run.root / sw.SECTION / "ranking.json").write_text(json.dumps({"trials": 6}))
+    first = sw.best_run_folder(run, cfg, (1, 2), trials=6)
     assert (first.phase_dir(1) / "ckpt" / "data").read_text() == "one"
     assert not first.phase_dir(2).exists() and not first.phase_dir(3).exists()
+    assert [r["phase"] for r in open_run(first.root).read_metrics()] == [1, 1, 1]
+    assert selection_trials(open_run(run.root))["trials"] == 3 + 1 + 6
+    assert selection_trials(open_run(first.root)) == {"trials": 3 + 6, "by_phase": {"1": 3},
+                                                      "sweep": 6}
     (first.phase_dir(1) / "stale").write_text("x")
+    (first.root.parent / "best.staging" / "phase9").mkdir(parents=True)  # an interrupted build
     tau = dataclasses.replace(cfg.train.td3, tau=0.01)
     again = sw.best_run_folder(run, dataclasses.replace(
-        cfg, train=dataclasses.replace(cfg.train, td3=tau)), (1, 2, 3))
+        cfg, train=dataclasses.replace(cfg.train, td3=tau)), (1, 2, 3), trials=6)
     assert again.root == first.root and not (again.phase_dir(1) / "stale").exists()
     assert (again.phase_dir(3) / "ckpt" / "data").read_text() == "three"
     assert open_run(again.root).config.train.td3.tau == 0.01
+    assert sorted(p.name for p in again.root.parent.iterdir()) == ["best", "ranking.json"]
+    one = sw.best_run_folder(run, cfg, (1, 2), name="setting0")
+    assert selection_trials(open_run(one.root))["trials"] == 3
