@@ -82,6 +82,7 @@ __all__ = [
     "create_run",
     "data_fingerprint",
     "derived_run",
+    "describe_origin",
     "find_best",
     "inspect_run",
     "open_run",
@@ -816,6 +817,24 @@ def branched_from(run_dir: str | Path, branch: tuple[str, int]) -> bool:
     return (origin.get("run"), origin.get("phases")) == tuple(branch)
 
 
+def describe_origin(info: Mapping[str, Any]) -> str | None:
+    """Where a run's earlier phases came from, from its run.json ``info``, in one line (None
+    for a run trained from scratch): a ``--branch`` (``branched_from``) or a sweep's ``best/``
+    or ``setting<i>/`` folder (``selected_from``)."""
+    branch, chosen = info.get("branched_from"), info.get("selected_from")
+    if isinstance(branch, dict):
+        k = branch.get("phases")
+        return (f"branched from run {branch.get('run')} after phase {k} (phases 1-{k} copied "
+                f"from it; only the later ones trained here)")
+    if isinstance(chosen, dict):
+        trials = int(chosen.get("trials", 1))
+        if trials > 1:
+            return (f"chosen by the sweep of run {chosen.get('run')} among {trials} settings; "
+                    f"its deflated Sharpe counts them as trials")
+        return f"one setting of the sweep of run {chosen.get('run')} (not a selection)"
+    return None
+
+
 def _metrics_phase(line: str) -> Any:
     """The ``phase`` of one metrics.jsonl line (None for a torn or foreign line)."""
     try:
@@ -1418,5 +1437,7 @@ def inspect_run(run_root: str | Path, *, verify: bool = True) -> dict:
     return to_json_safe({
         "run": run.name, "path": str(run.root), "format_version": run.info.get("format_version"),
         "data_fingerprint": run.data_fingerprint, "created_at": run.info.get("created_at"),
-        "metrics_records": metrics_lines, "phases": phases,
+        "metrics_records": metrics_lines, "origin": describe_origin(run.info),
+        "branched_from": run.info.get("branched_from"),
+        "selected_from": run.info.get("selected_from"), "phases": phases,
     })

@@ -413,6 +413,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     print(f"run {info['run']} ({info['path']}), data {str(info['data_fingerprint'])[:19]}...")
+    if info.get("origin"):
+        print(f"  {info['origin']}")
     for name, ph in info["phases"].items():
         latest, best = ph.get("latest") or {}, ph.get("best") or {}
         print(f"  phase {name}: steps {ph.get('steps')}, latest {ph.get('latest_step')} "

@@ -514,6 +514,9 @@ def test_branch_run_copies_the_kept_phases_and_refuses_keys_they_read(tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert info["run_name"] == "b" and info["data_fingerprint"] == FP
     assert info["branched_from"]["run"] == "src" and info["branched_from"]["phases"] == 3
+    assert ck.describe_origin(info) == ("branched from run src after phase 3 (phases 1-3 copied "
+                                        "from it; only the later ones trained here)")
+    assert ck.describe_origin(json.loads((root / "src" / "run.json").read_text())) is None
     assert ck.branched_from(out, ("src", 3)) and not ck.branched_from(out, ("src", 2))
     assert not ck.branched_from(root / "src", ("src", 3))
     # the branch is an ordinary run of the new config: it resumes, the old config is refused
@@ -630,6 +633,7 @@ def test_inspect_run_reports_and_verifies(run):
     json.dumps(info, allow_nan=False)
     p1 = info["phases"]["1"]
     assert info["run"] == "r1" and info["data_fingerprint"] == FP and info["metrics_records"] == 1
+    assert info["origin"] is None and info["branched_from"] is None  # trained from scratch
     assert p1["steps"] == [1, 2, 3] and p1["latest_step"] == 3 and p1["best_step"] == 3
     assert p1["latest"]["content_hash"] == ck.content_hash(mk(3))
     assert p1["latest"]["verified"] is True

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from hrl_sarp_jax.agents.ppo import PPOHParams
-from hrl_sarp_jax.checkpointing import PhaseCheckpointer, create_run, open_run, read_phase_summary
+from hrl_sarp_jax.checkpointing import (
+    PhaseCheckpointer,
+    create_run,
+    describe_origin,
+    open_run,
+    read_phase_summary,
+)
 from hrl_sarp_jax.config import PRESETS_DIR, Config, PPOConfig, load_config_sections
 from hrl_sarp_jax.errors import CheckpointError, ConfigError
 from hrl_sarp_jax.evaluation import overfitting as of
@@ -519,6 +525,9 @@ def test_the_best_run_folder_copies_the_earlier_phases_and_replaces_an_older_bes
     assert selection_trials(open_run(run.root))["trials"] == 3 + 1 + 6
     assert selection_trials(open_run(first.root)) == {"trials": 3 + 6, "by_phase": {"1": 3},
                                                       "sweep": 6}
+    assert describe_origin(open_run(first.root).info) == (
+        "chosen by the sweep of run sweep_run among 6 settings; its deflated Sharpe counts "
+        "them as trials")
     (first.phase_dir(1) / "stale").write_text("x")
     (first.root.parent / "best.staging" / "phase9").mkdir(parents=True)  # an interrupted build
     tau = dataclasses.replace(cfg.train.td3, tau=0.01)
@@ -530,3 +539,5 @@ def test_the_best_run_folder_copies_the_earlier_phases_and_replaces_an_older_bes
     assert sorted(p.name for p in again.root.parent.iterdir()) == ["best", "ranking.json"]
     one = sw.best_run_folder(run, cfg, (1, 2), name="setting0")
     assert selection_trials(open_run(one.root))["trials"] == 3
+    assert describe_origin(open_run(one.root).info) == ("one setting of the sweep of run "
+                                                        "sweep_run (not a selection)")
