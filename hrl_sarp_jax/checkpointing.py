@@ -606,6 +606,13 @@ def open_run(run_dir: str | Path, *, tensorboard: bool | None = False) -> Run:
     return Run(run_dir, info, config, tensorboard=tensorboard)
 
 
+def _check_run_name(name: Any) -> None:
+    """CheckpointError unless ``name`` is a valid run folder name (no paths)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise CheckpointError(f"run name {name!r} is not valid: use letters, digits, '.', '_' "
+                              f"or '-', starting with a letter or digit")
+
+
 def create_run(
     root: str | Path,
     run_name: str,
@@ -634,9 +641,7 @@ def create_run(
     ``tensorboard``: False writes no TensorBoard files (None or True: ``tb/``). ``mlflow``: a
     tracking URI to log to as well (default: the one given to ``configure_tracking``).
     """
-    if not isinstance(run_name, str) or not _NAME_RE.match(run_name):
-        raise CheckpointError(f"run name {run_name!r} is not valid: use letters, digits, '.', '_' "
-                              f"or '-', starting with a letter or digit")
+    _check_run_name(run_name)
     run_dir = Path(root) / run_name
     now_cfg = _config_dict(cfg)
     if (run_dir / RUN_FILE).exists():
@@ -711,9 +716,7 @@ def branch_run(
     ``<run_name>.branching`` and renamed into place, so an interruption leaves no half run.
     ``run.json`` records ``branched_from``. Returns the new run folder."""
     for name in (run_name, source):
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise CheckpointError(f"run name {name!r} is not valid: use letters, digits, '.', "
-                                  f"'_' or '-', starting with a letter or digit")
+        _check_run_name(name)
     if jax.process_count() > 1:
         raise CheckpointError("--branch runs in one process: branch the run without "
                               "--distributed, then continue it with --distributed")
@@ -764,9 +767,7 @@ def derived_run(src: Run, root: str | Path, run_name: str, cfg: Config | Mapping
     run.json (a sweep's ``best/``: {"run", "trials": the settings it was chosen among}). Same
     data fingerprint and market as ``src``. Assembled under ``<run_name>.staging`` and swapped
     in, so an interruption leaves the earlier folder or the new one, never half of either."""
-    if not isinstance(run_name, str) or not _NAME_RE.match(run_name):
-        raise CheckpointError(f"run name {run_name!r} is not valid: use letters, digits, '.', '_' "
-                              f"or '-', starting with a letter or digit")
+    _check_run_name(run_name)
     run_dir = Path(root) / run_name
     info = _new_run_info(run_name, src.data_fingerprint, src.info.get("market"))
     info["selected_from"] = dict(selected_from)
